@@ -1,0 +1,3 @@
+"""RabbitMQ: topology, the confirming publisher, the consume loop."""
+
+__all__ = []

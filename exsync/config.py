@@ -1,0 +1,109 @@
+"""Configuration: the one module that reads the environment and the YAML file.
+
+Endpoints and secrets come from the environment; rules and mappings from one YAML file
+(`EXSYNC_CONFIG`), validated by `exsync.schemas.config`.
+"""
+
+import dataclasses
+import os
+
+import yaml
+
+from exsync.errors import ConfigError
+from exsync.schemas.config import validate_config
+
+__all__ = ["Settings", "load_settings", "DEFAULT_AMQP_URL", "DEFAULT_BIND"]
+
+DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
+DEFAULT_BIND = "0.0.0.0:8000"
+DEFAULT_WEBHOOK_WORKERS = 2
+DEFAULT_WEBHOOK_THREADS = 8
+DEFAULT_EXCHEQUER_DSN = "sqlite:///var/demo/exchequer.db"
+DEFAULT_LOG_LEVEL = "INFO"
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Settings:
+    """Everything exsync is configured with, read once at start."""
+
+    amqp_url: str = DEFAULT_AMQP_URL
+    webhook_secrets: tuple[str, ...] = ()
+    bind: str = DEFAULT_BIND
+    webhook_workers: int = DEFAULT_WEBHOOK_WORKERS
+    webhook_threads: int = DEFAULT_WEBHOOK_THREADS
+    config_path: str | None = None
+    exchequer_dsn: str = DEFAULT_EXCHEQUER_DSN
+    state_dsn: str = DEFAULT_EXCHEQUER_DSN
+    woo_url: str | None = None
+    woo_consumer_key: str | None = None
+    woo_consumer_secret: str | None = None
+    metrics_dir: str | None = None
+    log_level: str = DEFAULT_LOG_LEVEL
+    config: dict = dataclasses.field(default_factory=lambda: validate_config({})[0])
+
+    def replace(self, **changes):
+        return dataclasses.replace(self, **changes)
+
+
+def _positive_int(environ, name, default, problems):
+    raw = environ.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value < 1:
+        problems.append((name, f"must be a positive whole number, not {raw!r}"))
+        return default
+    return value
+
+
+def read_config_file(path):
+    """Loads and validates the YAML file; returns (config, problems)."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            raw = yaml.safe_load(handle)
+    except OSError as error:
+        return None, [(path, f"cannot be read: {error.strerror}")]
+    except yaml.YAMLError as error:
+        return None, [(path, f"is not valid YAML: {error}")]
+    config, problems = validate_config(raw)
+    return config, [(f"{path}:{where}", message) for where, message in problems]
+
+
+def load_settings(environ=None, *, read_file=True):
+    """Reads the environment (default: the process's) and the config file it names.
+
+    Raises ConfigError listing every problem, not just the first. With read_file false the
+    file is named but not loaded (for `check-config`, which reports on it itself).
+    """
+    environ = os.environ if environ is None else environ
+    problems = []
+    secrets = tuple(s for s in (p.strip() for p in environ.get("EXSYNC_WEBHOOK_SECRETS", "").split(",")) if s)
+    config_path = environ.get("EXSYNC_CONFIG") or None
+    config = validate_config({})[0]
+    if config_path and read_file:
+        loaded, file_problems = read_config_file(config_path)
+        problems.extend(file_problems)
+        config = loaded if loaded is not None else config
+    exchequer_dsn = environ.get("EXSYNC_EXCHEQUER_DSN") or DEFAULT_EXCHEQUER_DSN
+    settings = Settings(
+        amqp_url=environ.get("EXSYNC_AMQP_URL") or DEFAULT_AMQP_URL,
+        webhook_secrets=secrets,
+        bind=environ.get("EXSYNC_BIND") or DEFAULT_BIND,
+        webhook_workers=_positive_int(environ, "EXSYNC_WEBHOOK_WORKERS", DEFAULT_WEBHOOK_WORKERS, problems),
+        webhook_threads=_positive_int(environ, "EXSYNC_WEBHOOK_THREADS", DEFAULT_WEBHOOK_THREADS, problems),
+        config_path=config_path,
+        exchequer_dsn=exchequer_dsn,
+        state_dsn=environ.get("EXSYNC_STATE_DSN") or exchequer_dsn,
+        woo_url=environ.get("EXSYNC_WOO_URL") or None,
+        woo_consumer_key=environ.get("EXSYNC_WOO_CONSUMER_KEY") or None,
+        woo_consumer_secret=environ.get("EXSYNC_WOO_CONSUMER_SECRET") or None,
+        metrics_dir=environ.get("PROMETHEUS_MULTIPROC_DIR") or None,
+        log_level=(environ.get("EXSYNC_LOG_LEVEL") or DEFAULT_LOG_LEVEL).upper(),
+        config=config,
+    )
+    if problems:
+        raise ConfigError(problems)
+    return settings

@@ -1,0 +1,3 @@
+"""Consumers: one module per queue and the rules they apply."""
+
+__all__ = []

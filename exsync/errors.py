@@ -1,0 +1,15 @@
+"""The root of exsync's error tree; each package's errors.py hangs its own off it."""
+
+__all__ = ["ExsyncError", "ConfigError"]
+
+
+class ExsyncError(Exception):
+    """Anything exsync raises on purpose."""
+
+
+class ConfigError(ExsyncError):
+    """The environment or the YAML file is wrong; `problems` holds (path, message) pairs."""
+
+    def __init__(self, problems):
+        self.problems = list(problems)
+        super().__init__("; ".join(f"{path}: {message}" for path, message in self.problems))

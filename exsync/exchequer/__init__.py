@@ -1,0 +1,3 @@
+"""Everything that knows Advanced Exchequer."""
+
+__all__ = []

@@ -1,0 +1,108 @@
+"""What exsync measures, behind one interface with a null implementation.
+
+Code records through a `Metrics` object it is handed; the base class records nothing, so
+libraries and tests need no Prometheus. `PrometheusMetrics` registers every metric in `SPECS`
+(one table, so names and labels are reviewed in one place: `exsync_` prefix, base units,
+counters exposed with `_total`, never an id as a label).
+"""
+
+import dataclasses
+
+import prometheus_client
+
+__all__ = ["Metrics", "NullMetrics", "PrometheusMetrics", "Spec", "SPECS", "LATENCY_BUCKETS_SECONDS", "default_metrics"]
+
+LATENCY_BUCKETS_SECONDS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Spec:
+    name: str
+    kind: str  # counter | histogram | gauge
+    documentation: str
+    labels: tuple[str, ...] = ()
+    buckets: tuple[float, ...] = LATENCY_BUCKETS_SECONDS
+
+
+SPECS = (
+    # webhooks
+    Spec(name="webhook_requests", kind="counter", labels=("topic", "outcome"),
+         documentation="Webhook requests by topic and outcome (accepted, ping, parked, unauthorized, ...)."),
+    Spec(name="webhook_request_duration_seconds", kind="histogram", labels=("outcome",),
+         documentation="Time to answer a webhook request, broker confirm included."),
+    # bus
+    Spec(name="bus_publish_duration_seconds", kind="histogram", labels=("exchange",),
+         documentation="Time from publish to broker confirm."),
+    Spec(name="bus_messages_published", kind="counter", labels=("exchange", "outcome"),
+         documentation="Messages published, by outcome (confirmed, unroutable, nacked, unavailable)."),
+    Spec(name="bus_messages_consumed", kind="counter", labels=("queue", "outcome"),
+         documentation="Messages consumed, by outcome (ok, retried, parked)."),
+    Spec(name="bus_messages_retried", kind="counter", labels=("queue",),
+         documentation="Messages sent to a retry queue after a failure."),
+    Spec(name="bus_messages_parked", kind="counter", labels=("queue",),
+         documentation="Messages parked on <queue>.dead after their last attempt."),
+    Spec(name="bus_handler_duration_seconds", kind="histogram", labels=("queue",),
+         documentation="Time a consumer's handler took for one message."),
+)
+
+
+class Metrics:
+    """The interface; records nothing."""
+
+    def inc(self, name, amount=1, **labels):
+        pass
+
+    def observe(self, name, value, **labels):
+        pass
+
+    def set(self, name, value, **labels):
+        pass
+
+
+NullMetrics = Metrics
+
+
+class PrometheusMetrics(Metrics):
+    """Records to prometheus_client (multiprocess-safe when PROMETHEUS_MULTIPROC_DIR is set)."""
+
+    def __init__(self, *, registry=prometheus_client.REGISTRY, specs=SPECS):
+        self._metrics = {}
+        for spec in specs:
+            full_name = f"exsync_{spec.name}"
+            if spec.kind == "counter":
+                metric = prometheus_client.Counter(full_name, spec.documentation, spec.labels, registry=registry)
+            elif spec.kind == "histogram":
+                metric = prometheus_client.Histogram(
+                    full_name, spec.documentation, spec.labels, buckets=spec.buckets, registry=registry
+                )
+            elif spec.kind == "gauge":
+                metric = prometheus_client.Gauge(
+                    full_name, spec.documentation, spec.labels, registry=registry, multiprocess_mode="livemax"
+                )
+            else:
+                raise ValueError(f"unknown metric kind {spec.kind!r} for {spec.name}")
+            self._metrics[spec.name] = metric
+
+    def _child(self, name, labels):
+        metric = self._metrics[name]
+        return metric.labels(**labels) if labels else metric
+
+    def inc(self, name, amount=1, **labels):
+        self._child(name, labels).inc(amount)
+
+    def observe(self, name, value, **labels):
+        self._child(name, labels).observe(value)
+
+    def set(self, name, value, **labels):
+        self._child(name, labels).set(value)
+
+
+_default = None
+
+
+def default_metrics():
+    """The process's PrometheusMetrics, made once (prometheus_client allows one per name)."""
+    global _default
+    if _default is None:
+        _default = PrometheusMetrics()
+    return _default

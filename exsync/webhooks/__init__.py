@@ -1,0 +1,3 @@
+"""The WooCommerce webhook receiver (Flask under gunicorn)."""
+
+__all__ = []

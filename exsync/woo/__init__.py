@@ -1,0 +1,3 @@
+"""Everything that knows WooCommerce's REST API, and the sandbox shop."""
+
+__all__ = []

@@ -1,0 +1,89 @@
+"""Fixtures for the real services: RabbitMQ (a vhost per test) and PostgreSQL via pyodbc."""
+
+import os
+import shutil
+import urllib.parse
+import uuid
+
+import pytest
+
+from tests.support.net import port_answers
+from tests.support.rabbit import PrivateVhost
+
+DEFAULT_TEST_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
+PG_ODBC_DRIVER = "PostgreSQL Unicode"
+
+
+def _unavailable(what):
+    """No service: fail under CI (a skipped suite proves nothing), skip on a developer's machine."""
+    if os.environ.get("CI"):
+        pytest.fail(f"{what} is required in CI and did not answer", pytrace=False)
+    pytest.skip(f"{what} not available")
+
+
+@pytest.fixture(scope="session")
+def amqp_base_url():
+    url = os.environ.get("EXSYNC_AMQP_URL") or DEFAULT_TEST_AMQP_URL
+    parts = urllib.parse.urlsplit(url)
+    if port_answers(parts.hostname, parts.port or 5672):
+        yield url, None
+        return
+    if shutil.which("docker") and not os.environ.get("EXSYNC_AMQP_URL"):
+        try:
+            from testcontainers.rabbitmq import RabbitMqContainer
+
+            container = RabbitMqContainer("rabbitmq:3.13").start()
+        except Exception as error:  # no engine behind the client: fall through
+            container = None
+            reason = str(error)
+        if container is not None:
+            host, port = container.get_container_host_ip(), container.get_exposed_port(5672)
+            try:
+                yield f"amqp://guest:guest@{host}:{port}/", container
+            finally:
+                container.stop()
+            return
+        _unavailable(f"RabbitMQ (testcontainers: {reason})")
+    _unavailable(f"RabbitMQ at {parts.hostname}:{parts.port or 5672}")
+
+
+@pytest.fixture
+def amqp_url(amqp_base_url):
+    """A URL on a fresh vhost of this test's own, removed afterwards."""
+    base, container = amqp_base_url
+    run = None
+    if container is not None:
+        def run(*args):
+            code, output = container.exec(["rabbitmqctl", "-q", *args])
+            assert code == 0, output
+    with PrivateVhost(base_url=base, run=run) as vhost:
+        yield vhost.url
+
+
+@pytest.fixture(scope="session")
+def pg_server():
+    host, port = "127.0.0.1", 5432
+    if not port_answers(host, port):
+        _unavailable("PostgreSQL at 127.0.0.1:5432")
+    try:
+        import pyodbc
+    except ImportError as error:
+        pytest.fail(f"pyodbc does not import: {error}")
+    if PG_ODBC_DRIVER not in pyodbc.drivers():
+        _unavailable(f"ODBC driver {PG_ODBC_DRIVER!r} (Debian package odbc-postgresql)")
+    return f"Driver={{{PG_ODBC_DRIVER}}};Server={host};Port={port};Uid=postgres;"
+
+
+@pytest.fixture
+def pg_odbc_dsn(pg_server):
+    """An ODBC connection string to a fresh PostgreSQL database of this test's own."""
+    import pyodbc
+
+    name = f"exsync_test_{uuid.uuid4().hex[:12]}"
+    admin = pyodbc.connect(pg_server + "Database=postgres;", autocommit=True)
+    try:
+        admin.execute(f'CREATE DATABASE "{name}"')
+        yield pg_server + f"Database={name};"
+    finally:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()

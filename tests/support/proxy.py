@@ -1,0 +1,84 @@
+"""A small TCP proxy a test puts between exsync and a service, to cut it and restore it.
+
+Tests never stop the shared services; they cut this proxy instead.
+"""
+
+import socket
+import threading
+
+from tests.support.net import free_port
+
+__all__ = ["TcpProxy"]
+
+
+class TcpProxy:
+    """Forwards 127.0.0.1:<port> to a target; `cut()` drops every connection and refuses new ones."""
+
+    def __init__(self, *, target_host, target_port, port=None):
+        self.target = (target_host, target_port)
+        self.port = port or free_port()
+        self._lock = threading.Lock()
+        self._sockets = set()
+        self._listener = None
+        self._stopped = threading.Event()
+
+    def start(self):
+        self._listener = socket.socket()
+        self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._listener.bind(("127.0.0.1", self.port))
+        self._listener.listen(64)
+        self._stopped.clear()
+        threading.Thread(target=self._accept_loop, args=(self._listener,), daemon=True).start()
+        return self
+
+    def _accept_loop(self, listener):
+        while not self._stopped.is_set():
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return
+            try:
+                upstream = socket.create_connection(self.target, timeout=5)
+            except OSError:
+                client.close()
+                continue
+            upstream.settimeout(None)
+            with self._lock:
+                self._sockets.update((client, upstream))
+            for source, sink in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(source, sink), daemon=True).start()
+
+    def _pipe(self, source, sink):
+        try:
+            while chunk := source.recv(65536):
+                sink.sendall(chunk)
+        except OSError:
+            pass
+        finally:
+            for sock in (source, sink):
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+                sock.close()
+
+    def cut(self):
+        """Closes the listener and every open connection: the service is 'down'."""
+        self._stopped.set()
+        if self._listener is not None:
+            self._listener.close()
+            self._listener = None
+        with self._lock:
+            sockets, self._sockets = self._sockets, set()
+        for sock in sockets:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            sock.close()
+
+    def restore(self):
+        """Listens again on the same port."""
+        return self.start()
+
+    stop = cut
