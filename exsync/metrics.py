@@ -43,6 +43,25 @@ SPECS = (
          documentation="Messages parked on <queue>.dead after their last attempt."),
     Spec(name="bus_handler_duration_seconds", kind="histogram", labels=("queue",),
          documentation="Time a consumer's handler took for one message."),
+    # woo (the shop's REST API, the registrar, the reconciler)
+    Spec(name="woo_requests", kind="counter", labels=("method", "endpoint", "status"),
+         documentation="Requests to the shop by normalised route (never an id) and HTTP status (or 'error')."),
+    Spec(name="woo_request_duration_seconds", kind="histogram", labels=("method", "endpoint"),
+         buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+         documentation="Time for one request to the shop, one attempt."),
+    Spec(name="woo_request_retries", kind="counter", labels=("endpoint", "reason"),
+         documentation="Requests to the shop retried, by reason (429, 5xx, transport)."),
+    Spec(name="woo_batch_items", kind="counter", labels=("endpoint", "outcome"),
+         documentation="Items sent in batch requests, by outcome (ok, error)."),
+    Spec(name="woo_webhooks", kind="gauge", labels=("status",),
+         documentation="The shop's webhooks owned by exsync, by status (active, paused, disabled)."),
+    Spec(name="woo_reconciler_published", kind="counter", labels=("resource",),
+         documentation="Resources the reconciler published because they were modified since its watermark."),
+    Spec(name="woo_reconciler_watermark_timestamp_seconds", kind="gauge", labels=("resource",),
+         documentation="The reconciler's watermark (the newest date_modified_gmt confirmed on the bus)."),
+    Spec(name="woo_reconciler_run_duration_seconds", kind="histogram", labels=("outcome",),
+         buckets=(0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300),
+         documentation="Time for one reconciler pass over orders and customers."),
 )
 
 
