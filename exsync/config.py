@@ -12,7 +12,7 @@ import yaml
 from exsync.errors import ConfigError
 from exsync.schemas.config import validate_config
 
-__all__ = ["Settings", "load_settings", "DEFAULT_AMQP_URL", "DEFAULT_BIND"]
+__all__ = ["Settings", "load_settings", "child_environment", "DEFAULT_AMQP_URL", "DEFAULT_BIND"]
 
 DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
 DEFAULT_BIND = "0.0.0.0:8000"
@@ -107,3 +107,8 @@ def load_settings(environ=None, *, read_file=True):
     if problems:
         raise ConfigError(problems)
     return settings
+
+
+def child_environment(**overrides):
+    """The environment for a process exsync starts (gunicorn), with `overrides` set."""
+    return {**os.environ, **overrides}

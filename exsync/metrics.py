@@ -28,6 +28,8 @@ SPECS = (
     # webhooks
     Spec(name="webhook_requests", kind="counter", labels=("topic", "outcome"),
          documentation="Webhook requests by topic and outcome (accepted, ping, parked, unauthorized, ...)."),
+    Spec(name="webhook_unauthorized", kind="counter", labels=("reason",),
+         documentation="Webhook requests refused 401, by reason (missing_signature, bad_signature, no_secrets)."),
     Spec(name="webhook_request_duration_seconds", kind="histogram", labels=("outcome",),
          documentation="Time to answer a webhook request, broker confirm included."),
     # bus

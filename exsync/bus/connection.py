@@ -1,0 +1,77 @@
+"""Opening RabbitMQ connections; the one place pika's connection errors are translated."""
+
+import contextlib
+
+import pika
+import pika.exceptions
+
+from exsync.bus.errors import BrokerUnavailable
+
+__all__ = ["Connection", "open_connection", "DEFAULT_HEARTBEAT_SECONDS"]
+
+DEFAULT_HEARTBEAT_SECONDS = 30
+DEFAULT_CONNECT_TIMEOUT_SECONDS = 3.0
+DEFAULT_BLOCKED_TIMEOUT_SECONDS = 30.0
+
+# Everything pika raises when the broker is unreachable or the connection or channel dies.
+CONNECTION_ERRORS = (
+    pika.exceptions.AMQPConnectionError,
+    pika.exceptions.AMQPChannelError,
+    pika.exceptions.ConnectionClosed,
+    pika.exceptions.ChannelClosed,
+    pika.exceptions.StreamLostError,
+    ConnectionError,
+    OSError,
+)
+
+
+class Connection:
+    """A pika BlockingConnection whose failures surface as BrokerUnavailable."""
+
+    def __init__(self, *, url, heartbeat_seconds=DEFAULT_HEARTBEAT_SECONDS,
+                 connect_timeout_seconds=DEFAULT_CONNECT_TIMEOUT_SECONDS):
+        parameters = pika.URLParameters(url)
+        parameters.heartbeat = heartbeat_seconds
+        parameters.socket_timeout = connect_timeout_seconds
+        parameters.stack_timeout = connect_timeout_seconds * 2
+        parameters.blocked_connection_timeout = DEFAULT_BLOCKED_TIMEOUT_SECONDS
+        parameters.connection_attempts = 1
+        self.url = url
+        try:
+            self.pika = pika.BlockingConnection(parameters)
+        except CONNECTION_ERRORS as error:
+            raise BrokerUnavailable(f"cannot connect to RabbitMQ at {_safe(url)}: {error!r}") from error
+
+    @property
+    def is_open(self):
+        return self.pika.is_open
+
+    @contextlib.contextmanager
+    def translated_errors(self):
+        try:
+            yield
+        except CONNECTION_ERRORS as error:
+            raise BrokerUnavailable(f"RabbitMQ connection failed: {error!r}") from error
+
+    def close(self):
+        try:
+            if self.pika.is_open:
+                self.pika.close()
+        except CONNECTION_ERRORS:
+            pass  # closing a dead connection: nothing left to release
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def open_connection(url, **kwargs):
+    return Connection(url=url, **kwargs)
+
+
+def _safe(url):
+    """The URL without its password, for messages and logs."""
+    parsed = pika.URLParameters(url)
+    return f"{parsed.host}:{parsed.port}{'/' + parsed.virtual_host if parsed.virtual_host != '/' else '/'}"

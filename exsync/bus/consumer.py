@@ -1,0 +1,186 @@
+"""The consume loop: one queue, one handler, ack only after the handler's effects are committed.
+
+The transaction boundary lives here: a handler commits its own effects and returns; only then is
+the message acknowledged. A handler that raises sends the message to the next retry queue (or,
+after the last attempt, to `<queue>.dead` with the reason in its headers) and that publish is
+confirmed before the original is acknowledged, so a failure never loses a message.
+"""
+
+import concurrent.futures
+import dataclasses
+import datetime
+import json
+import logging
+import signal
+import threading
+
+from exsync.bus.connection import open_connection
+from exsync.bus.errors import BrokerUnavailable, PermanentError
+from exsync.bus.middleware import LoggingMiddleware, MetricsMiddleware
+from exsync.bus.topology import dead_queue_name, retry_queue_name
+from exsync.metrics import Metrics
+
+__all__ = ["Message", "Worker", "DEFAULT_PREFETCH", "ATTEMPT_HEADER", "ERROR_HEADER"]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PREFETCH = 10
+DEFAULT_POLL_SECONDS = 0.5
+DEFAULT_RECONNECT_MIN_SECONDS = 0.5
+DEFAULT_RECONNECT_MAX_SECONDS = 30.0
+ATTEMPT_HEADER = "x-exsync-attempt"
+ERROR_HEADER = "x-exsync-last-error"
+MAX_ERROR_HEADER_CHARS = 2000
+
+
+@dataclasses.dataclass(kw_only=True)
+class Message:
+    """One delivery as the handler sees it."""
+
+    queue: str
+    routing_key: str
+    body: bytes
+    headers: dict
+    properties: object
+    delivery_tag: int
+    redelivered: bool
+    event: dict | None = None
+    started_at: float = 0.0
+
+    @property
+    def attempt(self):
+        """1 on the first delivery to the handler, counting every retry since."""
+        return int(self.headers.get(ATTEMPT_HEADER, 1))
+
+    @property
+    def event_id(self):
+        return (self.event or {}).get("id", "?")
+
+    @classmethod
+    def from_delivery(cls, queue, method, properties, body):
+        message = cls(
+            queue=queue,
+            routing_key=method.routing_key,
+            body=body,
+            headers=dict(properties.headers or {}),
+            properties=properties,
+            delivery_tag=method.delivery_tag,
+            redelivered=method.redelivered,
+        )
+        try:
+            event = json.loads(body)
+        except ValueError:
+            event = None
+        message.event = event if isinstance(event, dict) else None
+        return message
+
+
+class Worker:
+    """Consumes one queue with a handler until stopped (SIGTERM/SIGINT or `stop()`)."""
+
+    def __init__(self, *, url, queue, handler, topology, prefetch=DEFAULT_PREFETCH, metrics=None,
+                 middleware=None, poll_seconds=DEFAULT_POLL_SECONDS,
+                 reconnect_min_seconds=DEFAULT_RECONNECT_MIN_SECONDS,
+                 reconnect_max_seconds=DEFAULT_RECONNECT_MAX_SECONDS):
+        self.url = url
+        self.queue = queue
+        self.handler = handler
+        self.topology = topology
+        self.prefetch = prefetch
+        metrics = metrics or Metrics()
+        self.middleware = list(middleware) if middleware is not None else [
+            LoggingMiddleware(), MetricsMiddleware(metrics=metrics)]
+        self.poll_seconds = poll_seconds
+        self.reconnect_min_seconds = reconnect_min_seconds
+        self.reconnect_max_seconds = reconnect_max_seconds
+        self._stopping = threading.Event()
+        self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"handler-{queue}")
+        topology.queue(queue)  # fail early on a queue the topology does not know
+
+    def stop(self, *_signal_args):
+        self._stopping.set()
+
+    @property
+    def stopping(self):
+        return self._stopping.is_set()
+
+    def run(self):
+        """Consumes until stopped, reconnecting with back-off while the broker is away."""
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, self.stop)
+            signal.signal(signal.SIGINT, self.stop)
+        delay = self.reconnect_min_seconds
+        try:
+            while not self._stopping.is_set():
+                try:
+                    self._consume()
+                    delay = self.reconnect_min_seconds
+                except BrokerUnavailable as error:
+                    log.warning("queue=%s broker unavailable (%s); reconnecting in %.1f s", self.queue, error, delay)
+                    self._stopping.wait(delay)
+                    delay = min(delay * 2, self.reconnect_max_seconds)
+        finally:
+            self._executor.shutdown(wait=True)
+        log.info("queue=%s worker stopped", self.queue)
+
+    def _consume(self):
+        connection = open_connection(self.url)
+        try:
+            with connection.translated_errors():
+                channel = connection.pika.channel()
+                channel.confirm_delivery()
+                self.topology.declare(channel)
+                channel.basic_qos(prefetch_count=self.prefetch)
+                log.info("queue=%s consuming (prefetch %d)", self.queue, self.prefetch)
+                for method, properties, body in channel.consume(self.queue, inactivity_timeout=self.poll_seconds):
+                    if method is not None:
+                        self._process(connection, channel, Message.from_delivery(self.queue, method, properties, body))
+                    if self._stopping.is_set():
+                        break
+                # Prefetched messages not yet handled go back to the queue for another consumer.
+                channel.cancel()
+                channel.close()
+        finally:
+            connection.close()
+
+    def _process(self, connection, channel, message):
+        for middleware in self.middleware:
+            middleware.before_process(message)
+        if message.event is None:
+            error = PermanentError("the body is not a JSON object")
+        else:
+            error = self._run_handler(connection, message)
+        if error is None:
+            outcome = "ok"
+        elif isinstance(error, PermanentError) or message.attempt >= self.topology.max_attempts:
+            outcome = "parked"
+            self._forward(channel, message, dead_queue_name(self.queue), error, attempt=message.attempt)
+        else:
+            outcome = "retried"
+            delay = self.topology.retry_delay_seconds(message.attempt)
+            self._forward(channel, message, retry_queue_name(self.queue, delay), error, attempt=message.attempt + 1)
+        channel.basic_ack(message.delivery_tag)
+        for middleware in self.middleware:
+            middleware.after_process(message, outcome=outcome, error=error)
+
+    def _run_handler(self, connection, message):
+        """Runs the handler on a thread while this one keeps the connection's heartbeats going."""
+        future = self._executor.submit(self.handler, message)
+        # Wake the I/O loop the moment the handler finishes instead of at the next heartbeat check.
+        future.add_done_callback(lambda _: connection.pika.add_callback_threadsafe(lambda: None))
+        while not future.done():
+            connection.pika.process_data_events(time_limit=self.poll_seconds)
+        error = future.exception()
+        if error is not None and not isinstance(error, Exception):
+            raise error
+        return error
+
+    def _forward(self, channel, message, queue, error, *, attempt):
+        headers = dict(message.headers)
+        headers[ATTEMPT_HEADER] = attempt
+        headers[ERROR_HEADER] = f"{type(error).__name__}: {error}"[:MAX_ERROR_HEADER_CHARS]
+        headers["x-exsync-failed-at"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+        headers["x-exsync-queue"] = self.queue
+        properties = message.properties
+        properties.headers = headers
+        channel.basic_publish("", queue, message.body, properties, mandatory=True)

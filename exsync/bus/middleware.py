@@ -1,0 +1,50 @@
+"""Cross-cutting concerns of the consume loop, as small hooks with no-op defaults."""
+
+import logging
+import time
+
+from exsync.metrics import Metrics
+
+__all__ = ["Middleware", "LoggingMiddleware", "MetricsMiddleware", "OUTCOMES"]
+
+OUTCOMES = ("ok", "retried", "parked")
+
+
+class Middleware:
+    """Hooks around each message; override what you need."""
+
+    def before_process(self, message):
+        pass
+
+    def after_process(self, message, *, outcome, error=None):
+        """Called once the message's fate is settled: outcome is one of OUTCOMES."""
+
+
+class LoggingMiddleware(Middleware):
+    def __init__(self, *, logger=None):
+        self.log = logger or logging.getLogger("exsync.bus.consumer")
+
+    def after_process(self, message, *, outcome, error=None):
+        if outcome == "retried":
+            self.log.warning("queue=%s event=%s attempt=%d failed, retrying: %s",
+                             message.queue, message.event_id, message.attempt, error)
+        elif outcome == "parked":
+            self.log.error("queue=%s event=%s attempt=%d failed, parked on the dead queue: %s",
+                           message.queue, message.event_id, message.attempt, error)
+
+
+class MetricsMiddleware(Middleware):
+    def __init__(self, *, metrics=None):
+        self.metrics = metrics or Metrics()
+
+    def before_process(self, message):
+        message.started_at = time.perf_counter()
+
+    def after_process(self, message, *, outcome, error=None):
+        self.metrics.observe("bus_handler_duration_seconds", time.perf_counter() - message.started_at,
+                             queue=message.queue)
+        self.metrics.inc("bus_messages_consumed", queue=message.queue, outcome=outcome)
+        if outcome == "retried":
+            self.metrics.inc("bus_messages_retried", queue=message.queue)
+        elif outcome == "parked":
+            self.metrics.inc("bus_messages_parked", queue=message.queue)

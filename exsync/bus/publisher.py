@@ -1,0 +1,169 @@
+"""The confirming publisher: a message counts as sent only once the broker has confirmed it."""
+
+import json
+import logging
+import threading
+import time
+
+import pika
+import pika.exceptions
+
+from exsync.bus.connection import CONNECTION_ERRORS, open_connection
+from exsync.bus.errors import BrokerUnavailable, BusError, MessageUnroutable, PublishNotConfirmed
+from exsync.metrics import Metrics
+
+__all__ = ["Publisher", "ThreadLocalPublisher", "encode_event", "message_properties"]
+
+log = logging.getLogger(__name__)
+
+PERSISTENT = pika.DeliveryMode.Persistent
+
+
+def encode_event(event):
+    return json.dumps(event, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def message_properties(event, headers=None):
+    return pika.BasicProperties(
+        content_type="application/json",
+        delivery_mode=PERSISTENT,
+        message_id=event.get("id"),
+        type=event.get("type"),
+        timestamp=int(time.time()),
+        app_id="exsync",
+        headers=headers or {},
+    )
+
+
+class Publisher:
+    """Publishes envelopes with confirms, `mandatory` and persistence; reconnects once per call.
+
+    Not thread-safe (pika connections are not): give each thread its own, or use
+    `ThreadLocalPublisher`.
+    """
+
+    def __init__(self, *, url, topology=None, metrics=None, connect=open_connection):
+        self.url = url
+        self.topology = topology
+        self.metrics = metrics or Metrics()
+        self._connect = connect
+        self._connection = None
+        self._channel = None
+
+    def _open(self):
+        connection = self._connect(self.url)
+        try:
+            with connection.translated_errors():
+                channel = connection.pika.channel()
+                channel.confirm_delivery()
+                if self.topology is not None:
+                    self.topology.declare(channel)
+        except BaseException:
+            connection.close()
+            raise
+        self._connection, self._channel = connection, channel
+
+    def _discard(self):
+        if self._connection is not None:
+            self._connection.close()
+        self._connection = self._channel = None
+
+    def publish(self, *, exchange, routing_key, event, headers=None):
+        """Sends one envelope and waits for the broker's confirm.
+
+        Raises MessageUnroutable, PublishNotConfirmed or BrokerUnavailable; on return the
+        message is stored by the broker.
+        """
+        body = encode_event(event)
+        properties = message_properties(event, headers)
+        started = time.perf_counter()
+        try:
+            self._publish_with_reconnect(exchange, routing_key, body, properties)
+        except MessageUnroutable:
+            self.metrics.inc("bus_messages_published", exchange=exchange or "default", outcome="unroutable")
+            raise
+        except PublishNotConfirmed:
+            self.metrics.inc("bus_messages_published", exchange=exchange or "default", outcome="nacked")
+            raise
+        except BusError:
+            self.metrics.inc("bus_messages_published", exchange=exchange or "default", outcome="unavailable")
+            raise
+        self.metrics.observe("bus_publish_duration_seconds", time.perf_counter() - started,
+                             exchange=exchange or "default")
+        self.metrics.inc("bus_messages_published", exchange=exchange or "default", outcome="confirmed")
+
+    def _publish_with_reconnect(self, exchange, routing_key, body, properties):
+        # One retry after a dropped connection: a broker restart or an idle connection closed by a
+        # proxy should not fail a request. A second failure means the broker really is down.
+        for attempt in (1, 2):
+            try:
+                if self._channel is None or not self._connection.is_open:
+                    self._discard()
+                    self._open()
+                self._channel.basic_publish(exchange, routing_key, body, properties, mandatory=True)
+                return
+            except pika.exceptions.UnroutableError as error:
+                raise MessageUnroutable(
+                    f"no queue bound for {exchange!r} / {routing_key!r}: the message was returned"
+                ) from error
+            except pika.exceptions.NackError as error:
+                raise PublishNotConfirmed(f"the broker nacked the message to {exchange!r} / {routing_key!r}") from error
+            except pika.exceptions.ChannelClosedByBroker as error:
+                self._discard()
+                raise BusError(f"the broker closed the channel publishing to {exchange!r}: {error}") from error
+            except CONNECTION_ERRORS as error:
+                self._discard()
+                if attempt == 2:
+                    raise BrokerUnavailable(f"cannot publish to RabbitMQ: {error!r}") from error
+                log.warning("publish failed (%r); reconnecting once", error)
+            except BrokerUnavailable:
+                self._discard()
+                if attempt == 2:
+                    raise
+
+    def check(self):
+        """Raises BrokerUnavailable unless a connection is (or can be) open: the readiness probe."""
+        if self._channel is None or not self._connection.is_open:
+            self._discard()
+            self._open()
+        with self._connection.translated_errors():
+            self._connection.pika.process_data_events(time_limit=0)
+
+    def close(self):
+        self._discard()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class ThreadLocalPublisher:
+    """One Publisher per thread, made on first use: for threaded servers such as gunicorn gthread."""
+
+    def __init__(self, **publisher_kwargs):
+        self._kwargs = publisher_kwargs
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._all = []
+
+    def _get(self):
+        publisher = getattr(self._local, "publisher", None)
+        if publisher is None:
+            publisher = self._local.publisher = Publisher(**self._kwargs)
+            with self._lock:
+                self._all.append(publisher)
+        return publisher
+
+    def publish(self, **kwargs):
+        return self._get().publish(**kwargs)
+
+    def check(self):
+        return self._get().check()
+
+    def close(self):
+        with self._lock:
+            publishers, self._all = self._all, []
+        for publisher in publishers:
+            publisher.close()

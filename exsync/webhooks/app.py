@@ -1,0 +1,83 @@
+"""The Flask app: thin views over the Receiver, plus health, readiness and metrics."""
+
+import logging
+import time
+
+import prometheus_client
+from flask import Flask, Response, request
+from prometheus_client import multiprocess
+from werkzeug.exceptions import RequestEntityTooLarge
+
+from exsync.bus import BusError, ThreadLocalPublisher, Topology
+from exsync.metrics import Metrics, default_metrics
+from exsync.webhooks.receiver import Receiver
+
+__all__ = ["create_app", "create_app_from_settings"]
+
+log = logging.getLogger(__name__)
+
+
+def create_app(*, receiver, publisher, max_body_bytes, metrics=None, metrics_dir=None):
+    """The WSGI app; everything it needs is handed in, so tests build it with real parts."""
+    metrics = metrics or Metrics()
+    app = Flask("exsync.webhooks")
+    app.config["MAX_CONTENT_LENGTH"] = max_body_bytes
+
+    @app.post("/webhooks/woocommerce")
+    def woocommerce():
+        started = time.perf_counter()
+        try:
+            body = request.get_data(cache=False)
+        except RequestEntityTooLarge:
+            metrics.inc("webhook_requests", topic="unknown", outcome="too_large")
+            return _text(413, f"the body is larger than {max_body_bytes} bytes")
+        outcome = receiver.receive(headers=request.headers, body=body)
+        metrics.observe("webhook_request_duration_seconds", time.perf_counter() - started, outcome=outcome.outcome)
+        return _text(outcome.status, outcome.message)
+
+    @app.errorhandler(RequestEntityTooLarge)
+    def too_large(error):
+        metrics.inc("webhook_requests", topic="unknown", outcome="too_large")
+        return _text(413, f"the body is larger than {max_body_bytes} bytes")
+
+    @app.get("/healthz")
+    def healthz():
+        return _text(200, "ok")
+
+    @app.get("/readyz")
+    def readyz():
+        try:
+            publisher.check()
+        except BusError as error:
+            return _text(503, f"broker unreachable: {error}")
+        return _text(200, "ready")
+
+    @app.get("/metrics")
+    def metrics_view():
+        if metrics_dir:
+            registry = prometheus_client.CollectorRegistry()
+            multiprocess.MultiProcessCollector(registry, path=metrics_dir)
+        else:
+            registry = prometheus_client.REGISTRY
+        return Response(prometheus_client.generate_latest(registry), mimetype=prometheus_client.CONTENT_TYPE_LATEST)
+
+    return app
+
+
+def _text(status, message):
+    return Response(message + "\n", status=status, mimetype="text/plain")
+
+
+def create_app_from_settings(settings):
+    """The app as `exsync webhook` serves it."""
+    metrics = default_metrics()
+    publisher = ThreadLocalPublisher(url=settings.amqp_url, topology=Topology.from_config(settings.config),
+                                     metrics=metrics)
+    receiver = Receiver(secrets=settings.webhook_secrets, publisher=publisher, metrics=metrics)
+    return create_app(
+        receiver=receiver,
+        publisher=publisher,
+        max_body_bytes=settings.config["webhook"]["max_body_bytes"],
+        metrics=metrics,
+        metrics_dir=settings.metrics_dir,
+    )
