@@ -8,7 +8,7 @@ import uuid
 import pytest
 
 from tests.support.net import port_answers
-from tests.support.rabbit import PrivateVhost
+from tests.support.rabbit import VhostPool
 
 DEFAULT_TEST_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
 PG_ODBC_DRIVER = "PostgreSQL Unicode"
@@ -47,17 +47,23 @@ def amqp_base_url():
     _unavailable(f"RabbitMQ at {parts.hostname}:{parts.port or 5672}")
 
 
-@pytest.fixture
-def amqp_url(amqp_base_url):
-    """A URL on a fresh vhost of this test's own, removed afterwards."""
+@pytest.fixture(scope="session")
+def vhost_pool(amqp_base_url):
     base, container = amqp_base_url
     run = None
     if container is not None:
         def run(*args):
             code, output = container.exec(["rabbitmqctl", "-q", *args])
             assert code == 0, output
-    with PrivateVhost(base_url=base, run=run) as vhost:
-        yield vhost.url
+    pool = VhostPool(base_url=base, run=run)
+    yield pool
+    pool.close()
+
+
+@pytest.fixture
+def amqp_url(vhost_pool):
+    """A URL on a fresh vhost of this test's own (all removed at the end of the session)."""
+    return vhost_pool.take()
 
 
 @pytest.fixture(scope="session")

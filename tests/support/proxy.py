@@ -66,6 +66,11 @@ class TcpProxy:
         """Closes the listener and every open connection: the service is 'down'."""
         self._stopped.set()
         if self._listener is not None:
+            # close() alone leaves a thread blocked in accept() still accepting on Linux.
+            try:
+                self._listener.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
             self._listener.close()
             self._listener = None
         with self._lock:
