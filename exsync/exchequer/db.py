@@ -1,0 +1,270 @@
+"""Connections: an ODBC connection string (pyodbc) or `sqlite:///path` (Python's sqlite3).
+
+`connect()` returns a `Database`: one DB-API connection, its dialect, and the mapping bound to
+it. Work happens inside `Database.transaction()`, whose `Cursor` translates every pyodbc and
+sqlite3 exception into exsync.exchequer.errors where it enters. A Database is used by one
+thread at a time; concurrent writers each connect on their own.
+"""
+
+import contextlib
+import os
+import re
+import sqlite3
+
+from exsync.exchequer.dialect import SQLITE, dialect_for_dbms
+from exsync.exchequer.errors import (
+    ConnectError,
+    DatabaseError,
+    DriverNotInstalledError,
+    DuplicateKeyError,
+    RetryableError,
+)
+from exsync.exchequer.mapping import Mapping
+
+__all__ = ["Database", "Cursor", "connect", "SQLITE_SCHEME", "DRIVER_PACKAGES", "DEFAULT_FETCH_ROWS",
+           "DEFAULT_BUSY_TIMEOUT_SECONDS", "DEFAULT_LOGIN_TIMEOUT_SECONDS"]
+
+SQLITE_SCHEME = "sqlite:///"
+DEFAULT_FETCH_ROWS = 1000
+DEFAULT_BUSY_TIMEOUT_SECONDS = 30.0
+DEFAULT_LOGIN_TIMEOUT_SECONDS = 15
+# ODBC driver names (lower case) and the Debian package that provides each; None: vendor-only.
+DRIVER_PACKAGES = {
+    "postgresql unicode": "odbc-postgresql",
+    "postgresql ansi": "odbc-postgresql",
+    "odbc driver 18 for sql server": "msodbcsql18",
+    "odbc driver 17 for sql server": "msodbcsql17",
+    "freetds": "tdsodbc",
+    "pervasive odbc interface": None,
+    "pervasive odbc client interface": None,
+    "pervasive odbc unicode interface": None,
+    "zen odbc unicode interface": None,
+}
+_DRIVER_PATTERN = re.compile(r"(?:^|;)\s*driver\s*=\s*(\{[^}]*\}|[^;]*)", re.IGNORECASE)
+
+
+def _sqlstate(error):
+    args = getattr(error, "args", ())
+    if args and isinstance(args[0], str) and len(args[0]) == 5:
+        return args[0]
+    return None
+
+
+class Cursor:
+    """A DB-API cursor whose driver exceptions come out as exsync.exchequer.errors."""
+
+    def __init__(self, *, raw, database):
+        self._raw = raw
+        self._database = database
+        self.names = database.names
+
+    def _translate(self, error, sql):
+        dialect = self._database.dialect
+        message = f"{error} [in: {' '.join(sql.split())[:300]}]"
+        if isinstance(error, sqlite3.IntegrityError):
+            if "UNIQUE" in str(error) or "PRIMARY KEY" in str(error):
+                return DuplicateKeyError(message)
+            return DatabaseError(message)
+        if isinstance(error, sqlite3.OperationalError) and "locked" in str(error):
+            return RetryableError(message)
+        sqlstate = _sqlstate(error)
+        if dialect.is_unique_violation(sqlstate):
+            return DuplicateKeyError(message, sqlstate=sqlstate)
+        if dialect.is_retryable(sqlstate):
+            return RetryableError(message, sqlstate=sqlstate)
+        return DatabaseError(message, sqlstate=sqlstate)
+
+    def execute(self, sql, params=()):
+        try:
+            self._raw.execute(sql, params)
+        except self._database.driver_errors as error:
+            raise self._translate(error, sql) from error
+        return self
+
+    def executemany(self, sql, rows):
+        rows = list(rows)
+        if not rows:
+            return self
+        try:
+            self._raw.executemany(sql, rows)
+        except self._database.driver_errors as error:
+            raise self._translate(error, sql) from error
+        return self
+
+    def run(self, template, params=()):
+        """Executes a mapping template (`{stock.code}` style names) with `?` parameters."""
+        return self.execute(self.names.sql(template), params)
+
+    def _fetch(self, method, *args):
+        try:
+            return method(*args)
+        except self._database.driver_errors as error:
+            raise self._translate(error, "fetch") from error
+
+    def fetchone(self):
+        return self._fetch(self._raw.fetchone)
+
+    def fetchall(self):
+        return self._fetch(self._raw.fetchall)
+
+    def fetchmany(self, rows=DEFAULT_FETCH_ROWS):
+        return self._fetch(self._raw.fetchmany, rows)
+
+    def iterate(self, rows=DEFAULT_FETCH_ROWS):
+        """Yields the result's rows, holding at most `rows` of them at a time."""
+        while batch := self.fetchmany(rows):
+            yield from batch
+
+    def scalar(self, template, params=()):
+        row = self.run(template, params).fetchone()
+        return None if row is None else row[0]
+
+    @property
+    def rowcount(self):
+        return self._raw.rowcount
+
+
+class Database:
+    """One connection to an Exchequer company (and, by default, the integration's state)."""
+
+    def __init__(self, *, raw, dialect, mapping, driver_errors, dsn_label):
+        self.raw = raw
+        self.dialect = dialect
+        self.mapping = mapping
+        self.names = mapping.bind(dialect)
+        self.driver_errors = driver_errors
+        self.dsn_label = dsn_label
+        self._in_transaction = False
+
+    @contextlib.contextmanager
+    def transaction(self, *, write=True):
+        """One database transaction: commits when the block ends, rolls back if it raises.
+
+        `write` takes SQLite's write lock at the start (BEGIN IMMEDIATE) so two writers queue
+        instead of failing half-way; servers lock rows as statements reach them.
+        """
+        if self._in_transaction:
+            raise DatabaseError("transactions do not nest on one Database")
+        self._in_transaction = True
+        raw_cursor = None
+        try:
+            raw_cursor = self._begin(write)
+            cursor = Cursor(raw=raw_cursor, database=self)
+            try:
+                yield cursor
+            except BaseException:
+                self._end(commit=False)
+                raise
+            self._end(commit=True)
+        finally:
+            if raw_cursor is not None:
+                with contextlib.suppress(*self.driver_errors):
+                    raw_cursor.close()
+            self._in_transaction = False
+
+    def _begin(self, write):
+        try:
+            raw_cursor = self.raw.cursor()
+            if self.dialect is SQLITE:
+                raw_cursor.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+            elif self.dialect.fast_executemany:
+                raw_cursor.fast_executemany = True
+            return raw_cursor
+        except self.driver_errors as error:
+            translated = Cursor(raw=None, database=self)._translate(error, "BEGIN")
+            raise translated from error
+
+    def _end(self, *, commit):
+        try:
+            if commit:
+                self.raw.commit()
+            else:
+                self.raw.rollback()
+        except self.driver_errors as error:
+            if not commit:
+                return
+            with contextlib.suppress(*self.driver_errors):
+                self.raw.rollback()
+            raise Cursor(raw=None, database=self)._translate(error, "COMMIT") from error
+
+    def close(self):
+        with contextlib.suppress(*self.driver_errors):
+            self.raw.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __repr__(self):
+        return f"Database({self.dialect.name}, {self.dsn_label}, {self.mapping!r})"
+
+
+def _connect_sqlite(dsn, mapping, busy_timeout_seconds):
+    path = dsn[len(SQLITE_SCHEME):]
+    if not path:
+        raise ConnectError(f"{dsn!r} names no file (sqlite:///relative/path or sqlite:////absolute/path)")
+    if path != ":memory:":
+        directory = os.path.dirname(path)
+        if directory:
+            os.makedirs(directory, exist_ok=True)
+    try:
+        raw = sqlite3.connect(path, timeout=busy_timeout_seconds, isolation_level=None,
+                              check_same_thread=False)
+        if path != ":memory:":
+            # WAL lets readers carry on while a writer holds the lock.
+            raw.execute("PRAGMA journal_mode=WAL")
+    except sqlite3.Error as error:
+        raise ConnectError(f"cannot open SQLite database {path!r}: {error}") from error
+    return Database(raw=raw, dialect=SQLITE, mapping=mapping, driver_errors=(sqlite3.Error,),
+                    dsn_label=dsn)
+
+
+def _named_driver(dsn):
+    match = _DRIVER_PATTERN.search(dsn)
+    if not match:
+        return None
+    return match.group(1).strip().strip("{}").strip() or None
+
+
+def _odbc_label(dsn):
+    """The connection string without secrets, for messages and logs."""
+    return re.sub(r"(?i)(pwd|password)\s*=\s*(\{[^}]*\}|[^;]*)", r"\1=***", dsn)
+
+
+def _connect_odbc(dsn, mapping, login_timeout_seconds):
+    try:
+        import pyodbc
+    except ImportError as error:
+        raise ConnectError(f"pyodbc cannot load the ODBC driver manager ({error}); "
+                           "install the Debian package unixodbc") from error
+    driver = _named_driver(dsn)
+    if driver is not None:
+        installed = pyodbc.drivers()
+        if driver not in installed:
+            raise DriverNotInstalledError(driver=driver, package=DRIVER_PACKAGES.get(driver.lower()),
+                                          installed=installed)
+    label = _odbc_label(dsn)
+    try:
+        raw = pyodbc.connect(dsn, autocommit=False, timeout=login_timeout_seconds)
+        dbms = raw.getinfo(pyodbc.SQL_DBMS_NAME)
+    except pyodbc.Error as error:
+        raise ConnectError(f"cannot connect to {label}: {error}") from error
+    dialect = dialect_for_dbms(dbms)
+    if dialect is None:
+        raw.close()
+        raise ConnectError(f"{label} is a {dbms!r} database, which exsync has no dialect for")
+    return Database(raw=raw, dialect=dialect, mapping=mapping, driver_errors=(pyodbc.Error,),
+                    dsn_label=label)
+
+
+def connect(dsn, *, mapping=None, busy_timeout_seconds=DEFAULT_BUSY_TIMEOUT_SECONDS,
+            login_timeout_seconds=DEFAULT_LOGIN_TIMEOUT_SECONDS):
+    """Opens `dsn` (an ODBC connection string, or sqlite:///path) with `mapping` (default: SQL edition)."""
+    mapping = mapping or Mapping()
+    if dsn.startswith(SQLITE_SCHEME):
+        return _connect_sqlite(dsn, mapping, busy_timeout_seconds)
+    if dsn.startswith("sqlite:"):
+        raise ConnectError(f"{dsn!r}: SQLite DSNs are sqlite:///path")
+    return _connect_odbc(dsn, mapping, login_timeout_seconds)

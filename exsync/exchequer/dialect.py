@@ -1,0 +1,138 @@
+"""The SQL differences between the databases exsync meets, kept in one small place.
+
+Every dialect uses `?` placeholders (sqlite3's qmark style and ODBC's). What differs: column
+types and identity columns, schemas versus table prefixes, row locks taken by a SELECT, LIMIT
+versus TOP, insert-if-absent, and which driver errors mean "duplicate key" or "try again".
+"""
+
+import dataclasses
+
+__all__ = ["Dialect", "SQLITE", "POSTGRESQL", "MSSQL", "PERVASIVE", "DIALECTS", "dialect_for_dbms"]
+
+_UNIQUE_SQLSTATES = ("23505", "23000")
+_RETRY_SQLSTATES = ("40001", "40P01", "HYT00")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Dialect:
+    """How one database spells the things exsync needs that SQL does not standardise."""
+
+    name: str
+    supports_schemas: bool
+    identity: str
+    float_type: str
+    lock_table_hint: str = ""
+    lock_suffix: str = ""
+    limit_style: str = "limit"  # limit | top
+    insert_ignore_style: str = "on_conflict"  # on_conflict | not_exists
+    fast_executemany: bool = False
+
+    def quote(self, identifier):
+        return '"' + identifier.replace('"', '""') + '"'
+
+    def column_type(self, kind):
+        if kind == "identity":
+            return self.identity
+        if kind == "int":
+            return "INTEGER"
+        if kind == "float":
+            return self.float_type
+        if kind.startswith("str:"):
+            return f"VARCHAR({int(kind[4:])})"
+        raise ValueError(f"unknown column kind {kind!r}")
+
+    def string_default(self):
+        """Exchequer's strings are NOT NULL and empty rather than missing."""
+        return "NOT NULL DEFAULT ''"
+
+    def limit(self, select_sql, rows):
+        """Restricts a `SELECT ...` to its first `rows` rows."""
+        rows = int(rows)
+        if self.limit_style == "top":
+            head, _, rest = select_sql.partition("SELECT ")
+            return f"{head}SELECT TOP {rows} {rest}"
+        return f"{select_sql} LIMIT {rows}"
+
+    def locked(self, table_sql):
+        """The table reference in a FROM clause that reads rows for update."""
+        return table_sql + self.lock_table_hint
+
+    def for_update(self, select_sql):
+        return select_sql + self.lock_suffix
+
+    def insert_if_absent(self, table_sql, columns, key_columns):
+        """An INSERT that does nothing when a row with the same key exists (one row, `?` values)."""
+        names = ", ".join(columns)
+        marks = ", ".join("?" for _ in columns)
+        if self.insert_ignore_style == "on_conflict":
+            keys = ", ".join(key_columns)
+            return f"INSERT INTO {table_sql} ({names}) VALUES ({marks}) ON CONFLICT ({keys}) DO NOTHING"
+        where = " AND ".join(f"{key} = ?" for key in key_columns)
+        return (f"INSERT INTO {table_sql} ({names}) SELECT {marks} "
+                f"WHERE NOT EXISTS (SELECT 1 FROM {table_sql} WHERE {where})")
+
+    def insert_if_absent_params(self, values, key_values):
+        if self.insert_ignore_style == "on_conflict":
+            return tuple(values)
+        return (*values, *key_values)
+
+    def create_schema(self, schema):
+        """A statement creating `schema` if missing, or None where schemas do not exist."""
+        if not self.supports_schemas:
+            return None
+        if self.name == "mssql":
+            literal = schema.replace("'", "''")
+            return f"IF SCHEMA_ID('{literal}') IS NULL EXEC('CREATE SCHEMA {self.quote(schema)}')"
+        return f"CREATE SCHEMA IF NOT EXISTS {self.quote(schema)}"
+
+    def create_table(self, table_sql, table_literal, body):
+        """A CREATE TABLE that leaves an existing table alone (`table_literal`: its name as text)."""
+        if self.name in ("mssql", "pervasive"):
+            literal = table_literal.replace("'", "''")
+            return f"IF OBJECT_ID('{literal}') IS NULL CREATE TABLE {table_sql} ({body})"
+        return f"CREATE TABLE IF NOT EXISTS {table_sql} ({body})"
+
+    def create_index(self, index_name, schema, table_sql, columns, *, unique):
+        """A CREATE INDEX that leaves an existing index alone."""
+        kind = "UNIQUE INDEX" if unique else "INDEX"
+        cols = ", ".join(columns)
+        if self.name in ("mssql", "pervasive"):
+            literal = index_name.replace("'", "''")
+            return (f"IF NOT EXISTS (SELECT 1 FROM sys.indexes WHERE name = '{literal}') "
+                    f"CREATE {kind} {self.quote(index_name)} ON {table_sql} ({cols})")
+        return f"CREATE {kind} IF NOT EXISTS {self.quote(index_name)} ON {table_sql} ({cols})"
+
+    def is_unique_violation(self, sqlstate):
+        return sqlstate in _UNIQUE_SQLSTATES
+
+    def is_retryable(self, sqlstate):
+        return sqlstate in _RETRY_SQLSTATES
+
+
+SQLITE = Dialect(name="sqlite", supports_schemas=False, identity="INTEGER PRIMARY KEY AUTOINCREMENT",
+                 float_type="REAL")
+POSTGRESQL = Dialect(name="postgresql", supports_schemas=True,
+                     identity="INTEGER GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY",
+                     float_type="DOUBLE PRECISION", lock_suffix=" FOR UPDATE")
+MSSQL = Dialect(name="mssql", supports_schemas=True, identity="INT IDENTITY(1,1) PRIMARY KEY",
+                float_type="FLOAT", lock_table_hint=" WITH (UPDLOCK, ROWLOCK)", limit_style="top",
+                insert_ignore_style="not_exists", fast_executemany=True)
+# Pervasive/Zen has no schemas and no row-lock hint in SELECT; its writes are single-row updates.
+PERVASIVE = Dialect(name="pervasive", supports_schemas=False, identity="IDENTITY PRIMARY KEY",
+                    float_type="DOUBLE", limit_style="top", insert_ignore_style="not_exists")
+
+DIALECTS = {d.name: d for d in (SQLITE, POSTGRESQL, MSSQL, PERVASIVE)}
+
+
+def dialect_for_dbms(dbms_name):
+    """The dialect for an ODBC connection's SQL_DBMS_NAME, or None if exsync does not know it."""
+    lowered = (dbms_name or "").lower()
+    if "postgres" in lowered:
+        return POSTGRESQL
+    if "sql server" in lowered:
+        return MSSQL
+    if "pervasive" in lowered or "zen" in lowered or "btrieve" in lowered:
+        return PERVASIVE
+    if "sqlite" in lowered:
+        return SQLITE
+    return None

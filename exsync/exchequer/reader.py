@@ -1,0 +1,224 @@
+"""Reads from an Exchequer company: stock with per-location figures, BOMs, accounts, documents.
+
+Stock is streamed page by page (keyset pagination on the stock code), so memory stays bounded
+whatever the driver buffers: psqlODBC, for one, fetches a whole result set unless told not to.
+"""
+
+from exsync.exchequer.db import DEFAULT_FETCH_ROWS
+from exsync.exchequer.errors import UnknownAccountError, UnknownDocumentError, UnknownStockItemError
+from exsync.exchequer.mapping import BOM_RECORD_PREFIX, BOM_SUB_TYPE, DOC_TYPE_NAMES, DOC_TYPES
+from exsync.exchequer.models import (
+    Account,
+    BomComponent,
+    Document,
+    DocumentHeader,
+    FreeStockSettings,
+    LineProgress,
+    LocationStock,
+    OrderProgress,
+    StockItem,
+    StoredLine,
+)
+from exsync.exchequer.rules import ALL_LOCATIONS, StockRules
+
+__all__ = ["ExchequerReader", "DEFAULT_PAGE_ROWS"]
+
+DEFAULT_PAGE_ROWS = DEFAULT_FETCH_ROWS
+
+_STOCK_COLUMNS = (
+    "{stock.code}, {stock.folio}, {stock.desc_1}, {stock.type}, {stock.parent_code}, "
+    "{stock.qty_in_stock}, {stock.qty_allocated}, {stock.qty_picked}, {stock.qty_on_order}, "
+    "{stock.band_a_price}, {stock.band_b_price}, {stock.category}, {stock.web_flag}"
+)
+_LOCATION_COLUMNS = (
+    "{stock_locations.stock_code}, {stock_locations.location}, {stock_locations.qty_in_stock}, "
+    "{stock_locations.qty_allocated}, {stock_locations.qty_picked}, {stock_locations.qty_on_order}"
+)
+_ACCOUNT_COLUMNS = (
+    "{accounts.code}, {accounts.cust_supp}, {accounts.company}, {accounts.contact}, "
+    "{accounts.address_1}, {accounts.address_2}, {accounts.address_3}, {accounts.address_4}, "
+    "{accounts.address_5}, {accounts.post_code}, {accounts.email}, {accounts.phone}, "
+    "{accounts.price_band}, " + ", ".join(f"{{accounts.user_def_{n}}}" for n in range(1, 11))
+)
+_HEADER_COLUMNS = (
+    "{documents.our_ref}, {documents.folio}, {documents.doc_type}, {documents.account_code}, "
+    "{documents.run_no}, {documents.trans_date}, {documents.your_ref}, {documents.long_your_ref}, "
+    "{documents.net_value}, {documents.total_vat}"
+)
+_LINE_COLUMNS = (
+    "{lines.line_no}, {lines.stock_code}, {lines.description}, {lines.qty}, {lines.qty_delivered}, "
+    "{lines.qty_picked}, {lines.location}, {lines.net_value}, {lines.vat_code}, {lines.vat_amount}, "
+    "{lines.sop_folio}, {lines.sop_line_no}"
+)
+
+
+def _account(row):
+    return Account(code=row[0], cust_supp=row[1], company=row[2], contact=row[3], address=tuple(row[4:9]),
+                   post_code=row[9], email=row[10], phone=row[11], price_band=row[12],
+                   user_defs=tuple(row[13:23]))
+
+
+def _header(row):
+    return DocumentHeader(our_ref=row[0], folio=row[1], doc_type=DOC_TYPE_NAMES.get(row[2], str(row[2])),
+                          account_code=row[3], run_no=row[4], trans_date=row[5], your_ref=row[6],
+                          long_your_ref=row[7], net_value=float(row[8]), total_vat=float(row[9]))
+
+
+def _line(row):
+    return StoredLine(line_no=row[0], stock_code=row[1], description=row[2], qty=float(row[3]),
+                      qty_delivered=float(row[4]), qty_picked=float(row[5]), location=row[6],
+                      net_value=float(row[7]), vat_code=row[8], vat_amount=float(row[9]),
+                      sop_folio=row[10], sop_line_no=row[11])
+
+
+class ExchequerReader:
+    """Read access to one company through a Database."""
+
+    def __init__(self, *, database, page_rows=DEFAULT_PAGE_ROWS):
+        self.database = database
+        self.page_rows = page_rows
+        self._web_flag_value = database.mapping.web_flag_value
+
+    def free_stock_settings(self):
+        with self.database.transaction(write=False) as cursor:
+            row = cursor.run("SELECT {settings.free_stock_excludes_sales_orders}, "
+                             "{settings.orders_allocate_when_picked} FROM {settings}").fetchone()
+        if row is None:
+            return FreeStockSettings()
+        return FreeStockSettings(excludes_sales_orders=bool(row[0]), allocate_when_picked=bool(row[1]))
+
+    def stock_rules(self, locations=ALL_LOCATIONS):
+        """The rules as this company's settings and the given location scope make them."""
+        return StockRules(settings=self.free_stock_settings(), locations=locations)
+
+    def locations(self):
+        """(code, name) of every location, by code."""
+        with self.database.transaction(write=False) as cursor:
+            rows = cursor.run("SELECT {locations.code}, {locations.name} FROM {locations} "
+                              "ORDER BY {locations.code}").fetchall()
+        return [(row[0], row[1]) for row in rows]
+
+    def _item(self, row, location_rows):
+        return StockItem(
+            row[0], row[1], row[2], row[3], row[4], float(row[5]), float(row[6]), float(row[7]),
+            float(row[8]), float(row[9]), float(row[10]), row[11], row[12] == self._web_flag_value,
+            tuple(LocationStock(lr[1], float(lr[2]), float(lr[3]), float(lr[4]), float(lr[5]))
+                  for lr in location_rows),
+        )
+
+    def iter_stock_items(self):
+        """Yields every stock item with its locations, in code order, a page at a time."""
+        names = self.database.names
+        dialect = self.database.dialect
+        page_sql = dialect.limit(names.sql(f"SELECT {_STOCK_COLUMNS} FROM {{stock}} WHERE {{stock.code}} > ? "
+                                           "ORDER BY {stock.code}"), self.page_rows)
+        locations_sql = names.sql(
+            f"SELECT {_LOCATION_COLUMNS} FROM {{stock_locations}} "
+            "WHERE {stock_locations.stock_code} >= ? AND {stock_locations.stock_code} <= ? "
+            "ORDER BY {stock_locations.stock_code}, {stock_locations.location}")
+        after = ""
+        with self.database.transaction(write=False) as cursor:
+            while True:
+                page = cursor.execute(page_sql, (after,)).fetchall()
+                if not page:
+                    return
+                by_code = {}
+                for location_row in cursor.execute(locations_sql, (page[0][0], page[-1][0])).fetchall():
+                    by_code.setdefault(location_row[0], []).append(location_row)
+                for row in page:
+                    yield self._item(row, by_code.get(row[0], ()))
+                if len(page) < self.page_rows:
+                    return
+                after = page[-1][0]
+
+    def stock_item(self, code):
+        with self.database.transaction(write=False) as cursor:
+            row = cursor.run(f"SELECT {_STOCK_COLUMNS} FROM {{stock}} WHERE {{stock.code}} = ?", (code,)).fetchone()
+            if row is None:
+                raise UnknownStockItemError(f"no stock item {code!r}")
+            locations = cursor.run(f"SELECT {_LOCATION_COLUMNS} FROM {{stock_locations}} "
+                                   "WHERE {stock_locations.stock_code} = ? ORDER BY {stock_locations.location}",
+                                   (row[0],)).fetchall()
+        return self._item(row, locations)
+
+    def bom_components(self):
+        """Every bill of materials: parent code -> its components (with each component's type)."""
+        boms = {}
+        with self.database.transaction(write=False) as cursor:
+            cursor.run(
+                "SELECT p.{stock.code}, b.{bom.component_code}, b.{bom.qty_used}, c.{stock.type} "
+                "FROM {bom} b JOIN {stock} p ON p.{stock.folio} = b.{bom.parent_folio} "
+                "LEFT JOIN {stock} c ON c.{stock.code} = b.{bom.component_code} "
+                "WHERE b.{bom.record_prefix} = ? AND b.{bom.sub_type} = ? "
+                "ORDER BY p.{stock.code}, b.{bom.position_id}", (BOM_RECORD_PREFIX, BOM_SUB_TYPE))
+            for parent, component, qty_used, component_type in cursor.iterate():
+                boms.setdefault(parent, []).append(
+                    BomComponent(parent, component, float(qty_used), component_type or ""))
+        return {parent: tuple(components) for parent, components in boms.items()}
+
+    def stock_levels(self, locations=ALL_LOCATIONS):
+        """Free stock (and could-build for BOMs) of every item, streamed."""
+        rules = self.stock_rules(locations)
+        return rules.levels(self.iter_stock_items(), self.bom_components())
+
+    def account(self, code):
+        """The account with this code (codes are held upper case, as Exchequer keeps them)."""
+        with self.database.transaction(write=False) as cursor:
+            row = cursor.run(f"SELECT {_ACCOUNT_COLUMNS} FROM {{accounts}} WHERE {{accounts.code}} = ?",
+                             (code.upper(),)).fetchone()
+        if row is None:
+            raise UnknownAccountError(f"no account {code!r}")
+        return _account(row)
+
+    def accounts_by_email(self, email):
+        """Every account with this e-mail address, compared case-insensitively."""
+        with self.database.transaction(write=False) as cursor:
+            rows = cursor.run(f"SELECT {_ACCOUNT_COLUMNS} FROM {{accounts}} "
+                              "WHERE LOWER({accounts.email}) = ? ORDER BY {accounts.code}",
+                              (email.strip().lower(),)).fetchall()
+        return [_account(row) for row in rows]
+
+    def iter_accounts(self):
+        """Yields every account, in code order."""
+        with self.database.transaction(write=False) as cursor:
+            cursor.run(f"SELECT {_ACCOUNT_COLUMNS} FROM {{accounts}} ORDER BY {{accounts.code}}")
+            for row in cursor.iterate():
+                yield _account(row)
+
+    def document(self, reference):
+        """A transaction (header and lines) by its reference, e.g. SOR000123."""
+        with self.database.transaction(write=False) as cursor:
+            return self._document(cursor, reference)
+
+    def _document(self, cursor, reference):
+        row = cursor.run(f"SELECT {_HEADER_COLUMNS} FROM {{documents}} WHERE {{documents.our_ref}} = ?",
+                         (reference,)).fetchone()
+        if row is None:
+            raise UnknownDocumentError(f"no transaction {reference!r}")
+        header = _header(row)
+        lines = cursor.run(f"SELECT {_LINE_COLUMNS} FROM {{lines}} WHERE {{lines.folio}} = ? "
+                           "ORDER BY {lines.line_no}", (header.folio,)).fetchall()
+        return Document(header=header, lines=tuple(_line(line) for line in lines))
+
+    def order_progress(self, reference):
+        """How far a sales order has got: delivered and invoiced per line, and the SDNs and SINs."""
+        with self.database.transaction(write=False) as cursor:
+            order = self._document(cursor, reference)
+            raised = cursor.run(
+                "SELECT d.{documents.doc_type}, d.{documents.our_ref}, l.{lines.sop_line_no}, l.{lines.qty} "
+                "FROM {lines} l JOIN {documents} d ON d.{documents.folio} = l.{lines.folio} "
+                "WHERE l.{lines.sop_folio} = ? ORDER BY d.{documents.folio}, l.{lines.line_no}",
+                (order.header.folio,)).fetchall()
+        deliveries, invoices, invoiced = [], [], {}
+        for doc_type, our_ref, sop_line_no, qty in raised:
+            if doc_type == DOC_TYPES["SDN"] and our_ref not in deliveries:
+                deliveries.append(our_ref)
+            elif doc_type == DOC_TYPES["SIN"]:
+                if our_ref not in invoices:
+                    invoices.append(our_ref)
+                invoiced[sop_line_no] = invoiced.get(sop_line_no, 0.0) + float(qty)
+        lines = tuple(LineProgress(line_no=line.line_no, stock_code=line.stock_code, qty=line.qty,
+                                   qty_delivered=line.qty_delivered, qty_invoiced=invoiced.get(line.line_no, 0.0))
+                      for line in order.lines)
+        return OrderProgress(reference=reference, lines=lines, deliveries=tuple(deliveries),
+                             invoices=tuple(invoices))

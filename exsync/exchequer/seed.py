@@ -1,0 +1,228 @@
+"""Fills a demo company with realistic, reproducible data (the same seed gives the same company).
+
+Locations; products with stock, allocations and picks per location; band A (retail) and band B
+(wholesale) prices; a category and a web-enabled flag in the configured user fields; group and
+description-only items; bills of materials (`KIT-nnnnn`, in addition to the `--items` products),
+some nested and some with a description-only component; customer accounts, a share of them on
+band B. Rows go in with executemany in batches, all in one transaction.
+"""
+
+import dataclasses
+import random
+
+from exsync.exchequer.accounts import AccountCodePattern
+from exsync.exchequer.errors import AccountCodeExhaustedError, SeedError
+from exsync.exchequer.mapping import BOM_RECORD_PREFIX, BOM_SUB_TYPE
+
+__all__ = ["seed", "SeedSummary", "DEFAULT_SEED", "DEFAULT_BATCH_ROWS", "CATEGORIES"]
+
+DEFAULT_SEED = 20261127
+DEFAULT_BATCH_ROWS = 5000
+CATEGORIES = (("Widgets", "WIDGET"), ("Gadgets", "GADGET"), ("Sprockets", "SPROCKET"), ("Fasteners", "BOLT"),
+              ("Bearings", "BEARING"), ("Cables", "CABLE"), ("Valves", "VALVE"), ("Filters", "FILTER"))
+_ADJECTIVES = ("Standard", "Heavy-duty", "Compact", "Stainless", "Galvanised", "Precision", "Industrial", "Mini")
+_SIZES = ("M4", "M6", "M8", "M10", "10mm", "25mm", "50mm", "1/2in", "3/4in", "Large", "Small")
+_COMPANY_WORDS = ("Acme", "Brightwater", "Castle", "Dovetail", "Evergreen", "Fairfield", "Granite", "Harbour",
+                  "Ironbridge", "Juniper", "Kestrel", "Lakeside", "Meridian", "Northgate", "Oakwood", "Pennine",
+                  "Quayside", "Riverside", "Summit", "Thornbury", "Upland", "Vale", "Westbrook", "Yardley")
+_COMPANY_KINDS = ("Engineering", "Supplies", "Trading", "Fabrications", "Services", "Maintenance", "Hardware")
+_SUFFIXES = ("Ltd", "Ltd", "plc", "& Sons", "LLP")
+_FIRST_NAMES = ("Alice", "Ben", "Chloe", "David", "Emma", "Farid", "Grace", "Harry", "Isla", "Jack", "Kiran", "Lucy")
+_SURNAMES = ("Smith", "Jones", "Taylor", "Brown", "Williams", "Wilson", "Johnson", "Davies", "Patel", "Robinson",
+             "Wright", "Thompson", "Evans", "Walker", "White", "Roberts", "Green", "Hall", "Wood", "Jackson")
+_TOWNS = (("Leeds", "West Yorkshire", "LS"), ("Bristol", "Avon", "BS"), ("Norwich", "Norfolk", "NR"),
+          ("Derby", "Derbyshire", "DE"), ("Exeter", "Devon", "EX"), ("York", "North Yorkshire", "YO"))
+_STREETS = ("High Street", "Station Road", "Mill Lane", "Church Street", "Park Road", "Victoria Road")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class SeedSummary:
+    """What seed() wrote."""
+
+    locations: int
+    items: int
+    boms: int
+    accounts: int
+    stock_rows: int
+    stock_location_rows: int
+    bom_rows: int
+
+
+def _location_codes(count):
+    return ["MAI"] + [f"W{n:02d}" for n in range(2, count + 1)]
+
+
+def _batched(cursor, sql, rows, batch_rows):
+    batch = []
+    for row in rows:
+        batch.append(row)
+        if len(batch) >= batch_rows:
+            cursor.executemany(sql, batch)
+            batch = []
+    cursor.executemany(sql, batch)
+
+
+def _stock_row(code, folio, description, stock_type, parent, totals, prices, category, web_flag):
+    in_stock, allocated, picked, on_order = totals
+    band_a, band_b = prices
+    return (code, folio, description, stock_type, parent, in_stock, allocated, picked, on_order, band_a, band_b,
+            category, web_flag)
+
+
+class _Seeder:
+    def __init__(self, *, rng, items, locations, boms, accounts, web_flag_value):
+        self.rng = rng
+        self.items = items
+        self.location_codes = _location_codes(locations)
+        self.boms = boms
+        self.accounts = accounts
+        self.web_flag_value = web_flag_value
+        self.stock_rows = []
+        self.location_rows = []
+        self.products = []
+        self.description_only = []
+        self.folio = 0
+
+    def _next_folio(self):
+        self.folio += 1
+        return self.folio
+
+    def _item_type(self, n):
+        # Fixed positions rather than chance, so even a ten-item company has one of each.
+        if n % 50 == 7:
+            return "D"
+        if n % 50 == 23:
+            return "X"
+        return "P"
+
+    def stock(self):
+        rng = self.rng
+        for category, prefix in CATEGORIES:
+            yield _stock_row(f"GRP-{prefix}", self._next_folio(), category, "G", "", (0.0, 0.0, 0.0, 0.0),
+                             (0.0, 0.0), category, "N")
+        for n in range(1, self.items + 1):
+            category, prefix = CATEGORIES[rng.randrange(len(CATEGORIES))]
+            code = f"{prefix}-{n:05d}"
+            stock_type = self._item_type(n)
+            if stock_type == "D":
+                self.description_only.append(code)
+                yield _stock_row(code, self._next_folio(), f"{category} fitting instructions", "D", f"GRP-{prefix}",
+                                 (0.0, 0.0, 0.0, 0.0), (0.0, 0.0), category, "N")
+                continue
+            description = f"{rng.choice(_ADJECTIVES)} {category[:-1].lower()} {rng.choice(_SIZES)}"
+            totals = [0.0, 0.0, 0.0, 0.0]
+            for location in self.location_codes:
+                in_stock = 0.0 if rng.random() < 0.1 else float(rng.randint(1, 250))
+                allocated = float(rng.randint(0, int(in_stock) // 3))
+                picked = float(rng.randint(0, int(allocated)))
+                on_order = float(rng.choice((0, 0, 0, 24, 48, 100)))
+                self.location_rows.append((code, location, in_stock, allocated, picked, on_order))
+                for index, value in enumerate((in_stock, allocated, picked, on_order)):
+                    totals[index] += value
+            band_a = round(rng.uniform(0.5, 400.0), 2)
+            band_b = round(band_a * rng.uniform(0.65, 0.85), 2)
+            web = self.web_flag_value if stock_type == "P" and rng.random() < 0.85 else "N"
+            if stock_type == "P":
+                self.products.append(code)
+            yield _stock_row(code, self._next_folio(), description, stock_type, f"GRP-{prefix}", tuple(totals),
+                             (band_a, band_b), category, web)
+
+    def bills(self):
+        """(stock row, component rows) for each kit; kit 2 onwards may contain an earlier kit."""
+        rng = self.rng
+        kits = []
+        for n in range(1, self.boms + 1):
+            code = f"KIT-{n:05d}"
+            folio = self._next_folio()
+            chosen = rng.sample(self.products, min(len(self.products), rng.randint(2, 4)))
+            components = [(code_, float(rng.choice((1, 1, 2, 3, 4, 0.5)))) for code_ in chosen]
+            if kits and (n == 2 or rng.random() < 0.2):
+                components.append((rng.choice(kits), 1.0))
+            if self.description_only and (n == 1 or rng.random() < 0.3):
+                components.append((rng.choice(self.description_only), 1.0))
+            kits.append(code)
+            band_a = round(rng.uniform(20.0, 900.0), 2)
+            row = _stock_row(code, folio, f"Kit {n}: {len(components)} parts", "M", "", (0.0, 0.0, 0.0, 0.0),
+                             (band_a, round(band_a * 0.8, 2)), "Kits", self.web_flag_value)
+            yield row, [(BOM_RECORD_PREFIX, BOM_SUB_TYPE, folio, component, qty) for component, qty in components]
+
+    def account_rows(self, pattern):
+        rng = self.rng
+        counters = {}
+        for n in range(1, self.accounts + 1):
+            first, surname = rng.choice(_FIRST_NAMES), rng.choice(_SURNAMES)
+            company = "" if rng.random() < 0.3 else \
+                f"{rng.choice(_COMPANY_WORDS)} {rng.choice(_COMPANY_KINDS)} {rng.choice(_SUFFIXES)}"
+            contact = f"{first} {surname}"
+            stem = pattern.stem(company=company, contact=contact)
+            counters[stem] = counters.get(stem, 0) + 1
+            try:
+                code = pattern.code(stem, counters[stem])
+            except AccountCodeExhaustedError as error:
+                raise SeedError(f"too many accounts for the seed's names ({error}); seed fewer") from error
+            town, county, area = rng.choice(_TOWNS)
+            post_code = f"{area}{rng.randint(1, 29)} {rng.randint(1, 9)}{rng.choice('ABDEFGHJLNPQRSTUWXYZ')}" \
+                        f"{rng.choice('ABDEFGHJLNPQRSTUWXYZ')}"
+            domain = (company.split()[0].lower() + ".example") if company else "mail.example"
+            email = f"{first.lower()}.{surname.lower()}{n}@{domain}"
+            band = "B" if rng.random() < 0.2 else "A"
+            yield (code, "C", company, contact, f"{rng.randint(1, 200)} {rng.choice(_STREETS)}", town, county, "",
+                   "", post_code, email, f"01{rng.randint(100, 999)} {rng.randint(100000, 999999)}", band)
+
+
+def seed(database, *, items, locations, boms, accounts, seed_value=DEFAULT_SEED, batch_rows=DEFAULT_BATCH_ROWS,
+         account_codes=None):
+    """Fills an initialised, empty company; SeedError if it already holds stock."""
+    if locations < 1 or items < 2 or boms < 0 or accounts < 0:
+        raise SeedError("seed needs at least 1 location and 2 items, and no negative counts")
+    if boms and items < 5:
+        raise SeedError("bills of materials need at least 5 items to choose components from")
+    names = database.names
+    seeder = _Seeder(rng=random.Random(seed_value), items=items, locations=locations, boms=boms,
+                     accounts=accounts, web_flag_value=database.mapping.web_flag_value)
+    stock_sql = names.sql(
+        "INSERT INTO {stock} ({stock.code}, {stock.folio}, {stock.desc_1}, {stock.type}, {stock.parent_code}, "
+        "{stock.qty_in_stock}, {stock.qty_allocated}, {stock.qty_picked}, {stock.qty_on_order}, "
+        "{stock.band_a_price}, {stock.band_b_price}, {stock.category}, {stock.web_flag}) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+    location_sql = names.sql(
+        "INSERT INTO {stock_locations} ({stock_locations.stock_code}, {stock_locations.location}, "
+        "{stock_locations.qty_in_stock}, {stock_locations.qty_allocated}, {stock_locations.qty_picked}, "
+        "{stock_locations.qty_on_order}) VALUES (?, ?, ?, ?, ?, ?)")
+    bom_sql = names.sql("INSERT INTO {bom} ({bom.record_prefix}, {bom.sub_type}, {bom.parent_folio}, "
+                        "{bom.component_code}, {bom.qty_used}) VALUES (?, ?, ?, ?, ?)")
+    account_sql = names.sql(
+        "INSERT INTO {accounts} ({accounts.code}, {accounts.cust_supp}, {accounts.company}, {accounts.contact}, "
+        "{accounts.address_1}, {accounts.address_2}, {accounts.address_3}, {accounts.address_4}, "
+        "{accounts.address_5}, {accounts.post_code}, {accounts.email}, {accounts.phone}, {accounts.price_band}) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+    counts = {"stock": 0, "locations": 0, "bom": 0}
+    with database.transaction() as cursor:
+        if cursor.scalar("SELECT COUNT(*) FROM {stock}"):
+            raise SeedError("the company already holds stock items; seed an empty one")
+        cursor.executemany(names.sql("INSERT INTO {locations} ({locations.code}, {locations.name}) VALUES (?, ?)"),
+                           [(code, "Main warehouse" if code == "MAI" else f"Warehouse {code[1:].lstrip('0')}")
+                            for code in seeder.location_codes])
+
+        def stock_rows():
+            for row in seeder.stock():
+                counts["stock"] += 1
+                yield row
+                if len(seeder.location_rows) >= batch_rows:
+                    counts["locations"] += len(seeder.location_rows)
+                    cursor.executemany(location_sql, seeder.location_rows)
+                    seeder.location_rows = []
+
+        _batched(cursor, stock_sql, stock_rows(), batch_rows)
+        counts["locations"] += len(seeder.location_rows)
+        cursor.executemany(location_sql, seeder.location_rows)
+        kit_rows, component_rows = [], []
+        for row, components in seeder.bills():
+            kit_rows.append(row)
+            component_rows.extend(components)
+        cursor.executemany(stock_sql, kit_rows)
+        cursor.executemany(bom_sql, component_rows)
+        _batched(cursor, account_sql, seeder.account_rows(account_codes or AccountCodePattern()), batch_rows)
+    return SeedSummary(locations=len(seeder.location_codes), items=items, boms=boms, accounts=accounts,
+                       stock_rows=counts["stock"] + len(kit_rows), stock_location_rows=counts["locations"],
+                       bom_rows=len(component_rows))
