@@ -41,6 +41,40 @@ def cmd_webhook(settings, args):
     return run_gunicorn(settings)
 
 
+def _exchequer_database(settings):
+    from exsync.exchequer import connect, mapping_for
+
+    return connect(settings.exchequer_dsn, mapping=mapping_for(settings.config))
+
+
+def cmd_exchequer_init(settings, args):
+    from exsync.exchequer import init_schema
+
+    with _exchequer_database(settings) as database:
+        init_schema(database)
+        print(f"tables ready in {database!r}")
+    return 0
+
+
+def cmd_exchequer_seed(settings, args):
+    import time
+
+    from exsync.exchequer import init_schema, options_for, seed
+
+    options = options_for(settings.config)
+    with _exchequer_database(settings) as database:
+        init_schema(database)
+        started = time.monotonic()
+        chosen = {} if args.seed is None else {"seed_value": args.seed}
+        summary = seed(database, items=args.items, locations=args.locations, boms=args.boms,
+                       accounts=args.accounts, account_codes=options.account_codes, **chosen)
+        elapsed_seconds = time.monotonic() - started
+    print(f"seeded {summary.stock_rows} stock rows, {summary.stock_location_rows} stock-location rows, "
+          f"{summary.bom_rows} BOM components, {summary.accounts} accounts, {summary.locations} locations "
+          f"in {elapsed_seconds:.1f} s")
+    return 0
+
+
 def build_parser():
     parser = argparse.ArgumentParser(prog="exsync", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -54,6 +88,18 @@ def build_parser():
 
     webhook = sub.add_parser("webhook", help="serve the WooCommerce webhook receiver under gunicorn")
     webhook.set_defaults(func=cmd_webhook)
+
+    exchequer = sub.add_parser("exchequer", help="the Exchequer company: create and seed the demo tables")
+    exchequer_sub = exchequer.add_subparsers(dest="exchequer_command", required=True, metavar="ACTION")
+    init = exchequer_sub.add_parser("init", help="create the Exchequer-shaped tables (idempotent)")
+    init.set_defaults(func=cmd_exchequer_init)
+    seed = exchequer_sub.add_parser("seed", help="fill an empty demo company with reproducible data")
+    seed.add_argument("--items", type=int, default=1000, help="stock items (products), default 1000")
+    seed.add_argument("--locations", type=int, default=3, help="stock locations, default 3")
+    seed.add_argument("--boms", type=int, default=20, help="bills of materials, in addition to the items")
+    seed.add_argument("--accounts", type=int, default=200, help="customer accounts, default 200")
+    seed.add_argument("--seed", type=int, help="random seed: the same seed, the same company")
+    seed.set_defaults(func=cmd_exchequer_seed)
     return parser
 
 

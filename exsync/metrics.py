@@ -64,6 +64,13 @@ SPECS = (
     Spec(name="woo_reconciler_run_duration_seconds", kind="histogram", labels=("outcome",),
          buckets=(0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300),
          documentation="Time for one reconciler pass over orders and customers."),
+    # exchequer
+    Spec(name="exchequer_writes", kind="counter", labels=("operation", "outcome"),
+         documentation="Writes to Exchequer by operation and outcome (created, existing, updated, failed)."),
+    Spec(name="exchequer_write_duration_seconds", kind="histogram", labels=("operation",),
+         documentation="Time one write to Exchequer took, retries included."),
+    Spec(name="exchequer_write_retries", kind="counter", labels=("operation",),
+         documentation="Write transactions retried after a deadlock, a busy database or a taken account code."),
 )
 
 

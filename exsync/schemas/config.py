@@ -26,9 +26,47 @@ class WebhookSchema(Schema):
     )
 
 
+class LocationsField(fields.Field):
+    """`all`, or a list of 3-character location codes."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if value == "all":
+            return value
+        if isinstance(value, list) and value and all(isinstance(v, str) and 1 <= len(v) <= 3 for v in value):
+            return list(value)
+        raise ValidationError("must be 'all' or a non-empty list of location codes (up to 3 characters)")
+
+
+class AccountCodeSchema(Schema):
+    pattern = fields.String(load_default="LLLLNN", validate=validate.Regexp(r"^L+N+$"))
+    source = fields.String(load_default="company", validate=validate.OneOf(["company", "surname"]))
+
+
+_STOCK_USER_FIELDS = [f"stUserField{n}" for n in range(1, 11)]
+
+
+class ExchequerSchema(Schema):
+    edition = fields.String(load_default="sql", validate=validate.OneOf(["sql"]))
+    company = fields.String(load_default="ZZZZ01", validate=validate.Length(min=1, max=30))
+    table_prefix = fields.String(load_default=None, allow_none=True)
+    state_schema = fields.String(load_default="exsync", validate=validate.Length(min=1, max=30))
+    locations = LocationsField(load_default="all")
+    default_location = fields.String(load_default="MAI", validate=validate.Length(min=1, max=3))
+    category_field = fields.String(load_default="stUserField1", validate=validate.OneOf(_STOCK_USER_FIELDS))
+    web_flag_field = fields.String(load_default="stUserField2", validate=validate.OneOf(_STOCK_USER_FIELDS))
+    web_flag_value = fields.String(load_default="Y")
+    account_code = fields.Nested(AccountCodeSchema, load_default=lambda: AccountCodeSchema().load({}))
+    vat_codes = fields.Dict(keys=fields.String(validate=validate.Length(equal=1)),
+                            values=fields.Float(validate=validate.Range(min=0, max=100)),
+                            load_default=lambda: {"S": 20.0, "Z": 0.0, "E": 0.0, "5": 5.0})
+    tables = fields.Dict(keys=fields.String(), values=fields.String(), load_default=dict)
+    columns = fields.Dict(keys=fields.String(), values=fields.String(), load_default=dict)
+
+
 class ConfigSchema(Schema):
     bus = fields.Nested(BusSchema, load_default=lambda: BusSchema().load({}))
     webhook = fields.Nested(WebhookSchema, load_default=lambda: WebhookSchema().load({}))
+    exchequer = fields.Nested(ExchequerSchema, load_default=lambda: ExchequerSchema().load({}))
 
 
 def _flatten(messages, prefix=""):
