@@ -1,0 +1,88 @@
+import urllib.parse
+
+import pytest
+
+from exsync.bus import (
+    BrokerUnavailable,
+    MessageUnroutable,
+    Publisher,
+    Topology,
+    declare_topology,
+    new_event,
+)
+from tests.support.proxy import TcpProxy
+from tests.support.rabbit import queue_depth, read_messages
+
+
+def event(subject=1):
+    return new_event(type="woo.order.created", source="test", subject=subject, data={"id": subject})
+
+
+def proxied(url, proxy):
+    parts = urllib.parse.urlsplit(url)
+    return urllib.parse.urlunsplit(parts._replace(netloc=f"{parts.username}:{parts.password}@127.0.0.1:{proxy.port}"))
+
+
+def test_a_confirmed_message_is_persistent_and_routed_by_topic(amqp_url):
+    with Publisher(url=amqp_url, topology=Topology()) as publisher:
+        publisher.publish(exchange="woo", routing_key="order.created", event=event(7))
+    [(body, properties)] = read_messages(amqp_url, "orders.import", count=1)
+    assert body["subject"] == "7"
+    assert properties.delivery_mode == 2
+    assert properties.content_type == "application/json"
+
+
+def test_a_message_no_queue_takes_raises_instead_of_vanishing(amqp_url):
+    declare_topology(amqp_url, Topology())
+    with Publisher(url=amqp_url) as publisher:
+        with pytest.raises(MessageUnroutable):
+            publisher.publish(exchange="", routing_key="no-such-queue", event=event())
+
+
+def test_a_topic_nobody_consumes_is_kept_on_the_unrouted_queue(amqp_url):
+    with Publisher(url=amqp_url, topology=Topology()) as publisher:
+        publisher.publish(exchange="woo", routing_key="coupon.created", event=event())
+    assert queue_depth(amqp_url, "woo.unrouted") == 1
+
+
+def test_declaring_the_topology_twice_changes_nothing(amqp_url):
+    topology = Topology()
+    declare_topology(amqp_url, topology)
+    with Publisher(url=amqp_url) as publisher:
+        publisher.publish(exchange="woo", routing_key="order.updated", event=event())
+    declare_topology(amqp_url, topology)
+    assert queue_depth(amqp_url, "orders.import") == 1
+
+
+def test_the_publisher_reconnects_after_a_dropped_connection(amqp_url):
+    declare_topology(amqp_url, Topology())
+    parts = urllib.parse.urlsplit(amqp_url)
+    proxy = TcpProxy(target_host=parts.hostname, target_port=parts.port or 5672).start()
+    publisher = Publisher(url=proxied(amqp_url, proxy))
+    try:
+        publisher.publish(exchange="woo", routing_key="order.created", event=event(1))
+        proxy.cut()
+        proxy.restore()
+        publisher.publish(exchange="woo", routing_key="order.created", event=event(2))
+        proxy.cut()
+        with pytest.raises(BrokerUnavailable):
+            publisher.publish(exchange="woo", routing_key="order.created", event=event(3))
+    finally:
+        proxy.cut()
+        publisher.close()
+    assert [m["subject"] for m, _ in read_messages(amqp_url, "orders.import", count=2)] == ["1", "2"]
+
+
+def test_an_unreachable_broker_raises_broker_unavailable():
+    with pytest.raises(BrokerUnavailable):
+        Publisher(url="amqp://guest:guest@127.0.0.1:1/").publish(exchange="woo", routing_key="x.y", event=event())
+
+
+def test_retry_queues_deadletter_back_to_their_queue(amqp_url):
+    topology = Topology(retry_delays_seconds=(1,))
+    declare_topology(amqp_url, topology)
+    with Publisher(url=amqp_url) as publisher:
+        publisher.publish(exchange="", routing_key="orders.import.retry.1s", event=event(5))
+    assert queue_depth(amqp_url, "orders.import.retry.1s") == 1
+    [(body, _)] = read_messages(amqp_url, "orders.import", count=1, timeout_seconds=10)
+    assert body["subject"] == "5"
