@@ -73,7 +73,10 @@ def _flatten(messages, prefix=""):
     """Turns marshmallow's nested error dict into (dotted.path, message) pairs."""
     if isinstance(messages, dict):
         for key, value in messages.items():
-            yield from _flatten(value, f"{prefix}.{key}" if prefix else str(key))
+            if isinstance(key, int):
+                yield from _flatten(value, f"{prefix}[{key}]")
+            else:
+                yield from _flatten(value, f"{prefix}.{key}" if prefix else str(key))
     elif isinstance(messages, list) and all(isinstance(m, str) for m in messages):
         for message in messages:
             yield prefix or "<root>", message

@@ -1,0 +1,80 @@
+"""`exsync webhook` as a real gunicorn process: WooCommerce's documented order, signed, lands on the bus."""
+
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+import requests
+
+from exsync.bus import Topology, declare_topology
+from tests.support.net import free_port, wait_for_port
+from tests.support.rabbit import bind_probe, read_messages
+from tests.support.woo import delivery_headers, fixture, woo_json
+
+SECRET = "e2e-secret&amp;rotated"
+
+
+@pytest.fixture
+def webhook_server(amqp_url, tmp_path):
+    port = free_port()
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "EXSYNC_AMQP_URL": amqp_url,
+        "EXSYNC_WEBHOOK_SECRETS": f"older-secret,{SECRET}",
+        "EXSYNC_BIND": f"127.0.0.1:{port}",
+        "EXSYNC_WEBHOOK_WORKERS": "2",
+        "EXSYNC_WEBHOOK_THREADS": "4",
+        "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics"),
+    }
+    log = open(tmp_path / "gunicorn.log", "wb")
+    process = subprocess.Popen([sys.executable, "-m", "exsync.cli", "webhook"], env=env, stdout=log,
+                               stderr=subprocess.STDOUT)
+    try:
+        wait_for_port("127.0.0.1", port, timeout_seconds=30)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        log.close()
+
+
+@pytest.mark.slow
+def test_documented_order_signed_and_delivered_arrives_on_a_bound_queue(amqp_url, webhook_server):
+    declare_topology(amqp_url, Topology())
+    probe = bind_probe(amqp_url, exchange="woo", routing_key="order.created")
+    order = fixture("order_727.json")
+    body = woo_json(order)
+    # The stored secret is HTML-escaped; WooCommerce signs with the decoded one.
+    headers = delivery_headers(body, secret=SECRET, topic="order.created")
+
+    response = requests.post(f"{webhook_server}/webhooks/woocommerce", data=body, headers=headers, timeout=10)
+    assert response.status_code == 200
+    [(event, _)] = read_messages(amqp_url, probe, count=1)
+    assert event["type"] == "woo.order.created"
+    assert event["data"]["id"] == 727
+    assert event["data"] == order
+
+    tampered = body.replace(b'"total":"29.35"', b'"total":"0.01"')
+    assert tampered != body
+    response = requests.post(f"{webhook_server}/webhooks/woocommerce", data=tampered, headers=headers, timeout=10)
+    assert response.status_code == 401
+
+    ping = requests.post(f"{webhook_server}/webhooks/woocommerce", data="webhook_id=3",
+                         headers={"Content-Type": "application/x-www-form-urlencoded"}, timeout=10)
+    assert ping.status_code == 200
+    assert read_messages(amqp_url, probe, timeout_seconds=1) == []
+
+    assert requests.get(f"{webhook_server}/healthz", timeout=5).status_code == 200
+    assert requests.get(f"{webhook_server}/readyz", timeout=5).status_code == 200
+    # Several requests so both workers are likely to serve some; the counts are summed across them.
+    for _ in range(6):
+        requests.post(f"{webhook_server}/webhooks/woocommerce", data=body, headers=headers, timeout=10)
+    exposition = requests.get(f"{webhook_server}/metrics", timeout=5).text
+    assert 'exsync_webhook_requests_total{outcome="accepted",topic="order.created"} 7.0' in exposition
+    assert 'exsync_webhook_unauthorized_total{reason="bad_signature"} 1.0' in exposition
+    assert len(read_messages(amqp_url, probe, count=6)) == 6

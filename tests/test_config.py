@@ -1,0 +1,56 @@
+import subprocess
+import sys
+
+import pytest
+
+from exsync.config import DEFAULT_AMQP_URL, load_settings
+from exsync.errors import ConfigError
+
+
+def test_defaults_without_environment():
+    settings = load_settings({})
+    assert settings.amqp_url == DEFAULT_AMQP_URL
+    assert settings.bind == "0.0.0.0:8000"
+    assert settings.webhook_secrets == ()
+    assert settings.state_dsn == settings.exchequer_dsn
+    assert settings.config["bus"]["retry_delays_seconds"] == [5, 30, 300]
+    assert settings.config["bus"]["max_attempts"] == 5
+    assert settings.config["webhook"]["max_body_bytes"] == 5 * 1024 * 1024
+
+
+def test_secrets_are_comma_separated_for_rotation():
+    settings = load_settings({"EXSYNC_WEBHOOK_SECRETS": " new-one , old&amp;one ,"})
+    assert settings.webhook_secrets == ("new-one", "old&amp;one")
+
+
+def test_the_yaml_file_is_validated_and_every_problem_reported(tmp_path):
+    path = tmp_path / "exsync.yaml"
+    path.write_text("bus:\n  max_attempts: 0\n  retry_delays_seconds: [5, -1]\n  colour: blue\nwebhook: {}\n")
+    with pytest.raises(ConfigError) as raised:
+        load_settings({"EXSYNC_CONFIG": str(path), "EXSYNC_WEBHOOK_WORKERS": "many"})
+    paths = {where for where, _ in raised.value.problems}
+    assert paths == {
+        "EXSYNC_WEBHOOK_WORKERS",
+        f"{path}:bus.colour",
+        f"{path}:bus.max_attempts",
+        f"{path}:bus.retry_delays_seconds[1]",
+    }
+
+
+def test_check_config_prints_each_problem_with_its_path_and_fails(tmp_path):
+    path = tmp_path / "exsync.yaml"
+    path.write_text("bus:\n  prefetch: zero\nwebhok: {}\n")
+    result = subprocess.run([sys.executable, "-m", "exsync.cli", "check-config", "--path", str(path)],
+                            capture_output=True, text=True, env={"PATH": "/usr/bin:/bin"})
+    assert result.returncode == 1
+    assert f"{path}:bus.prefetch: Not a valid integer." in result.stdout
+    assert f"{path}:webhok: Unknown field." in result.stdout
+
+
+def test_check_config_accepts_a_valid_file(tmp_path):
+    path = tmp_path / "exsync.yaml"
+    path.write_text("bus:\n  prefetch: 20\n")
+    result = subprocess.run([sys.executable, "-m", "exsync.cli", "check-config", "--path", str(path)],
+                            capture_output=True, text=True, env={"PATH": "/usr/bin:/bin"})
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.strip() == f"{path}: ok"
