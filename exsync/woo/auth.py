@@ -9,7 +9,7 @@ import urllib.parse
 import requests.auth
 from oauthlib import oauth1
 
-__all__ = ["OAuth1OneLegged", "auth_for", "SIGNATURE_METHODS", "SIGNATURE_TYPES", "DEFAULT_SIGNATURE_METHOD"]
+__all__ = ["DEFAULT_SIGNATURE_METHOD", "SIGNATURE_METHODS", "SIGNATURE_TYPES", "OAuth1OneLegged", "auth_for"]
 
 SIGNATURE_METHODS = (oauth1.SIGNATURE_HMAC_SHA256, oauth1.SIGNATURE_HMAC_SHA1)
 SIGNATURE_TYPES = {"query": oauth1.SIGNATURE_TYPE_QUERY, "header": oauth1.SIGNATURE_TYPE_AUTH_HEADER}

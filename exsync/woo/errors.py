@@ -7,17 +7,18 @@ HTTP `status`, so callers branch on facts the shop reported rather than on messa
 from exsync.errors import ExsyncError
 
 __all__ = [
-    "WooError",
-    "WooTransportError",
-    "WooProtocolError",
+    "SandboxRestError",
+    "StateStoreError",
     "WooApiError",
-    "WooBadRequest",
     "WooAuthError",
-    "WooNotFound",
+    "WooBadRequest",
     "WooBatchTooLarge",
+    "WooError",
+    "WooNotFound",
+    "WooProtocolError",
     "WooRateLimited",
     "WooServerError",
-    "StateStoreError",
+    "WooTransportError",
     "api_error_from",
 ]
 
@@ -111,3 +112,14 @@ def api_error_from(*, status, body, retry_after_seconds=None):
         error_class = _BY_STATUS.get(status, WooApiError)
     return error_class(code=code, message=message, status=status, data=data,
                        retry_after_seconds=retry_after_seconds)
+
+
+class SandboxRestError(WooError):
+    """Inside the sandbox shop: a request it refuses, rendered as WooCommerce's error body."""
+
+    def __init__(self, code, message, status, data=None):
+        super().__init__(f"{status} {code}: {message}")
+        self.code = code
+        self.message = message
+        self.status = status
+        self.data = data

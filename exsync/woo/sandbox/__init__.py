@@ -1,0 +1,34 @@
+"""A faithful stand-in for a WooCommerce shop, served over real HTTP for tests, the demo and benchmarks."""
+
+from exsync.woo.sandbox.delivery import (
+    USER_AGENT,
+    DeliveryRecord,
+    sign_body,
+    wp_specialchars_decode,
+)
+from exsync.woo.sandbox.faults import Fault, Faults
+from exsync.woo.sandbox.phpjson import php_json_dumps
+from exsync.woo.sandbox.seed import (
+    place_order,
+    seed_catalogue,
+    seed_customers,
+    seed_shipping,
+)
+from exsync.woo.sandbox.server import SandboxServer
+from exsync.woo.sandbox.shop import SandboxShop
+
+__all__ = [
+    "USER_AGENT",
+    "DeliveryRecord",
+    "Fault",
+    "Faults",
+    "SandboxServer",
+    "SandboxShop",
+    "php_json_dumps",
+    "place_order",
+    "seed_catalogue",
+    "seed_customers",
+    "seed_shipping",
+    "sign_body",
+    "wp_specialchars_decode",
+]

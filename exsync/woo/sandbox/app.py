@@ -1,0 +1,376 @@
+"""The sandbox shop's HTTP face: WooCommerce's wc/v3 routes (and WordPress's `/wp/v2/users`) as WSGI.
+
+Each request runs the way it does on a WordPress host: configured latency first (and any injected
+fault, e.g. a firewall's 429 with `Retry-After`), then authentication, then parameter validation,
+then the handler. Answers are PHP-style JSON with WooCommerce's error bodies and list headers.
+"""
+
+import logging
+import math
+import time
+import urllib.parse
+
+from werkzeug.exceptions import BadRequest, HTTPException
+from werkzeug.routing import Map, Rule
+from werkzeug.wrappers import Request, Response
+
+from exsync.woo.errors import SandboxRestError
+from exsync.woo.sandbox.phpjson import php_json_dumps
+from exsync.woo.sandbox.shop import invalid_params
+
+__all__ = ["API_PREFIX", "SandboxApp"]
+
+log = logging.getLogger(__name__)
+
+API_PREFIX = "/wp-json/wc/v3"
+WP_PREFIX = "/wp-json/wp/v2"
+MAX_PER_PAGE = 100
+DEFAULT_PER_PAGE = 10
+
+_CANNOT = {"GET": ("woocommerce_rest_cannot_view", "Sorry, you cannot list resources."),
+           "POST": ("woocommerce_rest_cannot_create", "Sorry, you are not allowed to create resources."),
+           "PUT": ("woocommerce_rest_cannot_edit", "Sorry, you are not allowed to edit this resource."),
+           "PATCH": ("woocommerce_rest_cannot_edit", "Sorry, you are not allowed to edit this resource."),
+           "DELETE": ("woocommerce_rest_cannot_delete", "Sorry, you are not allowed to delete this resource.")}
+
+
+def _rules():
+    api, wp = API_PREFIX, WP_PREFIX
+    return Map([
+        Rule(f"{api}/products", endpoint="products", methods=["GET", "POST"]),
+        Rule(f"{api}/products/batch", endpoint="products_batch", methods=["POST", "PUT", "PATCH"]),
+        Rule(f"{api}/products/categories", endpoint="categories", methods=["GET", "POST"]),
+        Rule(f"{api}/products/categories/<int:item_id>", endpoint="category", methods=["GET"]),
+        Rule(f"{api}/products/<int:item_id>", endpoint="product", methods=["GET", "PUT", "PATCH", "DELETE"]),
+        Rule(f"{api}/customers", endpoint="customers", methods=["GET", "POST"]),
+        Rule(f"{api}/customers/batch", endpoint="customers_batch", methods=["POST", "PUT", "PATCH"]),
+        Rule(f"{api}/customers/<int:item_id>", endpoint="customer", methods=["GET", "PUT", "PATCH", "DELETE"]),
+        Rule(f"{api}/orders", endpoint="orders", methods=["GET", "POST"]),
+        Rule(f"{api}/orders/batch", endpoint="orders_batch", methods=["POST", "PUT", "PATCH"]),
+        Rule(f"{api}/orders/<int:item_id>", endpoint="order", methods=["GET", "PUT", "PATCH", "DELETE"]),
+        Rule(f"{api}/orders/<int:item_id>/notes", endpoint="order_notes", methods=["GET", "POST"]),
+        Rule(f"{api}/orders/<int:item_id>/refunds", endpoint="order_refunds", methods=["GET", "POST"]),
+        Rule(f"{api}/shipping/zones", endpoint="zones", methods=["GET"]),
+        Rule(f"{api}/shipping/zones/<int:item_id>", endpoint="zone", methods=["GET"]),
+        Rule(f"{api}/shipping/zones/<int:item_id>/methods", endpoint="zone_methods", methods=["GET"]),
+        Rule(f"{api}/shipping_methods", endpoint="shipping_methods", methods=["GET"]),
+        Rule(f"{api}/webhooks", endpoint="webhooks", methods=["GET", "POST"]),
+        Rule(f"{api}/webhooks/<int:item_id>", endpoint="webhook", methods=["GET", "PUT", "PATCH", "DELETE"]),
+        Rule(f"{wp}/users/<int:item_id>", endpoint="wp_user", methods=["GET", "POST", "PUT", "PATCH"]),
+    ], strict_slashes=False)
+
+
+def _error_response(error):
+    data = error.data if error.data is not None and not isinstance(error.data, dict) \
+        else dict({"status": error.status}, **(error.data or {}))
+    return Response(php_json_dumps({"code": error.code, "message": error.message, "data": data}),
+                    status=error.status, content_type="application/json; charset=UTF-8")
+
+
+def _force(args):
+    return str(args.get("force", "")).lower() in ("1", "true", "yes")
+
+
+class SandboxApp:
+    """The WSGI application serving one SandboxShop."""
+
+    def __init__(self, *, shop, link_base_url=None):
+        self.shop = shop
+        # Real shops behind proxies write `Link` URLs with the wrong scheme or port; clients must not follow them.
+        self.link_base_url = link_base_url
+        self.url_map = _rules()
+
+    def __call__(self, environ, start_response):
+        return self.handle(Request(environ))(environ, start_response)
+
+    def handle(self, request):
+        route = request.path[len(API_PREFIX) + 1:] if request.path.startswith(API_PREFIX + "/") else request.path
+        faults = self.shop.faults
+        if faults.latency_seconds:
+            time.sleep(faults.latency_seconds)
+        fault = faults.take(request.method, route)
+        if fault is not None:
+            if fault.delay_seconds:
+                time.sleep(fault.delay_seconds)
+            if fault.status:
+                headers = {}
+                if fault.retry_after_seconds is not None:
+                    headers["Retry-After"] = str(math.ceil(fault.retry_after_seconds))
+                return Response(fault.body or f"<html><body>{fault.status}</body></html>".encode(),
+                                status=fault.status, headers=headers, content_type="text/html")
+        try:
+            adapter = self.url_map.bind_to_environ(request.environ)
+            endpoint, ids = adapter.match()
+        except HTTPException:
+            return _error_response(SandboxRestError("rest_no_route",
+                                                    "No route was found matching the URL and request method.", 404))
+        try:
+            body = self._json_body(request)
+            if endpoint == "wp_user":
+                self._authenticate_wordpress(request)
+            else:
+                self._authenticate(request, endpoint)
+            result = getattr(self, f"_{endpoint}")(request, body, **ids)
+        except SandboxRestError as error:
+            return _error_response(error)
+        status, payload, headers = result if isinstance(result, tuple) else (200, result, {})
+        return Response(php_json_dumps(payload), status=status, headers=headers,
+                        content_type="application/json; charset=UTF-8")
+
+    @staticmethod
+    def _json_body(request):
+        if request.method in ("GET", "DELETE") or not request.get_data():
+            return {}
+        if request.mimetype == "application/x-www-form-urlencoded":
+            return request.form.to_dict()
+        try:
+            body = request.get_json(force=True)
+        except BadRequest:
+            raise SandboxRestError("rest_invalid_json", "Invalid JSON body passed.", 400) from None
+        return body if isinstance(body, dict) else {}
+
+    def _authenticate(self, request, endpoint):
+        https = request.scheme == "https"
+        basic = None
+        if request.authorization is not None and request.authorization.type == "basic":
+            basic = (request.authorization.username, request.authorization.password)
+        form = request.form.to_dict() if request.mimetype == "application/x-www-form-urlencoded" else {}
+        credentials = self.shop.authenticator.authenticate(
+            method=request.method, base_url=f"{request.scheme}://{request.host}", path=request.path,
+            https=https, query=request.args.to_dict(), form=form, headers=request.headers, basic=basic)
+        if credentials is None:
+            code, message = _CANNOT.get(request.method, _CANNOT["GET"])
+            if endpoint.endswith("_batch"):
+                code, message = "woocommerce_rest_cannot_batch", "Sorry, you are not allowed to batch manipulate this resource."
+            raise SandboxRestError(code, message, 401)
+        if request.method != "GET" and credentials.permissions == "read":
+            raise SandboxRestError("woocommerce_rest_authentication_error",
+                                   "The API key provided does not have write permissions.", 401)
+
+    def _authenticate_wordpress(self, request):
+        """Application passwords only: WordPress allows them over HTTP in a `local` environment."""
+        auth = request.authorization
+        allowed = request.scheme == "https" or self.shop.environment_type == "local"
+        if auth is None or auth.type != "basic" or not allowed:
+            raise SandboxRestError("rest_cannot_edit", "Sorry, you are not allowed to edit this user.", 401)
+        expected = self.shop.app_passwords.get(auth.username)
+        if expected is None:
+            raise SandboxRestError("invalid_username", "Unknown username. Check again or try your email address.",
+                                   401)
+        if auth.password.replace(" ", "") != expected.replace(" ", ""):
+            raise SandboxRestError("incorrect_password",
+                                   "The provided password is an invalid application password.", 401)
+
+    # -- lists ----------------------------------------------------------------------------------
+
+    def _page(self, request, records, render):
+        """Slices a list as WordPress does and sets X-WP-Total, X-WP-TotalPages and Link."""
+        args = request.args
+        problems = {}
+        per_page = page = None
+        try:
+            per_page = int(args.get("per_page", DEFAULT_PER_PAGE))
+        except ValueError:
+            problems["per_page"] = "per_page is not of type integer."
+        try:
+            page = int(args.get("page", 1))
+        except ValueError:
+            problems["page"] = "page is not of type integer."
+        if problems:
+            raise invalid_params(problems)
+        if not 1 <= per_page <= MAX_PER_PAGE:
+            raise SandboxRestError("rest_out_of_bounds",
+                                   f"per_page must be between 1 (inclusive) and {MAX_PER_PAGE} (inclusive)", 400,
+                                   {"params": {"per_page": "per_page must be between 1 (inclusive) and "
+                                                           f"{MAX_PER_PAGE} (inclusive)"}})
+        if page < 1:
+            raise SandboxRestError("rest_out_of_bounds", "page must be greater than or equal to 1", 400,
+                                   {"params": {"page": "page must be greater than or equal to 1"}})
+        total = len(records)
+        total_pages = math.ceil(total / per_page) if total else 0
+        selected = records[(page - 1) * per_page: page * per_page]
+        if not selected:
+            # WP_Query finds no rows past the end, so it reports the totals as 0 as well.
+            total = total_pages = 0
+        with self.shop.lock:
+            items = [render(record) for record in selected]
+        headers = {"X-WP-Total": str(total), "X-WP-TotalPages": str(total_pages)}
+        links = []
+        base = (self.link_base_url or f"{request.scheme}://{request.host}").rstrip("/") + request.path
+        query = {k: v for k, v in args.items() if not k.startswith("oauth_")}
+        if page > 1 and total_pages:
+            links.append(f'<{base}?{urllib.parse.urlencode(dict(query, page=page - 1))}>; rel="prev"')
+        if page < total_pages:
+            links.append(f'<{base}?{urllib.parse.urlencode(dict(query, page=page + 1))}>; rel="next"')
+        if links:
+            headers["Link"] = ", ".join(links)
+        return 200, items, headers
+
+    # -- batches --------------------------------------------------------------------------------
+
+    def _batch(self, body, *, create, update, delete, invalid_code):
+        """Runs create, update, delete items in order; each answers alone; lenient as WooCommerce is."""
+        items = {action: body.get(action) or [] for action in ("create", "update", "delete")}
+        count = sum(len(v) if isinstance(v, list) else 1 for v in items.values())
+        limit = self.shop.batch_limit
+        if count > limit:
+            raise SandboxRestError("woocommerce_rest_request_entity_too_large",
+                                   f"Unable to accept more than {limit} items for this request.", 413)
+        result = {}
+        for action, handler in (("create", create), ("update", update), ("delete", delete)):
+            if not items[action]:
+                continue
+            answers = []
+            for item in items[action]:
+                self.shop.batch_item_pause()
+                item_id = 0
+                try:
+                    if action == "create":
+                        answers.append(handler(item if isinstance(item, dict) else {}))
+                        continue
+                    item_id = int(item.get("id") or 0) if isinstance(item, dict) else int(item)
+                    if not item_id:
+                        raise SandboxRestError(invalid_code, "Invalid ID.", 400)
+                    answers.append(handler(item_id, item))
+                except (TypeError, ValueError):
+                    answers.append({"id": 0, "error": {"code": invalid_code, "message": "Invalid ID.",
+                                                       "data": {"status": 400}}})
+                except SandboxRestError as error:
+                    answers.append({"id": item_id, "error": {"code": error.code, "message": error.message,
+                                                             "data": dict({"status": error.status},
+                                                                          **(error.data if isinstance(error.data, dict)
+                                                                             else {}))}})
+            result[action] = answers
+        return result
+
+    # -- products -------------------------------------------------------------------------------
+
+    def _products(self, request, body):
+        if request.method == "POST":
+            self.shop.batch_item_pause()
+            return 201, self.shop.create_product(body), {}
+        return self._page(request, self.shop.list_products(request.args), self.shop.product_json)
+
+    def _product(self, request, body, item_id):
+        if request.method == "GET":
+            return self.shop.get_product(item_id)
+        if request.method == "DELETE":
+            return self.shop.delete_product(item_id, force=_force(request.args))
+        self.shop.batch_item_pause()
+        return self.shop.update_product(item_id, body)
+
+    def _products_batch(self, request, body):
+        return self._batch(
+            body, invalid_code="woocommerce_rest_product_invalid_id",
+            create=lambda item: self.shop.create_product(item, lenient=True),
+            update=lambda item_id, item: self.shop.update_product(item_id, item, lenient=True),
+            delete=lambda item_id, item: self.shop.delete_product(item_id, force=True))
+
+    def _categories(self, request, body):
+        if request.method == "POST":
+            return 201, self.shop.create_category(body), {}
+        with self.shop.lock:
+            categories = sorted(self.shop.categories.values(), key=lambda c: (c["name"].lower(), c["id"]))
+        return self._page(request, categories, self.shop.category_json)
+
+    def _category(self, request, body, item_id):
+        with self.shop.lock:
+            category = self.shop.categories.get(item_id)
+            if category is None:
+                raise SandboxRestError("woocommerce_rest_term_invalid", "Resource does not exist.", 404)
+            return self.shop.category_json(category)
+
+    # -- customers ------------------------------------------------------------------------------
+
+    def _customers(self, request, body):
+        if request.method == "POST":
+            return 201, self.shop.create_customer(body), {}
+        return self._page(request, self.shop.list_customers(request.args), self.shop.customer_json)
+
+    def _customer(self, request, body, item_id):
+        if request.method == "GET":
+            return self.shop.get_customer(item_id)
+        if request.method == "DELETE":
+            return self.shop.delete_customer(item_id, force=_force(request.args))
+        return self.shop.update_customer(item_id, body)
+
+    def _customers_batch(self, request, body):
+        return self._batch(
+            body, invalid_code="woocommerce_rest_invalid_id",
+            create=lambda item: self.shop.create_customer(item, lenient=True),
+            update=lambda item_id, item: self.shop.update_customer(item_id, item, lenient=True),
+            delete=lambda item_id, item: self.shop.delete_customer(item_id, force=True))
+
+    # -- orders ---------------------------------------------------------------------------------
+
+    def _orders(self, request, body):
+        if request.method == "POST":
+            return 201, self.shop.create_order(body), {}
+        return self._page(request, self.shop.list_orders(request.args), self.shop.order_json)
+
+    def _order(self, request, body, item_id):
+        if request.method == "GET":
+            return self.shop.get_order(item_id)
+        if request.method == "DELETE":
+            return self.shop.delete_order(item_id, force=_force(request.args))
+        return self.shop.update_order(item_id, body)
+
+    def _orders_batch(self, request, body):
+        return self._batch(
+            body, invalid_code="woocommerce_rest_shop_order_invalid_id",
+            create=lambda item: self.shop.create_order(item, lenient=True),
+            update=lambda item_id, item: self.shop.update_order(item_id, item, lenient=True),
+            delete=lambda item_id, item: self.shop.delete_order(item_id, force=True))
+
+    def _order_notes(self, request, body, item_id):
+        if request.method == "POST":
+            return 201, self.shop.add_order_note(item_id, body), {}
+        return self.shop.list_order_notes(item_id, request.args)
+
+    def _order_refunds(self, request, body, item_id):
+        if request.method == "POST":
+            return 201, self.shop.create_refund(item_id, body), {}
+        return self.shop.list_refunds(item_id)
+
+    # -- shipping -------------------------------------------------------------------------------
+
+    def _zones(self, request, body):
+        return self.shop.list_zones()
+
+    def _zone(self, request, body, item_id):
+        return self.shop.get_zone(item_id)
+
+    def _zone_methods(self, request, body, item_id):
+        return self.shop.list_zone_methods(item_id)
+
+    def _shipping_methods(self, request, body):
+        return self.shop.list_shipping_methods()
+
+    # -- webhooks -------------------------------------------------------------------------------
+
+    def _webhooks(self, request, body):
+        if request.method == "POST":
+            return 201, self.shop.create_webhook(body), {}
+        return self._page(request, self.shop.list_webhooks(request.args), self.shop.webhook_json)
+
+    def _webhook(self, request, body, item_id):
+        if request.method == "GET":
+            return self.shop.get_webhook(item_id)
+        if request.method == "DELETE":
+            return self.shop.delete_webhook(item_id, force=_force(request.args))
+        return self.shop.update_webhook(item_id, body)
+
+    # -- WordPress users ------------------------------------------------------------------------
+
+    def _wp_user(self, request, body, item_id):
+        if request.method == "GET":
+            with self.shop.lock:
+                user = self.shop.users.get(item_id)
+                if user is None:
+                    raise SandboxRestError("rest_user_invalid_id", "Invalid user ID.", 404)
+                return self.shop.wp_user_json(user)
+        roles = body.get("roles")
+        if roles is None and body.get("role"):
+            roles = [body["role"]]
+        return self.shop.set_user_roles(item_id, [str(r) for r in roles or []])
+

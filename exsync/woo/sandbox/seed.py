@@ -1,0 +1,62 @@
+"""Seed data for the sandbox shop: a catalogue, customers, shipping zones, and orders placed at checkout."""
+
+__all__ = ["DEFAULT_SKU_PREFIX", "place_order", "seed_catalogue", "seed_customers", "seed_shipping"]
+
+DEFAULT_SKU_PREFIX = "SKU-"
+
+
+def seed_catalogue(shop, *, count, sku_prefix=DEFAULT_SKU_PREFIX, stock_quantity=100, regular_price="10.00",
+                   category="Widgets"):
+    """Adds `count` stocked simple products `<prefix>0001`... in one category; returns their JSON."""
+    existing = next((c for c in shop.categories.values() if c["name"] == category), None)
+    category_id = existing["id"] if existing else shop.create_category({"name": category})["id"]
+    return [shop.create_product({"name": f"Product {n:04d}", "sku": f"{sku_prefix}{n:04d}", "type": "simple",
+                                 "regular_price": regular_price, "manage_stock": True,
+                                 "stock_quantity": stock_quantity, "categories": [{"id": category_id}]})
+            for n in range(1, count + 1)]
+
+
+def seed_customers(shop, *, count, wholesale=0, domain="example.test"):
+    """Adds `count` customers (the last `wholesale` of them with role wholesale_customer); returns their JSON."""
+    customers = []
+    for n in range(1, count + 1):
+        customer = shop.create_customer({
+            "email": f"customer{n}@{domain}", "first_name": "Customer", "last_name": f"{n:04d}",
+            "billing": {"first_name": "Customer", "last_name": f"{n:04d}", "address_1": f"{n} High Street",
+                        "city": "Leeds", "postcode": "LS1 1AA", "country": "GB", "email": f"customer{n}@{domain}",
+                        "phone": "0113 496 0000"}})
+        if n > count - wholesale:
+            customer = dict(customer, **shop.set_user_roles(customer["id"], ["wholesale_customer"]))
+            customer["role"] = "wholesale_customer"
+        customers.append(customer)
+    return customers
+
+
+def seed_shipping(shop):
+    """Adds a UK zone (flat rate 4.95, free shipping) and a Europe zone (flat rate 12.50); returns the zones."""
+    return [
+        shop.add_shipping_zone(name="UK", methods=[{"method_id": "flat_rate", "title": "Standard delivery",
+                                                    "cost": "4.95"},
+                                                   {"method_id": "free_shipping", "title": "Free delivery"}]),
+        shop.add_shipping_zone(name="Europe", methods=[{"method_id": "flat_rate", "title": "EU delivery",
+                                                        "cost": "12.50"}]),
+    ]
+
+
+def place_order(shop, *, lines, customer_id=0, status="processing", billing=None, shipping_line=None,
+                payment_method="bacs", payment_method_title="Direct bank transfer"):
+    """Places an order as a checkout would (a guest when customer_id is 0); returns its JSON.
+
+    `lines` is [(sku, quantity), ...]; `shipping_line` a dict with method_id, instance_id, method_title, total.
+    """
+    if billing is None and customer_id:
+        billing = shop.get_customer(customer_id)["billing"]
+    if billing is None:
+        billing = {"first_name": "Guest", "last_name": "Buyer", "email": "guest@example.test", "country": "GB",
+                   "address_1": "1 Market Street", "city": "York", "postcode": "YO1 7HH"}
+    order = {"customer_id": customer_id, "status": status, "billing": billing, "shipping": dict(billing),
+             "payment_method": payment_method, "payment_method_title": payment_method_title,
+             "line_items": [{"sku": sku, "quantity": quantity} for sku, quantity in lines],
+             "shipping_lines": [shipping_line] if shipping_line else []}
+    order["shipping"].pop("email", None)
+    return shop.create_order(order, created_via="checkout")

@@ -1,0 +1,80 @@
+"""Serving the sandbox shop over real HTTP (or HTTPS), in-process on a thread or as `exsync sandbox`."""
+
+import logging
+import threading
+
+from werkzeug.serving import WSGIRequestHandler, make_server
+
+from exsync.woo.sandbox.app import SandboxApp
+from exsync.woo.sandbox.shop import SandboxShop
+
+__all__ = ["DEFAULT_HOST", "SandboxServer"]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_HOST = "127.0.0.1"
+
+
+class _QuietHandler(WSGIRequestHandler):
+    """Keeps werkzeug's per-request access log out of test and demo output."""
+
+    def log_request(self, code="-", size="-"):
+        log.debug("%s %s %s", self.command, self.path, code)
+
+
+class SandboxServer:
+    """A sandbox shop listening on `host:port` (0 picks a free port); a context manager.
+
+    Pass `ssl_context=(cert_file, key_file)` to serve HTTPS, where WooCommerce takes Basic auth.
+    """
+
+    def __init__(self, *, shop=None, host=DEFAULT_HOST, port=0, ssl_context=None, link_base_url=None):
+        self.shop = shop or SandboxShop()
+        self.host = host
+        self.port = port
+        self.ssl_context = ssl_context
+        self.link_base_url = link_base_url
+        self._server = None
+        self._thread = None
+
+    @property
+    def url(self):
+        scheme = "https" if self.ssl_context else "http"
+        return f"{scheme}://{self.host}:{self.port}"
+
+    def _bind(self):
+        app = SandboxApp(shop=self.shop, link_base_url=self.link_base_url)
+        self._server = make_server(self.host, self.port, app, threaded=True, request_handler=_QuietHandler,
+                                   ssl_context=self.ssl_context)
+        self.port = self._server.server_port
+        self.shop.home_url = self.url + "/"
+
+    def start(self):
+        """Binds, points the shop's home URL here, and serves on a daemon thread."""
+        self._bind()
+        self._thread = threading.Thread(target=self._server.serve_forever, name="sandbox-shop", daemon=True)
+        self._thread.start()
+        return self
+
+    def serve_forever(self):
+        """Serves on the calling thread until interrupted (for `exsync sandbox`)."""
+        self._bind()
+        try:
+            self._server.serve_forever()
+        finally:
+            self.stop()
+
+    def stop(self):
+        if self._server is not None:
+            if self._thread is not None:
+                self._server.shutdown()
+                self._thread.join(timeout=5)
+            self._server.server_close()
+            self._server = None
+        self.shop.deliverer.stop()
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
