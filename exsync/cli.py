@@ -75,6 +75,107 @@ def cmd_exchequer_seed(settings, args):
     return 0
 
 
+def _wait_for_signal():
+    """Blocks until SIGTERM or Ctrl-C, for commands that serve on background threads."""
+    import signal
+    import threading
+
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        stop.wait()
+    except KeyboardInterrupt:
+        pass
+
+
+def cmd_sandbox(settings, args):
+    from exsync.woo.sandbox import (
+        Faults,
+        SandboxServer,
+        SandboxShop,
+        seed_catalogue,
+        seed_customers,
+        seed_shipping,
+    )
+
+    shop = SandboxShop(faults=Faults(latency_seconds=args.latency_seconds,
+                                     item_latency_seconds=args.item_latency_seconds))
+    credentials = shop.add_credentials(consumer_key=settings.woo_consumer_key,
+                                       consumer_secret=settings.woo_consumer_secret)
+    server = SandboxServer(shop=shop, host=args.host, port=args.port).start()
+    if args.products:
+        seed_catalogue(shop, count=args.products)
+    if args.customers:
+        seed_customers(shop, count=args.customers)
+    seed_shipping(shop)
+    print(f"sandbox shop at {server.url}/ (consumer key {credentials.consumer_key}"
+          f"{'' if settings.woo_consumer_secret else ', secret ' + credentials.consumer_secret})", flush=True)
+    try:
+        _wait_for_signal()
+    finally:
+        server.stop()
+    return 0
+
+
+def _shop_metrics(args):
+    from exsync.metrics import Metrics, default_metrics
+
+    if not getattr(args, "metrics_port", None):
+        return Metrics()
+    import prometheus_client
+
+    prometheus_client.start_http_server(args.metrics_port)
+    return default_metrics()
+
+
+def cmd_register_webhooks(settings, args):
+    from exsync.woo import WebhookRegistrar, WooClient
+
+    with WooClient.from_settings(settings) as client:
+        for action in WebhookRegistrar.from_settings(settings, client=client).sync():
+            changes = f" ({', '.join(action.changes)})" if action.changes else ""
+            print(f"{action.action:<11} webhook {action.webhook_id} {action.topic}{changes}")
+    return 0
+
+
+def cmd_reconcile(settings, args):
+    import threading
+
+    from exsync.bus import Publisher
+    from exsync.woo import JsonFileStore, Reconciler, WebhookRegistrar, WooClient
+
+    options = settings.config["shop"]["reconcile"]
+    metrics = _shop_metrics(args)
+    client = WooClient.from_settings(settings, metrics=metrics)
+    registrar = None
+    if options["register_webhooks"] and not args.once:
+        registrar = WebhookRegistrar.from_settings(settings, client=client, metrics=metrics)
+    publisher = Publisher(url=settings.amqp_url, metrics=metrics)
+    reconciler = Reconciler(client=client, publisher=publisher, store=JsonFileStore(directory=options["state_dir"]),
+                            overlap_seconds=options["overlap_seconds"],
+                            initial_lookback_seconds=options["initial_lookback_seconds"],
+                            customer_roles=options["customer_roles"], registrar=registrar, metrics=metrics)
+    try:
+        if args.once:
+            report = reconciler.run_once()
+            print(f"published {report.orders_published} order(s), {report.customers_published} customer(s), "
+                  f"parked {report.parked}; watermarks orders={report.orders_watermark} "
+                  f"customers={report.customers_watermark}")
+            return 0
+        import signal
+
+        stop = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        try:
+            reconciler.run_forever(interval_seconds=args.interval_seconds or options["interval_seconds"], stop=stop)
+        except KeyboardInterrupt:
+            pass
+        return 0
+    finally:
+        publisher.close()
+        client.close()
+
+
 def build_parser():
     parser = argparse.ArgumentParser(prog="exsync", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -100,6 +201,25 @@ def build_parser():
     seed.add_argument("--accounts", type=int, default=200, help="customer accounts, default 200")
     seed.add_argument("--seed", type=int, help="random seed: the same seed, the same company")
     seed.set_defaults(func=cmd_exchequer_seed)
+    sandbox = sub.add_parser("sandbox", help="serve the sandbox WooCommerce shop (tests, demo, benchmarks)")
+    sandbox.add_argument("--host", default="127.0.0.1", help="address to listen on, default 127.0.0.1")
+    sandbox.add_argument("--port", type=int, default=8080, help="port to listen on (0: any free), default 8080")
+    sandbox.add_argument("--products", type=int, default=20, help="products to seed, default 20")
+    sandbox.add_argument("--customers", type=int, default=5, help="customers to seed, default 5")
+    sandbox.add_argument("--latency-seconds", type=float, default=0.0, help="added to every request")
+    sandbox.add_argument("--item-latency-seconds", type=float, default=0.0,
+                         help="added per batch item and per single write (real hosts: 0.04-0.06)")
+    sandbox.set_defaults(func=cmd_sandbox)
+
+    register = sub.add_parser("register-webhooks",
+                              help="make the shop's exsync webhooks match the configuration (idempotent)")
+    register.set_defaults(func=cmd_register_webhooks)
+
+    reconcile = sub.add_parser("reconcile", help="publish orders and customers the webhooks missed, periodically")
+    reconcile.add_argument("--once", action="store_true", help="one pass, then exit")
+    reconcile.add_argument("--interval-seconds", type=int, help="default: shop.reconcile.interval_seconds")
+    reconcile.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on this port")
+    reconcile.set_defaults(func=cmd_reconcile)
     return parser
 
 

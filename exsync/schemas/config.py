@@ -63,10 +63,50 @@ class ExchequerSchema(Schema):
     columns = fields.Dict(keys=fields.String(), values=fields.String(), load_default=dict)
 
 
+DEFAULT_SHOP_REQUESTS_PER_SECOND = 5.0
+DEFAULT_SHOP_TIMEOUT_SECONDS = 30.0
+DEFAULT_SHOP_MAX_ATTEMPTS = 5
+DEFAULT_WEBHOOK_TOPICS = ("order.created", "order.updated", "order.deleted", "customer.created",
+                          "customer.updated", "customer.deleted")
+_WEBHOOK_TOPIC = r"^((order|customer|product|coupon)\.(created|updated|deleted|restored)|action\.[A-Za-z0-9_\-]+)$"
+
+
+class ShopWebhooksSchema(Schema):
+    delivery_url = fields.Url(load_default=None, allow_none=True, require_tld=False, schemes={"http", "https"})
+    topics = fields.List(fields.String(validate=validate.Regexp(_WEBHOOK_TOPIC)),
+                         load_default=list(DEFAULT_WEBHOOK_TOPICS), validate=validate.Length(min=1))
+    name_prefix = fields.String(load_default="exsync:", validate=validate.Length(min=1, max=40))
+    api_version = fields.String(load_default="wp_api_v3", validate=validate.OneOf(["wp_api_v3", "wp_api_v2"]))
+
+
+class ShopReconcileSchema(Schema):
+    interval_seconds = fields.Integer(load_default=60, validate=validate.Range(min=1))
+    overlap_seconds = fields.Integer(load_default=120, validate=validate.Range(min=0))
+    initial_lookback_seconds = fields.Integer(load_default=86400, validate=validate.Range(min=0))
+    state_dir = fields.String(load_default="var/state", validate=validate.Length(min=1))
+    customer_roles = fields.List(fields.String(validate=validate.Length(min=1)),
+                                 load_default=lambda: ["customer", "wholesale_customer"])
+    register_webhooks = fields.Boolean(load_default=True)
+
+
+class ShopSchema(Schema):
+    requests_per_second = fields.Float(load_default=DEFAULT_SHOP_REQUESTS_PER_SECOND,
+                                       validate=validate.Range(min=0.01, max=1000))
+    timeout_seconds = fields.Float(load_default=DEFAULT_SHOP_TIMEOUT_SECONDS, validate=validate.Range(min=1))
+    max_attempts = fields.Integer(load_default=DEFAULT_SHOP_MAX_ATTEMPTS, validate=validate.Range(min=1, max=20))
+    verify_tls = fields.Boolean(load_default=True)
+    ca_bundle = fields.String(load_default=None, allow_none=True)
+    oauth_signature_method = fields.String(load_default="HMAC-SHA256",
+                                           validate=validate.OneOf(["HMAC-SHA256", "HMAC-SHA1"]))
+    webhooks = fields.Nested(ShopWebhooksSchema, load_default=lambda: ShopWebhooksSchema().load({}))
+    reconcile = fields.Nested(ShopReconcileSchema, load_default=lambda: ShopReconcileSchema().load({}))
+
+
 class ConfigSchema(Schema):
     bus = fields.Nested(BusSchema, load_default=lambda: BusSchema().load({}))
     webhook = fields.Nested(WebhookSchema, load_default=lambda: WebhookSchema().load({}))
     exchequer = fields.Nested(ExchequerSchema, load_default=lambda: ExchequerSchema().load({}))
+    shop = fields.Nested(ShopSchema, load_default=lambda: ShopSchema().load({}))
 
 
 def _flatten(messages, prefix=""):

@@ -1,3 +1,58 @@
-"""Everything that knows WooCommerce's REST API, and the sandbox shop."""
+"""Everything that knows WooCommerce's REST API: the client, the registrar, the reconciler.
 
-__all__ = []
+The sandbox shop used by tests, the demo and the benchmarks is `exsync.woo.sandbox`.
+"""
+
+from exsync.woo.client import (
+    BatchItemResult,
+    BatchResult,
+    Page,
+    WooClient,
+    WooResponse,
+    normalise_route,
+)
+from exsync.woo.errors import (
+    StateStoreError,
+    WooApiError,
+    WooAuthError,
+    WooBadRequest,
+    WooBatchTooLarge,
+    WooError,
+    WooNotFound,
+    WooProtocolError,
+    WooRateLimited,
+    WooServerError,
+    WooTransportError,
+)
+from exsync.woo.ratelimit import TokenBucket
+from exsync.woo.reconciler import Reconciler, ReconcileReport
+from exsync.woo.registrar import WebhookAction, WebhookRegistrar
+from exsync.woo.state import JsonFileStore, MemoryStore, StateStore
+
+__all__ = [
+    "BatchItemResult",
+    "BatchResult",
+    "JsonFileStore",
+    "MemoryStore",
+    "Page",
+    "ReconcileReport",
+    "Reconciler",
+    "StateStore",
+    "StateStoreError",
+    "TokenBucket",
+    "WebhookAction",
+    "WebhookRegistrar",
+    "WooApiError",
+    "WooAuthError",
+    "WooBadRequest",
+    "WooBatchTooLarge",
+    "WooClient",
+    "WooError",
+    "WooNotFound",
+    "WooProtocolError",
+    "WooRateLimited",
+    "WooResponse",
+    "WooServerError",
+    "WooTransportError",
+    "normalise_route",
+]

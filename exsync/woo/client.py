@@ -423,13 +423,20 @@ class WooClient:
     def update_order_status(self, order_id, status):
         return self.update_order(order_id, {"status": status})
 
-    def iter_orders(self, *, modified_after=None, params=None):
-        """Orders, oldest modification first; `modified_after` (UTC) filters on `date_modified_gmt`."""
+    def iter_order_pages(self, *, modified_after=None, params=None):
+        """Pages of orders; with `modified_after` (UTC) those modified since, oldest modification first.
+
+        `dates_are_gmt` matters: without it WooCommerce compares against the site's local times.
+        """
         query = dict(params or {})
         if modified_after is not None:
             query.update(modified_after=format_wc_datetime(modified_after), dates_are_gmt="true",
                          orderby="modified", order="asc")
-        return self.iter_all("orders", params=query)
+        return self.iter_pages("orders", params=query)
+
+    def iter_orders(self, *, modified_after=None, params=None):
+        for page in self.iter_order_pages(modified_after=modified_after, params=params):
+            yield from page.items
 
     def add_order_note(self, order_id, note, *, customer_note=False):
         """Adds a note; with customer_note the customer sees it and WooCommerce emails them."""

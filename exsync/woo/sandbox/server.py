@@ -56,14 +56,6 @@ class SandboxServer:
         self._thread.start()
         return self
 
-    def serve_forever(self):
-        """Serves on the calling thread until interrupted (for `exsync sandbox`)."""
-        self._bind()
-        try:
-            self._server.serve_forever()
-        finally:
-            self.stop()
-
     def stop(self):
         if self._server is not None:
             if self._thread is not None:

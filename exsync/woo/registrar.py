@@ -1,0 +1,141 @@
+"""The webhook registrar: makes the shop's webhooks match exsync's configuration, and keeps them so.
+
+WooCommerce disables a webhook after repeated failed deliveries and never turns it back on, so
+this runs at start and periodically (from the reconciler). It only ever touches webhooks it owns,
+recognised by their name prefix (`exsync:` by default): anything else on the shop is someone else's.
+"""
+
+import dataclasses
+import html
+import logging
+
+from exsync.errors import ConfigError
+from exsync.metrics import Metrics
+from exsync.schemas.config import DEFAULT_WEBHOOK_TOPICS
+
+__all__ = [
+    "DEFAULT_API_VERSION",
+    "DEFAULT_NAME_PREFIX",
+    "DEFAULT_WEBHOOK_TOPICS",
+    "WEBHOOK_STATUSES",
+    "WebhookAction",
+    "WebhookRegistrar",
+]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_NAME_PREFIX = "exsync:"
+DEFAULT_API_VERSION = "wp_api_v3"
+WEBHOOK_STATUSES = ("active", "paused", "disabled")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class WebhookAction:
+    """What the registrar did to one webhook: created, repaired, reactivated, deleted or unchanged."""
+
+    action: str
+    topic: str
+    webhook_id: int
+    changes: tuple[str, ...] = ()
+
+
+def _same_secret(stored, wanted):
+    # WooCommerce may hand back the secret HTML-escaped; it signs with the decoded form.
+    return stored == wanted or html.unescape(stored or "") == wanted
+
+
+class WebhookRegistrar:
+    """Creates missing webhooks, repairs a wrong URL, secret or API version, re-activates disabled ones."""
+
+    def __init__(self, *, client, delivery_url, secret, topics=DEFAULT_WEBHOOK_TOPICS, name_prefix=DEFAULT_NAME_PREFIX,
+                 api_version=DEFAULT_API_VERSION, metrics=None):
+        if not delivery_url:
+            raise ValueError("the webhook delivery URL is required")
+        if not secret:
+            raise ValueError("a webhook secret is required (WooCommerce would otherwise make one up)")
+        self.client = client
+        self.delivery_url = delivery_url
+        self.secret = secret
+        self.topics = tuple(dict.fromkeys(topics))
+        self.name_prefix = name_prefix
+        self.api_version = api_version
+        self.metrics = metrics or Metrics()
+
+    @classmethod
+    def from_settings(cls, settings, *, client, metrics=None):
+        """The registrar the `shop.webhooks` section and the first of EXSYNC_WEBHOOK_SECRETS describe."""
+        webhooks = settings.config["shop"]["webhooks"]
+        problems = []
+        if not webhooks["delivery_url"]:
+            problems.append(("shop.webhooks.delivery_url", "is required to register webhooks"))
+        if not settings.webhook_secrets:
+            problems.append(("EXSYNC_WEBHOOK_SECRETS", "is required to register webhooks"))
+        if problems:
+            raise ConfigError(problems)
+        return cls(client=client, delivery_url=webhooks["delivery_url"], secret=settings.webhook_secrets[0],
+                   topics=webhooks["topics"], name_prefix=webhooks["name_prefix"],
+                   api_version=webhooks["api_version"], metrics=metrics)
+
+    def owns(self, webhook):
+        return str(webhook.get("name") or "").startswith(self.name_prefix)
+
+    def sync(self):
+        """One pass over the shop's webhooks; returns what was done, one WebhookAction per owned webhook."""
+        owned = sorted((w for w in self.client.iter_webhooks() if self.owns(w)), key=lambda w: w["id"])
+        by_topic = {}
+        for webhook in owned:
+            by_topic.setdefault(webhook["topic"], []).append(webhook)
+        actions, statuses = [], []
+        for topic in self.topics:
+            candidates = by_topic.pop(topic, [])
+            if not candidates:
+                created = self.client.create_webhook({
+                    "name": f"{self.name_prefix} {topic}", "topic": topic, "delivery_url": self.delivery_url,
+                    "secret": self.secret, "status": "active", "api_version": self.api_version})
+                log.info("webhook %s created for %s", created["id"], topic)
+                actions.append(WebhookAction(action="created", topic=topic, webhook_id=created["id"]))
+                statuses.append(created.get("status", "active"))
+                continue
+            # Keep the one already delivering where we want; the rest would double every delivery.
+            keep = next((w for w in candidates if w["delivery_url"] == self.delivery_url and w["status"] == "active"),
+                        candidates[0])
+            action = self._repair(keep)
+            actions.append(action)
+            statuses.append("active" if "status" in action.changes else keep["status"])
+            for duplicate in candidates:
+                if duplicate is not keep:
+                    actions.append(self._delete(duplicate, reason="duplicate"))
+        for topic, leftovers in by_topic.items():
+            for webhook in leftovers:
+                actions.append(self._delete(webhook, reason="topic no longer configured"))
+        for status in WEBHOOK_STATUSES:
+            self.metrics.set("woo_webhooks", statuses.count(status), status=status)
+        return actions
+
+    def _repair(self, webhook):
+        changes = {}
+        if webhook.get("delivery_url") != self.delivery_url:
+            changes["delivery_url"] = self.delivery_url
+        if not _same_secret(webhook.get("secret"), self.secret):
+            changes["secret"] = self.secret
+        if webhook.get("api_version") not in (None, self.api_version):
+            changes["api_version"] = self.api_version
+        reactivate = webhook["status"] == "disabled"
+        if reactivate:
+            changes["status"] = "active"
+        elif webhook["status"] == "paused":
+            # Someone paused it on purpose; the reconciler covers the gap until they resume it.
+            log.warning("webhook %s (%s) is paused; leaving it as it is", webhook["id"], webhook["topic"])
+        if not changes:
+            return WebhookAction(action="unchanged", topic=webhook["topic"], webhook_id=webhook["id"])
+        self.client.update_webhook(webhook["id"], changes)
+        fields = tuple(sorted(name for name in changes if name != "status"))
+        log.info("webhook %s (%s) %s%s", webhook["id"], webhook["topic"],
+                 "re-activated" if reactivate else "repaired", f": {', '.join(fields)}" if fields else "")
+        return WebhookAction(action="reactivated" if reactivate and not fields else "repaired",
+                             topic=webhook["topic"], webhook_id=webhook["id"], changes=tuple(sorted(changes)))
+
+    def _delete(self, webhook, *, reason):
+        self.client.delete_webhook(webhook["id"])
+        log.info("webhook %s (%s) deleted: %s", webhook["id"], webhook["topic"], reason)
+        return WebhookAction(action="deleted", topic=webhook["topic"], webhook_id=webhook["id"])
