@@ -56,30 +56,76 @@ from exsync.exchequer.models import (
 )
 from exsync.exchequer.options import ExchequerOptions, mapping_for, options_for
 from exsync.exchequer.reader import ExchequerReader
-from exsync.exchequer.rules import ALL_LOCATIONS, StockRules, could_build, could_build_all, free_stock, item_free_stock
+from exsync.exchequer.rules import (
+    ALL_LOCATIONS,
+    StockRules,
+    could_build,
+    could_build_all,
+    free_stock,
+    item_free_stock,
+)
 from exsync.exchequer.schema import init_schema
 from exsync.exchequer.seed import SeedSummary, seed
 from exsync.exchequer.writer import SqlWriteBackend, WriteBackend
 
 __all__ = [
-    # connections and names
-    "connect", "Database", "Cursor", "Dialect", "Mapping", "mapping_for", "ExchequerOptions", "options_for",
-    # demo company
-    "init_schema", "seed", "SeedSummary",
-    # reads and rules
-    "ExchequerReader", "StockRules", "ALL_LOCATIONS", "free_stock", "item_free_stock", "could_build",
-    "could_build_all",
-    # writes
-    "WriteBackend", "SqlWriteBackend", "AccountCodePattern", "generate_account_code",
-    # Exchequer users' actions
-    "adjust_stock", "pick_order", "dispatch_order", "invoice_order", "edit_account", "change_price",
-    "set_free_stock_settings",
-    # records
-    "Account", "AccountDetails", "BomComponent", "Document", "DocumentHeader", "DocumentLine", "FreeStockSettings",
-    "LineProgress", "LocationStock", "OrderProgress", "SalesDocument", "StockItem", "StockLevel", "StoredLine",
+    "ALL_LOCATIONS",
+    "Account",
+    "AccountCodeExhaustedError",
+    "AccountCodePattern",
+    "AccountDetails",
+    "BomComponent",
+    "BomCycleError",
+    "ConnectError",
+    "Cursor",
+    "Database",
+    "DatabaseError",
+    "Dialect",
+    "Document",
+    "DocumentHeader",
+    "DocumentLine",
+    "DriverNotInstalledError",
+    "DuplicateKeyError",
+    "ExchequerError",
+    "ExchequerOptions",
+    "ExchequerReader",
+    "FreeStockSettings",
+    "InvalidDocumentError",
+    "LineProgress",
+    "LocationStock",
+    "Mapping",
+    "MappingError",
+    "NotFoundError",
+    "OrderProgress",
+    "RetryableError",
+    "SalesDocument",
+    "SeedError",
+    "SeedSummary",
+    "SqlWriteBackend",
+    "StockItem",
+    "StockLevel",
+    "StockRules",
+    "StoredLine",
+    "UnknownAccountError",
+    "UnknownDocumentError",
+    "UnknownStockItemError",
+    "WriteBackend",
     "WriteResult",
-    # errors
-    "ExchequerError", "MappingError", "ConnectError", "DriverNotInstalledError", "DatabaseError",
-    "DuplicateKeyError", "RetryableError", "NotFoundError", "UnknownAccountError", "UnknownStockItemError",
-    "UnknownDocumentError", "InvalidDocumentError", "BomCycleError", "AccountCodeExhaustedError", "SeedError",
+    "adjust_stock",
+    "change_price",
+    "connect",
+    "could_build",
+    "could_build_all",
+    "dispatch_order",
+    "edit_account",
+    "free_stock",
+    "generate_account_code",
+    "init_schema",
+    "invoice_order",
+    "item_free_stock",
+    "mapping_for",
+    "options_for",
+    "pick_order",
+    "seed",
+    "set_free_stock_settings",
 ]

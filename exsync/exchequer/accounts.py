@@ -9,8 +9,13 @@ import re
 
 from exsync.exchequer.errors import AccountCodeExhaustedError, MappingError
 
-__all__ = ["AccountCodePattern", "generate_account_code", "DEFAULT_ACCOUNT_CODE_PATTERN",
-           "DEFAULT_ACCOUNT_CODE_SOURCE", "MAX_ACCOUNT_CODE_LENGTH"]
+__all__ = [
+    "DEFAULT_ACCOUNT_CODE_PATTERN",
+    "DEFAULT_ACCOUNT_CODE_SOURCE",
+    "MAX_ACCOUNT_CODE_LENGTH",
+    "AccountCodePattern",
+    "generate_account_code",
+]
 
 DEFAULT_ACCOUNT_CODE_PATTERN = "LLLLNN"
 DEFAULT_ACCOUNT_CODE_SOURCE = "company"

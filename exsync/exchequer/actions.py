@@ -20,8 +20,15 @@ from exsync.exchequer.ledger import (
 from exsync.exchequer.mapping import DOC_TYPES, FOLIO_COUNTER, PRICE_BANDS
 from exsync.exchequer.writer import DEFAULT_VAT_CODES
 
-__all__ = ["adjust_stock", "pick_order", "dispatch_order", "invoice_order", "edit_account", "change_price",
-           "set_free_stock_settings"]
+__all__ = [
+    "adjust_stock",
+    "change_price",
+    "dispatch_order",
+    "edit_account",
+    "invoice_order",
+    "pick_order",
+    "set_free_stock_settings",
+]
 
 
 def adjust_stock(database, *, stock_code, location, qty):

@@ -21,8 +21,16 @@ from exsync.exchequer.errors import (
 )
 from exsync.exchequer.mapping import Mapping
 
-__all__ = ["Database", "Cursor", "connect", "SQLITE_SCHEME", "DRIVER_PACKAGES", "DEFAULT_FETCH_ROWS",
-           "DEFAULT_BUSY_TIMEOUT_SECONDS", "DEFAULT_LOGIN_TIMEOUT_SECONDS"]
+__all__ = [
+    "DEFAULT_BUSY_TIMEOUT_SECONDS",
+    "DEFAULT_FETCH_ROWS",
+    "DEFAULT_LOGIN_TIMEOUT_SECONDS",
+    "DRIVER_PACKAGES",
+    "SQLITE_SCHEME",
+    "Cursor",
+    "Database",
+    "connect",
+]
 
 SQLITE_SCHEME = "sqlite:///"
 DEFAULT_FETCH_ROWS = 1000

@@ -7,7 +7,7 @@ versus TOP, insert-if-absent, and which driver errors mean "duplicate key" or "t
 
 import dataclasses
 
-__all__ = ["Dialect", "SQLITE", "POSTGRESQL", "MSSQL", "PERVASIVE", "DIALECTS", "dialect_for_dbms"]
+__all__ = ["DIALECTS", "MSSQL", "PERVASIVE", "POSTGRESQL", "SQLITE", "Dialect", "dialect_for_dbms"]
 
 _UNIQUE_SQLSTATES = ("23505", "23000")
 _RETRY_SQLSTATES = ("40001", "40P01", "HYT00")

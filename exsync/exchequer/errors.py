@@ -7,21 +7,21 @@ never see a driver's own exception types.
 from exsync.errors import ExsyncError
 
 __all__ = [
-    "ExchequerError",
-    "MappingError",
-    "ConnectError",
-    "DriverNotInstalledError",
-    "DatabaseError",
-    "DuplicateKeyError",
-    "RetryableError",
-    "NotFoundError",
-    "UnknownAccountError",
-    "UnknownStockItemError",
-    "UnknownDocumentError",
-    "InvalidDocumentError",
-    "BomCycleError",
     "AccountCodeExhaustedError",
+    "BomCycleError",
+    "ConnectError",
+    "DatabaseError",
+    "DriverNotInstalledError",
+    "DuplicateKeyError",
+    "ExchequerError",
+    "InvalidDocumentError",
+    "MappingError",
+    "NotFoundError",
+    "RetryableError",
     "SeedError",
+    "UnknownAccountError",
+    "UnknownDocumentError",
+    "UnknownStockItemError",
 ]
 
 

@@ -7,21 +7,26 @@ so that concurrent transactions take their row locks in the same order and canno
 
 import datetime
 
-from exsync.exchequer.errors import InvalidDocumentError, MappingError, UnknownAccountError, UnknownStockItemError
+from exsync.exchequer.errors import (
+    InvalidDocumentError,
+    MappingError,
+    UnknownAccountError,
+    UnknownStockItemError,
+)
 from exsync.exchequer.mapping import DOC_TYPES, PRICE_BANDS, RUN_NO
 
 __all__ = [
-    "MAX_REFERENCE_NUMBER",
     "ACCOUNT_FIELDS",
-    "next_number",
-    "format_reference",
-    "trans_date",
+    "MAX_REFERENCE_NUMBER",
+    "account_columns",
     "check_fits",
+    "format_reference",
     "insert_document",
     "move_stock",
-    "stock_types",
+    "next_number",
     "require_account",
-    "account_columns",
+    "stock_types",
+    "trans_date",
     "update_account_row",
 ]
 

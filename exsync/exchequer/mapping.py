@@ -17,25 +17,25 @@ import string
 from exsync.exchequer.errors import MappingError
 
 __all__ = [
-    "Column",
-    "TableSpec",
-    "Mapping",
-    "BoundNames",
-    "EDITIONS",
-    "DEFAULT_EDITION",
-    "DEFAULT_COMPANY",
-    "DEFAULT_STATE_SCHEMA",
+    "BOM_RECORD_PREFIX",
+    "BOM_SUB_TYPE",
     "DEFAULT_CATEGORY_FIELD",
+    "DEFAULT_COMPANY",
+    "DEFAULT_EDITION",
+    "DEFAULT_STATE_SCHEMA",
     "DEFAULT_WEB_FLAG_FIELD",
     "DEFAULT_WEB_FLAG_VALUE",
     "DOC_TYPES",
     "DOC_TYPE_NAMES",
-    "RUN_NO",
-    "BOM_RECORD_PREFIX",
-    "BOM_SUB_TYPE",
+    "EDITIONS",
     "FOLIO_COUNTER",
-    "STOCK_TYPES",
     "PRICE_BANDS",
+    "RUN_NO",
+    "STOCK_TYPES",
+    "BoundNames",
+    "Column",
+    "Mapping",
+    "TableSpec",
 ]
 
 DEFAULT_EDITION = "sql"

@@ -4,21 +4,21 @@ import dataclasses
 import datetime
 
 __all__ = [
-    "LocationStock",
-    "StockItem",
-    "BomComponent",
     "Account",
     "AccountDetails",
-    "DocumentLine",
-    "SalesDocument",
-    "WriteResult",
-    "DocumentHeader",
-    "StoredLine",
+    "BomComponent",
     "Document",
-    "LineProgress",
-    "OrderProgress",
+    "DocumentHeader",
+    "DocumentLine",
     "FreeStockSettings",
+    "LineProgress",
+    "LocationStock",
+    "OrderProgress",
+    "SalesDocument",
+    "StockItem",
     "StockLevel",
+    "StoredLine",
+    "WriteResult",
 ]
 
 

@@ -5,8 +5,17 @@ whatever the driver buffers: psqlODBC, for one, fetches a whole result set unles
 """
 
 from exsync.exchequer.db import DEFAULT_FETCH_ROWS
-from exsync.exchequer.errors import UnknownAccountError, UnknownDocumentError, UnknownStockItemError
-from exsync.exchequer.mapping import BOM_RECORD_PREFIX, BOM_SUB_TYPE, DOC_TYPE_NAMES, DOC_TYPES
+from exsync.exchequer.errors import (
+    UnknownAccountError,
+    UnknownDocumentError,
+    UnknownStockItemError,
+)
+from exsync.exchequer.mapping import (
+    BOM_RECORD_PREFIX,
+    BOM_SUB_TYPE,
+    DOC_TYPE_NAMES,
+    DOC_TYPES,
+)
 from exsync.exchequer.models import (
     Account,
     BomComponent,
@@ -21,7 +30,7 @@ from exsync.exchequer.models import (
 )
 from exsync.exchequer.rules import ALL_LOCATIONS, StockRules
 
-__all__ = ["ExchequerReader", "DEFAULT_PAGE_ROWS"]
+__all__ = ["DEFAULT_PAGE_ROWS", "ExchequerReader"]
 
 DEFAULT_PAGE_ROWS = DEFAULT_FETCH_ROWS
 

@@ -21,14 +21,14 @@ from exsync.exchequer.models import StockLevel
 __all__ = [
     "ALL_LOCATIONS",
     "RULE_IN_STOCK",
-    "RULE_LESS_PICKED",
     "RULE_LESS_ALLOCATED",
-    "free_stock_rule",
-    "free_stock",
-    "item_free_stock",
+    "RULE_LESS_PICKED",
+    "StockRules",
     "could_build",
     "could_build_all",
-    "StockRules",
+    "free_stock",
+    "free_stock_rule",
+    "item_free_stock",
 ]
 
 ALL_LOCATIONS = "all"

@@ -6,7 +6,7 @@ already has its tables, and `init_schema` leaves existing tables and rows alone.
 
 from exsync.exchequer.mapping import FOLIO_COUNTER
 
-__all__ = ["init_schema", "COUNTER_TYPES", "DEFAULT_FIRST_NUMBER"]
+__all__ = ["COUNTER_TYPES", "DEFAULT_FIRST_NUMBER", "init_schema"]
 
 COUNTER_TYPES = ("SOR", "SQU", "SDN", "SIN", FOLIO_COUNTER)
 DEFAULT_FIRST_NUMBER = 1

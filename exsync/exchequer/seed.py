@@ -14,7 +14,7 @@ from exsync.exchequer.accounts import AccountCodePattern
 from exsync.exchequer.errors import AccountCodeExhaustedError, SeedError
 from exsync.exchequer.mapping import BOM_RECORD_PREFIX, BOM_SUB_TYPE
 
-__all__ = ["seed", "SeedSummary", "DEFAULT_SEED", "DEFAULT_BATCH_ROWS", "CATEGORIES"]
+__all__ = ["CATEGORIES", "DEFAULT_BATCH_ROWS", "DEFAULT_SEED", "SeedSummary", "seed"]
 
 DEFAULT_SEED = 20261127
 DEFAULT_BATCH_ROWS = 5000

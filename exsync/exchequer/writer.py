@@ -11,7 +11,11 @@ import time
 import typing
 
 from exsync.exchequer.accounts import AccountCodePattern, generate_account_code
-from exsync.exchequer.errors import DuplicateKeyError, InvalidDocumentError, RetryableError
+from exsync.exchequer.errors import (
+    DuplicateKeyError,
+    InvalidDocumentError,
+    RetryableError,
+)
 from exsync.exchequer.ledger import (
     account_columns,
     check_fits,
@@ -27,8 +31,15 @@ from exsync.exchequer.mapping import FOLIO_COUNTER
 from exsync.exchequer.models import WriteResult
 from exsync.metrics import Metrics
 
-__all__ = ["WriteBackend", "SqlWriteBackend", "DEFAULT_VAT_CODES", "DEFAULT_LOCATION", "DEFAULT_MAX_ATTEMPTS",
-           "KIND_SALES_DOCUMENT", "KIND_ACCOUNT"]
+__all__ = [
+    "DEFAULT_LOCATION",
+    "DEFAULT_MAX_ATTEMPTS",
+    "DEFAULT_VAT_CODES",
+    "KIND_ACCOUNT",
+    "KIND_SALES_DOCUMENT",
+    "SqlWriteBackend",
+    "WriteBackend",
+]
 
 DEFAULT_VAT_CODES = {"S": 20.0, "Z": 0.0, "E": 0.0, "5": 5.0}
 DEFAULT_LOCATION = "MAI"

@@ -2,7 +2,12 @@
 
 import pytest
 
-from exsync.exchequer import AccountCodeExhaustedError, AccountCodePattern, MappingError, generate_account_code
+from exsync.exchequer import (
+    AccountCodeExhaustedError,
+    AccountCodePattern,
+    MappingError,
+    generate_account_code,
+)
 
 
 @pytest.mark.parametrize("company, contact, taken, pattern, expected", [

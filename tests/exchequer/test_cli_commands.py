@@ -11,7 +11,7 @@ def _exsync(*args, dsn):
     env = {**os.environ, "EXSYNC_EXCHEQUER_DSN": dsn}
     env.pop("EXSYNC_CONFIG", None)
     return subprocess.run([sys.executable, "-m", "exsync.cli", *args], env=env, capture_output=True, text=True,
-                          timeout=120)
+                          timeout=120, check=False)
 
 
 def test_init_then_seed_then_refuse_to_seed_again(sqlite_dsn):

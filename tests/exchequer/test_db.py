@@ -2,7 +2,13 @@
 
 import pytest
 
-from exsync.exchequer import ConnectError, DatabaseError, DriverNotInstalledError, DuplicateKeyError, connect
+from exsync.exchequer import (
+    ConnectError,
+    DatabaseError,
+    DriverNotInstalledError,
+    DuplicateKeyError,
+    connect,
+)
 from exsync.exchequer.dialect import POSTGRESQL, SQLITE
 
 
@@ -45,13 +51,11 @@ def test_driver_errors_are_translated_and_roll_back(backend, request, tmp_path):
         with database.transaction() as cursor:
             cursor.execute("CREATE TABLE t (k INTEGER PRIMARY KEY)")
             cursor.execute("INSERT INTO t VALUES (1)")
-        with pytest.raises(DuplicateKeyError):
-            with database.transaction() as cursor:
-                cursor.execute("INSERT INTO t VALUES (2)")
-                cursor.execute("INSERT INTO t VALUES (1)")
-        with pytest.raises(DatabaseError) as raised:
-            with database.transaction() as cursor:
-                cursor.execute("SELECT * FROM no_such_table")
+        with pytest.raises(DuplicateKeyError), database.transaction() as cursor:
+            cursor.execute("INSERT INTO t VALUES (2)")
+            cursor.execute("INSERT INTO t VALUES (1)")
+        with pytest.raises(DatabaseError) as raised, database.transaction() as cursor:
+            cursor.execute("SELECT * FROM no_such_table")
         assert "no_such_table" in str(raised.value)
         with database.transaction(write=False) as cursor:
             assert [tuple(row) for row in cursor.execute("SELECT k FROM t ORDER BY k").fetchall()] == [(1,)]

@@ -1,6 +1,12 @@
 """The dialects: the few places where SQL Server, PostgreSQL, SQLite and Pervasive differ."""
 
-from exsync.exchequer.dialect import MSSQL, PERVASIVE, POSTGRESQL, SQLITE, dialect_for_dbms
+from exsync.exchequer.dialect import (
+    MSSQL,
+    PERVASIVE,
+    POSTGRESQL,
+    SQLITE,
+    dialect_for_dbms,
+)
 
 
 def test_limit_and_top():

@@ -4,8 +4,8 @@ import pytest
 
 from exsync.exchequer import (
     ALL_LOCATIONS,
-    BomCycleError,
     BomComponent,
+    BomCycleError,
     FreeStockSettings,
     LocationStock,
     StockItem,

@@ -8,6 +8,7 @@ import pytest
 from exsync.exchequer import (
     AccountDetails,
     DocumentLine,
+    ExchequerError,
     ExchequerReader,
     InvalidDocumentError,
     SalesDocument,
@@ -141,7 +142,7 @@ def _race(dsn, work, writers=2):
                 backend = SqlWriteBackend(database=database)
                 barrier.wait()
                 results[index] = work(backend, index)
-        except Exception as error:  # reported below, with the thread's error intact
+        except ExchequerError as error:  # reported below, with the thread's error intact
             errors.append(error)
 
     threads = [threading.Thread(target=run, args=(index,)) for index in range(writers)]
