@@ -13,6 +13,8 @@ __all__ = ["DEFAULT_HOST", "SandboxServer"]
 log = logging.getLogger(__name__)
 
 DEFAULT_HOST = "127.0.0.1"
+# How often the serving thread looks for a shutdown request: short, so tests stop servers quickly.
+POLL_SECONDS = 0.05
 
 
 class _QuietHandler(WSGIRequestHandler):
@@ -52,7 +54,8 @@ class SandboxServer:
     def start(self):
         """Binds, points the shop's home URL here, and serves on a daemon thread."""
         self._bind()
-        self._thread = threading.Thread(target=self._server.serve_forever, name="sandbox-shop", daemon=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": POLL_SECONDS},
+                                        name="sandbox-shop", daemon=True)
         self._thread.start()
         return self
 
