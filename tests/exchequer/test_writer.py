@@ -16,6 +16,8 @@ from exsync.exchequer import (
     UnknownAccountError,
     UnknownStockItemError,
     connect,
+    init_schema,
+    seed,
 )
 from tests.exchequer.factories import customer, order
 
@@ -154,15 +156,19 @@ def _race(dsn, work, writers=2):
     return results
 
 
-def test_the_same_order_from_two_connections_makes_one_sor(pg_odbc_dsn):
-    from exsync.exchequer import init_schema, seed
-
-    with connect(pg_odbc_dsn) as database:
+def _small_company(dsn):
+    """Seeds a one-location company; returns a product, an account code and the product's
+    (allocated, allocated at MAI) figures."""
+    with connect(dsn) as database:
         init_schema(database)
         seed(database, items=10, locations=1, boms=0, accounts=2)
         item = _products(database, 1)[0]
         account = next(ExchequerReader(database=database).iter_accounts()).code
-        before = _figures(database, item.code, "MAI")
+        return item, account, _figures(database, item.code, "MAI")
+
+
+def test_the_same_order_from_two_connections_makes_one_sor(pg_odbc_dsn):
+    item, account, before = _small_company(pg_odbc_dsn)
     orders = [order(f"woo-{n}", account, [(item.code, 1, 5.0, "MAI")], your_ref=str(n)) for n in range(40)]
     results = _race(pg_odbc_dsn, lambda backend, _: [backend.create_sales_document(o) for o in orders])
     assert [r.reference for r in results[0]] == [r.reference for r in results[1]]
@@ -176,8 +182,6 @@ def test_the_same_order_from_two_connections_makes_one_sor(pg_odbc_dsn):
 
 
 def test_two_writers_of_200_orders_each_get_unique_references_and_exact_allocations(pg_odbc_dsn):
-    from exsync.exchequer import init_schema, seed
-
     with connect(pg_odbc_dsn) as database:
         init_schema(database)
         seed(database, items=12, locations=2, boms=0, accounts=2)
@@ -206,8 +210,6 @@ def test_two_writers_of_200_orders_each_get_unique_references_and_exact_allocati
 
 
 def test_concurrent_new_customers_with_the_same_name_get_different_codes(pg_odbc_dsn):
-    from exsync.exchequer import init_schema
-
     with connect(pg_odbc_dsn) as database:
         init_schema(database)
     results = _race(pg_odbc_dsn, lambda backend, index: [
@@ -218,14 +220,7 @@ def test_concurrent_new_customers_with_the_same_name_get_different_codes(pg_odbc
 
 
 def test_the_loser_of_a_race_waits_for_the_winner_and_returns_its_reference(pg_odbc_dsn):
-    from exsync.exchequer import init_schema, seed
-
-    with connect(pg_odbc_dsn) as database:
-        init_schema(database)
-        seed(database, items=10, locations=1, boms=0, accounts=2)
-        item = _products(database, 1)[0]
-        account = next(ExchequerReader(database=database).iter_accounts()).code
-        before = _figures(database, item.code, "MAI")
+    item, account, before = _small_company(pg_odbc_dsn)
     document = order("woo-race", account, [(item.code, 3, 5.0, "MAI")])
     recorded, release = threading.Event(), threading.Event()
 
