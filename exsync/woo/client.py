@@ -542,6 +542,9 @@ class WooClient:
     def iter_webhooks(self, *, status="all"):
         return self.iter_all("webhooks", params={"status": status})
 
+    def get_webhook(self, webhook_id):
+        return self.get(f"webhooks/{int(webhook_id)}")
+
     def create_webhook(self, webhook):
         return self.request("POST", "webhooks", json=webhook).body
 
