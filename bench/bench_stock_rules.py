@@ -32,12 +32,13 @@ def _best(function, rounds=ROUNDS):
 
 def _raw_fetch(database):
     rows = 0
+    items_sql = ("SELECT {stock.code}, {stock.type}, {stock.qty_in_stock}, {stock.qty_allocated}, "
+                 "{stock.qty_picked} FROM {stock}")
+    locations_sql = ("SELECT {stock_locations.stock_code}, {stock_locations.location}, "
+                     "{stock_locations.qty_in_stock}, {stock_locations.qty_allocated}, "
+                     "{stock_locations.qty_picked} FROM {stock_locations}")
     with database.transaction(write=False) as cursor:
-        for template in ("SELECT {stock.code}, {stock.type}, {stock.qty_in_stock}, {stock.qty_allocated}, "
-                         "{stock.qty_picked} FROM {stock}",
-                         "SELECT {stock_locations.stock_code}, {stock_locations.location}, "
-                         "{stock_locations.qty_in_stock}, {stock_locations.qty_allocated}, "
-                         "{stock_locations.qty_picked} FROM {stock_locations}"):
+        for template in (items_sql, locations_sql):
             cursor.run(template)
             while batch := cursor.fetchmany(FETCH_ROWS):
                 rows += len(batch)

@@ -311,5 +311,10 @@ class BoundNames:
     def table(self, logical):
         return self.qualified(self.mapping.tables[logical])
 
+    def state_table(self, name):
+        """Where one of the integration's own tables called `name` lives: `"exsync"."name"`, or
+        `"exsync_name"` on databases without schemas (for the other packages' state tables)."""
+        return self.qualified(TableSpec(name, {}, home="state"))
+
     def column(self, logical_table, logical_column):
         return self.dialect.quote(self.mapping.tables[logical_table].physical(logical_column))

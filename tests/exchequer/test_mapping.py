@@ -13,6 +13,7 @@ def test_sql_edition_names_on_a_database_with_schemas():
     assert names.table("stock_locations") == '"ACME01"."StockLocation"'
     assert names.table("settings") == '"common"."evw_SystemSettings"'
     assert names.table("external_keys") == '"exsync"."external_keys"'
+    assert names.state_table("order_tracking") == '"exsync"."order_tracking"'
 
 
 def test_prefix_replaces_schemas_on_sqlite():
@@ -20,6 +21,7 @@ def test_prefix_replaces_schemas_on_sqlite():
     names = Mapping(table_prefix="ZZZZ01_", state_schema="sync").bind(SQLITE)
     assert names.table("documents") == '"ZZZZ01_DOCUMENT"'
     assert names.table("external_keys") == '"sync_external_keys"'
+    assert names.state_table("order_tracking") == '"sync_order_tracking"'
 
 
 def test_category_and_web_flag_follow_the_configured_user_fields():

@@ -25,6 +25,18 @@ def test_the_same_seed_gives_the_same_company(tmp_path):
         assert _snapshot(database)[0] != snapshots[0][0]
 
 
+def test_both_backends_hold_the_same_company(tmp_path, pg_odbc_dsn):
+    snapshots = []
+    for dsn in (f"sqlite:///{tmp_path}/company.db", pg_odbc_dsn):
+        with connect(dsn) as database:
+            init_schema(database)
+            seed(database, **SMALL_SEED)
+            items, boms, accounts = _snapshot(database)
+            # the servers' collations may order codes differently; the content must not differ
+            snapshots.append(({i.code: i for i in items}, boms, {a.code: a for a in accounts}))
+    assert snapshots[0] == snapshots[1]
+
+
 def test_the_company_looks_like_exchequer(seeded):
     reader = ExchequerReader(database=seeded)
     items = list(reader.iter_stock_items())
