@@ -66,27 +66,11 @@ class Cursor:
         self._database = database
         self.names = database.names
 
-    def _translate(self, error, sql):
-        dialect = self._database.dialect
-        message = f"{error} [in: {' '.join(sql.split())[:300]}]"
-        if isinstance(error, sqlite3.IntegrityError):
-            if "UNIQUE" in str(error) or "PRIMARY KEY" in str(error):
-                return DuplicateKeyError(message)
-            return DatabaseError(message)
-        if isinstance(error, sqlite3.OperationalError) and "locked" in str(error):
-            return RetryableError(message)
-        sqlstate = _sqlstate(error)
-        if dialect.is_unique_violation(sqlstate):
-            return DuplicateKeyError(message, sqlstate=sqlstate)
-        if dialect.is_retryable(sqlstate):
-            return RetryableError(message, sqlstate=sqlstate)
-        return DatabaseError(message, sqlstate=sqlstate)
-
     def execute(self, sql, params=()):
         try:
             self._raw.execute(sql, params)
         except self._database.driver_errors as error:
-            raise self._translate(error, sql) from error
+            raise self._database.translate(error, sql) from error
         return self
 
     def executemany(self, sql, rows):
@@ -96,7 +80,7 @@ class Cursor:
         try:
             self._raw.executemany(sql, rows)
         except self._database.driver_errors as error:
-            raise self._translate(error, sql) from error
+            raise self._database.translate(error, sql) from error
         return self
 
     def run(self, template, params=()):
@@ -107,7 +91,7 @@ class Cursor:
         try:
             return method(*args)
         except self._database.driver_errors as error:
-            raise self._translate(error, "fetch") from error
+            raise self._database.translate(error, "fetch") from error
 
     def fetchone(self):
         return self._fetch(self._raw.fetchone)
@@ -144,6 +128,23 @@ class Database:
         self.dsn_label = dsn_label
         self._in_transaction = False
 
+    def translate(self, error, sql):
+        """The exsync error for a driver exception raised by `sql`."""
+        dialect = self.dialect
+        message = f"{error} [in: {' '.join(sql.split())[:300]}]"
+        if isinstance(error, sqlite3.IntegrityError):
+            if "UNIQUE" in str(error) or "PRIMARY KEY" in str(error):
+                return DuplicateKeyError(message)
+            return DatabaseError(message)
+        if isinstance(error, sqlite3.OperationalError) and "locked" in str(error):
+            return RetryableError(message)
+        sqlstate = _sqlstate(error)
+        if dialect.is_unique_violation(sqlstate):
+            return DuplicateKeyError(message, sqlstate=sqlstate)
+        if dialect.is_retryable(sqlstate):
+            return RetryableError(message, sqlstate=sqlstate)
+        return DatabaseError(message, sqlstate=sqlstate)
+
     @contextlib.contextmanager
     def transaction(self, *, write=True):
         """One database transaction: commits when the block ends, rolls back if it raises.
@@ -179,8 +180,7 @@ class Database:
                 raw_cursor.fast_executemany = True
             return raw_cursor
         except self.driver_errors as error:
-            translated = Cursor(raw=None, database=self)._translate(error, "BEGIN")
-            raise translated from error
+            raise self.translate(error, "BEGIN") from error
 
     def _end(self, *, commit):
         try:
@@ -193,7 +193,7 @@ class Database:
                 return
             with contextlib.suppress(*self.driver_errors):
                 self.raw.rollback()
-            raise Cursor(raw=None, database=self)._translate(error, "COMMIT") from error
+            raise self.translate(error, "COMMIT") from error
 
     def close(self):
         with contextlib.suppress(*self.driver_errors):

@@ -87,7 +87,7 @@ class Dialect:
 
     def create_table(self, table_sql, table_literal, body):
         """A CREATE TABLE that leaves an existing table alone (`table_literal`: its name as text)."""
-        if self.name in ("mssql", "pervasive"):
+        if self.name == "mssql":
             literal = table_literal.replace("'", "''")
             return f"IF OBJECT_ID('{literal}') IS NULL CREATE TABLE {table_sql} ({body})"
         return f"CREATE TABLE IF NOT EXISTS {table_sql} ({body})"
@@ -96,7 +96,7 @@ class Dialect:
         """A CREATE INDEX that leaves an existing index alone."""
         kind = "UNIQUE INDEX" if unique else "INDEX"
         cols = ", ".join(columns)
-        if self.name in ("mssql", "pervasive"):
+        if self.name == "mssql":
             literal = index_name.replace("'", "''")
             return (f"IF NOT EXISTS (SELECT 1 FROM sys.indexes WHERE name = '{literal}') "
                     f"CREATE {kind} {self.quote(index_name)} ON {table_sql} ({cols})")

@@ -4,6 +4,8 @@ Used for the bundled demo company, the tests and staging databases; a real Exche
 already has its tables, and `init_schema` leaves existing tables and rows alone.
 """
 
+from exsync.exchequer.dialect import PERVASIVE
+from exsync.exchequer.errors import MappingError
 from exsync.exchequer.mapping import FOLIO_COUNTER
 
 __all__ = ["COUNTER_TYPES", "DEFAULT_FIRST_NUMBER", "init_schema"]
@@ -48,6 +50,9 @@ def init_schema(database, *, first_number=DEFAULT_FIRST_NUMBER):
     """Creates missing schemas, tables and indexes, the settings row and the document counters."""
     names = database.names
     dialect = database.dialect
+    if dialect is PERVASIVE:
+        raise MappingError("a Pervasive company's tables are Exchequer's own DDF dictionaries; exsync does "
+                           "not create them")
     with database.transaction() as cursor:
         for statement in _statements(names):
             cursor.execute(statement)

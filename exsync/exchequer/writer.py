@@ -17,6 +17,7 @@ from exsync.exchequer.errors import (
     RetryableError,
 )
 from exsync.exchequer.ledger import (
+    ACCOUNT_FIELDS,
     account_columns,
     check_fits,
     format_reference,
@@ -65,6 +66,10 @@ class WriteBackend(typing.Protocol):
 
 class _AlreadyWritten(Exception):
     """The external key was claimed by another write (internal control flow)."""
+
+
+class _CodeTaken(Exception):
+    """A generated account code lost a race to another writer (internal; retried)."""
 
 
 class SqlWriteBackend:
@@ -145,8 +150,7 @@ class SqlWriteBackend:
     # --- accounts
 
     def create_account(self, *, external_key, details, code=None):
-        fields = {field: getattr(details, field) for field in
-                  ("company", "contact", "address", "post_code", "email", "phone", "price_band", "user_defs")}
+        fields = {field: getattr(details, field) for field in ACCOUNT_FIELDS}
         if not (details.company.strip() or details.contact.strip()):
             raise InvalidDocumentError("an account needs a company or a contact name")
 
@@ -219,7 +223,3 @@ class SqlWriteBackend:
             return reference
 
         return self._write_once("create_sales_document", KIND_SALES_DOCUMENT, document.external_key, body)
-
-
-class _CodeTaken(Exception):
-    """A generated account code lost a race to another writer (internal; retried)."""
