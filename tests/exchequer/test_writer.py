@@ -19,6 +19,7 @@ from exsync.exchequer import (
     init_schema,
     seed,
 )
+from exsync.metrics import Metrics
 from tests.exchequer.factories import customer, order
 
 
@@ -167,14 +168,14 @@ def _small_company(dsn):
         return item, account, _figures(database, item.code, "MAI")
 
 
-def test_the_same_order_from_two_connections_makes_one_sor(pg_odbc_dsn):
-    item, account, before = _small_company(pg_odbc_dsn)
+def test_the_same_order_from_two_connections_makes_one_sor(dsn):
+    item, account, before = _small_company(dsn)
     orders = [order(f"woo-{n}", account, [(item.code, 1, 5.0, "MAI")], your_ref=str(n)) for n in range(40)]
-    results = _race(pg_odbc_dsn, lambda backend, _: [backend.create_sales_document(o) for o in orders])
+    results = _race(dsn, lambda backend, _: [backend.create_sales_document(o) for o in orders])
     assert [r.reference for r in results[0]] == [r.reference for r in results[1]]
     assert sorted(r.reference for r in results[0]) == [f"SOR{n:06d}" for n in range(1, 41)]
     assert all(a.created != b.created for a, b in zip(*results))
-    with connect(pg_odbc_dsn) as database:
+    with connect(dsn) as database:
         with database.transaction(write=False) as cursor:
             assert cursor.scalar("SELECT COUNT(*) FROM {documents}") == 40
             assert cursor.scalar("SELECT COUNT(*) FROM {lines}") == 40
@@ -219,8 +220,8 @@ def test_concurrent_new_customers_with_the_same_name_get_different_codes(pg_odbc
     assert sorted(codes) == [f"CAST{n:02d}" for n in range(1, 31)]
 
 
-def test_the_loser_of_a_race_waits_for_the_winner_and_returns_its_reference(pg_odbc_dsn):
-    item, account, before = _small_company(pg_odbc_dsn)
+def test_the_loser_of_a_race_waits_for_the_winner_and_returns_its_reference(dsn):
+    item, account, before = _small_company(dsn)
     document = order("woo-race", account, [(item.code, 3, 5.0, "MAI")])
     recorded, release = threading.Event(), threading.Event()
 
@@ -235,7 +236,7 @@ def test_the_loser_of_a_race_waits_for_the_winner_and_returns_its_reference(pg_o
     outcomes = {}
 
     def write(name, backend_class):
-        with connect(pg_odbc_dsn) as database:
+        with connect(dsn) as database:
             outcomes[name] = backend_class(database=database).create_sales_document(document)
 
     winner = threading.Thread(target=write, args=("winner", PausingBackend))
@@ -250,6 +251,32 @@ def test_the_loser_of_a_race_waits_for_the_winner_and_returns_its_reference(pg_o
     loser.join()
     assert (outcomes["winner"].reference, outcomes["winner"].created) == ("SOR000001", True)
     assert (outcomes["loser"].reference, outcomes["loser"].created) == ("SOR000001", False)
-    with connect(pg_odbc_dsn) as database:
+    with connect(dsn) as database:
         assert _figures(database, item.code, "MAI") == (before[0] + 3, before[1] + 3)
         assert _counters(database)["SOR"] == 2
+
+
+class RecordingMetrics(Metrics):
+    def __init__(self):
+        self.counts = {}
+
+    def inc(self, name, amount=1, **labels):
+        key = (name, tuple(sorted(labels.items())))
+        self.counts[key] = self.counts.get(key, 0) + amount
+
+
+def test_writes_are_counted_by_outcome(seeded):
+    metrics = RecordingMetrics()
+    backend = SqlWriteBackend(database=seeded, metrics=metrics)
+    item = _products(seeded, 1)[0]
+    account = next(ExchequerReader(database=seeded).iter_accounts()).code
+    for _ in range(3):
+        backend.create_sales_document(order("woo-m", account, [(item.code, 1, 1.0, "MAI")]))
+    with pytest.raises(UnknownAccountError):
+        backend.create_sales_document(order("woo-n", "NOBODY", [(item.code, 1, 1.0, "MAI")]))
+
+    def count(outcome):
+        return metrics.counts.get(("exchequer_writes", (("operation", "create_sales_document"),
+                                                        ("outcome", outcome))), 0)
+
+    assert (count("created"), count("existing"), count("failed")) == (1, 2, 1)
