@@ -200,6 +200,8 @@ class SqlWriteBackend:
         for number, line in enumerate(document.lines, start=1):
             if line.vat_code not in self.vat_codes:
                 raise InvalidDocumentError(f"line {number}: VAT code {line.vat_code!r} is not configured")
+            if not line.qty > 0:
+                raise InvalidDocumentError(f"line {number}: quantity {line.qty!r} must be more than 0")
             location = line.location or (self.default_location if line.stock_code else "")
             lines.append({"stock_code": line.stock_code, "description": line.description, "qty": float(line.qty),
                           "net_value": float(line.unit_net_price), "vat_code": line.vat_code, "location": location})

@@ -88,6 +88,7 @@ def test_a_quotation_allocates_nothing(seeded):
     ({"vat": "Q"}, InvalidDocumentError),
     ({"doc_type": "SIN"}, InvalidDocumentError),
     ({"lines": ()}, InvalidDocumentError),
+    ({"lines": ((("", 0, 4.95, "")),)}, InvalidDocumentError),
     ({"your_ref": "MUCH-TOO-LONG-REF"}, InvalidDocumentError),
 ])
 def test_a_refused_document_changes_nothing(seeded, change, error):
