@@ -28,8 +28,9 @@ class TokenBucket:
                 now = self._clock()
                 self._tokens = min(self.burst, self._tokens + (now - self._updated) * self.rate_per_second)
                 self._updated = now
-                if self._tokens >= 1:
-                    self._tokens -= 1
+                # The tolerance keeps float rounding from leaving a sliver of a token forever short.
+                if self._tokens >= 1 - 1e-9:
+                    self._tokens = max(0.0, self._tokens - 1)
                     return waited
                 shortfall_seconds = (1 - self._tokens) / self.rate_per_second
             self._sleep(shortfall_seconds)
