@@ -1,0 +1,85 @@
+"""The shop commands as processes: `exsync sandbox`, `exsync register-webhooks`, `exsync reconcile --once`."""
+
+import os
+import signal
+import subprocess
+import sys
+
+from exsync.bus import Topology, declare_topology
+from exsync.schemas.config import validate_config
+from exsync.woo import WooClient
+from exsync.woo.sandbox import place_order, seed_catalogue
+from tests.support.net import free_port, wait_for_port
+from tests.support.rabbit import bind_probe, read_messages
+
+EXSYNC = [sys.executable, "-m", "exsync.cli"]
+
+
+def _env(**values):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EXSYNC_")}
+    env.update(values)
+    return env
+
+
+def test_sandbox_command_serves_a_seeded_shop():
+    port = free_port()
+    env = _env(EXSYNC_WOO_CONSUMER_KEY="ck_cli", EXSYNC_WOO_CONSUMER_SECRET="cs_cli")
+    process = subprocess.Popen([*EXSYNC, "sandbox", "--port", str(port), "--products", "3", "--customers", "2"],
+                               env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for_port("127.0.0.1", port)
+        client = WooClient(url=f"http://127.0.0.1:{port}", consumer_key="ck_cli", consumer_secret="cs_cli")
+        assert sorted(p["sku"] for p in client.iter_products()) == ["SKU-0001", "SKU-0002", "SKU-0003"]
+        assert len(list(client.iter_customers(role="customer"))) == 2
+        assert [z["name"] for z in client.list_shipping_zones()][1:] == ["UK", "Europe"]
+    finally:
+        process.send_signal(signal.SIGTERM)
+        stdout, _ = process.communicate(timeout=10)
+    assert process.returncode == 0
+    assert f"http://127.0.0.1:{port}/" in stdout and "cs_cli" not in stdout
+
+
+def _config(tmp_path, receiver, **reconcile):
+    path = tmp_path / "exsync.yaml"
+    lines = ["shop:", "  webhooks:", f"    delivery_url: {receiver.url}", "    topics: [order.created, order.updated]",
+             "  reconcile:", f"    state_dir: {tmp_path / 'state'}"]
+    lines += [f"    {key}: {value}" for key, value in reconcile.items()]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return str(path)
+
+
+def test_register_webhooks_command(sandbox, credentials, shop, receiver, tmp_path):
+    env = _env(EXSYNC_WOO_URL=sandbox.url, EXSYNC_WOO_CONSUMER_KEY=credentials.consumer_key,
+               EXSYNC_WOO_CONSUMER_SECRET=credentials.consumer_secret, EXSYNC_WEBHOOK_SECRETS="first,second",
+               EXSYNC_CONFIG=_config(tmp_path, receiver))
+    first = subprocess.run([*EXSYNC, "register-webhooks"], check=False, env=env, capture_output=True, text=True, timeout=30)
+    assert first.returncode == 0, first.stderr
+    assert [line.split()[0] for line in first.stdout.splitlines()] == ["created", "created"]
+    assert {(w["topic"], w["secret"]) for w in shop.list_webhooks({})} == {("order.created", "first"),
+                                                                          ("order.updated", "first")}
+    again = subprocess.run([*EXSYNC, "register-webhooks"], check=False, env=env, capture_output=True, text=True, timeout=30)
+    assert [line.split()[0] for line in again.stdout.splitlines()] == ["unchanged", "unchanged"]
+
+
+def test_register_webhooks_without_a_delivery_url_says_so(sandbox, credentials):
+    env = _env(EXSYNC_WOO_URL=sandbox.url, EXSYNC_WOO_CONSUMER_KEY=credentials.consumer_key,
+               EXSYNC_WOO_CONSUMER_SECRET=credentials.consumer_secret)
+    result = subprocess.run([*EXSYNC, "register-webhooks"], check=False, env=env, capture_output=True, text=True, timeout=30)
+    assert result.returncode == 1
+    assert "shop.webhooks.delivery_url" in result.stderr and "EXSYNC_WEBHOOK_SECRETS" in result.stderr
+
+
+def test_reconcile_once_command(sandbox, credentials, shop, receiver, amqp_url, tmp_path):
+    declare_topology(amqp_url, Topology.from_config(validate_config({})[0]))
+    probe = bind_probe(amqp_url, exchange="woo", routing_key="order.updated")
+    seed_catalogue(shop, count=1)
+    orders = [place_order(shop, lines=[("SKU-0001", 1)]) for _ in range(2)]
+    env = _env(EXSYNC_WOO_URL=sandbox.url, EXSYNC_WOO_CONSUMER_KEY=credentials.consumer_key,
+               EXSYNC_WOO_CONSUMER_SECRET=credentials.consumer_secret, EXSYNC_AMQP_URL=amqp_url,
+               EXSYNC_CONFIG=_config(tmp_path, receiver))
+    result = subprocess.run([*EXSYNC, "reconcile", "--once"], check=False, env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "published 2 order(s)" in result.stdout
+    assert sorted(int(m["subject"]) for m, _ in read_messages(amqp_url, probe, count=2)) == \
+        sorted(o["id"] for o in orders)
+    assert (tmp_path / "state" / "woo-state.json").exists()
