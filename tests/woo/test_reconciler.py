@@ -34,7 +34,7 @@ def test_orders_missed_while_webhooks_were_disabled_are_published_then_webhooks_
     # The receiver is failing (say, its broker is down): WooCommerce disables the webhooks.
     receiver.status = 503
     placed = [place_order(shop, lines=[(f"SKU-000{n % 5 + 1}", 1)]) for n in range(50)]
-    assert shop.deliverer.wait_until_idle(timeout_seconds=20)
+    assert shop.wait_for_deliveries(timeout_seconds=20)
     assert {h["status"] for h in client.iter_webhooks()} == {"disabled"}
     assert len(receiver.deliveries) == 14  # 7 failures per webhook, then nothing
 
@@ -58,7 +58,7 @@ def test_orders_missed_while_webhooks_were_disabled_are_published_then_webhooks_
     receiver.status = 200
     receiver.requests.clear()
     order = place_order(shop, lines=[("SKU-0001", 1)])
-    assert shop.deliverer.wait_until_idle(timeout_seconds=10)
+    assert shop.wait_for_deliveries(timeout_seconds=10)
     delivered = {h["X-WC-Webhook-Topic"]: (h, body) for h, body in receiver.deliveries}
     assert set(delivered) == {"order.created", "order.updated"}
     headers, body = delivered["order.updated"]

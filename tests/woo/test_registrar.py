@@ -58,10 +58,10 @@ def test_a_reactivated_webhook_delivers_again(client, shop, receiver):
     [created] = registrar.sync()
     shop.set_webhook_status(created.webhook_id, "disabled")
     client.create_customer({"email": "while-disabled@example.test"})
-    assert shop.deliverer.wait_until_idle(timeout_seconds=10)
+    assert shop.wait_for_deliveries(timeout_seconds=10)
     assert receiver.deliveries == []
     assert [a.action for a in registrar.sync()] == ["reactivated"]
     customer = client.create_customer({"email": "after@example.test"})
-    assert shop.deliverer.wait_until_idle(timeout_seconds=10)
+    assert shop.wait_for_deliveries(timeout_seconds=10)
     [(headers, body)] = receiver.deliveries
     assert headers["X-WC-Webhook-ID"] == str(created.webhook_id) and str(customer["id"]).encode() in body

@@ -284,6 +284,7 @@ class SandboxApp:
 
     def _customers(self, request, body):
         if request.method == "POST":
+            self.shop.batch_item_pause()
             return 201, self.shop.create_customer(body), {}
         return self._page(request, self.shop.list_customers(request.args), self.shop.customer_json)
 
@@ -292,6 +293,7 @@ class SandboxApp:
             return self.shop.get_customer(item_id)
         if request.method == "DELETE":
             return self.shop.delete_customer(item_id, force=_force(request.args))
+        self.shop.batch_item_pause()
         return self.shop.update_customer(item_id, body)
 
     def _customers_batch(self, request, body):
@@ -305,6 +307,7 @@ class SandboxApp:
 
     def _orders(self, request, body):
         if request.method == "POST":
+            self.shop.batch_item_pause()
             return 201, self.shop.create_order(body), {}
         return self._page(request, self.shop.list_orders(request.args), self.shop.order_json)
 
@@ -313,6 +316,7 @@ class SandboxApp:
             return self.shop.get_order(item_id)
         if request.method == "DELETE":
             return self.shop.delete_order(item_id, force=_force(request.args))
+        self.shop.batch_item_pause()
         return self.shop.update_order(item_id, body)
 
     def _orders_batch(self, request, body):

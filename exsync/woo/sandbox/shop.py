@@ -499,8 +499,12 @@ class SandboxShop:
         key = keys.get(orderby, keys[default])
         return sorted(records, key=key, reverse=(args.get("order") or default_order) == "desc")
 
+    def wait_for_deliveries(self, timeout_seconds=10.0):
+        """Blocks until every queued webhook delivery has been sent; False if they did not drain in time."""
+        return self.deliverer.wait_until_idle(timeout_seconds=timeout_seconds)
+
     def batch_item_pause(self):
-        """The per-item cost of a batch on a real host, outside the lock so other requests proceed."""
+        """The per-item cost of a write on a real host (each batch item, each single write), outside the lock."""
         if self.faults.item_latency_seconds:
             time.sleep(self.faults.item_latency_seconds)
 

@@ -33,10 +33,10 @@ def test_a_paid_order_delivers_created_updated_stock_and_customer(client, shop, 
         _hook(client, receiver, topic)
     seed_catalogue(shop, count=2)
     customer = seed_customers(shop, count=1)[0]
-    assert shop.deliverer.wait_until_idle(timeout_seconds=10)
+    assert shop.wait_for_deliveries(timeout_seconds=10)
     receiver.requests.clear()
     order = place_order(shop, customer_id=customer["id"], lines=[("SKU-0001", 2), ("SKU-0002", 1)])
-    assert shop.deliverer.wait_until_idle(timeout_seconds=10)
+    assert shop.wait_for_deliveries(timeout_seconds=10)
     topics = _by_topic(receiver)
     assert {t: len(d) for t, d in topics.items()} == {"order.created": 1, "order.updated": 1,
                                                        "product.updated": 2, "customer.updated": 1}
@@ -56,7 +56,7 @@ def test_deliveries_verify_and_tampered_ones_do_not(client, shop, receiver):
     _hook(client, receiver, "order.created")
     seed_catalogue(shop, count=1)
     place_order(shop, lines=[("SKU-0001", 1)])
-    assert shop.deliverer.wait_until_idle(timeout_seconds=10)
+    assert shop.wait_for_deliveries(timeout_seconds=10)
     [(headers, body)] = receiver.deliveries
     signature = headers["X-WC-Webhook-Signature"]
     assert verify_signature(body, signature, [SECRET])
@@ -67,7 +67,7 @@ def test_deliveries_verify_and_tampered_ones_do_not(client, shop, receiver):
 def test_the_secret_is_html_entity_decoded_before_signing(client, shop, receiver):
     _hook(client, receiver, "customer.created", secret="a&amp;b")
     seed_customers(shop, count=1)
-    assert shop.deliverer.wait_until_idle(timeout_seconds=10)
+    assert shop.wait_for_deliveries(timeout_seconds=10)
     [(headers, body)] = receiver.deliveries
     assert verify_signature(body, headers["X-WC-Webhook-Signature"], ["a&b"])
 
@@ -84,7 +84,7 @@ def test_a_new_customer_delivers_created_then_updated(client, shop, receiver):
     _hook(client, receiver, "customer.created")
     _hook(client, receiver, "customer.updated")
     customer = client.create_customer({"email": "new@example.test", "first_name": "New"})
-    assert shop.deliverer.wait_until_idle(timeout_seconds=10)
+    assert shop.wait_for_deliveries(timeout_seconds=10)
     assert [h["X-WC-Webhook-Topic"] for h, _ in receiver.deliveries] == ["customer.created", "customer.updated"]
     assert {json.loads(body)["id"] for _, body in receiver.deliveries} == {customer["id"]}
 
@@ -97,20 +97,20 @@ def test_quick_changes_collapse_into_one_delivery_of_the_last_state(credentials,
         order = shop.create_order({"status": "pending"})
         for status in ("on-hold", "processing", "completed"):
             shop.update_order(order["id"], {"status": status})
-        assert shop.deliverer.wait_until_idle(timeout_seconds=10)
+        assert shop.wait_for_deliveries(timeout_seconds=10)
     [(_, body)] = receiver.deliveries
     assert json.loads(body)["status"] == "completed"
 
 
 def _fail_once(shop, customer_id):
     shop.update_customer(customer_id, {"first_name": "Changed"})
-    assert shop.deliverer.wait_until_idle(timeout_seconds=10)
+    assert shop.wait_for_deliveries(timeout_seconds=10)
 
 
 def test_the_seventh_failure_disables_and_only_success_resets(client, shop, receiver):
     webhook = _hook(client, receiver, "customer.updated")
     customer = seed_customers(shop, count=1)[0]
-    assert shop.deliverer.wait_until_idle(timeout_seconds=10)
+    assert shop.wait_for_deliveries(timeout_seconds=10)
     receiver.status = 500
     for _ in range(6):
         _fail_once(shop, customer["id"])
