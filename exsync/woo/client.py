@@ -438,6 +438,10 @@ class WooClient:
         for page in self.iter_order_pages(modified_after=modified_after, params=params):
             yield from page.items
 
+    def order_status_totals(self):
+        """Every order status the shop knows (custom ones included), with counts."""
+        return self.get("reports/orders/totals")
+
     def add_order_note(self, order_id, note, *, customer_note=False):
         """Adds a note; with customer_note the customer sees it and WooCommerce emails them."""
         return self.request("POST", f"orders/{int(order_id)}/notes",

@@ -207,6 +207,8 @@ def test_orders_notes_refunds_and_shipping(client, shop):
     assert client.get_order(order["id"])["refunds"] == [{"id": refund["id"], "reason": "damaged", "total": "-5.00"}]
     assert [m["id"] for m in client.list_shipping_methods()] == ["flat_rate", "free_shipping", "local_pickup"]
     assert client.list_shipping_zones()[1]["name"] == "UK"
+    totals = {row["slug"]: row["total"] for row in client.order_status_totals()}
+    assert totals["processing"] == 1 and totals["refunded"] == 0
 
 
 def test_orders_modified_after_oldest_first(client, shop):

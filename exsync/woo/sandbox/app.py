@@ -50,6 +50,7 @@ def _rules():
         Rule(f"{api}/orders/<int:item_id>", endpoint="order", methods=["GET", "PUT", "PATCH", "DELETE"]),
         Rule(f"{api}/orders/<int:item_id>/notes", endpoint="order_notes", methods=["GET", "POST"]),
         Rule(f"{api}/orders/<int:item_id>/refunds", endpoint="order_refunds", methods=["GET", "POST"]),
+        Rule(f"{api}/reports/orders/totals", endpoint="order_totals", methods=["GET"]),
         Rule(f"{api}/shipping/zones", endpoint="zones", methods=["GET"]),
         Rule(f"{api}/shipping/zones/<int:item_id>", endpoint="zone", methods=["GET"]),
         Rule(f"{api}/shipping/zones/<int:item_id>/methods", endpoint="zone_methods", methods=["GET"]),
@@ -335,6 +336,9 @@ class SandboxApp:
         if request.method == "POST":
             return 201, self.shop.create_refund(item_id, body), {}
         return self.shop.list_refunds(item_id)
+
+    def _order_totals(self, request, body):
+        return self.shop.order_status_totals()
 
     # -- shipping -------------------------------------------------------------------------------
 

@@ -26,8 +26,8 @@ def seed_customers(shop, *, count, wholesale=0, domain="example.test"):
                         "city": "Leeds", "postcode": "LS1 1AA", "country": "GB", "email": f"customer{n}@{domain}",
                         "phone": "0113 496 0000"}})
         if n > count - wholesale:
-            customer = dict(customer, **shop.set_user_roles(customer["id"], ["wholesale_customer"]))
-            customer["role"] = "wholesale_customer"
+            shop.set_user_roles(customer["id"], ["wholesale_customer"])
+            customer = shop.get_customer(customer["id"])
         customers.append(customer)
     return customers
 

@@ -186,7 +186,7 @@ class SandboxShop:
 
     def __init__(self, *, home_url="http://127.0.0.1/", currency=DEFAULT_CURRENCY, timezone_offset_hours=0,
                  batch_limit=DEFAULT_BATCH_LIMIT, max_webhook_failures=DEFAULT_MAX_WEBHOOK_FAILURES,
-                 delivery_timeout_seconds=60.0, delivery_delay_seconds=0.0, environment_type="local",
+                 delivery_timeout_seconds=60.0, delivery_delay_seconds=0.0, environment_type="production",
                  faults=None, clock=None):
         self.lock = threading.RLock()
         self.home_url = home_url
@@ -923,6 +923,15 @@ class SandboxShop:
         with self.lock:
             order = self._order(order_id, 404)
             return [self.refund_json(order["id"], r) for r in reversed(self.refunds.get(order["id"], []))]
+
+    def order_status_totals(self):
+        """`GET /reports/orders/totals`: every status the site knows, with its order count."""
+        names = {"pending": "Pending payment", "processing": "Processing", "on-hold": "On hold",
+                 "completed": "Completed", "cancelled": "Cancelled", "refunded": "Refunded", "failed": "Failed",
+                 "checkout-draft": "Draft"}
+        with self.lock:
+            return [{"slug": slug, "name": name, "total": sum(1 for o in self.orders.values() if o["status"] == slug)}
+                    for slug, name in names.items()]
 
     # -- shipping -------------------------------------------------------------------------------
 

@@ -69,6 +69,10 @@ def test_role_is_read_only_in_wc_v3_and_changed_through_wordpress(client, shop, 
         client.set_user_roles(customer["id"], ["wholesale_customer"], username="admin",
                               application_password=credentials.consumer_secret)
     password = shop.add_application_password(username="admin")
+    # Application passwords need HTTPS, except on a site whose environment type is `local`.
+    with pytest.raises(WooAuthError):
+        client.set_user_roles(customer["id"], ["wholesale_customer"], username="admin", application_password=password)
+    shop.environment_type = "local"
     changed = client.set_user_roles(customer["id"], ["wholesale_customer"], username="admin",
                                     application_password=password)
     assert changed["roles"] == ["wholesale_customer"]
