@@ -8,6 +8,7 @@ of at most 100 items with each item's own answer.
 """
 
 import dataclasses
+import datetime
 import email.utils
 import logging
 import random
@@ -21,7 +22,7 @@ import urllib3
 from exsync.errors import ConfigError
 from exsync.metrics import Metrics
 from exsync.woo.auth import DEFAULT_SIGNATURE_METHOD, DEFAULT_SIGNATURE_TYPE, auth_for
-from exsync.woo.dates import format_wc_datetime
+from exsync.woo.dates import format_wc_datetime, parse_wc_gmt
 from exsync.woo.errors import (
     WooBatchTooLarge,
     WooError,
@@ -423,20 +424,40 @@ class WooClient:
     def update_order_status(self, order_id, status):
         return self.update_order(order_id, {"status": status})
 
-    def iter_order_pages(self, *, modified_after=None, params=None):
-        """Pages of orders; with `modified_after` (UTC) those modified since, oldest modification first.
+    def iter_order_pages(self, *, params=None):
+        """Pages of orders, by page number."""
+        return self.iter_pages("orders", params=params)
 
-        `dates_are_gmt` matters: without it WooCommerce compares against the site's local times.
-        """
-        query = dict(params or {})
-        if modified_after is not None:
-            query.update(modified_after=format_wc_datetime(modified_after), dates_are_gmt="true",
-                         orderby="modified", order="asc")
-        return self.iter_pages("orders", params=query)
-
-    def iter_orders(self, *, modified_after=None, params=None):
-        for page in self.iter_order_pages(modified_after=modified_after, params=params):
+    def iter_orders(self, *, params=None):
+        for page in self.iter_order_pages(params=params):
             yield from page.items
+
+    def iter_modified_orders(self, *, modified_after, per_page=MAX_PER_PAGE):
+        """Batches of orders modified after `modified_after` (UTC), oldest first, each version once.
+
+        Walks by modification time rather than page number: an order modified during the walk moves
+        to the end of the list, which would shift an unseen one back across a page boundary. Each
+        query restarts one second before the last modification seen (WooCommerce keeps whole
+        seconds), skipping what was already yielded; only a single second holding more than a page
+        of orders falls back to page numbers. `dates_are_gmt` matters: without it WooCommerce
+        compares against the site's local times.
+        """
+        bound, page, seen = modified_after, 1, set()
+        while True:
+            result = self.list_page("orders", page=page, per_page=per_page, params={
+                "modified_after": format_wc_datetime(bound), "dates_are_gmt": "true", "orderby": "modified",
+                "order": "asc"})
+            fresh = [order for order in result.items if (order["id"], order.get("date_modified_gmt")) not in seen]
+            seen.update((order["id"], order.get("date_modified_gmt")) for order in fresh)
+            if fresh:
+                yield fresh
+            if len(result.items) < per_page:
+                return
+            next_bound = parse_wc_gmt(result.items[-1]["date_modified_gmt"]) - datetime.timedelta(seconds=1)
+            if next_bound > bound:
+                bound, page = next_bound, 1
+            else:
+                page += 1
 
     def order_status_totals(self):
         """Every order status the shop knows (custom ones included), with counts."""

@@ -107,8 +107,8 @@ class Reconciler:
         """Publishes orders modified since the watermark; returns (published, parked)."""
         newest = self.watermark("orders")
         published = parked = 0
-        for page in self.client.iter_order_pages(modified_after=self._since(newest)):
-            for order in page.items:
+        for batch in self.client.iter_modified_orders(modified_after=self._since(newest)):
+            for order in batch:
                 if order.get("status") in UNDELIVERED_ORDER_STATUSES:
                     continue
                 parked += self._publish("order", order)
@@ -116,7 +116,7 @@ class Reconciler:
                 modified = parse_wc_gmt(order.get("date_modified_gmt"))
                 if modified is not None and (newest is None or modified > newest):
                     newest = modified
-            # Oldest first, so everything up to `newest` is confirmed once the page is done.
+            # Oldest first, so everything up to `newest` is confirmed once the batch is done.
             if newest is not None and newest != self.watermark("orders"):
                 self._save_watermark("orders", newest)
         return published - parked, parked

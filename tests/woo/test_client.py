@@ -1,5 +1,6 @@
 """The REST client against the sandbox shop over real HTTP: pages, batches, retries, errors, auth."""
 
+import datetime
 import subprocess
 import time
 
@@ -15,7 +16,7 @@ from exsync.woo import (
     WooTransportError,
     normalise_route,
 )
-from exsync.woo.sandbox import SandboxServer, place_order, seed_catalogue
+from exsync.woo.sandbox import SandboxServer, SandboxShop, place_order, seed_catalogue
 from tests.support.net import free_port
 
 
@@ -211,14 +212,27 @@ def test_orders_notes_refunds_and_shipping(client, shop):
     assert totals["processing"] == 1 and totals["refunded"] == 0
 
 
-def test_orders_modified_after_oldest_first(client, shop):
-    seed_catalogue(shop, count=1)
-    orders = [place_order(shop, lines=[("SKU-0001", 1)]) for _ in range(3)]
-    from exsync.woo.dates import parse_wc_gmt
-
-    since = parse_wc_gmt(orders[0]["date_modified_gmt"]) - __import__("datetime").timedelta(seconds=1)
-    listed = list(client.iter_orders(modified_after=since))
-    assert [o["id"] for o in listed] == [o["id"] for o in orders]
+def test_modified_orders_are_walked_by_time_so_a_change_mid_walk_skips_nothing(credentials):
+    clock = [datetime.datetime(2026, 11, 27, 9, 0, tzinfo=datetime.UTC)]
+    shop = SandboxShop(clock=lambda: clock[0])
+    shop.add_credentials(consumer_key=credentials.consumer_key, consumer_secret=credentials.consumer_secret)
+    with SandboxServer(shop=shop) as server:
+        orders = []
+        for _ in range(150):
+            clock[0] += datetime.timedelta(seconds=1)
+            orders.append(shop.create_order({"status": "processing"}))
+        client = WooClient(url=server.url, consumer_key=credentials.consumer_key,
+                           consumer_secret=credentials.consumer_secret, requests_per_second=500)
+        walk = client.iter_modified_orders(modified_after=clock[0] - datetime.timedelta(hours=1))
+        seen = list(next(walk))
+        # An order already seen changes: it moves to the end; page 2 by number would now skip one.
+        clock[0] += datetime.timedelta(minutes=5)
+        shop.update_order(orders[5]["id"], {"status": "completed"})
+        for batch in walk:
+            seen.extend(batch)
+    assert len(seen) == 151
+    assert {o["id"] for o in seen} == {o["id"] for o in orders}
+    assert [o["id"] for o in seen][-1] == orders[5]["id"] and seen[-1]["status"] == "completed"
 
 
 def test_routes_are_normalised_without_ids():
