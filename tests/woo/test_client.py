@@ -175,7 +175,11 @@ def test_basic_over_https_with_verified_tls(shop, credentials, tls_files):
         assert server.url.startswith("https://")
         trusting = WooClient(url=server.url, consumer_key=credentials.consumer_key,
                              consumer_secret=credentials.consumer_secret, verify=cert)
-        assert trusting.create_category(name="Gadgets")["slug"] == "gadgets"
+        parent = trusting.create_category(name="Gadgets")
+        trusting.create_category(name="Small Gadgets", parent=parent["id"])
+        assert parent["slug"] == "gadgets"
+        assert [c["name"] for c in trusting.iter_categories(params={"parent": parent["id"]})] == ["Small Gadgets"]
+        assert [c["id"] for c in trusting.iter_categories(params={"slug": "gadgets"})] == [parent["id"]]
         wrong = WooClient(url=server.url, consumer_key=credentials.consumer_key, consumer_secret="cs_wrong", verify=cert)
         with pytest.raises(WooAuthError) as raised:
             wrong.list_page("products")

@@ -270,9 +270,7 @@ class SandboxApp:
     def _categories(self, request, body):
         if request.method == "POST":
             return 201, self.shop.create_category(body), {}
-        with self.shop.lock:
-            categories = sorted(self.shop.categories.values(), key=lambda c: (c["name"].lower(), c["id"]))
-        return self._page(request, categories, self.shop.category_json)
+        return self._page(request, self.shop.list_categories(request.args), self.shop.category_json)
 
     def _category(self, request, body, item_id):
         with self.shop.lock:

@@ -301,6 +301,18 @@ class SandboxShop:
                 "image": None, "menu_order": 0, "count": count,
                 "_links": self._links(f"products/categories/{category['id']}", "products/categories")}
 
+    def list_categories(self, args):
+        """`GET /products/categories`, by name, filtered by `search`, `slug` and `parent`."""
+        with self.lock:
+            categories = list(self.categories.values())
+        if args.get("search"):
+            categories = [c for c in categories if str(args["search"]).lower() in c["name"].lower()]
+        if args.get("slug"):
+            categories = [c for c in categories if c["slug"] == args["slug"]]
+        if args.get("parent") not in (None, ""):
+            categories = [c for c in categories if c["parent"] == _stock_amount(args["parent"])]
+        return sorted(categories, key=lambda c: (c["name"].lower(), c["id"]))
+
     def create_category(self, data):
         name = str(data.get("name") or "").strip()
         if not name:
