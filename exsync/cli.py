@@ -209,6 +209,8 @@ def build_parser():
     sandbox.add_argument("--latency-seconds", type=float, default=0.0, help="added to every request")
     sandbox.add_argument("--item-latency-seconds", type=float, default=0.0,
                          help="added per batch item and per single write (real hosts: 0.04-0.06)")
+    sandbox.add_argument("--delivery-delay-seconds", type=float, default=0.0,
+                         help="webhook lag after the event, as Action Scheduler gives (real shops: 0.1-5)")
     sandbox.set_defaults(func=cmd_sandbox)
 
     register = sub.add_parser("register-webhooks",
