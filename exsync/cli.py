@@ -99,7 +99,8 @@ def cmd_sandbox(settings, args):
     )
 
     shop = SandboxShop(faults=Faults(latency_seconds=args.latency_seconds,
-                                     item_latency_seconds=args.item_latency_seconds))
+                                     item_latency_seconds=args.item_latency_seconds),
+                       delivery_delay_seconds=args.delivery_delay_seconds)
     credentials = shop.add_credentials(consumer_key=settings.woo_consumer_key,
                                        consumer_secret=settings.woo_consumer_secret)
     server = SandboxServer(shop=shop, host=args.host, port=args.port).start()
