@@ -177,6 +177,12 @@ def cmd_reconcile(settings, args):
         client.close()
 
 
+def cmd_consume(settings, args):
+    from exsync.consumers.runner import run_consumer
+
+    return run_consumer(settings, args.name)
+
+
 def build_parser():
     parser = argparse.ArgumentParser(prog="exsync", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -190,6 +196,10 @@ def build_parser():
 
     webhook = sub.add_parser("webhook", help="serve the WooCommerce webhook receiver under gunicorn")
     webhook.set_defaults(func=cmd_webhook)
+
+    consume = sub.add_parser("consume", help="run a consumer: orders, orders-writeback, woo-writer")
+    consume.add_argument("name")
+    consume.set_defaults(func=cmd_consume)
 
     exchequer = sub.add_parser("exchequer", help="the Exchequer company: create and seed the demo tables")
     exchequer_sub = exchequer.add_subparsers(dest="exchequer_command", required=True, metavar="ACTION")

@@ -8,7 +8,7 @@ import uuid
 import pytest
 
 from tests.support.net import port_answers
-from tests.support.rabbit import VhostPool
+from tests.support.rabbit import TestVhost
 
 DEFAULT_TEST_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
 PG_ODBC_DRIVER = "PostgreSQL Unicode"
@@ -48,22 +48,24 @@ def amqp_base_url():
 
 
 @pytest.fixture(scope="session")
-def vhost_pool(amqp_base_url):
+def test_vhost(amqp_base_url):
     base, container = amqp_base_url
     run = None
     if container is not None:
         def run(*args):
             code, output = container.exec(["rabbitmqctl", "-q", *args])
             assert code == 0, output
-    pool = VhostPool(base_url=base, run=run)
-    yield pool
-    pool.close()
+            return output.decode()
+    # Developers running suites side by side on one machine each name their own.
+    return TestVhost(base_url=base, run=run, name=os.environ.get("EXSYNC_TEST_VHOST") or TestVhost.NAME).ensure()
 
 
 @pytest.fixture
-def amqp_url(vhost_pool):
-    """A URL on a fresh vhost of this test's own (all removed at the end of the session)."""
-    return vhost_pool.take()
+def amqp_url(test_vhost):
+    """A URL on the tests' own vhost, empty when the test starts and emptied when it ends."""
+    test_vhost.empty()
+    yield test_vhost.url
+    test_vhost.empty()
 
 
 @pytest.fixture(scope="session")

@@ -5,7 +5,7 @@ import contextlib
 import pika
 import pika.exceptions
 
-from exsync.bus.errors import BrokerUnavailable
+from exsync.bus.errors import BrokerUnavailable, BusError
 
 __all__ = ["Connection", "open_connection", "DEFAULT_HEARTBEAT_SECONDS"]
 
@@ -50,6 +50,10 @@ class Connection:
     def translated_errors(self):
         try:
             yield
+        except pika.exceptions.ChannelClosedByBroker as error:
+            # The broker is there and refused something (a missing exchange, a queue declared with
+            # other arguments): a mistake to report, not an outage to wait out.
+            raise BusError(f"RabbitMQ refused the operation: {error.reply_code} {error.reply_text}") from error
         except CONNECTION_ERRORS as error:
             raise BrokerUnavailable(f"RabbitMQ connection failed: {error!r}") from error
 

@@ -76,10 +76,14 @@ class Message:
 
 
 class Worker:
-    """Consumes one queue with a handler until stopped (SIGTERM/SIGINT or `stop()`)."""
+    """Consumes one queue with a handler until stopped (SIGTERM/SIGINT or `stop()`).
+
+    `handler(message)` commits the message's effects and returns, or raises. `on_idle()`, when
+    given, is called whenever no message arrived for `poll_seconds`.
+    """
 
     def __init__(self, *, url, queue, handler, topology, prefetch=DEFAULT_PREFETCH, metrics=None,
-                 middleware=None, poll_seconds=DEFAULT_POLL_SECONDS,
+                 middleware=None, on_idle=None, poll_seconds=DEFAULT_POLL_SECONDS,
                  reconnect_min_seconds=DEFAULT_RECONNECT_MIN_SECONDS,
                  reconnect_max_seconds=DEFAULT_RECONNECT_MAX_SECONDS):
         self.url = url
@@ -90,6 +94,7 @@ class Worker:
         metrics = metrics or Metrics()
         self.middleware = list(middleware) if middleware is not None else [
             LoggingMiddleware(), MetricsMiddleware(metrics=metrics)]
+        self.on_idle = on_idle
         self.poll_seconds = poll_seconds
         self.reconnect_min_seconds = reconnect_min_seconds
         self.reconnect_max_seconds = reconnect_max_seconds
@@ -135,6 +140,9 @@ class Worker:
                 for method, properties, body in channel.consume(self.queue, inactivity_timeout=self.poll_seconds):
                     if method is not None:
                         self._process(connection, channel, Message.from_delivery(self.queue, method, properties, body))
+                    elif self.on_idle is not None:
+                        # Time-based work of a consumer (flushing a batch) runs here, between messages.
+                        self.on_idle()
                     if self._stopping.is_set():
                         break
                 # Prefetched messages not yet handled go back to the queue for another consumer.

@@ -53,12 +53,18 @@ class QueueSpec:
     name: str
     exchange: str
     binding_keys: tuple[str, ...]
+    single_active_consumer: bool = False
 
 
+# Order write-backs have a queue of their own rather than sharing woo.write: a note for one order
+# must not wait behind a 10,000-SKU stock batch, and only the product writer needs to be the
+# single active consumer (it coalesces per SKU).
 DEFAULT_QUEUES = (
     QueueSpec(name="orders.import", exchange=WOO_EXCHANGE, binding_keys=("order.*",)),
     QueueSpec(name="customers.import", exchange=WOO_EXCHANGE, binding_keys=("customer.*",)),
-    QueueSpec(name="woo.write", exchange=EXCHEQUER_EXCHANGE, binding_keys=("#",)),
+    QueueSpec(name="orders.writeback", exchange=EXCHEQUER_EXCHANGE, binding_keys=("order.*",)),
+    QueueSpec(name="woo.write", exchange=EXCHEQUER_EXCHANGE, binding_keys=("product.*", "stock.*"),
+              single_active_consumer=True),
 )
 
 
@@ -117,7 +123,8 @@ class Topology:
         channel.queue_declare(INVALID_QUEUE, durable=True, arguments=quorum)
         channel.queue_bind(INVALID_QUEUE, WOO_EXCHANGE, routing_key=f"{INVALID_ROUTING_PREFIX}.#")
         for spec in self.queues:
-            channel.queue_declare(spec.name, durable=True, arguments=quorum)
+            arguments = {**quorum, "x-single-active-consumer": True} if spec.single_active_consumer else quorum
+            channel.queue_declare(spec.name, durable=True, arguments=arguments)
             for key in spec.binding_keys:
                 channel.queue_bind(spec.name, spec.exchange, routing_key=key)
             for delay in self.retry_delays_seconds:

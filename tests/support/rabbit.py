@@ -4,7 +4,7 @@ import subprocess
 import urllib.parse
 import uuid
 
-__all__ = ["VhostPool", "bind_probe", "queue_depth", "read_messages", "with_vhost"]
+__all__ = ["TestVhost", "bind_probe", "queue_depth", "read_messages", "with_vhost"]
 
 
 def with_vhost(url, vhost):
@@ -12,46 +12,57 @@ def with_vhost(url, vhost):
     return urllib.parse.urlunsplit(parts._replace(path="/" + urllib.parse.quote(vhost, safe="")))
 
 
-def _erlang_list(names):
-    return "[" + ", ".join(f'<<"{name}">>' for name in names) + "]"
+class TestVhost:
+    """The tests' own virtual host, made once and emptied before every test.
 
-
-class VhostPool:
-    """Fresh virtual hosts for tests, made in batches and removed together at the end.
-
-    rabbitmqctl costs about a second per call (it boots an Erlang VM), so vhosts are made and
-    deleted many at a time through `rabbitmqctl eval`; each test still gets one nobody used.
+    Vhosts are not made and deleted per test: deleting a vhost that holds quorum queues can stall
+    RabbitMQ 3.10's vhost supervisor for minutes (seen here), and each `rabbitmqctl` call boots an
+    Erlang VM. Tests run one at a time, so one vhost emptied between them isolates them as well.
     """
 
-    ACTING_USER = "exsync-tests"
+    NAME = "exsync-tests"
 
-    def __init__(self, *, base_url, run=None, batch=16):
+    def __init__(self, *, base_url, run=None, name=NAME):
+        self.name = name
         self.base_url = base_url
         self.user = urllib.parse.urlsplit(base_url).username or "guest"
-        self.batch = batch
         self._run = run or (lambda *args: subprocess.run(["rabbitmqctl", "-q", *args], check=True,
-                                                         capture_output=True, timeout=60))
-        self._ready = []
-        self._made = []
+                                                         capture_output=True, text=True, timeout=120).stdout)
 
-    def take(self):
-        """A URL on a vhost of the caller's own."""
-        if not self._ready:
-            names = [f"exsync-test-{uuid.uuid4().hex[:12]}" for _ in range(self.batch)]
-            self._run("eval", (
-                f"[begin ok = rabbit_vhost:add(V, <<\"{self.ACTING_USER}\">>), "
-                f"ok = rabbit_auth_backend_internal:set_permissions(<<\"{self.user}\">>, V, "
-                f"<<\".*\">>, <<\".*\">>, <<\".*\">>, <<\"{self.ACTING_USER}\">>) end "
-                f"|| V <- {_erlang_list(names)}]."
-            ))
-            self._ready.extend(names)
-            self._made.extend(names)
-        return with_vhost(self.base_url, self._ready.pop())
+    @property
+    def url(self):
+        return with_vhost(self.base_url, self.name)
 
-    def close(self):
-        if self._made:
-            self._run("eval", f"[rabbit_vhost:delete(V, <<\"{self.ACTING_USER}\">>) || V <- {_erlang_list(self._made)}].")
-            self._made, self._ready = [], []
+    def ensure(self):
+        names = (self._run("list_vhosts", "--no-table-headers") or "").split()
+        if self.name not in names:
+            self._run("add_vhost", self.name)
+            self._run("set_permissions", "-p", self.name, self.user, ".*", ".*", ".*")
+        return self
+
+    def queues(self):
+        """(name, type) of every queue in the vhost."""
+        rows = (self._run("list_queues", "-p", self.name, "--no-table-headers", "name", "type") or "").splitlines()
+        return [tuple(row.split()[:2]) for row in rows if len(row.split()) >= 2]
+
+    def empty(self):
+        """Purges the quorum queues (exsync's own) and deletes the rest (tests' probes, with their bindings).
+
+        Quorum queues are kept rather than deleted: one deleted and declared again at once can be
+        removed by its own slow deletion after the new declare has returned.
+        """
+        import pika
+
+        connection = pika.BlockingConnection(pika.URLParameters(self.url))
+        try:
+            channel = connection.channel()
+            for name, kind in self.queues():
+                if kind == "quorum":
+                    channel.queue_purge(name)
+                else:
+                    channel.queue_delete(name)
+        finally:
+            connection.close()
 
 
 def bind_probe(url, *, exchange, routing_key, queue=None):

@@ -1,0 +1,112 @@
+"""Shared pieces of the benchmarks: a private RabbitMQ vhost, servers started and stopped, wrk."""
+
+import contextlib
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+
+__all__ = ["private_vhost", "free_port", "wait_for_port", "server", "run_wrk"]
+
+BASE_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
+
+
+@contextlib.contextmanager
+def private_vhost():
+    """A vhost of the benchmark's own, so its messages never mix with anything else."""
+    name = f"exsync-bench-{uuid.uuid4().hex[:8]}"
+    run = lambda *args: subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True)  # noqa: E731
+    run("add_vhost", name)
+    run("set_permissions", "-p", name, "guest", ".*", ".*", ".*")
+    try:
+        yield BASE_AMQP_URL + name
+    finally:
+        run("delete_vhost", name)
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_port(port, timeout_seconds=30):
+    deadline = time.monotonic() + timeout_seconds
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"nothing listening on {port}")
+
+
+@contextlib.contextmanager
+def server(command, *, port, env=None):
+    """Runs a server process until the block ends; its output goes to a temporary log."""
+    log = tempfile.TemporaryFile()
+    process = subprocess.Popen(command, env={**os.environ, **(env or {})}, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        wait_for_port(port)
+        yield process
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        log.close()
+
+
+WRK_SCRIPT = """
+wrk.method = "POST"
+wrk.body = io.open("{body}", "rb"):read()
+{headers}
+"""
+
+
+def run_wrk(url, *, body, headers, connections, duration_seconds, threads=1):
+    """Loads `url` with wrk; returns requests/s, p50 and p99 latency (seconds), and non-2xx count."""
+    if shutil.which("wrk") is None:
+        raise RuntimeError("wrk is not installed (make bench installs the Debian package)")
+    with tempfile.TemporaryDirectory() as folder:
+        body_path = os.path.join(folder, "body")
+        with open(body_path, "wb") as handle:
+            handle.write(body)
+        script = os.path.join(folder, "post.lua")
+        header_lines = "\n".join(f'wrk.headers["{k}"] = "{v}"' for k, v in headers.items())
+        with open(script, "w") as handle:
+            handle.write(WRK_SCRIPT.format(body=body_path, headers=header_lines))
+        result = subprocess.run(
+            ["wrk", "--latency", "-t", str(threads), "-c", str(connections), "-d", f"{duration_seconds}s",
+             "-s", script, url],
+            capture_output=True, text=True, check=True,
+        )
+    return parse_wrk(result.stdout)
+
+
+_UNITS = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0}
+
+
+def _seconds(text):
+    number, unit = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text).groups()
+    return float(number) * _UNITS[unit]
+
+
+def parse_wrk(output):
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))
+    p50 = _seconds(re.search(r"^\s+50%\s+(\S+)", output, re.M).group(1))
+    p99 = _seconds(re.search(r"^\s+99%\s+(\S+)", output, re.M).group(1))
+    errors = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", output)
+    total = int(re.search(r"(\d+) requests in", output).group(1))
+    return {"requests_per_second": rps, "p50_seconds": p50, "p99_seconds": p99,
+            "non_2xx": int(errors.group(1)) if errors else 0, "requests": total}
+
+
+def python():
+    return sys.executable
