@@ -11,6 +11,7 @@ import sys
 from bench.results import record
 from bench.support import free_port, private_vhost, run_wrk, server
 from exsync.webhooks.signature import compute_signature
+from exsync.woo.sandbox import php_json_dumps
 
 WORKERS = 2
 THREADS = 8
@@ -21,7 +22,7 @@ ORDER = pathlib.Path(__file__).resolve().parent.parent / "tests" / "fixtures" / 
 
 
 def run():
-    body = json.dumps(json.loads(ORDER.read_text()), separators=(",", ":")).replace("/", "\\/").encode()
+    body = php_json_dumps(json.loads(ORDER.read_text()))
     headers = {
         "Content-Type": "application/json",
         "X-WC-Webhook-Topic": "order.created",

@@ -4,6 +4,7 @@ import json
 import pathlib
 
 from exsync.webhooks.signature import compute_signature
+from exsync.woo.sandbox import php_json_dumps
 
 __all__ = ["fixture", "woo_json", "delivery_headers"]
 
@@ -16,7 +17,7 @@ def fixture(name):
 
 def woo_json(payload):
     """Compact JSON with `\\/` and `\\uXXXX` escapes and no trailing newline, as WooCommerce sends."""
-    return json.dumps(payload, separators=(",", ":"), ensure_ascii=True).replace("/", "\\/").encode("ascii")
+    return php_json_dumps(payload)
 
 
 def delivery_headers(body, *, secret, topic, webhook_id=3, source="https://shop.example/"):
