@@ -180,6 +180,7 @@ def cmd_reconcile(settings, args):
 def cmd_consume(settings, args):
     from exsync.consumers.runner import run_consumer
 
+    _shop_metrics(args)
     return run_consumer(settings, args.name)
 
 
@@ -199,6 +200,7 @@ def build_parser():
 
     consume = sub.add_parser("consume", help="run a consumer: orders, orders-writeback, woo-writer")
     consume.add_argument("name")
+    consume.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on this port")
     consume.set_defaults(func=cmd_consume)
 
     exchequer = sub.add_parser("exchequer", help="the Exchequer company: create and seed the demo tables")
