@@ -71,6 +71,24 @@ SPECS = (
          documentation="Time one write to Exchequer took, retries included."),
     Spec(name="exchequer_write_retries", kind="counter", labels=("operation",),
          documentation="Write transactions retried after a deadlock, a busy database or a taken account code."),
+    # change capture (Exchequer -> bus)
+    Spec(name="capture_cycle_duration_seconds", kind="histogram", labels=("outcome",),
+         buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120),
+         documentation="Time for one change-capture cycle (scan, diff, publish, record), by outcome."),
+    Spec(name="capture_rows_scanned", kind="counter",
+         documentation="Stock rows read by change capture."),
+    Spec(name="capture_changes_published", kind="counter", labels=("kind",),
+         documentation="Changed SKUs published (confirmed) by change capture, by kind (product, stock)."),
+    Spec(name="capture_lag_seconds", kind="gauge",
+         documentation="Age of the oldest change seen but not yet published (0 between cycles)."),
+    # woo writer (bus -> shop products)
+    Spec(name="woo_writer_changes", kind="counter", labels=("outcome",),
+         documentation="Changed SKUs the writer settled, by outcome (created, updated, unchanged, stale, failed); "
+                       "exsync_woo_requests_total over created+updated gives requests per changed SKU."),
+    Spec(name="woo_writer_batch_items", kind="histogram", buckets=(1, 5, 10, 25, 50, 75, 90, 100),
+         documentation="Items in each products batch request the writer sent."),
+    Spec(name="woo_writer_pending", kind="gauge",
+         documentation="SKUs stored by the writer and not yet written to the shop (failed ones excluded)."),
 )
 
 
