@@ -1,16 +1,16 @@
 """The receiver through Flask's test client, publishing to a real RabbitMQ vhost of the test's own."""
 
+import urllib.parse
+
+import prometheus_client
 import pytest
 
 from exsync.bus import INVALID_QUEUE, Publisher, Topology, declare_topology
 from exsync.metrics import PrometheusMetrics
 from exsync.webhooks import Receiver, create_app
 from tests.support.proxy import TcpProxy
-from tests.support.rabbit import bind_probe, queue_depth, read_messages, with_vhost
+from tests.support.rabbit import bind_probe, queue_depth, read_messages
 from tests.support.woo import delivery_headers, fixture, woo_json
-
-import prometheus_client
-import urllib.parse
 
 SECRET = "wh-secret"
 URL_PATH = "/webhooks/woocommerce"
@@ -67,7 +67,8 @@ def test_header_names_are_matched_case_insensitively(bus):
     url, topology, probe = bus
     client, _, _ = make_client(url, topology)
     body = woo_json(fixture("order_727.json"))
-    headers = {name.lower(): value for name, value in delivery_headers(body, secret=SECRET, topic="order.updated").items()}
+    signed = delivery_headers(body, secret=SECRET, topic="order.updated")
+    headers = {name.lower(): value for name, value in signed.items()}
     assert post(client, body, headers).status_code == 200
     [(event, _)] = read_messages(url, probe, count=1)
     assert event["type"] == "woo.order.updated"
