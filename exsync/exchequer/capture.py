@@ -96,7 +96,7 @@ class ProductExport:
 
     def fingerprint(self):
         """A short hash of the product fields (the quantity is compared on its own)."""
-        text = "\x1f".join((self.description, self.regular_price, self.wholesale_price, self.category))
+        text = f"{self.description}\x1f{self.regular_price}\x1f{self.wholesale_price}\x1f{self.category}"
         return hashlib.blake2b(text.encode("utf-8"), digest_size=8).hexdigest()
 
     def product_item(self, sequence):

@@ -102,11 +102,33 @@ class ShopSchema(Schema):
     reconcile = fields.Nested(ShopReconcileSchema, load_default=lambda: ShopReconcileSchema().load({}))
 
 
+DEFAULT_CAPTURE_INTERVAL_SECONDS = 15.0
+DEFAULT_CAPTURE_EVENT_ITEMS = 500
+DEFAULT_CAPTURE_LEASE_SECONDS = 120.0
+DEFAULT_PRODUCTS_FLUSH_ITEMS = 100
+DEFAULT_PRODUCTS_MAX_ITEM_ATTEMPTS = 5
+
+
+class CaptureSchema(Schema):
+    interval_seconds = fields.Float(load_default=DEFAULT_CAPTURE_INTERVAL_SECONDS,
+                                    validate=validate.Range(min=0.1))
+    event_items = fields.Integer(load_default=DEFAULT_CAPTURE_EVENT_ITEMS, validate=validate.Range(min=1, max=10000))
+    lease_seconds = fields.Float(load_default=DEFAULT_CAPTURE_LEASE_SECONDS, validate=validate.Range(min=1))
+
+
+class ProductsSchema(Schema):
+    flush_items = fields.Integer(load_default=DEFAULT_PRODUCTS_FLUSH_ITEMS, validate=validate.Range(min=1))
+    max_item_attempts = fields.Integer(load_default=DEFAULT_PRODUCTS_MAX_ITEM_ATTEMPTS,
+                                       validate=validate.Range(min=1, max=100))
+
+
 class ConfigSchema(Schema):
     bus = fields.Nested(BusSchema, load_default=lambda: BusSchema().load({}))
     webhook = fields.Nested(WebhookSchema, load_default=lambda: WebhookSchema().load({}))
     exchequer = fields.Nested(ExchequerSchema, load_default=lambda: ExchequerSchema().load({}))
     shop = fields.Nested(ShopSchema, load_default=lambda: ShopSchema().load({}))
+    capture = fields.Nested(CaptureSchema, load_default=lambda: CaptureSchema().load({}))
+    products = fields.Nested(ProductsSchema, load_default=lambda: ProductsSchema().load({}))
 
 
 def _flatten(messages, prefix=""):
