@@ -69,6 +69,15 @@ SPECS = (
          documentation="Writes to Exchequer by operation and outcome (created, existing, updated, failed)."),
     Spec(name="exchequer_write_duration_seconds", kind="histogram", labels=("operation",),
          documentation="Time one write to Exchequer took, retries included."),
+    # the order pipeline
+    Spec(name="orders_processed", kind="counter", labels=("outcome",),
+         documentation="Order events handled, by outcome (imported, parked, stale, waiting, deleted, ...)."),
+    Spec(name="order_import_duration_seconds", kind="histogram",
+         documentation="Time to turn one order into its Exchequer documents."),
+    Spec(name="order_notes_written", kind="counter", labels=("kind", "outcome"),
+         documentation="Order notes and status changes sent to the shop, by kind and outcome (written, repeat)."),
+    Spec(name="order_progress_published", kind="counter", labels=("doc_type",),
+         documentation="Delivery notes (SDN) and invoices (SIN) raised from imported orders, published."),
     Spec(name="exchequer_write_retries", kind="counter", labels=("operation",),
          documentation="Write transactions retried after a deadlock, a busy database or a taken account code."),
     # change capture (Exchequer -> bus)

@@ -1,6 +1,6 @@
 """The YAML configuration file: rules and mappings, validated before anything runs."""
 
-from marshmallow import Schema, ValidationError, fields, validate
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 __all__ = ["ConfigSchema", "validate_config"]
 
@@ -102,6 +102,83 @@ class ShopSchema(Schema):
     reconcile = fields.Nested(ShopReconcileSchema, load_default=lambda: ShopReconcileSchema().load({}))
 
 
+DEFAULT_IMPORT_STATUSES = ("processing",)
+DEFAULT_GUEST_ACCOUNT = "WEBSAL"
+DEFAULT_ROLE_META_KEY = "wwp_wholesale_role"
+ORDER_ACTIONS = ("SOR", "SQU", "split")
+CUSTOMER_ROLES = ("guest", "customer", "wholesale_customer")
+_VAT_CODE = validate.Length(equal=1)
+
+
+class OrderConditionsSchema(Schema):
+    """What an order must match for a rule to apply; every condition given must hold."""
+
+    payment_method = fields.List(fields.String(validate=validate.Length(min=1)), validate=validate.Length(min=1))
+    role = fields.List(fields.String(validate=validate.OneOf(CUSTOMER_ROLES)), validate=validate.Length(min=1))
+    min_total = fields.Decimal(places=2, as_string=False, validate=validate.Range(min=0))
+    max_total = fields.Decimal(places=2, as_string=False, validate=validate.Range(min=0))
+    shipping_method = fields.List(fields.String(validate=validate.Length(min=1)), validate=validate.Length(min=1))
+    status = fields.List(fields.String(validate=validate.Length(min=1)), validate=validate.Length(min=1))
+    meta = fields.Dict(keys=fields.String(validate=validate.Length(min=1)), values=fields.String())
+    all_in_stock = fields.Boolean()
+
+    @validates_schema
+    def _total_range(self, data, **kwargs):
+        if "min_total" in data and "max_total" in data and data["min_total"] > data["max_total"]:
+            raise ValidationError("must not be more than max_total", "min_total")
+
+
+class OrderRuleSchema(Schema):
+    name = fields.String(load_default="")
+    when = fields.Nested(OrderConditionsSchema, load_default=dict)
+    action = fields.String(required=True, validate=validate.OneOf(ORDER_ACTIONS))
+
+
+class OrderVatSchema(Schema):
+    default = fields.String(load_default="S", validate=_VAT_CODE)
+    untaxed = fields.String(load_default="Z", validate=_VAT_CODE)
+    tax_classes = fields.Dict(keys=fields.String(), values=fields.String(validate=_VAT_CODE), load_default=dict)
+
+
+class ShippingMappingSchema(Schema):
+    description = fields.String(required=True, validate=validate.Length(min=1, max=60))
+
+
+class OrderShippingSchema(Schema):
+    default_description = fields.String(load_default="Carriage", validate=validate.Length(min=1, max=60))
+    # key: a method instance id (as `exsync shipping-methods` lists them) or a method id (flat_rate)
+    methods = fields.Dict(keys=fields.String(validate=validate.Length(min=1)),
+                          values=fields.Nested(ShippingMappingSchema), load_default=dict)
+
+
+class OrderRoundingSchema(Schema):
+    description = fields.String(load_default="Rounding", validate=validate.Length(min=1, max=60))
+    vat_code = fields.String(load_default="Z", validate=_VAT_CODE)
+
+
+class OrderDispatchSchema(Schema):
+    # thUserField numbers of the delivery note (SDN) holding the carrier and the tracking number
+    carrier_field = fields.Integer(load_default=1, validate=validate.Range(min=1, max=12))
+    tracking_field = fields.Integer(load_default=2, validate=validate.Range(min=1, max=12))
+
+
+class OrdersSchema(Schema):
+    import_statuses = fields.List(fields.String(validate=validate.Length(min=1)),
+                                  load_default=lambda: list(DEFAULT_IMPORT_STATUSES), validate=validate.Length(min=1))
+    guest_account = fields.String(load_default=DEFAULT_GUEST_ACCOUNT, validate=validate.Length(min=1, max=6))
+    role_meta_key = fields.String(load_default=DEFAULT_ROLE_META_KEY, validate=validate.Length(min=1))
+    imported_status = fields.String(load_default=None, allow_none=True)
+    complete_on_dispatch = fields.Boolean(load_default=True)
+    credit_note_on_refund = fields.Boolean(load_default=False)
+    parked_retry_seconds = fields.Float(load_default=60.0, validate=validate.Range(min=1))
+    vat = fields.Nested(OrderVatSchema, load_default=lambda: OrderVatSchema().load({}))
+    shipping = fields.Nested(OrderShippingSchema, load_default=lambda: OrderShippingSchema().load({}))
+    rounding = fields.Nested(OrderRoundingSchema, load_default=lambda: OrderRoundingSchema().load({}))
+    dispatch = fields.Nested(OrderDispatchSchema, load_default=lambda: OrderDispatchSchema().load({}))
+    rules = fields.List(fields.Nested(OrderRuleSchema), load_default=lambda: [{"name": "default", "when": {},
+                                                                               "action": "SOR"}])
+
+
 DEFAULT_CAPTURE_INTERVAL_SECONDS = 15.0
 DEFAULT_CAPTURE_EVENT_ITEMS = 500
 DEFAULT_CAPTURE_LEASE_SECONDS = 120.0
@@ -129,6 +206,7 @@ class ConfigSchema(Schema):
     shop = fields.Nested(ShopSchema, load_default=lambda: ShopSchema().load({}))
     capture = fields.Nested(CaptureSchema, load_default=lambda: CaptureSchema().load({}))
     products = fields.Nested(ProductsSchema, load_default=lambda: ProductsSchema().load({}))
+    orders = fields.Nested(OrdersSchema, load_default=lambda: OrdersSchema().load({}))
 
 
 def _flatten(messages, prefix=""):

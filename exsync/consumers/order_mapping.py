@@ -1,0 +1,157 @@
+"""Turns a WooCommerce order body into Exchequer document lines, to the penny.
+
+Products become stock lines by SKU (the shop's SKU is the Exchequer stock code); shipping lines
+become a carriage line described through the shipping mapping; fees become non-stock lines. Line
+totals already carry coupon discounts, so each line's net is its discounted total. WooCommerce
+stores line totals without tax even when prices are entered with tax; an order whose totals do
+include tax (the order total equals the sum of line totals) is read as net = total - total_tax.
+Exchequer computes each line's net and VAT itself (rounded per line), so the lines are priced the
+way it will compute them, and a rounding line makes net + VAT equal the shop's order total.
+"""
+
+import dataclasses
+import decimal
+
+from exsync.consumers.errors import OrderDataError
+from exsync.exchequer import DocumentLine
+
+__all__ = ["CENT", "MappedLine", "OrderMapping", "money", "totals_include_tax"]
+
+CENT = decimal.Decimal("0.01")
+PRODUCT = "product"
+SHIPPING = "shipping"
+FEE = "fee"
+DEFAULT_DESCRIPTION_CHARS = 60
+
+
+def money(value):
+    """A money string (or number) as Decimal pennies; WooCommerce sends strings, `price` a number."""
+    try:
+        return decimal.Decimal(str(value if value not in (None, "") else "0")).quantize(CENT)
+    except decimal.InvalidOperation as error:
+        raise OrderDataError(f"{value!r} is not an amount of money") from error
+
+
+def _parts(order):
+    return [*(order.get("line_items") or []), *(order.get("shipping_lines") or []), *(order.get("fee_lines") or [])]
+
+
+def totals_include_tax(order):
+    """Whether this order's line totals include tax: only when it says prices include tax and
+    its own arithmetic (the order total) agrees, since WooCommerce normally stores them net."""
+    if not order.get("prices_include_tax"):
+        return False
+    parts = _parts(order)
+    gross = sum((money(part.get("total")) for part in parts), decimal.Decimal("0"))
+    tax = sum((money(part.get("total_tax")) for part in parts), decimal.Decimal("0"))
+    total = money(order.get("total"))
+    return tax != 0 and gross + tax != total and gross == total
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class MappedLine:
+    """One order line ready for a document: `net` is the line's net total in pounds and pence."""
+
+    kind: str
+    stock_code: str
+    description: str
+    qty: decimal.Decimal
+    net: decimal.Decimal
+    vat_code: str
+
+    def document_line(self):
+        # Exchequer multiplies qty by the unit price and rounds to the penny; a unit price carried
+        # to 6 places gives back the line's net for any sensible quantity, the rounding line the rest.
+        unit = (self.net / self.qty).quantize(decimal.Decimal("0.000001"))
+        return DocumentLine(stock_code=self.stock_code, description=self.description, qty=float(self.qty),
+                            unit_net_price=float(unit), vat_code=self.vat_code)
+
+
+def exchequer_total(lines, vat_rates):
+    """Net + VAT of DocumentLines as the SQL backend computes them (float, rounded per line)."""
+    total = decimal.Decimal("0")
+    for line in lines:
+        net = round(float(line.qty) * float(line.unit_net_price), 2)
+        vat = round(net * vat_rates[line.vat_code] / 100.0, 2)
+        total += decimal.Decimal(str(net)).quantize(CENT) + decimal.Decimal(str(vat)).quantize(CENT)
+    return total
+
+
+class OrderMapping:
+    """The configured mapping from an order's lines to document lines (`orders:` vat, shipping, rounding)."""
+
+    def __init__(self, *, vat, shipping, rounding, vat_rates, description_chars=DEFAULT_DESCRIPTION_CHARS):
+        self.vat = vat
+        self.shipping = shipping
+        self.rounding = rounding
+        self.vat_rates = dict(vat_rates)
+        self.description_chars = description_chars
+        for where, code in (("orders.vat.default", vat["default"]), ("orders.vat.untaxed", vat["untaxed"]),
+                            ("orders.rounding.vat_code", rounding["vat_code"]),
+                            *((f"orders.vat.tax_classes.{k}", v) for k, v in vat["tax_classes"].items())):
+            if code not in self.vat_rates:
+                raise OrderDataError(f"{where}: VAT code {code!r} is not one of exchequer.vat_codes")
+        if self.vat_rates[rounding["vat_code"]] != 0:
+            raise OrderDataError("orders.rounding.vat_code must be a VAT code with a 0% rate")
+
+    def _vat_code(self, part, tax):
+        if tax == 0:
+            return self.vat["untaxed"]
+        return self.vat["tax_classes"].get(str(part.get("tax_class") or ""), self.vat["default"])
+
+    def _description(self, text):
+        return " ".join(str(text).split())[:self.description_chars]
+
+    def shipping_description(self, line, titles=None):
+        """The carriage description: by instance id, then method id, then the imported title."""
+        methods = self.shipping["methods"]
+        for key in (str(line.get("instance_id") or ""), str(line.get("method_id") or "")):
+            if key and key in methods:
+                return methods[key]["description"]
+        title = (titles or {}).get(str(line.get("instance_id") or "")) or line.get("method_title")
+        default = self.shipping["default_description"]
+        return f"{default}: {title}" if title else default
+
+    def lines(self, order, *, shipping_titles=None):
+        """The order's lines as MappedLines: products (by SKU), carriage, fees; zero lines left out."""
+        included = totals_include_tax(order)
+        mapped = []
+        for number, item in enumerate(order.get("line_items") or [], start=1):
+            quantity = decimal.Decimal(str(item.get("quantity") or 0))
+            if quantity <= 0:
+                continue
+            total, tax = money(item.get("total")), money(item.get("total_tax"))
+            net = total - tax if included else total
+            mapped.append(MappedLine(kind=PRODUCT, stock_code=str(item.get("sku") or "").strip(),
+                                     description=self._description(item.get("name") or item.get("sku") or ""),
+                                     qty=quantity, net=net, vat_code=self._vat_code(item, tax)))
+        for line in order.get("shipping_lines") or []:
+            total, tax = money(line.get("total")), money(line.get("total_tax"))
+            net = total - tax if included else total
+            if net == 0 and tax == 0:
+                continue
+            mapped.append(MappedLine(kind=SHIPPING, stock_code="", qty=decimal.Decimal(1), net=net,
+                                     description=self._description(self.shipping_description(line, shipping_titles)),
+                                     vat_code=self._vat_code(line, tax)))
+        for fee in order.get("fee_lines") or []:
+            total, tax = money(fee.get("total")), money(fee.get("total_tax"))
+            net = total - tax if included else total
+            if net == 0 and tax == 0:
+                continue
+            mapped.append(MappedLine(kind=FEE, stock_code="", qty=decimal.Decimal(1), net=net,
+                                     description=self._description(fee.get("name") or "Fee"),
+                                     vat_code=self._vat_code(fee, tax)))
+        return mapped
+
+    def document_lines(self, mapped, *, target_total):
+        """DocumentLines for `mapped`, with a rounding line when Exchequer's net + VAT would differ
+        from `target_total` (Decimal)."""
+        lines = [line.document_line() for line in mapped]
+        difference = target_total - exchequer_total(lines, self.vat_rates)
+        if difference:
+            lines.append(DocumentLine(stock_code="", description=self._description(self.rounding["description"]),
+                                      qty=1.0, unit_net_price=float(difference), vat_code=self.rounding["vat_code"]))
+        return tuple(lines)
+
+    def total_of(self, lines):
+        return exchequer_total(lines, self.vat_rates)

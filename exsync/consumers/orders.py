@@ -1,0 +1,416 @@
+"""The orders consumer: every shop order in Exchequer exactly once, tracked from first sight.
+
+Each `woo.order.*` envelope (webhook or reconciler) is first held in order tracking, unless an
+older version than the one held (stale events lose). An order in an importable status becomes a
+sales order, a quotation, or both (the rules decide), written through the Exchequer layer with the
+order's external key, so redeliveries and concurrent deliveries give one document. An order that
+cannot be imported yet (an unknown SKU) is parked in tracking with its reason, the message is
+acknowledged, and `release_parked()` tries it again on idle ticks. After import the consumer
+publishes `exchequer.order.imported`; later cancellations and refunds are recorded and published
+for the write-back consumer to note. Exchequer documents are never deleted.
+"""
+
+import datetime
+import logging
+import threading
+import time
+
+from exsync.bus import EXCHEQUER_EXCHANGE, PermanentError, ThreadLocalPublisher, Topology, new_event
+from exsync.consumers.errors import OrderDataError
+from exsync.consumers.order_mapping import PRODUCT, OrderMapping, money
+from exsync.consumers.order_rules import OrderFacts, choose, customer_role, order_meta
+from exsync.consumers.state import OrderStore, ShippingMethodStore, ensure_tables
+from exsync.exchequer import (
+    AccountDetails,
+    ExchequerReader,
+    InvalidDocumentError,
+    SalesDocument,
+    SqlWriteBackend,
+    UnknownAccountError,
+    UnknownStockItemError,
+    connect,
+    mapping_for,
+    options_for,
+)
+from exsync.exchequer.writer import KIND_ACCOUNT
+from exsync.metrics import Metrics
+
+__all__ = [
+    "CANCELLED_STATUSES",
+    "EVENT_SOURCE",
+    "OrdersConsumer",
+    "build",
+    "customer_key",
+    "order_key",
+]
+
+log = logging.getLogger(__name__)
+
+EVENT_SOURCE = "exsync/orders"
+CANCELLED_STATUSES = ("cancelled", "trash")
+NOT_IMPORTED_STATUSES = ("cancelled", "trash", "refunded", "failed")
+ORDER_KEY_PREFIX = "woo-order:"
+QUOTE_KEY_SUFFIX = ":quote"
+GUEST_ACCOUNT_COMPANY = "Web sales (guest orders)"
+DEFAULT_PARKED_BATCH = 100
+
+
+def order_key(order_id):
+    """The external key of the document an order becomes (its quotation part adds `:quote`)."""
+    return f"{ORDER_KEY_PREFIX}{int(order_id)}"
+
+
+def customer_key(customer_id):
+    """The external key linking a registered shop customer to an Exchequer account."""
+    return f"woo-customer:{int(customer_id)}"
+
+
+class _Parked(Exception):
+    """The order cannot be imported yet; its reason goes in tracking (internal control flow)."""
+
+
+class _Connections:
+    """One thread's connections: Exchequer, the state tables, and the objects over them."""
+
+    def __init__(self, *, exchequer_dsn, state_dsn, mapping, options, metrics):
+        self.exchequer = connect(exchequer_dsn, mapping=mapping)
+        self.state = self.exchequer if state_dsn in (None, exchequer_dsn) else connect(state_dsn, mapping=mapping)
+        self.reader = ExchequerReader(database=self.exchequer)
+        self.backend = SqlWriteBackend(database=self.exchequer, vat_codes=options.vat_codes,
+                                       default_location=options.default_location,
+                                       account_codes=options.account_codes, metrics=metrics)
+        self.orders = OrderStore(database=self.state)
+        self.shipping = ShippingMethodStore(database=self.state)
+        self.stock_rules = None
+        self.guest_account = None
+
+    def close(self):
+        self.exchequer.close()
+        if self.state is not self.exchequer:
+            self.state.close()
+
+
+class OrdersConsumer:
+    """Handles `woo.order.*` envelopes; safe to call from several threads (each gets its connections)."""
+
+    def __init__(self, *, exchequer_dsn, config, publisher, state_dsn=None, metrics=None, clock=time.monotonic):
+        self.exchequer_dsn = exchequer_dsn
+        self.state_dsn = state_dsn
+        self.config = config
+        self.options = config["orders"]
+        self.exchequer_options = options_for(config)
+        self.names_mapping = mapping_for(config)
+        self.mapping = OrderMapping(vat=self.options["vat"], shipping=self.options["shipping"],
+                                    rounding=self.options["rounding"], vat_rates=self.exchequer_options.vat_codes)
+        self.publisher = publisher
+        self.metrics = metrics or Metrics()
+        self.clock = clock
+        self._local = threading.local()
+        self._all = []
+        self._lock = threading.Lock()
+        self._last_release = clock()
+        ensure_tables(self._connections().state)
+
+    # --- connections
+
+    def _connections(self):
+        connections = getattr(self._local, "connections", None)
+        if connections is None:
+            connections = _Connections(exchequer_dsn=self.exchequer_dsn, state_dsn=self.state_dsn,
+                                       mapping=self.names_mapping, options=self.exchequer_options,
+                                       metrics=self.metrics)
+            self._local.connections = connections
+            with self._lock:
+                self._all.append(connections)
+        return connections
+
+    def close(self):
+        with self._lock:
+            everything, self._all = self._all, []
+        for connections in everything:
+            connections.close()
+        self._local = threading.local()
+        self.publisher.close()
+
+    # --- the consumer interface
+
+    def handle(self, message):
+        self.handle_event(message.event)
+
+    def on_idle(self):
+        """Retries parked orders every `orders.parked_retry_seconds` while the queue is quiet."""
+        if self.clock() - self._last_release >= self.options["parked_retry_seconds"]:
+            self._last_release = self.clock()
+            self.release_parked()
+
+    def handle_event(self, event):
+        """Applies one `woo.order.*` envelope; returns what became of it (for logs and tests)."""
+        data = event.get("data")
+        if not isinstance(data, dict) or "id" not in data:
+            raise PermanentError("an order event needs a data object with an id")
+        try:
+            order_id = int(data["id"])
+        except (TypeError, ValueError) as error:
+            raise PermanentError(f"order id {data['id']!r} is not a number") from error
+        if event.get("type") == "woo.order.deleted" or set(data) == {"id"}:
+            return self._deleted(order_id)
+        return self.process(data)
+
+    # --- the work
+
+    def _count(self, outcome):
+        self.metrics.inc("orders_processed", outcome=outcome)
+        return outcome
+
+    def _deleted(self, order_id):
+        self._connections().orders.record_deleted(order_id)
+        return self._count("deleted")
+
+    def process(self, order):
+        """Tracks one order body and imports it when its status says so."""
+        connections = self._connections()
+        row, accepted = connections.orders.record_version(order)
+        if not accepted:
+            log.info("order %s: version %s is older than %s held; ignored", row.order_id,
+                     order.get("date_modified_gmt"), row.date_modified_gmt)
+            return self._count("stale")
+        if row.refs:
+            self._after_import(connections, row, order)
+            return self._count("already_imported")
+        status = str(order.get("status") or "")
+        if status in NOT_IMPORTED_STATUSES:
+            connections.orders.mark(row.order_id, "cancelled", f"{status} in the shop before import")
+            return self._count("not_imported")
+        if status not in self.options["import_statuses"]:
+            connections.orders.mark(row.order_id, "received", f"status {status!r} is not imported")
+            return self._count("waiting")
+        return self._import(connections, row.order_id, order)
+
+    def _import(self, connections, order_id, order):
+        started = time.perf_counter()
+        try:
+            documents = self._documents(connections, order_id, order)
+            references = [connections.backend.create_sales_document(document).reference for document in documents]
+        except (InvalidDocumentError, UnknownStockItemError, UnknownAccountError) as error:
+            return self._park(connections, order_id, str(error))
+        except _Parked as parked:
+            return self._park(connections, order_id, str(parked))
+        connections.orders.mark_imported(order_id, references)
+        self.metrics.observe("order_import_duration_seconds", time.perf_counter() - started)
+        log.info("order %s imported as %s", order_id, ", ".join(references))
+        self._after_import(connections, connections.orders.get(order_id), order)
+        return self._count("imported")
+
+    def _park(self, connections, order_id, reason):
+        connections.orders.mark(order_id, "parked", reason)
+        log.warning("order %s parked: %s", order_id, reason)
+        return self._count("parked")
+
+    def _after_import(self, connections, row, order):
+        """Publishes what the write-back consumer has not been told yet: import, cancellation, refunds."""
+        if not row.published:
+            self._publish("order.imported", row.order_id, {
+                "woo_order_id": row.order_id, "number": row.number, "references": list(row.refs)})
+            connections.orders.mark_published(row.order_id)
+        status = str(order.get("status") or "")
+        if status in CANCELLED_STATUSES and not row.cancel_published:
+            self._publish("order.cancelled", row.order_id, {
+                "woo_order_id": row.order_id, "status": status, "references": list(row.refs)})
+            connections.orders.mark_cancel_published(row.order_id)
+        refunds = [refund for refund in order.get("refunds") or []
+                   if isinstance(refund, dict) and str(refund.get("id")) not in row.refund_ids]
+        if refunds:
+            self._publish("order.refunded", row.order_id, {
+                "woo_order_id": row.order_id, "references": list(row.refs),
+                "credit_note": False if self.options["credit_note_on_refund"] else None,
+                "refunds": [{"id": refund.get("id"), "reason": str(refund.get("reason") or ""),
+                             "amount": str(-money(refund.get("total")))} for refund in refunds]})
+            connections.orders.add_refund_ids(row.order_id, [refund.get("id") for refund in refunds])
+
+    def _publish(self, routing_key, order_id, data):
+        event = new_event(type=f"exchequer.{routing_key}", source=EVENT_SOURCE, subject=str(order_id), data=data)
+        self.publisher.publish(exchange=EXCHEQUER_EXCHANGE, routing_key=routing_key, event=event)
+
+    # --- documents
+
+    def _stock(self, connections, mapped):
+        """The stock item of each product line's SKU; _Parked names the first SKU unknown."""
+        items = {}
+        for number, line in enumerate(mapped, start=1):
+            if line.kind != PRODUCT:
+                continue
+            if not line.stock_code:
+                raise _Parked(f"line {number} ({line.description}) has no SKU")
+            if line.stock_code not in items:
+                try:
+                    items[line.stock_code] = connections.reader.stock_item(line.stock_code)
+                except UnknownStockItemError as error:
+                    raise _Parked(f"unknown SKU {line.stock_code}") from error
+        return items
+
+    def _in_free_stock(self, connections, items, lines):
+        """Whether each product line is covered by free stock, lines of one item counted together."""
+        if connections.stock_rules is None:
+            connections.stock_rules = connections.reader.stock_rules(self.exchequer_options.locations)
+        left = {code: connections.stock_rules.free(item) for code, item in items.items()}
+        covered = []
+        for line in lines:
+            enough = left[line.stock_code] >= float(line.qty)
+            left[line.stock_code] -= float(line.qty)
+            covered.append(enough)
+        return covered
+
+    def _plan(self, connections, order, mapped, items):
+        """"SOR", "SQU", or "split:<indexes of product lines in free stock>"."""
+        products = [line for line in mapped if line.kind == PRODUCT]
+        covered = None
+
+        def all_in_stock():
+            nonlocal covered
+            if covered is None:
+                covered = self._in_free_stock(connections, items, products)
+            return all(covered)
+
+        facts = OrderFacts(
+            payment_method=str(order.get("payment_method") or ""),
+            role=customer_role(order, role_meta_key=self.options["role_meta_key"]),
+            total=money(order.get("total")),
+            shipping_methods=frozenset(str(value) for line in order.get("shipping_lines") or []
+                                       for value in (line.get("method_id"), line.get("instance_id")) if value),
+            status=str(order.get("status") or ""), meta=order_meta(order), all_in_stock=all_in_stock)
+        decision = choose(self.options["rules"], facts)
+        if decision.action != "split":
+            return decision.action
+        all_in_stock()
+        return "split:" + ",".join(str(index) for index, ok in enumerate(covered) if ok)
+
+    def _documents(self, connections, order_id, order):
+        titles = {method.instance_id: method.title for method in connections.shipping.all()}
+        mapped = self.mapping.lines(order, shipping_titles=titles)
+        if not mapped:
+            raise _Parked("the order has no lines to import")
+        items = self._stock(connections, mapped)
+        plan = connections.orders.claim_plan(order_id, self._plan(connections, order, mapped, items))
+        account = self._account(connections, order)
+        products = [line for line in mapped if line.kind == PRODUCT]
+        others = [line for line in mapped if line.kind != PRODUCT]
+        if plan.startswith("split:"):
+            chosen = {int(index) for index in plan[len("split:"):].split(",") if index}
+            ordered = [line for index, line in enumerate(products) if index in chosen]
+            quoted = [line for index, line in enumerate(products) if index not in chosen]
+        elif plan == "SQU":
+            ordered, quoted = [], products
+        else:
+            ordered, quoted = products, []
+        # Carriage, fees and the rounding go with the sales order when there is one.
+        parts = []
+        if ordered or not quoted:
+            parts.append(("SOR", order_key(order_id), ordered + others))
+            if quoted:
+                parts.append(("SQU", order_key(order_id) + QUOTE_KEY_SUFFIX, quoted))
+        else:
+            parts.append(("SQU", order_key(order_id), quoted + others))
+        total = money(order.get("total"))
+        documents = []
+        head_lines = None
+        for position, (doc_type, key, lines) in enumerate(parts):
+            if position == 0:
+                head_lines = lines
+                continue
+            document_lines = tuple(line.document_line() for line in lines)
+            total -= self.mapping.total_of(document_lines)
+            documents.append(self._document(order, doc_type=doc_type, key=key, account=account, lines=document_lines))
+        head_type, head_key, _ = parts[0]
+        documents.insert(0, self._document(order, doc_type=head_type, key=head_key, account=account,
+                                           lines=self.mapping.document_lines(head_lines, target_total=total)))
+        return documents
+
+    def _document(self, order, *, doc_type, key, account, lines):
+        number = str(order.get("number") or order["id"])
+        created = str(order.get("date_created_gmt") or "")[:10]
+        try:
+            date = datetime.date.fromisoformat(created)
+        except ValueError:
+            date = datetime.datetime.now(datetime.timezone.utc).date()
+        if not lines:
+            raise _Parked(f"the {doc_type} part has no lines")
+        return SalesDocument(external_key=key, doc_type=doc_type, account_code=account, date=date,
+                             lines=lines, your_ref=number[:10], long_your_ref=f"WOO-{number}"[:20])
+
+    # --- accounts
+
+    def _fit(self, connections, column, text):
+        kind = connections.exchequer.names.mapping.tables["accounts"].columns[column].kind
+        return " ".join(str(text or "").split())[:int(kind[4:])]
+
+    def _details(self, connections, billing):
+        contact = f"{billing.get('first_name') or ''} {billing.get('last_name') or ''}"
+        address = (billing.get("address_1"), billing.get("address_2"), billing.get("city"), billing.get("state"),
+                   billing.get("country"))
+        return AccountDetails(
+            company=self._fit(connections, "company", billing.get("company")),
+            contact=self._fit(connections, "contact", contact),
+            address=tuple(self._fit(connections, f"address_{n}", part) for n, part in enumerate(address, start=1)),
+            post_code=self._fit(connections, "post_code", billing.get("postcode")),
+            email=self._fit(connections, "email", billing.get("email")),
+            phone=self._fit(connections, "phone", billing.get("phone")))
+
+    def _account(self, connections, order):
+        """The account the order goes on: the registered customer's (created when missing), a
+        guest's by e-mail, or the configured guest account."""
+        billing = order.get("billing") or {}
+        customer_id = int(order.get("customer_id") or 0)
+        if customer_id:
+            key = customer_key(customer_id)
+            linked = connections.backend.existing_reference(KIND_ACCOUNT, key)
+            if linked:
+                return linked
+            details = self._details(connections, billing)
+            if not (details.company or details.contact):
+                details = AccountDetails(contact=f"Web customer {customer_id}", email=details.email)
+            try:
+                return connections.backend.create_account(external_key=key, details=details).reference
+            except InvalidDocumentError as error:
+                raise _Parked(f"cannot create an account for customer {customer_id}: {error}") from error
+        email = str(billing.get("email") or "").strip()
+        if email:
+            matches = [account for account in connections.reader.accounts_by_email(email) if account.cust_supp == "C"]
+            if matches:
+                return matches[0].code
+        return self._guest_account(connections)
+
+    def _guest_account(self, connections):
+        if connections.guest_account is None:
+            code = self.options["guest_account"].upper()
+            try:
+                connections.guest_account = connections.reader.account(code).code
+            except UnknownAccountError:
+                connections.guest_account = connections.backend.create_account(
+                    external_key=f"guest-account:{code}", code=code,
+                    details=AccountDetails(company=GUEST_ACCOUNT_COMPANY)).reference
+        return connections.guest_account
+
+    # --- parked orders
+
+    def release_parked(self, limit=DEFAULT_PARKED_BATCH):
+        """Tries every parked order again from the body held; returns how many were imported."""
+        connections = self._connections()
+        imported = 0
+        for row in connections.orders.parked(limit):
+            if row.body is None:
+                continue
+            try:
+                outcome = self._import(connections, row.order_id, row.body)
+            except OrderDataError as error:
+                log.warning("order %s stays parked: %s", row.order_id, error)
+                continue
+            imported += outcome == "imported"
+        return imported
+
+
+def build(settings, *, metrics):
+    """The consumer `exsync consume orders` runs."""
+    publisher = ThreadLocalPublisher(url=settings.amqp_url, topology=Topology.from_config(settings.config),
+                                     metrics=metrics)
+    return OrdersConsumer(exchequer_dsn=settings.exchequer_dsn, state_dsn=settings.state_dsn,
+                          config=settings.config, publisher=publisher, metrics=metrics)

@@ -1,0 +1,313 @@
+"""The order pipeline's own tables: order tracking, notes written to the shop, imported shipping methods.
+
+They live beside the Exchequer company's tables in the integration's state schema (or with its
+prefix where there are no schemas), reached through `BoundNames.state_table`. Every method runs one
+short transaction of its own on the Database it was given; a Database serves one thread.
+"""
+
+import dataclasses
+import json
+import time
+
+from exsync.exchequer import DuplicateKeyError
+
+__all__ = [
+    "NOTE_CLAIMED",
+    "NOTE_DONE",
+    "ORDER_STATES",
+    "NoteStore",
+    "OrderStore",
+    "ShippingMethod",
+    "ShippingMethodStore",
+    "TrackedOrder",
+    "ensure_tables",
+]
+
+# received: seen, not (yet) for import; imported: became documents; parked: waits for a person or a
+# product (reason says which); cancelled / deleted: the shop's side ended it.
+ORDER_STATES = ("received", "imported", "parked", "cancelled", "deleted")
+NOTE_CLAIMED = "claimed"
+NOTE_DONE = "done"
+
+TRACKING = "order_tracking"
+NOTES = "order_notes"
+SHIPPING = "shipping_methods"
+
+_TABLES = {
+    TRACKING: (
+        [("order_id", "int"), ("number", "str:32"), ("status", "str:32"), ("currency", "str:8"),
+         ("total", "str:32"), ("date_modified_gmt", "str:32"), ("import_state", "str:16"),
+         ("reason", "str:255"), ("refs", "str:100"), ("plan", "str:255"), ("published", "int"),
+         ("cancel_published", "int"), ("refund_ids", "str:255"), ("body", "text"),
+         ("first_seen_at", "float"), ("imported_at", "float"), ("updated_at", "float")],
+        [("order_id",)], [("import_state",)]),
+    NOTES: (
+        [("order_id", "int"), ("note_key", "str:64"), ("state", "str:8"), ("claimed_at", "float"),
+         ("note_id", "int")],
+        [("order_id", "note_key")], []),
+    SHIPPING: (
+        [("instance_id", "str:32"), ("zone_id", "int"), ("zone_name", "str:100"), ("method_id", "str:64"),
+         ("title", "str:200"), ("enabled", "int"), ("refreshed_at", "float")],
+        [("instance_id",)], []),
+}
+
+
+def _column_type(dialect, kind):
+    if kind == "text":
+        return "VARCHAR(MAX)" if dialect.name == "mssql" else "TEXT"
+    return dialect.column_type(kind)
+
+
+def ensure_tables(database):
+    """Creates the pipeline's tables and indexes where missing (idempotent)."""
+    names = database.names
+    dialect = database.dialect
+    schema = database.mapping.state_schema if dialect.supports_schemas else None
+    with database.transaction() as cursor:
+        if schema is not None:
+            cursor.execute(dialect.create_schema(schema))
+        for table, (columns, uniques, indexes) in _TABLES.items():
+            table_sql = names.state_table(table)
+            literal = f"{schema}.{table}" if schema else table_sql.strip('"')
+            body = ", ".join(
+                f"{dialect.quote(name)} {_column_type(dialect, kind)} "
+                + (dialect.string_default() if kind.startswith("str:") else
+                   "NULL" if kind == "text" else "NOT NULL DEFAULT 0")
+                for name, kind in columns)
+            cursor.execute(dialect.create_table(table_sql, literal, body))
+            bare = table_sql.replace('"', "").replace(".", "_")
+            for unique, keys in [(True, key) for key in uniques] + [(False, key) for key in indexes]:
+                index_name = f"{bare}_{'_'.join(keys)}_{'key' if unique else 'idx'}"
+                cursor.execute(dialect.create_index(index_name, schema, table_sql,
+                                                    [dialect.quote(key) for key in keys], unique=unique))
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class TrackedOrder:
+    """One row of order tracking."""
+
+    order_id: int
+    number: str
+    status: str
+    total: str
+    date_modified_gmt: str
+    import_state: str
+    reason: str
+    refs: tuple
+    plan: str
+    published: bool
+    cancel_published: bool
+    refund_ids: tuple
+    body: dict | None
+    imported_at: float
+
+
+_TRACKING_COLUMNS = ("order_id", "number", "status", "total", "date_modified_gmt", "import_state", "reason", "refs",
+                     "plan", "published", "cancel_published", "refund_ids", "body", "imported_at")
+
+
+def _split(text):
+    return tuple(part for part in (text or "").split(",") if part)
+
+
+def _tracked(row):
+    values = dict(zip(_TRACKING_COLUMNS, row))
+    return TrackedOrder(
+        order_id=int(values["order_id"]), number=values["number"], status=values["status"], total=values["total"],
+        date_modified_gmt=values["date_modified_gmt"], import_state=values["import_state"], reason=values["reason"],
+        refs=_split(values["refs"]), plan=values["plan"], published=bool(values["published"]),
+        cancel_published=bool(values["cancel_published"]), refund_ids=_split(values["refund_ids"]),
+        body=json.loads(values["body"]) if values["body"] else None, imported_at=float(values["imported_at"] or 0))
+
+
+class _Store:
+    def __init__(self, *, database):
+        self.database = database
+        self.table = database.names.state_table(self.TABLE)
+        self._quote = database.dialect.quote
+
+    def _columns(self, names):
+        return ", ".join(self._quote(name) for name in names)
+
+
+class OrderStore(_Store):
+    """Order tracking: every shop order seen, the version held, and what it became in Exchequer."""
+
+    TABLE = TRACKING
+
+    def _select(self, where, lock=False):
+        dialect = self.database.dialect
+        sql = (f"SELECT {self._columns(_TRACKING_COLUMNS)} FROM {dialect.locked(self.table) if lock else self.table} "
+               f"WHERE {where}")
+        return dialect.for_update(sql) if lock else sql
+
+    def get(self, order_id):
+        with self.database.transaction(write=False) as cursor:
+            row = cursor.execute(self._select(f"{self._quote('order_id')} = ?"), (int(order_id),)).fetchone()
+        return None if row is None else _tracked(row)
+
+    def _ensure_row(self, cursor, order_id):
+        dialect = self.database.dialect
+        now = time.time()
+        key = [self._quote("order_id")]
+        cursor.execute(dialect.insert_if_absent(self.table, key + [self._quote("first_seen_at")], key),
+                       dialect.insert_if_absent_params((int(order_id), now), (int(order_id),)))
+        return _tracked(cursor.execute(self._select(f"{self._quote('order_id')} = ?", lock=True),
+                                       (int(order_id),)).fetchone())
+
+    def record_version(self, body):
+        """Holds `body` if it is not older than the version held; returns (row, accepted).
+
+        A `date_modified_gmt` older than the one held loses (accepted False, row unchanged); an
+        equal one is a repeat and is accepted, so a retried message finishes what it started.
+        """
+        order_id = int(body["id"])
+        modified = str(body.get("date_modified_gmt") or "")
+        with self.database.transaction() as cursor:
+            held = self._ensure_row(cursor, order_id)
+            if held.date_modified_gmt and modified < held.date_modified_gmt:
+                return held, False
+            cursor.execute(
+                f"UPDATE {self.table} SET {self._quote('number')} = ?, {self._quote('status')} = ?, "
+                f"{self._quote('currency')} = ?, {self._quote('total')} = ?, {self._quote('date_modified_gmt')} = ?, "
+                f"{self._quote('body')} = ?, {self._quote('updated_at')} = ? WHERE {self._quote('order_id')} = ?",
+                (str(body.get("number") or order_id)[:32], str(body.get("status") or "")[:32],
+                 str(body.get("currency") or "")[:8], str(body.get("total") or "")[:32], modified,
+                 json.dumps(body, separators=(",", ":")), time.time(), order_id))
+            row = cursor.execute(self._select(f"{self._quote('order_id')} = ?"), (order_id,)).fetchone()
+        return _tracked(row), True
+
+    def record_deleted(self, order_id):
+        """Marks an order deleted in the shop (its Exchequer documents stay: they are never deleted)."""
+        with self.database.transaction() as cursor:
+            self._ensure_row(cursor, order_id)
+            cursor.execute(f"UPDATE {self.table} SET {self._quote('import_state')} = 'deleted', "
+                           f"{self._quote('status')} = 'deleted', {self._quote('updated_at')} = ? "
+                           f"WHERE {self._quote('order_id')} = ?", (time.time(), int(order_id)))
+
+    def _set(self, order_id, **values):
+        assignments = ", ".join(f"{self._quote(name)} = ?" for name in values)
+        with self.database.transaction() as cursor:
+            cursor.execute(f"UPDATE {self.table} SET {assignments}, {self._quote('updated_at')} = ? "
+                           f"WHERE {self._quote('order_id')} = ?", (*values.values(), time.time(), int(order_id)))
+
+    def claim_plan(self, order_id, plan):
+        """Stores the document plan unless one is stored; returns the plan that holds (first wins),
+        so a retry after a crash writes the same documents even if stock has moved since."""
+        with self.database.transaction() as cursor:
+            cursor.execute(f"UPDATE {self.table} SET {self._quote('plan')} = ? "
+                           f"WHERE {self._quote('order_id')} = ? AND {self._quote('plan')} = ''",
+                           (plan, int(order_id)))
+            return cursor.execute(f"SELECT {self._quote('plan')} FROM {self.table} WHERE {self._quote('order_id')} = ?",
+                                  (int(order_id),)).fetchone()[0]
+
+    def mark_imported(self, order_id, refs):
+        self._set(order_id, import_state="imported", reason="", refs=",".join(refs), imported_at=time.time())
+
+    def mark(self, order_id, state, reason=""):
+        if state not in ORDER_STATES:
+            raise ValueError(f"unknown order state {state!r}")
+        self._set(order_id, import_state=state, reason=reason[:255])
+
+    def mark_published(self, order_id):
+        self._set(order_id, published=1)
+
+    def mark_cancel_published(self, order_id):
+        self._set(order_id, cancel_published=1)
+
+    def add_refund_ids(self, order_id, refund_ids):
+        row = self.get(order_id)
+        ids = list(row.refund_ids) + [str(i) for i in refund_ids if str(i) not in row.refund_ids]
+        self._set(order_id, refund_ids=",".join(ids)[:255])
+
+    def parked(self, limit=100):
+        """Parked orders, oldest first."""
+        sql = self.database.dialect.limit(
+            self._select(f"{self._quote('import_state')} = 'parked'") + f" ORDER BY {self._quote('order_id')}", limit)
+        with self.database.transaction(write=False) as cursor:
+            return [_tracked(row) for row in cursor.execute(sql).fetchall()]
+
+    def counts(self):
+        """Orders by import state."""
+        with self.database.transaction(write=False) as cursor:
+            rows = cursor.execute(f"SELECT {self._quote('import_state')}, COUNT(*) FROM {self.table} "
+                                  f"GROUP BY {self._quote('import_state')}").fetchall()
+        return {state or "received": int(count) for state, count in rows}
+
+
+class NoteStore(_Store):
+    """Notes written to the shop, one row per (order, note key), claimed before the REST call."""
+
+    TABLE = NOTES
+
+    def claim(self, order_id, note_key):
+        """Returns None when this caller now holds the claim, else (state, claimed_at) of the row held."""
+        try:
+            with self.database.transaction() as cursor:
+                cursor.execute(f"INSERT INTO {self.table} ({self._columns(('order_id', 'note_key', 'state', 'claimed_at'))}) "
+                               "VALUES (?, ?, ?, ?)", (int(order_id), note_key[:64], NOTE_CLAIMED, time.time()))
+            return None
+        except DuplicateKeyError:
+            pass
+        with self.database.transaction(write=False) as cursor:
+            row = cursor.execute(f"SELECT {self._columns(('state', 'claimed_at'))} FROM {self.table} "
+                                 f"WHERE {self._quote('order_id')} = ? AND {self._quote('note_key')} = ?",
+                                 (int(order_id), note_key[:64])).fetchone()
+        return row[0], float(row[1])
+
+    def reclaim(self, order_id, note_key):
+        with self.database.transaction() as cursor:
+            cursor.execute(f"UPDATE {self.table} SET {self._quote('claimed_at')} = ? "
+                           f"WHERE {self._quote('order_id')} = ? AND {self._quote('note_key')} = ?",
+                           (time.time(), int(order_id), note_key[:64]))
+
+    def done(self, order_id, note_key, note_id=0):
+        with self.database.transaction() as cursor:
+            cursor.execute(f"UPDATE {self.table} SET {self._quote('state')} = ?, {self._quote('note_id')} = ? "
+                           f"WHERE {self._quote('order_id')} = ? AND {self._quote('note_key')} = ?",
+                           (NOTE_DONE, int(note_id or 0), int(order_id), note_key[:64]))
+
+    def keys(self, order_id):
+        """{note key: state} for one order."""
+        with self.database.transaction(write=False) as cursor:
+            rows = cursor.execute(f"SELECT {self._columns(('note_key', 'state'))} FROM {self.table} "
+                                  f"WHERE {self._quote('order_id')} = ?", (int(order_id),)).fetchall()
+        return {key: state for key, state in rows}
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ShippingMethod:
+    """One shipping method instance of one zone, as imported from the shop."""
+
+    instance_id: str
+    zone_id: int
+    zone_name: str
+    method_id: str
+    title: str
+    enabled: bool
+
+
+_SHIPPING_COLUMNS = ("instance_id", "zone_id", "zone_name", "method_id", "title", "enabled")
+
+
+class ShippingMethodStore(_Store):
+    """The shop's shipping method instances, replaced as a whole on every import."""
+
+    TABLE = SHIPPING
+
+    def replace_all(self, methods):
+        now = time.time()
+        with self.database.transaction() as cursor:
+            cursor.execute(f"DELETE FROM {self.table}")
+            cursor.executemany(
+                f"INSERT INTO {self.table} ({self._columns(_SHIPPING_COLUMNS + ('refreshed_at',))}) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [(m.instance_id[:32], int(m.zone_id), m.zone_name[:100], m.method_id[:64], m.title[:200],
+                  1 if m.enabled else 0, now) for m in methods])
+
+    def all(self):
+        with self.database.transaction(write=False) as cursor:
+            rows = cursor.execute(f"SELECT {self._columns(_SHIPPING_COLUMNS)} FROM {self.table} "
+                                  f"ORDER BY {self._quote('zone_id')}, {self._quote('instance_id')}").fetchall()
+        return [ShippingMethod(instance_id=r[0], zone_id=int(r[1]), zone_name=r[2], method_id=r[3], title=r[4],
+                               enabled=bool(r[5])) for r in rows]
