@@ -184,6 +184,55 @@ def cmd_consume(settings, args):
     return run_consumer(settings, args.name)
 
 
+def cmd_capture(settings, args):
+    import signal
+    import threading
+
+    from exsync.exchequer.capture import build_capture
+
+    capture, close = build_capture(settings, metrics=_shop_metrics(args))
+    try:
+        if args.once:
+            report = capture.run_once()
+            capture.state.release()
+            if report.skipped:
+                print("another capture holds this company's lease; nothing done")
+                return 0
+            print(f"scanned {report.rows_scanned} rows ({report.exported} web products): {report.products_changed} "
+                  f"product and {report.stock_changed} stock change(s) published in {report.seconds:.2f} s")
+            return 0
+        stop = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        try:
+            interval_seconds = args.interval_seconds or settings.config["capture"]["interval_seconds"]
+            capture.run_forever(interval_seconds=interval_seconds, stop=stop)
+        except KeyboardInterrupt:
+            pass
+        return 0
+    finally:
+        close()
+
+
+def cmd_export_products(settings, args):
+    from exsync.consumers.product_export import export_products
+
+    def progress(done, total):
+        print(f"\rexport: {done}/{total} products", end="", file=sys.stderr, flush=True)
+
+    report = export_products(settings, progress=progress)
+    print(file=sys.stderr)
+    if report.skipped:
+        print("a running capture holds this company's lease; stop it (or wait) and export again", file=sys.stderr)
+        return 1
+    flush = report.flush
+    print(f"{report.exported} web products: {flush.created} created, {flush.updated} updated, "
+          f"{flush.unchanged} unchanged, {flush.failed} failed, {flush.retry_later} left for later "
+          f"({flush.requests} batch requests)")
+    for sku, attempts, error in report.failures:
+        print(f"failed {sku} after {attempts} attempt(s): {error}")
+    return 1 if report.failures or flush.retry_later else 0
+
+
 def build_parser():
     parser = argparse.ArgumentParser(prog="exsync", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -235,6 +284,17 @@ def build_parser():
     reconcile.add_argument("--interval-seconds", type=int, help="default: shop.reconcile.interval_seconds")
     reconcile.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on this port")
     reconcile.set_defaults(func=cmd_reconcile)
+
+    capture = sub.add_parser("capture", help="publish Exchequer's product, price and stock changes, periodically")
+    capture.add_argument("--once", action="store_true", help="one cycle, then exit")
+    capture.add_argument("--interval-seconds", type=float, help="default: capture.interval_seconds")
+    capture.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on this port")
+    capture.set_defaults(func=cmd_capture)
+
+    export = sub.add_parser("export", help="one-off full exports to the shop")
+    export_sub = export.add_subparsers(dest="export_command", required=True, metavar="WHAT")
+    export_products = export_sub.add_parser("products", help="write every web product to the shop, with a summary")
+    export_products.set_defaults(func=cmd_export_products)
     return parser
 
 

@@ -1,0 +1,74 @@
+"""`exsync export products`, and the woo-writer run in-process: the paths that skip the bus.
+
+The first full export reads every web product as a capture cycle does (with every product counted
+as changed), hands the changes straight to the woo-writer's durable store instead of the bus, and
+flushes. The capture's fingerprints are recorded once the writer has stored the changes, so the
+capture that runs afterwards publishes only what changes later.
+"""
+
+import dataclasses
+import threading
+
+from exsync.consumers.woo_writer import FlushReport
+from exsync.consumers.woo_writer import build as build_writer
+from exsync.exchequer.capture import build_capture
+from exsync.metrics import Metrics
+
+__all__ = ["ExportReport", "WriterSink", "export_products", "start_writer_thread"]
+
+
+class WriterSink:
+    """A capture sink that stores changes in the woo-writer (committed) rather than publishing them."""
+
+    def __init__(self, *, writer):
+        self.writer = writer
+
+    def send(self, *, products, stock):
+        self.writer.accept(products=products, stock=stock)
+
+
+@dataclasses.dataclass(kw_only=True)
+class ExportReport:
+    """The export's summary: the capture's scan and what the writer did with it."""
+
+    exported: int
+    flush: FlushReport
+    failures: list
+    skipped: bool
+
+
+def export_products(settings, *, metrics=None, progress=None):
+    """Writes every web product to the shop; `progress(done, total)` after each shop request."""
+    metrics = metrics or Metrics()
+    writer = build_writer(settings, metrics=metrics)
+    capture, close = build_capture(settings, metrics=metrics, sink=WriterSink(writer=writer))
+    try:
+        scan = capture.run_once(force=True)
+        capture.state.release()
+        flush = writer.flush(progress=progress) if not scan.skipped else FlushReport()
+        return ExportReport(exported=scan.exported, flush=flush, failures=writer.failures(), skipped=scan.skipped)
+    finally:
+        close()
+        writer.close()
+
+
+def start_writer_thread(settings, *, metrics=None):
+    """Runs the woo-writer on its queue in a daemon thread (the demo's in-process writer).
+
+    Returns the Worker; `worker.stop()` ends it (the thread then closes the writer).
+    """
+    from exsync.bus import Topology, Worker
+
+    metrics = metrics or Metrics()
+    writer = build_writer(settings, metrics=metrics)
+    worker = Worker(url=settings.amqp_url, queue="woo.write", handler=writer.handle,
+                    topology=Topology.from_config(settings.config), metrics=metrics, on_idle=writer.on_idle)
+
+    def run():
+        try:
+            worker.run()
+        finally:
+            writer.close()
+
+    threading.Thread(target=run, name="woo-writer", daemon=True).start()
+    return worker
