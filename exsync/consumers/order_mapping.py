@@ -116,7 +116,7 @@ class OrderMapping:
         """The order's lines as MappedLines: products (by SKU), carriage, fees; zero lines left out."""
         included = totals_include_tax(order)
         mapped = []
-        for number, item in enumerate(order.get("line_items") or [], start=1):
+        for item in order.get("line_items") or []:
             quantity = decimal.Decimal(str(item.get("quantity") or 0))
             if quantity <= 0:
                 continue

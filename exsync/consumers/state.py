@@ -111,7 +111,7 @@ def _split(text):
 
 
 def _tracked(row):
-    values = dict(zip(_TRACKING_COLUMNS, row))
+    values = dict(zip(_TRACKING_COLUMNS, row, strict=True))
     return TrackedOrder(
         order_id=int(values["order_id"]), number=values["number"], status=values["status"], total=values["total"],
         date_modified_gmt=values["date_modified_gmt"], import_state=values["import_state"], reason=values["reason"],
@@ -244,8 +244,9 @@ class NoteStore(_Store):
         """Returns None when this caller now holds the claim, else (state, claimed_at) of the row held."""
         try:
             with self.database.transaction() as cursor:
-                cursor.execute(f"INSERT INTO {self.table} ({self._columns(('order_id', 'note_key', 'state', 'claimed_at'))}) "
-                               "VALUES (?, ?, ?, ?)", (int(order_id), note_key[:64], NOTE_CLAIMED, time.time()))
+                columns = self._columns(("order_id", "note_key", "state", "claimed_at"))
+                cursor.execute(f"INSERT INTO {self.table} ({columns}) VALUES (?, ?, ?, ?)",
+                               (int(order_id), note_key[:64], NOTE_CLAIMED, time.time()))
             return None
         except DuplicateKeyError:
             pass

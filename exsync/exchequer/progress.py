@@ -1,0 +1,111 @@
+"""Order-progress capture: delivery notes and invoices raised in Exchequer against imported orders.
+
+Exchequer has no change timestamps, so each run looks for SDNs and SINs whose lines point at a
+sales order the integration imported (an `external_keys` row of kind sales_document keyed
+`woo-order:<id>`), leaves out those already published (the `order_progress` table, unique on
+order and document), and publishes one `exchequer.order.progressed` per order with the new
+documents and their user fields. Rows are recorded only after the broker confirmed the event, so a
+crash repeats an event (the write-back consumer writes each note once) rather than losing one.
+"""
+
+import time
+
+from exsync.bus.topology import EXCHEQUER_EXCHANGE
+from exsync.exchequer.mapping import DOC_TYPE_NAMES, DOC_TYPES
+from exsync.exchequer.reader import ExchequerReader
+from exsync.exchequer.writer import KIND_SALES_DOCUMENT
+from exsync.metrics import Metrics
+from exsync.schemas.envelope import new_event
+
+__all__ = ["EVENT_SOURCE", "ORDER_KEY_PREFIX", "PROGRESS_TABLE", "OrderProgressCapture"]
+
+EVENT_SOURCE = "exsync/capture"
+ORDER_KEY_PREFIX = "woo-order:"
+PROGRESS_TABLE = "order_progress"
+ROUTING_KEY = "order.progressed"
+
+
+class OrderProgressCapture:
+    """Publishes the progress of imported sales orders; `run_once()` returns the events published."""
+
+    def __init__(self, *, database, publisher, metrics=None, key_prefix=ORDER_KEY_PREFIX):
+        self.database = database
+        self.publisher = publisher
+        self.metrics = metrics or Metrics()
+        self.key_prefix = key_prefix
+        self.reader = ExchequerReader(database=database)
+        self.table = database.names.state_table(PROGRESS_TABLE)
+        self._quote = database.dialect.quote
+        self._ensure_table()
+
+    def _ensure_table(self):
+        dialect = self.database.dialect
+        schema = self.database.mapping.state_schema if dialect.supports_schemas else None
+        columns = (f"{self._quote('reference')} VARCHAR(16) {dialect.string_default()}, "
+                   f"{self._quote('document')} VARCHAR(16) {dialect.string_default()}, "
+                   f"{self._quote('published_at')} {dialect.float_type} NOT NULL DEFAULT 0")
+        literal = f"{schema}.{PROGRESS_TABLE}" if schema else self.table.strip('"')
+        index = self.table.replace('"', "").replace(".", "_") + "_reference_document_key"
+        with self.database.transaction() as cursor:
+            if schema is not None:
+                cursor.execute(dialect.create_schema(schema))
+            cursor.execute(dialect.create_table(self.table, literal, columns))
+            cursor.execute(dialect.create_index(index, schema, self.table,
+                                                [self._quote("reference"), self._quote("document")], unique=True))
+
+    def _raised(self):
+        """{(woo order id, SOR reference): [(document, doc type name), ...]} not yet published."""
+        with self.database.transaction(write=False) as cursor:
+            rows = cursor.run(
+                "SELECT DISTINCT k.{external_keys.external_key}, s.{documents.our_ref}, d.{documents.our_ref}, "
+                "d.{documents.doc_type} FROM {external_keys} k "
+                "JOIN {documents} s ON s.{documents.our_ref} = k.{external_keys.reference} "
+                "JOIN {lines} l ON l.{lines.sop_folio} = s.{documents.folio} "
+                "JOIN {documents} d ON d.{documents.folio} = l.{lines.folio} "
+                "WHERE k.{external_keys.kind} = ? AND k.{external_keys.external_key} LIKE ? "
+                "AND s.{documents.doc_type} = ? AND d.{documents.doc_type} IN (?, ?)",
+                (KIND_SALES_DOCUMENT, self.key_prefix + "%", DOC_TYPES["SOR"], DOC_TYPES["SDN"],
+                 DOC_TYPES["SIN"])).fetchall()
+            published = {(row[0], row[1]) for row in cursor.execute(
+                f"SELECT {self._quote('reference')}, {self._quote('document')} FROM {self.table}").fetchall()}
+        raised = {}
+        for key, order_ref, document, doc_type in rows:
+            if (order_ref, document) in published:
+                continue
+            order_id = key[len(self.key_prefix):].partition(":")[0]
+            if not order_id.isdigit():
+                continue
+            raised.setdefault((int(order_id), order_ref), []).append(
+                (document, DOC_TYPE_NAMES.get(doc_type, str(doc_type))))
+        return raised
+
+    def _user_fields(self, reference):
+        columns = ", ".join(f"{{documents.user_field_{n}}}" for n in range(1, 13))
+        with self.database.transaction(write=False) as cursor:
+            row = cursor.run(f"SELECT {columns} FROM {{documents}} WHERE {{documents.our_ref}} = ?",
+                             (reference,)).fetchone()
+        return {str(n): value for n, value in enumerate(row or (), start=1) if value}
+
+    def run_once(self):
+        published = 0
+        for (order_id, order_ref), documents in sorted(self._raised().items()):
+            progress = self.reader.order_progress(order_ref)
+            documents = sorted(set(documents))
+            entries = {"SDN": [], "SIN": []}
+            for document, doc_type in documents:
+                entries[doc_type].append({"reference": document, "user_fields": self._user_fields(document)})
+            event = new_event(type="exchequer.order.progressed", source=EVENT_SOURCE, subject=str(order_id), data={
+                "woo_order_id": order_id, "reference": order_ref, "deliveries": entries["SDN"],
+                "invoices": entries["SIN"], "fully_delivered": progress.fully_delivered,
+                "fully_invoiced": progress.fully_invoiced})
+            self.publisher.publish(exchange=EXCHEQUER_EXCHANGE, routing_key=ROUTING_KEY, event=event)
+            now = time.time()
+            with self.database.transaction() as cursor:
+                cursor.executemany(
+                    f"INSERT INTO {self.table} ({self._quote('reference')}, {self._quote('document')}, "
+                    f"{self._quote('published_at')}) VALUES (?, ?, ?)",
+                    [(order_ref, document, now) for document, _ in documents])
+            for _, doc_type in documents:
+                self.metrics.inc("order_progress_published", doc_type=doc_type)
+            published += 1
+        return published
