@@ -233,6 +233,72 @@ def cmd_export_products(settings, args):
     return 1 if report.failures or flush.retry_later else 0
 
 
+def cmd_shipping_methods(settings, args):
+    import signal
+    import threading
+
+    from exsync.consumers.shipping_methods import import_shipping_methods
+    from exsync.consumers.state import ShippingMethodStore, ensure_tables
+    from exsync.exchequer import connect, mapping_for
+    from exsync.woo import WooClient
+
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    with connect(settings.state_dsn, mapping=mapping_for(settings.config)) as database, \
+            WooClient.from_settings(settings) as client:
+        ensure_tables(database)
+        store = ShippingMethodStore(database=database)
+        while True:
+            for method in import_shipping_methods(client=client, store=store):
+                state = "enabled" if method.enabled else "disabled"
+                print(f"zone {method.zone_id} {method.zone_name!r}: instance {method.instance_id} "
+                      f"{method.method_id} {method.title!r} ({state})")
+            if not args.every_seconds:
+                return 0
+            try:
+                if stop.wait(args.every_seconds):
+                    return 0
+            except KeyboardInterrupt:
+                return 0
+
+
+def cmd_orders_retry_parked(settings, args):
+    from exsync.consumers.orders import build
+    from exsync.metrics import Metrics
+
+    consumer = build(settings, metrics=Metrics())
+    try:
+        print(f"{consumer.release_parked(limit=args.limit)} parked order(s) imported")
+    finally:
+        consumer.close()
+    return 0
+
+
+def cmd_orders_status(settings, args):
+    from exsync.consumers.state import OrderStore, ensure_tables
+    from exsync.exchequer import connect, mapping_for
+
+    with connect(settings.state_dsn, mapping=mapping_for(settings.config)) as database:
+        ensure_tables(database)
+        store = OrderStore(database=database)
+        for state, count in sorted(store.counts().items()):
+            print(f"{state}: {count}")
+        for row in store.parked(limit=args.limit):
+            print(f"parked order {row.order_id} (#{row.number}, {row.status}): {row.reason}")
+    return 0
+
+
+def cmd_orders_progress(settings, args):
+    from exsync.bus import Publisher, Topology
+    from exsync.exchequer.progress import OrderProgressCapture
+
+    with _exchequer_database(settings) as database, \
+            Publisher(url=settings.amqp_url, topology=Topology.from_config(settings.config)) as publisher:
+        published = OrderProgressCapture(database=database, publisher=publisher).run_once()
+    print(f"{published} order progress event(s) published")
+    return 0
+
+
 def build_parser():
     parser = argparse.ArgumentParser(prog="exsync", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -290,6 +356,23 @@ def build_parser():
     capture.add_argument("--interval-seconds", type=float, help="default: capture.interval_seconds")
     capture.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on this port")
     capture.set_defaults(func=cmd_capture)
+
+    shipping = sub.add_parser("shipping-methods",
+                              help="import the shop's shipping zones and method instances for the order mapping")
+    shipping.add_argument("--every-seconds", type=float, help="refresh periodically instead of once")
+    shipping.set_defaults(func=cmd_shipping_methods)
+
+    orders = sub.add_parser("orders", help="the order pipeline: tracking, parked orders, order progress")
+    orders_sub = orders.add_subparsers(dest="orders_command", required=True, metavar="ACTION")
+    retry = orders_sub.add_parser("retry-parked", help="try every parked order again (e.g. after adding an item)")
+    retry.add_argument("--limit", type=int, default=1000, help="at most this many orders, default 1000")
+    retry.set_defaults(func=cmd_orders_retry_parked)
+    status = orders_sub.add_parser("status", help="orders by import state, and why parked ones are parked")
+    status.add_argument("--limit", type=int, default=50, help="parked orders to list, default 50")
+    status.set_defaults(func=cmd_orders_status)
+    progress = orders_sub.add_parser("progress", help="publish delivery notes and invoices raised in Exchequer "
+                                                      "against imported orders (once)")
+    progress.set_defaults(func=cmd_orders_progress)
 
     export = sub.add_parser("export", help="one-off full exports to the shop")
     export_sub = export.add_subparsers(dest="export_command", required=True, metavar="WHAT")
