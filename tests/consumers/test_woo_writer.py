@@ -1,0 +1,171 @@
+"""The woo-writer against the sandbox shop over real HTTP: coalescing, staleness, batches, per-item errors."""
+
+import pytest
+
+from exsync.bus import Message, PermanentError
+from exsync.consumers.woo_writer import (
+    WHOLESALE_DISCOUNT_META,
+    WHOLESALE_FLAG_META,
+    WHOLESALE_PRICE_META,
+    WooWriter,
+)
+from exsync.exchequer import connect
+from tests.support.products import CountingMetrics, sandbox_shop
+
+
+def product(sku, sequence, *, description=None, price="10.00", wholesale="8.00", category="Widgets"):
+    return {"sku": sku, "description": description or f"Item {sku}", "regular_price": price,
+            "wholesale_price": wholesale, "category": category, "sequence": sequence}
+
+
+def stock(sku, sequence, quantity):
+    return {"sku": sku, "quantity": quantity, "sequence": sequence}
+
+
+@pytest.fixture
+def shop_and_writer(tmp_path):
+    metrics = CountingMetrics()
+    with sandbox_shop(metrics=metrics) as (shop, server, client), \
+            connect(f"sqlite:///{tmp_path}/state.db") as database:
+        writer = WooWriter(database=database, client=client, metrics=metrics, max_item_attempts=2)
+        yield shop, writer, metrics
+
+
+def by_sku(shop):
+    return {p["sku"]: shop.product_json(p) for p in shop.products.values()}
+
+
+def meta(product, key):
+    return next((m["value"] for m in product["meta_data"] if m["key"] == key), None)
+
+
+def requests(metrics):
+    return metrics.count("woo_requests")
+
+
+def test_creates_missing_products_and_categories_in_one_batch(shop_and_writer):
+    shop, writer, metrics = shop_and_writer
+    writer.accept(products=[product(f"SKU-{n}", n, category="Widgets" if n % 2 else "Gadgets") for n in range(1, 6)],
+                  stock=[stock(f"SKU-{n}", n, n - 1) for n in range(1, 6)])
+    report = writer.flush()
+    assert (report.created, report.updated, report.failed) == (5, 0, 0)
+    assert metrics.count("woo_requests", endpoint="products/batch") == 1
+    shop_products = by_sku(shop)
+    assert shop_products["SKU-3"]["manage_stock"] is True and shop_products["SKU-3"]["stock_quantity"] == 2
+    assert shop_products["SKU-1"]["stock_status"] == "outofstock"
+    assert shop_products["SKU-3"]["stock_status"] == "instock"
+    assert [c["name"] for c in shop_products["SKU-2"]["categories"]] == ["Gadgets"]
+    assert meta(shop_products["SKU-1"], WHOLESALE_PRICE_META) == "8.00"
+    assert meta(shop_products["SKU-1"], WHOLESALE_FLAG_META) == "yes"
+    assert sorted(c["name"] for c in shop.categories.values()) == ["Gadgets", "Uncategorized", "Widgets"]
+    assert writer.pending_count() == 0
+
+
+def test_no_request_is_sent_when_nothing_changed(shop_and_writer):
+    shop, writer, metrics = shop_and_writer
+    writer.accept(products=[product("SKU-1", 1)], stock=[stock("SKU-1", 1, 5)])
+    writer.flush()
+    before = requests(metrics)
+    writer.accept(products=[product("SKU-1", 2)], stock=[stock("SKU-1", 2, 5)])
+    report = writer.flush()
+    assert (report.unchanged, report.requests, requests(metrics)) == (1, 0, before)
+    assert writer.pending_count() == 0
+
+
+def test_only_changed_fields_are_sent_and_existing_shop_products_are_found_by_sku(shop_and_writer):
+    shop, writer, metrics = shop_and_writer
+    existing = shop.create_product({"name": "Old name", "sku": "SKU-9", "regular_price": "5.00", "manage_stock": True,
+                                    "stock_quantity": 3, "meta_data": [{"key": WHOLESALE_DISCOUNT_META,
+                                                                        "value": "10"}]})
+    writer.accept(stock=[stock("SKU-9", 4, 11)])
+    report = writer.flush()
+    assert (report.created, report.updated) == (0, 1)
+    after = shop.product_json(shop.products[existing["id"]])
+    assert after["stock_quantity"] == 11 and after["name"] == "Old name" and after["regular_price"] == "5"
+    writer.accept(products=[product("SKU-9", 5, description="Old name", price="5.00", wholesale="4.00")])
+    writer.flush()
+    after = shop.product_json(shop.products[existing["id"]])
+    assert meta(after, WHOLESALE_PRICE_META) == "4.00"
+    assert meta(after, WHOLESALE_DISCOUNT_META) is None
+    assert len(shop.products) == 1
+
+
+def test_a_stale_sequence_never_overwrites_a_newer_one(shop_and_writer):
+    shop, writer, _ = shop_and_writer
+    assert writer.accept(stock=[stock("SKU-1", 10, 7)]) == (1, 0)
+    assert writer.accept(stock=[stock("SKU-1", 9, 1)]) == (0, 1)
+    writer.flush()
+    assert by_sku(shop)["SKU-1"]["stock_quantity"] == 7
+    # Once written, an older change (a redelivery) still loses.
+    assert writer.accept(stock=[stock("SKU-1", 8, 2)]) == (0, 1)
+    assert writer.pending_count() == 0
+    assert writer.accept(stock=[stock("SKU-1", 11, 2)]) == (1, 0)
+    writer.flush()
+    assert by_sku(shop)["SKU-1"]["stock_quantity"] == 2
+
+
+def test_an_item_the_shop_refuses_stays_pending_then_fails_visibly_while_the_rest_are_written(shop_and_writer):
+    shop, writer, _ = shop_and_writer
+    writer.accept(stock=[stock(f"SKU-{n}", n, 1) for n in range(1, 4)])
+    writer.flush()
+    doomed = by_sku(shop)["SKU-2"]["id"]
+    shop.delete_product(doomed, force=True)  # the cache still says SKU-2 is this id
+    writer.accept(stock=[stock(f"SKU-{n}", 10 + n, 20 + n) for n in range(1, 4)])
+    first = writer.flush()
+    assert (first.updated, first.failed) == (2, 0)
+    assert writer.pending_count() == 1 and writer.failures() == []
+    second = writer.flush()
+    assert second.failed == 1 and writer.pending_count() == 0
+    [(sku, attempts, error)] = writer.failures()
+    assert (sku, attempts) == ("SKU-2", 2) and "Invalid ID" in error
+    shop_products = by_sku(shop)
+    assert shop_products["SKU-1"]["stock_quantity"] == 21 and shop_products["SKU-3"]["stock_quantity"] == 23
+    # A newer change gives the failed SKU a fresh start.
+    writer.accept(stock=[stock("SKU-2", 50, 5)])
+    assert writer.pending_count() == 1
+
+
+def test_a_shop_outage_keeps_changes_pending_without_counting_attempts(shop_and_writer):
+    shop, writer, _ = shop_and_writer
+    writer.accept(stock=[stock("SKU-1", 1, 3)])
+    writer.flush()
+    writer.accept(stock=[stock("SKU-1", 2, 4)])
+    shop.faults.inject(status=503, count=2, route_prefix="products/batch")
+    report = writer.flush()
+    assert report.retry_later == 1 and writer.pending_count() == 1 and writer.failures() == []
+    writer.flush()
+    assert by_sku(shop)["SKU-1"]["stock_quantity"] == 4 and writer.pending_count() == 0
+
+
+def test_batches_hold_at_most_100_items(shop_and_writer):
+    shop, writer, metrics = shop_and_writer
+    writer.accept(products=[product(f"SKU-{n:03d}", n) for n in range(1, 251)],
+                  stock=[stock(f"SKU-{n:03d}", n, 1) for n in range(1, 251)])
+    report = writer.flush()
+    assert report.created == 250 and report.requests == 3
+    assert sorted(metrics.observations["woo_writer_batch_items"]) == [50, 100, 100]
+    assert len(shop.products) == 250
+
+
+def _message(event):
+    return Message(queue="woo.write", routing_key="stock.changed", body=b"", headers={}, properties=None,
+                   delivery_tag=1, redelivered=False, event=event)
+
+
+def test_handle_stores_then_flushes_once_enough_is_pending(shop_and_writer):
+    shop, writer, _ = shop_and_writer
+    writer.flush_items = 3
+    event = {"type": "exchequer.stock.changed", "data": {"items": [stock("A", 1, 1), stock("B", 2, 2)]}}
+    writer.handle(_message(event))
+    assert writer.pending_count() == 2 and shop.products == {}
+    writer.handle(_message({"type": "exchequer.stock.changed", "data": {"items": [stock("C", 3, 3)]}}))
+    assert writer.pending_count() == 0 and sorted(by_sku(shop)) == ["A", "B", "C"]
+
+
+def test_handle_parks_what_is_not_a_change_event(shop_and_writer):
+    _, writer, _ = shop_and_writer
+    with pytest.raises(PermanentError):
+        writer.handle(_message({"type": "woo.order.created", "data": {}}))
+    with pytest.raises(PermanentError):
+        writer.handle(_message({"type": "exchequer.stock.changed", "data": {"items": [{"sku": "A"}]}}))
+    assert writer.pending_count() == 0
