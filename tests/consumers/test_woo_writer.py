@@ -25,7 +25,7 @@ def stock(sku, sequence, quantity):
 @pytest.fixture
 def shop_and_writer(tmp_path):
     metrics = CountingMetrics()
-    with sandbox_shop(metrics=metrics) as (shop, server, client), \
+    with sandbox_shop(metrics=metrics) as (shop, _, client, _), \
             connect(f"sqlite:///{tmp_path}/state.db") as database:
         writer = WooWriter(database=database, client=client, metrics=metrics, max_item_attempts=2)
         yield shop, writer, metrics

@@ -81,7 +81,7 @@ def empty_component_stock(database, code):
 
 @contextlib.contextmanager
 def sandbox_shop(*, item_latency_seconds=0.0, metrics=None, max_attempts=2):
-    """A sandbox shop over real HTTP and a client for it: yields (shop, server, client)."""
+    """A sandbox shop over real HTTP and a client for it: yields (shop, server, client, credentials)."""
     from exsync.woo.sandbox import Faults
 
     shop = SandboxShop(faults=Faults(item_latency_seconds=item_latency_seconds))
@@ -91,7 +91,7 @@ def sandbox_shop(*, item_latency_seconds=0.0, metrics=None, max_attempts=2):
                        consumer_secret=credentials.consumer_secret, requests_per_second=1000,
                        max_attempts=max_attempts, backoff_initial_seconds=0.01, metrics=metrics)
     try:
-        yield shop, server, client
+        yield shop, server, client, credentials
     finally:
         client.close()
         server.stop()
