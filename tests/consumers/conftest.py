@@ -108,3 +108,19 @@ def order_body(order_id=101, *, lines, status="processing", customer_id=0, modif
 def event(body, topic="order.updated"):
     return {"specversion": "1.0", "id": f"e-{body['id']}-{topic}", "source": "https://shop.example/",
             "type": f"woo.{topic}", "time": "2026-11-27T10:00:00Z", "subject": str(body["id"]), "data": body}
+
+
+@pytest.fixture
+def sandbox_shop():
+    """A sandbox shop over real HTTP, with a catalogue and shipping zones, and a client for it."""
+    from exsync.woo import WooClient
+    from exsync.woo.sandbox import SandboxServer, SandboxShop, seed_catalogue, seed_shipping
+
+    shop = SandboxShop()
+    credentials = shop.add_credentials()
+    seed_catalogue(shop, count=3)
+    seed_shipping(shop)
+    with SandboxServer(shop=shop) as server, WooClient(
+            url=server.url, consumer_key=credentials.consumer_key, consumer_secret=credentials.consumer_secret,
+            requests_per_second=500, backoff_initial_seconds=0.01, backoff_max_seconds=0.05) as client:
+        yield shop, client
