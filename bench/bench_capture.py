@@ -69,6 +69,7 @@ def child(path):
             sink.products = sink.stock = 0
             report = capture.run_once()
             reruns.append((report.seconds, sink.products + sink.stock, report.rows_scanned))
+        state.release()
     peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     print(json.dumps({"first_seconds": first.seconds, "first_changes": first_changes, "exported": first.exported,
                       "rerun_seconds": min(seconds for seconds, _, _ in reruns),

@@ -1,0 +1,135 @@
+"""The woo-writer against the sandbox shop over real HTTP: requests per changed SKU, and throughput
+against the shop's own per-item cost.
+
+1. A 10,500-item demo company (under var/bench/) is exported to an empty sandbox shop; then 10,000
+   products' stock moves and capture hands the 10,000 changes to the writer (the in-process sink
+   the export uses; the bus carries them as 500-SKU events either way): the shop requests of that
+   flush per changed SKU, and of a flush when nothing changed.
+2. 400 stock updates against a sandbox that spends 50 ms per item (a real host's per-item cost):
+   items/s as a share of the 20 items/s the shop itself allows.
+"""
+
+import os
+import time
+
+from bench.results import record
+from exsync.consumers.product_export import WriterSink
+from exsync.consumers.woo_writer import WooWriter
+from exsync.exchequer import ExchequerReader, connect, init_schema, seed
+from exsync.exchequer.capture import CaptureState, ChangeCapture
+from exsync.metrics import Metrics
+from exsync.woo import WooClient
+from exsync.woo.sandbox import Faults, SandboxServer, SandboxShop
+
+BENCH_DIR = os.path.join("var", "bench")
+ITEMS = 10_500  # about 10,080 stocked products: enough for 10,000 changes
+CHANGED = 10_000
+EFFICIENCY_ITEMS = 400
+ITEM_LATENCY_SECONDS = 0.05
+
+
+class RequestCounter(Metrics):
+    """Counts the client's requests to the shop."""
+
+    def __init__(self):
+        self.requests = 0
+
+    def inc(self, name, amount=1, **labels):
+        if name == "woo_requests":
+            self.requests += amount
+
+
+def _fresh(path):
+    for suffix in ("", "-wal", "-shm"):
+        if os.path.exists(path + suffix):
+            os.remove(path + suffix)
+    return f"sqlite:///{path}"
+
+
+def _shop(item_latency_seconds=0.0):
+    shop = SandboxShop(faults=Faults(item_latency_seconds=item_latency_seconds))
+    credentials = shop.add_credentials()
+    server = SandboxServer(shop=shop).start()
+    return shop, server, credentials
+
+
+def _client(server, credentials, metrics):
+    return WooClient(url=server.url, consumer_key=credentials.consumer_key,
+                     consumer_secret=credentials.consumer_secret, requests_per_second=50, metrics=metrics)
+
+
+def _requests_per_changed_sku():
+    company_dsn = _fresh(os.path.join(BENCH_DIR, "writer_company.db"))
+    state_dsn = _fresh(os.path.join(BENCH_DIR, "writer_state.db"))
+    shop, server, credentials = _shop()
+    counter = RequestCounter()
+    with connect(company_dsn) as database, connect(state_dsn) as state_db, connect(state_dsn) as writer_db:
+        init_schema(database)
+        seed(database, items=ITEMS, locations=3, boms=0, accounts=10)
+        with database.transaction() as cursor:
+            # Every stocked product web-enabled, so 10,000 SKUs change together below.
+            cursor.run("UPDATE {stock} SET {stock.web_flag} = 'Y' WHERE {stock.type} = 'P'")
+        writer = WooWriter(database=writer_db, client=_client(server, credentials, counter))
+        capture = ChangeCapture(reader=ExchequerReader(database=database),
+                                state=CaptureState(database=state_db, company="BENCH1").ensure(),
+                                sink=WriterSink(writer=writer))
+        capture.run_once()
+        export = writer.flush()
+        with database.transaction() as cursor:
+            cursor.run("UPDATE {stock} SET {stock.qty_in_stock} = {stock.qty_in_stock} + 1000 WHERE {stock.code} IN "
+                       f"(SELECT {{stock.code}} FROM {{stock}} WHERE {{stock.type}} = 'P' ORDER BY {{stock.code}} "
+                       f"LIMIT {CHANGED})")
+        before = counter.requests
+        report = capture.run_once()
+        started = time.perf_counter()
+        flush = writer.flush()
+        flush_seconds = time.perf_counter() - started
+        changed_requests = counter.requests - before
+        if report.stock_changed != CHANGED:
+            raise RuntimeError(f"expected {CHANGED} changed SKUs, capture found {report.stock_changed}")
+        before = counter.requests
+        capture.run_once(force=True)
+        unchanged = writer.flush()
+        unchanged_requests = counter.requests - before
+        writer.close()
+    server.stop()
+    conditions = {"shop": "sandbox over HTTP, no latency", "changed_skus": report.stock_changed,
+                  "updated": flush.updated, "flush_seconds": round(flush_seconds, 2),
+                  "export_created": export.created, "export_requests": export.requests,
+                  "steady_state": "after the first export (product cache filled)"}
+    record("woo_requests_per_changed_sku", value=round(changed_requests / report.stock_changed, 4),
+           unit="requests/SKU", goal="<= 0.011", conditions={**conditions, "requests": changed_requests})
+    record("woo_requests_when_unchanged", value=unchanged_requests, unit="requests", goal="0",
+           conditions={**conditions, "resent_skus": unchanged.unchanged})
+
+
+def _efficiency():
+    shop, server, credentials = _shop()
+    counter = RequestCounter()
+    state_dsn = _fresh(os.path.join(BENCH_DIR, "writer_efficiency.db"))
+    with connect(state_dsn) as writer_db:
+        writer = WooWriter(database=writer_db, client=_client(server, credentials, counter))
+        skus = [f"EFF-{n:05d}" for n in range(EFFICIENCY_ITEMS)]
+        writer.accept(products=[{"sku": sku, "description": sku, "regular_price": "10.00", "wholesale_price": "8.00",
+                                 "category": "", "sequence": 1} for sku in skus],
+                      stock=[{"sku": sku, "quantity": 1, "sequence": 1} for sku in skus])
+        writer.flush()
+        shop.faults.item_latency_seconds = ITEM_LATENCY_SECONDS
+        writer.accept(stock=[{"sku": sku, "quantity": 2, "sequence": 2} for sku in skus])
+        started = time.perf_counter()
+        report = writer.flush()
+        elapsed = time.perf_counter() - started
+        writer.close()
+    server.stop()
+    measured = report.updated / elapsed
+    ideal = 1 / ITEM_LATENCY_SECONDS
+    record("writer_efficiency_ratio", value=round(measured / ideal, 3), unit="ratio", goal=">= 0.9",
+           conditions={"items": EFFICIENCY_ITEMS, "item_latency_seconds": ITEM_LATENCY_SECONDS,
+                       "seconds": round(elapsed, 2), "items_per_second": round(measured, 2),
+                       "ideal_items_per_second": ideal, "requests": report.requests})
+
+
+def run():
+    os.makedirs(BENCH_DIR, exist_ok=True)
+    _requests_per_changed_sku()
+    _efficiency()
