@@ -1,0 +1,198 @@
+"""The order pipeline into PostgreSQL over pyodbc: how fast one consumer imports, and how soon an order lands.
+
+Keys: order_import_orders_per_second (1000 pre-published order events drained by one orders
+consumer, goal >= 100) and order_import_p95_seconds (signed webhooks posted to a running
+`exsync webhook` at a steady 20 orders/s for 15 s; latency from the POST to the SOR's commit, as
+recorded in order tracking's imported_at; goal <= 0.5 s). The RabbitMQ vhost `exsync-bench` is
+created once if missing and never deleted (deleting vhosts stalls this RabbitMQ); its queues are
+purged before and after. The PostgreSQL database is the benchmark's own, dropped at the end.
+"""
+
+import contextlib
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import uuid
+
+import pika
+
+from bench.results import record
+from bench.support import free_port, server
+from exsync.bus import Publisher, Topology, Worker, declare_topology, new_event
+from exsync.consumers.orders import OrdersConsumer
+from exsync.consumers.state import OrderStore
+from exsync.exchequer import adjust_stock, connect, init_schema, seed
+from exsync.schemas.config import validate_config
+from exsync.webhooks.signature import compute_signature
+from exsync.woo.sandbox import php_json_dumps
+
+PG_SERVER = "Driver={PostgreSQL Unicode};Server=127.0.0.1;Port=5432;Uid=postgres;"
+VHOST = "exsync-bench"
+AMQP_URL = f"amqp://guest:guest@127.0.0.1:5672/{VHOST}"
+ORDERS = 1000
+RATE_PER_SECOND = 20
+STEADY_SECONDS = 15
+SECRET = "bench-orders-secret"
+SEED = {"items": 200, "locations": 1, "boms": 0, "accounts": 50}
+
+
+def ensure_vhost():
+    listed = subprocess.run(["rabbitmqctl", "-q", "list_vhosts"], check=True, capture_output=True, text=True).stdout
+    if VHOST not in listed.split():
+        subprocess.run(["rabbitmqctl", "-q", "add_vhost", VHOST], check=True, capture_output=True)
+        subprocess.run(["rabbitmqctl", "-q", "set_permissions", "-p", VHOST, "guest", ".*", ".*", ".*"], check=True,
+                       capture_output=True)
+
+
+def purge(topology):
+    connection = pika.BlockingConnection(pika.URLParameters(AMQP_URL))
+    try:
+        channel = connection.channel()
+        for name in topology.all_queue_names():
+            channel.queue_purge(name)
+    finally:
+        connection.close()
+
+
+@contextlib.contextmanager
+def database():
+    import pyodbc
+
+    name = f"exsync_bench_orders_{uuid.uuid4().hex[:8]}"
+    admin = pyodbc.connect(PG_SERVER + "Database=postgres;", autocommit=True)
+    admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield PG_SERVER + f"Database={name};"
+    finally:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
+
+
+def prepare(dsn):
+    """A seeded company; returns three product codes with plenty of stock."""
+    with connect(dsn) as company:
+        init_schema(company)
+        seed(company, **SEED)
+        with company.transaction(write=False) as cursor:
+            codes = [row[0] for row in cursor.run("SELECT {stock.code} FROM {stock} WHERE {stock.type} = 'P' "
+                                                  "ORDER BY {stock.code}").fetchall()][:3]
+        for code in codes:
+            adjust_stock(company, stock_code=code, location="MAI", qty=1_000_000)
+    return codes
+
+
+def order(order_id, codes):
+    """A guest checkout: two product lines with VAT, carriage."""
+    return {
+        "id": order_id, "number": str(order_id), "status": "processing", "currency": "GBP",
+        "date_created_gmt": "2026-11-27T10:00:00", "date_modified_gmt": "2026-11-27T10:00:00",
+        "prices_include_tax": False, "customer_id": 0, "total": "41.34", "total_tax": "6.89",
+        "billing": {"first_name": "Bench", "last_name": f"Buyer {order_id}", "company": "", "email":
+                    f"bench{order_id}@example.test", "address_1": "1 Market Street", "city": "York",
+                    "postcode": "YO1 7HH", "country": "GB", "phone": ""},
+        "payment_method": "bacs", "meta_data": [], "fee_lines": [], "coupon_lines": [], "refunds": [],
+        "line_items": [
+            {"id": 1, "name": "First", "sku": codes[0], "quantity": 2, "subtotal": "18.00", "total": "18.00",
+             "total_tax": "3.60", "tax_class": ""},
+            {"id": 2, "name": "Second", "sku": codes[1], "quantity": 1, "subtotal": "11.50", "total": "11.50",
+             "total_tax": "2.30", "tax_class": ""}],
+        "shipping_lines": [{"id": 3, "method_id": "flat_rate", "instance_id": "1", "method_title": "Standard",
+                            "total": "4.95", "total_tax": "0.99"}],
+    }
+
+
+def consumer_for(dsn):
+    config = validate_config({})[0]
+    return OrdersConsumer(exchequer_dsn=dsn, config=config, publisher=Publisher(url=AMQP_URL, topology=Topology()))
+
+
+def imported_count(store):
+    return store.counts().get("imported", 0)
+
+
+def throughput(dsn, codes, topology):
+    with Publisher(url=AMQP_URL, topology=topology) as publisher:
+        for order_id in range(1, ORDERS + 1):
+            publisher.publish(exchange="woo", routing_key="order.created", event=new_event(
+                type="woo.order.created", source="bench", subject=str(order_id), data=order(order_id, codes)))
+    consumer = consumer_for(dsn)
+    store = OrderStore(database=connect(dsn))
+    worker = Worker(url=AMQP_URL, queue="orders.import", handler=consumer.handle, topology=topology)
+    started = time.perf_counter()
+    thread = threading.Thread(target=worker.run, daemon=True)
+    thread.start()
+    while imported_count(store) < ORDERS:
+        time.sleep(0.05)
+    seconds = time.perf_counter() - started
+    worker.stop()
+    thread.join(timeout=30)
+    consumer.close()
+    store.database.close()
+    return ORDERS / seconds, seconds
+
+
+def latency(dsn, codes, topology):
+    import requests
+
+    port = free_port()
+    env = {"EXSYNC_AMQP_URL": AMQP_URL, "EXSYNC_WEBHOOK_SECRETS": SECRET, "EXSYNC_BIND": f"127.0.0.1:{port}",
+           "EXSYNC_LOG_LEVEL": "WARNING"}
+    consumer = consumer_for(dsn)
+    worker = Worker(url=AMQP_URL, queue="orders.import", handler=consumer.handle, topology=topology)
+    thread = threading.Thread(target=worker.run, daemon=True)
+    thread.start()
+    sent = {}
+    first_id = 100_000
+    count = RATE_PER_SECOND * STEADY_SECONDS
+    with server([sys.executable, "-m", "exsync.cli", "webhook"], port=port, env=env), requests.Session() as session:
+        url = f"http://127.0.0.1:{port}/webhooks/woocommerce"
+        started = time.monotonic()
+        for n in range(count):
+            time.sleep(max(0.0, started + n / RATE_PER_SECOND - time.monotonic()))
+            body = php_json_dumps(order(first_id + n, codes))
+            headers = {"Content-Type": "application/json", "X-WC-Webhook-Topic": "order.created",
+                       "X-WC-Webhook-Source": "https://shop.example/", "X-WC-Webhook-ID": "1",
+                       "X-WC-Webhook-Signature": compute_signature(body, SECRET)}
+            sent[first_id + n] = time.time()
+            response = session.post(url, data=body, headers=headers, timeout=10)
+            if response.status_code != 200:
+                raise RuntimeError(f"the receiver answered {response.status_code}")
+        store = OrderStore(database=connect(dsn))
+        deadline = time.monotonic() + 60
+        while imported_count(store) < ORDERS + count and time.monotonic() < deadline:
+            time.sleep(0.1)
+    worker.stop()
+    thread.join(timeout=30)
+    consumer.close()
+    latencies = sorted(store.get(order_id).imported_at - at for order_id, at in sent.items())
+    store.database.close()
+    if any(value < 0 for value in latencies):
+        raise RuntimeError("an order was not imported within a minute")
+    quantiles = statistics.quantiles(latencies, n=100)
+    return quantiles[49], quantiles[94], len(latencies)
+
+
+def run():
+    ensure_vhost()
+    topology = Topology()
+    declare_topology(AMQP_URL, topology)
+    purge(topology)
+    try:
+        with database() as dsn:
+            codes = prepare(dsn)
+            per_second, seconds = throughput(dsn, codes, topology)
+            purge(topology)
+            p50, p95, measured = latency(dsn, codes, topology)
+    finally:
+        purge(topology)
+    conditions = {"database": "postgresql via pyodbc (psqlODBC)", "consumers": 1, "prefetch": 10,
+                  "lines_per_order": 3, "orders": ORDERS, "drain_seconds": round(seconds, 2)}
+    record("order_import_orders_per_second", value=round(per_second, 1), unit="orders/s", goal=">= 100",
+           conditions=conditions)
+    record("order_import_p95_seconds", value=round(p95, 3), unit="s", goal="<= 0.5",
+           conditions={"database": "postgresql via pyodbc (psqlODBC)", "rate_per_second": RATE_PER_SECOND,
+                       "seconds": STEADY_SECONDS, "orders": measured, "p50_seconds": round(p50, 3),
+                       "path": "signed POST to exsync webhook (gunicorn) -> RabbitMQ -> orders consumer -> "
+                               "SOR committed (order tracking imported_at)"})
