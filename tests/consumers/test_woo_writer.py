@@ -169,3 +169,13 @@ def test_handle_parks_what_is_not_a_change_event(shop_and_writer):
     with pytest.raises(PermanentError):
         writer.handle(_message({"type": "exchequer.stock.changed", "data": {"items": [{"sku": "A"}]}}))
     assert writer.pending_count() == 0
+
+
+def test_pending_changes_keep_the_newest_sequence_on_postgresql(pg_odbc_dsn):
+    with sandbox_shop() as (shop, _, client, _), connect(pg_odbc_dsn) as database:
+        writer = WooWriter(database=database, client=client)
+        writer.accept(products=[product("SKU-1", 5)], stock=[stock("SKU-1", 5, 9)])
+        assert writer.accept(stock=[stock("SKU-1", 4, 1)]) == (0, 1)
+        assert writer.flush().created == 1
+        assert by_sku(shop)["SKU-1"]["stock_quantity"] == 9
+        assert writer.accept(products=[product("SKU-1", 3, price="1.00")]) == (0, 1)

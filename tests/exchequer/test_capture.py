@@ -6,7 +6,7 @@ import pytest
 
 from exsync.bus import PublishNotConfirmed, Topology, declare_topology
 from exsync.config import Settings
-from exsync.exchequer import ExchequerReader, adjust_stock, change_price, connect
+from exsync.exchequer import ExchequerReader, adjust_stock, change_price, connect, init_schema, seed
 from exsync.exchequer.capture import (
     CaptureState,
     ChangeCapture,
@@ -167,3 +167,20 @@ def test_events_go_to_the_exchequer_exchange_and_reach_the_woo_write_queue(compa
     assert all(properties.delivery_mode == 2 for _, properties in messages)
     assert queue_depth(amqp_url, "woo.write") == len(messages)
 
+
+
+def test_state_and_lease_on_postgresql(pg_odbc_dsn):
+    with connect(pg_odbc_dsn) as database:
+        init_schema(database)
+        seed(database, items=20, locations=2, boms=2, accounts=2)
+    with connect(pg_odbc_dsn) as database, connect(pg_odbc_dsn) as state_database, \
+            connect(pg_odbc_dsn) as other_state:
+        sink = ListSink()
+        capture = _capture(database, state_database, sink)
+        first = capture.run_once()
+        assert first.stock_changed == len(web_products(database)) > 0
+        code = next(iter(sink.stock()))
+        adjust_stock(database, stock_code=code, location="MAI", qty=2)
+        sink.chunks.clear()
+        assert capture.run_once().stock_changed == 1 and list(sink.stock()) == [code]
+        assert _capture(database, other_state, ListSink()).run_once().skipped is True
