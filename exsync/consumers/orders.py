@@ -53,6 +53,7 @@ ORDER_KEY_PREFIX = "woo-order:"
 QUOTE_KEY_SUFFIX = ":quote"
 GUEST_ACCOUNT_COMPANY = "Web sales (guest orders)"
 DEFAULT_PARKED_BATCH = 100
+SHIPPING_TITLES_SECONDS = 60.0
 
 
 def order_key(order_id):
@@ -82,6 +83,7 @@ class _Connections:
         self.orders = OrderStore(database=self.state)
         self.shipping = ShippingMethodStore(database=self.state)
         self.stock_rules = None
+        self.shipping_titles = None
         self.guest_account = None
 
     def close(self):
@@ -195,10 +197,15 @@ class OrdersConsumer:
             return self._park(connections, order_id, str(error))
         except _Parked as parked:
             return self._park(connections, order_id, str(parked))
+        # Published before it is recorded: a crash in between finds the documents by their keys
+        # and publishes again (the write-back writes each note once), so nothing is lost.
+        self._publish("order.imported", order_id, {
+            "woo_order_id": order_id, "number": str(order.get("number") or order_id), "references": references})
         connections.orders.mark_imported(order_id, references)
         self.metrics.observe("order_import_duration_seconds", time.perf_counter() - started)
         log.info("order %s imported as %s", order_id, ", ".join(references))
-        self._after_import(connections, connections.orders.get(order_id), order)
+        if order.get("refunds") or str(order.get("status") or "") in CANCELLED_STATUSES:
+            self._after_import(connections, connections.orders.get(order_id), order)
         return self._count("imported")
 
     def _park(self, connections, order_id, reason):
@@ -233,26 +240,34 @@ class OrdersConsumer:
 
     # --- documents
 
-    def _stock(self, connections, mapped):
-        """The stock item of each product line's SKU; _Parked names the first SKU unknown."""
-        items = {}
+    def _check_skus(self, connections, mapped):
+        """_Parked names the first product line without a SKU, or whose SKU is no stock item."""
+        codes = []
         for number, line in enumerate(mapped, start=1):
             if line.kind != PRODUCT:
                 continue
             if not line.stock_code:
                 raise _Parked(f"line {number} ({line.description}) has no SKU")
-            if line.stock_code not in items:
-                try:
-                    items[line.stock_code] = connections.reader.stock_item(line.stock_code)
-                except UnknownStockItemError as error:
-                    raise _Parked(f"unknown SKU {line.stock_code}") from error
-        return items
+            if line.stock_code not in codes:
+                codes.append(line.stock_code)
+        if not codes:
+            return
+        marks = ", ".join("?" for _ in codes)
+        with connections.exchequer.transaction(write=False) as cursor:
+            known = {row[0] for row in cursor.run(
+                f"SELECT {{stock.code}} FROM {{stock}} WHERE {{stock.code}} IN ({marks})", codes).fetchall()}
+        for code in codes:
+            if code not in known:
+                raise _Parked(f"unknown SKU {code}")
 
-    def _in_free_stock(self, connections, items, lines):
+    def _in_free_stock(self, connections, lines):
         """Whether each product line is covered by free stock, lines of one item counted together."""
         if connections.stock_rules is None:
             connections.stock_rules = connections.reader.stock_rules(self.exchequer_options.locations)
-        left = {code: connections.stock_rules.free(item) for code, item in items.items()}
+        left = {}
+        for line in lines:
+            if line.stock_code not in left:
+                left[line.stock_code] = connections.stock_rules.free(connections.reader.stock_item(line.stock_code))
         covered = []
         for line in lines:
             enough = left[line.stock_code] >= float(line.qty)
@@ -260,15 +275,19 @@ class OrdersConsumer:
             covered.append(enough)
         return covered
 
-    def _plan(self, connections, order, mapped, items):
-        """"SOR", "SQU", or "split:<indexes of product lines in free stock>"."""
+    def _plan(self, connections, order_id, order, mapped):
+        """"SOR", "SQU", or "split:<indexes of product lines in free stock>".
+
+        A plan that depended on stock is stored first (the first stored wins), so a retry after a
+        crash writes the same documents even if stock has moved since.
+        """
         products = [line for line in mapped if line.kind == PRODUCT]
         covered = None
 
         def all_in_stock():
             nonlocal covered
             if covered is None:
-                covered = self._in_free_stock(connections, items, products)
+                covered = self._in_free_stock(connections, products)
             return all(covered)
 
         facts = OrderFacts(
@@ -280,17 +299,20 @@ class OrdersConsumer:
             status=str(order.get("status") or ""), meta=order_meta(order), all_in_stock=all_in_stock)
         decision = choose(self.options["rules"], facts)
         if decision.action != "split":
-            return decision.action
-        all_in_stock()
-        return "split:" + ",".join(str(index) for index, ok in enumerate(covered) if ok)
+            plan = decision.action
+        else:
+            all_in_stock()
+            plan = "split:" + ",".join(str(index) for index, ok in enumerate(covered) if ok)
+        if covered is None:
+            return plan
+        return connections.orders.claim_plan(order_id, plan)
 
     def _documents(self, connections, order_id, order):
-        titles = {method.instance_id: method.title for method in connections.shipping.all()}
-        mapped = self.mapping.lines(order, shipping_titles=titles)
+        mapped = self.mapping.lines(order, shipping_titles=self._shipping_titles(connections))
         if not mapped:
             raise _Parked("the order has no lines to import")
-        items = self._stock(connections, mapped)
-        plan = connections.orders.claim_plan(order_id, self._plan(connections, order, mapped, items))
+        self._check_skus(connections, mapped)
+        plan = self._plan(connections, order_id, order, mapped)
         account = self._account(connections, order)
         products = [line for line in mapped if line.kind == PRODUCT]
         others = [line for line in mapped if line.kind != PRODUCT]
@@ -324,6 +346,14 @@ class OrdersConsumer:
         documents.insert(0, self._document(order, doc_type=head_type, key=head_key, account=account,
                                            lines=self.mapping.document_lines(head_lines, target_total=total)))
         return documents
+
+    def _shipping_titles(self, connections):
+        """Imported shipping method titles by instance id, read again every SHIPPING_TITLES_SECONDS."""
+        if connections.shipping_titles is None or self.clock() - connections.shipping_titles[0] >= \
+                SHIPPING_TITLES_SECONDS:
+            titles = {method.instance_id: method.title for method in connections.shipping.all()}
+            connections.shipping_titles = (self.clock(), titles)
+        return connections.shipping_titles[1]
 
     def _document(self, order, *, doc_type, key, account, lines):
         number = str(order.get("number") or order["id"])

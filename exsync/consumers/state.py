@@ -160,20 +160,36 @@ class OrderStore(_Store):
 
         A `date_modified_gmt` older than the one held loses (accepted False, row unchanged); an
         equal one is a repeat and is accepted, so a retried message finishes what it started.
+        A first sighting costs two statements (an update finding nothing, an insert).
         """
         order_id = int(body["id"])
         modified = str(body.get("date_modified_gmt") or "")
+        now = time.time()
+        fields = {"number": str(body.get("number") or order_id)[:32], "status": str(body.get("status") or "")[:32],
+                  "currency": str(body.get("currency") or "")[:8], "total": str(body.get("total") or "")[:32],
+                  "date_modified_gmt": modified, "body": json.dumps(body, separators=(",", ":")), "updated_at": now}
+        assignments = ", ".join(f"{self._quote(name)} = ?" for name in fields)
+        dialect = self.database.dialect
+        key = [self._quote("order_id")]
         with self.database.transaction() as cursor:
-            held = self._ensure_row(cursor, order_id)
-            if held.date_modified_gmt and modified < held.date_modified_gmt:
-                return held, False
-            cursor.execute(
-                f"UPDATE {self.table} SET {self._quote('number')} = ?, {self._quote('status')} = ?, "
-                f"{self._quote('currency')} = ?, {self._quote('total')} = ?, {self._quote('date_modified_gmt')} = ?, "
-                f"{self._quote('body')} = ?, {self._quote('updated_at')} = ? WHERE {self._quote('order_id')} = ?",
-                (str(body.get("number") or order_id)[:32], str(body.get("status") or "")[:32],
-                 str(body.get("currency") or "")[:8], str(body.get("total") or "")[:32], modified,
-                 json.dumps(body, separators=(",", ":")), time.time(), order_id))
+            cursor.execute(f"UPDATE {self.table} SET {assignments} WHERE {self._quote('order_id')} = ? "
+                           f"AND {self._quote('date_modified_gmt')} <= ?", (*fields.values(), order_id, modified))
+            if cursor.rowcount == 0:
+                columns = key + [self._quote(name) for name in (*fields, "first_seen_at")]
+                cursor.execute(dialect.insert_if_absent(self.table, columns, key), dialect.insert_if_absent_params(
+                    (order_id, *fields.values(), now), (order_id,)))
+                if cursor.rowcount == 1:
+                    return TrackedOrder(order_id=order_id, number=fields["number"], status=fields["status"],
+                                        total=fields["total"], date_modified_gmt=modified, import_state="",
+                                        reason="", refs=(), plan="", published=False, cancel_published=False,
+                                        refund_ids=(), body=body, imported_at=0.0), True
+                # The row exists with a newer version (or arrived between the two statements).
+                held = _tracked(cursor.execute(self._select(f"{self._quote('order_id')} = ?", lock=True),
+                                               (order_id,)).fetchone())
+                if modified < held.date_modified_gmt:
+                    return held, False
+                cursor.execute(f"UPDATE {self.table} SET {assignments} WHERE {self._quote('order_id')} = ?",
+                               (*fields.values(), order_id))
             row = cursor.execute(self._select(f"{self._quote('order_id')} = ?"), (order_id,)).fetchone()
         return _tracked(row), True
 
@@ -202,7 +218,9 @@ class OrderStore(_Store):
                                   (int(order_id),)).fetchone()[0]
 
     def mark_imported(self, order_id, refs):
-        self._set(order_id, import_state="imported", reason="", refs=",".join(refs), imported_at=time.time())
+        """Records the documents an order became, and that `exchequer.order.imported` was published."""
+        self._set(order_id, import_state="imported", reason="", refs=",".join(refs), published=1,
+                  imported_at=time.time())
 
     def mark(self, order_id, state, reason=""):
         if state not in ORDER_STATES:
