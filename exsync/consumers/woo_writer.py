@@ -392,6 +392,13 @@ class WooWriter:
         self._settle(ok=[(p, pid, d) for p, pid, d in unchanged], failed=[])
         report.unchanged += len(unchanged)
         self.metrics.inc("woo_writer_changes", len(unchanged), outcome="unchanged")
+
+        def tell():
+            if progress is not None:
+                progress(sum(r.created + r.updated + r.unchanged + r.failed for r in (done_before, report)), total)
+
+        if unchanged:
+            tell()
         for chunk in _chunks(operations, MAX_BATCH_ITEMS):
             creates = [op for op in chunk if op[1] is None]
             updates = [op for op in chunk if op[1] is not None]
@@ -420,9 +427,7 @@ class WooWriter:
             report.updated += written["update"]
             self.metrics.inc("woo_writer_changes", written["create"], outcome="created")
             self.metrics.inc("woo_writer_changes", written["update"], outcome="updated")
-            if progress is not None:
-                progress(done_before.created + done_before.updated + done_before.unchanged + done_before.failed
-                         + report.created + report.updated + report.unchanged + report.failed, total)
+            tell()
             if retry_later:
                 break
         return report

@@ -1,6 +1,8 @@
 """Change capture over a small SQLite demo company: what changes is sent, once, with sequences."""
 
+import sys
 import time
+import types
 
 import pytest
 
@@ -184,3 +186,35 @@ def test_state_and_lease_on_postgresql(pg_odbc_dsn):
         sink.chunks.clear()
         assert capture.run_once().stock_changed == 1 and list(sink.stock()) == [code]
         assert _capture(database, other_state, ListSink()).run_once().skipped is True
+
+
+def test_each_cycle_also_runs_the_order_progress_capture_when_it_exists(company, tmp_path, monkeypatch):
+    calls = []
+
+    class OrderProgressCapture:
+        def __init__(self, *, database, publisher, metrics):
+            calls.append(("built", publisher))
+
+        def run_once(self):
+            calls.append(("ran", None))
+
+    class Publisher:
+        def __init__(self):
+            self.keys = []
+
+        def publish(self, *, exchange, routing_key, event):
+            self.keys.append((exchange, routing_key))
+
+    module = types.ModuleType("exsync.exchequer.progress")
+    module.OrderProgressCapture = OrderProgressCapture
+    monkeypatch.setitem(sys.modules, "exsync.exchequer.progress", module)
+    dsn = f"sqlite:///{tmp_path}/exchequer.db"
+    publisher = Publisher()
+    capture, close = build_capture(Settings(exchequer_dsn=dsn, state_dsn=dsn), publisher=publisher)
+    try:
+        capture.run_once()
+        capture.run_once()
+    finally:
+        close()
+    assert calls == [("built", publisher), ("ran", None), ("ran", None)]
+    assert set(publisher.keys) == {("exchequer", "product.changed"), ("exchequer", "stock.changed")}
