@@ -269,13 +269,15 @@ class WooWriter:
         report = FlushReport()
         total = self.pending_count()
         after = ""
-        self._prime_products()
+        # Right after the cache was filled from the shop, a SKU missing from it is missing from the shop.
+        look_up_missing = not self._prime_products()
         while True:
             page = self._pending_page(after)
             if not page:
                 break
             after = page[-1].sku
-            page_report = self._write_page(page, progress=progress, total=total, done_before=report)
+            page_report = self._write_page(page, progress=progress, total=total, done_before=report,
+                                           look_up_missing=look_up_missing)
             report.add(page_report)
             if page_report.retry_later:
                 break  # the shop is refusing for now: the rest waits for the next flush
@@ -293,13 +295,14 @@ class WooWriter:
                          attempts=int(row[5])) for row in rows]
 
     def _prime_products(self):
-        """Fills the product cache from the shop once, while it is empty (the first flush ever)."""
+        """Fills the product cache from the shop while it is empty (the first flush ever); True if it did."""
         with self.database.transaction(write=False) as cursor:
             if cursor.execute(f"SELECT COUNT(*) FROM {self._products_sql}").fetchone()[0]:
-                return
+                return False
         rows = [(product["sku"], int(product["id"]), json.dumps(shop_values(product), sort_keys=True))
                 for product in self.client.iter_products(params={"status": "any"}) if product.get("sku")]
         self._store_known(rows)
+        return True
 
     def _store_known(self, rows):
         """Caches (sku, product id, values) of products found in the shop (sequences start at 0)."""
@@ -368,11 +371,11 @@ class WooWriter:
             payload.update({"manage_stock": True, "stock_quantity": quantity, "stock_status": _stock_status(quantity)})
         return payload
 
-    def _write_page(self, page, *, progress, total, done_before):
+    def _write_page(self, page, *, progress, total, done_before, look_up_missing):
         report = FlushReport()
         known = self._known([p.sku for p in page])
         missing = [p.sku for p in page if p.sku not in known]
-        if missing:
+        if missing and look_up_missing:
             found = self.client.products_by_sku(missing)
             if found:
                 self._store_known([(sku, int(product["id"]), json.dumps(shop_values(product), sort_keys=True))

@@ -90,6 +90,18 @@ def test_only_changed_fields_are_sent_and_existing_shop_products_are_found_by_sk
     assert len(shop.products) == 1
 
 
+def test_a_product_added_to_the_shop_later_is_found_by_sku_not_created_twice(shop_and_writer):
+    shop, writer, metrics = shop_and_writer
+    writer.accept(stock=[stock("SKU-1", 1, 1)])
+    writer.flush()
+    added = shop.create_product({"name": "Added by hand", "sku": "SKU-2", "manage_stock": True, "stock_quantity": 1})
+    writer.accept(stock=[stock("SKU-2", 2, 6)])
+    report = writer.flush()
+    assert (report.created, report.updated) == (0, 1)
+    assert metrics.count("woo_requests", endpoint="products", method="GET") >= 2  # the priming page, then ?sku=
+    assert shop.product_json(shop.products[added["id"]])["stock_quantity"] == 6 and len(shop.products) == 2
+
+
 def test_a_stale_sequence_never_overwrites_a_newer_one(shop_and_writer):
     shop, writer, _ = shop_and_writer
     assert writer.accept(stock=[stock("SKU-1", 10, 7)]) == (1, 0)
