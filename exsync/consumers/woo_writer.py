@@ -8,7 +8,8 @@ The shop's API is the bottleneck (tens of ms an item), so the writer never write
   resolves SKU -> product id through a cache (the shop's products paged once, `?sku=` on a miss),
   compares with the last value written per SKU and sends only real changes, creating missing
   simple products (stock managed) and categories (by name), in `/products/batch` requests of up
-  to 100 items. An item the shop refuses stays pending with its attempt count and error; after
+  to 100 items. An item the shop refuses stays pending with its attempt count and error,
+  retried after growing pauses (`item_retry_seconds`, doubled each time); after
   `max_item_attempts` it is marked failed (kept, visible in the pending table) and not retried.
 
 Band A is the regular price; band B is Wholesale Suite's wholesale price meta, with the
@@ -19,6 +20,7 @@ with the stock status derived from it.
 import dataclasses
 import json
 import logging
+import time
 
 from exsync.bus import PermanentError
 from exsync.exchequer.mapping import Column
@@ -40,6 +42,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_FLUSH_ITEMS = 100
 DEFAULT_MAX_ITEM_ATTEMPTS = 5
+DEFAULT_ITEM_RETRY_SECONDS = 30.0
 DEFAULT_PAGE_SKUS = 1000
 # Bound on SQL parameters per IN (...) list (SQLite's oldest limit is 999).
 _IN_CHUNK = 500
@@ -61,6 +64,7 @@ WRITER_TABLES = (
         "attempts": Column("attempts", "int"),
         "failed": Column("failed", "int"),
         "error": Column("error", "str:1000"),
+        "retry_at": Column("retry_at", "float"),
     }),
     StateTable(name="woo_products", key=("sku",), columns={
         "sku": _SKU,
@@ -144,12 +148,14 @@ class WooWriter:
     """Stores changes durably and writes them to the shop in batches; one per shop (single consumer)."""
 
     def __init__(self, *, database, client, metrics=None, flush_items=DEFAULT_FLUSH_ITEMS,
-                 max_item_attempts=DEFAULT_MAX_ITEM_ATTEMPTS, page_skus=DEFAULT_PAGE_SKUS):
+                 max_item_attempts=DEFAULT_MAX_ITEM_ATTEMPTS, item_retry_seconds=DEFAULT_ITEM_RETRY_SECONDS,
+                 page_skus=DEFAULT_PAGE_SKUS):
         self.database = database
         self.client = client
         self.metrics = metrics or Metrics()
         self.flush_items = flush_items
         self.max_item_attempts = max_item_attempts
+        self.item_retry_seconds = item_retry_seconds
         self.page_skus = page_skus
         self._pending_sql, self._products_sql, self._categories_sql = (
             table.sql_name(database) for table in WRITER_TABLES)
@@ -240,11 +246,11 @@ class WooWriter:
                     # A new change gives a failed SKU a fresh start.
                     updates.append((product_seq, product_json, stock_seq, quantity, sku))
             cursor.executemany(f'INSERT INTO {self._pending_sql} ("sku", "product_sequence", "product", '
-                               '"stock_sequence", "quantity", "attempts", "failed", "error") '
-                               "VALUES (?, ?, ?, ?, ?, 0, 0, '')", inserts)
+                               '"stock_sequence", "quantity", "attempts", "failed", "error", "retry_at") '
+                               "VALUES (?, ?, ?, ?, ?, 0, 0, '', 0)", inserts)
             cursor.executemany(f'UPDATE {self._pending_sql} SET "product_sequence" = ?, "product" = ?, '
-                               '"stock_sequence" = ?, "quantity" = ?, "attempts" = 0, "failed" = 0, "error" = \'\' '
-                               'WHERE "sku" = ?', updates)
+                               '"stock_sequence" = ?, "quantity" = ?, "attempts" = 0, "failed" = 0, "error" = \'\', '
+                               '"retry_at" = 0 WHERE "sku" = ?', updates)
         if stale:
             self.metrics.inc("woo_writer_changes", stale, outcome="stale")
         return stored, stale
@@ -288,8 +294,9 @@ class WooWriter:
         with self.database.transaction(write=False) as cursor:
             sql = self.database.dialect.limit(
                 f'SELECT "sku", "product_sequence", "product", "stock_sequence", "quantity", "attempts" '
-                f'FROM {self._pending_sql} WHERE "failed" = 0 AND "sku" > ? ORDER BY "sku"', self.page_skus)
-            rows = cursor.execute(sql, (after,)).fetchall()
+                f'FROM {self._pending_sql} WHERE "failed" = 0 AND "retry_at" <= ? AND "sku" > ? ORDER BY "sku"',
+                self.page_skus)
+            rows = cursor.execute(sql, (time.time(), after)).fetchall()
         return [_Pending(sku=row[0], product_sequence=int(row[1]), product=json.loads(row[2]) if row[2] else None,
                          stock_sequence=int(row[3]), quantity=int(row[4]) if int(row[3]) else None,
                          attempts=int(row[5])) for row in rows]
@@ -460,9 +467,11 @@ class WooWriter:
                 give_up = attempts >= self.max_item_attempts
                 gave_up += give_up
                 message = f"{type(error).__name__}: {error}" if error is not None else "no answer from the shop"
-                updates.append((attempts, int(give_up), message[:1000], pending.sku))
-            cursor.executemany(f'UPDATE {self._pending_sql} SET "attempts" = ?, "failed" = ?, "error" = ? '
-                               'WHERE "sku" = ?', updates)
+                # Growing pauses, so a refused item is not hammered every time the queue idles.
+                retry_at = time.time() + self.item_retry_seconds * 2 ** (attempts - 1)
+                updates.append((attempts, int(give_up), message[:1000], retry_at, pending.sku))
+            cursor.executemany(f'UPDATE {self._pending_sql} SET "attempts" = ?, "failed" = ?, "error" = ?, '
+                               '"retry_at" = ? WHERE "sku" = ?', updates)
         if gave_up:
             self.metrics.inc("woo_writer_changes", gave_up, outcome="failed")
             log.error("woo-writer: %d SKU(s) failed for good; see the woo_pending table", gave_up)
@@ -483,4 +492,5 @@ def build(settings, *, metrics):
     database = connect(settings.state_dsn, mapping=mapping_for(settings.config))
     return WooWriter(database=database, client=WooClient.from_settings(settings, metrics=metrics), metrics=metrics,
                      flush_items=options.get("flush_items", DEFAULT_FLUSH_ITEMS),
-                     max_item_attempts=options.get("max_item_attempts", DEFAULT_MAX_ITEM_ATTEMPTS))
+                     max_item_attempts=options.get("max_item_attempts", DEFAULT_MAX_ITEM_ATTEMPTS),
+                     item_retry_seconds=options.get("item_retry_seconds", DEFAULT_ITEM_RETRY_SECONDS))

@@ -184,6 +184,7 @@ DEFAULT_CAPTURE_EVENT_ITEMS = 500
 DEFAULT_CAPTURE_LEASE_SECONDS = 120.0
 DEFAULT_PRODUCTS_FLUSH_ITEMS = 100
 DEFAULT_PRODUCTS_MAX_ITEM_ATTEMPTS = 5
+DEFAULT_PRODUCTS_ITEM_RETRY_SECONDS = 30.0
 
 
 class CaptureSchema(Schema):
@@ -197,6 +198,7 @@ class ProductsSchema(Schema):
     flush_items = fields.Integer(load_default=DEFAULT_PRODUCTS_FLUSH_ITEMS, validate=validate.Range(min=1))
     max_item_attempts = fields.Integer(load_default=DEFAULT_PRODUCTS_MAX_ITEM_ATTEMPTS,
                                        validate=validate.Range(min=1, max=100))
+    item_retry_seconds = fields.Float(load_default=DEFAULT_PRODUCTS_ITEM_RETRY_SECONDS, validate=validate.Range(min=0))
 
 
 class ConfigSchema(Schema):

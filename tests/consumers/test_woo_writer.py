@@ -27,7 +27,8 @@ def shop_and_writer(tmp_path):
     metrics = CountingMetrics()
     with sandbox_shop(metrics=metrics) as (shop, _, client, _), \
             connect(f"sqlite:///{tmp_path}/state.db") as database:
-        writer = WooWriter(database=database, client=client, metrics=metrics, max_item_attempts=2)
+        writer = WooWriter(database=database, client=client, metrics=metrics, max_item_attempts=2,
+                           item_retry_seconds=0)
         yield shop, writer, metrics
 
 
