@@ -112,7 +112,7 @@ def event(body, topic="order.updated"):
 
 @pytest.fixture
 def sandbox_shop():
-    """A sandbox shop over real HTTP, with a catalogue and shipping zones, and a client for it."""
+    """A sandbox shop over real HTTP with a catalogue and shipping zones; (shop, client, credentials)."""
     from exsync.woo import WooClient
     from exsync.woo.sandbox import SandboxServer, SandboxShop, seed_catalogue, seed_shipping
 
@@ -123,4 +123,4 @@ def sandbox_shop():
     with SandboxServer(shop=shop) as server, WooClient(
             url=server.url, consumer_key=credentials.consumer_key, consumer_secret=credentials.consumer_secret,
             requests_per_second=500, backoff_initial_seconds=0.01, backoff_max_seconds=0.05) as client:
-        yield shop, client
+        yield shop, client, credentials

@@ -17,7 +17,7 @@ def writeback_event(kind, data):
 
 @pytest.fixture
 def writeback(tmp_path, sandbox_shop):
-    shop, client = sandbox_shop
+    shop, client, _ = sandbox_shop
     made = []
 
     def make(**orders):
@@ -36,7 +36,7 @@ def notes(shop, order_id):
 
 
 def test_imported_order_gets_one_private_note_and_the_configured_status(sandbox_shop, writeback):
-    shop, _ = sandbox_shop
+    shop, _, _ = sandbox_shop
     order = place_order(shop, lines=[("SKU-0001", 1)], status="on-hold")
     consumer = writeback(imported_status="processing")
     message = writeback_event("imported", {"woo_order_id": order["id"], "references": ["SOR000123"]})
@@ -49,7 +49,7 @@ def test_imported_order_gets_one_private_note_and_the_configured_status(sandbox_
 
 
 def test_progress_notes_dispatch_to_the_customer_invoices_privately_and_completes(sandbox_shop, writeback):
-    shop, _ = sandbox_shop
+    shop, _, _ = sandbox_shop
     order = place_order(shop, lines=[("SKU-0001", 2)])
     consumer = writeback(dispatch={"carrier_field": 3, "tracking_field": 4})
     partial = writeback_event("progressed", {
@@ -74,7 +74,7 @@ def test_progress_notes_dispatch_to_the_customer_invoices_privately_and_complete
 
 
 def test_cancellation_and_refund_notes_say_the_documents_stay(sandbox_shop, writeback):
-    shop, _ = sandbox_shop
+    shop, _, _ = sandbox_shop
     order = place_order(shop, lines=[("SKU-0001", 1)])
     consumer = writeback()
     consumer.handle_event(writeback_event("refunded", {
@@ -89,7 +89,7 @@ def test_cancellation_and_refund_notes_say_the_documents_stay(sandbox_shop, writ
 
 
 def test_a_claim_left_by_a_crash_is_finished_without_a_duplicate(sandbox_shop, writeback, tmp_path):
-    shop, client = sandbox_shop
+    shop, client, _ = sandbox_shop
     written = place_order(shop, lines=[("SKU-0001", 1)])
     lost = place_order(shop, lines=[("SKU-0002", 1)])
     consumer = writeback()

@@ -7,7 +7,7 @@ from tests.consumers.conftest import event, order_body
 
 
 def test_zones_and_instances_are_imported_and_replaced(sandbox_shop, tmp_path):
-    shop, client = sandbox_shop
+    shop, client, _ = sandbox_shop
     with connect(f"sqlite:///{tmp_path}/state.db") as database:
         ensure_tables(database)
         store = ShippingMethodStore(database=database)
@@ -25,7 +25,7 @@ def test_zones_and_instances_are_imported_and_replaced(sandbox_shop, tmp_path):
 def test_carriage_line_is_described_by_the_mapping_then_the_imported_title(sandbox_shop, sqlite_company,
                                                                           make_consumer):
     dsn, codes = sqlite_company
-    _, client = sandbox_shop
+    _, client, _ = sandbox_shop
     consumer, publisher = make_consumer(dsn, shipping={"methods": {"free_shipping": {"description": "Free carriage"}}})
     import_shipping_methods(client=client, store=consumer._connections().shipping)
     europe = next(m for m in consumer._connections().shipping.all() if m.zone_name == "Europe")
