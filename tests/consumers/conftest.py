@@ -1,6 +1,7 @@
 """Fixtures for the order pipeline: a seeded company, a consumer over it, realistic order bodies."""
 
 import copy
+import decimal
 
 import pytest
 
@@ -83,16 +84,15 @@ def order_body(order_id=101, *, lines, status="processing", customer_id=0, modif
     fee_lines = [{"id": 3000 + n, "name": name, "tax_class": "", "tax_status": "taxable", "amount": amount,
                   "total": amount, "total_tax": tax, "taxes": [], "meta_data": []}
                  for n, (name, amount, tax) in enumerate(fees)]
-    from decimal import Decimal
-
     parts = items + shipping_lines + fee_lines
-    net = sum(Decimal(p["total"]) for p in parts)
-    tax = sum(Decimal(p["total_tax"]) for p in parts)
+    net = sum(decimal.Decimal(p["total"]) for p in parts)
+    tax = sum(decimal.Decimal(p["total_tax"]) for p in parts)
+    computed = (net if prices_include_tax else net + tax).quantize(decimal.Decimal("0.01"))
     body = {
         "id": order_id, "parent_id": 0, "number": str(order_id), "status": status, "currency": "GBP",
         "date_created_gmt": "2026-11-27T09:59:00", "date_modified_gmt": modified,
         "prices_include_tax": prices_include_tax, "customer_id": customer_id,
-        "total": total if total is not None else str((net if prices_include_tax else net + tax).quantize(Decimal("0.01"))),
+        "total": total if total is not None else str(computed),
         "total_tax": str(tax),
         "billing": {"first_name": "Jo", "last_name": "Buyer", "company": "", "address_1": "1 Market Street",
                     "address_2": "", "city": "York", "state": "", "postcode": "YO1 7HH", "country": "GB",

@@ -265,8 +265,8 @@ def test_postgresql_import_rules_split_and_concurrent_deliveries(pg_odbc_dsn, ma
     assert document_total(document) == decimal.Decimal(body["total"])
 
     # codes[0] has 500 more in stock; the last product code is unlikely to cover 100000.
-    split = order_body(302, lines=[(codes[0], 1, "5.00", "5.00", "1.00"), (codes[-1], 100000, "10.00", "10.00", "2.00")],
-                       payment_method="cheque")
+    split = order_body(302, payment_method="cheque", lines=[(codes[0], 1, "5.00", "5.00", "1.00"),
+                                                            (codes[-1], 100000, "10.00", "10.00", "2.00")])
     consumer.handle_event(event(split))
     references = documents_of(pg_odbc_dsn, 302)
     assert [ref[:3] for ref in references] == ["SOR", "SQU"]
