@@ -125,22 +125,16 @@ class OrderMapping:
             mapped.append(MappedLine(kind=PRODUCT, stock_code=str(item.get("sku") or "").strip(),
                                      description=self._description(item.get("name") or item.get("sku") or ""),
                                      qty=quantity, net=net, vat_code=self._vat_code(item, tax)))
-        for line in order.get("shipping_lines") or []:
-            total, tax = money(line.get("total")), money(line.get("total_tax"))
-            net = total - tax if included else total
-            if net == 0 and tax == 0:
+        non_stock = [(SHIPPING, line, self.shipping_description(line, shipping_titles))
+                     for line in order.get("shipping_lines") or []]
+        non_stock += [(FEE, fee, fee.get("name") or "Fee") for fee in order.get("fee_lines") or []]
+        for kind, part, description in non_stock:
+            total, tax = money(part.get("total")), money(part.get("total_tax"))
+            if total == 0 and tax == 0:
                 continue
-            mapped.append(MappedLine(kind=SHIPPING, stock_code="", qty=decimal.Decimal(1), net=net,
-                                     description=self._description(self.shipping_description(line, shipping_titles)),
-                                     vat_code=self._vat_code(line, tax)))
-        for fee in order.get("fee_lines") or []:
-            total, tax = money(fee.get("total")), money(fee.get("total_tax"))
-            net = total - tax if included else total
-            if net == 0 and tax == 0:
-                continue
-            mapped.append(MappedLine(kind=FEE, stock_code="", qty=decimal.Decimal(1), net=net,
-                                     description=self._description(fee.get("name") or "Fee"),
-                                     vat_code=self._vat_code(fee, tax)))
+            mapped.append(MappedLine(kind=kind, stock_code="", qty=decimal.Decimal(1),
+                                     net=total - tax if included else total,
+                                     description=self._description(description), vat_code=self._vat_code(part, tax)))
         return mapped
 
     def document_lines(self, mapped, *, target_total):

@@ -111,6 +111,9 @@ class OrdersConsumer:
         self._all = []
         self._lock = threading.Lock()
         self._last_release = clock()
+        if self.options["credit_note_on_refund"]:
+            log.warning("orders.credit_note_on_refund: the Exchequer write layer cannot create credit notes "
+                        "(SCR); refunds are recorded and noted in the shop only")
         ensure_tables(self._connections().state)
 
     # --- connections
