@@ -18,6 +18,7 @@ with the stock status derived from it.
 """
 
 import dataclasses
+import html
 import json
 import logging
 import time
@@ -26,7 +27,7 @@ from exsync.bus import PermanentError
 from exsync.exchequer.mapping import Column
 from exsync.exchequer.state import StateTable, create_state_tables, text_column
 from exsync.metrics import Metrics
-from exsync.woo import WooError
+from exsync.woo import WooApiError, WooError
 from exsync.woo.client import MAX_BATCH_ITEMS
 
 __all__ = [
@@ -106,10 +107,10 @@ def shop_values(product):
     if _meta(product, WHOLESALE_DISCOUNT_META) not in (None, ""):
         wholesale = None  # a leftover discount overrides the price: it must be written again
     return {
-        "name": product.get("name") or "",
+        "name": html.unescape(product.get("name") or ""),
         "regular_price": _money(product.get("regular_price")),
         "wholesale_price": _money(wholesale) if wholesale not in (None, "") else "",
-        "category": categories[0]["name"] if categories else "",
+        "category": html.unescape(categories[0]["name"]) if categories else "",
         "quantity": product.get("stock_quantity") if product.get("manage_stock") else None,
     }
 
@@ -331,11 +332,19 @@ class WooWriter:
                 self._categories = {row[0]: int(row[1]) for row in cursor.execute(
                     f'SELECT "name", "category_id" FROM {self._categories_sql}').fetchall()}
         if name not in self._categories:
-            found = {category["name"]: int(category["id"]) for category in self.client.iter_categories()
-                     if category.get("parent", 0) == 0}
+            # WordPress hands names back HTML-escaped ("Nuts &amp; Bolts").
+            found = {html.unescape(category["name"]): int(category["id"])
+                     for category in self.client.iter_categories() if category.get("parent", 0) == 0}
             category_id = found.get(name)
             if category_id is None:
-                category_id = int(self.client.create_category(name=name)["id"])
+                try:
+                    category_id = int(self.client.create_category(name=name)["id"])
+                except WooApiError as error:
+                    # The name differs but the slug is taken (case, punctuation): that term is the one.
+                    existing = (error.data or {}).get("resource_id") if isinstance(error.data, dict) else None
+                    if error.code != "term_exists" or not existing:
+                        raise
+                    category_id = int(existing)
             with self.database.transaction() as cursor:
                 cursor.execute(f'INSERT INTO {self._categories_sql} ("name", "category_id") VALUES (?, ?)',
                                (name, category_id))

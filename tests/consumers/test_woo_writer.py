@@ -103,6 +103,18 @@ def test_a_product_added_to_the_shop_later_is_found_by_sku_not_created_twice(sho
     assert shop.product_json(shop.products[added["id"]])["stock_quantity"] == 6 and len(shop.products) == 2
 
 
+def test_categories_are_matched_by_unescaped_name_and_by_taken_slug(shop_and_writer):
+    shop, writer, _ = shop_and_writer
+    nuts = shop.create_category({"name": "Nuts &amp; Bolts"})
+    sale = shop.create_category({"name": "Clearance"})
+    writer.accept(products=[product("SKU-1", 1, category="Nuts & Bolts"), product("SKU-2", 2, category="CLEARANCE")])
+    assert writer.flush().created == 2
+    shop_products = by_sku(shop)
+    assert [c["id"] for c in shop_products["SKU-1"]["categories"]] == [nuts["id"]]
+    assert [c["id"] for c in shop_products["SKU-2"]["categories"]] == [sale["id"]]
+    assert len(shop.categories) == 3
+
+
 def test_a_stale_sequence_never_overwrites_a_newer_one(shop_and_writer):
     shop, writer, _ = shop_and_writer
     assert writer.accept(stock=[stock("SKU-1", 10, 7)]) == (1, 0)
