@@ -72,6 +72,8 @@ SPECS = (
     # the order pipeline
     Spec(name="orders_processed", kind="counter", labels=("outcome",),
          documentation="Order events handled, by outcome (imported, parked, stale, waiting, deleted, ...)."),
+    Spec(name="orders_parked", kind="gauge",
+         documentation="Orders parked in order tracking (unknown SKU, bad data), as of the last retry pass."),
     Spec(name="order_import_duration_seconds", kind="histogram",
          documentation="Time to turn one order into its Exchequer documents."),
     Spec(name="order_notes_written", kind="counter", labels=("kind", "outcome"),

@@ -438,6 +438,7 @@ class OrdersConsumer:
                 log.warning("order %s stays parked: %s", row.order_id, error)
                 continue
             imported += outcome == "imported"
+        self.metrics.set("orders_parked", connections.orders.counts().get("parked", 0))
         return imported
 
 

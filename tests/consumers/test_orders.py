@@ -166,6 +166,18 @@ def test_cancellation_and_refunds_after_import_are_published_once(sqlite_company
     assert count_documents(dsn) == 1  # documents are never deleted
 
 
+def test_orders_cancelled_or_trashed_before_import_are_recorded_not_imported(sqlite_company, make_consumer):
+    dsn, codes = sqlite_company
+    consumer, publisher = make_consumer(dsn)
+    for order_id, status in ((111, "cancelled"), (112, "trash"), (113, "failed")):
+        body = order_body(order_id, lines=[(codes[0], 1, "5.00", "5.00", "1.00")], status=status)
+        assert consumer.handle_event(event(body)) == "not_imported"
+        tracked = consumer._connections().orders.get(order_id)
+        assert (tracked.import_state, tracked.reason) == ("cancelled", f"{status} in the shop before import")
+    assert count_documents(dsn) == 0
+    assert publisher.published == []
+
+
 def test_deleted_order_is_recorded_and_its_documents_kept(sqlite_company, make_consumer):
     dsn, codes = sqlite_company
     consumer, _ = make_consumer(dsn)
