@@ -313,18 +313,23 @@ class WooWriter:
         return True
 
     def _store_known(self, rows):
-        """Caches (sku, product id, values) of products found in the shop (sequences start at 0)."""
+        """Caches (sku, product id, values) of products found in the shop (new SKUs' sequences start at 0)."""
         with self.database.transaction() as cursor:
             existing = {row[0] for row in self._select_in(
                 cursor, f'SELECT "sku" FROM {self._products_sql} WHERE "sku"', [row[0] for row in rows])}
             cursor.executemany(f'INSERT INTO {self._products_sql} ("sku", "product_id", "product_sequence", '
                                '"stock_sequence", "written") VALUES (?, ?, 0, 0, ?)',
                                [row for row in rows if row[0] not in existing])
+            cursor.executemany(f'UPDATE {self._products_sql} SET "product_id" = ?, "written" = ? '
+                               'WHERE "sku" = ? AND "product_id" = 0',
+                               [(product_id, written, sku) for sku, product_id, written in rows if sku in existing])
 
     def _known(self, skus):
+        """sku -> (product id, last values written) for SKUs cached with a product id."""
         with self.database.transaction(write=False) as cursor:
             return {row[0]: (int(row[1]), json.loads(row[2]) if row[2] else {}) for row in self._select_in(
-                cursor, f'SELECT "sku", "product_id", "written" FROM {self._products_sql} WHERE "sku"', skus)}
+                cursor, f'SELECT "sku", "product_id", "written" FROM {self._products_sql} '
+                        'WHERE "product_id" <> 0 AND "sku"', skus)}
 
     def _category_id(self, name):
         if self._categories is None:
@@ -470,6 +475,10 @@ class WooWriter:
             cursor.executemany(f'DELETE FROM {self._pending_sql} WHERE "sku" = ? AND "product_sequence" = ? '
                                'AND "stock_sequence" = ?', [(p.sku, p.product_sequence, p.stock_sequence)
                                                             for p, _, _ in ok])
+            # The product was deleted in the shop: forget its id, so the next attempt finds or creates it.
+            cursor.executemany(f'UPDATE {self._products_sql} SET "product_id" = 0, "written" = \'\' WHERE "sku" = ?',
+                               [(pending.sku,) for pending, error in failed
+                                if getattr(error, "code", None) == "woocommerce_rest_product_invalid_id"])
             updates = []
             for pending, error in failed:
                 attempts = pending.attempts + 1

@@ -129,25 +129,39 @@ def test_a_stale_sequence_never_overwrites_a_newer_one(shop_and_writer):
     assert by_sku(shop)["SKU-1"]["stock_quantity"] == 2
 
 
-def test_an_item_the_shop_refuses_stays_pending_then_fails_visibly_while_the_rest_are_written(shop_and_writer):
+def test_an_item_the_shop_refuses_is_marked_failed_visibly_while_the_rest_are_written(tmp_path):
+    with sandbox_shop() as (shop, _, client, _), connect(f"sqlite:///{tmp_path}/state.db") as database:
+        writer = WooWriter(database=database, client=client, max_item_attempts=1)
+        writer.accept(stock=[stock(f"SKU-{n}", n, 1) for n in range(1, 4)])
+        writer.flush()
+        shop.delete_product(by_sku(shop)["SKU-2"]["id"], force=True)  # the cache still has its id
+        writer.accept(stock=[stock(f"SKU-{n}", 10 + n, 20 + n) for n in range(1, 4)])
+        report = writer.flush()
+        assert (report.updated, report.failed) == (2, 1)
+        [(sku, attempts, error)] = writer.failures()
+        assert (sku, attempts) == ("SKU-2", 1) and "Invalid ID" in error
+        assert writer.pending_count() == 0
+        shop_products = by_sku(shop)
+        assert shop_products["SKU-1"]["stock_quantity"] == 21 and shop_products["SKU-3"]["stock_quantity"] == 23
+        assert "SKU-2" not in shop_products
+        # A newer change gives the failed SKU a fresh start: the product is made again.
+        writer.accept(stock=[stock("SKU-2", 50, 5)])
+        assert writer.flush().created == 1 and by_sku(shop)["SKU-2"]["stock_quantity"] == 5
+        assert writer.failures() == []
+
+
+def test_a_refused_item_stays_pending_and_is_tried_again(shop_and_writer):
     shop, writer, _ = shop_and_writer
     writer.accept(stock=[stock(f"SKU-{n}", n, 1) for n in range(1, 4)])
     writer.flush()
-    doomed = by_sku(shop)["SKU-2"]["id"]
-    shop.delete_product(doomed, force=True)  # the cache still says SKU-2 is this id
+    shop.delete_product(by_sku(shop)["SKU-2"]["id"], force=True)
     writer.accept(stock=[stock(f"SKU-{n}", 10 + n, 20 + n) for n in range(1, 4)])
     first = writer.flush()
     assert (first.updated, first.failed) == (2, 0)
     assert writer.pending_count() == 1 and writer.failures() == []
     second = writer.flush()
-    assert second.failed == 1 and writer.pending_count() == 0
-    [(sku, attempts, error)] = writer.failures()
-    assert (sku, attempts) == ("SKU-2", 2) and "Invalid ID" in error
-    shop_products = by_sku(shop)
-    assert shop_products["SKU-1"]["stock_quantity"] == 21 and shop_products["SKU-3"]["stock_quantity"] == 23
-    # A newer change gives the failed SKU a fresh start.
-    writer.accept(stock=[stock("SKU-2", 50, 5)])
-    assert writer.pending_count() == 1
+    assert (second.created, writer.pending_count()) == (1, 0)
+    assert by_sku(shop)["SKU-2"]["stock_quantity"] == 22
 
 
 def test_a_shop_outage_keeps_changes_pending_without_counting_attempts(shop_and_writer):
