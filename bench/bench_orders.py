@@ -31,7 +31,7 @@ from exsync.woo.sandbox import php_json_dumps
 PG_SERVER = "Driver={PostgreSQL Unicode};Server=127.0.0.1;Port=5432;Uid=postgres;"
 # Transaction-level rollback on errors: psqlODBC's default (statement level) wraps every statement in a
 # savepoint, which costs two extra round trips each; exsync never continues a transaction after an error.
-PG_OPTIONS = "Protocol=7.4-1;"
+PG_OPTIONS = "Protocol=7.4-1;UseServerSidePrepare=0;"
 VHOST = "exsync-bench"
 AMQP_URL = f"amqp://guest:guest@127.0.0.1:5672/{VHOST}"
 ORDERS = 1000
