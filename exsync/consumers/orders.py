@@ -196,7 +196,11 @@ class OrdersConsumer:
         try:
             documents = self._documents(connections, order_id, order)
             references = [connections.backend.create_sales_document(document).reference for document in documents]
-        except (InvalidDocumentError, UnknownStockItemError, UnknownAccountError) as error:
+        except UnknownStockItemError as error:
+            # The writer (or a free-stock read) met an item that is not there: name the SKUs.
+            unknown = self._unknown_skus(connections, order)
+            return self._park(connections, order_id, f"unknown SKU {', '.join(unknown)}" if unknown else str(error))
+        except (InvalidDocumentError, UnknownAccountError) as error:
             return self._park(connections, order_id, str(error))
         except _Parked as parked:
             return self._park(connections, order_id, str(parked))
@@ -243,25 +247,25 @@ class OrdersConsumer:
 
     # --- documents
 
-    def _check_skus(self, connections, mapped):
-        """_Parked names the first product line without a SKU, or whose SKU is no stock item."""
-        codes = []
+    @staticmethod
+    def _require_skus(mapped):
+        """_Parked names the first product line without a SKU; whether each SKU is a stock item the
+        writer checks inside its transaction (UnknownStockItemError), saving a read per order."""
         for number, line in enumerate(mapped, start=1):
-            if line.kind != PRODUCT:
-                continue
-            if not line.stock_code:
+            if line.kind == PRODUCT and not line.stock_code:
                 raise _Parked(f"line {number} ({line.description}) has no SKU")
-            if line.stock_code not in codes:
-                codes.append(line.stock_code)
+
+    def _unknown_skus(self, connections, order):
+        """The order's SKUs that are no stock item, in line order."""
+        codes = list(dict.fromkeys(str(item.get("sku") or "").strip() for item in order.get("line_items") or []))
+        codes = [code for code in codes if code]
         if not codes:
-            return
+            return []
         marks = ", ".join("?" for _ in codes)
         with connections.exchequer.transaction(write=False) as cursor:
             known = {row[0] for row in cursor.run(
                 f"SELECT {{stock.code}} FROM {{stock}} WHERE {{stock.code}} IN ({marks})", codes).fetchall()}
-        for code in codes:
-            if code not in known:
-                raise _Parked(f"unknown SKU {code}")
+        return [code for code in codes if code not in known]
 
     def _in_free_stock(self, connections, lines):
         """Whether each product line is covered by free stock, lines of one item counted together."""
@@ -314,7 +318,7 @@ class OrdersConsumer:
         mapped = self.mapping.lines(order, shipping_titles=self._shipping_titles(connections))
         if not mapped:
             raise _Parked("the order has no lines to import")
-        self._check_skus(connections, mapped)
+        self._require_skus(mapped)
         plan = self._plan(connections, order_id, order, mapped)
         account = self._account(connections, order)
         products = [line for line in mapped if line.kind == PRODUCT]
