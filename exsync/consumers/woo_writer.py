@@ -465,9 +465,14 @@ class WooWriter:
                 cursor, f'SELECT "sku" FROM {self._products_sql} WHERE "sku"', [p.sku for p, _, _ in ok])}
             rows = [(product_id, p.product_sequence, p.stock_sequence, json.dumps(desired, sort_keys=True), p.sku)
                     for p, product_id, desired in ok]
-            cursor.executemany(f'UPDATE {self._products_sql} SET "product_id" = ?, "product_sequence" = ?, '
-                               '"stock_sequence" = ?, "written" = ? WHERE "sku" = ?',
-                               [row for row in rows if row[4] in existing])
+            # A change of one kind leaves the other kind's applied sequence as it was (0 means none came).
+            cursor.executemany(
+                f'UPDATE {self._products_sql} SET "product_id" = ?, '
+                '"product_sequence" = CASE WHEN ? > "product_sequence" THEN ? ELSE "product_sequence" END, '
+                '"stock_sequence" = CASE WHEN ? > "stock_sequence" THEN ? ELSE "stock_sequence" END, '
+                '"written" = ? WHERE "sku" = ?',
+                [(product_id, product_seq, product_seq, stock_seq, stock_seq, written, sku)
+                 for product_id, product_seq, stock_seq, written, sku in rows if sku in existing])
             cursor.executemany(f'INSERT INTO {self._products_sql} ("product_id", "product_sequence", '
                                '"stock_sequence", "written", "sku") VALUES (?, ?, ?, ?, ?)',
                                [row for row in rows if row[4] not in existing])

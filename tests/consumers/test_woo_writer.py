@@ -127,6 +127,13 @@ def test_a_stale_sequence_never_overwrites_a_newer_one(shop_and_writer):
     assert writer.accept(stock=[stock("SKU-1", 11, 2)]) == (1, 0)
     writer.flush()
     assert by_sku(shop)["SKU-1"]["stock_quantity"] == 2
+    # Each kind keeps its own newest sequence: a stock change does not let an old price back in.
+    writer.accept(products=[product("SKU-1", 20, price="3.00")])
+    writer.flush()
+    writer.accept(stock=[stock("SKU-1", 21, 9)])
+    writer.flush()
+    assert writer.accept(products=[product("SKU-1", 15, price="1.00")]) == (0, 1)
+    assert by_sku(shop)["SKU-1"]["regular_price"] == "3"
 
 
 def test_an_item_the_shop_refuses_is_marked_failed_visibly_while_the_rest_are_written(tmp_path):
