@@ -2,15 +2,20 @@
 sandbox shop over real HTTP. A stock movement, a price change, a BOM component shortage and a
 category change in the demo company each reach the shop."""
 
+import os
+import signal
+import subprocess
+import sys
 import time
 
 from exsync.bus import Topology, declare_topology
 from exsync.config import Settings
 from exsync.consumers.product_export import start_writer_thread
 from exsync.exchequer import ExchequerReader, adjust_stock, change_price, connect
-from exsync.exchequer.capture import build_capture
+from exsync.exchequer.capture import CaptureState, build_capture
 from exsync.schemas.config import validate_config
 from tests.support.products import demo_company, empty_component_stock, sandbox_shop, set_category, web_products
+from tests.support.rabbit import bind_probe, read_messages
 
 WAIT_SECONDS = 30
 
@@ -77,3 +82,27 @@ def test_exchequer_changes_reach_the_shop_through_the_bus(tmp_path, amqp_url):
         finally:
             close()
             worker.stop()
+
+
+def test_capture_runs_on_its_interval_as_a_process_and_gives_its_lease_back(tmp_path, amqp_url):
+    dsn = demo_company(tmp_path / "exchequer.db", items=10, boms=0)
+    state_dsn = f"sqlite:///{tmp_path}/state.db"
+    declare_topology(amqp_url, Topology())
+    probe = bind_probe(amqp_url, exchange="exchequer", routing_key="stock.changed")
+    env = {**os.environ, "EXSYNC_EXCHEQUER_DSN": dsn, "EXSYNC_STATE_DSN": state_dsn, "EXSYNC_AMQP_URL": amqp_url}
+    process = subprocess.Popen([sys.executable, "-m", "exsync.cli", "capture", "--interval-seconds", "0.3"], env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        [(first, _)] = read_messages(amqp_url, probe, count=1, timeout_seconds=WAIT_SECONDS)
+        code = first["data"]["items"][0]["sku"]
+        with connect(dsn) as database:
+            adjust_stock(database, stock_code=code, location="MAI", qty=3)
+        [(second, _)] = read_messages(amqp_url, probe, count=1, timeout_seconds=WAIT_SECONDS)
+        assert [item["sku"] for item in second["data"]["items"]] == [code]
+        assert second["data"]["items"][0]["sequence"] > first["data"]["items"][-1]["sequence"]
+    finally:
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=30)
+    assert process.returncode == 0, stderr
+    with connect(state_dsn) as state_database:
+        assert CaptureState(database=state_database, company="ZZZZ01").acquire() is True
