@@ -11,7 +11,9 @@ window is between the shop accepting the note and the `done` mark: a later deliv
 claim left behind and, once it is older than `claim_timeout_seconds` (longer than any request
 can take), looks through the order's notes in the shop for the same text before writing it, so
 a crash costs neither a note nor a duplicate. A younger claim means another worker is writing
-it now: the message is retried later.
+it now: the message is retried later. A write the shop refused with a 4xx answer was not applied,
+so its claim is dropped at once; after a 5xx or a lost connection it may have been (WordPress can
+fail after saving, sending the customer's e-mail), so the claim stays for the check above.
 """
 
 import logging
@@ -23,7 +25,7 @@ from exsync.consumers.errors import NoteInFlightError
 from exsync.consumers.state import NOTE_DONE, NoteStore, ensure_tables
 from exsync.exchequer import connect, mapping_for
 from exsync.metrics import Metrics
-from exsync.woo import WooClient, WooNotFound
+from exsync.woo import WooApiError, WooClient, WooNotFound
 
 __all__ = ["DEFAULT_CLAIM_TIMEOUT_SECONDS", "OrderWritebackConsumer", "build"]
 
@@ -150,6 +152,14 @@ class OrderWritebackConsumer:
         notes.reclaim(order_id, key)
         return True
 
+    def _refusable(self, order_id, key, write):
+        try:
+            return write()
+        except WooApiError as error:
+            if error.status is not None and 400 <= error.status < 500:
+                self._notes().release(order_id, key)
+            raise
+
     def _note(self, order_id, key, text, *, customer_note=False):
         kind = key.partition(":")[0]
 
@@ -159,7 +169,8 @@ class OrderWritebackConsumer:
         if not self._claim(order_id, key, in_shop):
             self.metrics.inc("order_notes_written", kind=kind, outcome="repeat")
             return None
-        note = self.client.add_order_note(order_id, text, customer_note=customer_note)
+        note = self._refusable(order_id, key, lambda: self.client.add_order_note(
+            order_id, text, customer_note=customer_note))
         self._notes().done(order_id, key, (note or {}).get("id") or 0)
         self.metrics.inc("order_notes_written", kind=kind, outcome="written")
         return key
@@ -173,7 +184,7 @@ class OrderWritebackConsumer:
         if not self._claim(order_id, key, in_shop):
             self.metrics.inc("order_notes_written", kind="status", outcome="repeat")
             return None
-        self.client.update_order_status(order_id, status)
+        self._refusable(order_id, key, lambda: self.client.update_order_status(order_id, status))
         self._notes().done(order_id, key)
         self.metrics.inc("order_notes_written", kind="status", outcome="written")
         return key

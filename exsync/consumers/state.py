@@ -280,6 +280,13 @@ class NoteStore(_Store):
                            f"WHERE {self._quote('order_id')} = ? AND {self._quote('note_key')} = ?",
                            (time.time(), int(order_id), note_key[:64]))
 
+    def release(self, order_id, note_key):
+        """Drops a claim whose write the shop refused, so the next delivery tries at once."""
+        with self.database.transaction() as cursor:
+            cursor.execute(f"DELETE FROM {self.table} WHERE {self._quote('order_id')} = ? AND "
+                           f"{self._quote('note_key')} = ? AND {self._quote('state')} = ?",
+                           (int(order_id), note_key[:64], NOTE_CLAIMED))
+
     def done(self, order_id, note_key, note_id=0):
         with self.database.transaction() as cursor:
             cursor.execute(f"UPDATE {self.table} SET {self._quote('state')} = ?, {self._quote('note_id')} = ? "

@@ -2,6 +2,7 @@
 
 import pytest
 
+from exsync.bus import PermanentError
 from exsync.consumers.errors import NoteInFlightError
 from exsync.consumers.order_writeback import OrderWritebackConsumer
 from exsync.consumers.state import NoteStore
@@ -108,3 +109,11 @@ def test_a_claim_left_by_a_crash_is_finished_without_a_duplicate(sandbox_shop, w
     assert notes(shop, written["id"]) == [("Imported into Exchequer as SOR000001.", False)]
     assert notes(shop, lost["id"]) == [("Imported into Exchequer as SOR000002.", False)]
     assert NoteStore(database=connect(f"sqlite:///{tmp_path}/state.db")).keys(lost["id"]) == {"imported": "done"}
+
+
+def test_a_note_the_shop_refuses_is_not_left_claimed(sandbox_shop, writeback):
+    consumer = writeback()
+    message = writeback_event("imported", {"woo_order_id": 999999, "references": ["SOR000009"]})
+    with pytest.raises(PermanentError):
+        consumer.handle_event(message)  # 404: no such order in the shop
+    assert consumer._notes().keys(999999) == {}
