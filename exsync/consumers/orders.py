@@ -333,7 +333,7 @@ class OrdersConsumer:
             ordered, quoted = products, []
         # Carriage, fees and the rounding go with the sales order when there is one.
         parts = []
-        if ordered or not quoted:
+        if ordered or (not quoted and plan != "SQU"):
             parts.append(("SOR", order_key(order_id), ordered + others))
             if quoted:
                 parts.append(("SQU", order_key(order_id) + QUOTE_KEY_SUFFIX, quoted))
