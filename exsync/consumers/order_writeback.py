@@ -23,7 +23,7 @@ import time
 from exsync.bus import PermanentError
 from exsync.consumers.errors import NoteInFlightError
 from exsync.consumers.state import NOTE_DONE, NoteStore, ensure_tables
-from exsync.exchequer import connect, mapping_for
+from exsync.exchequer import ConnectError, DatabaseError, connect, mapping_for
 from exsync.metrics import Metrics
 from exsync.woo import WooApiError, WooClient, WooNotFound
 
@@ -74,7 +74,17 @@ class OrderWritebackConsumer:
         self.client.close()
 
     def handle(self, message):
-        self.handle_event(message.event)
+        try:
+            self.handle_event(message.event)
+        except (ConnectError, DatabaseError):
+            # A dropped connection stays broken: the retry gets a fresh one.
+            notes = getattr(self._local, "notes", None)
+            self._local.notes = None
+            if notes is not None:
+                with self._lock:
+                    self._databases = [held for held in self._databases if held is not notes.database]
+                notes.database.close()
+            raise
 
     def handle_event(self, event):
         """Applies one envelope; returns the note keys written by this call."""

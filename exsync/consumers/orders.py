@@ -22,6 +22,8 @@ from exsync.consumers.order_rules import OrderFacts, choose, customer_role, orde
 from exsync.consumers.state import OrderStore, ShippingMethodStore, ensure_tables
 from exsync.exchequer import (
     AccountDetails,
+    ConnectError,
+    DatabaseError,
     ExchequerReader,
     InvalidDocumentError,
     SalesDocument,
@@ -140,7 +142,21 @@ class OrdersConsumer:
     # --- the consumer interface
 
     def handle(self, message):
-        self.handle_event(message.event)
+        try:
+            self.handle_event(message.event)
+        except (ConnectError, DatabaseError):
+            # A dropped connection stays broken: the retry gets fresh ones.
+            self._drop_connections()
+            raise
+
+    def _drop_connections(self):
+        connections = getattr(self._local, "connections", None)
+        if connections is None:
+            return
+        self._local.connections = None
+        with self._lock:
+            self._all = [held for held in self._all if held is not connections]
+        connections.close()
 
     def on_idle(self):
         """Retries parked orders every `orders.parked_retry_seconds` while the queue is quiet."""

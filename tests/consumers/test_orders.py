@@ -2,12 +2,13 @@
 
 import decimal
 import threading
+import types
 
 import pytest
 
 from exsync.bus import PermanentError
 from exsync.consumers.orders import order_key
-from exsync.exchequer import ExchequerReader, connect
+from exsync.exchequer import DatabaseError, ExchequerReader, connect
 from exsync.exchequer.writer import KIND_ACCOUNT, KIND_SALES_DOCUMENT, SqlWriteBackend
 from tests.consumers.conftest import company, event, order_body
 from tests.support.woo import fixture
@@ -288,3 +289,14 @@ def test_postgresql_import_rules_split_and_concurrent_deliveries(pg_odbc_dsn, ma
     assert [line.stock_code for line in squ.lines] == [codes[-1]]
     assert document_total(sor) + document_total(squ) == decimal.Decimal(split["total"])
     assert publisher.published[-1][2]["data"]["references"] == references
+
+
+def test_a_broken_connection_is_replaced_for_the_retry(sqlite_company, make_consumer):
+    dsn, codes = sqlite_company
+    consumer, _ = make_consumer(dsn)
+    message = types.SimpleNamespace(event=event(order_body(lines=[(codes[0], 1, "5.00", "5.00", "1.00")])))
+    consumer._connections().exchequer.raw.close()  # as a server restart leaves it
+    with pytest.raises(DatabaseError):
+        consumer.handle(message)
+    consumer.handle(message)
+    assert len(documents_of(dsn, 101)) == 1
