@@ -88,15 +88,24 @@ class OrderMapping:
         self.description_chars = description_chars
         for where, code in (("orders.vat.default", vat["default"]), ("orders.vat.untaxed", vat["untaxed"]),
                             ("orders.rounding.vat_code", rounding["vat_code"]),
-                            *((f"orders.vat.tax_classes.{k}", v) for k, v in vat["tax_classes"].items())):
+                            *((f"orders.vat.tax_classes.{k}", v) for k, v in vat["tax_classes"].items()),
+                            *((f"orders.vat.tax_rates.{k}", v) for k, v in vat["tax_rates"].items())):
             if code not in self.vat_rates:
                 raise OrderDataError(f"{where}: VAT code {code!r} is not one of exchequer.vat_codes")
         if self.vat_rates[rounding["vat_code"]] != 0:
             raise OrderDataError("orders.rounding.vat_code must be a VAT code with a 0% rate")
 
-    def _vat_code(self, part, tax):
+    def _vat_code(self, part, tax, rate_codes):
+        """By the tax rate charged (its id or rate code), then the tax class, then the default."""
         if tax == 0:
             return self.vat["untaxed"]
+        by_rate = self.vat["tax_rates"]
+        for charged in part.get("taxes") or []:
+            if not isinstance(charged, dict) or money(charged.get("total")) == 0:
+                continue
+            for key in (str(charged.get("id")), rate_codes.get(str(charged.get("id")), "")):
+                if key in by_rate:
+                    return by_rate[key]
         return self.vat["tax_classes"].get(str(part.get("tax_class") or ""), self.vat["default"])
 
     def _description(self, text):
@@ -115,6 +124,8 @@ class OrderMapping:
     def lines(self, order, *, shipping_titles=None):
         """The order's lines as MappedLines: products (by SKU), carriage, fees; zero lines left out."""
         included = totals_include_tax(order)
+        rate_codes = {str(line.get("rate_id")): str(line.get("rate_code") or "")
+                      for line in order.get("tax_lines") or [] if isinstance(line, dict)}
         mapped = []
         for item in order.get("line_items") or []:
             quantity = decimal.Decimal(str(item.get("quantity") or 0))
@@ -124,7 +135,7 @@ class OrderMapping:
             net = total - tax if included else total
             mapped.append(MappedLine(kind=PRODUCT, stock_code=str(item.get("sku") or "").strip(),
                                      description=self._description(item.get("name") or item.get("sku") or ""),
-                                     qty=quantity, net=net, vat_code=self._vat_code(item, tax)))
+                                     qty=quantity, net=net, vat_code=self._vat_code(item, tax, rate_codes)))
         non_stock = [(SHIPPING, line, self.shipping_description(line, shipping_titles))
                      for line in order.get("shipping_lines") or []]
         non_stock += [(FEE, fee, fee.get("name") or "Fee") for fee in order.get("fee_lines") or []]
@@ -134,7 +145,8 @@ class OrderMapping:
                 continue
             mapped.append(MappedLine(kind=kind, stock_code="", qty=decimal.Decimal(1),
                                      net=total - tax if included else total,
-                                     description=self._description(description), vat_code=self._vat_code(part, tax)))
+                                     description=self._description(description),
+                                     vat_code=self._vat_code(part, tax, rate_codes)))
         return mapped
 
     def document_lines(self, mapped, *, target_total):

@@ -138,6 +138,9 @@ class OrderVatSchema(Schema):
     default = fields.String(load_default="S", validate=_VAT_CODE)
     untaxed = fields.String(load_default="Z", validate=_VAT_CODE)
     tax_classes = fields.Dict(keys=fields.String(), values=fields.String(validate=_VAT_CODE), load_default=dict)
+    # a tax rate's id or rate code (tax_lines[].rate_code, e.g. GB-VAT-1) -> VAT code; before tax_classes
+    tax_rates = fields.Dict(keys=fields.String(validate=validate.Length(min=1)),
+                            values=fields.String(validate=_VAT_CODE), load_default=dict)
 
 
 class ShippingMappingSchema(Schema):

@@ -300,3 +300,22 @@ def test_a_broken_connection_is_replaced_for_the_retry(sqlite_company, make_cons
         consumer.handle(message)
     consumer.handle(message)
     assert len(documents_of(dsn, 101)) == 1
+
+
+def test_vat_codes_come_from_the_rate_charged_then_the_tax_class(sqlite_company, make_consumer):
+    dsn, codes = sqlite_company
+    consumer, _ = make_consumer(dsn, vat={"tax_rates": {"US-CA-STATE TAX": "E"},
+                                          "tax_classes": {"reduced-rate": "5"}})
+    documented = fixture("order_727.json")  # its lines charge rate 75, US-CA-STATE TAX
+    documented["line_items"][0]["sku"] = codes[0]
+    documented["line_items"][1]["sku"] = codes[1]
+    consumer.handle_event(event(documented))
+    reduced = order_body(102, lines=[(codes[2], 1, "10.00", "10.00", "0.50")], tax_class="reduced-rate",
+                         shipping=None)
+    consumer.handle_event(event(reduced))
+    reader = reader_for(dsn)
+    [first] = documents_of(dsn, 727)
+    assert [(line.stock_code, line.vat_code) for line in reader.document(first).lines if line.stock_code] == [
+        (codes[0], "E"), (codes[1], "E")]
+    [second] = documents_of(dsn, 102)
+    assert [(line.vat_code, line.vat_amount) for line in reader.document(second).lines] == [("5", 0.5)]
