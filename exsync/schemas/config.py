@@ -213,6 +213,23 @@ class ConfigSchema(Schema):
     products = fields.Nested(ProductsSchema, load_default=lambda: ProductsSchema().load({}))
     orders = fields.Nested(OrdersSchema, load_default=lambda: OrdersSchema().load({}))
 
+    @validates_schema
+    def _order_vat_codes(self, data, **kwargs):
+        """The order mapping's VAT codes must be ones exchequer.vat_codes gives a rate (rounding: 0%)."""
+        rates = data["exchequer"]["vat_codes"]
+        vat, rounding = data["orders"]["vat"], data["orders"]["rounding"]
+        problems = {}
+        for where, code in (("vat.default", vat["default"]), ("vat.untaxed", vat["untaxed"]),
+                            ("rounding.vat_code", rounding["vat_code"]),
+                            *((f"vat.tax_classes.{k}", v) for k, v in vat["tax_classes"].items()),
+                            *((f"vat.tax_rates.{k}", v) for k, v in vat["tax_rates"].items())):
+            if code not in rates:
+                problems[where] = [f"VAT code {code!r} is not one of exchequer.vat_codes"]
+        if rounding["vat_code"] in rates and rates[rounding["vat_code"]] != 0:
+            problems["rounding.vat_code"] = ["must be a VAT code with a 0% rate"]
+        if problems:
+            raise ValidationError({"orders": problems})
+
 
 def _flatten(messages, prefix=""):
     """Turns marshmallow's nested error dict into (dotted.path, message) pairs."""

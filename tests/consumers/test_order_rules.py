@@ -95,3 +95,11 @@ def test_min_total_above_max_total_is_refused():
     _, problems = validate_config({"orders": {"rules": [{"when": {"min_total": 10, "max_total": 5},
                                                          "action": "SOR"}]}})
     assert problems == [("orders.rules[0].when.min_total", "must not be more than max_total")]
+
+
+def test_order_vat_codes_must_be_exchequer_vat_codes():
+    _, problems = validate_config({"exchequer": {"vat_codes": {"S": 20.0, "Z": 0.0}},
+                                   "orders": {"vat": {"tax_classes": {"reduced-rate": "5"}},
+                                              "rounding": {"vat_code": "S"}}})
+    assert problems == [("orders.rounding.vat_code", "must be a VAT code with a 0% rate"),
+                        ("orders.vat.tax_classes.reduced-rate", "VAT code '5' is not one of exchequer.vat_codes")]
