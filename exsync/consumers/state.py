@@ -160,7 +160,7 @@ class OrderStore(_Store):
 
         A `date_modified_gmt` older than the one held loses (accepted False, row unchanged); an
         equal one is a repeat and is accepted, so a retried message finishes what it started.
-        A first sighting costs two statements (an update finding nothing, an insert).
+        A first sighting costs one statement.
         """
         order_id = int(body["id"])
         modified = str(body.get("date_modified_gmt") or "")
@@ -171,27 +171,21 @@ class OrderStore(_Store):
         assignments = ", ".join(f"{self._quote(name)} = ?" for name in fields)
         dialect = self.database.dialect
         key = [self._quote("order_id")]
+        columns = key + [self._quote(name) for name in (*fields, "first_seen_at")]
         with self.database.transaction() as cursor:
+            cursor.execute(dialect.insert_if_absent(self.table, columns, key), dialect.insert_if_absent_params(
+                (order_id, *fields.values(), now), (order_id,)))
+            if cursor.rowcount == 1:
+                return TrackedOrder(order_id=order_id, number=fields["number"], status=fields["status"],
+                                    total=fields["total"], date_modified_gmt=modified, import_state="", reason="",
+                                    refs=(), plan="", published=False, cancel_published=False, refund_ids=(),
+                                    body=body, imported_at=0.0), True
+            # Held already: the version check and the change are one statement, so they cannot interleave.
             cursor.execute(f"UPDATE {self.table} SET {assignments} WHERE {self._quote('order_id')} = ? "
                            f"AND {self._quote('date_modified_gmt')} <= ?", (*fields.values(), order_id, modified))
-            if cursor.rowcount == 0:
-                columns = key + [self._quote(name) for name in (*fields, "first_seen_at")]
-                cursor.execute(dialect.insert_if_absent(self.table, columns, key), dialect.insert_if_absent_params(
-                    (order_id, *fields.values(), now), (order_id,)))
-                if cursor.rowcount == 1:
-                    return TrackedOrder(order_id=order_id, number=fields["number"], status=fields["status"],
-                                        total=fields["total"], date_modified_gmt=modified, import_state="",
-                                        reason="", refs=(), plan="", published=False, cancel_published=False,
-                                        refund_ids=(), body=body, imported_at=0.0), True
-                # The row exists with a newer version (or arrived between the two statements).
-                held = _tracked(cursor.execute(self._select(f"{self._quote('order_id')} = ?", lock=True),
-                                               (order_id,)).fetchone())
-                if modified < held.date_modified_gmt:
-                    return held, False
-                cursor.execute(f"UPDATE {self.table} SET {assignments} WHERE {self._quote('order_id')} = ?",
-                               (*fields.values(), order_id))
+            accepted = cursor.rowcount == 1
             row = cursor.execute(self._select(f"{self._quote('order_id')} = ?"), (order_id,)).fetchone()
-        return _tracked(row), True
+        return _tracked(row), accepted
 
     def record_deleted(self, order_id):
         """Marks an order deleted in the shop (its Exchequer documents stay: they are never deleted)."""
