@@ -11,6 +11,7 @@ from exsync.bus.errors import (
 )
 from exsync.bus.middleware import LoggingMiddleware, MetricsMiddleware, Middleware
 from exsync.bus.publisher import Publisher, ThreadLocalPublisher
+from exsync.bus.shared_publisher import SharedPublisher
 from exsync.bus.topology import (
     EXCHEQUER_EXCHANGE,
     INVALID_QUEUE,
@@ -39,6 +40,7 @@ __all__ = [
     "PublishNotConfirmed",
     "Publisher",
     "QueueSpec",
+    "SharedPublisher",
     "ThreadLocalPublisher",
     "Topology",
     "WOO_EXCHANGE",

@@ -38,8 +38,8 @@ def message_properties(event, headers=None):
 class Publisher:
     """Publishes envelopes with confirms, `mandatory` and persistence; reconnects once per call.
 
-    Not thread-safe (pika connections are not): give each thread its own, or use
-    `ThreadLocalPublisher`.
+    Not thread-safe (pika connections are not): give each thread its own, use
+    `ThreadLocalPublisher`, or share a `SharedPublisher`.
     """
 
     def __init__(self, *, url, topology=None, metrics=None, connect=open_connection):

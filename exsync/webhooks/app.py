@@ -8,7 +8,7 @@ from flask import Flask, Response, request
 from prometheus_client import multiprocess
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from exsync.bus import BusError, ThreadLocalPublisher, Topology
+from exsync.bus import BusError, SharedPublisher, Topology
 from exsync.metrics import Metrics, default_metrics
 from exsync.webhooks.receiver import Receiver
 
@@ -71,8 +71,8 @@ def _text(status, message):
 def create_app_from_settings(settings):
     """The app as `exsync webhook` serves it."""
     metrics = default_metrics()
-    publisher = ThreadLocalPublisher(url=settings.amqp_url, topology=Topology.from_config(settings.config),
-                                     metrics=metrics)
+    publisher = SharedPublisher(url=settings.amqp_url, topology=Topology.from_config(settings.config),
+                                metrics=metrics)
     receiver = Receiver(secrets=settings.webhook_secrets, publisher=publisher, metrics=metrics)
     return create_app(
         receiver=receiver,

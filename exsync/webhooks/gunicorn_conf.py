@@ -6,8 +6,8 @@ _settings = load_settings()
 
 bind = _settings.bind
 workers = _settings.webhook_workers
-# Threads let one worker wait on several broker confirms at once; each thread has its own
-# connection (pika's are not thread-safe).
+# Threads let one worker wait on several broker confirms at once; they share one connection per
+# worker (exsync.bus.SharedPublisher).
 worker_class = "gthread"
 threads = _settings.webhook_threads
 timeout = 30

@@ -6,12 +6,16 @@ from exsync.bus import (
     BrokerUnavailable,
     MessageUnroutable,
     Publisher,
+    SharedPublisher,
     Topology,
     declare_topology,
     new_event,
 )
 from tests.support.proxy import TcpProxy
 from tests.support.rabbit import queue_depth, read_messages
+
+
+PUBLISHERS = pytest.mark.parametrize("publisher_class", [Publisher, SharedPublisher])
 
 
 def event(subject=1):
@@ -23,8 +27,9 @@ def proxied(url, proxy):
     return urllib.parse.urlunsplit(parts._replace(netloc=f"{parts.username}:{parts.password}@127.0.0.1:{proxy.port}"))
 
 
-def test_a_confirmed_message_is_persistent_and_routed_by_topic(amqp_url):
-    with Publisher(url=amqp_url, topology=Topology()) as publisher:
+@PUBLISHERS
+def test_a_confirmed_message_is_persistent_and_routed_by_topic(amqp_url, publisher_class):
+    with publisher_class(url=amqp_url, topology=Topology()) as publisher:
         publisher.publish(exchange="woo", routing_key="order.created", event=event(7))
     [(body, properties)] = read_messages(amqp_url, "orders.import", count=1)
     assert body["subject"] == "7"
@@ -32,9 +37,10 @@ def test_a_confirmed_message_is_persistent_and_routed_by_topic(amqp_url):
     assert properties.content_type == "application/json"
 
 
-def test_a_message_no_queue_takes_raises_instead_of_vanishing(amqp_url):
+@PUBLISHERS
+def test_a_message_no_queue_takes_raises_instead_of_vanishing(amqp_url, publisher_class):
     declare_topology(amqp_url, Topology())
-    with Publisher(url=amqp_url) as publisher:
+    with publisher_class(url=amqp_url) as publisher:
         with pytest.raises(MessageUnroutable):
             publisher.publish(exchange="", routing_key="no-such-queue", event=event())
 
@@ -54,11 +60,12 @@ def test_declaring_the_topology_twice_changes_nothing(amqp_url):
     assert queue_depth(amqp_url, "orders.import") == 1
 
 
-def test_the_publisher_reconnects_after_a_dropped_connection(amqp_url):
+@PUBLISHERS
+def test_the_publisher_reconnects_after_a_dropped_connection(amqp_url, publisher_class):
     declare_topology(amqp_url, Topology())
     parts = urllib.parse.urlsplit(amqp_url)
     proxy = TcpProxy(target_host=parts.hostname, target_port=parts.port or 5672).start()
-    publisher = Publisher(url=proxied(amqp_url, proxy))
+    publisher = publisher_class(url=proxied(amqp_url, proxy))
     try:
         publisher.publish(exchange="woo", routing_key="order.created", event=event(1))
         proxy.cut()
@@ -73,9 +80,10 @@ def test_the_publisher_reconnects_after_a_dropped_connection(amqp_url):
     assert [m["subject"] for m, _ in read_messages(amqp_url, "orders.import", count=2)] == ["1", "2"]
 
 
-def test_an_unreachable_broker_raises_broker_unavailable():
+@PUBLISHERS
+def test_an_unreachable_broker_raises_broker_unavailable(publisher_class):
     with pytest.raises(BrokerUnavailable):
-        Publisher(url="amqp://guest:guest@127.0.0.1:1/").publish(exchange="woo", routing_key="x.y", event=event())
+        publisher_class(url="amqp://guest:guest@127.0.0.1:1/").publish(exchange="woo", routing_key="x.y", event=event())
 
 
 def test_retry_queues_deadletter_back_to_their_queue(amqp_url):
@@ -86,3 +94,27 @@ def test_retry_queues_deadletter_back_to_their_queue(amqp_url):
     assert queue_depth(amqp_url, "orders.import.retry.1s") == 1
     [(body, _)] = read_messages(amqp_url, "orders.import", count=1, timeout_seconds=10)
     assert body["subject"] == "5"
+
+
+def test_threads_sharing_one_publisher_each_get_their_own_confirm(amqp_url):
+    import threading
+
+    errors = []
+    with SharedPublisher(url=amqp_url, topology=Topology()) as publisher:
+        def send(start):
+            try:
+                for subject in range(start, start + 50):
+                    publisher.publish(exchange="woo", routing_key="order.created", event=event(subject))
+            except Exception as error:  # collected for the assertion below
+                errors.append(error)
+
+        threads = [threading.Thread(target=send, args=(n * 50,)) for n in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        with pytest.raises(MessageUnroutable):
+            publisher.publish(exchange="", routing_key="no-such-queue", event=event())
+    assert errors == []
+    subjects = sorted(int(m["subject"]) for m, _ in read_messages(amqp_url, "orders.import", count=400))
+    assert subjects == list(range(400))

@@ -1,0 +1,202 @@
+"""A publisher many threads share: one connection per process, confirms pipelined on an I/O thread.
+
+A threaded server (gunicorn gthread) waits on a broker confirm per request. With a blocking
+connection per thread each waits in turn on its own socket; here every thread's message goes out
+on one connection as soon as it is handed over, and the broker's confirms (often several in one
+`multiple` ack) release the waiting threads. Fewer connections, fewer wake-ups per message.
+"""
+
+import collections
+import concurrent.futures
+import logging
+import threading
+import time
+
+import pika
+import pika.exceptions
+
+from exsync.bus.errors import BrokerUnavailable, MessageUnroutable, PublishNotConfirmed
+from exsync.bus.publisher import encode_event, message_properties
+from exsync.bus.topology import declare_topology
+from exsync.metrics import Metrics
+
+__all__ = ["SharedPublisher", "DEFAULT_CONFIRM_TIMEOUT_SECONDS"]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CONFIRM_TIMEOUT_SECONDS = 10.0
+DEFAULT_CONNECT_TIMEOUT_SECONDS = 3.0
+DEFAULT_HEARTBEAT_SECONDS = 30
+
+
+class _Link:
+    """One SelectConnection and its channel, driven by its own I/O thread until it closes."""
+
+    def __init__(self, *, url, connect_timeout_seconds):
+        parameters = pika.URLParameters(url)
+        parameters.heartbeat = DEFAULT_HEARTBEAT_SECONDS
+        parameters.socket_timeout = connect_timeout_seconds
+        parameters.stack_timeout = connect_timeout_seconds * 2
+        parameters.connection_attempts = 1
+        self.parameters = parameters
+        self.ready = threading.Event()
+        self.closed = threading.Event()
+        self.failure = None
+        self.outbox = collections.deque()
+        self.pending = collections.OrderedDict()  # delivery tag -> (message id, future)
+        self.returned = set()
+        self.sequence = 0
+        self.connection = None
+        self.channel = None
+        self.thread = threading.Thread(target=self._run, name="exsync-publisher-io", daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        try:
+            self.connection = pika.SelectConnection(
+                self.parameters,
+                on_open_callback=lambda connection: connection.channel(on_open_callback=self._on_channel),
+                on_open_error_callback=lambda _connection, error: self._fail(error),
+                on_close_callback=lambda _connection, error: self._fail(error),
+            )
+            self.connection.ioloop.start()
+        except Exception as error:  # the I/O thread must always release the threads waiting on it
+            self._fail(error)
+
+    def _on_channel(self, channel):
+        self.channel = channel
+        channel.add_on_close_callback(lambda _channel, error: self._close_connection(error))
+        channel.add_on_return_callback(self._on_return)
+        channel.confirm_delivery(self._on_confirm)
+        self.ready.set()
+
+    def _close_connection(self, error):
+        self._fail(error)
+        if self.connection is not None and self.connection.is_open:
+            self.connection.close()
+
+    def _fail(self, error):
+        if self.failure is None:
+            self.failure = error
+        self.ready.set()
+        self.closed.set()
+        while self.outbox:
+            self.outbox.popleft()[-1].set_exception(BrokerUnavailable(f"RabbitMQ connection lost: {error!r}"))
+        for _, future in self.pending.values():
+            if not future.done():
+                future.set_exception(BrokerUnavailable(f"RabbitMQ connection lost before the confirm: {error!r}"))
+        self.pending.clear()
+        if self.connection is not None and not self.connection.is_open:
+            self.connection.ioloop.stop()
+
+    def _on_return(self, _channel, _method, properties, _body):
+        # A return always arrives before the ack of the same message.
+        self.returned.add(properties.message_id)
+
+    def _on_confirm(self, frame):
+        method = frame.method
+        acked = isinstance(method, pika.spec.Basic.Ack)
+        tags = [t for t in self.pending if t <= method.delivery_tag] if method.multiple else [method.delivery_tag]
+        for tag in tags:
+            message_id, future = self.pending.pop(tag)
+            if not acked:
+                future.set_exception(PublishNotConfirmed("the broker nacked the message"))
+            elif message_id in self.returned:
+                self.returned.discard(message_id)
+                future.set_exception(MessageUnroutable("no queue bound for the routing key: the message was returned"))
+            else:
+                future.set_result(None)
+
+    def _drain(self):
+        while self.outbox and self.channel is not None and self.channel.is_open:
+            exchange, routing_key, body, properties, future = self.outbox.popleft()
+            self.sequence += 1
+            self.pending[self.sequence] = (properties.message_id, future)
+            self.channel.basic_publish(exchange, routing_key, body, properties, mandatory=True)
+
+    def submit(self, exchange, routing_key, body, properties):
+        future = concurrent.futures.Future()
+        self.outbox.append((exchange, routing_key, body, properties, future))
+        try:
+            self.connection.ioloop.add_callback_threadsafe(self._drain)
+        except Exception as error:  # the loop has stopped: the connection is gone
+            raise BrokerUnavailable(f"RabbitMQ connection is closed: {error!r}") from error
+        return future
+
+    def close(self):
+        if self.connection is None or self.closed.is_set():
+            return
+        try:
+            self.connection.ioloop.add_callback_threadsafe(self.connection.close)
+        except Exception:  # already stopping; nothing left to close
+            return
+        self.thread.join(timeout=5)
+
+
+class SharedPublisher:
+    """The Publisher interface (publish, check, close) over one shared, pipelined connection."""
+
+    def __init__(self, *, url, topology=None, metrics=None,
+                 confirm_timeout_seconds=DEFAULT_CONFIRM_TIMEOUT_SECONDS,
+                 connect_timeout_seconds=DEFAULT_CONNECT_TIMEOUT_SECONDS):
+        self.url = url
+        self.topology = topology
+        self.metrics = metrics or Metrics()
+        self.confirm_timeout_seconds = confirm_timeout_seconds
+        self.connect_timeout_seconds = connect_timeout_seconds
+        self._lock = threading.Lock()
+        self._link = None
+
+    def _current(self):
+        """The open link, connecting (and declaring the topology) when there is none."""
+        with self._lock:
+            link = self._link
+            if link is None or link.closed.is_set():
+                if self.topology is not None:
+                    declare_topology(self.url, self.topology)
+                link = self._link = _Link(url=self.url, connect_timeout_seconds=self.connect_timeout_seconds)
+            if not link.ready.wait(self.connect_timeout_seconds * 3) or link.closed.is_set():
+                self._link = None
+                link.close()
+                raise BrokerUnavailable(f"cannot connect to RabbitMQ: {link.failure!r}")
+            return link
+
+    def publish(self, *, exchange, routing_key, event, headers=None):
+        """Sends one envelope and waits for the broker's confirm; raises like Publisher.publish."""
+        label = exchange or "default"
+        started = time.perf_counter()
+        body = encode_event(event)
+        properties = message_properties(event, headers)
+        try:
+            future = self._current().submit(exchange, routing_key, body, properties)
+            try:
+                future.result(self.confirm_timeout_seconds)
+            except concurrent.futures.TimeoutError as error:
+                raise PublishNotConfirmed(f"no confirm within {self.confirm_timeout_seconds} s") from error
+        except MessageUnroutable:
+            self.metrics.inc("bus_messages_published", exchange=label, outcome="unroutable")
+            raise
+        except PublishNotConfirmed:
+            self.metrics.inc("bus_messages_published", exchange=label, outcome="nacked")
+            raise
+        except BrokerUnavailable:
+            self.metrics.inc("bus_messages_published", exchange=label, outcome="unavailable")
+            raise
+        self.metrics.observe("bus_publish_duration_seconds", time.perf_counter() - started, exchange=label)
+        self.metrics.inc("bus_messages_published", exchange=label, outcome="confirmed")
+
+    def check(self):
+        """Raises BrokerUnavailable unless the shared connection is (or can be) open."""
+        self._current()
+
+    def close(self):
+        with self._lock:
+            link, self._link = self._link, None
+        if link is not None:
+            link.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
