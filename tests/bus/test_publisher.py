@@ -14,7 +14,6 @@ from exsync.bus import (
 from tests.support.proxy import TcpProxy
 from tests.support.rabbit import queue_depth, read_messages
 
-
 PUBLISHERS = pytest.mark.parametrize("publisher_class", [Publisher, SharedPublisher])
 
 
