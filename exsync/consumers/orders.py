@@ -20,6 +20,7 @@ from exsync.consumers.errors import OrderDataError
 from exsync.consumers.order_mapping import PRODUCT, OrderMapping, money
 from exsync.consumers.order_rules import OrderFacts, choose, customer_role, order_meta
 from exsync.consumers.state import OrderStore, ShippingMethodStore, ensure_tables
+from exsync.errors import ExsyncError
 from exsync.exchequer import (
     AccountDetails,
     ConnectError,
@@ -100,7 +101,6 @@ class OrdersConsumer:
     def __init__(self, *, exchequer_dsn, config, publisher, state_dsn=None, metrics=None, clock=time.monotonic):
         self.exchequer_dsn = exchequer_dsn
         self.state_dsn = state_dsn
-        self.config = config
         self.options = config["orders"]
         self.exchequer_options = options_for(config)
         self.names_mapping = mapping_for(config)
@@ -162,7 +162,12 @@ class OrdersConsumer:
         """Retries parked orders every `orders.parked_retry_seconds` while the queue is quiet."""
         if self.clock() - self._last_release >= self.options["parked_retry_seconds"]:
             self._last_release = self.clock()
-            self.release_parked()
+            try:
+                self.release_parked()
+            except ExsyncError as error:
+                # The consume loop must outlive a database outage; the next idle tick tries again.
+                log.warning("retrying parked orders failed: %s", error)
+                self._drop_connections()
 
     def handle_event(self, event):
         """Applies one `woo.order.*` envelope; returns what became of it (for logs and tests)."""
@@ -237,11 +242,7 @@ class OrdersConsumer:
         return self._count("parked")
 
     def _after_import(self, connections, row, order):
-        """Publishes what the write-back consumer has not been told yet: import, cancellation, refunds."""
-        if not row.published:
-            self._publish("order.imported", row.order_id, {
-                "woo_order_id": row.order_id, "number": row.number, "references": list(row.refs)})
-            connections.orders.mark_published(row.order_id)
+        """Publishes what the write-back consumer has not been told yet: a cancellation, new refunds."""
         status = str(order.get("status") or "")
         if status in CANCELLED_STATUSES and not row.cancel_published:
             self._publish("order.cancelled", row.order_id, {

@@ -37,8 +37,8 @@ _TABLES = {
     TRACKING: (
         [("order_id", "int"), ("number", "str:32"), ("status", "str:32"), ("currency", "str:8"),
          ("total", "str:32"), ("date_modified_gmt", "str:32"), ("import_state", "str:16"),
-         ("reason", "str:255"), ("refs", "str:100"), ("plan", "str:255"), ("published", "int"),
-         ("cancel_published", "int"), ("refund_ids", "str:255"), ("body", "text"),
+         ("reason", "str:255"), ("refs", "str:100"), ("plan", "str:255"), ("cancel_published", "int"),
+         ("refund_ids", "str:255"), ("body", "text"),
          ("first_seen_at", "float"), ("imported_at", "float"), ("updated_at", "float")],
         [("order_id",)], [("import_state",)]),
     NOTES: (
@@ -95,7 +95,6 @@ class TrackedOrder:
     reason: str
     refs: tuple
     plan: str
-    published: bool
     cancel_published: bool
     refund_ids: tuple
     body: dict | None
@@ -103,7 +102,7 @@ class TrackedOrder:
 
 
 _TRACKING_COLUMNS = ("order_id", "number", "status", "total", "date_modified_gmt", "import_state", "reason", "refs",
-                     "plan", "published", "cancel_published", "refund_ids", "body", "imported_at")
+                     "plan", "cancel_published", "refund_ids", "body", "imported_at")
 
 
 def _split(text):
@@ -115,8 +114,8 @@ def _tracked(row):
     return TrackedOrder(
         order_id=int(values["order_id"]), number=values["number"], status=values["status"], total=values["total"],
         date_modified_gmt=values["date_modified_gmt"], import_state=values["import_state"], reason=values["reason"],
-        refs=_split(values["refs"]), plan=values["plan"], published=bool(values["published"]),
-        cancel_published=bool(values["cancel_published"]), refund_ids=_split(values["refund_ids"]),
+        refs=_split(values["refs"]), plan=values["plan"], cancel_published=bool(values["cancel_published"]),
+        refund_ids=_split(values["refund_ids"]),
         body=json.loads(values["body"]) if values["body"] else None, imported_at=float(values["imported_at"] or 0))
 
 
@@ -178,7 +177,7 @@ class OrderStore(_Store):
             if cursor.rowcount == 1:
                 return TrackedOrder(order_id=order_id, number=fields["number"], status=fields["status"],
                                     total=fields["total"], date_modified_gmt=modified, import_state="", reason="",
-                                    refs=(), plan="", published=False, cancel_published=False, refund_ids=(),
+                                    refs=(), plan="", cancel_published=False, refund_ids=(),
                                     body=body, imported_at=0.0), True
             # Held already: the version check and the change are one statement, so they cannot interleave.
             cursor.execute(f"UPDATE {self.table} SET {assignments} WHERE {self._quote('order_id')} = ? "
@@ -212,17 +211,13 @@ class OrderStore(_Store):
                                   (int(order_id),)).fetchone()[0]
 
     def mark_imported(self, order_id, refs):
-        """Records the documents an order became, and that `exchequer.order.imported` was published."""
-        self._set(order_id, import_state="imported", reason="", refs=",".join(refs), published=1,
-                  imported_at=time.time())
+        """Records the documents an order became (after `exchequer.order.imported` was published)."""
+        self._set(order_id, import_state="imported", reason="", refs=",".join(refs), imported_at=time.time())
 
     def mark(self, order_id, state, reason=""):
         if state not in ORDER_STATES:
             raise ValueError(f"unknown order state {state!r}")
         self._set(order_id, import_state=state, reason=reason[:255])
-
-    def mark_published(self, order_id):
-        self._set(order_id, published=1)
 
     def mark_cancel_published(self, order_id):
         self._set(order_id, cancel_published=1)

@@ -319,3 +319,13 @@ def test_vat_codes_come_from_the_rate_charged_then_the_tax_class(sqlite_company,
         (codes[0], "E"), (codes[1], "E")]
     [second] = documents_of(dsn, 102)
     assert [(line.vat_code, line.vat_amount) for line in reader.document(second).lines] == [("5", 0.5)]
+
+
+def test_an_idle_retry_outlives_a_broken_connection(sqlite_company, make_consumer):
+    dsn, codes = sqlite_company
+    consumer, _ = make_consumer(dsn, parked_retry_seconds=1)
+    consumer.handle_event(event(order_body(lines=[("LATER-2", 1, "5.00", "5.00", "1.00")])))
+    consumer._connections().state.raw.close()
+    consumer._last_release -= 5
+    consumer.on_idle()  # logs and drops the connections rather than ending the consume loop
+    assert consumer._connections().orders.get(101).import_state == "parked"
