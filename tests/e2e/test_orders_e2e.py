@@ -99,6 +99,16 @@ def test_a_checkout_becomes_a_sales_order_and_the_shop_hears_back(amqp_url, pg_o
             with database.transaction(write=False) as cursor:
                 assert cursor.scalar("SELECT COUNT(*) FROM {documents} WHERE {documents.doc_type} = 8") == 1
             database.close()
+
+            # A second order, cancelled in the shop after import: recorded, noted, its SOR kept.
+            second = place_order(shop, lines=[(codes[1], 1)])
+            wait_for(lambda: orders._connections().orders.get(second["id"]) and
+                     orders._connections().orders.get(second["id"]).refs, "the second import")
+            shop.update_order(second["id"], {"status": "cancelled"})
+            wait_for(lambda: any(n["note"].startswith("Order cancelled in the shop after import")
+                                 for n in shop.notes[second["id"]]), "the cancellation note")
+            tracked = orders._connections().orders.get(second["id"])
+            assert (tracked.status, tracked.import_state, tracked.cancel_published) == ("cancelled", "imported", True)
         finally:
             running.stop()
             orders.close()
