@@ -83,6 +83,11 @@ def _money(value):
     return f"{float(value):.2f}"
 
 
+def _fingerprint(description, regular_price, wholesale_price, category):
+    text = f"{description}\x1f{regular_price}\x1f{wholesale_price}\x1f{category}"
+    return hashlib.blake2b(text.encode("utf-8"), digest_size=8).hexdigest()
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class ProductExport:
     """What the shop shows of one web product: the values capture fingerprints and publishes."""
@@ -96,8 +101,7 @@ class ProductExport:
 
     def fingerprint(self):
         """A short hash of the product fields (the quantity is compared on its own)."""
-        text = f"{self.description}\x1f{self.regular_price}\x1f{self.wholesale_price}\x1f{self.category}"
-        return hashlib.blake2b(text.encode("utf-8"), digest_size=8).hexdigest()
+        return _fingerprint(self.description, self.regular_price, self.wholesale_price, self.category)
 
     def product_item(self, sequence):
         return {"sku": self.sku, "description": self.description, "regular_price": self.regular_price,
@@ -107,34 +111,35 @@ class ProductExport:
         return {"sku": self.sku, "quantity": self.quantity, "sequence": sequence}
 
 
+def _web_rows(reader, locations, counter):
+    """(row, quantity) per web-enabled item, rows as ExchequerReader.iter_free_stock gives them;
+    bills of materials come last, their quantity what could be built."""
+    rules = reader.stock_rules(locations)
+    floor = math.floor
+    scanned = 0
+    for row, built in rules.with_could_build(reader.iter_free_stock(rules), reader.bom_components()):
+        scanned += 1
+        if row[3]:
+            available = row[2] if built is None else built
+            yield row, max(0, floor(available + _FLOOR_TOLERANCE))
+    if counter is not None:
+        counter[0] += scanned
+
+
+def _export(row, quantity):
+    return ProductExport(sku=row[0], description=row[4].strip(), regular_price=_money(row[5]),
+                         wholesale_price=_money(row[6]), category=row[7].strip(), quantity=quantity)
+
+
 def iter_exports(reader, *, locations=ALL_LOCATIONS, counter=None):
     """Yields a ProductExport per web-enabled item, streamed; bills of materials come last.
 
-    Every item is read (a BOM's components need not be web products), but only web items are
-    held, and each only until its stock level comes out of the rules. `counter`, a one-element
-    list, counts the rows scanned.
+    Every item is read (a BOM's components need not be web products), but only bills of materials
+    are held, until every component's free stock has been seen. `counter`, a one-element list,
+    counts the rows scanned (once the stream is exhausted).
     """
-    rules = reader.stock_rules(locations)
-    boms = reader.bom_components()
-    held = {}
-
-    def items():
-        for item in reader.iter_stock_items():
-            if counter is not None:
-                counter[0] += 1
-            if item.web_enabled:
-                held[item.code] = item
-            yield item
-
-    for level in rules.levels(items(), boms):
-        item = held.pop(level.code, None)
-        if item is None:
-            continue
-        available = level.free if level.could_build is None else level.could_build
-        yield ProductExport(
-            sku=item.code, description=item.description.strip(), regular_price=_money(item.band_a_price),
-            wholesale_price=_money(item.band_b_price), category=item.category.strip(),
-            quantity=max(0, math.floor(available + _FLOOR_TOLERANCE)))
+    for row, quantity in _web_rows(reader, locations, counter):
+        yield _export(row, quantity)
 
 
 class CaptureState:
@@ -258,6 +263,10 @@ class ChangeCapture:
         self.event_items = event_items
         self.metrics = metrics or Metrics()
         self.each_cycle = tuple(each_cycle)
+        # sku -> (hash of the raw product fields, their fingerprint) as the last full scan saw them:
+        # a cache of a pure function, so it holds whatever the state says; hash() is per process,
+        # so it is never stored.
+        self._fingerprints = {}
 
     def run_once(self, *, force=False):
         """One cycle. With `force`, every web product counts as changed (a full export)."""
@@ -289,18 +298,28 @@ class ChangeCapture:
         known = self.state.load()
         counter = [0]
         chunk, chunk_seen_at = [], None
-        for export in iter_exports(self.reader, locations=self.locations, counter=counter):
+        previous, fingerprints = self._fingerprints, {}
+        # The steady state is "nothing changed": per row a hash of the raw product fields, looked
+        # up in the last cycle's fingerprints, and two comparisons. The fingerprint (formatting and
+        # blake2b) is computed only for fields that differ, a ProductExport only for what goes out.
+        for row, quantity in _web_rows(self.reader, self.locations, counter):
             report.exported += 1
-            fingerprint = export.fingerprint()
+            sku = row[0]
+            raw = hash(row[4:8])
+            cached = previous.pop(sku, None)
+            if cached is None or cached[0] != raw:
+                cached = (raw, _fingerprint(row[4].strip(), _money(row[5]), _money(row[6]), row[7].strip()))
+            fingerprints[sku] = cached
+            fingerprint = cached[1]
             # Popping as we go lets the known state shrink while the scan runs.
-            old = known.pop(export.sku, None)
+            old = known.pop(sku, None)
             if old is None or force:
-                entry = (export, fingerprint, True, True, old is None)
+                entry = (_export(row, quantity), fingerprint, True, True, old is None)
             else:
-                product_changed, stock_changed = old[0] != fingerprint, old[1] != export.quantity
+                product_changed, stock_changed = old[0] != fingerprint, old[1] != quantity
                 if not (product_changed or stock_changed):
                     continue
-                entry = (export, fingerprint, product_changed, stock_changed, False)
+                entry = (_export(row, quantity), fingerprint, product_changed, stock_changed, False)
             if not chunk:
                 chunk_seen_at = time.monotonic()
             chunk.append(entry)
@@ -309,6 +328,7 @@ class ChangeCapture:
                 chunk = []
         if chunk:
             self._send(chunk, chunk_seen_at, report)
+        self._fingerprints = fingerprints
         report.rows_scanned = counter[0]
 
     def _send(self, chunk, seen_at, report):

@@ -39,6 +39,11 @@ _STOCK_COLUMNS = (
     "{stock.qty_in_stock}, {stock.qty_allocated}, {stock.qty_picked}, {stock.qty_on_order}, "
     "{stock.band_a_price}, {stock.band_b_price}, {stock.category}, {stock.web_flag}"
 )
+# What change capture reads of an item, in the order iter_free_stock unpacks it.
+_FREE_STOCK_COLUMNS = (
+    "{stock.code}, {stock.type}, {stock.qty_in_stock}, {stock.qty_allocated}, {stock.qty_picked}, "
+    "{stock.web_flag}, {stock.desc_1}, {stock.band_a_price}, {stock.band_b_price}, {stock.category}"
+)
 _LOCATION_COLUMNS = (
     "{stock_locations.stock_code}, {stock_locations.location}, {stock_locations.qty_in_stock}, "
     "{stock_locations.qty_allocated}, {stock_locations.qty_picked}, {stock_locations.qty_on_order}"
@@ -119,30 +124,70 @@ class ExchequerReader:
                   for lr in location_rows),
         )
 
+    def _stock_pages(self, cursor, columns):
+        """Lists of STOCK rows (`columns` first the code), in code order, `page_rows` at a time."""
+        page_sql = self.database.dialect.limit(
+            self.database.names.sql(f"SELECT {columns} FROM {{stock}} WHERE {{stock.code}} > ? "
+                                    "ORDER BY {stock.code}"), self.page_rows)
+        after = ""
+        while True:
+            page = cursor.execute(page_sql, (after,)).fetchall()
+            if page:
+                yield page
+            if len(page) < self.page_rows:
+                return
+            after = page[-1][0]
+
     def iter_stock_items(self):
         """Yields every stock item with its locations, in code order, a page at a time."""
-        names = self.database.names
-        dialect = self.database.dialect
-        page_sql = dialect.limit(names.sql(f"SELECT {_STOCK_COLUMNS} FROM {{stock}} WHERE {{stock.code}} > ? "
-                                           "ORDER BY {stock.code}"), self.page_rows)
-        locations_sql = names.sql(
+        locations_sql = self.database.names.sql(
             f"SELECT {_LOCATION_COLUMNS} FROM {{stock_locations}} "
             "WHERE {stock_locations.stock_code} >= ? AND {stock_locations.stock_code} <= ? "
             "ORDER BY {stock_locations.stock_code}, {stock_locations.location}")
-        after = ""
         with self.database.transaction(write=False) as cursor:
-            while True:
-                page = cursor.execute(page_sql, (after,)).fetchall()
-                if not page:
-                    return
+            for page in self._stock_pages(cursor, _STOCK_COLUMNS):
                 by_code = {}
                 for location_row in cursor.execute(locations_sql, (page[0][0], page[-1][0])).fetchall():
                     by_code.setdefault(location_row[0], []).append(location_row)
                 for row in page:
                     yield self._item(row, by_code.get(row[0], ()))
-                if len(page) < self.page_rows:
-                    return
-                after = page[-1][0]
+
+    def iter_free_stock(self, rules):
+        """Yields a plain tuple per stock item, in code order, a page at a time: (code, type, free
+        stock, web enabled, description, band A price, band B price, category). Change capture's lean
+        path: nothing is built per item or per location.
+
+        With every location counting, free stock comes from the STOCK row's own totals (Exchequer
+        keeps them the sum over its locations, and `rules.free` reads the same); otherwise from the
+        configured locations' rows alone, added up in location order as `rules.free` does.
+        """
+        rule = rules.free_from
+        web_value = self._web_flag_value
+        located = None if rules.locations == ALL_LOCATIONS else sorted(rules.locations)
+        if located:
+            placeholders = ", ".join("?" * len(located))
+            locations_sql = self.database.names.sql(
+                "SELECT {stock_locations.stock_code}, {stock_locations.qty_in_stock}, "
+                "{stock_locations.qty_allocated}, {stock_locations.qty_picked} FROM {stock_locations} "
+                "WHERE {stock_locations.stock_code} >= ? AND {stock_locations.stock_code} <= ? "
+                f"AND {{stock_locations.location}} IN ({placeholders}) "
+                "ORDER BY {stock_locations.stock_code}, {stock_locations.location}")
+        with self.database.transaction(write=False) as cursor:
+            for page in self._stock_pages(cursor, _FREE_STOCK_COLUMNS):
+                if located is None:
+                    for code, stock_type, in_stock, allocated, picked, web, description, band_a, band_b, \
+                            category in page:
+                        yield (code, stock_type, rule(float(in_stock), float(allocated), float(picked)),
+                               web == web_value, description, band_a, band_b, category)
+                    continue
+                free = {}
+                if located:
+                    for code, in_stock, allocated, picked in cursor.execute(
+                            locations_sql, (page[0][0], page[-1][0], *located)).fetchall():
+                        free[code] = free.get(code, 0) + rule(float(in_stock), float(allocated), float(picked))
+                for code, stock_type, _, _, _, web, description, band_a, band_b, category in page:
+                    yield (code, stock_type, free.get(code, 0), web == web_value, description, band_a, band_b,
+                           category)
 
     def stock_item(self, code):
         with self.database.transaction(write=False) as cursor:

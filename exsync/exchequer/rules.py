@@ -116,15 +116,19 @@ def could_build_all(*, boms, free):
 
 
 class StockRules:
-    """The rules as configured: the free-stock settings and which locations count."""
+    """The rules as configured: the free-stock settings and which locations count.
+
+    `free_from(in_stock, allocated, picked)` is the settings' rule over one set of figures (an
+    item's totals or one location's), for callers that hold plain values rather than StockItems.
+    """
 
     def __init__(self, *, settings, locations=ALL_LOCATIONS):
         self.settings = settings
         self.locations = locations if locations == ALL_LOCATIONS else frozenset(locations)
-        self._rule = _rule_function(free_stock_rule(settings))
+        self.free_from = _rule_function(free_stock_rule(settings))
 
     def free(self, item):
-        rule = self._rule
+        rule = self.free_from
         if self.locations == ALL_LOCATIONS:
             return rule(item.in_stock, item.allocated, item.picked)
         wanted = self.locations
@@ -133,19 +137,26 @@ class StockRules:
     def levels(self, items, boms):
         """Yields a StockLevel per item of the stream `items`; bills of materials come last,
         once every component's free stock has been seen (only those figures are kept)."""
+        free_of = self.free
+        rows = ((item.code, item.type, free_of(item)) for item in items)
+        for (code, _, free), built in self.with_could_build(rows, boms):
+            yield StockLevel(code, free, built)
+
+    def with_could_build(self, rows, boms):
+        """Yields (row, could-build) per row of the stream `rows`, tuples that begin (code, type,
+        free stock): could-build is None but for bills of materials, which come last, once every
+        component's free stock has been seen (only those figures and the bills' rows are kept)."""
         wanted = {component.component_code for components in boms.values() for component in components}
         free_of_components = {}
         held = []
-        free_of = self.free
-        for item in items:
-            free = free_of(item)
-            code = item.code
+        for row in rows:
+            code = row[0]
             if code in wanted:
-                free_of_components[code] = free
-            if code in boms or item.type == BILL_OF_MATERIALS:
-                held.append((code, free))
+                free_of_components[code] = row[2]
+            if code in boms or row[1] == BILL_OF_MATERIALS:
+                held.append(row)
             else:
-                yield StockLevel(code, free, None)
+                yield row, None
         built = could_build_all(boms=boms, free=free_of_components)
-        for code, free in held:
-            yield StockLevel(code, free, built.get(code, 0))
+        for row in held:
+            yield row, built.get(row[0], 0)

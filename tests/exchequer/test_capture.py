@@ -146,6 +146,30 @@ def test_free_stock_counts_only_the_configured_locations(company):
     assert export.quantity == max(0, int(main.in_stock - main.allocated))
 
 
+def test_with_locations_configured_only_their_stock_changes_a_quantity(company):
+    database, state_database = company
+    sink = ListSink()
+    state = CaptureState(database=state_database, company="ZZZZ01").ensure()
+    capture = ChangeCapture(reader=ExchequerReader(database=database), state=state, sink=sink,
+                            locations=["MAI", "W03"])
+    capture.run_once()
+    before = sink.stock()
+    boms = ExchequerReader(database=database).bom_components()
+    components = {part.component_code for parts in boms.values() for part in parts}
+    code = next(code for code, item in web_products(database).items() if item.type == "P" and code not in components)
+    reader = ExchequerReader(database=database)
+    item = reader.stock_item(code)
+    assert before[code]["quantity"] == max(0, int(reader.stock_rules(["MAI", "W03"]).free(item)))
+
+    adjust_stock(database, stock_code=code, location="W02", qty=5)
+    sink.chunks.clear()
+    assert capture.run_once().stock_changed == 0 and sink.chunks == []
+    adjust_stock(database, stock_code=code, location="W03", qty=4)
+    capture.run_once()
+    assert list(sink.stock()) == [code] and sink.products() == {}
+    assert sink.stock()[code]["quantity"] == before[code]["quantity"] + 4
+
+
 def test_events_go_to_the_exchequer_exchange_and_reach_the_woo_write_queue(company, amqp_url, tmp_path):
     declare_topology(amqp_url, Topology())
     probe = bind_probe(amqp_url, exchange="exchequer", routing_key="#")

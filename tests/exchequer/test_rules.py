@@ -44,7 +44,8 @@ def test_free_stock_follows_each_setting(settings, expected):
     assert free_stock(in_stock=10.0, allocated=4.0, picked=1.0, settings=settings) == expected
 
 
-@pytest.mark.parametrize("settings, locations, expected", [
+# The reference for free stock over locations; test_reader checks the reader's lean path against it.
+LOCATION_CASES = [
     (LESS_ALLOCATED, ALL_LOCATIONS, 5.0),       # 15 - 10 from the STOCK totals
     (LESS_ALLOCATED, ["MAI"], 6.0),             # one location: 10 - 4
     (LESS_ALLOCATED, ["MAI", "W02"], 6.0),      # some: (10 - 4) + (5 - 5)
@@ -53,7 +54,11 @@ def test_free_stock_follows_each_setting(settings, expected):
     (LESS_PICKED, ALL_LOCATIONS, 12.0),         # 15 - 3
     (EXCLUDES_ORDERS, ["W02", "W03"], 5.0),     # 5 + 0
     (LESS_ALLOCATED, ["ZZZ"], 0.0),             # a location the item is not stocked at
-])
+    (LESS_ALLOCATED, [], 0.0),                  # no location counts
+]
+
+
+@pytest.mark.parametrize("settings, locations, expected", LOCATION_CASES)
 def test_free_stock_over_one_some_or_all_locations(settings, locations, expected):
     assert item_free_stock(SPREAD, settings, locations) == expected
     assert StockRules(settings=settings, locations=locations).free(SPREAD) == expected
@@ -96,6 +101,22 @@ def test_a_cycle_is_an_error_naming_the_items(boms, parent, cycle):
         could_build(parent, boms=boms, free=FREE)
     assert raised.value.items == cycle
     assert " -> ".join(cycle) in str(raised.value)
+
+
+def test_could_build_over_plain_rows_matches_the_levels_of_items():
+    boms = {**bom("AAA-KIT", ("ZZZ-PART", 2), ("MMM-PART", 1)), **bom("BBB-KIT", ("AAA-KIT", 1))}
+    items = [item("AAA-KIT", [], stock_type="M"), item("BBB-KIT", [], stock_type="M"),
+             item("MMM-PART", [("MAI", 4, 1, 0)]), item("ZZZ-PART", [("MAI", 9, 2, 0), ("W02", 10, 0, 0)])]
+    rules = StockRules(settings=LESS_ALLOCATED)
+    rows = [(i.code, i.type, rules.free(i), f"extra {i.code}") for i in items]
+    out = list(rules.with_could_build(iter(rows), boms))
+    # Rows come out whole, bills last; the rest carry no could-build.
+    assert [row[0] for row, _ in out] == ["MMM-PART", "ZZZ-PART", "AAA-KIT", "BBB-KIT"]
+    assert all(row[3] == f"extra {row[0]}" for row, _ in out)
+    assert [(row[0], row[2], built) for row, built in out] == [
+        (level.code, level.free, level.could_build) for level in rules.levels(items, boms)]
+    assert dict((row[0], built) for row, built in out) == {"MMM-PART": None, "ZZZ-PART": None,
+                                                           "AAA-KIT": 3, "BBB-KIT": 3}
 
 
 def test_levels_hold_bills_until_their_components_are_seen():
