@@ -88,8 +88,8 @@ def _line(row):
 class ExchequerReader:
     """Read access to one company through a Database.
 
-    A stream (iter_stock_items, stock_levels, iter_accounts) holds a read transaction until it is
-    exhausted or closed; writes meanwhile go through another Database.
+    A stream (iter_stock_items, iter_free_stock, stock_levels, iter_accounts) holds a read
+    transaction until it is exhausted or closed; writes meanwhile go through another Database.
     """
 
     def __init__(self, *, database, page_rows=DEFAULT_PAGE_ROWS):
