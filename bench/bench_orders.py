@@ -20,11 +20,11 @@ import pika
 
 from bench.results import record
 from bench.support import free_port, server
-from exsync.bus import Publisher, Topology, Worker, declare_topology, new_event
+from exsync.bus import Publisher, SharedPublisher, Topology, Worker, declare_topology, new_event
 from exsync.consumers.orders import OrdersConsumer
 from exsync.consumers.state import OrderStore
 from exsync.exchequer import adjust_stock, connect, init_schema, seed
-from exsync.schemas.config import validate_config
+from exsync.schemas.config import DEFAULT_HANDLER_THREADS, validate_config
 from exsync.webhooks.signature import compute_signature
 from exsync.woo.sandbox import php_json_dumps
 
@@ -108,7 +108,8 @@ def order(order_id, codes):
 
 def consumer_for(dsn):
     config = validate_config({})[0]
-    return OrdersConsumer(exchequer_dsn=dsn, config=config, publisher=Publisher(url=AMQP_URL, topology=Topology()))
+    return OrdersConsumer(exchequer_dsn=dsn, config=config,
+                          publisher=SharedPublisher(url=AMQP_URL, topology=Topology()))
 
 
 def imported_count(store):
@@ -122,7 +123,8 @@ def throughput(dsn, codes, topology):
                 type="woo.order.created", source="bench", subject=str(order_id), data=order(order_id, codes)))
     consumer = consumer_for(dsn)
     store = OrderStore(database=connect(dsn))
-    worker = Worker(url=AMQP_URL, queue="orders.import", handler=consumer.handle, topology=topology)
+    worker = Worker(url=AMQP_URL, queue="orders.import", handler=consumer.handle, topology=topology,
+                    concurrency=DEFAULT_HANDLER_THREADS)
     started = time.perf_counter()
     thread = threading.Thread(target=worker.run, daemon=True)
     thread.start()
@@ -143,7 +145,8 @@ def latency(dsn, codes, topology):
     env = {"EXSYNC_AMQP_URL": AMQP_URL, "EXSYNC_WEBHOOK_SECRETS": SECRET, "EXSYNC_BIND": f"127.0.0.1:{port}",
            "EXSYNC_LOG_LEVEL": "WARNING"}
     consumer = consumer_for(dsn)
-    worker = Worker(url=AMQP_URL, queue="orders.import", handler=consumer.handle, topology=topology)
+    worker = Worker(url=AMQP_URL, queue="orders.import", handler=consumer.handle, topology=topology,
+                    concurrency=DEFAULT_HANDLER_THREADS)
     thread = threading.Thread(target=worker.run, daemon=True)
     thread.start()
     sent = {}

@@ -6,6 +6,7 @@ after the last attempt, to `<queue>.dead` with the reason in its headers) and th
 confirmed before the original is acknowledged, so a failure never loses a message.
 """
 
+import collections
 import concurrent.futures
 import dataclasses
 import datetime
@@ -78,11 +79,14 @@ class Message:
 class Worker:
     """Consumes one queue with a handler until stopped (SIGTERM/SIGINT or `stop()`).
 
-    `handler(message)` commits the message's effects and returns, or raises. `on_idle()`, when
-    given, is called whenever no message arrived for `poll_seconds`.
+    `handler(message)` commits the message's effects and returns, or raises. Up to `concurrency`
+    handlers run at once on their own threads (only for handlers safe to call from several
+    threads); all broker I/O stays on the thread that called `run()`, which keeps the heartbeats
+    going while handlers work. `on_idle()`, when given, is called on that thread whenever no
+    message arrived for `poll_seconds` and no handler is running.
     """
 
-    def __init__(self, *, url, queue, handler, topology, prefetch=DEFAULT_PREFETCH, metrics=None,
+    def __init__(self, *, url, queue, handler, topology, prefetch=DEFAULT_PREFETCH, concurrency=1, metrics=None,
                  middleware=None, on_idle=None, poll_seconds=DEFAULT_POLL_SECONDS,
                  reconnect_min_seconds=DEFAULT_RECONNECT_MIN_SECONDS,
                  reconnect_max_seconds=DEFAULT_RECONNECT_MAX_SECONDS):
@@ -90,7 +94,8 @@ class Worker:
         self.queue = queue
         self.handler = handler
         self.topology = topology
-        self.prefetch = prefetch
+        self.concurrency = max(1, concurrency)
+        self.prefetch = max(prefetch, self.concurrency)
         metrics = metrics or Metrics()
         self.middleware = list(middleware) if middleware is not None else [
             LoggingMiddleware(), MetricsMiddleware(metrics=metrics)]
@@ -99,7 +104,8 @@ class Worker:
         self.reconnect_min_seconds = reconnect_min_seconds
         self.reconnect_max_seconds = reconnect_max_seconds
         self._stopping = threading.Event()
-        self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"handler-{queue}")
+        self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=self.concurrency,
+                                                               thread_name_prefix=f"handler-{queue}")
         topology.queue(queue)  # fail early on a queue the topology does not know
 
     def stop(self, *_signal_args):
@@ -130,34 +136,50 @@ class Worker:
 
     def _consume(self):
         connection = open_connection(self.url)
+        inbox = collections.deque()
+        running = {}
         try:
             with connection.translated_errors():
                 channel = connection.pika.channel()
                 channel.confirm_delivery()
                 self.topology.declare(channel)
                 channel.basic_qos(prefetch_count=self.prefetch)
-                log.info("queue=%s consuming (prefetch %d)", self.queue, self.prefetch)
-                for method, properties, body in channel.consume(self.queue, inactivity_timeout=self.poll_seconds):
-                    if method is not None:
-                        self._process(connection, channel, Message.from_delivery(self.queue, method, properties, body))
-                    elif self.on_idle is not None:
+                channel.basic_consume(self.queue, lambda _channel, method, properties, body: inbox.append(
+                    Message.from_delivery(self.queue, method, properties, body)))
+                log.info("queue=%s consuming (prefetch %d, concurrency %d)", self.queue, self.prefetch,
+                         self.concurrency)
+                while running or not self._stopping.is_set():
+                    while inbox and len(running) < self.concurrency and not self._stopping.is_set():
+                        self._start(connection, channel, inbox.popleft(), running)
+                    idle = not running and not inbox
+                    # Returns early when a message arrives or a handler finishes (see _start).
+                    connection.pika.process_data_events(time_limit=self.poll_seconds)
+                    for future in [f for f in running if f.done()]:
+                        self._finish(channel, running.pop(future), future.exception())
+                    if idle and not inbox and self.on_idle is not None and not self._stopping.is_set():
                         # Time-based work of a consumer (flushing a batch) runs here, between messages.
                         self.on_idle()
-                    if self._stopping.is_set():
-                        break
-                # Prefetched messages not yet handled go back to the queue for another consumer.
-                channel.cancel()
+                # Closing the channel returns the prefetched messages not yet handled to the queue.
                 channel.close()
         finally:
+            for future in running:
+                future.cancel()
             connection.close()
 
-    def _process(self, connection, channel, message):
+    def _start(self, connection, channel, message, running):
         for middleware in self.middleware:
             middleware.before_process(message)
         if message.event is None:
-            error = PermanentError("the body is not a JSON object")
-        else:
-            error = self._run_handler(connection, message)
+            self._finish(channel, message, PermanentError("the body is not a JSON object"))
+            return
+        future = self._executor.submit(self.handler, message)
+        # Wake the I/O loop the moment the handler finishes instead of at the next poll.
+        future.add_done_callback(lambda _: connection.pika.add_callback_threadsafe(lambda: None))
+        running[future] = message
+
+    def _finish(self, channel, message, error):
+        if error is not None and not isinstance(error, Exception):
+            raise error
         if error is None:
             outcome = "ok"
         elif isinstance(error, PermanentError) or message.attempt >= self.topology.max_attempts:
@@ -170,18 +192,6 @@ class Worker:
         channel.basic_ack(message.delivery_tag)
         for middleware in self.middleware:
             middleware.after_process(message, outcome=outcome, error=error)
-
-    def _run_handler(self, connection, message):
-        """Runs the handler on a thread while this one keeps the connection's heartbeats going."""
-        future = self._executor.submit(self.handler, message)
-        # Wake the I/O loop the moment the handler finishes instead of at the next heartbeat check.
-        future.add_done_callback(lambda _: connection.pika.add_callback_threadsafe(lambda: None))
-        while not future.done():
-            connection.pika.process_data_events(time_limit=self.poll_seconds)
-        error = future.exception()
-        if error is not None and not isinstance(error, Exception):
-            raise error
-        return error
 
     def _forward(self, channel, message, queue, error, *, attempt):
         headers = dict(message.headers)

@@ -98,6 +98,8 @@ class _Connections:
 class OrdersConsumer:
     """Handles `woo.order.*` envelopes; safe to call from several threads (each gets its connections)."""
 
+    thread_safe = True
+
     def __init__(self, *, exchequer_dsn, config, publisher, state_dsn=None, metrics=None, clock=time.monotonic):
         self.exchequer_dsn = exchequer_dsn
         self.state_dsn = state_dsn

@@ -9,7 +9,8 @@ from exsync.metrics import default_metrics
 __all__ = ["CONSUMERS", "run_consumer"]
 
 # name -> (queue, "module:factory"); a factory is `build(settings, *, metrics) -> Consumer`, where
-# a Consumer has `handle(message)`, and may have `on_idle()` and `close()`.
+# a Consumer has `handle(message)`, and may have `on_idle()`, `close()`, and `thread_safe = True`
+# (then `bus.handler_threads` handlers run at once).
 CONSUMERS = {
     "orders": ("orders.import", "exsync.consumers.orders:build"),
     "orders-writeback": ("orders.writeback", "exsync.consumers.order_writeback:build"),
@@ -34,6 +35,7 @@ def run_consumer(settings, name):
         handler=consumer.handle,
         topology=Topology.from_config(settings.config),
         prefetch=settings.config["bus"]["prefetch"],
+        concurrency=settings.config["bus"]["handler_threads"] if getattr(consumer, "thread_safe", False) else 1,
         metrics=metrics,
         on_idle=getattr(consumer, "on_idle", None),
     )

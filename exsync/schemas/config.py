@@ -7,6 +7,7 @@ __all__ = ["ConfigSchema", "validate_config"]
 DEFAULT_RETRY_DELAYS_SECONDS = (5, 30, 300)
 DEFAULT_MAX_ATTEMPTS = 5
 DEFAULT_PREFETCH = 10
+DEFAULT_HANDLER_THREADS = 4
 DEFAULT_MAX_BODY_BYTES = 5 * 1024 * 1024
 
 
@@ -18,6 +19,8 @@ class BusSchema(Schema):
         validate=validate.Length(min=1),
     )
     max_attempts = fields.Integer(load_default=DEFAULT_MAX_ATTEMPTS, validate=validate.Range(min=1))
+    # handlers at once in one consumer process, for consumers that are safe to run on several threads
+    handler_threads = fields.Integer(load_default=DEFAULT_HANDLER_THREADS, validate=validate.Range(min=1, max=64))
 
 
 class WebhookSchema(Schema):

@@ -163,3 +163,38 @@ def test_sigterm_finishes_the_message_in_hand_and_returns_the_rest(amqp_url, tmp
     assert log_path.read_text().splitlines() == ["started 1", "done 1"]
     remaining = [m["subject"] for m, _ in read_messages(amqp_url, "orders.import", count=2)]
     assert remaining == ["2", "3"]
+
+
+def test_handlers_run_concurrently_up_to_the_limit_and_each_message_is_acked(amqp_url):
+    publish(amqp_url, *range(12))
+    lock = threading.Lock()
+    running, peak, seen = [0], [0], []
+
+    def handler(message):
+        with lock:
+            running[0] += 1
+            peak[0] = max(peak[0], running[0])
+        time.sleep(0.2)
+        with lock:
+            running[0] -= 1
+            seen.append(message.event["subject"])
+
+    with Running(url=amqp_url, queue="orders.import", handler=handler, topology=TOPOLOGY, concurrency=4):
+        assert wait_until(lambda: len(seen) == 12)
+    assert peak[0] == 4
+    assert sorted(seen, key=int) == [str(n) for n in range(12)]
+    assert queue_depth(amqp_url, "orders.import") == 0
+
+
+def test_on_idle_runs_only_when_no_message_came(amqp_url):
+    handled, idle_seen_at = [], []
+
+    def on_idle():
+        idle_seen_at.append(len(handled))
+
+    with Running(url=amqp_url, queue="orders.import", handler=lambda m: handled.append(m.event["subject"]),
+                 topology=TOPOLOGY, on_idle=on_idle):
+        assert wait_until(lambda: idle_seen_at)
+        publish(amqp_url, 1, 2, 3)
+        assert wait_until(lambda: len(handled) == 3 and idle_seen_at[-1] == 3)
+    assert idle_seen_at[0] == 0
