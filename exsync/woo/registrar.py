@@ -105,7 +105,7 @@ class WebhookRegistrar:
             for duplicate in candidates:
                 if duplicate is not keep:
                     actions.append(self._delete(duplicate, reason="duplicate"))
-        for topic, leftovers in by_topic.items():
+        for leftovers in by_topic.values():
             for webhook in leftovers:
                 actions.append(self._delete(webhook, reason="topic no longer configured"))
         for status in WEBHOOK_STATUSES:

@@ -142,7 +142,8 @@ class SandboxApp:
         if credentials is None:
             code, message = _CANNOT.get(request.method, _CANNOT["GET"])
             if endpoint.endswith("_batch"):
-                code, message = "woocommerce_rest_cannot_batch", "Sorry, you are not allowed to batch manipulate this resource."
+                code = "woocommerce_rest_cannot_batch"
+                message = "Sorry, you are not allowed to batch manipulate this resource."
             raise SandboxRestError(code, message, 401)
         if request.method != "GET" and credentials.permissions == "read":
             raise SandboxRestError("woocommerce_rest_authentication_error",

@@ -948,7 +948,10 @@ class SandboxShop:
     # -- shipping -------------------------------------------------------------------------------
 
     def add_shipping_zone(self, *, name, methods=()):
-        """Adds a zone with method instances, e.g. methods=[{"method_id": "flat_rate", "title": ..., "cost": "4.95"}]."""
+        """Adds a zone with method instances.
+
+        e.g. methods=[{"method_id": "flat_rate", "title": ..., "cost": "4.95"}].
+        """
         with self.lock:
             zone = {"id": next(self._zone_ids), "name": name, "order": len(self.zones)}
             self.zones[zone["id"]] = zone
