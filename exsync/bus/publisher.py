@@ -1,5 +1,6 @@
 """The confirming publisher: a message counts as sent only once the broker has confirmed it."""
 
+import contextlib
 import json
 import logging
 import threading
@@ -12,7 +13,7 @@ from exsync.bus.connection import CONNECTION_ERRORS, open_connection
 from exsync.bus.errors import BrokerUnavailable, BusError, MessageUnroutable, PublishNotConfirmed
 from exsync.metrics import Metrics
 
-__all__ = ["Publisher", "ThreadLocalPublisher", "encode_event", "message_properties"]
+__all__ = ["Publisher", "ThreadLocalPublisher", "counted_publish", "encode_event", "message_properties"]
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +34,26 @@ def message_properties(event, headers=None):
         app_id="exsync",
         headers=headers or {},
     )
+
+
+@contextlib.contextmanager
+def counted_publish(metrics, exchange):
+    """Records one publish's outcome and, when confirmed, how long the confirm took."""
+    label = exchange or "default"
+    started = time.perf_counter()
+    try:
+        yield
+    except MessageUnroutable:
+        metrics.inc("bus_messages_published", exchange=label, outcome="unroutable")
+        raise
+    except PublishNotConfirmed:
+        metrics.inc("bus_messages_published", exchange=label, outcome="nacked")
+        raise
+    except BusError:
+        metrics.inc("bus_messages_published", exchange=label, outcome="unavailable")
+        raise
+    metrics.observe("bus_publish_duration_seconds", time.perf_counter() - started, exchange=label)
+    metrics.inc("bus_messages_published", exchange=label, outcome="confirmed")
 
 
 class Publisher:
@@ -76,21 +97,8 @@ class Publisher:
         """
         body = encode_event(event)
         properties = message_properties(event, headers)
-        started = time.perf_counter()
-        try:
+        with counted_publish(self.metrics, exchange):
             self._publish_with_reconnect(exchange, routing_key, body, properties)
-        except MessageUnroutable:
-            self.metrics.inc("bus_messages_published", exchange=exchange or "default", outcome="unroutable")
-            raise
-        except PublishNotConfirmed:
-            self.metrics.inc("bus_messages_published", exchange=exchange or "default", outcome="nacked")
-            raise
-        except BusError:
-            self.metrics.inc("bus_messages_published", exchange=exchange or "default", outcome="unavailable")
-            raise
-        self.metrics.observe("bus_publish_duration_seconds", time.perf_counter() - started,
-                             exchange=exchange or "default")
-        self.metrics.inc("bus_messages_published", exchange=exchange or "default", outcome="confirmed")
 
     def _publish_with_reconnect(self, exchange, routing_key, body, properties):
         # One retry after a dropped connection: a broker restart or an idle connection closed by a

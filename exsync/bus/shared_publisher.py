@@ -10,13 +10,12 @@ import collections
 import concurrent.futures
 import logging
 import threading
-import time
 
 import pika
 import pika.exceptions
 
 from exsync.bus.errors import BrokerUnavailable, MessageUnroutable, PublishNotConfirmed
-from exsync.bus.publisher import encode_event, message_properties
+from exsync.bus.publisher import counted_publish, encode_event, message_properties
 from exsync.bus.topology import declare_topology
 from exsync.metrics import Metrics
 
@@ -163,27 +162,14 @@ class SharedPublisher:
 
     def publish(self, *, exchange, routing_key, event, headers=None):
         """Sends one envelope and waits for the broker's confirm; raises like Publisher.publish."""
-        label = exchange or "default"
-        started = time.perf_counter()
         body = encode_event(event)
         properties = message_properties(event, headers)
-        try:
+        with counted_publish(self.metrics, exchange):
             future = self._current().submit(exchange, routing_key, body, properties)
             try:
                 future.result(self.confirm_timeout_seconds)
             except concurrent.futures.TimeoutError as error:
                 raise PublishNotConfirmed(f"no confirm within {self.confirm_timeout_seconds} s") from error
-        except MessageUnroutable:
-            self.metrics.inc("bus_messages_published", exchange=label, outcome="unroutable")
-            raise
-        except PublishNotConfirmed:
-            self.metrics.inc("bus_messages_published", exchange=label, outcome="nacked")
-            raise
-        except BrokerUnavailable:
-            self.metrics.inc("bus_messages_published", exchange=label, outcome="unavailable")
-            raise
-        self.metrics.observe("bus_publish_duration_seconds", time.perf_counter() - started, exchange=label)
-        self.metrics.inc("bus_messages_published", exchange=label, outcome="confirmed")
 
     def check(self):
         """Raises BrokerUnavailable unless the shared connection is (or can be) open."""
