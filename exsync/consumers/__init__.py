@@ -1,3 +1,23 @@
 """Consumers: one module per queue and the rules they apply."""
 
-__all__ = []
+from exsync.consumers.errors import ConsumerError, NoteInFlightError, OrderDataError
+from exsync.consumers.order_writeback import OrderWritebackConsumer
+from exsync.consumers.orders import OrdersConsumer
+from exsync.consumers.product_export import export_products, start_writer_thread
+from exsync.consumers.runner import CONSUMERS, run_consumer
+from exsync.consumers.shipping_methods import import_shipping_methods
+from exsync.consumers.woo_writer import WooWriter
+
+__all__ = [
+    "CONSUMERS",
+    "ConsumerError",
+    "NoteInFlightError",
+    "OrderDataError",
+    "OrderWritebackConsumer",
+    "OrdersConsumer",
+    "WooWriter",
+    "export_products",
+    "import_shipping_methods",
+    "run_consumer",
+    "start_writer_thread",
+]
