@@ -42,6 +42,8 @@ class _Link:
         self.closed = threading.Event()
         self.failure = None
         self.outbox = collections.deque()
+        self.outbox_lock = threading.Lock()
+        self.drain_scheduled = False
         self.pending = collections.OrderedDict()  # delivery tag -> (message id, future)
         self.returned = set()
         self.sequence = 0
@@ -79,8 +81,10 @@ class _Link:
             self.failure = error
         self.ready.set()
         self.closed.set()
-        while self.outbox:
-            self.outbox.popleft()[-1].set_exception(BrokerUnavailable(f"RabbitMQ connection lost: {error!r}"))
+        with self.outbox_lock:
+            unsent, self.outbox = list(self.outbox), collections.deque()
+        for *_, future in unsent:
+            future.set_exception(BrokerUnavailable(f"RabbitMQ connection lost: {error!r}"))
         for _, future in self.pending.values():
             if not future.done():
                 future.set_exception(BrokerUnavailable(f"RabbitMQ connection lost before the confirm: {error!r}"))
@@ -107,19 +111,27 @@ class _Link:
                 future.set_result(None)
 
     def _drain(self):
-        while self.outbox and self.channel is not None and self.channel.is_open:
-            exchange, routing_key, body, properties, future = self.outbox.popleft()
+        while self.channel is not None and self.channel.is_open:
+            with self.outbox_lock:
+                if not self.outbox:
+                    self.drain_scheduled = False
+                    return
+                exchange, routing_key, body, properties, future = self.outbox.popleft()
             self.sequence += 1
             self.pending[self.sequence] = (properties.message_id, future)
             self.channel.basic_publish(exchange, routing_key, body, properties, mandatory=True)
 
     def submit(self, exchange, routing_key, body, properties):
         future = concurrent.futures.Future()
-        self.outbox.append((exchange, routing_key, body, properties, future))
-        try:
-            self.connection.ioloop.add_callback_threadsafe(self._drain)
-        except Exception as error:  # the loop has stopped: the connection is gone
-            raise BrokerUnavailable(f"RabbitMQ connection is closed: {error!r}") from error
+        with self.outbox_lock:
+            self.outbox.append((exchange, routing_key, body, properties, future))
+            # One wake-up per burst: a drain already scheduled takes this message too.
+            wake, self.drain_scheduled = not self.drain_scheduled, True
+        if wake:
+            try:
+                self.connection.ioloop.add_callback_threadsafe(self._drain)
+            except Exception as error:  # the loop has stopped: the connection is gone
+                raise BrokerUnavailable(f"RabbitMQ connection is closed: {error!r}") from error
         return future
 
     def close(self):
