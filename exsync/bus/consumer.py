@@ -20,12 +20,12 @@ from exsync.bus.errors import BrokerUnavailable, PermanentError
 from exsync.bus.middleware import LoggingMiddleware, MetricsMiddleware
 from exsync.bus.topology import dead_queue_name, retry_queue_name
 from exsync.metrics import Metrics
+from exsync.schemas.config import DEFAULT_PREFETCH
 
 __all__ = ["Message", "Worker", "DEFAULT_PREFETCH", "ATTEMPT_HEADER", "ERROR_HEADER"]
 
 log = logging.getLogger(__name__)
 
-DEFAULT_PREFETCH = 10
 DEFAULT_POLL_SECONDS = 0.5
 DEFAULT_RECONNECT_MIN_SECONDS = 0.5
 DEFAULT_RECONNECT_MAX_SECONDS = 30.0
