@@ -34,6 +34,7 @@ def create_app(*, receiver, publisher, max_body_bytes, metrics=None, metrics_dir
     @app.errorhandler(RequestEntityTooLarge)
     def too_large(error):
         metrics.inc("webhook_requests", topic="unknown", outcome="too_large")
+        log.warning("webhook refused: body of %s bytes over the %d-byte limit", request.content_length, max_body_bytes)
         return _text(413, f"the body is larger than {max_body_bytes} bytes")
 
     @app.get("/healthz")
