@@ -10,7 +10,7 @@ from exsync.bus.errors import (
     PublishNotConfirmed,
 )
 from exsync.bus.middleware import LoggingMiddleware, MetricsMiddleware, Middleware
-from exsync.bus.publisher import Publisher, ThreadLocalPublisher
+from exsync.bus.publisher import Publisher
 from exsync.bus.shared_publisher import SharedPublisher
 from exsync.bus.topology import (
     EXCHEQUER_EXCHANGE,
@@ -41,7 +41,6 @@ __all__ = [
     "Publisher",
     "QueueSpec",
     "SharedPublisher",
-    "ThreadLocalPublisher",
     "Topology",
     "WOO_EXCHANGE",
     "Worker",

@@ -3,7 +3,6 @@
 import contextlib
 import json
 import logging
-import threading
 import time
 
 import pika
@@ -13,7 +12,7 @@ from exsync.bus.connection import CONNECTION_ERRORS, open_connection
 from exsync.bus.errors import BrokerUnavailable, BusError, MessageUnroutable, PublishNotConfirmed
 from exsync.metrics import Metrics
 
-__all__ = ["Publisher", "ThreadLocalPublisher", "counted_publish", "encode_event", "message_properties"]
+__all__ = ["Publisher", "counted_publish", "encode_event", "message_properties"]
 
 log = logging.getLogger(__name__)
 
@@ -59,8 +58,8 @@ def counted_publish(metrics, exchange):
 class Publisher:
     """Publishes envelopes with confirms, `mandatory` and persistence; reconnects once per call.
 
-    Not thread-safe (pika connections are not): give each thread its own, use
-    `ThreadLocalPublisher`, or share a `SharedPublisher`.
+    Not thread-safe (pika connections are not): give each thread its own, or share a
+    `SharedPublisher`.
     """
 
     def __init__(self, *, url, topology=None, metrics=None, connect=open_connection):
@@ -145,33 +144,3 @@ class Publisher:
 
     def __exit__(self, *exc):
         self.close()
-
-
-class ThreadLocalPublisher:
-    """One Publisher per thread, made on first use: for threaded servers such as gunicorn gthread."""
-
-    def __init__(self, **publisher_kwargs):
-        self._kwargs = publisher_kwargs
-        self._local = threading.local()
-        self._lock = threading.Lock()
-        self._all = []
-
-    def _get(self):
-        publisher = getattr(self._local, "publisher", None)
-        if publisher is None:
-            publisher = self._local.publisher = Publisher(**self._kwargs)
-            with self._lock:
-                self._all.append(publisher)
-        return publisher
-
-    def publish(self, **kwargs):
-        return self._get().publish(**kwargs)
-
-    def check(self):
-        return self._get().check()
-
-    def close(self):
-        with self._lock:
-            publishers, self._all = self._all, []
-        for publisher in publishers:
-            publisher.close()

@@ -17,7 +17,6 @@ fail after saving, sending the customer's e-mail), so the claim stays for the ch
 """
 
 import logging
-import threading
 import time
 
 from exsync.bus import PermanentError
@@ -25,6 +24,7 @@ from exsync.consumers.errors import NoteInFlightError
 from exsync.consumers.state import NOTE_DONE, NoteStore, ensure_tables
 from exsync.exchequer import ConnectError, DatabaseError, connect, mapping_for
 from exsync.metrics import Metrics
+from exsync.threads import PerThread
 from exsync.woo import WooApiError, WooClient, WooNotFound
 
 __all__ = ["DEFAULT_CLAIM_TIMEOUT_SECONDS", "OrderWritebackConsumer", "build"]
@@ -51,26 +51,16 @@ class OrderWritebackConsumer:
         self.metrics = metrics or Metrics()
         self.claim_timeout_seconds = claim_timeout_seconds
         self.clock = clock
-        self._local = threading.local()
-        self._databases = []
-        self._lock = threading.Lock()
+        self._per_thread = PerThread(
+            make=lambda: NoteStore(database=connect(state_dsn, mapping=self.names_mapping)),
+            close=lambda notes: notes.database.close())
         ensure_tables(self._notes().database)
 
     def _notes(self):
-        notes = getattr(self._local, "notes", None)
-        if notes is None:
-            database = connect(self.state_dsn, mapping=self.names_mapping)
-            with self._lock:
-                self._databases.append(database)
-            notes = self._local.notes = NoteStore(database=database)
-        return notes
+        return self._per_thread.get()
 
     def close(self):
-        with self._lock:
-            databases, self._databases = self._databases, []
-        for database in databases:
-            database.close()
-        self._local = threading.local()
+        self._per_thread.close()
         self.client.close()
 
     def handle(self, message):
@@ -78,12 +68,7 @@ class OrderWritebackConsumer:
             self.handle_event(message.event)
         except (ConnectError, DatabaseError):
             # A dropped connection stays broken: the retry gets a fresh one.
-            notes = getattr(self._local, "notes", None)
-            self._local.notes = None
-            if notes is not None:
-                with self._lock:
-                    self._databases = [held for held in self._databases if held is not notes.database]
-                notes.database.close()
+            self._per_thread.discard()
             raise
 
     def handle_event(self, event):

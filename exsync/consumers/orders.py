@@ -12,10 +12,9 @@ for the write-back consumer to note. Exchequer documents are never deleted.
 
 import datetime
 import logging
-import threading
 import time
 
-from exsync.bus import EXCHEQUER_EXCHANGE, PermanentError, ThreadLocalPublisher, Topology, new_event
+from exsync.bus import EXCHEQUER_EXCHANGE, PermanentError, SharedPublisher, Topology, new_event
 from exsync.consumers.errors import OrderDataError
 from exsync.consumers.order_mapping import PRODUCT, OrderMapping, money
 from exsync.consumers.order_rules import OrderFacts, choose, customer_role, order_meta
@@ -37,6 +36,7 @@ from exsync.exchequer import (
 )
 from exsync.exchequer.writer import KIND_ACCOUNT
 from exsync.metrics import Metrics
+from exsync.threads import PerThread
 
 __all__ = [
     "CANCELLED_STATUSES",
@@ -111,9 +111,10 @@ class OrdersConsumer:
         self.publisher = publisher
         self.metrics = metrics or Metrics()
         self.clock = clock
-        self._local = threading.local()
-        self._all = []
-        self._lock = threading.Lock()
+        self._per_thread = PerThread(
+            make=lambda: _Connections(exchequer_dsn=exchequer_dsn, state_dsn=state_dsn, mapping=self.names_mapping,
+                                      options=self.exchequer_options, metrics=self.metrics),
+            close=_Connections.close)
         self._last_release = clock()
         if self.options["credit_note_on_refund"]:
             log.warning("orders.credit_note_on_refund: the Exchequer write layer cannot create credit notes "
@@ -123,22 +124,10 @@ class OrdersConsumer:
     # --- connections
 
     def _connections(self):
-        connections = getattr(self._local, "connections", None)
-        if connections is None:
-            connections = _Connections(exchequer_dsn=self.exchequer_dsn, state_dsn=self.state_dsn,
-                                       mapping=self.names_mapping, options=self.exchequer_options,
-                                       metrics=self.metrics)
-            self._local.connections = connections
-            with self._lock:
-                self._all.append(connections)
-        return connections
+        return self._per_thread.get()
 
     def close(self):
-        with self._lock:
-            everything, self._all = self._all, []
-        for connections in everything:
-            connections.close()
-        self._local = threading.local()
+        self._per_thread.close()
         self.publisher.close()
 
     # --- the consumer interface
@@ -148,17 +137,8 @@ class OrdersConsumer:
             self.handle_event(message.event)
         except (ConnectError, DatabaseError):
             # A dropped connection stays broken: the retry gets fresh ones.
-            self._drop_connections()
+            self._per_thread.discard()
             raise
-
-    def _drop_connections(self):
-        connections = getattr(self._local, "connections", None)
-        if connections is None:
-            return
-        self._local.connections = None
-        with self._lock:
-            self._all = [held for held in self._all if held is not connections]
-        connections.close()
 
     def on_idle(self):
         """Retries parked orders every `orders.parked_retry_seconds` while the queue is quiet."""
@@ -169,7 +149,7 @@ class OrdersConsumer:
             except ExsyncError as error:
                 # The consume loop must outlive a database outage; the next idle tick tries again.
                 log.warning("retrying parked orders failed: %s", error)
-                self._drop_connections()
+                self._per_thread.discard()
 
     def handle_event(self, event):
         """Applies one `woo.order.*` envelope; returns what became of it (for logs and tests)."""
@@ -467,7 +447,7 @@ class OrdersConsumer:
 
 def build(settings, *, metrics):
     """The consumer `exsync consume orders` runs."""
-    publisher = ThreadLocalPublisher(url=settings.amqp_url, topology=Topology.from_config(settings.config),
-                                     metrics=metrics)
+    publisher = SharedPublisher(url=settings.amqp_url, topology=Topology.from_config(settings.config),
+                                metrics=metrics)
     return OrdersConsumer(exchequer_dsn=settings.exchequer_dsn, state_dsn=settings.state_dsn,
                           config=settings.config, publisher=publisher, metrics=metrics)
