@@ -1,9 +1,9 @@
 """A publisher many threads share: one connection per process, confirms pipelined on an I/O thread.
 
-A threaded server (gunicorn gthread) waits on a broker confirm per request. With a blocking
-connection per thread each waits in turn on its own socket; here every thread's message goes out
-on one connection as soon as it is handed over, and the broker's confirms (often several in one
-`multiple` ack) release the waiting threads. Fewer connections, fewer wake-ups per message.
+A server that waits on a broker confirm per request (gunicorn's gevent workers, whose greenlets
+stand in for threads, or a consumer's handler threads) sends every request's message on one
+connection as soon as it is handed over, and the broker's confirms (often several in one
+`multiple` ack) release the waiters. Fewer connections, fewer broker rounds per message.
 """
 
 import collections
@@ -177,11 +177,25 @@ class SharedPublisher:
         body = encode_event(event)
         properties = message_properties(event, headers)
         with counted_publish(self.metrics, exchange):
-            future = self._current().submit(exchange, routing_key, body, properties)
-            try:
-                future.result(self.confirm_timeout_seconds)
-            except concurrent.futures.TimeoutError as error:
-                raise PublishNotConfirmed(f"no confirm within {self.confirm_timeout_seconds} s") from error
+            for attempt in (1, 2):
+                link = self._current()  # a broker that is down fails here, and is not retried
+                try:
+                    self._send(link, exchange, routing_key, body, properties)
+                    return
+                except BrokerUnavailable as error:
+                    # One retry on a new connection, as Publisher does: a connection dropped since
+                    # the last message (a broker restart, a proxy's idle timeout) is only noticed
+                    # when a message fails on it.
+                    if attempt == 2:
+                        raise
+                    log.warning("publish failed (%s); reconnecting once", error)
+
+    def _send(self, link, exchange, routing_key, body, properties):
+        future = link.submit(exchange, routing_key, body, properties)
+        try:
+            future.result(self.confirm_timeout_seconds)
+        except concurrent.futures.TimeoutError as error:
+            raise PublishNotConfirmed(f"no confirm within {self.confirm_timeout_seconds} s") from error
 
     def check(self):
         """Raises BrokerUnavailable unless the shared connection is (or can be) open."""
