@@ -1,24 +1,67 @@
 """The receiver against a bare gunicorn+Flask endpoint: same workers, same load, one run.
 
-Key: webhook_throughput_ratio (receiver requests/s ÷ bare requests/s, goal >= 0.5); also the
-p50/p99 of both and the p99 the receiver adds (goal <= 10 ms).
+Keys: webhook_throughput_ratio (receiver requests/s ÷ bare requests/s, goal >= 0.5),
+webhook_p99_added_seconds (goal <= 10 ms) and webhook_gevent_gain_ratio (the receiver on gevent
+workers ÷ the same receiver on gthread workers, the measure behind exsync's worker class).
+Each server's CPU per request and the broker's per message are recorded with them, read from
+/proc around the measured run, so where the time goes is on record beside the ratio.
 """
 
 import json
 import pathlib
 import sys
+import time
 
 from bench.results import record
-from bench.support import free_port, private_vhost, run_wrk, server
+from bench.support import broker_pid, cpu_seconds, free_port, private_vhost, process_tree, run_wrk, server
+from exsync.webhooks.serve import gunicorn_command
 from exsync.webhooks.signature import compute_signature
 from exsync.woo.sandbox import php_json_dumps
 
 WORKERS = 2
-THREADS = 8
+WORKER_CONNECTIONS = 100
+GTHREAD_THREADS = 8
 CONNECTIONS = 16
+WARM_UP_SECONDS = 2
 DURATION_SECONDS = 10
 SECRET = "bench-secret"
 ORDER = pathlib.Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "woo" / "order_727.json"
+
+
+def _servers(amqp_url):
+    """(name, command, environment) of each server measured, all on WORKERS workers."""
+    receiver_env = {"EXSYNC_AMQP_URL": amqp_url, "EXSYNC_WEBHOOK_SECRETS": SECRET,
+                    "EXSYNC_WEBHOOK_WORKERS": str(WORKERS), "EXSYNC_WEBHOOK_CONNECTIONS": str(WORKER_CONNECTIONS),
+                    "EXSYNC_LOG_LEVEL": "WARNING"}
+    bare = [sys.executable, "-m", "gunicorn", "-w", str(WORKERS), "-k", "gevent",
+            "--worker-connections", str(WORKER_CONNECTIONS), "bench.bare_app:app"]
+    # gunicorn's command line overrides its config module: the same receiver, on threads.
+    gthread = gunicorn_command()[:-1] + ["-k", "gthread", "--threads", str(GTHREAD_THREADS), gunicorn_command()[-1]]
+    return (
+        ("bare", bare, {}),
+        ("receiver", [sys.executable, "-m", "exsync.cli", "webhook"], receiver_env),
+        ("receiver_gthread", gthread, receiver_env),
+    )
+
+
+def _measure(command, env, *, body, headers, broker):
+    port = free_port()
+    env = {**env, "EXSYNC_BIND": f"127.0.0.1:{port}"}
+    if "bench.bare_app:app" in command:
+        command = command + ["-b", f"127.0.0.1:{port}"]
+    with server(command, port=port, env=env) as process:
+        url = f"http://127.0.0.1:{port}/webhooks/woocommerce"
+        run_wrk(url, body=body, headers=headers, connections=CONNECTIONS, duration_seconds=WARM_UP_SECONDS)
+        pids = process_tree(process.pid)
+        server_before, broker_before = cpu_seconds(pids), cpu_seconds([broker] if broker else [])
+        figures = run_wrk(url, body=body, headers=headers, connections=CONNECTIONS, duration_seconds=DURATION_SECONDS)
+        server_cpu = cpu_seconds(pids) - server_before
+        broker_cpu = cpu_seconds([broker] if broker else []) - broker_before
+    requests = figures["requests"]
+    figures["server_cpu_ms_per_request"] = round(server_cpu / requests * 1000, 3)
+    if broker:
+        figures["broker_cpu_ms_per_request"] = round(broker_cpu / requests * 1000, 3)
+    return figures
 
 
 def run():
@@ -30,33 +73,25 @@ def run():
         "X-WC-Webhook-Signature": compute_signature(body, SECRET),
         "X-WC-Webhook-ID": "1",
     }
+    broker = broker_pid()
     figures = {}
     with private_vhost() as amqp_url:
-        for name, command, env in (
-            ("bare", [sys.executable, "-m", "gunicorn", "-w", str(WORKERS), "-k", "gthread", "--threads",
-                      str(THREADS), "bench.bare_app:app"], {}),
-            ("receiver", [sys.executable, "-m", "exsync.cli", "webhook"],
-             {"EXSYNC_AMQP_URL": amqp_url, "EXSYNC_WEBHOOK_SECRETS": SECRET,
-              "EXSYNC_WEBHOOK_WORKERS": str(WORKERS), "EXSYNC_WEBHOOK_THREADS": str(THREADS),
-              "EXSYNC_LOG_LEVEL": "WARNING"}),
-        ):
-            port = free_port()
-            if name == "bare":
-                command = command + ["-b", f"127.0.0.1:{port}"]
-            env = {**env, "EXSYNC_BIND": f"127.0.0.1:{port}"}
-            with server(command, port=port, env=env):
-                url = f"http://127.0.0.1:{port}/webhooks/woocommerce"
-                run_wrk(url, body=body, headers=headers, connections=CONNECTIONS, duration_seconds=2)  # warm-up
-                figures[name] = run_wrk(url, body=body, headers=headers, connections=CONNECTIONS,
-                                        duration_seconds=DURATION_SECONDS)
-            print(f"{name}: {figures[name]}")
-    bare, receiver = figures["bare"], figures["receiver"]
-    if receiver["non_2xx"]:
-        raise RuntimeError(f"the receiver answered {receiver['non_2xx']} requests with an error")
-    conditions = {"workers": WORKERS, "threads": THREADS, "connections": CONNECTIONS,
-                  "duration_seconds": DURATION_SECONDS, "load_generator": "wrk",
-                  "bare": bare, "receiver": receiver}
+        for name, command, env in _servers(amqp_url):
+            figures[name] = _measure(command, env, body=body, headers=headers, broker=broker)
+            print(f"{name}: {figures[name]}", flush=True)
+            time.sleep(1)  # let the broker settle the last run's messages before the next
+    bare, receiver, gthread = figures["bare"], figures["receiver"], figures["receiver_gthread"]
+    for name in ("receiver", "receiver_gthread"):
+        if figures[name]["non_2xx"]:
+            raise RuntimeError(f"{name} answered {figures[name]['non_2xx']} requests with an error")
+    conditions = {"workers": WORKERS, "worker_class": "gevent", "worker_connections": WORKER_CONNECTIONS,
+                  "connections": CONNECTIONS, "duration_seconds": DURATION_SECONDS, "load_generator": "wrk",
+                  "broker_on_this_machine": broker is not None, "bare": bare, "receiver": receiver}
     record("webhook_throughput_ratio", value=round(receiver["requests_per_second"] / bare["requests_per_second"], 3),
            unit="ratio", goal=">= 0.5", conditions=conditions)
     record("webhook_p99_added_seconds", value=round(receiver["p99_seconds"] - bare["p99_seconds"], 4),
            unit="seconds", goal="<= 0.010", conditions=conditions)
+    record("webhook_gevent_gain_ratio",
+           value=round(receiver["requests_per_second"] / gthread["requests_per_second"], 3), unit="ratio",
+           goal="> 1 (else gthread workers)",
+           conditions={**conditions, "gthread_threads": GTHREAD_THREADS, "receiver_gthread": gthread})

@@ -11,7 +11,8 @@ import tempfile
 import time
 import uuid
 
-__all__ = ["private_vhost", "free_port", "wait_for_port", "server", "run_wrk"]
+__all__ = ["private_vhost", "free_port", "wait_for_port", "server", "run_wrk", "cpu_seconds", "process_tree",
+           "broker_pid"]
 
 BASE_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
 
@@ -27,6 +28,45 @@ def private_vhost():
         yield BASE_AMQP_URL + name
     finally:
         run("delete_vhost", name)
+
+
+_CLOCK_TICKS_PER_SECOND = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pids):
+    """User plus system CPU the processes have used so far (those gone since count nothing)."""
+    total = 0.0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as handle:
+                fields = handle.read().rsplit(")", 1)[1].split()
+        except FileNotFoundError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS_PER_SECOND
+    return total
+
+
+def process_tree(pid):
+    """`pid` and its descendants (a gunicorn arbiter and its workers)."""
+    parents = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as handle:
+                    parents[int(entry)] = int(handle.read().rsplit(")", 1)[1].split()[1])
+            except (FileNotFoundError, ProcessLookupError):
+                continue
+    tree, frontier = [pid], [pid]
+    while frontier:
+        frontier = [child for child, parent in parents.items() if parent in frontier]
+        tree.extend(frontier)
+    return tree
+
+
+def broker_pid():
+    """RabbitMQ's Erlang VM on this machine, or None when the broker runs elsewhere."""
+    found = subprocess.run(["pgrep", "-x", "beam.smp"], capture_output=True, text=True).stdout.split()
+    return int(found[0]) if len(found) == 1 else None
 
 
 def free_port():

@@ -17,7 +17,7 @@ __all__ = ["Settings", "load_settings", "child_environment", "DEFAULT_AMQP_URL",
 DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
 DEFAULT_BIND = "0.0.0.0:8000"
 DEFAULT_WEBHOOK_WORKERS = 2
-DEFAULT_WEBHOOK_THREADS = 8
+DEFAULT_WEBHOOK_CONNECTIONS = 100
 DEFAULT_EXCHEQUER_DSN = "sqlite:///var/demo/exchequer.db"
 DEFAULT_LOG_LEVEL = "INFO"
 
@@ -30,7 +30,7 @@ class Settings:
     webhook_secrets: tuple[str, ...] = ()
     bind: str = DEFAULT_BIND
     webhook_workers: int = DEFAULT_WEBHOOK_WORKERS
-    webhook_threads: int = DEFAULT_WEBHOOK_THREADS
+    webhook_connections: int = DEFAULT_WEBHOOK_CONNECTIONS
     config_path: str | None = None
     exchequer_dsn: str = DEFAULT_EXCHEQUER_DSN
     state_dsn: str = DEFAULT_EXCHEQUER_DSN
@@ -93,7 +93,8 @@ def load_settings(environ=None, *, read_file=True):
         webhook_secrets=secrets,
         bind=environ.get("EXSYNC_BIND") or DEFAULT_BIND,
         webhook_workers=_positive_int(environ, "EXSYNC_WEBHOOK_WORKERS", DEFAULT_WEBHOOK_WORKERS, problems),
-        webhook_threads=_positive_int(environ, "EXSYNC_WEBHOOK_THREADS", DEFAULT_WEBHOOK_THREADS, problems),
+        webhook_connections=_positive_int(environ, "EXSYNC_WEBHOOK_CONNECTIONS", DEFAULT_WEBHOOK_CONNECTIONS,
+                                          problems),
         config_path=config_path,
         exchequer_dsn=exchequer_dsn,
         state_dsn=environ.get("EXSYNC_STATE_DSN") or exchequer_dsn,

@@ -25,7 +25,7 @@ def webhook_server(amqp_url, tmp_path):
         "EXSYNC_WEBHOOK_SECRETS": f"older-secret,{SECRET}",
         "EXSYNC_BIND": f"127.0.0.1:{port}",
         "EXSYNC_WEBHOOK_WORKERS": "2",
-        "EXSYNC_WEBHOOK_THREADS": "4",
+        "EXSYNC_WEBHOOK_CONNECTIONS": "16",
         "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics"),
     }
     log = open(tmp_path / "gunicorn.log", "wb")
