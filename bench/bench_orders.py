@@ -10,17 +10,14 @@ purged before and after. The PostgreSQL database is the benchmark's own, dropped
 
 import contextlib
 import statistics
-import subprocess
 import sys
 import threading
 import time
 import uuid
 
-import pika
-
 from bench.results import record
-from bench.support import free_port, server
-from exsync.bus import Publisher, SharedPublisher, Topology, Worker, declare_topology, new_event
+from bench.support import BENCH_AMQP_URL, bench_vhost, free_port, purge_queues, server
+from exsync.bus import Publisher, SharedPublisher, Topology, Worker, new_event
 from exsync.consumers.orders import OrdersConsumer
 from exsync.consumers.state import OrderStore
 from exsync.exchequer import adjust_stock, connect, init_schema, seed
@@ -32,31 +29,11 @@ PG_SERVER = "Driver={PostgreSQL Unicode};Server=127.0.0.1;Port=5432;Uid=postgres
 # Transaction-level rollback on errors: psqlODBC's default (statement level) wraps every statement in a
 # savepoint, which costs two extra round trips each; exsync never continues a transaction after an error.
 PG_OPTIONS = "Protocol=7.4-1;UseServerSidePrepare=0;"
-VHOST = "exsync-bench"
-AMQP_URL = f"amqp://guest:guest@127.0.0.1:5672/{VHOST}"
 ORDERS = 1000
 RATE_PER_SECOND = 20
 STEADY_SECONDS = 15
 SECRET = "bench-orders-secret"
 SEED = {"items": 200, "locations": 1, "boms": 0, "accounts": 50}
-
-
-def ensure_vhost():
-    listed = subprocess.run(["rabbitmqctl", "-q", "list_vhosts"], check=True, capture_output=True, text=True).stdout
-    if VHOST not in listed.split():
-        subprocess.run(["rabbitmqctl", "-q", "add_vhost", VHOST], check=True, capture_output=True)
-        subprocess.run(["rabbitmqctl", "-q", "set_permissions", "-p", VHOST, "guest", ".*", ".*", ".*"], check=True,
-                       capture_output=True)
-
-
-def purge(topology):
-    connection = pika.BlockingConnection(pika.URLParameters(AMQP_URL))
-    try:
-        channel = connection.channel()
-        for name in topology.all_queue_names():
-            channel.queue_purge(name)
-    finally:
-        connection.close()
 
 
 @contextlib.contextmanager
@@ -109,7 +86,7 @@ def order(order_id, codes):
 def consumer_for(dsn):
     config = validate_config({})[0]
     return OrdersConsumer(exchequer_dsn=dsn, config=config,
-                          publisher=SharedPublisher(url=AMQP_URL, topology=Topology()))
+                          publisher=SharedPublisher(url=BENCH_AMQP_URL, topology=Topology()))
 
 
 def imported_count(store):
@@ -117,13 +94,13 @@ def imported_count(store):
 
 
 def throughput(dsn, codes, topology):
-    with Publisher(url=AMQP_URL, topology=topology) as publisher:
+    with Publisher(url=BENCH_AMQP_URL, topology=topology) as publisher:
         for order_id in range(1, ORDERS + 1):
             publisher.publish(exchange="woo", routing_key="order.created", event=new_event(
                 type="woo.order.created", source="bench", subject=str(order_id), data=order(order_id, codes)))
     consumer = consumer_for(dsn)
     store = OrderStore(database=connect(dsn))
-    worker = Worker(url=AMQP_URL, queue="orders.import", handler=consumer.handle, topology=topology,
+    worker = Worker(url=BENCH_AMQP_URL, queue="orders.import", handler=consumer.handle, topology=topology,
                     concurrency=DEFAULT_HANDLER_THREADS)
     started = time.perf_counter()
     thread = threading.Thread(target=worker.run, daemon=True)
@@ -142,10 +119,10 @@ def latency(dsn, codes, topology):
     import requests
 
     port = free_port()
-    env = {"EXSYNC_AMQP_URL": AMQP_URL, "EXSYNC_WEBHOOK_SECRETS": SECRET, "EXSYNC_BIND": f"127.0.0.1:{port}",
-           "EXSYNC_LOG_LEVEL": "WARNING"}
+    env = {"EXSYNC_AMQP_URL": BENCH_AMQP_URL, "EXSYNC_WEBHOOK_SECRETS": SECRET,
+           "EXSYNC_BIND": f"127.0.0.1:{port}", "EXSYNC_LOG_LEVEL": "WARNING"}
     consumer = consumer_for(dsn)
-    worker = Worker(url=AMQP_URL, queue="orders.import", handler=consumer.handle, topology=topology,
+    worker = Worker(url=BENCH_AMQP_URL, queue="orders.import", handler=consumer.handle, topology=topology,
                     concurrency=DEFAULT_HANDLER_THREADS)
     thread = threading.Thread(target=worker.run, daemon=True)
     thread.start()
@@ -181,18 +158,12 @@ def latency(dsn, codes, topology):
 
 
 def run():
-    ensure_vhost()
     topology = Topology()
-    declare_topology(AMQP_URL, topology)
-    purge(topology)
-    try:
-        with database() as dsn:
-            codes = prepare(dsn)
-            per_second, seconds = throughput(dsn, codes, topology)
-            purge(topology)
-            p50, p95, measured = latency(dsn, codes, topology)
-    finally:
-        purge(topology)
+    with bench_vhost(topology), database() as dsn:
+        codes = prepare(dsn)
+        per_second, seconds = throughput(dsn, codes, topology)
+        purge_queues(topology)
+        p50, p95, measured = latency(dsn, codes, topology)
     conditions = {"database": "postgresql via pyodbc (psqlODBC)", "odbc_options": PG_OPTIONS, "consumers": 1,
                   "prefetch": 10, "lines_per_order": 3, "orders": ORDERS, "drain_seconds": round(seconds, 2)}
     record("order_import_orders_per_second", value=round(per_second, 1), unit="orders/s", goal=">= 100",

@@ -1,4 +1,4 @@
-"""Shared pieces of the benchmarks: a private RabbitMQ vhost, servers started and stopped, wrk."""
+"""Shared pieces of the benchmarks: their RabbitMQ vhost, servers started and stopped, wrk, CPU times."""
 
 import contextlib
 import os
@@ -9,25 +9,47 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 
-__all__ = ["private_vhost", "free_port", "wait_for_port", "server", "run_wrk", "cpu_seconds", "process_tree",
-           "broker_pid"]
+__all__ = ["BENCH_AMQP_URL", "bench_vhost", "purge_queues", "free_port", "wait_for_port", "server", "run_wrk",
+           "cpu_seconds", "process_tree", "broker_pid"]
 
-BASE_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
+BENCH_VHOST = "exsync-bench"
+BENCH_AMQP_URL = f"amqp://guest:guest@127.0.0.1:5672/{BENCH_VHOST}"
 
 
 @contextlib.contextmanager
-def private_vhost():
-    """A vhost of the benchmark's own, so its messages never mix with anything else."""
-    name = f"exsync-bench-{uuid.uuid4().hex[:8]}"
-    run = lambda *args: subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True)  # noqa: E731
-    run("add_vhost", name)
-    run("set_permissions", "-p", name, "guest", ".*", ".*", ".*")
+def bench_vhost(topology):
+    """The benchmarks' own vhost with `topology` declared, its queues purged before and after.
+
+    Made once and never deleted: RabbitMQ 3.10 can stall for minutes deleting a vhost that holds
+    quorum queues, so a benchmark empties its queues instead.
+    """
+    from exsync.bus import declare_topology
+
+    run = lambda *args: subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True,  # noqa: E731
+                                       text=True).stdout
+    if BENCH_VHOST not in run("list_vhosts").split():
+        run("add_vhost", BENCH_VHOST)
+        run("set_permissions", "-p", BENCH_VHOST, "guest", ".*", ".*", ".*")
+    declare_topology(BENCH_AMQP_URL, topology)
+    purge_queues(topology)
     try:
-        yield BASE_AMQP_URL + name
+        yield BENCH_AMQP_URL
     finally:
-        run("delete_vhost", name)
+        purge_queues(topology)
+
+
+def purge_queues(topology):
+    """Empties every queue of `topology` in the benchmarks' vhost."""
+    import pika
+
+    connection = pika.BlockingConnection(pika.URLParameters(BENCH_AMQP_URL))
+    try:
+        channel = connection.channel()
+        for name in topology.all_queue_names():
+            channel.queue_purge(name)
+    finally:
+        connection.close()
 
 
 _CLOCK_TICKS_PER_SECOND = os.sysconf("SC_CLK_TCK")
@@ -107,11 +129,16 @@ WRK_SCRIPT = """
 wrk.method = "POST"
 wrk.body = io.open("{body}", "rb"):read()
 {headers}
+{pacing}
 """
 
 
-def run_wrk(url, *, body, headers, connections, duration_seconds, threads=1):
-    """Loads `url` with wrk; returns requests/s, p50 and p99 latency (seconds), and non-2xx count."""
+def run_wrk(url, *, body, headers, connections, duration_seconds, threads=1, pause_ms=0):
+    """Loads `url` with wrk; returns requests/s, p50 and p99 latency (seconds), and non-2xx count.
+
+    With `pause_ms`, each connection waits that long on average after each answer: a paced load,
+    so two servers can be compared at the same offered rate rather than each at its own saturation.
+    """
     if shutil.which("wrk") is None:
         raise RuntimeError("wrk is not installed (make bench installs the Debian package)")
     with tempfile.TemporaryDirectory() as folder:
@@ -121,7 +148,9 @@ def run_wrk(url, *, body, headers, connections, duration_seconds, threads=1):
         script = os.path.join(folder, "post.lua")
         header_lines = "\n".join(f'wrk.headers["{k}"] = "{v}"' for k, v in headers.items())
         with open(script, "w") as handle:
-            handle.write(WRK_SCRIPT.format(body=body_path, headers=header_lines))
+            # Pauses drawn from 0..2x, so the connections drift apart instead of arriving in bursts.
+            pacing = f"function delay() return math.random(0, {2 * int(pause_ms)}) end" if pause_ms else ""
+            handle.write(WRK_SCRIPT.format(body=body_path, headers=header_lines, pacing=pacing))
         result = subprocess.run(
             ["wrk", "--latency", "-t", str(threads), "-c", str(connections), "-d", f"{duration_seconds}s",
              "-s", script, url],
