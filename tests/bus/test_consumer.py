@@ -4,7 +4,6 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.parse
 
 import prometheus_client
 import pytest
@@ -12,7 +11,7 @@ import pytest
 from exsync.bus import PermanentError, Publisher, Topology, Worker, declare_topology, new_event
 from exsync.bus.consumer import ATTEMPT_HEADER, ERROR_HEADER
 from exsync.metrics import PrometheusMetrics
-from tests.support.proxy import TcpProxy
+from tests.support.proxy import proxy_in_front_of
 from tests.support.rabbit import queue_depth, read_messages
 
 TOPOLOGY = Topology(retry_delays_seconds=(1, 2), max_attempts=3)
@@ -126,9 +125,7 @@ def _raw_dead(url):
 
 def test_the_worker_reconnects_when_the_broker_comes_back(amqp_url):
     declare_topology(amqp_url, TOPOLOGY)
-    parts = urllib.parse.urlsplit(amqp_url)
-    proxy = TcpProxy(target_host=parts.hostname, target_port=parts.port or 5672).start()
-    proxied = urllib.parse.urlunsplit(parts._replace(netloc=f"guest:guest@127.0.0.1:{proxy.port}"))
+    proxy, proxied = proxy_in_front_of(amqp_url)
     seen = []
     try:
         with Running(url=proxied, queue="orders.import", handler=lambda m: seen.append(m.event["subject"]),

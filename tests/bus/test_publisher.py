@@ -1,4 +1,3 @@
-import urllib.parse
 
 import pytest
 
@@ -11,7 +10,7 @@ from exsync.bus import (
     declare_topology,
     new_event,
 )
-from tests.support.proxy import TcpProxy
+from tests.support.proxy import proxy_in_front_of
 from tests.support.rabbit import queue_depth, read_messages
 
 PUBLISHERS = pytest.mark.parametrize("publisher_class", [Publisher, SharedPublisher])
@@ -19,11 +18,6 @@ PUBLISHERS = pytest.mark.parametrize("publisher_class", [Publisher, SharedPublis
 
 def event(subject=1):
     return new_event(type="woo.order.created", source="test", subject=subject, data={"id": subject})
-
-
-def proxied(url, proxy):
-    parts = urllib.parse.urlsplit(url)
-    return urllib.parse.urlunsplit(parts._replace(netloc=f"{parts.username}:{parts.password}@127.0.0.1:{proxy.port}"))
 
 
 @PUBLISHERS
@@ -62,9 +56,8 @@ def test_declaring_the_topology_twice_changes_nothing(amqp_url):
 @PUBLISHERS
 def test_the_publisher_reconnects_after_a_dropped_connection(amqp_url, publisher_class):
     declare_topology(amqp_url, Topology())
-    parts = urllib.parse.urlsplit(amqp_url)
-    proxy = TcpProxy(target_host=parts.hostname, target_port=parts.port or 5672).start()
-    publisher = publisher_class(url=proxied(amqp_url, proxy))
+    proxy, proxied = proxy_in_front_of(amqp_url)
+    publisher = publisher_class(url=proxied)
     try:
         publisher.publish(exchange="woo", routing_key="order.created", event=event(1))
         proxy.cut()

@@ -1,5 +1,7 @@
 """`exsync webhook` as a real gunicorn process: WooCommerce's documented order, signed, lands on the bus."""
 
+import concurrent.futures
+import contextlib
 import os
 import signal
 import subprocess
@@ -10,14 +12,16 @@ import requests
 
 from exsync.bus import Topology, declare_topology
 from tests.support.net import free_port, wait_for_port
-from tests.support.rabbit import bind_probe, read_messages
+from tests.support.proxy import proxy_in_front_of
+from tests.support.rabbit import bind_probe, queue_depth, read_messages
 from tests.support.woo import delivery_headers, fixture, woo_json
 
 SECRET = "e2e-secret&amp;rotated"
 
 
-@pytest.fixture
-def webhook_server(amqp_url, tmp_path):
+@contextlib.contextmanager
+def running_webhook(amqp_url, tmp_path):
+    """`exsync webhook` (2 gevent workers) against `amqp_url`; yields its base URL, stops it with SIGTERM."""
     port = free_port()
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
@@ -41,6 +45,12 @@ def webhook_server(amqp_url, tmp_path):
         except subprocess.TimeoutExpired:
             process.kill()
         log.close()
+
+
+@pytest.fixture
+def webhook_server(amqp_url, tmp_path):
+    with running_webhook(amqp_url, tmp_path) as base_url:
+        yield base_url
 
 
 @pytest.mark.slow
@@ -78,3 +88,42 @@ def test_documented_order_signed_and_delivered_arrives_on_a_bound_queue(amqp_url
     assert 'exsync_webhook_requests_total{outcome="accepted",topic="order.created"} 7.0' in exposition
     assert 'exsync_webhook_unauthorized_total{reason="bad_signature"} 1.0' in exposition
     assert len(read_messages(amqp_url, probe, count=6)) == 6
+
+
+@pytest.mark.slow
+def test_concurrent_deliveries_are_each_stored_once(amqp_url, webhook_server):
+    declare_topology(amqp_url, Topology())
+    bodies = [woo_json({**fixture("order_727.json"), "id": 1000 + n}) for n in range(60)]
+
+    def deliver(body):
+        headers = delivery_headers(body, secret=SECRET, topic="order.created")
+        return requests.post(f"{webhook_server}/webhooks/woocommerce", data=body, headers=headers, timeout=30)
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=20) as pool:
+        statuses = [response.status_code for response in pool.map(deliver, bodies)]
+    assert statuses == [200] * 60
+    stored = read_messages(amqp_url, "orders.import", count=60)
+    assert sorted(event["data"]["id"] for event, _ in stored) == list(range(1000, 1060))
+
+
+@pytest.mark.slow
+def test_a_broker_outage_gives_503_then_deliveries_are_stored_again(amqp_url, tmp_path):
+    declare_topology(amqp_url, Topology())
+    proxy, proxied = proxy_in_front_of(amqp_url)
+    body = woo_json(fixture("order_727.json"))
+    headers = delivery_headers(body, secret=SECRET, topic="order.created")
+    try:
+        with running_webhook(proxied, tmp_path) as base_url:
+            post = lambda: requests.post(f"{base_url}/webhooks/woocommerce", data=body, headers=headers,  # noqa: E731
+                                         timeout=60)
+            assert post().status_code == 200
+            proxy.cut()
+            # Unstored deliveries are refused, so WooCommerce delivers them again later.
+            assert post().status_code == 503
+            assert requests.get(f"{base_url}/readyz", timeout=60).status_code == 503
+            proxy.restore()
+            statuses = [post().status_code for _ in range(4)]  # both workers reconnect on their own
+            assert statuses == [200] * 4
+    finally:
+        proxy.cut()
+    assert queue_depth(amqp_url, "orders.import") == 5

@@ -5,10 +5,11 @@ Tests never stop the shared services; they cut this proxy instead.
 
 import socket
 import threading
+import urllib.parse
 
 from tests.support.net import free_port
 
-__all__ = ["TcpProxy"]
+__all__ = ["TcpProxy", "proxy_in_front_of"]
 
 
 class TcpProxy:
@@ -87,3 +88,11 @@ class TcpProxy:
         return self.start()
 
     stop = cut
+
+
+def proxy_in_front_of(url):
+    """A started TcpProxy to the service at `url` (amqp://...), and the same URL through it."""
+    parts = urllib.parse.urlsplit(url)
+    proxy = TcpProxy(target_host=parts.hostname, target_port=parts.port or 5672).start()
+    credentials = f"{parts.username}:{parts.password}@" if parts.username else ""
+    return proxy, urllib.parse.urlunsplit(parts._replace(netloc=f"{credentials}127.0.0.1:{proxy.port}"))

@@ -1,6 +1,5 @@
 """The receiver through Flask's test client, publishing to a real RabbitMQ vhost of the test's own."""
 
-import urllib.parse
 
 import prometheus_client
 import pytest
@@ -8,7 +7,7 @@ import pytest
 from exsync.bus import INVALID_QUEUE, Publisher, Topology, declare_topology
 from exsync.metrics import PrometheusMetrics
 from exsync.webhooks import Receiver, create_app
-from tests.support.proxy import TcpProxy
+from tests.support.proxy import proxy_in_front_of
 from tests.support.rabbit import bind_probe, queue_depth, read_messages
 from tests.support.woo import delivery_headers, fixture, woo_json
 
@@ -168,9 +167,7 @@ def test_other_topics_are_published_under_their_topic(bus, topic, payload):
 
 
 def test_broker_unreachable_gives_503_and_readyz_says_so(amqp_url):
-    parts = urllib.parse.urlsplit(amqp_url)
-    proxy = TcpProxy(target_host=parts.hostname, target_port=parts.port or 5672).start()
-    proxied = urllib.parse.urlunsplit(parts._replace(netloc=f"guest:guest@127.0.0.1:{proxy.port}"))
+    proxy, proxied = proxy_in_front_of(amqp_url)
     client, registry, publisher = make_client(proxied, Topology())
     body = woo_json(fixture("order_727.json"))
     headers = delivery_headers(body, secret=SECRET, topic="order.created")
