@@ -124,6 +124,7 @@ class PrometheusMetrics(Metrics):
 
     def __init__(self, *, registry=prometheus_client.REGISTRY, specs=SPECS):
         self._metrics = {}
+        self._children = {}
         for spec in specs:
             full_name = f"exsync_{spec.name}"
             if spec.kind == "counter":
@@ -141,8 +142,13 @@ class PrometheusMetrics(Metrics):
             self._metrics[spec.name] = metric
 
     def _child(self, name, labels):
-        metric = self._metrics[name]
-        return metric.labels(**labels) if labels else metric
+        key = (name, *labels.items())
+        child = self._children.get(key)
+        if child is None:
+            # Label values are bounded (never an id), so this holds one entry per series.
+            metric = self._metrics[name]
+            child = self._children[key] = metric.labels(**labels) if labels else metric
+        return child
 
     def inc(self, name, amount=1, **labels):
         self._child(name, labels).inc(amount)

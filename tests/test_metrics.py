@@ -1,0 +1,55 @@
+import prometheus_client
+import pytest
+
+from exsync.metrics import SPECS, Metrics, PrometheusMetrics, Spec
+
+# Names that would make a series per order, customer or item: never labels.
+ID_LIKE = {"id", "order", "order_id", "customer", "customer_id", "sku", "account", "account_code", "message_id"}
+
+
+def sample(registry, name, **labels):
+    return registry.get_sample_value(name, labels)
+
+
+def test_every_spec_follows_the_naming_rules():
+    names = [spec.name for spec in SPECS]
+    assert len(names) == len(set(names))
+    for spec in SPECS:
+        assert not spec.name.startswith("exsync_"), "the prefix is added once, by PrometheusMetrics"
+        assert spec.kind in {"counter", "histogram", "gauge"}
+        assert not spec.name.endswith("_total"), "prometheus_client adds _total to counters"
+        assert not ID_LIKE & set(spec.labels), f"{spec.name} has an id as a label"
+        if spec.kind == "histogram":
+            assert spec.name.endswith(("_seconds", "_items")), f"{spec.name}: a histogram names its unit"
+
+
+def test_counters_histograms_and_gauges_record_per_label_set():
+    registry = prometheus_client.CollectorRegistry()
+    metrics = PrometheusMetrics(registry=registry)
+    for _ in range(3):
+        metrics.inc("webhook_requests", topic="order.created", outcome="accepted")
+    metrics.inc("webhook_requests", topic="order.created", outcome="parked")
+    metrics.inc("webhook_requests", 2, outcome="accepted", topic="order.created")  # labels in another order
+    metrics.observe("webhook_request_duration_seconds", 0.004, outcome="accepted")
+    metrics.observe("webhook_request_duration_seconds", 0.2, outcome="accepted")
+    metrics.set("orders_parked", 7)
+    metrics.set("orders_parked", 4)
+
+    assert sample(registry, "exsync_webhook_requests_total", topic="order.created", outcome="accepted") == 5
+    assert sample(registry, "exsync_webhook_requests_total", topic="order.created", outcome="parked") == 1
+    assert sample(registry, "exsync_webhook_request_duration_seconds_count", outcome="accepted") == 2
+    assert sample(registry, "exsync_webhook_request_duration_seconds_bucket", outcome="accepted", le="0.005") == 1
+    assert sample(registry, "exsync_orders_parked") == 4
+
+
+def test_an_unknown_kind_is_refused():
+    with pytest.raises(ValueError, match="unknown metric kind"):
+        PrometheusMetrics(registry=prometheus_client.CollectorRegistry(),
+                          specs=(Spec(name="x", kind="summary", documentation="x"),))
+
+
+def test_the_null_implementation_records_nothing_and_accepts_everything():
+    metrics = Metrics()
+    assert metrics.inc("anything", 3, label="x") is None
+    assert metrics.observe("anything", 0.5) is None
+    assert metrics.set("anything", 1) is None
