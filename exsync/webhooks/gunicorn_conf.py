@@ -11,6 +11,9 @@ workers = _settings.webhook_workers
 # work costs less CPU per request, as greenlets hand off without fighting over the GIL.
 worker_class = "gevent"
 worker_connections = _settings.webhook_connections
+# gunicorn 27's control socket is not used by exsync; its default path ($HOME/.gunicorn) is shared by
+# every receiver on a host and missing on a read-only root filesystem. Older gunicorns ignore this.
+control_socket_disable = True
 timeout = 30
 graceful_timeout = 30
 keepalive = 5
