@@ -17,9 +17,11 @@ __all__ = ["Settings", "load_settings", "child_environment", "DEFAULT_AMQP_URL",
 DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
 DEFAULT_BIND = "0.0.0.0:8000"
 DEFAULT_WEBHOOK_WORKERS = 2
-DEFAULT_WEBHOOK_CONNECTIONS = 100
+DEFAULT_WEBHOOK_CONNECTIONS = 16
 DEFAULT_EXCHEQUER_DSN = "sqlite:///var/demo/exchequer.db"
 DEFAULT_LOG_LEVEL = "INFO"
+# Variables exsync no longer reads: a deployment still setting one is told, not silently ignored.
+RENAMED_VARIABLES = {"EXSYNC_WEBHOOK_THREADS": "EXSYNC_WEBHOOK_CONNECTIONS"}
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -79,7 +81,7 @@ def load_settings(environ=None, *, read_file=True):
     file is named but not loaded (for `check-config`, which reports on it itself).
     """
     environ = os.environ if environ is None else environ
-    problems = []
+    problems = [(old, f"was renamed: set {new} instead") for old, new in RENAMED_VARIABLES.items() if old in environ]
     secrets = tuple(s for s in (p.strip() for p in environ.get("EXSYNC_WEBHOOK_SECRETS", "").split(",")) if s)
     config_path = environ.get("EXSYNC_CONFIG") or None
     config = validate_config({})[0]

@@ -37,6 +37,8 @@ SPECS = (
          documentation="Time from publish to broker confirm."),
     Spec(name="bus_messages_published", kind="counter", labels=("exchange", "outcome"),
          documentation="Messages published, by outcome (confirmed, unroutable, nacked, unavailable)."),
+    Spec(name="bus_publish_retries", kind="counter", labels=("exchange",),
+         documentation="Publishes sent again on a new connection after theirs was lost before the confirm."),
     Spec(name="bus_messages_consumed", kind="counter", labels=("queue", "outcome"),
          documentation="Messages consumed, by outcome (ok, retried, parked)."),
     Spec(name="bus_messages_retried", kind="counter", labels=("queue",),

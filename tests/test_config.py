@@ -23,6 +23,17 @@ def test_secrets_are_comma_separated_for_rotation():
     assert settings.webhook_secrets == ("new-one", "old&amp;one")
 
 
+def test_the_receivers_concurrency_and_a_renamed_variable():
+    assert load_settings({}).webhook_connections == 16
+    assert load_settings({"EXSYNC_WEBHOOK_CONNECTIONS": "40"}).webhook_connections == 40
+    with pytest.raises(ConfigError) as raised:
+        load_settings({"EXSYNC_WEBHOOK_THREADS": "8", "EXSYNC_WEBHOOK_CONNECTIONS": "0"})
+    assert dict(raised.value.problems) == {
+        "EXSYNC_WEBHOOK_THREADS": "was renamed: set EXSYNC_WEBHOOK_CONNECTIONS instead",
+        "EXSYNC_WEBHOOK_CONNECTIONS": "must be a positive whole number, not '0'",
+    }
+
+
 def test_the_yaml_file_is_validated_and_every_problem_reported(tmp_path):
     path = tmp_path / "exsync.yaml"
     path.write_text("bus:\n  max_attempts: 0\n  retry_delays_seconds: [5, -1]\n  colour: blue\nwebhook: {}\n")

@@ -7,7 +7,8 @@ import pika.exceptions
 
 from exsync.bus.errors import BrokerUnavailable, BusError
 
-__all__ = ["Connection", "open_connection", "DEFAULT_HEARTBEAT_SECONDS"]
+__all__ = ["Connection", "open_connection", "connection_parameters", "DEFAULT_HEARTBEAT_SECONDS",
+           "DEFAULT_CONNECT_TIMEOUT_SECONDS"]
 
 DEFAULT_HEARTBEAT_SECONDS = 30
 DEFAULT_CONNECT_TIMEOUT_SECONDS = 3.0
@@ -25,17 +26,26 @@ CONNECTION_ERRORS = (
 )
 
 
+def connection_parameters(url, *, heartbeat_seconds=DEFAULT_HEARTBEAT_SECONDS,
+                          connect_timeout_seconds=DEFAULT_CONNECT_TIMEOUT_SECONDS):
+    """pika's parameters for `url`: one attempt, bounded waits, heartbeats on."""
+    parameters = pika.URLParameters(url)
+    parameters.heartbeat = heartbeat_seconds
+    parameters.socket_timeout = connect_timeout_seconds
+    parameters.stack_timeout = connect_timeout_seconds * 2
+    # A broker that blocks publishers (a memory or disk alarm) for this long counts as down.
+    parameters.blocked_connection_timeout = DEFAULT_BLOCKED_TIMEOUT_SECONDS
+    parameters.connection_attempts = 1
+    return parameters
+
+
 class Connection:
     """A pika BlockingConnection whose failures surface as BrokerUnavailable."""
 
     def __init__(self, *, url, heartbeat_seconds=DEFAULT_HEARTBEAT_SECONDS,
                  connect_timeout_seconds=DEFAULT_CONNECT_TIMEOUT_SECONDS):
-        parameters = pika.URLParameters(url)
-        parameters.heartbeat = heartbeat_seconds
-        parameters.socket_timeout = connect_timeout_seconds
-        parameters.stack_timeout = connect_timeout_seconds * 2
-        parameters.blocked_connection_timeout = DEFAULT_BLOCKED_TIMEOUT_SECONDS
-        parameters.connection_attempts = 1
+        parameters = connection_parameters(url, heartbeat_seconds=heartbeat_seconds,
+                                           connect_timeout_seconds=connect_timeout_seconds)
         self.url = url
         try:
             self.pika = pika.BlockingConnection(parameters)

@@ -9,35 +9,50 @@ connection as soon as it is handed over, and the broker's confirms (often severa
 import collections
 import concurrent.futures
 import logging
+import math
 import threading
+import time
 
 import pika
 import pika.exceptions
 
-from exsync.bus.errors import BrokerUnavailable, MessageUnroutable, PublishNotConfirmed
+from exsync.bus.connection import DEFAULT_CONNECT_TIMEOUT_SECONDS, connection_parameters
+from exsync.bus.errors import BrokerUnavailable, BusError, MessageUnroutable, PublishNotConfirmed
 from exsync.bus.publisher import counted_publish, encode_event, message_properties
 from exsync.bus.topology import declare_topology
 from exsync.metrics import Metrics
 
-__all__ = ["SharedPublisher", "DEFAULT_CONFIRM_TIMEOUT_SECONDS"]
+__all__ = ["SharedPublisher", "DEFAULT_CONFIRM_TIMEOUT_SECONDS", "DEFAULT_RECONNECT_PAUSE_SECONDS"]
 
 log = logging.getLogger(__name__)
 
 DEFAULT_CONFIRM_TIMEOUT_SECONDS = 10.0
-DEFAULT_CONNECT_TIMEOUT_SECONDS = 3.0
-DEFAULT_HEARTBEAT_SECONDS = 30
+# After a failed connect, callers fail at once for this long instead of each waiting out a connect
+# of its own: during an outage a server answers 503 quickly rather than queueing on the attempt.
+DEFAULT_RECONNECT_PAUSE_SECONDS = 1.0
+
+
+def _cause(error):
+    return error if isinstance(error, BaseException) else None
+
+
+def _lost(error, *, sent):
+    """What a message's waiter is told when its link ends with pika's `error`."""
+    if sent and isinstance(error, pika.exceptions.ChannelClosedByBroker):
+        # The broker refused something on the channel (as Connection.translated_errors says, a
+        # mistake to report, not an outage): the messages it had taken are not sent again.
+        failure = BusError(f"RabbitMQ closed the channel: {error.reply_code} {error.reply_text}")
+    else:
+        failure = BrokerUnavailable(f"RabbitMQ connection lost{' before the confirm' if sent else ''}: {error!r}")
+    failure.__cause__ = _cause(error)
+    return failure
 
 
 class _Link:
     """One SelectConnection and its channel, driven by its own I/O thread until it closes."""
 
     def __init__(self, *, url, connect_timeout_seconds):
-        parameters = pika.URLParameters(url)
-        parameters.heartbeat = DEFAULT_HEARTBEAT_SECONDS
-        parameters.socket_timeout = connect_timeout_seconds
-        parameters.stack_timeout = connect_timeout_seconds * 2
-        parameters.connection_attempts = 1
-        self.parameters = parameters
+        self.parameters = connection_parameters(url, connect_timeout_seconds=connect_timeout_seconds)
         self.ready = threading.Event()
         self.closed = threading.Event()
         self.failure = None
@@ -77,17 +92,19 @@ class _Link:
             self.connection.close()
 
     def _fail(self, error):
-        if self.failure is None:
-            self.failure = error
-        self.ready.set()
-        self.closed.set()
+        """Ends the link: what waits fails, and submit() takes nothing more."""
         with self.outbox_lock:
+            # Under the lock submit() checks, so no message slips in after the outbox is emptied.
+            if self.failure is None:
+                self.failure = error
+            self.closed.set()
             unsent, self.outbox = list(self.outbox), collections.deque()
+        self.ready.set()
         for *_, future in unsent:
-            future.set_exception(BrokerUnavailable(f"RabbitMQ connection lost: {error!r}"))
+            future.set_exception(_lost(error, sent=False))
         for _, future in self.pending.values():
             if not future.done():
-                future.set_exception(BrokerUnavailable(f"RabbitMQ connection lost before the confirm: {error!r}"))
+                future.set_exception(_lost(error, sent=True))
         self.pending.clear()
         if self.connection is not None and not self.connection.is_open:
             self.connection.ioloop.stop()
@@ -111,6 +128,7 @@ class _Link:
                 future.set_result(None)
 
     def _drain(self):
+        # A channel that is closing leaves the outbox to _fail, which its close callback calls.
         while self.channel is not None and self.channel.is_open:
             with self.outbox_lock:
                 if not self.outbox:
@@ -122,16 +140,23 @@ class _Link:
             self.channel.basic_publish(exchange, routing_key, body, properties, mandatory=True)
 
     def submit(self, exchange, routing_key, body, properties):
+        """Hands a message to the I/O thread; the future settles with the broker's answer."""
         future = concurrent.futures.Future()
+        message = (exchange, routing_key, body, properties, future)
         with self.outbox_lock:
-            self.outbox.append((exchange, routing_key, body, properties, future))
+            if self.closed.is_set():
+                raise _lost(self.failure, sent=False)
+            self.outbox.append(message)
             # One wake-up per burst: a drain already scheduled takes this message too.
             wake, self.drain_scheduled = not self.drain_scheduled, True
         if wake:
             try:
                 self.connection.ioloop.add_callback_threadsafe(self._drain)
-            except Exception as error:  # the loop has stopped: the connection is gone
-                raise BrokerUnavailable(f"RabbitMQ connection is closed: {error!r}") from error
+            except Exception as error:  # the loop cannot be woken: take the message back, unsent
+                with self.outbox_lock:
+                    if message in self.outbox:
+                        self.outbox.remove(message)
+                        raise BrokerUnavailable(f"RabbitMQ connection is closed: {error!r}") from error
         return future
 
     def close(self):
@@ -149,31 +174,52 @@ class SharedPublisher:
 
     def __init__(self, *, url, topology=None, metrics=None,
                  confirm_timeout_seconds=DEFAULT_CONFIRM_TIMEOUT_SECONDS,
-                 connect_timeout_seconds=DEFAULT_CONNECT_TIMEOUT_SECONDS):
+                 connect_timeout_seconds=DEFAULT_CONNECT_TIMEOUT_SECONDS,
+                 reconnect_pause_seconds=DEFAULT_RECONNECT_PAUSE_SECONDS):
         self.url = url
         self.topology = topology
         self.metrics = metrics or Metrics()
         self.confirm_timeout_seconds = confirm_timeout_seconds
         self.connect_timeout_seconds = connect_timeout_seconds
+        self.reconnect_pause_seconds = reconnect_pause_seconds
         self._lock = threading.Lock()
         self._link = None
+        self._connect_failure = None
+        self._connect_failed_at = -math.inf
 
     def _current(self):
         """The open link, connecting (and declaring the topology) when there is none."""
         with self._lock:
             link = self._link
             if link is None or link.closed.is_set():
-                if self.topology is not None:
-                    declare_topology(self.url, self.topology)
-                link = self._link = _Link(url=self.url, connect_timeout_seconds=self.connect_timeout_seconds)
-            if not link.ready.wait(self.connect_timeout_seconds * 3) or link.closed.is_set():
                 self._link = None
-                link.close()
-                raise BrokerUnavailable(f"cannot connect to RabbitMQ: {link.failure!r}")
+                since_seconds = time.monotonic() - self._connect_failed_at
+                if since_seconds < self.reconnect_pause_seconds:
+                    raise BrokerUnavailable(f"RabbitMQ was unreachable {since_seconds:.1f} s ago; not trying again "
+                                            f"yet: {self._connect_failure}") from self._connect_failure
+                try:
+                    link = self._connect()
+                except BrokerUnavailable as error:
+                    self._connect_failure, self._connect_failed_at = error, time.monotonic()
+                    raise
+                self._link = link
             return link
 
+    def _connect(self):
+        if self.topology is not None:
+            declare_topology(self.url, self.topology)
+        link = _Link(url=self.url, connect_timeout_seconds=self.connect_timeout_seconds)
+        if not link.ready.wait(self.connect_timeout_seconds * 3) or link.closed.is_set():
+            link.close()
+            raise BrokerUnavailable(f"cannot connect to RabbitMQ: {link.failure!r}") from _cause(link.failure)
+        return link
+
     def publish(self, *, exchange, routing_key, event, headers=None):
-        """Sends one envelope and waits for the broker's confirm; raises like Publisher.publish."""
+        """Sends one envelope and waits for the broker's confirm; raises like Publisher.publish.
+
+        At least once: a message whose connection was lost before its confirm is sent again on a
+        new connection (with the same message id), so it may be stored twice.
+        """
         body = encode_event(event)
         properties = message_properties(event, headers)
         with counted_publish(self.metrics, exchange):
@@ -188,6 +234,7 @@ class SharedPublisher:
                     # when a message fails on it.
                     if attempt == 2:
                         raise
+                    self.metrics.inc("bus_publish_retries", exchange=exchange or "default")
                     log.warning("publish failed (%s); reconnecting once", error)
 
     def _send(self, link, exchange, routing_key, body, properties):

@@ -13,6 +13,7 @@ from exsync.bus.consumer import ATTEMPT_HEADER, ERROR_HEADER
 from exsync.metrics import PrometheusMetrics
 from tests.support.proxy import proxy_in_front_of
 from tests.support.rabbit import queue_depth, read_messages
+from tests.support.waiting import wait_until
 
 TOPOLOGY = Topology(retry_delays_seconds=(1, 2), max_attempts=3)
 
@@ -45,15 +46,6 @@ class Running:
         self.worker.stop()
         self.thread.join(timeout=10)
         assert not self.thread.is_alive()
-
-
-def wait_until(predicate, timeout_seconds=15.0):
-    deadline = time.monotonic() + timeout_seconds
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def test_a_handled_message_is_acknowledged(amqp_url):

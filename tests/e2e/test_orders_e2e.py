@@ -2,7 +2,6 @@
 orders consumer → SOR in Exchequer on PostgreSQL (pyodbc) → write-back consumer → note and status in the shop."""
 
 import threading
-import time
 
 import pytest
 
@@ -15,18 +14,7 @@ from exsync.woo import WooClient
 from exsync.woo.sandbox import SandboxServer, SandboxShop, place_order, seed_shipping
 from tests.consumers.conftest import company, config
 from tests.e2e.test_webhook_process import SECRET, webhook_server  # noqa: F401 - the fixture
-
-WAIT_SECONDS = 30
-
-
-def wait_for(condition, what):
-    deadline = time.monotonic() + WAIT_SECONDS
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.05)
-    pytest.fail(f"gave up waiting for {what}")
+from tests.support.waiting import wait_for
 
 
 class Running:

@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 from exsync.bus import Topology, declare_topology
 from exsync.config import Settings
@@ -16,17 +15,10 @@ from exsync.exchequer.capture import CaptureState, build_capture
 from exsync.schemas.config import validate_config
 from tests.support.products import demo_company, empty_component_stock, sandbox_shop, set_category, web_products
 from tests.support.rabbit import bind_probe, read_messages
+from tests.support.waiting import wait_for
 
 WAIT_SECONDS = 30
 
-
-def wait_for(condition, what):
-    deadline = time.monotonic() + WAIT_SECONDS
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"the shop never showed {what}")
 
 
 def shop_products(shop):

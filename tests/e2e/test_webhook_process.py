@@ -6,14 +6,17 @@ import os
 import signal
 import subprocess
 import sys
+import time
 
 import pytest
 import requests
 
 from exsync.bus import Topology, declare_topology
+from exsync.bus.shared_publisher import DEFAULT_RECONNECT_PAUSE_SECONDS
 from tests.support.net import free_port, wait_for_port
 from tests.support.proxy import proxy_in_front_of
 from tests.support.rabbit import bind_probe, queue_depth, read_messages
+from tests.support.waiting import wait_until
 from tests.support.woo import delivery_headers, fixture, woo_json
 
 SECRET = "e2e-secret&amp;rotated"
@@ -102,6 +105,7 @@ def test_concurrent_deliveries_are_each_stored_once(amqp_url, webhook_server):
     with concurrent.futures.ThreadPoolExecutor(max_workers=20) as pool:
         statuses = [response.status_code for response in pool.map(deliver, bodies)]
     assert statuses == [200] * 60
+    assert queue_depth(amqp_url, "orders.import") == 60
     stored = read_messages(amqp_url, "orders.import", count=60)
     assert sorted(event["data"]["id"] for event, _ in stored) == list(range(1000, 1060))
 
@@ -122,7 +126,10 @@ def test_a_broker_outage_gives_503_then_deliveries_are_stored_again(amqp_url, tm
             assert post().status_code == 503
             assert requests.get(f"{base_url}/readyz", timeout=60).status_code == 503
             proxy.restore()
-            statuses = [post().status_code for _ in range(4)]  # both workers reconnect on their own
+            # Each worker waits out its reconnect pause after a failed connect before trying again.
+            assert wait_until(lambda: requests.get(f"{base_url}/readyz", timeout=60).status_code == 200)
+            time.sleep(DEFAULT_RECONNECT_PAUSE_SECONDS)
+            statuses = [post().status_code for _ in range(4)]
             assert statuses == [200] * 4
     finally:
         proxy.cut()

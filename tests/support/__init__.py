@@ -1,1 +1,1 @@
-"""Test helpers: real services made private to a test (vhosts, databases), ports, a TCP proxy."""
+"""Test helpers: real services made private to a test (vhosts, databases), ports, a TCP proxy, waiting."""

@@ -94,5 +94,6 @@ def proxy_in_front_of(url):
     """A started TcpProxy to the service at `url` (amqp://...), and the same URL through it."""
     parts = urllib.parse.urlsplit(url)
     proxy = TcpProxy(target_host=parts.hostname, target_port=parts.port or 5672).start()
-    credentials = f"{parts.username}:{parts.password}@" if parts.username else ""
+    credentials = ":".join(filter(None, (parts.username, parts.password)))
+    credentials = f"{credentials}@" if credentials else ""
     return proxy, urllib.parse.urlunsplit(parts._replace(netloc=f"{credentials}127.0.0.1:{proxy.port}"))
