@@ -129,9 +129,19 @@ def test_the_worker_reconnects_when_the_broker_comes_back(amqp_url):
             time.sleep(0.5)
             assert seen == ["1"]
             proxy.restore()
-            assert wait_until(lambda: seen == ["1", "2"])
+            # Generous: seen once in a full CI run to take longer than 15 s, and not reproduced
+            # since; should it happen again, the stacks say where the worker was.
+            assert wait_until(lambda: seen == ["1", "2"], timeout_seconds=75), thread_stacks()
     finally:
         proxy.cut()
+
+
+def thread_stacks():
+    import sys
+    import traceback
+
+    return "\n".join(f"--- {thread.name}\n" + "".join(traceback.format_stack(sys._current_frames()[thread.ident]))
+                     for thread in threading.enumerate() if thread.ident in sys._current_frames())
 
 
 @pytest.mark.slow
