@@ -10,6 +10,7 @@ import collections
 import concurrent.futures
 import logging
 import math
+import re
 import threading
 import time
 
@@ -32,19 +33,26 @@ DEFAULT_CONFIRM_TIMEOUT_SECONDS = 10.0
 DEFAULT_RECONNECT_PAUSE_SECONDS = 1.0
 
 
-def _cause(error):
-    return error if isinstance(error, BaseException) else None
+_NO_EXCHANGE = re.compile(r"no exchange '([^']*)'")
 
 
-def _lost(error, *, sent):
-    """What a message's waiter is told when its link ends with pika's `error`."""
+def _lost(error, *, sent, exchange=None):
+    """What a message's waiter is told when its link ends with pika's `error`.
+
+    BrokerUnavailable makes SharedPublisher.publish send the message once more on a new link;
+    BusError does not.
+    """
     if sent and isinstance(error, pika.exceptions.ChannelClosedByBroker):
-        # The broker refused something on the channel (as Connection.translated_errors says, a
-        # mistake to report, not an outage): the messages it had taken are not sent again.
-        failure = BusError(f"RabbitMQ closed the channel: {error.reply_code} {error.reply_text}")
-    else:
-        failure = BrokerUnavailable(f"RabbitMQ connection lost{' before the confirm' if sent else ''}: {error!r}")
-    failure.__cause__ = _cause(error)
+        refused = _NO_EXCHANGE.search(error.reply_text or "")
+        # The broker refused one message and closed the channel on every other. The refused one
+        # is a mistake to report, not an outage to wait out (as in Connection.translated_errors);
+        # the rest go again. Which one it was is known only when the broker names an exchange.
+        if refused is not None and refused.group(1) == exchange:
+            failure = BusError(f"RabbitMQ refused the message: {error.reply_code} {error.reply_text}")
+            failure.__cause__ = error
+            return failure
+    failure = BrokerUnavailable(f"RabbitMQ connection lost{' before the confirm' if sent else ''}: {error!r}")
+    failure.__cause__ = error
     return failure
 
 
@@ -59,7 +67,7 @@ class _Link:
         self.outbox = collections.deque()
         self.outbox_lock = threading.Lock()
         self.drain_scheduled = False
-        self.pending = collections.OrderedDict()  # delivery tag -> (message id, future)
+        self.pending = collections.OrderedDict()  # delivery tag -> (message id, exchange, future)
         self.returned = set()
         self.sequence = 0
         self.connection = None
@@ -68,6 +76,7 @@ class _Link:
         self.thread.start()
 
     def _run(self):
+        stopped = ConnectionError("the publisher's I/O loop stopped")
         try:
             self.connection = pika.SelectConnection(
                 self.parameters,
@@ -76,8 +85,12 @@ class _Link:
                 on_close_callback=lambda _connection, error: self._fail(error),
             )
             self.connection.ioloop.start()
-        except Exception as error:  # the I/O thread must always release the threads waiting on it
-            self._fail(error)
+        except BaseException as error:  # a greenlet killed included
+            stopped = error
+            raise
+        finally:
+            # Whatever ended the loop, the threads waiting on this link are released.
+            self._fail(stopped)
 
     def _on_channel(self, channel):
         self.channel = channel
@@ -102,11 +115,11 @@ class _Link:
         self.ready.set()
         for *_, future in unsent:
             future.set_exception(_lost(error, sent=False))
-        for _, future in self.pending.values():
-            if not future.done():
-                future.set_exception(_lost(error, sent=True))
+        for _, exchange, future in self.pending.values():
+            future.set_exception(_lost(error, sent=True, exchange=exchange))
         self.pending.clear()
-        if self.connection is not None and not self.connection.is_open:
+        # Only once closed: a connection still closing has its Connection.Close to send.
+        if self.connection is not None and self.connection.is_closed:
             self.connection.ioloop.stop()
 
     def _on_return(self, _channel, _method, properties, _body):
@@ -118,7 +131,7 @@ class _Link:
         acked = isinstance(method, pika.spec.Basic.Ack)
         tags = [t for t in self.pending if t <= method.delivery_tag] if method.multiple else [method.delivery_tag]
         for tag in tags:
-            message_id, future = self.pending.pop(tag)
+            message_id, _, future = self.pending.pop(tag)
             if not acked:
                 future.set_exception(PublishNotConfirmed("the broker nacked the message"))
             elif message_id in self.returned:
@@ -135,28 +148,32 @@ class _Link:
                     self.drain_scheduled = False
                     return
                 exchange, routing_key, body, properties, future = self.outbox.popleft()
+            try:
+                self.channel.basic_publish(exchange, routing_key, body, properties, mandatory=True)
+            except pika.exceptions.AMQPError as error:
+                if isinstance(error, (pika.exceptions.ChannelWrongStateError,
+                                      pika.exceptions.ConnectionWrongStateError)):
+                    raise  # the link is ending; _fail settles everything
+                # pika could not encode this message (a routing key over 255 bytes, say) and wrote
+                # nothing: it alone fails, and the broker's delivery tags are not advanced.
+                future.set_exception(BusError(f"the message cannot be sent: {error!r}"))
+                continue
             self.sequence += 1
-            self.pending[self.sequence] = (properties.message_id, future)
-            self.channel.basic_publish(exchange, routing_key, body, properties, mandatory=True)
+            self.pending[self.sequence] = (properties.message_id, exchange, future)
 
     def submit(self, exchange, routing_key, body, properties):
         """Hands a message to the I/O thread; the future settles with the broker's answer."""
         future = concurrent.futures.Future()
-        message = (exchange, routing_key, body, properties, future)
         with self.outbox_lock:
             if self.closed.is_set():
                 raise _lost(self.failure, sent=False)
-            self.outbox.append(message)
+            self.outbox.append((exchange, routing_key, body, properties, future))
             # One wake-up per burst: a drain already scheduled takes this message too.
             wake, self.drain_scheduled = not self.drain_scheduled, True
         if wake:
-            try:
-                self.connection.ioloop.add_callback_threadsafe(self._drain)
-            except Exception as error:  # the loop cannot be woken: take the message back, unsent
-                with self.outbox_lock:
-                    if message in self.outbox:
-                        self.outbox.remove(message)
-                        raise BrokerUnavailable(f"RabbitMQ connection is closed: {error!r}") from error
+            # pika queues the callback before waking its loop; a loop that has ended runs _run's
+            # finally, whose _fail fails this message with the rest of the outbox.
+            self.connection.ioloop.add_callback_threadsafe(self._drain)
         return future
 
     def close(self):
@@ -184,12 +201,18 @@ class SharedPublisher:
         self.reconnect_pause_seconds = reconnect_pause_seconds
         self._lock = threading.Lock()
         self._link = None
+        self._closed = False
         self._connect_failure = None
         self._connect_failed_at = -math.inf
 
     def _current(self):
         """The open link, connecting (and declaring the topology) when there is none."""
-        with self._lock:
+        # Bounded: callers arriving while another connects give up with it rather than queue behind it.
+        if not self._lock.acquire(timeout=self.connect_timeout_seconds * 3):
+            raise BrokerUnavailable("still connecting to RabbitMQ")
+        try:
+            if self._closed:
+                raise BrokerUnavailable("the publisher is closed")
             link = self._link
             if link is None or link.closed.is_set():
                 self._link = None
@@ -204,14 +227,19 @@ class SharedPublisher:
                     raise
                 self._link = link
             return link
+        finally:
+            self._lock.release()
 
     def _connect(self):
         if self.topology is not None:
             declare_topology(self.url, self.topology)
         link = _Link(url=self.url, connect_timeout_seconds=self.connect_timeout_seconds)
-        if not link.ready.wait(self.connect_timeout_seconds * 3) or link.closed.is_set():
+        wait_seconds = self.connect_timeout_seconds * 3
+        if not link.ready.wait(wait_seconds):
             link.close()
-            raise BrokerUnavailable(f"cannot connect to RabbitMQ: {link.failure!r}") from _cause(link.failure)
+            raise BrokerUnavailable(f"RabbitMQ did not open a channel within {wait_seconds} s")
+        if link.closed.is_set():
+            raise BrokerUnavailable(f"cannot connect to RabbitMQ: {link.failure!r}") from link.failure
         return link
 
     def publish(self, *, exchange, routing_key, event, headers=None):
@@ -249,8 +277,9 @@ class SharedPublisher:
         self._current()
 
     def close(self):
+        """Closes the connection; publishes still waiting fail, and later ones are refused."""
         with self._lock:
-            link, self._link = self._link, None
+            link, self._link, self._closed = self._link, None, True
         if link is not None:
             link.close()
 

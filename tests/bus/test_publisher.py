@@ -160,3 +160,40 @@ def test_while_the_broker_is_down_callers_fail_at_once_until_the_pause_has_passe
             publisher.check()
     finally:
         proxy.cut()
+
+
+def test_a_message_pika_cannot_encode_fails_alone_and_the_connection_stays(amqp_url):
+    declare_topology(amqp_url, Topology())
+    with SharedPublisher(url=amqp_url) as publisher:
+        publisher.publish(exchange="woo", routing_key="order.created", event=event(1))
+        link = publisher._link
+        with pytest.raises(BusError, match="cannot be sent"):
+            publisher.publish(exchange="woo", routing_key="order." + "x" * 300, event=event(2))
+        publisher.publish(exchange="woo", routing_key="order.created", event=event(3))
+        assert publisher._link is link
+    assert [m["subject"] for m, _ in read_messages(amqp_url, "orders.import", count=2)] == ["1", "3"]
+
+
+def test_after_close_a_shared_publisher_refuses_to_publish(amqp_url):
+    publisher = SharedPublisher(url=amqp_url, topology=Topology())
+    publisher.publish(exchange="woo", routing_key="order.created", event=event(1))
+    publisher.close()
+    with pytest.raises(BrokerUnavailable, match="closed"):
+        publisher.publish(exchange="woo", routing_key="order.created", event=event(2))
+    assert queue_depth(amqp_url, "orders.import") == 1
+
+
+@pytest.mark.parametrize(("sent", "exchange", "told"), [
+    (True, "no-such-exchange", BusError),  # the message the broker refused: not sent again
+    (True, "woo", BrokerUnavailable),  # another on the same channel: sent again on a new link
+    (False, "no-such-exchange", BrokerUnavailable),  # never sent: sent on a new link
+])
+def test_after_a_refusal_only_the_refused_message_is_not_sent_again(sent, exchange, told):
+    import pika.exceptions
+
+    from exsync.bus.shared_publisher import _lost
+
+    refusal = pika.exceptions.ChannelClosedByBroker(404, "NOT_FOUND - no exchange 'no-such-exchange' in vhost 'v'")
+    failure = _lost(refusal, sent=sent, exchange=exchange)
+    assert type(failure) is told
+    assert failure.__cause__ is refusal
