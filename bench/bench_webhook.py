@@ -43,7 +43,8 @@ def _servers(amqp_url):
     bare = [sys.executable, "-m", "gunicorn", "-w", str(WORKERS), "-k", "gevent",
             "--worker-connections", str(WORKER_CONNECTIONS), "bench.bare_app:app"]
     # gunicorn's command line overrides its config module: the same receiver, on threads.
-    gthread = gunicorn_command()[:-1] + ["-k", "gthread", "--threads", str(GTHREAD_THREADS), gunicorn_command()[-1]]
+    *gunicorn, app = gunicorn_command()
+    gthread = [*gunicorn, "-k", "gthread", "--threads", str(GTHREAD_THREADS), app]
     return (
         ("bare", bare, {}),
         ("receiver", [sys.executable, "-m", "exsync.cli", "webhook"], receiver_env),

@@ -104,9 +104,10 @@ def _port_answers(port):
 
 
 @contextlib.contextmanager
-def exsync_process(name, args, env):
-    """`exsync ARGS` as its own process, as it runs in production; output in var/demo/NAME.log."""
-    log = open(os.path.join(DEMO_DIR, f"{name}.log"), "wb")
+def exsync_process(args, *, env, log_path):
+    """`exsync ARGS` as its own process, as it runs in production, output to `log_path`; stopped
+    with SIGTERM (then killed after 30 s) when the block ends."""
+    log = open(log_path, "wb")
     process = subprocess.Popen([sys.executable, "-m", "exsync.cli", *args], env=env, stdout=log,
                                stderr=subprocess.STDOUT)
     try:
@@ -260,11 +261,12 @@ def run(settings):
         port = _free_port()
         # Only the receiver's gunicorn workers share a metrics directory; the others serve their own.
         metrics_dir = os.path.abspath(os.path.join(DEMO_DIR, "metrics"))
-        stack.enter_context(exsync_process("webhook", ["webhook"], dict(
-            env, EXSYNC_BIND=f"127.0.0.1:{port}", PROMETHEUS_MULTIPROC_DIR=metrics_dir)))
+        log = lambda name: os.path.join(DEMO_DIR, f"{name}.log")  # noqa: E731
+        stack.enter_context(exsync_process(["webhook"], env=dict(
+            env, EXSYNC_BIND=f"127.0.0.1:{port}", PROMETHEUS_MULTIPROC_DIR=metrics_dir), log_path=log("webhook")))
         for name in ("orders", "orders-writeback", "woo-writer"):
-            stack.enter_context(exsync_process(name, ["consume", name], env))
-        stack.enter_context(exsync_process("capture", ["capture"], env))
+            stack.enter_context(exsync_process(["consume", name], env=env, log_path=log(name)))
+        stack.enter_context(exsync_process(["capture"], env=env, log_path=log("capture")))
         _wait_for_port(port)
         receiver_url = f"http://127.0.0.1:{port}"
         say(f"   exsync webhook (gunicorn) at {receiver_url}; exsync consume orders, orders-writeback, "

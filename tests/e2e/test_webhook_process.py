@@ -3,9 +3,6 @@
 import concurrent.futures
 import contextlib
 import os
-import signal
-import subprocess
-import sys
 import time
 
 import pytest
@@ -13,6 +10,7 @@ import requests
 
 from exsync.bus import Topology, declare_topology
 from exsync.bus.shared_publisher import DEFAULT_RECONNECT_PAUSE_SECONDS
+from exsync.demo import exsync_process
 from tests.support.net import free_port, wait_for_port
 from tests.support.proxy import proxy_in_front_of
 from tests.support.rabbit import bind_probe, queue_depth, read_messages
@@ -35,19 +33,9 @@ def running_webhook(amqp_url, tmp_path):
         "EXSYNC_WEBHOOK_CONNECTIONS": "16",
         "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics"),
     }
-    log = open(tmp_path / "gunicorn.log", "wb")
-    process = subprocess.Popen([sys.executable, "-m", "exsync.cli", "webhook"], env=env, stdout=log,
-                               stderr=subprocess.STDOUT)
-    try:
+    with exsync_process(["webhook"], env=env, log_path=tmp_path / "gunicorn.log"):
         wait_for_port("127.0.0.1", port, timeout_seconds=30)
         yield f"http://127.0.0.1:{port}"
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-        log.close()
 
 
 @pytest.fixture
