@@ -120,28 +120,23 @@ def test_the_worker_reconnects_when_the_broker_comes_back(amqp_url):
     proxy, proxied = proxy_in_front_of(amqp_url)
     seen = []
     try:
-        with Running(url=proxied, queue="orders.import", handler=lambda m: seen.append(m.event["subject"]),
-                     topology=TOPOLOGY):
+        with Running(url=proxied, queue="orders.import", topology=TOPOLOGY,
+                     handler=lambda m: seen.append((m.event["subject"], m.redelivered))):
             publish(amqp_url, 1)
-            assert wait_until(lambda: seen == ["1"])
+            assert wait_until(lambda: seen == [("1", False)])
             proxy.cut()
             publish(amqp_url, 2)
             time.sleep(0.5)
-            assert seen == ["1"]
+            assert seen == [("1", False)]
             proxy.restore()
-            # Generous: seen once in a full CI run to take longer than 15 s, and not reproduced
-            # since; should it happen again, the stacks say where the worker was.
-            assert wait_until(lambda: seen == ["1", "2"], timeout_seconds=75), thread_stacks()
+            assert wait_until(lambda: {subject for subject, _ in seen} == {"1", "2"}), seen
     finally:
         proxy.cut()
-
-
-def thread_stacks():
-    import sys
-    import traceback
-
-    return "\n".join(f"--- {thread.name}\n" + "".join(traceback.format_stack(sys._current_frames()[thread.ident]))
-                     for thread in threading.enumerate() if thread.ident in sys._current_frames())
+    # The handler has run when the cut comes, but its ack may not have reached the broker yet: then
+    # message 1 comes again, marked redelivered (at least once). Message 2 comes exactly once.
+    assert seen[0] == ("1", False)
+    assert [subject for subject, _ in seen].count("2") == 1, seen
+    assert all(redelivered for subject, redelivered in seen[1:] if subject == "1"), seen
 
 
 @pytest.mark.slow
