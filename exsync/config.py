@@ -39,6 +39,9 @@ class Settings:
     woo_url: str | None = None
     woo_consumer_key: str | None = None
     woo_consumer_secret: str | None = None
+    # WordPress's own API (a customer's role) takes an application password, not the REST key.
+    wp_username: str | None = None
+    wp_application_password: str | None = None
     metrics_dir: str | None = None
     log_level: str = DEFAULT_LOG_LEVEL
     config: dict = dataclasses.field(default_factory=lambda: validate_config({})[0])
@@ -103,6 +106,8 @@ def load_settings(environ=None, *, read_file=True):
         woo_url=environ.get("EXSYNC_WOO_URL") or None,
         woo_consumer_key=environ.get("EXSYNC_WOO_CONSUMER_KEY") or None,
         woo_consumer_secret=environ.get("EXSYNC_WOO_CONSUMER_SECRET") or None,
+        wp_username=environ.get("EXSYNC_WP_USERNAME") or None,
+        wp_application_password=environ.get("EXSYNC_WP_APPLICATION_PASSWORD") or None,
         metrics_dir=environ.get("PROMETHEUS_MULTIPROC_DIR") or None,
         log_level=(environ.get("EXSYNC_LOG_LEVEL") or DEFAULT_LOG_LEVEL).upper(),
         config=config,

@@ -63,6 +63,7 @@ DEFAULT_QUEUES = (
     QueueSpec(name="orders.import", exchange=WOO_EXCHANGE, binding_keys=("order.*",)),
     QueueSpec(name="customers.import", exchange=WOO_EXCHANGE, binding_keys=("customer.*",)),
     QueueSpec(name="orders.writeback", exchange=EXCHEQUER_EXCHANGE, binding_keys=("order.*",)),
+    QueueSpec(name="customers.export", exchange=EXCHEQUER_EXCHANGE, binding_keys=("account.*",)),
     QueueSpec(name="woo.write", exchange=EXCHEQUER_EXCHANGE, binding_keys=("product.*", "stock.*"),
               single_active_consumer=True),
 )

@@ -207,6 +207,33 @@ class ProductsSchema(Schema):
     item_retry_seconds = fields.Float(load_default=DEFAULT_PRODUCTS_ITEM_RETRY_SECONDS, validate=validate.Range(min=0))
 
 
+CUSTOMER_FIELDS = ("email", "contact", "company", "address", "post_code", "phone", "wholesale")
+CONFLICT_POLICIES = ("woo", "exchequer", "newest", "manual")
+EXPORT_ACCOUNTS = ("all", "linked", "none")
+
+
+class CustomerConflictsSchema(Schema):
+    """Who wins a field changed on both sides since the last sync: the shop, Exchequer, the side
+    changed last, or a person (`manual` parks the field until `exsync customers resolve`)."""
+
+    default = fields.String(load_default="newest", validate=validate.OneOf(CONFLICT_POLICIES))
+    fields_ = fields.Dict(data_key="fields", attribute="fields", keys=fields.String(validate=validate.OneOf(
+        CUSTOMER_FIELDS)), values=fields.String(validate=validate.OneOf(CONFLICT_POLICIES)), load_default=dict)
+
+
+class CustomersSchema(Schema):
+    enabled = fields.Boolean(load_default=True)
+    # which Exchequer customer accounts become shop customers: every one with an e-mail address,
+    # only those already linked to a shop customer (edits only), or none
+    export_accounts = fields.String(load_default="all", validate=validate.OneOf(EXPORT_ACCOUNTS))
+    # a new shop customer is linked to an existing account with the same e-mail before one is created
+    match_by_email = fields.Boolean(load_default=True)
+    wholesale_band = fields.String(load_default="B", validate=validate.OneOf(list("ABCDEFGH")))
+    wholesale_role = fields.String(load_default="wholesale_customer", validate=validate.Length(min=1))
+    conflicts = fields.Nested(CustomerConflictsSchema, load_default=lambda: CustomerConflictsSchema().load({}))
+    event_items = fields.Integer(load_default=100, validate=validate.Range(min=1, max=1000))
+
+
 class ConfigSchema(Schema):
     bus = fields.Nested(BusSchema, load_default=lambda: BusSchema().load({}))
     webhook = fields.Nested(WebhookSchema, load_default=lambda: WebhookSchema().load({}))
@@ -215,6 +242,7 @@ class ConfigSchema(Schema):
     capture = fields.Nested(CaptureSchema, load_default=lambda: CaptureSchema().load({}))
     products = fields.Nested(ProductsSchema, load_default=lambda: ProductsSchema().load({}))
     orders = fields.Nested(OrdersSchema, load_default=lambda: OrdersSchema().load({}))
+    customers = fields.Nested(CustomersSchema, load_default=lambda: CustomersSchema().load({}))
 
     @validates_schema
     def _order_vat_codes(self, data, **kwargs):
