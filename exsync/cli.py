@@ -6,6 +6,7 @@ import sys
 from exsync.config import load_settings, read_config_file
 from exsync.errors import ConfigError, ExsyncError
 from exsync.logs import configure_logging
+from exsync.schemas.config import CUSTOMER_FIELDS
 
 __all__ = ["main"]
 
@@ -299,6 +300,48 @@ def cmd_orders_progress(settings, args):
     return 0
 
 
+def cmd_customers_conflicts(settings, args):
+    from exsync.consumers.customers import LinkStore
+    from exsync.exchequer import connect, mapping_for
+
+    with connect(settings.state_dsn, mapping=mapping_for(settings.config)) as database:
+        conflicts = LinkStore(database=database).conflicts()
+    for conflict in conflicts:
+        print(f"shop customer {conflict.woo_id} / account {conflict.account_code}: {conflict.field} is "
+              f"{conflict.woo_value!r} in the shop, {conflict.exchequer_value!r} in Exchequer "
+              f"(was {conflict.base_value!r})")
+    print(f"{len(conflicts)} conflict(s) waiting: exsync customers resolve WOO_ID FIELD --take woo|exchequer")
+    return 0
+
+
+def cmd_customers_resolve(settings, args):
+    from exsync.consumers.customers import build
+    from exsync.metrics import Metrics
+
+    consumer = build(settings, metrics=Metrics())
+    try:
+        outcome = consumer.resolve(args.woo_id, args.field, args.take)
+    finally:
+        consumer.close()
+    print(f"shop customer {args.woo_id}: {args.field} taken from {args.take} ({outcome})")
+    return 0
+
+
+def cmd_customers_sync(settings, args):
+    from exsync.consumers.customers import build
+    from exsync.metrics import Metrics
+
+    consumer = build(settings, metrics=Metrics())
+    try:
+        for woo_id in args.woo_ids:
+            print(f"shop customer {woo_id}: {consumer.sync_customer(woo_id)}")
+        for code in args.account:
+            print(f"account {code.upper()}: {consumer.sync_account(code.upper())}")
+    finally:
+        consumer.close()
+    return 0
+
+
 def build_parser():
     parser = argparse.ArgumentParser(prog="exsync", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -313,7 +356,8 @@ def build_parser():
     webhook = sub.add_parser("webhook", help="serve the WooCommerce webhook receiver under gunicorn")
     webhook.set_defaults(func=cmd_webhook)
 
-    consume = sub.add_parser("consume", help="run a consumer: orders, orders-writeback, woo-writer")
+    consume = sub.add_parser("consume", help="run a consumer: orders, orders-writeback, woo-writer, customers, "
+                                             "customers-export")
     consume.add_argument("name")
     consume.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on this port")
     consume.set_defaults(func=cmd_consume)
@@ -373,6 +417,20 @@ def build_parser():
     progress = orders_sub.add_parser("progress", help="publish delivery notes and invoices raised in Exchequer "
                                                       "against imported orders (once)")
     progress.set_defaults(func=cmd_orders_progress)
+
+    customers = sub.add_parser("customers", help="two-way customer sync: conflicts left for a person, one-off syncs")
+    customers_sub = customers.add_subparsers(dest="customers_command", required=True, metavar="ACTION")
+    conflicts = customers_sub.add_parser("conflicts", help="fields changed differently on both sides (policy manual)")
+    conflicts.set_defaults(func=cmd_customers_conflicts)
+    resolve = customers_sub.add_parser("resolve", help="settle a conflict: the chosen side's value goes to the other")
+    resolve.add_argument("woo_id", type=int, help="the shop customer's id")
+    resolve.add_argument("field", choices=CUSTOMER_FIELDS)
+    resolve.add_argument("--take", required=True, choices=("woo", "exchequer"), help="the side whose value wins")
+    resolve.set_defaults(func=cmd_customers_resolve)
+    sync = customers_sub.add_parser("sync", help="sync shop customers and accounts now, as their events would")
+    sync.add_argument("woo_ids", type=int, nargs="*", metavar="WOO_ID", help="shop customer ids")
+    sync.add_argument("--account", action="append", default=[], metavar="CODE", help="an account code (repeatable)")
+    sync.set_defaults(func=cmd_customers_sync)
 
     export = sub.add_parser("export", help="one-off full exports to the shop")
     export_sub = export.add_subparsers(dest="export_command", required=True, metavar="WHAT")

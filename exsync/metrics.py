@@ -92,6 +92,8 @@ SPECS = (
          documentation="Stock rows read by change capture."),
     Spec(name="capture_changes_published", kind="counter", labels=("kind",),
          documentation="Changed SKUs published (confirmed) by change capture, by kind (product, stock)."),
+    Spec(name="capture_account_changes_published", kind="counter",
+         documentation="New or changed customer accounts published (confirmed) by change capture."),
     Spec(name="capture_lag_seconds", kind="gauge",
          documentation="Age of the oldest change seen but not yet published (0 between cycles)."),
     # woo writer (bus -> shop products)
@@ -102,6 +104,16 @@ SPECS = (
          documentation="Items in each products batch request the writer sent."),
     Spec(name="woo_writer_pending", kind="gauge",
          documentation="SKUs stored by the writer and not yet written to the shop (failed ones excluded)."),
+    # customers (two-way sync)
+    Spec(name="customer_syncs", kind="counter", labels=("source", "outcome"),
+         documentation="Customers synced, by what asked (shop, exchequer, person) and outcome (created, updated, "
+                       "unchanged, conflict, deleted, not_exported, no_email, ...)."),
+    Spec(name="customer_fields_synced", kind="counter", labels=("side", "field"),
+         documentation="Customer fields written, by the side written to (woo, exchequer) and field."),
+    Spec(name="customer_conflicts", kind="counter", labels=("field",),
+         documentation="Fields changed differently on both sides and left for a person (policy manual)."),
+    Spec(name="customer_roles_skipped", kind="counter",
+         documentation="Wholesale role changes not made for want of WordPress credentials (retried next sync)."),
 )
 
 

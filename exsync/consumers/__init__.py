@@ -1,5 +1,6 @@
 """Consumers: one module per queue and the rules they apply."""
 
+from exsync.consumers.customers import CustomersConsumer
 from exsync.consumers.errors import ConsumerError, NoteInFlightError, OrderDataError
 from exsync.consumers.order_writeback import OrderWritebackConsumer
 from exsync.consumers.orders import OrdersConsumer
@@ -11,6 +12,7 @@ from exsync.consumers.woo_writer import WooWriter
 __all__ = [
     "CONSUMERS",
     "ConsumerError",
+    "CustomersConsumer",
     "NoteInFlightError",
     "OrderDataError",
     "OrderWritebackConsumer",

@@ -15,6 +15,7 @@ import logging
 import time
 
 from exsync.bus import EXCHEQUER_EXCHANGE, PermanentError, SharedPublisher, Topology, new_event
+from exsync.consumers.customer_mapping import AccountFitter, billing_details
 from exsync.consumers.errors import OrderDataError
 from exsync.consumers.order_mapping import PRODUCT, OrderMapping, money
 from exsync.consumers.order_rules import OrderFacts, choose, customer_role, order_meta
@@ -40,6 +41,7 @@ from exsync.threads import PerThread
 
 __all__ = [
     "CANCELLED_STATUSES",
+    "CUSTOMER_KEY_PREFIX",
     "EVENT_SOURCE",
     "OrdersConsumer",
     "build",
@@ -53,6 +55,7 @@ EVENT_SOURCE = "exsync/orders"
 CANCELLED_STATUSES = ("cancelled", "trash")
 NOT_IMPORTED_STATUSES = ("cancelled", "trash", "refunded", "failed")
 ORDER_KEY_PREFIX = "woo-order:"
+CUSTOMER_KEY_PREFIX = "woo-customer:"
 QUOTE_KEY_SUFFIX = ":quote"
 GUEST_ACCOUNT_COMPANY = "Web sales (guest orders)"
 DEFAULT_PARKED_BATCH = 100
@@ -66,7 +69,7 @@ def order_key(order_id):
 
 def customer_key(customer_id):
     """The external key linking a registered shop customer to an Exchequer account."""
-    return f"woo-customer:{int(customer_id)}"
+    return f"{CUSTOMER_KEY_PREFIX}{int(customer_id)}"
 
 
 class _Parked(Exception):
@@ -106,6 +109,7 @@ class OrdersConsumer:
         self.options = config["orders"]
         self.exchequer_options = options_for(config)
         self.names_mapping = mapping_for(config)
+        self._fit = AccountFitter(self.names_mapping)
         self.mapping = OrderMapping(vat=self.options["vat"], shipping=self.options["shipping"],
                                     rounding=self.options["rounding"], vat_rates=self.exchequer_options.vat_codes)
         self.publisher = publisher
@@ -375,22 +379,6 @@ class OrdersConsumer:
 
     # --- accounts
 
-    def _fit(self, connections, column, text):
-        kind = connections.exchequer.names.mapping.tables["accounts"].columns[column].kind
-        return " ".join(str(text or "").split())[:int(kind[4:])]
-
-    def _details(self, connections, billing):
-        contact = f"{billing.get('first_name') or ''} {billing.get('last_name') or ''}"
-        address = (billing.get("address_1"), billing.get("address_2"), billing.get("city"), billing.get("state"),
-                   billing.get("country"))
-        return AccountDetails(
-            company=self._fit(connections, "company", billing.get("company")),
-            contact=self._fit(connections, "contact", contact),
-            address=tuple(self._fit(connections, f"address_{n}", part) for n, part in enumerate(address, start=1)),
-            post_code=self._fit(connections, "post_code", billing.get("postcode")),
-            email=self._fit(connections, "email", billing.get("email")),
-            phone=self._fit(connections, "phone", billing.get("phone")))
-
     def _account(self, connections, order):
         """The account the order goes on: the registered customer's (created when missing), a
         guest's by e-mail, or the configured guest account."""
@@ -401,7 +389,7 @@ class OrdersConsumer:
             linked = connections.backend.existing_reference(KIND_ACCOUNT, key)
             if linked:
                 return linked
-            details = self._details(connections, billing)
+            details = billing_details(billing, self._fit)
             if not (details.company or details.contact):
                 details = AccountDetails(contact=f"Web customer {customer_id}", email=details.email)
             try:

@@ -7,6 +7,14 @@
     backend.create_sales_document(SalesDocument(...))
 """
 
+from exsync.exchequer.account_capture import (
+    AccountCapture,
+    RecordedAccount,
+    account_changed_at,
+    account_fingerprint,
+    ensure_account_state,
+    recorded_account,
+)
 from exsync.exchequer.accounts import AccountCodePattern, generate_account_code
 from exsync.exchequer.actions import (
     adjust_stock,
@@ -71,6 +79,7 @@ from exsync.exchequer.writer import SqlWriteBackend, WriteBackend
 __all__ = [
     "ALL_LOCATIONS",
     "Account",
+    "AccountCapture",
     "AccountCodeExhaustedError",
     "AccountCodePattern",
     "AccountDetails",
@@ -97,6 +106,7 @@ __all__ = [
     "MappingError",
     "NotFoundError",
     "OrderProgress",
+    "RecordedAccount",
     "RetryableError",
     "SalesDocument",
     "SeedError",
@@ -111,6 +121,8 @@ __all__ = [
     "UnknownStockItemError",
     "WriteBackend",
     "WriteResult",
+    "account_changed_at",
+    "account_fingerprint",
     "adjust_stock",
     "change_price",
     "connect",
@@ -118,6 +130,7 @@ __all__ = [
     "could_build_all",
     "dispatch_order",
     "edit_account",
+    "ensure_account_state",
     "free_stock",
     "generate_account_code",
     "init_schema",
@@ -126,6 +139,7 @@ __all__ = [
     "mapping_for",
     "options_for",
     "pick_order",
+    "recorded_account",
     "seed",
     "set_free_stock_settings",
 ]

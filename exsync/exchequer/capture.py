@@ -15,6 +15,7 @@ and a sequence is never used twice.
 
 Only one capture per company runs at a time: a lease row in the state database (renewed with each
 chunk and each cycle, expiring after `lease_seconds`) lets a second replica stand by safely.
+Each cycle also runs the per-cycle steps (order progress, customer accounts) under the same lease.
 """
 
 import dataclasses
@@ -28,6 +29,8 @@ import time
 import uuid
 
 from exsync.bus import EXCHEQUER_EXCHANGE, new_event
+from exsync.exchequer.account_capture import DEFAULT_EVENT_ITEMS as DEFAULT_ACCOUNT_EVENT_ITEMS
+from exsync.exchequer.account_capture import AccountCapture
 from exsync.exchequer.mapping import Column
 from exsync.exchequer.rules import ALL_LOCATIONS
 from exsync.exchequer.state import StateTable, create_state_tables
@@ -406,6 +409,12 @@ def build_capture(settings, *, metrics=None, publisher=None, sink=None):
         step = _order_progress_step(database=company_db, publisher=publisher, metrics=metrics)
         if step is not None:
             steps.append(step)
+        customers = settings.config.get("customers", {})
+        if customers.get("enabled", True):
+            accounts = AccountCapture(database=company_db, state_database=state_db, publisher=publisher,
+                                      company=mapping.company, metrics=metrics,
+                                      event_items=customers.get("event_items", DEFAULT_ACCOUNT_EVENT_ITEMS))
+            steps.append(accounts.run_once)
     state = CaptureState(database=state_db, company=mapping.company,
                          lease_seconds=options.get("lease_seconds", DEFAULT_LEASE_SECONDS)).ensure()
     capture = ChangeCapture(

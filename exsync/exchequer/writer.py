@@ -178,6 +178,23 @@ class SqlWriteBackend:
 
         return self._write_once("create_account", KIND_ACCOUNT, external_key, body)
 
+    def link_account(self, *, external_key, code):
+        """Points `external_key` at an existing account (a shop customer matched to it); returns the
+        code the key points at, which is another one when the key was linked before."""
+        def body(cursor):
+            return require_account(cursor, code)
+
+        return self._write_once("link_account", KIND_ACCOUNT, external_key, body).reference
+
+    def keys_of(self, kind, reference, *, prefix=""):
+        """The external keys of `kind` written as `reference` (e.g. the shop customers linked to an account)."""
+        with self.database.transaction(write=False) as cursor:
+            rows = cursor.run("SELECT {external_keys.external_key} FROM {external_keys} "
+                              "WHERE {external_keys.kind} = ? AND {external_keys.reference} = ? "
+                              "AND {external_keys.external_key} LIKE ? ORDER BY {external_keys.external_key}",
+                              (kind, reference, prefix + "%")).fetchall()
+        return [row[0] for row in rows]
+
     def update_account(self, code, changes):
         started = time.monotonic()
         try:

@@ -1,0 +1,490 @@
+"""Two-way customer sync: shop customers and Exchequer customer accounts kept in step.
+
+One merge serves both directions. `customers.import` carries the shop's `customer.*` webhooks (and
+the reconciler's); `customers.export` carries capture's `exchequer.account.changed`. Either way an
+event only says which customer to look at: both sides are read as they are now, so a late or
+repeated event cannot undo a newer change. The two views are merged three ways against the
+snapshot stored with the link when both last agreed: a field changed on one side goes to the
+other; a field both changed differently is decided by the field's policy (`woo`, `exchequer`,
+`newest`, or `manual`, which changes neither side and records the conflict for a person). The
+snapshot becomes what both sides now hold, so the shop's webhook for our own write, or capture
+seeing our own account update, merges to "unchanged" and nothing echoes.
+
+The link itself is the external key `woo-customer:<id>` the orders consumer also uses, so a
+customer's orders and the synced account are one account.
+"""
+
+import json
+import logging
+import time
+
+from exsync.bus import PermanentError
+from exsync.consumers.customer_mapping import (
+    FIELDS,
+    AccountFitter,
+    account_changes,
+    account_view,
+    details_from_view,
+    merge,
+    woo_changes,
+    woo_view,
+)
+from exsync.consumers.errors import ConsumerError
+from exsync.consumers.orders import CUSTOMER_KEY_PREFIX, customer_key
+from exsync.exchequer import (
+    ConnectError,
+    DatabaseError,
+    ExchequerReader,
+    InvalidDocumentError,
+    SqlWriteBackend,
+    UnknownAccountError,
+    connect,
+    mapping_for,
+    options_for,
+)
+from exsync.exchequer.account_capture import account_fingerprint, ensure_account_state, recorded_account
+from exsync.exchequer.mapping import Column
+from exsync.exchequer.state import StateTable, create_state_tables, text_column
+from exsync.exchequer.writer import KIND_ACCOUNT
+from exsync.metrics import Metrics
+from exsync.threads import PerThread
+from exsync.woo import WooApiError, WooClient, WooNotFound
+from exsync.woo.dates import parse_wc_gmt
+
+__all__ = ["CUSTOMER_TABLES", "LINKED", "SHOP_DELETED", "Conflict", "CustomersConsumer", "Link", "LinkStore", "build"]
+
+log = logging.getLogger(__name__)
+
+LINKED = "linked"
+SHOP_DELETED = "shop_deleted"
+_EMAIL_TAKEN = "registration-error-email-exists"
+
+CUSTOMER_TABLES = (
+    StateTable(name="customer_links", key=("woo_id",), columns={
+        "woo_id": Column("woo_id", "int"),
+        "account_code": Column("account_code", "str:10"),
+        "state": Column("state", "str:16"),
+        "snapshot": text_column("snapshot"),
+        "synced_at": Column("synced_at", "float"),
+    }),
+    StateTable(name="customer_conflicts", key=("woo_id", "field"), columns={
+        "woo_id": Column("woo_id", "int"),
+        "field": Column("field", "str:16"),
+        "account_code": Column("account_code", "str:10"),
+        "woo_value": Column("woo_value", "str:1000"),
+        "exchequer_value": Column("exchequer_value", "str:1000"),
+        "base_value": Column("base_value", "str:1000"),
+        "noticed_at": Column("noticed_at", "float"),
+    }),
+)
+
+
+def _dump(view):
+    return json.dumps({field: list(value) if isinstance(value, tuple) else value for field, value in view.items()},
+                      sort_keys=True)
+
+
+def _load(text):
+    view = json.loads(text)
+    if "address" in view:
+        view["address"] = tuple(view["address"])
+    return view
+
+
+class Link:
+    """A shop customer linked to an account, with the view both sides last agreed on."""
+
+    def __init__(self, *, woo_id, account_code, state=LINKED, snapshot=None, synced_at=0.0):
+        self.woo_id = woo_id
+        self.account_code = account_code
+        self.state = state
+        self.snapshot = snapshot
+        self.synced_at = synced_at
+
+
+class Conflict:
+    """A field both sides changed differently, waiting for a person (`exsync customers resolve`)."""
+
+    def __init__(self, *, woo_id, field, account_code, woo_value, exchequer_value, base_value, noticed_at):
+        self.woo_id = woo_id
+        self.field = field
+        self.account_code = account_code
+        self.woo_value = woo_value
+        self.exchequer_value = exchequer_value
+        self.base_value = base_value
+        self.noticed_at = noticed_at
+
+
+class LinkStore:
+    """The sync's own tables: links with their snapshots, and conflicts awaiting a person."""
+
+    def __init__(self, *, database):
+        self.database = database
+        self.links_sql = CUSTOMER_TABLES[0].sql_name(database)
+        self.conflicts_sql = CUSTOMER_TABLES[1].sql_name(database)
+        create_state_tables(database, CUSTOMER_TABLES)
+
+    def _link(self, where, value):
+        with self.database.transaction(write=False) as cursor:
+            row = cursor.execute(f'SELECT "woo_id", "account_code", "state", "snapshot", "synced_at" '
+                                 f'FROM {self.links_sql} WHERE "{where}" = ? ORDER BY "woo_id"', (value,)).fetchone()
+        if row is None:
+            return None
+        return Link(woo_id=int(row[0]), account_code=row[1], state=row[2],
+                    snapshot=_load(row[3]) if row[3] else None, synced_at=float(row[4]))
+
+    def get(self, woo_id):
+        return self._link("woo_id", int(woo_id))
+
+    def by_account(self, code):
+        return self._link("account_code", code)
+
+    def save(self, link):
+        values = (link.account_code, link.state, _dump(link.snapshot) if link.snapshot is not None else "",
+                  link.synced_at, link.woo_id)
+        with self.database.transaction() as cursor:
+            updated = cursor.execute(f'UPDATE {self.links_sql} SET "account_code" = ?, "state" = ?, "snapshot" = ?, '
+                                     f'"synced_at" = ? WHERE "woo_id" = ?', values).rowcount
+            if not updated:
+                cursor.execute(f'INSERT INTO {self.links_sql} ("account_code", "state", "snapshot", "synced_at", '
+                               f'"woo_id") VALUES (?, ?, ?, ?, ?)', values)
+
+    def record_conflicts(self, woo_id, account_code, conflicts, *, now):
+        """Keeps the conflicts found for a customer, and drops its earlier ones that no longer stand."""
+        with self.database.transaction() as cursor:
+            cursor.execute(f'DELETE FROM {self.conflicts_sql} WHERE "woo_id" = ?', (int(woo_id),))
+            cursor.executemany(
+                f'INSERT INTO {self.conflicts_sql} ("woo_id", "field", "account_code", "woo_value", '
+                f'"exchequer_value", "base_value", "noticed_at") VALUES (?, ?, ?, ?, ?, ?, ?)',
+                [(int(woo_id), field, account_code, json.dumps(woo_value), json.dumps(exchequer_value),
+                  json.dumps(base_value), now) for field, woo_value, exchequer_value, base_value in conflicts])
+
+    def conflicts(self, woo_id=None):
+        where, params = ('WHERE "woo_id" = ?', (int(woo_id),)) if woo_id is not None else ("", ())
+        with self.database.transaction(write=False) as cursor:
+            rows = cursor.execute(f'SELECT "woo_id", "field", "account_code", "woo_value", "exchequer_value", '
+                                  f'"base_value", "noticed_at" FROM {self.conflicts_sql} {where} '
+                                  f'ORDER BY "woo_id", "field"', params).fetchall()
+        return [Conflict(woo_id=int(row[0]), field=row[1], account_code=row[2], woo_value=json.loads(row[3]),
+                         exchequer_value=json.loads(row[4]), base_value=json.loads(row[5]),
+                         noticed_at=float(row[6])) for row in rows]
+
+
+class _Connections:
+    """The consumer thread's connections: Exchequer, the state tables, and the objects over them."""
+
+    def __init__(self, *, exchequer_dsn, state_dsn, mapping, options, metrics):
+        self.exchequer = connect(exchequer_dsn, mapping=mapping)
+        self.state = self.exchequer if state_dsn in (None, exchequer_dsn) else connect(state_dsn, mapping=mapping)
+        self.reader = ExchequerReader(database=self.exchequer)
+        self.backend = SqlWriteBackend(database=self.exchequer, vat_codes=options.vat_codes,
+                                       default_location=options.default_location,
+                                       account_codes=options.account_codes, metrics=metrics)
+        self.links = LinkStore(database=self.state)
+        ensure_account_state(self.state)
+
+    def close(self):
+        self.exchequer.close()
+        if self.state is not self.exchequer:
+            self.state.close()
+
+
+class CustomersConsumer:
+    """Handles `woo.customer.*` and `exchequer.account.changed` envelopes (one at a time)."""
+
+    def __init__(self, *, exchequer_dsn, config, client, state_dsn=None, wp_username=None,
+                 wp_application_password=None, metrics=None, clock=time.time):
+        self.options = config["customers"]
+        self.customer_roles = tuple(config["shop"]["reconcile"]["customer_roles"])
+        self.names_mapping = mapping_for(config)
+        self.company = self.names_mapping.company
+        self.client = client
+        self.wp_username = wp_username
+        self.wp_application_password = wp_application_password
+        self.metrics = metrics or Metrics()
+        self.clock = clock
+        self._fit = AccountFitter(self.names_mapping)
+        exchequer_options = options_for(config)
+        self._per_thread = PerThread(
+            make=lambda: _Connections(exchequer_dsn=exchequer_dsn, state_dsn=state_dsn, mapping=self.names_mapping,
+                                      options=exchequer_options, metrics=self.metrics),
+            close=_Connections.close)
+        self._connections()
+
+    def _connections(self):
+        return self._per_thread.get()
+
+    @property
+    def links(self):
+        return self._connections().links
+
+    def close(self):
+        self._per_thread.close()
+        self.client.close()
+
+    # --- the consumer interface
+
+    def handle(self, message):
+        try:
+            self.handle_event(message.event)
+        except (ConnectError, DatabaseError):
+            # A dropped connection stays broken: the retry gets fresh ones.
+            self._per_thread.discard()
+            raise
+
+    def handle_event(self, event):
+        """Syncs the customers an envelope names; returns {id or code: outcome}."""
+        kind = str(event.get("type") or "")
+        data = event.get("data")
+        if kind.startswith("woo.customer."):
+            if not isinstance(data, dict) or not str(data.get("id", "")).isdigit():
+                raise PermanentError("a customer event needs data with a numeric id")
+            woo_id = int(data["id"])
+            if kind == "woo.customer.deleted":
+                return {woo_id: self.shop_deleted(woo_id)}
+            return {woo_id: self.sync_customer(woo_id)}
+        if kind == "exchequer.account.changed":
+            accounts = (data or {}).get("accounts") if isinstance(data, dict) else None
+            if not isinstance(accounts, list):
+                raise PermanentError("an account event needs data with a list of accounts")
+            return {str(item.get("code")): self.sync_account(str(item.get("code") or ""))
+                    for item in accounts if isinstance(item, dict)}
+        log.info("customers: nothing to do for %s", kind or "an event without a type")
+        return {}
+
+    # --- from the shop
+
+    def sync_customer(self, woo_id):
+        """Brings one shop customer and its account in step (linking or creating the account)."""
+        try:
+            customer = self.client.get_customer(woo_id)
+        except WooNotFound:
+            return self.shop_deleted(woo_id)
+        if self.customer_roles and customer.get("role") not in self.customer_roles:
+            return self._count("shop", "not_a_customer")
+        connections = self._connections()
+        link = connections.links.get(woo_id)
+        created = False
+        if link is None or link.state != LINKED:
+            code, created = self._account_for(connections, customer)
+            link = Link(woo_id=woo_id, account_code=code, snapshot=link.snapshot if link else None)
+        try:
+            account = connections.reader.account(link.account_code)
+        except UnknownAccountError as error:
+            raise PermanentError(f"shop customer {woo_id} is linked to account {link.account_code}, "
+                                 "which is no longer in Exchequer") from error
+        return self._sync("shop", customer, account, link, created=created)
+
+    def _account_for(self, connections, customer):
+        """(code, created): the account a customer is linked to by key, matched by e-mail, or made."""
+        woo_id = int(customer["id"])
+        key = customer_key(woo_id)
+        linked = connections.backend.existing_reference(KIND_ACCOUNT, key)
+        if linked:
+            return linked, False
+        view = woo_view(customer, self._fit, wholesale_role=self.options["wholesale_role"])
+        if self.options["match_by_email"] and view["email"]:
+            for account in connections.reader.accounts_by_email(view["email"]):
+                if account.cust_supp == "C" and not self._shop_customers_of(connections, account.code):
+                    return connections.backend.link_account(external_key=key, code=account.code), False
+        details = details_from_view(view, wholesale_band=self.options["wholesale_band"])
+        if not (details.company or details.contact):
+            details = details_from_view(dict(view, contact=f"Web customer {woo_id}"),
+                                        wholesale_band=self.options["wholesale_band"])
+        try:
+            result = connections.backend.create_account(external_key=key, details=details)
+        except InvalidDocumentError as error:
+            raise PermanentError(f"cannot create an account for shop customer {woo_id}: {error}") from error
+        return result.reference, result.created
+
+    def _shop_customers_of(self, connections, code):
+        keys = connections.backend.keys_of(KIND_ACCOUNT, code, prefix=CUSTOMER_KEY_PREFIX)
+        return [int(key[len(CUSTOMER_KEY_PREFIX):]) for key in keys if key[len(CUSTOMER_KEY_PREFIX):].isdigit()]
+
+    def shop_deleted(self, woo_id):
+        """The shop deleted a customer: the account stays (it has a ledger), the link is ended."""
+        links = self._connections().links
+        link = links.get(woo_id)
+        if link is None:
+            return self._count("shop", "unknown_deleted")
+        link.state = SHOP_DELETED
+        links.save(link)
+        log.info("customers: shop customer %s was deleted; account %s is kept and no longer synced",
+                 woo_id, link.account_code)
+        return self._count("shop", "deleted")
+
+    # --- from Exchequer
+
+    def sync_account(self, code):
+        """Brings one Exchequer account and its shop customer in step (creating the customer when
+        `customers.export_accounts` says so)."""
+        connections = self._connections()
+        try:
+            account = connections.reader.account(code)
+        except UnknownAccountError:
+            return self._count("exchequer", "unknown_account")
+        if account.cust_supp != "C":
+            return self._count("exchequer", "not_a_customer")
+        link = connections.links.by_account(account.code)
+        if link is None:
+            woo_ids = self._shop_customers_of(connections, account.code)
+            if woo_ids:
+                link = connections.links.get(woo_ids[0]) or Link(woo_id=woo_ids[0], account_code=account.code)
+        if link is not None and link.state != LINKED:
+            return self._count("exchequer", "shop_deleted")
+        created = False
+        if link is None:
+            export = self.options["export_accounts"]
+            if export != "all":
+                return self._count("exchequer", "not_exported")
+            if not account.email.strip():
+                return self._count("exchequer", "no_email")
+            customer, created = self._customer_for(connections, account)
+            link = connections.links.get(customer["id"])
+            if link is not None and link.account_code != account.code and link.state == LINKED:
+                log.warning("customers: account %s has the e-mail of shop customer %s, who is linked to %s",
+                            account.code, customer["id"], link.account_code)
+                return self._count("exchequer", "email_taken")
+            link = Link(woo_id=int(customer["id"]), account_code=account.code)
+        else:
+            try:
+                customer = self.client.get_customer(link.woo_id)
+            except WooNotFound:
+                return self.shop_deleted(link.woo_id)
+        return self._sync("exchequer", customer, account, link, created=created)
+
+    def _customer_for(self, connections, account):
+        """(customer, created): the shop customer with the account's e-mail, or a new one."""
+        view = account_view(account, wholesale_band=self.options["wholesale_band"])
+        found = self._customer_by_email(view["email"])
+        if found is not None:
+            connections.backend.link_account(external_key=customer_key(found["id"]), code=account.code)
+            return found, False
+        changes, _ = woo_changes(view, [field for field in FIELDS if field != "wholesale"])
+        try:
+            customer = self.client.create_customer(changes)
+        except WooApiError as error:
+            if error.code != _EMAIL_TAKEN:
+                raise self._refused(f"cannot create a shop customer for account {account.code}", error) from error
+            # Registered between our look-up and the create (a checkout, another worker): link to it.
+            customer = self._customer_by_email(view["email"])
+            if customer is None:
+                raise
+        connections.backend.link_account(external_key=customer_key(customer["id"]), code=account.code)
+        return customer, True
+
+    def _customer_by_email(self, email):
+        for customer in self.client.iter_customers(role="all", params={"email": email}):
+            if str(customer.get("email") or "").lower() == email:
+                return customer
+        return None
+
+    # --- the merge, and the writes it asks for
+
+    def _sync(self, source, customer, account, link, *, created):
+        woo = woo_view(customer, self._fit, wholesale_role=self.options["wholesale_role"])
+        exchequer = account_view(account, wholesale_band=self.options["wholesale_band"])
+        conflicts = self.options["conflicts"]
+        result = merge(base=link.snapshot, woo=woo, exchequer=exchequer,
+                       policy_of=lambda field: conflicts["fields"].get(field, conflicts["default"]),
+                       newest_side=lambda: self._newest_side(customer, account))
+        connections = self._connections()
+        if result.to_exchequer:
+            changes = account_changes(result.agreed, result.to_exchequer, account=account,
+                                      wholesale_band=self.options["wholesale_band"])
+            try:
+                connections.backend.update_account(account.code, changes)
+            except InvalidDocumentError as error:
+                raise PermanentError(f"account {account.code}: {error}") from error
+            for field in result.to_exchequer:
+                self.metrics.inc("customer_fields_synced", side="exchequer", field=field)
+        if result.to_woo:
+            self._write_shop(customer, result)
+        now = self.clock()
+        if result.conflicts or connections.links.conflicts(link.woo_id):
+            connections.links.record_conflicts(link.woo_id, account.code, result.conflicts, now=now)
+        for field, woo_value, exchequer_value, _ in result.conflicts:
+            self.metrics.inc("customer_conflicts", field=field)
+            log.warning("customers: %s of shop customer %s (%r) and account %s (%r) both changed; "
+                        "left for a person: exsync customers resolve %s %s --take woo|exchequer",
+                        field, link.woo_id, woo_value, account.code, exchequer_value, link.woo_id, field)
+        link.account_code, link.state, link.snapshot, link.synced_at = account.code, LINKED, result.agreed, now
+        connections.links.save(link)
+        if created:
+            outcome = "created"
+        elif result.to_woo or result.to_exchequer:
+            outcome = "updated"
+        else:
+            outcome = "conflict" if result.conflicts else "unchanged"
+        return self._count(source, outcome)
+
+    def _write_shop(self, customer, result):
+        woo_id = int(customer["id"])
+        changes, wholesale = woo_changes(result.agreed, result.to_woo)
+        try:
+            if changes:
+                self.client.update_customer(woo_id, changes)
+            if wholesale is not None:
+                self._set_role(woo_id, wholesale, result)
+        except WooApiError as error:
+            raise self._refused(f"shop customer {woo_id}", error) from error
+        for field in result.to_woo:
+            self.metrics.inc("customer_fields_synced", side="woo", field=field)
+
+    def _set_role(self, woo_id, wholesale, result):
+        if not (self.wp_username and self.wp_application_password):
+            # Not agreed: the role goes once the credentials are set, at the customer's next sync.
+            result.agreed.pop("wholesale", None)
+            result.to_woo.remove("wholesale")
+            log.warning("customers: shop customer %s should %s wholesale, but changing a role needs "
+                        "EXSYNC_WP_USERNAME and EXSYNC_WP_APPLICATION_PASSWORD", woo_id,
+                        "become" if wholesale else "no longer be")
+            self.metrics.inc("customer_roles_skipped")
+            return
+        role = self.options["wholesale_role"] if wholesale else "customer"
+        self.client.set_user_roles(woo_id, [role], username=self.wp_username,
+                                   application_password=self.wp_application_password)
+
+    def _refused(self, what, error):
+        """A 4xx from the shop will not pass by itself: park it with the shop's reason."""
+        if error.status is not None and 400 <= error.status < 500 and error.status != 429:
+            return PermanentError(f"{what}: the shop refused the change: {error}")
+        return error
+
+    def _newest_side(self, customer, account):
+        """The side changed last: the shop's modification time against when capture first saw the
+        account as it is (now, when capture has not seen it yet: its change is after the last cycle)."""
+        modified = parse_wc_gmt(customer.get("date_modified_gmt"))
+        woo_at = modified.timestamp() if modified is not None else 0.0
+        recorded = recorded_account(self._connections().state, self.company, account.code)
+        seen = recorded is not None and recorded.fingerprint == account_fingerprint(account)
+        exchequer_at = recorded.changed_at if seen else self.clock()
+        return "woo" if woo_at > exchequer_at else "exchequer"
+
+    def _count(self, source, outcome):
+        self.metrics.inc("customer_syncs", source=source, outcome=outcome)
+        return outcome
+
+    # --- a person's decisions
+
+    def resolve(self, woo_id, field, take):
+        """Settles a recorded conflict: `take` (`woo` or `exchequer`) wins and goes to the other side."""
+        links = self.links
+        link = links.get(woo_id)
+        if link is None or not any(conflict.field == field for conflict in links.conflicts(woo_id)):
+            raise ConsumerError(f"no conflict on {field} is recorded for shop customer {woo_id}")
+        customer = self.client.get_customer(woo_id)
+        account = self._connections().reader.account(link.account_code)
+        loser = (account_view(account, wholesale_band=self.options["wholesale_band"]) if take == "woo" else
+                 woo_view(customer, self._fit, wholesale_role=self.options["wholesale_role"]))
+        # Measured from the losing value, only the winner has changed: the ordinary merge carries it across.
+        link.snapshot = dict(link.snapshot or {}, **{field: loser[field]})
+        return self._sync("person", customer, account, link, created=False)
+
+
+def build(settings, *, metrics):
+    """The consumer `exsync consume customers` and `exsync consume customers-export` run."""
+    return CustomersConsumer(exchequer_dsn=settings.exchequer_dsn, state_dsn=settings.state_dsn,
+                             config=settings.config, client=WooClient.from_settings(settings, metrics=metrics),
+                             wp_username=settings.wp_username,
+                             wp_application_password=settings.wp_application_password, metrics=metrics)

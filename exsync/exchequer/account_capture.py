@@ -1,0 +1,169 @@
+"""Account capture: turns changes to Exchequer's customer accounts into events on the bus.
+
+Exchequer keeps no change timestamps on CUSTSUPP either, so each run reads every customer account
+(suppliers never reach the shop), fingerprints the fields the shop side syncs (company, contact,
+address, post code, e-mail, phone, price band) and compares the fingerprint with the one recorded
+in the `account_capture` state table.
+
+New and changed accounts go out in chunks of up to `event_items` codes, one
+`exchequer.account.changed` event (routing key `account.changed`) per chunk, for the same reason
+product changes travel many to an event: each publish waits for the broker's confirm. A chunk's
+fingerprints, and `changed_at` (when capture first saw that fingerprint), are recorded only after
+the broker confirmed it, so a crash or a failed publish repeats a change next run rather than
+losing it. Accounts that disappeared leave the table unpublished: the shop side has nothing to
+write for an account that no longer exists.
+
+The customers consumer reads the same table: an account whose current fingerprint
+(`account_fingerprint`) differs from the recorded one changed after capture last looked, so
+`changed_at` does not yet tell when.
+"""
+
+import dataclasses
+import hashlib
+import time
+
+from exsync.bus.topology import EXCHEQUER_EXCHANGE
+from exsync.exchequer.mapping import Column
+from exsync.exchequer.reader import ExchequerReader
+from exsync.exchequer.state import StateTable, create_state_tables
+from exsync.metrics import Metrics
+from exsync.schemas.envelope import new_event
+
+__all__ = [
+    "ACCOUNT_CAPTURE_TABLES",
+    "ACCOUNT_CHANGED",
+    "DEFAULT_EVENT_ITEMS",
+    "AccountCapture",
+    "RecordedAccount",
+    "account_changed_at",
+    "account_fingerprint",
+    "ensure_account_state",
+    "recorded_account",
+]
+
+DEFAULT_EVENT_ITEMS = 100
+SOURCE = "exsync/exchequer/capture"
+ACCOUNT_CHANGED = ("exchequer.account.changed", "account.changed")
+CUSTOMER = "C"
+
+ACCOUNT_CAPTURE_TABLES = (
+    StateTable(name="account_capture", key=("company", "code"), columns={
+        "company": Column("company", "str:30"),
+        "code": Column("code", "str:10"),
+        "fingerprint": Column("fingerprint", "str:16"),
+        "changed_at": Column("changed_at", "float"),
+    }),
+)
+
+
+def account_fingerprint(account):
+    """A short hash of what the shop side syncs of an account (an Account or AccountDetails)."""
+    fields = (account.company, account.contact, *account.address, account.post_code, account.email,
+              account.phone, account.price_band)
+    text = "\x1f".join(field.strip() for field in fields)
+    return hashlib.blake2b(text.encode("utf-8"), digest_size=8).hexdigest()
+
+
+def ensure_account_state(state_database):
+    """Creates the account capture's state table where missing (for readers that may start first)."""
+    create_state_tables(state_database, ACCOUNT_CAPTURE_TABLES)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RecordedAccount:
+    """What capture last recorded of an account: its fingerprint and when that was first seen (unix time)."""
+
+    fingerprint: str
+    changed_at: float
+
+
+def recorded_account(state_database, company, code):
+    """The RecordedAccount of `code` in `company`, or None if capture has not recorded it."""
+    table = ACCOUNT_CAPTURE_TABLES[0].sql_name(state_database)
+    with state_database.transaction(write=False) as cursor:
+        row = cursor.execute(f'SELECT "fingerprint", "changed_at" FROM {table} WHERE "company" = ? AND "code" = ?',
+                             (company, code)).fetchone()
+    return None if row is None else RecordedAccount(fingerprint=row[0], changed_at=float(row[1]))
+
+
+def account_changed_at(state_database, company, code):
+    """When capture first saw the account's recorded fingerprint (unix time), or None."""
+    recorded = recorded_account(state_database, company, code)
+    return None if recorded is None else recorded.changed_at
+
+
+class AccountCapture:
+    """One company's customer-account capture; `run_once()` returns the accounts published."""
+
+    def __init__(self, *, database, state_database, publisher, company, metrics=None,
+                 event_items=DEFAULT_EVENT_ITEMS):
+        self.reader = ExchequerReader(database=database)
+        self.state_database = state_database
+        self.publisher = publisher
+        self.company = company
+        self.metrics = metrics or Metrics()
+        self.event_items = event_items
+        self.table = ACCOUNT_CAPTURE_TABLES[0].sql_name(state_database)
+        ensure_account_state(state_database)
+
+    def recorded(self, code):
+        """The RecordedAccount of `code`, or None."""
+        return recorded_account(self.state_database, self.company, code)
+
+    def _known(self):
+        """code -> fingerprint as last recorded."""
+        with self.state_database.transaction(write=False) as cursor:
+            cursor.execute(f'SELECT "code", "fingerprint" FROM {self.table} WHERE "company" = ?', (self.company,))
+            return dict(cursor.iterate())
+
+    def _scan(self, known):
+        """(changed, vanished): [(code, fingerprint, seen_at)] for new or changed customers, and the
+        recorded codes no customer has any more. `known` is consumed."""
+        changed = []
+        # Read to the end before anything is written: the state may share the company's connection,
+        # which holds the read transaction while the stream is open.
+        for account in self.reader.iter_accounts():
+            if account.cust_supp != CUSTOMER:
+                continue
+            fingerprint = account_fingerprint(account)
+            if known.pop(account.code, None) != fingerprint:
+                changed.append((account.code, fingerprint, time.time()))
+        return changed, sorted(known)
+
+    def _forget(self, codes):
+        with self.state_database.transaction() as cursor:
+            cursor.executemany(f'DELETE FROM {self.table} WHERE "company" = ? AND "code" = ?',
+                               [(self.company, code) for code in codes])
+
+    def _publish(self, chunk):
+        event_type, routing_key = ACCOUNT_CHANGED
+        event = new_event(type=event_type, source=SOURCE, subject=self.company, data={
+            "company": self.company,
+            "accounts": [{"code": code, "seen_at": seen_at} for code, _, seen_at in chunk]})
+        self.publisher.publish(exchange=EXCHEQUER_EXCHANGE, routing_key=routing_key, event=event)
+
+    def _record(self, chunk, known_codes):
+        with self.state_database.transaction() as cursor:
+            cursor.executemany(
+                f'UPDATE {self.table} SET "fingerprint" = ?, "changed_at" = ? WHERE "company" = ? AND "code" = ?',
+                [(fingerprint, seen_at, self.company, code) for code, fingerprint, seen_at in chunk
+                 if code in known_codes])
+            cursor.executemany(
+                f'INSERT INTO {self.table} ("company", "code", "fingerprint", "changed_at") VALUES (?, ?, ?, ?)',
+                [(self.company, code, fingerprint, seen_at) for code, fingerprint, seen_at in chunk
+                 if code not in known_codes])
+
+    def run_once(self):
+        known = self._known()
+        known_codes = set(known)
+        changed, vanished = self._scan(known)
+        if vanished:
+            self._forget(vanished)
+        published = 0
+        for start in range(0, len(changed), self.event_items):
+            chunk = changed[start:start + self.event_items]
+            self._publish(chunk)
+            self._record(chunk, known_codes)
+            published += len(chunk)
+            self.metrics.inc("capture_account_changes_published", len(chunk))
+        return published

@@ -1,0 +1,352 @@
+"""Two-way customer sync against the sandbox shop over HTTP and a real company database."""
+
+import datetime
+import time
+
+import pytest
+
+from exsync.bus import PermanentError
+from exsync.consumers.customers import SHOP_DELETED, CustomersConsumer
+from exsync.consumers.errors import ConsumerError
+from exsync.consumers.orders import customer_key
+from exsync.exchequer import ExchequerReader, SqlWriteBackend, connect, edit_account
+from exsync.exchequer.account_capture import AccountCapture
+from exsync.exchequer.writer import KIND_ACCOUNT
+from exsync.schemas.config import validate_config
+from tests.consumers.conftest import company
+
+
+def customers_config(**customers):
+    loaded, problems = validate_config({"customers": customers})
+    assert problems == []
+    return loaded
+
+
+def shop_event(woo_id, topic="customer.updated"):
+    return {"specversion": "1.0", "id": f"c-{woo_id}-{topic}", "source": "https://shop.example/",
+            "type": f"woo.{topic}", "time": "2026-11-27T10:00:00Z", "subject": str(woo_id), "data": {"id": woo_id}}
+
+
+def account_event(*codes):
+    return {"specversion": "1.0", "id": "a-" + "-".join(codes), "source": "exsync/exchequer/capture",
+            "type": "exchequer.account.changed", "time": "2026-11-27T10:00:00Z", "subject": "ZZZZ01",
+            "data": {"company": "ZZZZ01", "accounts": [{"code": code, "seen_at": 0.0} for code in codes]}}
+
+
+def register(shop, email="jane@example.test", **extra):
+    body = {"email": email, "first_name": "Jane", "last_name": "Smith",
+            "billing": {"first_name": "Jane", "last_name": "Smith", "company": "", "address_1": "2 Mill Lane",
+                        "address_2": "", "city": "York", "state": "", "postcode": "YO1 1AA", "country": "GB",
+                        "email": email, "phone": "01904 111111"}}
+    body.update(extra)
+    return shop.create_customer(body)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def company_dsn(request, tmp_path):
+    dsn = f"sqlite:///{tmp_path}/exchequer.db" if request.param == "sqlite" else request.getfixturevalue("pg_odbc_dsn")
+    company(dsn)
+    return dsn
+
+
+@pytest.fixture
+def sqlite_company_dsn(tmp_path):
+    dsn = f"sqlite:///{tmp_path}/exchequer.db"
+    company(dsn)
+    return dsn
+
+
+@pytest.fixture
+def make_sync(sandbox_shop):
+    shop, client, _ = sandbox_shop
+    made = []
+
+    def make(dsn, *, roles=True, clock=None, **customers):
+        # WordPress takes application passwords over plain HTTP only on a "local" site.
+        shop.environment_type = "local"
+        password = shop.add_application_password() if roles else None
+        options = {"clock": clock} if clock else {}
+        consumer = CustomersConsumer(exchequer_dsn=dsn, config=customers_config(**customers), client=client,
+                                     wp_username="admin" if roles else None, wp_application_password=password,
+                                     **options)
+        made.append(consumer)
+        return consumer
+
+    yield make
+    for consumer in made:
+        consumer._per_thread.close()
+
+
+def account(dsn, code):
+    with connect(dsn) as database:
+        return ExchequerReader(database=database).account(code)
+
+
+def edit(dsn, code, **changes):
+    with connect(dsn) as database:
+        edit_account(database, code, **changes)
+
+
+def linked_code(dsn, woo_id):
+    with connect(dsn) as database:
+        return SqlWriteBackend(database=database).existing_reference(KIND_ACCOUNT, customer_key(woo_id))
+
+
+def test_a_new_shop_customer_becomes_an_account_linked_by_the_orders_key(sandbox_shop, make_sync, company_dsn):
+    shop, _, _ = sandbox_shop
+    sync = make_sync(company_dsn)
+    customer = register(shop)
+    before = {a.code for a in _accounts(company_dsn)}
+
+    assert sync.handle_event(shop_event(customer["id"], "customer.created")) == {customer["id"]: "created"}
+    code = linked_code(company_dsn, customer["id"])
+    assert code.startswith("SMIT") and code not in before  # generated from the surname
+    made = account(company_dsn, code)
+    assert (made.contact, made.email, made.post_code, made.phone, made.address[0], made.address[2],
+            made.address[4], made.price_band) == ("Jane Smith", "jane@example.test", "YO1 1AA", "01904 111111",
+                                                  "2 Mill Lane", "York", "GB", "A")
+    # The shop's second webhook for the same registration, and any repeat, change nothing.
+    assert sync.handle_event(shop_event(customer["id"])) == {customer["id"]: "unchanged"}
+    assert sync.links.get(customer["id"]).account_code == code
+
+
+def test_a_shop_customer_with_the_e_mail_of_an_account_is_linked_to_it_and_gaps_filled(sandbox_shop, make_sync,
+                                                                                       sqlite_company_dsn):
+    shop, _, _ = sandbox_shop
+    dsn = sqlite_company_dsn
+    existing = _accounts(dsn)[0]
+    edit(dsn, existing.code, phone="")
+    customer = register(shop, email=existing.email.upper(), first_name="", last_name="",
+                        billing={"phone": "07700 900123", "email": existing.email})
+    sync = make_sync(dsn)
+
+    assert sync.sync_customer(customer["id"]) == "updated"
+    assert linked_code(dsn, customer["id"]) == existing.code
+    after = account(dsn, existing.code)
+    assert after.phone == "07700 900123"  # empty in Exchequer: taken from the shop
+    assert after.contact == existing.contact  # empty in the shop: kept, and sent there
+    shop_side = shop.get_customer(customer["id"])
+    assert f"{shop_side['first_name']} {shop_side['last_name']}" == existing.contact
+    assert shop_side["billing"]["postcode"] == existing.post_code
+
+
+def _accounts(dsn):
+    with connect(dsn) as database:
+        return [a for a in ExchequerReader(database=database).iter_accounts() if a.email]
+
+
+def test_edits_flow_both_ways_and_our_own_writes_do_not_echo(sandbox_shop, make_sync, company_dsn):
+    shop, client, _ = sandbox_shop
+    sync = make_sync(company_dsn)
+    customer = register(shop)
+    sync.sync_customer(customer["id"])
+    code = linked_code(company_dsn, customer["id"])
+
+    shop.update_customer(customer["id"], {"billing": {"phone": "01904 222222"}})
+    assert sync.handle_event(shop_event(customer["id"])) == {customer["id"]: "updated"}
+    assert account(company_dsn, code).phone == "01904 222222"
+    modified = shop.get_customer(customer["id"])["date_modified_gmt"]
+    # Capture sees our write to the account: nothing goes back to the shop.
+    assert sync.handle_event(account_event(code)) == {code: "unchanged"}
+    assert shop.get_customer(customer["id"])["date_modified_gmt"] == modified
+
+    edit(company_dsn, code, company="Smith Trading Ltd", post_code="YO2 2BB")
+    assert sync.handle_event(account_event(code)) == {code: "updated"}
+    shop_side = shop.get_customer(customer["id"])
+    assert (shop_side["billing"]["company"], shop_side["billing"]["postcode"]) == ("Smith Trading Ltd", "YO2 2BB")
+    # The shop's webhook for our write merges to nothing.
+    assert sync.handle_event(shop_event(customer["id"])) == {customer["id"]: "unchanged"}
+    assert account(company_dsn, code).company == "Smith Trading Ltd"
+
+
+def test_accounts_with_an_e_mail_become_shop_customers_as_configured(sandbox_shop, make_sync, sqlite_company_dsn):
+    shop, _, _ = sandbox_shop
+    dsn = sqlite_company_dsn
+    first, second = _accounts(dsn)[:2]
+    edit(dsn, second.code, email="")
+
+    assert make_sync(dsn, export_accounts="none").sync_account(first.code) == "not_exported"
+    assert make_sync(dsn, export_accounts="linked").sync_account(first.code) == "not_exported"
+    sync = make_sync(dsn)
+    assert sync.sync_account(second.code) == "no_email"
+    assert sync.sync_account(first.code) == "created"
+    [made] = [c for c in shop.list_customers({"role": "all"}) if c["email"] == first.email.lower()]
+    assert f"{made['first_name']} {made['last_name']}" == first.contact
+    assert made["role"] == ("wholesale_customer" if first.price_band == "B" else "customer")
+    assert linked_code(dsn, made["id"]) == first.code
+    assert sync.sync_account(first.code) == "unchanged"
+    # The shop's webhooks for the new customer find it linked and agreed.
+    assert sync.handle_event(shop_event(made["id"], "customer.created")) == {made["id"]: "unchanged"}
+
+
+def test_an_account_whose_e_mail_is_already_a_shop_customer_is_linked_not_duplicated(sandbox_shop, make_sync,
+                                                                                     sqlite_company_dsn):
+    shop, _, _ = sandbox_shop
+    dsn = sqlite_company_dsn
+    target = _accounts(dsn)[0]
+    customer = register(shop, email=target.email)
+    sync = make_sync(dsn)
+
+    assert sync.sync_account(target.code) in ("updated", "unchanged")
+    assert linked_code(dsn, customer["id"]) == target.code
+    assert len([c for c in shop.list_customers({"role": "all"}) if c["email"] == target.email.lower()]) == 1
+
+
+@pytest.mark.parametrize(("policy", "shop_wins"), [("woo", True), ("exchequer", False)])
+def test_a_field_changed_on_both_sides_follows_its_policy(sandbox_shop, make_sync, sqlite_company_dsn, policy,
+                                                          shop_wins):
+    shop, _, _ = sandbox_shop
+    dsn = sqlite_company_dsn
+    sync = make_sync(dsn, conflicts={"default": "manual", "fields": {"phone": policy}})
+    customer = register(shop)
+    sync.sync_customer(customer["id"])
+    code = linked_code(dsn, customer["id"])
+
+    shop.update_customer(customer["id"], {"billing": {"phone": "0100 SHOP"}})
+    edit(dsn, code, phone="0100 EXCHEQUER")
+    assert sync.sync_customer(customer["id"]) == "updated"
+    expected = "0100 SHOP" if shop_wins else "0100 EXCHEQUER"
+    assert account(dsn, code).phone == expected
+    assert shop.get_customer(customer["id"])["billing"]["phone"] == expected
+    assert sync.links.conflicts(customer["id"]) == []
+
+
+def test_newest_takes_the_side_changed_last(tmp_path, sqlite_company_dsn):
+    from exsync.woo import WooClient
+    from exsync.woo.sandbox import SandboxServer, SandboxShop
+
+    dsn = sqlite_company_dsn
+    shop_time = datetime.datetime(2030, 1, 1, tzinfo=datetime.UTC)
+    shop = SandboxShop(clock=lambda: shop_time)
+    credentials = shop.add_credentials()
+    now = [time.time()]
+    with SandboxServer(shop=shop) as server, WooClient(
+            url=server.url, consumer_key=credentials.consumer_key, consumer_secret=credentials.consumer_secret,
+            requests_per_second=500) as client:
+        sync = CustomersConsumer(exchequer_dsn=dsn, config=customers_config(), client=client, clock=lambda: now[0])
+        try:
+            customer = register(shop)
+            sync.sync_customer(customer["id"])
+            code = linked_code(dsn, customer["id"])
+            # Capture sees the account's change today; the shop's clock says 2030: the shop's is newer.
+            edit(dsn, code, phone="0100 EXCHEQUER")
+            with connect(dsn) as database:
+                AccountCapture(database=database, state_database=database, publisher=_Confirming(),
+                               company="ZZZZ01").run_once()
+            shop.update_customer(customer["id"], {"billing": {"phone": "0100 SHOP"}})
+            assert sync.sync_customer(customer["id"]) == "updated"
+            assert account(dsn, code).phone == "0100 SHOP"
+
+            # An account change capture has not seen yet counts as now, here 2100: later than the shop's.
+            now[0] = datetime.datetime(2100, 1, 1, tzinfo=datetime.UTC).timestamp()
+            shop.update_customer(customer["id"], {"billing": {"phone": "0200 SHOP"}})
+            edit(dsn, code, phone="0200 EXCHEQUER")
+            assert sync.sync_customer(customer["id"]) == "updated"
+            assert shop.get_customer(customer["id"])["billing"]["phone"] == "0200 EXCHEQUER"
+        finally:
+            sync._per_thread.close()
+
+
+class _Confirming:
+    def publish(self, *, exchange, routing_key, event, headers=None):
+        pass
+
+
+def test_manual_leaves_both_sides_until_a_person_resolves(sandbox_shop, make_sync, sqlite_company_dsn):
+    shop, _, _ = sandbox_shop
+    dsn = sqlite_company_dsn
+    sync = make_sync(dsn, conflicts={"default": "newest", "fields": {"email": "manual"}})
+    customer = register(shop)
+    sync.sync_customer(customer["id"])
+    code = linked_code(dsn, customer["id"])
+
+    shop.update_customer(customer["id"], {"email": "jane@shop.example", "billing": {"phone": "0300 SHOP"}})
+    edit(dsn, code, email="jane@books.example")
+    assert sync.sync_customer(customer["id"]) == "updated"  # the phone went across
+    assert account(dsn, code).phone == "0300 SHOP"
+    assert (account(dsn, code).email, shop.get_customer(customer["id"])["email"]) == (
+        "jane@books.example", "jane@shop.example")
+    [conflict] = sync.links.conflicts()
+    assert (conflict.woo_id, conflict.field, conflict.woo_value, conflict.exchequer_value, conflict.base_value) == (
+        customer["id"], "email", "jane@shop.example", "jane@books.example", "jane@example.test")
+    # Still a conflict on the next event, recorded once.
+    assert sync.sync_customer(customer["id"]) == "conflict"
+    assert len(sync.links.conflicts()) == 1
+
+    with pytest.raises(ConsumerError):
+        sync.resolve(customer["id"], "phone", "woo")
+    assert sync.resolve(customer["id"], "email", "exchequer") == "updated"
+    assert shop.get_customer(customer["id"])["email"] == "jane@books.example"
+    assert sync.links.conflicts() == []
+    assert sync.sync_customer(customer["id"]) == "unchanged"
+
+
+def test_the_wholesale_band_and_role_follow_each_other(sandbox_shop, make_sync, sqlite_company_dsn):
+    shop, _, _ = sandbox_shop
+    dsn = sqlite_company_dsn
+    sync = make_sync(dsn)
+    customer = register(shop)
+    sync.sync_customer(customer["id"])
+    code = linked_code(dsn, customer["id"])
+
+    edit(dsn, code, price_band="B")
+    assert sync.sync_account(code) == "updated"
+    assert shop.get_customer(customer["id"])["role"] == "wholesale_customer"
+
+    shop.set_user_roles(customer["id"], ["customer"])  # WordPress fires no webhook: the reconciler finds it
+    assert sync.sync_customer(customer["id"]) == "updated"
+    assert account(dsn, code).price_band == "A"
+
+
+def test_without_wordpress_credentials_the_role_waits_and_the_rest_syncs(sandbox_shop, make_sync,
+                                                                         sqlite_company_dsn):
+    shop, _, _ = sandbox_shop
+    dsn = sqlite_company_dsn
+    sync = make_sync(dsn, roles=False)
+    customer = register(shop)
+    sync.sync_customer(customer["id"])
+    code = linked_code(dsn, customer["id"])
+
+    edit(dsn, code, price_band="B", phone="0400 000000")
+    assert sync.sync_account(code) == "updated"
+    shop_side = shop.get_customer(customer["id"])
+    assert (shop_side["role"], shop_side["billing"]["phone"]) == ("customer", "0400 000000")
+    assert "wholesale" not in sync.links.get(customer["id"]).snapshot
+    # With credentials the next sync sets the role: it was never recorded as agreed.
+    assert make_sync(dsn).sync_account(code) == "updated"
+    assert shop.get_customer(customer["id"])["role"] == "wholesale_customer"
+
+
+def test_a_customer_deleted_in_the_shop_keeps_the_account_and_is_not_recreated(sandbox_shop, make_sync,
+                                                                               sqlite_company_dsn):
+    shop, _, _ = sandbox_shop
+    dsn = sqlite_company_dsn
+    sync = make_sync(dsn)
+    customer = register(shop)
+    sync.sync_customer(customer["id"])
+    code = linked_code(dsn, customer["id"])
+
+    shop.delete_customer(customer["id"], force=True)
+    assert sync.handle_event(shop_event(customer["id"], "customer.deleted")) == {customer["id"]: "deleted"}
+    assert sync.links.get(customer["id"]).state == SHOP_DELETED
+    assert account(dsn, code).email == "jane@example.test"
+    edit(dsn, code, phone="0500 000000")
+    assert sync.sync_account(code) == "shop_deleted"
+    assert not [c for c in shop.list_customers({"role": "all"}) if c["email"] == "jane@example.test"]
+
+
+def test_what_the_shop_refuses_is_parked_with_its_reason(sandbox_shop, make_sync, sqlite_company_dsn):
+    shop, _, _ = sandbox_shop
+    dsn = sqlite_company_dsn
+    sync = make_sync(dsn)
+    customer = register(shop)
+    other = register(shop, email="other@example.test")
+    sync.sync_customer(customer["id"])
+    code = linked_code(dsn, customer["id"])
+
+    edit(dsn, code, email="other@example.test")  # the shop allows one customer per e-mail
+    with pytest.raises(PermanentError, match="the shop refused"):
+        sync.sync_account(code)
+    assert shop.get_customer(other["id"])["email"] == "other@example.test"
+    with pytest.raises(PermanentError, match="numeric id"):
+        sync.handle_event(shop_event("x"))
