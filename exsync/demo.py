@@ -2,9 +2,9 @@
 
 The demo Exchequer company (SQLite under var/demo), the sandbox shop (a real HTTP server in this
 process), the local RabbitMQ, and exsync's own processes as they run in production: the webhook
-receiver under gunicorn, the orders, write-back and woo-writer consumers, and the change capture.
-It exports the catalogue, places orders in the shop, changes stock and dispatches an order in
-Exchequer, cuts the webhooks, and prints what each part did.
+receiver under gunicorn, the orders, write-back, woo-writer and customers consumers, and the change
+capture. It exports the catalogue, places orders in the shop, syncs customers both ways, changes
+stock and dispatches an order in Exchequer, cuts the webhooks, and prints what each part did.
 """
 
 import contextlib
@@ -22,18 +22,22 @@ import requests
 
 from exsync.bus import Publisher, Topology, declare_topology
 from exsync.config import child_environment, load_settings, read_config_file
+from exsync.consumers.orders import customer_key
 from exsync.consumers.product_export import export_products
 from exsync.consumers.state import OrderStore, ensure_tables
 from exsync.errors import ConfigError
 from exsync.exchequer import (
     ExchequerReader,
+    SqlWriteBackend,
     adjust_stock,
     connect,
     dispatch_order,
+    edit_account,
     init_schema,
     mapping_for,
     seed,
 )
+from exsync.exchequer.writer import KIND_ACCOUNT
 from exsync.logs import configure_logging
 from exsync.webhooks import compute_signature
 from exsync.woo import Reconciler, WebhookRegistrar, WooClient
@@ -74,6 +78,13 @@ def say(text=""):
 def step(title):
     say()
     say(f"== {title}")
+
+
+def expect(value, what):
+    """`value`, or a clear stop when what the demo waited for did not happen."""
+    if not value:
+        raise RuntimeError(f"{what} did not happen in time; the logs are in {DEMO_DIR}/")
+    return value
 
 
 def wait_until(predicate, timeout_seconds=20.0, interval_seconds=0.1):
@@ -191,6 +202,48 @@ def show_order(client, store, order_id, label):
         say(f"       note ({who}): {note['note']}")
 
 
+def show_customers(client, database, shop, settings, seeded):
+    """Accounts become shop customers, a registration becomes an account, edits go both ways."""
+    reader = ExchequerReader(database=database)
+    with_email = [account for account in seeded if account.email and account.cust_supp == "C"]
+    wanted = {account.email.lower() for account in with_email}
+    wait_until(lambda: wanted <= {c["email"] for c in client.iter_customers()}, timeout_seconds=30)
+    shop_customers = {c["email"]: c for c in client.iter_customers()}
+    wholesale = [a for a in with_email if a.price_band == settings.config["customers"]["wholesale_band"]]
+    say(f"   the demo company's {len(with_email)} accounts with an e-mail are shop customers now, "
+        f"{len(wholesale)} of them (price band B) with role wholesale_customer:")
+    for account in (wholesale or with_email)[:1] + [a for a in with_email if a not in wholesale][:1]:
+        customer = shop_customers[account.email.lower()]
+        say(f"   account {account.code} {account.contact:20} band {account.price_band} -> shop customer "
+            f"{customer['id']} {customer['email']} role {customer['role']}")
+
+    registered = shop.create_customer({
+        "email": "ada.lovelace@demo.test", "first_name": "Ada", "last_name": "Lovelace",
+        "billing": {"first_name": "Ada", "last_name": "Lovelace", "company": "Analytical Engines",
+                    "address_1": "12 St James's Square", "city": "London", "postcode": "SW1Y 4JH",
+                    "country": "GB", "email": "ada.lovelace@demo.test", "phone": "020 7946 0000"}})
+    backend = SqlWriteBackend(database=database)
+    code = expect(wait_until(lambda: backend.existing_reference(KIND_ACCOUNT, customer_key(registered["id"]))),
+                  "the shop registration becoming an account")
+    account = reader.account(code)
+    say(f"   registered in the shop: customer {registered['id']} {registered['email']} -> account {code} "
+        f"({account.company}, {account.contact}, {account.post_code})")
+
+    started = time.monotonic()
+    edit_account(database, code, phone="020 7946 1234", price_band="B")
+    customer = expect(wait_until(
+        lambda: (c := client.get_customer(registered["id"]))["role"] == "wholesale_customer" and c,
+        timeout_seconds=CAPTURE_INTERVAL_SECONDS + 20), "the account edit reaching the shop")
+    say(f"   account {code} edited in Exchequer (phone, price band B) -> in the shop after "
+        f"{time.monotonic() - started:.1f} s: phone {customer['billing']['phone']}, role {customer['role']}")
+
+    client.update_customer(registered["id"], {"billing": {"postcode": "SW1Y 4LE"}})
+    account = expect(wait_until(lambda: (a := reader.account(code)).post_code == "SW1Y 4LE" and a),
+                     "the shop's edit reaching the account")
+    say(f"   post code changed in the shop -> account {code} post code {account.post_code}; "
+        "our own writes came back as 'unchanged', nothing echoed")
+
+
 def run(settings):
     if os.path.exists(DEMO_DIR):
         shutil.rmtree(DEMO_DIR)
@@ -212,6 +265,7 @@ def run(settings):
     say(f"   {summary.items} stock items over {summary.locations} locations, {summary.boms} bills of materials, "
         f"{summary.accounts} customer accounts")
     reader = ExchequerReader(database=database)
+    seeded_accounts = list(reader.iter_accounts())
     items = [item for item in reader.iter_stock_items() if item.type == "P" and item.web_enabled]
     for item in items[:3]:
         say(f"   {item.code:16} {item.description[:28]:28} in stock {item.in_stock:5.0f} allocated "
@@ -231,6 +285,9 @@ def run(settings):
         step("3. The sandbox shop")
         shop = SandboxShop(home_url="http://shop.demo.test/")
         credentials = shop.add_credentials()
+        # WordPress takes application passwords (a customer's role) over plain HTTP only on a local site.
+        shop.environment_type = "local"
+        wp_password = shop.add_application_password(username="admin")
         sandbox = stack.enter_context(SandboxServer(shop=shop))
         customers = seed_customers(shop, count=3, wholesale=1)
         seed_shipping(shop)
@@ -253,7 +310,7 @@ def run(settings):
             EXSYNC_AMQP_URL=settings.amqp_url, EXSYNC_WEBHOOK_SECRETS=DEMO_SECRET, EXSYNC_CONFIG=config_path,
             EXSYNC_EXCHEQUER_DSN=dsn, EXSYNC_STATE_DSN=dsn, EXSYNC_WOO_URL=sandbox.url,
             EXSYNC_WOO_CONSUMER_KEY=credentials.consumer_key, EXSYNC_WOO_CONSUMER_SECRET=credentials.consumer_secret,
-            EXSYNC_LOG_LEVEL="INFO")
+            EXSYNC_WP_USERNAME="admin", EXSYNC_WP_APPLICATION_PASSWORD=wp_password, EXSYNC_LOG_LEVEL="INFO")
         env.pop("PROMETHEUS_MULTIPROC_DIR", None)
         subprocess.run([sys.executable, "-m", "exsync.cli", "shipping-methods"], env=env, check=True,
                        stdout=open(os.path.join(DEMO_DIR, "shipping-methods.log"), "wb"))
@@ -264,17 +321,19 @@ def run(settings):
         log = lambda name: os.path.join(DEMO_DIR, f"{name}.log")  # noqa: E731
         stack.enter_context(exsync_process(["webhook"], env=dict(
             env, EXSYNC_BIND=f"127.0.0.1:{port}", PROMETHEUS_MULTIPROC_DIR=metrics_dir), log_path=log("webhook")))
-        for name in ("orders", "orders-writeback", "woo-writer"):
+        for name in ("orders", "orders-writeback", "woo-writer", "customers", "customers-export"):
             stack.enter_context(exsync_process(["consume", name], env=env, log_path=log(name)))
         stack.enter_context(exsync_process(["capture"], env=env, log_path=log("capture")))
         _wait_for_port(port)
         receiver_url = f"http://127.0.0.1:{port}"
         say(f"   exsync webhook (gunicorn) at {receiver_url}; exsync consume orders, orders-writeback, "
-            f"woo-writer; exsync capture every {CAPTURE_INTERVAL_SECONDS} s (logs in {DEMO_DIR}/)")
+            f"woo-writer, customers, customers-export; exsync capture every {CAPTURE_INTERVAL_SECONDS} s "
+            f"(logs in {DEMO_DIR}/)")
 
         step("6. exsync register-webhooks: the shop's webhooks point at the receiver")
         registrar = WebhookRegistrar(client=client, delivery_url=f"{receiver_url}/webhooks/woocommerce",
-                                     secret=DEMO_SECRET, topics=("order.created", "order.updated"))
+                                     secret=DEMO_SECRET, topics=("order.created", "order.updated", "customer.created",
+                                                                 "customer.updated", "customer.deleted"))
         for action in registrar.sync():
             say(f"   {action.action:10} webhook {action.webhook_id} for {action.topic}")
         shop.wait_for_deliveries(timeout_seconds=10)
@@ -309,7 +368,10 @@ def run(settings):
         for order, label in placed:
             show_order(client, store, order["id"], label)
 
-        step("8. Stock changes in Exchequer reach the shop")
+        step("8. Customers both ways")
+        show_customers(client, database, shop, settings, seeded_accounts)
+
+        step("9. Stock changes in Exchequer reach the shop")
         observer.drain()
         code = items[5].code
         before = client.products_by_sku([code])[code]["stock_quantity"]
@@ -326,7 +388,7 @@ def run(settings):
                 say(f"   {exchange} {key}: {event['type']} with {len(event['data']['items'])} item(s), "
                     f"among them {mine[0]}")
 
-        step("9. Exchequer dispatches the first order: the customer is told")
+        step("10. Exchequer dispatches the first order: the customer is told")
         first = placed[0][0]["id"]
         sor = store.get(first).refs[0]
         sdn = dispatch_order(database, sor)
@@ -334,7 +396,7 @@ def run(settings):
         wait_until(lambda: client.get_order(first)["status"] == "completed", timeout_seconds=20)
         show_order(client, store, first, "after dispatch")
 
-        step("10. A tampered delivery is refused")
+        step("11. A tampered delivery is refused")
         body = php_json_dumps(client.get_order(first))
         headers = {"Content-Type": "application/json", "X-WC-Webhook-Topic": "order.updated",
                    "X-WC-Webhook-Signature": compute_signature(body, DEMO_SECRET)}
@@ -342,7 +404,7 @@ def run(settings):
         answer = requests.post(f"{receiver_url}/webhooks/woocommerce", data=tampered, headers=headers, timeout=10)
         say(f"   tampered body -> HTTP {answer.status_code}")
 
-        step("11. Webhooks disabled: the reconciler closes the gap")
+        step("12. Webhooks disabled: the reconciler closes the gap")
         for hook in client.iter_webhooks():
             shop.set_webhook_status(hook["id"], "disabled")
         missed = place_order(shop, lines=[(items[6].code, 1)])
@@ -359,7 +421,7 @@ def run(settings):
         wait_until(lambda: (t := store.get(missed["id"])) and t.import_state == "imported")
         show_order(client, store, missed["id"], "missed by the webhooks")
 
-        step("12. What the receiver counted")
+        step("13. What the receiver counted")
         exposition = requests.get(f"{receiver_url}/metrics", timeout=5).text
         for line in exposition.splitlines():
             if line.startswith(("exsync_webhook_requests_total", "exsync_webhook_unauthorized_total",

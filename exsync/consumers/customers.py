@@ -416,6 +416,10 @@ class CustomersConsumer:
             outcome = "updated"
         else:
             outcome = "conflict" if result.conflicts else "unchanged"
+        if outcome != "unchanged":
+            log.info("customers: shop customer %s and account %s %s (from %s); to the shop: %s; to Exchequer: %s",
+                     link.woo_id, account.code, outcome, source, ", ".join(result.to_woo) or "-",
+                     ", ".join(result.to_exchequer) or "-")
         return self._count(source, outcome)
 
     def _write_shop(self, customer, result):
