@@ -247,10 +247,24 @@ class CustomersConsumer:
             accounts = (data or {}).get("accounts") if isinstance(data, dict) else None
             if not isinstance(accounts, list):
                 raise PermanentError("an account event needs data with a list of accounts")
-            return {str(item.get("code")): self.sync_account(str(item.get("code") or ""))
-                    for item in accounts if isinstance(item, dict)}
+            return self._sync_accounts([str(item.get("code") or "") for item in accounts if isinstance(item, dict)])
         log.info("customers: nothing to do for %s", kind or "an event without a type")
         return {}
+
+    def _sync_accounts(self, codes):
+        """Syncs each account of a capture event; one the shop refuses does not hold up the rest."""
+        outcomes, refused = {}, []
+        for code in codes:
+            try:
+                outcomes[code] = self.sync_account(code)
+            except PermanentError as error:
+                outcomes[code] = "refused"
+                refused.append(f"{code}: {error}")
+                self._count("exchequer", "refused")
+        if refused:
+            # Parks the event with every reason; the accounts synced above are unchanged when it is replayed.
+            raise PermanentError("; ".join(refused))
+        return outcomes
 
     # --- from the shop
 
@@ -340,12 +354,9 @@ class CustomersConsumer:
             if not account.email.strip():
                 return self._count("exchequer", "no_email")
             customer, created = self._customer_for(connections, account)
-            link = connections.links.get(customer["id"])
-            if link is not None and link.account_code != account.code and link.state == LINKED:
-                log.warning("customers: account %s has the e-mail of shop customer %s, who is linked to %s",
-                            account.code, customer["id"], link.account_code)
+            if customer is None:
                 return self._count("exchequer", "email_taken")
-            link = Link(woo_id=int(customer["id"]), account_code=account.code)
+            link = connections.links.get(customer["id"]) or Link(woo_id=int(customer["id"]), account_code=account.code)
         else:
             try:
                 customer = self.client.get_customer(link.woo_id)
@@ -354,11 +365,16 @@ class CustomersConsumer:
         return self._sync("exchequer", customer, account, link, created=created)
 
     def _customer_for(self, connections, account):
-        """(customer, created): the shop customer with the account's e-mail, or a new one."""
+        """(customer, created): the shop customer with the account's e-mail, or a new one; (None, False)
+        when that customer is linked to another account."""
         view = account_view(account, wholesale_band=self.options["wholesale_band"])
         found = self._customer_by_email(view["email"])
         if found is not None:
-            connections.backend.link_account(external_key=customer_key(found["id"]), code=account.code)
+            linked = connections.backend.link_account(external_key=customer_key(found["id"]), code=account.code)
+            if linked != account.code:
+                log.warning("customers: account %s has the e-mail of shop customer %s, who is linked to account %s; "
+                            "neither is changed", account.code, found["id"], linked)
+                return None, False
             return found, False
         changes, _ = woo_changes(view, [field for field in FIELDS if field != "wholesale"])
         try:

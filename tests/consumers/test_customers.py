@@ -350,3 +350,38 @@ def test_what_the_shop_refuses_is_parked_with_its_reason(sandbox_shop, make_sync
     assert shop.get_customer(other["id"])["email"] == "other@example.test"
     with pytest.raises(PermanentError, match="numeric id"):
         sync.handle_event(shop_event("x"))
+
+
+def test_one_refused_account_in_a_capture_event_does_not_hold_up_the_others(sandbox_shop, make_sync,
+                                                                             sqlite_company_dsn):
+    shop, _, _ = sandbox_shop
+    dsn = sqlite_company_dsn
+    sync = make_sync(dsn)
+    customer = register(shop)
+    register(shop, email="other@example.test")
+    sync.sync_customer(customer["id"])
+    code = linked_code(dsn, customer["id"])
+    neighbours = [a for a in _accounts(dsn) if a.code != code][:2]
+    edit(dsn, code, email="other@example.test")
+
+    with pytest.raises(PermanentError, match=f"^{code}: .*the shop refused"):
+        sync.handle_event(account_event(neighbours[0].code, code, neighbours[1].code))
+    # The account after the refused one went to the shop all the same.
+    emails = {c["email"] for c in shop.list_customers({"role": "all"})}
+    assert {n.email.lower() for n in neighbours} <= emails
+
+
+def test_an_account_with_the_e_mail_of_a_customer_linked_elsewhere_changes_neither(sandbox_shop, make_sync,
+                                                                                   sqlite_company_dsn):
+    shop, _, _ = sandbox_shop
+    dsn = sqlite_company_dsn
+    sync = make_sync(dsn, match_by_email=False)
+    customer = register(shop)
+    sync.sync_customer(customer["id"])
+    code = linked_code(dsn, customer["id"])
+    other = next(a for a in _accounts(dsn) if a.code != code)
+    edit(dsn, other.code, email="jane@example.test", phone="0600 000000")
+
+    assert sync.sync_account(other.code) == "email_taken"
+    assert linked_code(dsn, customer["id"]) == code
+    assert shop.get_customer(customer["id"])["billing"]["phone"] == "01904 111111"
