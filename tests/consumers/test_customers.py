@@ -385,3 +385,25 @@ def test_an_account_with_the_e_mail_of_a_customer_linked_elsewhere_changes_neith
     assert sync.sync_account(other.code) == "email_taken"
     assert linked_code(dsn, customer["id"]) == code
     assert shop.get_customer(customer["id"])["billing"]["phone"] == "01904 111111"
+
+
+def test_a_shop_outage_fails_the_event_for_a_retry_and_agrees_nothing(sandbox_shop, make_sync, sqlite_company_dsn):
+    from exsync.woo import WooServerError
+
+    shop, _, _ = sandbox_shop
+    dsn = sqlite_company_dsn
+    sync = make_sync(dsn)
+    customer = register(shop)
+    sync.sync_customer(customer["id"])
+    code = linked_code(dsn, customer["id"])
+    edit(dsn, code, phone="0700 000000")
+
+    shop.faults.inject(status=503, count=100, method="PUT", route_prefix="customers")
+    with pytest.raises(WooServerError) as raised:
+        sync.handle_event(account_event(code))
+    assert not isinstance(raised.value, PermanentError)
+    assert sync.links.get(customer["id"]).snapshot["phone"] == "01904 111111"
+
+    shop.faults.clear()
+    assert sync.handle_event(account_event(code)) == {code: "updated"}
+    assert shop.get_customer(customer["id"])["billing"]["phone"] == "0700 000000"
