@@ -112,6 +112,8 @@ SPECS = (
          documentation="Customer fields written, by the side written to (woo, exchequer) and field."),
     Spec(name="customer_conflicts", kind="counter", labels=("field",),
          documentation="Fields changed differently on both sides and left for a person (policy manual)."),
+    Spec(name="customer_conflicts_waiting", kind="gauge",
+         documentation="Customer conflicts recorded and not yet resolved by a person (exsync customers conflicts)."),
     Spec(name="customer_roles_skipped", kind="counter",
          documentation="Wholesale role changes not made for want of WordPress credentials (retried next sync)."),
 )

@@ -32,6 +32,50 @@ def test_every_container_runs_a_real_subcommand():
                 assert args[1] in CONSUMERS
 
 
+def consumer_deployments():
+    """consumer name -> the Deployments running `exsync consume <name>`."""
+    running = {}
+    for deployment in documents("Deployment"):
+        for container in deployment["spec"]["template"]["spec"]["containers"]:
+            if container["args"][:1] == ["consume"]:
+                running.setdefault(container["args"][1], []).append(deployment)
+    return running
+
+
+def test_every_consumer_has_a_deployment():
+    running = consumer_deployments()
+    missing = sorted(set(CONSUMERS) - set(running))
+    assert not missing, f"no Deployment runs exsync consume {', '.join(missing)}"
+
+
+def test_consumers_scale_on_their_own_queue():
+    queue_of = {deployment["metadata"]["name"]: CONSUMERS[name][0]
+                for name, deployments in consumer_deployments().items() for deployment in deployments}
+    for scaled in documents("ScaledObject"):
+        target = scaled["spec"]["scaleTargetRef"]["name"]
+        if target in queue_of:
+            queues = {t["metadata"]["queueName"] for t in scaled["spec"]["triggers"] if t["type"] == "rabbitmq"}
+            assert queues == {queue_of[target]}, f"{scaled['metadata']['name']} scales on {queues}"
+
+
+# The customer merge is not safe for two handlers of one queue at once.
+SINGLE_REPLICA_CONSUMERS = ("customers", "customers-export")
+
+
+def test_customer_consumers_never_run_two_replicas():
+    running = consumer_deployments()
+    names = set()
+    for consumer in SINGLE_REPLICA_CONSUMERS:
+        [deployment] = running[consumer]
+        names.add(deployment["metadata"]["name"])
+        assert deployment["spec"]["replicas"] == 1
+        # a rolling update would run the old and the new pod side by side
+        assert deployment["spec"]["strategy"]["type"] == "Recreate"
+    for scaled in documents("ScaledObject"):
+        if scaled["spec"]["scaleTargetRef"]["name"] in names:
+            assert scaled["spec"]["maxReplicaCount"] == 1
+
+
 def test_scaled_queues_exist_in_the_topology():
     queues = set(Topology().all_queue_names())
     for scaled in documents("ScaledObject"):

@@ -29,11 +29,12 @@ from exsync.consumers.customer_mapping import (
     woo_changes,
     woo_view,
 )
-from exsync.consumers.errors import ConsumerError
+from exsync.consumers.errors import ConsumerError, LinkChangedError
 from exsync.consumers.orders import CUSTOMER_KEY_PREFIX, customer_key
 from exsync.exchequer import (
     ConnectError,
     DatabaseError,
+    DuplicateKeyError,
     ExchequerReader,
     InvalidDocumentError,
     SqlWriteBackend,
@@ -92,14 +93,20 @@ def _load(text):
 
 
 class Link:
-    """A shop customer linked to an account, with the view both sides last agreed on."""
+    """A shop customer linked to an account, with the view both sides last agreed on.
 
-    def __init__(self, *, woo_id, account_code, state=LINKED, snapshot=None, synced_at=0.0):
+    `stored_at` is the `synced_at` the row had when read (None: not stored yet); saving checks it,
+    so a sync that raced another sync of the same customer is retried from fresh state instead
+    of storing a snapshot neither side holds.
+    """
+
+    def __init__(self, *, woo_id, account_code, state=LINKED, snapshot=None, synced_at=0.0, stored_at=None):
         self.woo_id = woo_id
         self.account_code = account_code
         self.state = state
         self.snapshot = snapshot
         self.synced_at = synced_at
+        self.stored_at = stored_at
 
 
 class Conflict:
@@ -131,7 +138,7 @@ class LinkStore:
         if row is None:
             return None
         return Link(woo_id=int(row[0]), account_code=row[1], state=row[2],
-                    snapshot=_load(row[3]) if row[3] else None, synced_at=float(row[4]))
+                    snapshot=_load(row[3]) if row[3] else None, synced_at=float(row[4]), stored_at=float(row[4]))
 
     def get(self, woo_id):
         return self._link("woo_id", int(woo_id))
@@ -140,14 +147,26 @@ class LinkStore:
         return self._link("account_code", code)
 
     def save(self, link):
+        """Stores the link if nobody stored it since it was read; LinkChangedError otherwise."""
         values = (link.account_code, link.state, _dump(link.snapshot) if link.snapshot is not None else "",
                   link.synced_at, link.woo_id)
-        with self.database.transaction() as cursor:
-            updated = cursor.execute(f'UPDATE {self.links_sql} SET "account_code" = ?, "state" = ?, "snapshot" = ?, '
-                                     f'"synced_at" = ? WHERE "woo_id" = ?', values).rowcount
-            if not updated:
-                cursor.execute(f'INSERT INTO {self.links_sql} ("account_code", "state", "snapshot", "synced_at", '
-                               f'"woo_id") VALUES (?, ?, ?, ?, ?)', values)
+        try:
+            with self.database.transaction() as cursor:
+                if link.stored_at is None:
+                    cursor.execute(f'INSERT INTO {self.links_sql} ("account_code", "state", "snapshot", '
+                                   f'"synced_at", "woo_id") VALUES (?, ?, ?, ?, ?)', values)
+                elif not cursor.execute(f'UPDATE {self.links_sql} SET "account_code" = ?, "state" = ?, '
+                                        f'"snapshot" = ?, "synced_at" = ? WHERE "woo_id" = ? AND "synced_at" = ?',
+                                        (*values, link.stored_at)).rowcount:
+                    raise LinkChangedError(f"shop customer {link.woo_id} was synced by another worker meanwhile")
+        except DuplicateKeyError as error:
+            raise LinkChangedError(f"shop customer {link.woo_id} was linked by another worker meanwhile") from error
+        link.stored_at = link.synced_at
+
+    def waiting(self):
+        """How many conflicts wait for a person."""
+        with self.database.transaction(write=False) as cursor:
+            return int(cursor.execute(f"SELECT COUNT(*) FROM {self.conflicts_sql}").fetchone()[0])
 
     def record_conflicts(self, woo_id, account_code, conflicts, *, now):
         """Keeps the conflicts found for a customer, and drops its earlier ones that no longer stand."""
@@ -235,6 +254,10 @@ class CustomersConsumer:
     def handle_event(self, event):
         """Syncs the customers an envelope names; returns {id or code: outcome}."""
         kind = str(event.get("type") or "")
+        if not self.options["enabled"]:
+            log.info("customers: sync is off (customers.enabled: false); %s dropped", kind or "an event")
+            self._count("event", "disabled")
+            return {}
         data = event.get("data")
         if kind.startswith("woo.customer."):
             if not isinstance(data, dict) or not str(data.get("id", "")).isdigit():
@@ -281,7 +304,8 @@ class CustomersConsumer:
         created = False
         if link is None or link.state != LINKED:
             code, created = self._account_for(connections, customer)
-            link = Link(woo_id=woo_id, account_code=code, snapshot=link.snapshot if link else None)
+            link = link or Link(woo_id=woo_id, account_code=code)
+            link.account_code = code
         try:
             account = connections.reader.account(link.account_code)
         except UnknownAccountError as error:
@@ -321,7 +345,7 @@ class CustomersConsumer:
         link = links.get(woo_id)
         if link is None:
             return self._count("shop", "unknown_deleted")
-        link.state = SHOP_DELETED
+        link.state, link.synced_at = SHOP_DELETED, self.clock()
         links.save(link)
         log.info("customers: shop customer %s was deleted; account %s is kept and no longer synced",
                  woo_id, link.account_code)
@@ -426,6 +450,7 @@ class CustomersConsumer:
                         field, link.woo_id, woo_value, account.code, exchequer_value, link.woo_id, field)
         link.account_code, link.state, link.snapshot, link.synced_at = account.code, LINKED, result.agreed, now
         connections.links.save(link)
+        self.metrics.set("customer_conflicts_waiting", connections.links.waiting())
         if created:
             outcome = "created"
         elif result.to_woo or result.to_exchequer:

@@ -2,7 +2,7 @@
 
 from exsync.errors import ExsyncError
 
-__all__ = ["ConsumerError", "NoteInFlightError", "OrderDataError"]
+__all__ = ["ConsumerError", "LinkChangedError", "NoteInFlightError", "OrderDataError"]
 
 
 class ConsumerError(ExsyncError):
@@ -15,3 +15,7 @@ class OrderDataError(ConsumerError):
 
 class NoteInFlightError(ConsumerError):
     """Another worker claimed this note moments ago and has not finished: retry later."""
+
+
+class LinkChangedError(ConsumerError):
+    """Another worker synced the same customer while this sync ran: retry from fresh state."""

@@ -209,7 +209,7 @@ class ProductsSchema(Schema):
 
 CUSTOMER_FIELDS = ("email", "contact", "company", "address", "post_code", "phone", "wholesale")
 CONFLICT_POLICIES = ("woo", "exchequer", "newest", "manual")
-EXPORT_ACCOUNTS = ("all", "linked", "none")
+EXPORT_ACCOUNTS = ("all", "linked")
 
 
 class CustomerConflictsSchema(Schema):
@@ -222,9 +222,10 @@ class CustomerConflictsSchema(Schema):
 
 
 class CustomersSchema(Schema):
+    # off: capture publishes no account changes and the customer consumers drop what they receive
     enabled = fields.Boolean(load_default=True)
-    # which Exchequer customer accounts become shop customers: every one with an e-mail address,
-    # only those already linked to a shop customer (edits only), or none
+    # which Exchequer customer accounts the shop gets: every one with an e-mail address (new ones
+    # become shop customers), or only those already linked to a shop customer (edits only)
     export_accounts = fields.String(load_default="all", validate=validate.OneOf(EXPORT_ACCOUNTS))
     # a new shop customer is linked to an existing account with the same e-mail before one is created
     match_by_email = fields.Boolean(load_default=True)

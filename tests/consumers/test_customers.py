@@ -6,12 +6,13 @@ import time
 import pytest
 
 from exsync.bus import PermanentError
-from exsync.consumers.customers import SHOP_DELETED, CustomersConsumer
-from exsync.consumers.errors import ConsumerError
+from exsync.consumers.customers import SHOP_DELETED, CustomersConsumer, Link
+from exsync.consumers.errors import ConsumerError, LinkChangedError
 from exsync.consumers.orders import customer_key
 from exsync.exchequer import ExchequerReader, SqlWriteBackend, connect, edit_account
 from exsync.exchequer.account_capture import AccountCapture
 from exsync.exchequer.writer import KIND_ACCOUNT
+from exsync.metrics import Metrics
 from exsync.schemas.config import validate_config
 from tests.consumers.conftest import company
 
@@ -165,7 +166,6 @@ def test_accounts_with_an_e_mail_become_shop_customers_as_configured(sandbox_sho
     first, second = _accounts(dsn)[:2]
     edit(dsn, second.code, email="")
 
-    assert make_sync(dsn, export_accounts="none").sync_account(first.code) == "not_exported"
     assert make_sync(dsn, export_accounts="linked").sync_account(first.code) == "not_exported"
     sync = make_sync(dsn)
     assert sync.sync_account(second.code) == "no_email"
@@ -407,3 +407,62 @@ def test_a_shop_outage_fails_the_event_for_a_retry_and_agrees_nothing(sandbox_sh
     shop.faults.clear()
     assert sync.handle_event(account_event(code)) == {code: "updated"}
     assert shop.get_customer(customer["id"])["billing"]["phone"] == "0700 000000"
+
+
+def test_a_sync_that_raced_another_of_the_same_customer_is_retried_not_stored(sandbox_shop, make_sync, company_dsn):
+    shop, _, _ = sandbox_shop
+    sync = make_sync(company_dsn)
+    customer = register(shop)
+    sync.sync_customer(customer["id"])
+    mine, theirs = sync.links.get(customer["id"]), sync.links.get(customer["id"])
+    theirs.synced_at += 1
+    sync.links.save(theirs)
+
+    mine.synced_at += 2
+    mine.snapshot = dict(mine.snapshot, phone="stale")
+    with pytest.raises(LinkChangedError):
+        sync.links.save(mine)
+    assert sync.links.get(customer["id"]).snapshot["phone"] == "01904 111111"
+    with pytest.raises(LinkChangedError):
+        sync.links.save(Link(woo_id=customer["id"], account_code="OTHER1"))
+
+
+def test_with_the_sync_off_events_are_dropped_and_counted(sandbox_shop, make_sync, sqlite_company_dsn):
+    shop, _, _ = sandbox_shop
+    metrics = Recorded()
+    sync = make_sync(sqlite_company_dsn, enabled=False)
+    sync.metrics = metrics
+    customer = register(shop)
+
+    assert sync.handle_event(shop_event(customer["id"], "customer.created")) == {}
+    assert linked_code(sqlite_company_dsn, customer["id"]) is None
+    assert metrics.counts == {("customer_syncs", (("outcome", "disabled"), ("source", "event"))): 1}
+
+
+def test_conflicts_waiting_are_a_gauge(sandbox_shop, make_sync, sqlite_company_dsn):
+    shop, _, _ = sandbox_shop
+    dsn = sqlite_company_dsn
+    sync = make_sync(dsn, conflicts={"default": "manual"})
+    sync.metrics = metrics = Recorded()
+    customer = register(shop)
+    sync.sync_customer(customer["id"])
+    code = linked_code(dsn, customer["id"])
+    shop.update_customer(customer["id"], {"billing": {"phone": "0800 SHOP"}})
+    edit(dsn, code, phone="0800 EXCHEQUER")
+
+    sync.sync_customer(customer["id"])
+    assert metrics.gauges["customer_conflicts_waiting"] == 1
+    sync.resolve(customer["id"], "phone", "woo")
+    assert metrics.gauges["customer_conflicts_waiting"] == 0
+
+
+class Recorded(Metrics):
+    def __init__(self):
+        self.counts, self.gauges = {}, {}
+
+    def inc(self, name, amount=1, **labels):
+        key = (name, tuple(sorted(labels.items())))
+        self.counts[key] = self.counts.get(key, 0) + amount
+
+    def set(self, name, value, **labels):
+        self.gauges[name] = value
