@@ -66,6 +66,13 @@ _LINE_COLUMNS = (
 )
 
 
+_CUSTOMER_FIELD_COLUMNS = (
+    "{accounts.code}, {accounts.company}, {accounts.contact}, "
+    + ", ".join(f"{{accounts.address_{n}}}" for n in range(1, 6))
+    + ", {accounts.post_code}, {accounts.email}, {accounts.phone}, {accounts.price_band}"
+)
+
+
 def _account(row):
     return Account(code=row[0], cust_supp=row[1], company=row[2], contact=row[3], address=tuple(row[4:9]),
                    post_code=row[9], email=row[10], phone=row[11], price_band=row[12],
@@ -242,6 +249,14 @@ class ExchequerReader:
             cursor.run(f"SELECT {_ACCOUNT_COLUMNS} FROM {{accounts}} ORDER BY {{accounts.code}}")
             for row in cursor.iterate():
                 yield _account(row)
+
+    def iter_customer_fields(self):
+        """Yields (code, company, contact, address 1-5, post code, e-mail, phone, price band) of every
+        customer account, as plain tuples: the lean path account capture takes each cycle."""
+        with self.database.transaction(write=False) as cursor:
+            cursor.run(f"SELECT {_CUSTOMER_FIELD_COLUMNS} FROM {{accounts}} WHERE {{accounts.cust_supp}} = 'C' "
+                       "ORDER BY {accounts.code}")
+            yield from cursor.iterate()
 
     def document(self, reference):
         """A transaction (header and lines) by its reference, e.g. SOR000123."""
