@@ -22,7 +22,7 @@ import requests
 
 from exsync.bus import Publisher, Topology, declare_topology
 from exsync.config import child_environment, load_settings, read_config_file
-from exsync.consumers.orders import customer_key
+from exsync.consumers.customer_accounts import customer_key
 from exsync.consumers.product_export import export_products
 from exsync.consumers.state import OrderStore, ensure_tables
 from exsync.errors import ConfigError
@@ -68,6 +68,8 @@ orders:
       action: SOR
   shipping:
     methods: {{flat_rate: {{description: "Carriage - standard"}}}}
+customers:
+  export_accounts: all
 """
 
 

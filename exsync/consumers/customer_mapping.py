@@ -3,47 +3,60 @@
 A view is a dict of `FIELDS`. The shop's side is fitted to Exchequer's column widths before it
 is compared, so a value Exchequer can only hold shortened does not look like a change forever.
 E-mail addresses compare in lower case (Exchequer compares account e-mail case-insensitively, the
-shop keeps them lower case).
+shop keeps them lower case). Address lines 1-4 are synced line by line; the fifth is not:
+Exchequer keeps free text there ("United Kingdom", a county), the shop an ISO country code, so a
+new account gets the shop's country code once and each side keeps its own after that.
 """
 
 import dataclasses
+import re
 
 from exsync.exchequer import AccountDetails
+from exsync.schemas.config import CUSTOMER_FIELDS
 
 __all__ = [
+    "ADDRESS_PARTS",
     "FIELDS",
     "AccountFitter",
+    "Merge",
     "account_changes",
     "account_view",
     "billing_details",
-    "details_from_view",
     "merge",
-    "Merge",
+    "placeholder_contact",
     "woo_changes",
     "woo_view",
 ]
 
-FIELDS = ("email", "contact", "company", "address", "post_code", "phone", "wholesale")
+FIELDS = CUSTOMER_FIELDS
 # Exchequer's five address lines hold these billing fields, in this order.
 ADDRESS_PARTS = ("address_1", "address_2", "city", "state", "country")
+SYNCED_LINES = 4
 DEFAULT_BAND = "A"
+_PLACEHOLDER = re.compile(r"^Web customer \d+$")
 
 
 def _clean(text):
     return " ".join(str(text or "").split())
 
 
+def placeholder_contact(woo_id):
+    """The contact name of an account made for a shop customer who gave neither name nor company."""
+    return f"Web customer {int(woo_id)}"
+
+
 class AccountFitter:
     """Cuts text to the width of an account column, as the database's mapping declares it."""
 
-    def __init__(self, names_mapping):
-        self._widths = {name: int(column.kind[4:]) for name, column in names_mapping.tables["accounts"].columns.items()
+    def __init__(self, *, mapping):
+        self._widths = {name: int(column.kind[4:]) for name, column in mapping.tables["accounts"].columns.items()
                         if column.kind.startswith("str:")}
 
     def __call__(self, column, text):
         text = _clean(text)
         width = self._widths.get(column)
-        return text[:width] if width else text
+        # A cut that ends on a space must not keep it: Exchequer's side is compared stripped.
+        return text[:width].rstrip() if width else text
 
 
 def billing_details(billing, fit, *, first_name="", last_name="", email=""):
@@ -58,39 +71,43 @@ def billing_details(billing, fit, *, first_name="", last_name="", email=""):
         phone=fit("phone", billing.get("phone")))
 
 
+def _view(details, wholesale):
+    view = {"email": details.email, "contact": details.contact, "company": details.company,
+            "post_code": details.post_code, "phone": details.phone, "wholesale": wholesale}
+    view.update((f"address_{n}", line) for n, line in enumerate(details.address[:SYNCED_LINES], start=1))
+    return view
+
+
 def woo_view(customer, fit, *, wholesale_role):
     """The view of a wc/v3 customer."""
     details = billing_details(customer.get("billing") or {}, fit, first_name=customer.get("first_name"),
                               last_name=customer.get("last_name"), email=customer.get("email"))
-    return {"email": details.email, "contact": details.contact, "company": details.company,
-            "address": details.address, "post_code": details.post_code, "phone": details.phone,
-            "wholesale": customer.get("role") == wholesale_role}
+    return _view(details, customer.get("role") == wholesale_role)
 
 
 def account_view(account, *, wholesale_band):
-    """The view of an Exchequer account."""
-    return {"email": _clean(account.email).lower(), "contact": _clean(account.contact),
-            "company": _clean(account.company), "address": tuple(_clean(line) for line in account.address),
-            "post_code": _clean(account.post_code), "phone": _clean(account.phone),
-            "wholesale": account.price_band == wholesale_band}
-
-
-def details_from_view(view, *, wholesale_band):
-    """AccountDetails for a new account made from a view."""
-    return AccountDetails(company=view["company"], contact=view["contact"], address=view["address"],
-                          post_code=view["post_code"], email=view["email"], phone=view["phone"],
-                          price_band=wholesale_band if view["wholesale"] else DEFAULT_BAND)
+    """The view of an Exchequer account (a placeholder contact reads as no contact)."""
+    contact = _clean(account.contact)
+    return _view(AccountDetails(email=_clean(account.email).lower(), contact="" if _PLACEHOLDER.match(contact)
+                                else contact, company=_clean(account.company),
+                                address=tuple(_clean(line) for line in account.address),
+                                post_code=_clean(account.post_code), phone=_clean(account.phone)),
+                 account.price_band == wholesale_band)
 
 
 def account_changes(view, fields, *, account, wholesale_band):
     """`update_account` changes that give the account these fields of the view."""
     changes = {}
+    address = list(account.address)
     for field in fields:
         if field == "wholesale":
             if view["wholesale"]:
                 changes["price_band"] = wholesale_band
             elif account.price_band == wholesale_band:
                 changes["price_band"] = DEFAULT_BAND
+        elif field.startswith("address_"):
+            address[int(field[-1]) - 1] = view[field]
+            changes["address"] = tuple(address)
         else:
             changes[field] = view[field]
     return changes
@@ -112,14 +129,12 @@ def woo_changes(view, fields):
             first, last = _split_name(view["contact"])
             changes["first_name"] = billing["first_name"] = first
             changes["last_name"] = billing["last_name"] = last
-        elif field == "company":
-            billing["company"] = view["company"]
-        elif field == "address":
-            billing.update(zip(ADDRESS_PARTS, view["address"], strict=True))
+        elif field.startswith("address_"):
+            billing[ADDRESS_PARTS[int(field[-1]) - 1]] = view[field]
         elif field == "post_code":
             billing["postcode"] = view["post_code"]
-        elif field == "phone":
-            billing["phone"] = view["phone"]
+        elif field in ("company", "phone"):
+            billing[field] = view[field]
     if billing:
         changes["billing"] = billing
     return changes, view["wholesale"] if "wholesale" in fields else None
@@ -135,18 +150,16 @@ class Merge:
     conflicts: list  # (field, woo value, exchequer value, base value) left for a person
 
 
-def _empty(value):
-    return value in ("", False, None) or (isinstance(value, tuple) and not any(value))
-
-
 def merge(*, base, woo, exchequer, policy_of, newest_side):
     """Merges the two views against `base`, the view both sides last agreed on (None: never synced).
 
     A field changed on one side only goes to the other. Without a base (a first link) an empty
-    field takes the other side's value. A field both sides changed differently is a conflict:
-    `policy_of(field)` says `woo`, `exchequer`, `newest` (`newest_side()`: the side changed last)
-    or `manual`, which leaves both sides alone and the field out of the agreed view, so it stays a
-    conflict until a person decides.
+    text field takes the other side's value, and text both sides filled differently goes by the
+    field's policy, except that `newest` means Exchequer there: times say nothing about which side
+    is right about a customer seen together for the first time. A field both sides changed
+    differently is a conflict: `policy_of(field)` says `woo`, `exchequer`, `newest`
+    (`newest_side()`: the side changed last) or `manual`, which leaves both sides alone and the
+    field out of the agreed view, so it stays a conflict until a person decides.
     """
     agreed, to_woo, to_exchequer, conflicts = {}, [], [], []
     for field in FIELDS:
@@ -155,14 +168,14 @@ def merge(*, base, woo, exchequer, policy_of, newest_side):
             agreed[field] = woo_value
             continue
         known = base is not None and field in base
-        if known and woo_value == base[field] or not known and _empty(woo_value):
+        if known and woo_value == base[field] or not known and woo_value == "":
             winner = "exchequer"
-        elif known and exchequer_value == base[field] or not known and _empty(exchequer_value):
+        elif known and exchequer_value == base[field] or not known and exchequer_value == "":
             winner = "woo"
         else:
             winner = policy_of(field)
             if winner == "newest":
-                winner = newest_side()
+                winner = newest_side() if known else "exchequer"
             if winner == "manual":
                 conflicts.append((field, woo_value, exchequer_value, base.get(field) if known else None))
                 if known:

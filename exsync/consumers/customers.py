@@ -10,27 +10,33 @@ other; a field both changed differently is decided by the field's policy (`woo`,
 snapshot becomes what both sides now hold, so the shop's webhook for our own write, or capture
 seeing our own account update, merges to "unchanged" and nothing echoes.
 
-The link itself is the external key `woo-customer:<id>` the orders consumer also uses, so a
-customer's orders and the synced account are one account.
+A sync claims its customer (a lease on the link row) before it reads either side, so the two
+consumers, a command and a retry never sync one customer at once; the snapshot is also saved
+only if its version is still the one read, in case a lease ran out mid-sync. The link itself is
+the external key `woo-customer:<id>` the orders consumer also uses (see customer_accounts).
 """
 
+import dataclasses
 import json
 import logging
+import os
+import secrets
+import socket
 import time
 
 from exsync.bus import PermanentError
+from exsync.consumers.customer_accounts import account_for_shop_customer, customer_key, shop_customers_of
 from exsync.consumers.customer_mapping import (
     FIELDS,
     AccountFitter,
     account_changes,
     account_view,
-    details_from_view,
+    billing_details,
     merge,
     woo_changes,
     woo_view,
 )
-from exsync.consumers.errors import ConsumerError, LinkChangedError
-from exsync.consumers.orders import CUSTOMER_KEY_PREFIX, customer_key
+from exsync.consumers.errors import ConsumerError, CustomerBusyError, LinkChangedError
 from exsync.exchequer import (
     ConnectError,
     DatabaseError,
@@ -46,18 +52,29 @@ from exsync.exchequer import (
 from exsync.exchequer.account_capture import account_fingerprint, ensure_account_state, recorded_account
 from exsync.exchequer.mapping import Column
 from exsync.exchequer.state import StateTable, create_state_tables, text_column
-from exsync.exchequer.writer import KIND_ACCOUNT
 from exsync.metrics import Metrics
 from exsync.threads import PerThread
-from exsync.woo import WooApiError, WooClient, WooNotFound
+from exsync.woo import WooApiError, WooBadRequest, WooClient, WooNotFound
 from exsync.woo.dates import parse_wc_gmt
 
-__all__ = ["CUSTOMER_TABLES", "LINKED", "SHOP_DELETED", "Conflict", "CustomersConsumer", "Link", "LinkStore", "build"]
+__all__ = [
+    "CUSTOMER_TABLES",
+    "DEFAULT_CLAIM_SECONDS",
+    "LINKED",
+    "SHOP_DELETED",
+    "Conflict",
+    "CustomersConsumer",
+    "Link",
+    "LinkStore",
+    "build",
+]
 
 log = logging.getLogger(__name__)
 
 LINKED = "linked"
 SHOP_DELETED = "shop_deleted"
+DEFAULT_CLAIM_SECONDS = 120.0
+DEFAULT_GAUGE_SECONDS = 30.0
 _EMAIL_TAKEN = "registration-error-email-exists"
 
 CUSTOMER_TABLES = (
@@ -66,7 +83,10 @@ CUSTOMER_TABLES = (
         "account_code": Column("account_code", "str:10"),
         "state": Column("state", "str:16"),
         "snapshot": text_column("snapshot"),
+        "version": Column("version", "int"),
         "synced_at": Column("synced_at", "float"),
+        "claimed_by": Column("claimed_by", "str:100"),
+        "claimed_until": Column("claimed_until", "float"),
     }),
     StateTable(name="customer_conflicts", key=("woo_id", "field"), columns={
         "woo_id": Column("woo_id", "int"),
@@ -81,32 +101,23 @@ CUSTOMER_TABLES = (
 
 
 def _dump(view):
-    return json.dumps({field: list(value) if isinstance(value, tuple) else value for field, value in view.items()},
-                      sort_keys=True)
-
-
-def _load(text):
-    view = json.loads(text)
-    if "address" in view:
-        view["address"] = tuple(view["address"])
-    return view
+    return json.dumps(view, sort_keys=True)
 
 
 class Link:
     """A shop customer linked to an account, with the view both sides last agreed on.
 
-    `stored_at` is the `synced_at` the row had when read (None: not stored yet); saving checks it,
-    so a sync that raced another sync of the same customer is retried from fresh state instead
-    of storing a snapshot neither side holds.
+    `version` counts the saves; a save is refused (LinkChangedError) when the stored version is no
+    longer the one read, so a sync never stores a snapshot over a newer one.
     """
 
-    def __init__(self, *, woo_id, account_code, state=LINKED, snapshot=None, synced_at=0.0, stored_at=None):
+    def __init__(self, *, woo_id, account_code, state=LINKED, snapshot=None, version=0, synced_at=0.0):
         self.woo_id = woo_id
         self.account_code = account_code
         self.state = state
         self.snapshot = snapshot
+        self.version = version
         self.synced_at = synced_at
-        self.stored_at = stored_at
 
 
 class Conflict:
@@ -123,7 +134,7 @@ class Conflict:
 
 
 class LinkStore:
-    """The sync's own tables: links with their snapshots, and conflicts awaiting a person."""
+    """The sync's own tables: links with their snapshots and claims, and conflicts awaiting a person."""
 
     def __init__(self, *, database):
         self.database = database
@@ -133,40 +144,53 @@ class LinkStore:
 
     def _link(self, where, value):
         with self.database.transaction(write=False) as cursor:
-            row = cursor.execute(f'SELECT "woo_id", "account_code", "state", "snapshot", "synced_at" '
-                                 f'FROM {self.links_sql} WHERE "{where}" = ? ORDER BY "woo_id"', (value,)).fetchone()
+            row = cursor.execute(f'SELECT "woo_id", "account_code", "state", "snapshot", "version", "synced_at" '
+                                 f'FROM {self.links_sql} WHERE "{where}" = ? AND "version" > 0 ORDER BY "woo_id"',
+                                 (value,)).fetchone()
         if row is None:
             return None
-        return Link(woo_id=int(row[0]), account_code=row[1], state=row[2],
-                    snapshot=_load(row[3]) if row[3] else None, synced_at=float(row[4]), stored_at=float(row[4]))
+        return Link(woo_id=int(row[0]), account_code=row[1], state=row[2], snapshot=json.loads(row[3]) if row[3]
+                    else None, version=int(row[4]), synced_at=float(row[5]))
 
     def get(self, woo_id):
+        """The link of shop customer `woo_id`, or None."""
         return self._link("woo_id", int(woo_id))
 
     def by_account(self, code):
+        """The link of account `code`, or None."""
         return self._link("account_code", code)
 
-    def save(self, link):
-        """Stores the link if nobody stored it since it was read; LinkChangedError otherwise."""
-        values = (link.account_code, link.state, _dump(link.snapshot) if link.snapshot is not None else "",
-                  link.synced_at, link.woo_id)
-        try:
-            with self.database.transaction() as cursor:
-                if link.stored_at is None:
-                    cursor.execute(f'INSERT INTO {self.links_sql} ("account_code", "state", "snapshot", '
-                                   f'"synced_at", "woo_id") VALUES (?, ?, ?, ?, ?)', values)
-                elif not cursor.execute(f'UPDATE {self.links_sql} SET "account_code" = ?, "state" = ?, '
-                                        f'"snapshot" = ?, "synced_at" = ? WHERE "woo_id" = ? AND "synced_at" = ?',
-                                        (*values, link.stored_at)).rowcount:
-                    raise LinkChangedError(f"shop customer {link.woo_id} was synced by another worker meanwhile")
-        except DuplicateKeyError as error:
-            raise LinkChangedError(f"shop customer {link.woo_id} was linked by another worker meanwhile") from error
-        link.stored_at = link.synced_at
+    def claim(self, woo_id, *, holder, now, seconds):
+        """Takes the customer's lease for `seconds`; False while another holder's lease runs."""
+        with self.database.transaction() as cursor:
+            cursor.execute(f'UPDATE {self.links_sql} SET "claimed_by" = ?, "claimed_until" = ? WHERE "woo_id" = ? '
+                           f'AND ("claimed_until" < ? OR "claimed_by" = ?)', (holder, now + seconds, int(woo_id),
+                                                                             now, holder))
+            if cursor.rowcount:
+                return True
+            try:
+                # A customer never synced gets a row holding only the claim (version 0: no link yet).
+                cursor.execute(f'INSERT INTO {self.links_sql} ("woo_id", "claimed_by", "claimed_until") '
+                               f'VALUES (?, ?, ?)', (int(woo_id), holder, now + seconds))
+            except DuplicateKeyError:
+                return False
+            return True
 
-    def waiting(self):
-        """How many conflicts wait for a person."""
-        with self.database.transaction(write=False) as cursor:
-            return int(cursor.execute(f"SELECT COUNT(*) FROM {self.conflicts_sql}").fetchone()[0])
+    def release(self, woo_id, *, holder):
+        with self.database.transaction() as cursor:
+            cursor.execute(f'UPDATE {self.links_sql} SET "claimed_until" = 0 WHERE "woo_id" = ? AND "claimed_by" = ?',
+                           (int(woo_id), holder))
+
+    def save(self, link):
+        """Stores the link if its version is still the one read; LinkChangedError otherwise."""
+        with self.database.transaction() as cursor:
+            cursor.execute(f'UPDATE {self.links_sql} SET "account_code" = ?, "state" = ?, "snapshot" = ?, '
+                           f'"version" = ?, "synced_at" = ? WHERE "woo_id" = ? AND "version" = ?',
+                           (link.account_code, link.state, _dump(link.snapshot) if link.snapshot is not None else "",
+                            link.version + 1, link.synced_at, link.woo_id, link.version))
+            if not cursor.rowcount:
+                raise LinkChangedError(f"shop customer {link.woo_id} was synced by another worker meanwhile")
+        link.version += 1
 
     def record_conflicts(self, woo_id, account_code, conflicts, *, now):
         """Keeps the conflicts found for a customer, and drops its earlier ones that no longer stand."""
@@ -179,6 +203,7 @@ class LinkStore:
                   json.dumps(base_value), now) for field, woo_value, exchequer_value, base_value in conflicts])
 
     def conflicts(self, woo_id=None):
+        """The conflicts waiting, of one customer or of all."""
         where, params = ('WHERE "woo_id" = ?', (int(woo_id),)) if woo_id is not None else ("", ())
         with self.database.transaction(write=False) as cursor:
             rows = cursor.execute(f'SELECT "woo_id", "field", "account_code", "woo_value", "exchequer_value", '
@@ -187,6 +212,11 @@ class LinkStore:
         return [Conflict(woo_id=int(row[0]), field=row[1], account_code=row[2], woo_value=json.loads(row[3]),
                          exchequer_value=json.loads(row[4]), base_value=json.loads(row[5]),
                          noticed_at=float(row[6])) for row in rows]
+
+    def waiting(self):
+        """How many conflicts wait for a person."""
+        with self.database.transaction(write=False) as cursor:
+            return int(cursor.execute(f"SELECT COUNT(*) FROM {self.conflicts_sql}").fetchone()[0])
 
 
 class _Connections:
@@ -212,7 +242,8 @@ class CustomersConsumer:
     """Handles `woo.customer.*` and `exchequer.account.changed` envelopes (one at a time)."""
 
     def __init__(self, *, exchequer_dsn, config, client, state_dsn=None, wp_username=None,
-                 wp_application_password=None, metrics=None, clock=time.time):
+                 wp_application_password=None, metrics=None, clock=time.time,
+                 claim_seconds=DEFAULT_CLAIM_SECONDS, holder=None):
         self.options = config["customers"]
         self.customer_roles = tuple(config["shop"]["reconcile"]["customer_roles"])
         self.names_mapping = mapping_for(config)
@@ -222,7 +253,10 @@ class CustomersConsumer:
         self.wp_application_password = wp_application_password
         self.metrics = metrics or Metrics()
         self.clock = clock
-        self._fit = AccountFitter(self.names_mapping)
+        self.claim_seconds = claim_seconds
+        self.holder = holder or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+        self._fit = AccountFitter(mapping=self.names_mapping)
+        self._gauge_at = None
         exchequer_options = options_for(config)
         self._per_thread = PerThread(
             make=lambda: _Connections(exchequer_dsn=exchequer_dsn, state_dsn=state_dsn, mapping=self.names_mapping,
@@ -250,6 +284,13 @@ class CustomersConsumer:
             # A dropped connection stays broken: the retry gets fresh ones.
             self._per_thread.discard()
             raise
+
+    def on_idle(self):
+        """Keeps the conflicts-waiting gauge current (a person resolves them from the command line)."""
+        now = self.clock()
+        if self._gauge_at is None or now - self._gauge_at >= DEFAULT_GAUGE_SECONDS:
+            self._gauge_at = now
+            self.metrics.set("customer_conflicts_waiting", self.links.waiting())
 
     def handle_event(self, event):
         """Syncs the customers an envelope names; returns {id or code: outcome}."""
@@ -289,21 +330,43 @@ class CustomersConsumer:
             raise PermanentError("; ".join(refused))
         return outcomes
 
+    def _claimed(self, woo_id, work):
+        """Runs `work()` holding the customer's lease; CustomerBusyError (retried) while another holds it."""
+        links = self.links
+        if not links.claim(woo_id, holder=self.holder, now=self.clock(), seconds=self.claim_seconds):
+            raise CustomerBusyError(f"shop customer {woo_id} is being synced by another worker")
+        try:
+            return work()
+        finally:
+            links.release(woo_id, holder=self.holder)
+
     # --- from the shop
 
     def sync_customer(self, woo_id):
         """Brings one shop customer and its account in step (linking or creating the account)."""
+        return self._claimed(woo_id, lambda: self._sync_customer(int(woo_id)))
+
+    def _sync_customer(self, woo_id):
         try:
             customer = self.client.get_customer(woo_id)
         except WooNotFound:
-            return self.shop_deleted(woo_id)
-        if self.customer_roles and customer.get("role") not in self.customer_roles:
+            return self._shop_deleted(woo_id)
+        if not self._is_customer(customer):
             return self._count("shop", "not_a_customer")
         connections = self._connections()
         link = connections.links.get(woo_id)
         created = False
         if link is None or link.state != LINKED:
-            code, created = self._account_for(connections, customer)
+            details = billing_details(customer.get("billing") or {}, self._fit, first_name=customer.get("first_name"),
+                                      last_name=customer.get("last_name"), email=customer.get("email"))
+            if customer.get("role") == self.options["wholesale_role"]:
+                details = dataclasses.replace(details, price_band=self.options["wholesale_band"])
+            try:
+                code, created = account_for_shop_customer(
+                    backend=connections.backend, reader=connections.reader, woo_id=woo_id, details=details,
+                    match_by_email=self.options["match_by_email"])
+            except InvalidDocumentError as error:
+                raise PermanentError(f"cannot create an account for shop customer {woo_id}: {error}") from error
             link = link or Link(woo_id=woo_id, account_code=code)
             link.account_code = code
         try:
@@ -313,35 +376,15 @@ class CustomersConsumer:
                                  "which is no longer in Exchequer") from error
         return self._sync("shop", customer, account, link, created=created)
 
-    def _account_for(self, connections, customer):
-        """(code, created): the account a customer is linked to by key, matched by e-mail, or made."""
-        woo_id = int(customer["id"])
-        key = customer_key(woo_id)
-        linked = connections.backend.existing_reference(KIND_ACCOUNT, key)
-        if linked:
-            return linked, False
-        view = woo_view(customer, self._fit, wholesale_role=self.options["wholesale_role"])
-        if self.options["match_by_email"] and view["email"]:
-            for account in connections.reader.accounts_by_email(view["email"]):
-                if account.cust_supp == "C" and not self._shop_customers_of(connections, account.code):
-                    return connections.backend.link_account(external_key=key, code=account.code), False
-        details = details_from_view(view, wholesale_band=self.options["wholesale_band"])
-        if not (details.company or details.contact):
-            details = details_from_view(dict(view, contact=f"Web customer {woo_id}"),
-                                        wholesale_band=self.options["wholesale_band"])
-        try:
-            result = connections.backend.create_account(external_key=key, details=details)
-        except InvalidDocumentError as error:
-            raise PermanentError(f"cannot create an account for shop customer {woo_id}: {error}") from error
-        return result.reference, result.created
-
-    def _shop_customers_of(self, connections, code):
-        keys = connections.backend.keys_of(KIND_ACCOUNT, code, prefix=CUSTOMER_KEY_PREFIX)
-        return [int(key[len(CUSTOMER_KEY_PREFIX):]) for key in keys if key[len(CUSTOMER_KEY_PREFIX):].isdigit()]
+    def _is_customer(self, customer):
+        return not self.customer_roles or customer.get("role") in self.customer_roles
 
     def shop_deleted(self, woo_id):
         """The shop deleted a customer: the account stays (it has a ledger), the link is ended."""
-        links = self._connections().links
+        return self._claimed(woo_id, lambda: self._shop_deleted(int(woo_id)))
+
+    def _shop_deleted(self, woo_id):
+        links = self.links
         link = links.get(woo_id)
         if link is None:
             return self._count("shop", "unknown_deleted")
@@ -355,63 +398,85 @@ class CustomersConsumer:
 
     def sync_account(self, code):
         """Brings one Exchequer account and its shop customer in step (creating the customer when
-        `customers.export_accounts` says so)."""
+        `customers.export_accounts` is `all`)."""
         connections = self._connections()
+        link = connections.links.by_account(code)
+        woo_ids = [link.woo_id] if link is not None else shop_customers_of(connections.backend, code)
+        if woo_ids:
+            return self._claimed(woo_ids[0], lambda: self._sync_linked_account(code, woo_ids[0]))
+        return self._export_account(code)
+
+    def _account(self, code):
         try:
-            account = connections.reader.account(code)
+            account = self._connections().reader.account(code)
         except UnknownAccountError:
-            return self._count("exchequer", "unknown_account")
-        if account.cust_supp != "C":
-            return self._count("exchequer", "not_a_customer")
-        link = connections.links.by_account(account.code)
-        if link is None:
-            woo_ids = self._shop_customers_of(connections, account.code)
-            if woo_ids:
-                link = connections.links.get(woo_ids[0]) or Link(woo_id=woo_ids[0], account_code=account.code)
-        if link is not None and link.state != LINKED:
+            return None
+        return account if account.cust_supp == "C" else None
+
+    def _sync_linked_account(self, code, woo_id):
+        account = self._account(code)
+        if account is None:
+            return self._count("exchequer", "not_a_customer_account")
+        link = self.links.get(woo_id) or Link(woo_id=woo_id, account_code=account.code)
+        if link.account_code != account.code:
+            log.warning("customers: shop customer %s is linked to account %s, not %s; %s is not synced",
+                        woo_id, link.account_code, account.code, account.code)
+            return self._count("exchequer", "linked_elsewhere")
+        if link.state != LINKED:
             return self._count("exchequer", "shop_deleted")
-        created = False
-        if link is None:
-            export = self.options["export_accounts"]
-            if export != "all":
-                return self._count("exchequer", "not_exported")
-            if not account.email.strip():
-                return self._count("exchequer", "no_email")
-            customer, created = self._customer_for(connections, account)
-            if customer is None:
-                return self._count("exchequer", "email_taken")
-            link = connections.links.get(customer["id"]) or Link(woo_id=int(customer["id"]), account_code=account.code)
-        else:
-            try:
-                customer = self.client.get_customer(link.woo_id)
-            except WooNotFound:
-                return self.shop_deleted(link.woo_id)
+        try:
+            customer = self.client.get_customer(woo_id)
+        except WooNotFound:
+            return self._shop_deleted(woo_id)
+        if not self._is_customer(customer):
+            return self._count("exchequer", "not_a_customer")
+        return self._sync("exchequer", customer, account, link, created=False)
+
+    def _export_account(self, code):
+        """An account no shop customer is linked to: a new shop customer, or the one with its e-mail."""
+        account = self._account(code)
+        if account is None:
+            return self._count("exchequer", "not_a_customer_account")
+        if self.options["export_accounts"] != "all":
+            return self._count("exchequer", "not_exported")
+        view = account_view(account, wholesale_band=self.options["wholesale_band"])
+        if not view["email"]:
+            return self._count("exchequer", "no_email")
+        customer = self._customer_by_email(view["email"])
+        created = customer is None
+        if created:
+            customer = self._create_customer(account, view)
+        elif not self._is_customer(customer):
+            log.warning("customers: account %s has the e-mail of shop user %s, whose role is %s; neither is changed",
+                        account.code, customer["id"], customer.get("role"))
+            return self._count("exchequer", "not_a_customer")
+        return self._claimed(customer["id"], lambda: self._link_new(account, customer, created))
+
+    def _link_new(self, account, customer, created):
+        woo_id = int(customer["id"])
+        linked = self._connections().backend.link_account(external_key=customer_key(woo_id), code=account.code)
+        if linked != account.code:
+            log.warning("customers: account %s has the e-mail of shop customer %s, who is linked to account %s; "
+                        "neither is changed", account.code, woo_id, linked)
+            return self._count("exchequer", "email_taken")
+        link = self.links.get(woo_id) or Link(woo_id=woo_id, account_code=account.code)
+        if link.state != LINKED:
+            return self._count("exchequer", "shop_deleted")
         return self._sync("exchequer", customer, account, link, created=created)
 
-    def _customer_for(self, connections, account):
-        """(customer, created): the shop customer with the account's e-mail, or a new one; (None, False)
-        when that customer is linked to another account."""
-        view = account_view(account, wholesale_band=self.options["wholesale_band"])
-        found = self._customer_by_email(view["email"])
-        if found is not None:
-            linked = connections.backend.link_account(external_key=customer_key(found["id"]), code=account.code)
-            if linked != account.code:
-                log.warning("customers: account %s has the e-mail of shop customer %s, who is linked to account %s; "
-                            "neither is changed", account.code, found["id"], linked)
-                return None, False
-            return found, False
+    def _create_customer(self, account, view):
         changes, _ = woo_changes(view, [field for field in FIELDS if field != "wholesale"])
+        # Shops that do not generate passwords refuse a customer without one; the customer can reset it.
+        changes["password"] = secrets.token_urlsafe(24)
         try:
-            customer = self.client.create_customer(changes)
+            return self.client.create_customer(changes)
         except WooApiError as error:
-            if error.code != _EMAIL_TAKEN:
-                raise self._refused(f"cannot create a shop customer for account {account.code}", error) from error
-            # Registered between our look-up and the create (a checkout, another worker): link to it.
-            customer = self._customer_by_email(view["email"])
-            if customer is None:
-                raise
-        connections.backend.link_account(external_key=customer_key(customer["id"]), code=account.code)
-        return customer, True
+            if error.code == _EMAIL_TAKEN:
+                # Registered between the look-up and the create (a checkout): that customer it is.
+                customer = self._customer_by_email(view["email"])
+                if customer is not None:
+                    return customer
+            raise self._refused(f"cannot create a shop customer for account {account.code}", error) from error
 
     def _customer_by_email(self, email):
         for customer in self.client.iter_customers(role="all", params={"email": email}):
@@ -422,6 +487,7 @@ class CustomersConsumer:
     # --- the merge, and the writes it asks for
 
     def _sync(self, source, customer, account, link, *, created):
+        """Merges one linked pair, writes what each side lacks, records conflicts and the snapshot."""
         woo = woo_view(customer, self._fit, wholesale_role=self.options["wholesale_role"])
         exchequer = account_view(account, wholesale_band=self.options["wholesale_band"])
         conflicts = self.options["conflicts"]
@@ -439,14 +505,14 @@ class CustomersConsumer:
             for field in result.to_exchequer:
                 self.metrics.inc("customer_fields_synced", side="exchequer", field=field)
         if result.to_woo:
-            self._write_shop(customer, result)
+            self._write_shop(customer, woo, result)
         now = self.clock()
         if result.conflicts or connections.links.conflicts(link.woo_id):
             connections.links.record_conflicts(link.woo_id, account.code, result.conflicts, now=now)
         for field, woo_value, exchequer_value, _ in result.conflicts:
             self.metrics.inc("customer_conflicts", field=field)
-            log.warning("customers: %s of shop customer %s (%r) and account %s (%r) both changed; "
-                        "left for a person: exsync customers resolve %s %s --take woo|exchequer",
+            log.warning("customers: %s of shop customer %s (%r) and account %s (%r) differ; left for a person: "
+                        "exsync customers resolve %s %s --take woo|exchequer",
                         field, link.woo_id, woo_value, account.code, exchequer_value, link.woo_id, field)
         link.account_code, link.state, link.snapshot, link.synced_at = account.code, LINKED, result.agreed, now
         connections.links.save(link)
@@ -463,24 +529,45 @@ class CustomersConsumer:
                      ", ".join(result.to_exchequer) or "-")
         return self._count(source, outcome)
 
-    def _write_shop(self, customer, result):
+    def _write_shop(self, customer, woo, result):
+        """Gives the shop the fields the merge sent its way; what it cannot take stays pending."""
         woo_id = int(customer["id"])
+        if "email" in result.to_woo and not result.agreed["email"]:
+            # A shop customer must have an e-mail: an account that lost its own does not take the shop's away.
+            self._pending(result, "email", woo)
         changes, wholesale = woo_changes(result.agreed, result.to_woo)
         try:
             if changes:
-                self.client.update_customer(woo_id, changes)
+                try:
+                    self.client.update_customer(woo_id, changes)
+                except WooBadRequest as error:
+                    if "email" not in changes:
+                        raise
+                    # The shop refuses the e-mail (another user has it, a role that may not change it):
+                    # that field waits for a person, the rest goes now.
+                    log.warning("customers: the shop refused e-mail %r for customer %s (%s); left for a person",
+                                result.agreed["email"], woo_id, error)
+                    result.conflicts.append(("email", woo["email"], result.agreed["email"], woo["email"]))
+                    self._pending(result, "email", woo)
+                    changes, _ = woo_changes(result.agreed, result.to_woo)
+                    if changes:
+                        self.client.update_customer(woo_id, changes)
             if wholesale is not None:
-                self._set_role(woo_id, wholesale, result)
+                self._set_role(woo_id, wholesale, woo, result)
         except WooApiError as error:
             raise self._refused(f"shop customer {woo_id}", error) from error
         for field in result.to_woo:
             self.metrics.inc("customer_fields_synced", side="woo", field=field)
 
-    def _set_role(self, woo_id, wholesale, result):
+    @staticmethod
+    def _pending(result, field, woo):
+        """Leaves `field` as the shop has it: agreed at that value, so Exchequer's stays a change to send."""
+        result.to_woo.remove(field)
+        result.agreed[field] = woo[field]
+
+    def _set_role(self, woo_id, wholesale, woo, result):
         if not (self.wp_username and self.wp_application_password):
-            # Not agreed: the role goes once the credentials are set, at the customer's next sync.
-            result.agreed.pop("wholesale", None)
-            result.to_woo.remove("wholesale")
+            self._pending(result, "wholesale", woo)
             log.warning("customers: shop customer %s should %s wholesale, but changing a role needs "
                         "EXSYNC_WP_USERNAME and EXSYNC_WP_APPLICATION_PASSWORD", woo_id,
                         "become" if wholesale else "no longer be")
@@ -491,8 +578,9 @@ class CustomersConsumer:
                                    application_password=self.wp_application_password)
 
     def _refused(self, what, error):
-        """A 4xx from the shop will not pass by itself: park it with the shop's reason."""
-        if error.status is not None and 400 <= error.status < 500 and error.status != 429:
+        """A 400 will not pass by itself: park it with the shop's reason. Anything else (401/403 after
+        a key or password change, 404 from a hidden route, 5xx) is retried until someone fixes it."""
+        if isinstance(error, WooBadRequest):
             return PermanentError(f"{what}: the shop refused the change: {error}")
         return error
 
@@ -514,6 +602,9 @@ class CustomersConsumer:
 
     def resolve(self, woo_id, field, take):
         """Settles a recorded conflict: `take` (`woo` or `exchequer`) wins and goes to the other side."""
+        return self._claimed(woo_id, lambda: self._resolve(int(woo_id), field, take))
+
+    def _resolve(self, woo_id, field, take):
         links = self.links
         link = links.get(woo_id)
         if link is None or not any(conflict.field == field for conflict in links.conflicts(woo_id)):

@@ -2,7 +2,7 @@
 
 from exsync.errors import ExsyncError
 
-__all__ = ["ConsumerError", "LinkChangedError", "NoteInFlightError", "OrderDataError"]
+__all__ = ["ConsumerError", "CustomerBusyError", "LinkChangedError", "NoteInFlightError", "OrderDataError"]
 
 
 class ConsumerError(ExsyncError):
@@ -19,3 +19,7 @@ class NoteInFlightError(ConsumerError):
 
 class LinkChangedError(ConsumerError):
     """Another worker synced the same customer while this sync ran: retry from fresh state."""
+
+
+class CustomerBusyError(ConsumerError):
+    """Another worker holds this customer's lease: retry later."""

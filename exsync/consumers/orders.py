@@ -15,6 +15,7 @@ import logging
 import time
 
 from exsync.bus import EXCHEQUER_EXCHANGE, PermanentError, SharedPublisher, Topology, new_event
+from exsync.consumers.customer_accounts import account_for_shop_customer
 from exsync.consumers.customer_mapping import AccountFitter, billing_details
 from exsync.consumers.errors import OrderDataError
 from exsync.consumers.order_mapping import PRODUCT, OrderMapping, money
@@ -35,17 +36,14 @@ from exsync.exchequer import (
     mapping_for,
     options_for,
 )
-from exsync.exchequer.writer import KIND_ACCOUNT
 from exsync.metrics import Metrics
 from exsync.threads import PerThread
 
 __all__ = [
     "CANCELLED_STATUSES",
-    "CUSTOMER_KEY_PREFIX",
     "EVENT_SOURCE",
     "OrdersConsumer",
     "build",
-    "customer_key",
     "order_key",
 ]
 
@@ -55,7 +53,6 @@ EVENT_SOURCE = "exsync/orders"
 CANCELLED_STATUSES = ("cancelled", "trash")
 NOT_IMPORTED_STATUSES = ("cancelled", "trash", "refunded", "failed")
 ORDER_KEY_PREFIX = "woo-order:"
-CUSTOMER_KEY_PREFIX = "woo-customer:"
 QUOTE_KEY_SUFFIX = ":quote"
 GUEST_ACCOUNT_COMPANY = "Web sales (guest orders)"
 DEFAULT_PARKED_BATCH = 100
@@ -65,11 +62,6 @@ SHIPPING_TITLES_SECONDS = 60.0
 def order_key(order_id):
     """The external key of the document an order becomes (its quotation part adds `:quote`)."""
     return f"{ORDER_KEY_PREFIX}{int(order_id)}"
-
-
-def customer_key(customer_id):
-    """The external key linking a registered shop customer to an Exchequer account."""
-    return f"{CUSTOMER_KEY_PREFIX}{int(customer_id)}"
 
 
 class _Parked(Exception):
@@ -109,7 +101,8 @@ class OrdersConsumer:
         self.options = config["orders"]
         self.exchequer_options = options_for(config)
         self.names_mapping = mapping_for(config)
-        self._fit = AccountFitter(self.names_mapping)
+        self._fit = AccountFitter(mapping=self.names_mapping)
+        self.match_by_email = config["customers"]["match_by_email"]
         self.mapping = OrderMapping(vat=self.options["vat"], shipping=self.options["shipping"],
                                     rounding=self.options["rounding"], vat_rates=self.exchequer_options.vat_codes)
         self.publisher = publisher
@@ -385,15 +378,10 @@ class OrdersConsumer:
         billing = order.get("billing") or {}
         customer_id = int(order.get("customer_id") or 0)
         if customer_id:
-            key = customer_key(customer_id)
-            linked = connections.backend.existing_reference(KIND_ACCOUNT, key)
-            if linked:
-                return linked
-            details = billing_details(billing, self._fit)
-            if not (details.company or details.contact):
-                details = AccountDetails(contact=f"Web customer {customer_id}", email=details.email)
             try:
-                return connections.backend.create_account(external_key=key, details=details).reference
+                return account_for_shop_customer(
+                    backend=connections.backend, reader=connections.reader, woo_id=customer_id,
+                    details=billing_details(billing, self._fit), match_by_email=self.match_by_email)[0]
             except InvalidDocumentError as error:
                 raise _Parked(f"cannot create an account for customer {customer_id}: {error}") from error
         email = str(billing.get("email") or "").strip()

@@ -60,6 +60,12 @@ class WriteBackend(typing.Protocol):
     def update_account(self, code, changes) -> str:
         """Changes fields of an account (AccountDetails field names); returns its code."""
 
+    def link_account(self, *, external_key, code) -> str:
+        """Points an external key at an existing account; returns the code the key points at."""
+
+    def keys_of(self, kind, reference, *, prefix="") -> list:
+        """The external keys of `kind` written as `reference`."""
+
     def create_sales_document(self, document) -> WriteResult:
         """Creates an SOR or SQU with its lines; the result's reference is e.g. SOR000123."""
 

@@ -207,9 +207,11 @@ class ProductsSchema(Schema):
     item_retry_seconds = fields.Float(load_default=DEFAULT_PRODUCTS_ITEM_RETRY_SECONDS, validate=validate.Range(min=0))
 
 
-CUSTOMER_FIELDS = ("email", "contact", "company", "address", "post_code", "phone", "wholesale")
+CUSTOMER_FIELDS = ("email", "contact", "company", "address_1", "address_2", "address_3", "address_4", "post_code",
+                   "phone", "wholesale")
 CONFLICT_POLICIES = ("woo", "exchequer", "newest", "manual")
 EXPORT_ACCOUNTS = ("all", "linked")
+DEFAULT_CUSTOMER_EVENT_ITEMS = 100
 
 
 class CustomerConflictsSchema(Schema):
@@ -224,15 +226,17 @@ class CustomerConflictsSchema(Schema):
 class CustomersSchema(Schema):
     # off: capture publishes no account changes and the customer consumers drop what they receive
     enabled = fields.Boolean(load_default=True)
-    # which Exchequer customer accounts the shop gets: every one with an e-mail address (new ones
-    # become shop customers), or only those already linked to a shop customer (edits only)
-    export_accounts = fields.String(load_default="all", validate=validate.OneOf(EXPORT_ACCOUNTS))
+    # which Exchequer customer accounts the shop gets: only those linked to a shop customer (edits),
+    # or every one with an e-mail address (new ones become shop customers)
+    # `all` makes every account a WordPress user, and WooCommerce sends each its new-account e-mail
+    export_accounts = fields.String(load_default="linked", validate=validate.OneOf(EXPORT_ACCOUNTS))
     # a new shop customer is linked to an existing account with the same e-mail before one is created
     match_by_email = fields.Boolean(load_default=True)
-    wholesale_band = fields.String(load_default="B", validate=validate.OneOf(list("ABCDEFGH")))
+    # band A is where a customer who stops being wholesale goes, so it cannot also mean wholesale
+    wholesale_band = fields.String(load_default="B", validate=validate.OneOf(list("BCDEFGH")))
     wholesale_role = fields.String(load_default="wholesale_customer", validate=validate.Length(min=1))
     conflicts = fields.Nested(CustomerConflictsSchema, load_default=lambda: CustomerConflictsSchema().load({}))
-    event_items = fields.Integer(load_default=100, validate=validate.Range(min=1, max=1000))
+    event_items = fields.Integer(load_default=DEFAULT_CUSTOMER_EVENT_ITEMS, validate=validate.Range(min=1, max=1000))
 
 
 class ConfigSchema(Schema):
@@ -261,6 +265,14 @@ class ConfigSchema(Schema):
             problems["rounding.vat_code"] = ["must be a VAT code with a 0% rate"]
         if problems:
             raise ValidationError({"orders": problems})
+
+    @validates_schema
+    def _wholesale_role_synced(self, data, **kwargs):
+        """Wholesale customers must be among the roles synced, or the wholesale role would unlink them."""
+        role, roles = data["customers"]["wholesale_role"], data["shop"]["reconcile"]["customer_roles"]
+        if role not in roles:
+            raise ValidationError({"customers": {"wholesale_role": [
+                f"{role!r} is not one of shop.reconcile.customer_roles ({', '.join(roles)})"]}})
 
 
 def _flatten(messages, prefix=""):

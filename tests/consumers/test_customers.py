@@ -6,9 +6,9 @@ import time
 import pytest
 
 from exsync.bus import PermanentError
+from exsync.consumers.customer_accounts import customer_key
 from exsync.consumers.customers import SHOP_DELETED, CustomersConsumer, Link
-from exsync.consumers.errors import ConsumerError, LinkChangedError
-from exsync.consumers.orders import customer_key
+from exsync.consumers.errors import ConsumerError, CustomerBusyError, LinkChangedError
 from exsync.exchequer import ExchequerReader, SqlWriteBackend, connect, edit_account
 from exsync.exchequer.account_capture import AccountCapture
 from exsync.exchequer.writer import KIND_ACCOUNT
@@ -166,8 +166,8 @@ def test_accounts_with_an_e_mail_become_shop_customers_as_configured(sandbox_sho
     first, second = _accounts(dsn)[:2]
     edit(dsn, second.code, email="")
 
-    assert make_sync(dsn, export_accounts="linked").sync_account(first.code) == "not_exported"
-    sync = make_sync(dsn)
+    assert make_sync(dsn).sync_account(first.code) == "not_exported"  # by default only linked accounts
+    sync = make_sync(dsn, export_accounts="all")
     assert sync.sync_account(second.code) == "no_email"
     assert sync.sync_account(first.code) == "created"
     [made] = [c for c in shop.list_customers({"role": "all"}) if c["email"] == first.email.lower()]
@@ -185,7 +185,7 @@ def test_an_account_whose_e_mail_is_already_a_shop_customer_is_linked_not_duplic
     dsn = sqlite_company_dsn
     target = _accounts(dsn)[0]
     customer = register(shop, email=target.email)
-    sync = make_sync(dsn)
+    sync = make_sync(dsn, export_accounts="all")
 
     assert sync.sync_account(target.code) in ("updated", "unchanged")
     assert linked_code(dsn, customer["id"]) == target.code
@@ -311,8 +311,11 @@ def test_without_wordpress_credentials_the_role_waits_and_the_rest_syncs(sandbox
     assert sync.sync_account(code) == "updated"
     shop_side = shop.get_customer(customer["id"])
     assert (shop_side["role"], shop_side["billing"]["phone"]) == ("customer", "0400 000000")
-    assert "wholesale" not in sync.links.get(customer["id"]).snapshot
-    # With credentials the next sync sets the role: it was never recorded as agreed.
+    # Agreed as the shop has it, so Exchequer's band stays a change to send (and is not undone).
+    assert sync.links.get(customer["id"]).snapshot["wholesale"] is False
+    assert sync.sync_account(code) == "unchanged"
+    assert account(dsn, code).price_band == "B"
+    # With credentials the next sync sets the role.
     assert make_sync(dsn).sync_account(code) == "updated"
     assert shop.get_customer(customer["id"])["role"] == "wholesale_customer"
 
@@ -335,7 +338,8 @@ def test_a_customer_deleted_in_the_shop_keeps_the_account_and_is_not_recreated(s
     assert not [c for c in shop.list_customers({"role": "all"}) if c["email"] == "jane@example.test"]
 
 
-def test_what_the_shop_refuses_is_parked_with_its_reason(sandbox_shop, make_sync, sqlite_company_dsn):
+def test_an_e_mail_the_shop_refuses_waits_for_a_person_and_the_rest_goes(sandbox_shop, make_sync,
+                                                                          sqlite_company_dsn):
     shop, _, _ = sandbox_shop
     dsn = sqlite_company_dsn
     sync = make_sync(dsn)
@@ -344,10 +348,28 @@ def test_what_the_shop_refuses_is_parked_with_its_reason(sandbox_shop, make_sync
     sync.sync_customer(customer["id"])
     code = linked_code(dsn, customer["id"])
 
-    edit(dsn, code, email="other@example.test")  # the shop allows one customer per e-mail
-    with pytest.raises(PermanentError, match="the shop refused"):
-        sync.sync_account(code)
+    edit(dsn, code, email="other@example.test", phone="0900 000000")  # the shop allows one customer per e-mail
+    assert sync.sync_account(code) == "updated"
+    shop_side = shop.get_customer(customer["id"])
+    assert (shop_side["email"], shop_side["billing"]["phone"]) == ("jane@example.test", "0900 000000")
     assert shop.get_customer(other["id"])["email"] == "other@example.test"
+    [conflict] = sync.links.conflicts()
+    assert (conflict.field, conflict.woo_value, conflict.exchequer_value) == (
+        "email", "jane@example.test", "other@example.test")
+    # Cleared in Exchequer, the e-mail is not taken from the shop customer either.
+    edit(dsn, code, email="")
+    sync.sync_account(code)
+    assert shop.get_customer(customer["id"])["email"] == "jane@example.test"
+
+
+def test_what_the_shop_refuses_is_parked_with_its_reason(sandbox_shop, make_sync, sqlite_company_dsn):
+    dsn = sqlite_company_dsn
+    sync = make_sync(dsn, export_accounts="all")
+    target = _accounts(dsn)[0]
+    edit(dsn, target.code, email="not-an-address")
+
+    with pytest.raises(PermanentError, match="the shop refused"):
+        sync.sync_account(target.code)
     with pytest.raises(PermanentError, match="numeric id"):
         sync.handle_event(shop_event("x"))
 
@@ -356,26 +378,22 @@ def test_one_refused_account_in_a_capture_event_does_not_hold_up_the_others(sand
                                                                              sqlite_company_dsn):
     shop, _, _ = sandbox_shop
     dsn = sqlite_company_dsn
-    sync = make_sync(dsn)
-    customer = register(shop)
-    register(shop, email="other@example.test")
-    sync.sync_customer(customer["id"])
-    code = linked_code(dsn, customer["id"])
-    neighbours = [a for a in _accounts(dsn) if a.code != code][:2]
-    edit(dsn, code, email="other@example.test")
+    sync = make_sync(dsn, export_accounts="all")
+    first, refused, last = _accounts(dsn)[:3]
+    edit(dsn, refused.code, email="not-an-address")
 
-    with pytest.raises(PermanentError, match=f"^{code}: .*the shop refused"):
-        sync.handle_event(account_event(neighbours[0].code, code, neighbours[1].code))
+    with pytest.raises(PermanentError, match=f"^{refused.code}: .*the shop refused"):
+        sync.handle_event(account_event(first.code, refused.code, last.code))
     # The account after the refused one went to the shop all the same.
     emails = {c["email"] for c in shop.list_customers({"role": "all"})}
-    assert {n.email.lower() for n in neighbours} <= emails
+    assert {first.email.lower(), last.email.lower()} <= emails
 
 
 def test_an_account_with_the_e_mail_of_a_customer_linked_elsewhere_changes_neither(sandbox_shop, make_sync,
                                                                                    sqlite_company_dsn):
     shop, _, _ = sandbox_shop
     dsn = sqlite_company_dsn
-    sync = make_sync(dsn, match_by_email=False)
+    sync = make_sync(dsn, match_by_email=False, export_accounts="all")
     customer = register(shop)
     sync.sync_customer(customer["id"])
     code = linked_code(dsn, customer["id"])
@@ -466,3 +484,96 @@ class Recorded(Metrics):
 
     def set(self, name, value, **labels):
         self.gauges[name] = value
+
+
+def test_a_long_name_cut_to_the_column_is_not_a_change_and_the_shop_keeps_it_whole(sandbox_shop, make_sync,
+                                                                                 sqlite_company_dsn):
+    shop, _, _ = sandbox_shop
+    dsn = sqlite_company_dsn
+    sync = make_sync(dsn)
+    # 36 characters; Exchequer's contact holds 30, and the 30th is a space.
+    customer = register(shop, first_name="Bartholomew", last_name="Featherstonehaugh Smythe",
+                        billing={"first_name": "Bartholomew", "last_name": "Featherstonehaugh Smythe",
+                                 "email": "bart@example.test", "phone": "01904 111111"}, email="bart@example.test")
+
+    assert sync.sync_customer(customer["id"]) == "created"
+    code = linked_code(dsn, customer["id"])
+    assert account(dsn, code).contact == "Bartholomew Featherstonehaugh"
+    assert sync.sync_customer(customer["id"]) == "unchanged"
+    assert shop.get_customer(customer["id"])["last_name"] == "Featherstonehaugh Smythe"
+
+
+def test_a_customer_without_a_name_is_not_given_the_placeholder(sandbox_shop, make_sync, sqlite_company_dsn):
+    shop, _, _ = sandbox_shop
+    dsn = sqlite_company_dsn
+    sync = make_sync(dsn)
+    customer = shop.create_customer({"email": "anon@example.test"})
+
+    assert sync.sync_customer(customer["id"]) == "created"
+    code = linked_code(dsn, customer["id"])
+    assert account(dsn, code).contact == f"Web customer {customer['id']}"
+    assert (shop.get_customer(customer["id"])["first_name"], shop.get_customer(customer["id"])["last_name"]) == ("", "")
+    assert sync.sync_customer(customer["id"]) == "unchanged"
+    shop.update_customer(customer["id"], {"first_name": "Ann", "last_name": "Onymous"})
+    assert sync.sync_customer(customer["id"]) == "updated"
+    assert account(dsn, code).contact == "Ann Onymous"
+
+
+def test_a_first_link_by_e_mail_keeps_what_exchequer_holds(sandbox_shop, make_sync, sqlite_company_dsn):
+    shop, _, _ = sandbox_shop
+    dsn = sqlite_company_dsn
+    existing = _accounts(dsn)[0]
+    customer = register(shop, email=existing.email)  # a later registration, with its own phone and address
+    sync = make_sync(dsn)
+
+    assert sync.sync_customer(customer["id"]) == "updated"
+    after = account(dsn, existing.code)
+    assert (after.phone, after.address, after.contact) == (existing.phone, existing.address, existing.contact)
+    assert shop.get_customer(customer["id"])["billing"]["phone"] == existing.phone
+
+
+def test_address_lines_sync_one_by_one_and_the_country_stays_each_sides(sandbox_shop, make_sync,
+                                                                        sqlite_company_dsn):
+    shop, _, _ = sandbox_shop
+    dsn = sqlite_company_dsn
+    sync = make_sync(dsn)
+    customer = register(shop)
+    sync.sync_customer(customer["id"])
+    code = linked_code(dsn, customer["id"])
+    shop.update_customer(customer["id"], {"billing": {"address_1": "2 Mill Lane, Rear Entrance by the Old Grain Store"}})
+    sync.sync_customer(customer["id"])  # Exchequer holds the line cut to 30 characters
+
+    before = account(dsn, code).address
+    edit(dsn, code, address=(before[0], "Walmgate", before[2], before[3], "United Kingdom"))
+    assert sync.sync_account(code) == "updated"
+    billing = shop.get_customer(customer["id"])["billing"]
+    assert (billing["address_1"], billing["address_2"], billing["country"]) == (
+        "2 Mill Lane, Rear Entrance by the Old Grain Store", "Walmgate", "GB")
+    assert sync.sync_account(code) == "unchanged"
+
+
+def test_shop_users_outside_the_customer_roles_are_never_linked(sandbox_shop, make_sync, sqlite_company_dsn):
+    shop, _, _ = sandbox_shop
+    dsn = sqlite_company_dsn
+    sync = make_sync(dsn, export_accounts="all")
+    target = _accounts(dsn)[0]
+    edit(dsn, target.code, email="admin@example.test")  # the shop owner's own address
+
+    assert sync.sync_account(target.code) == "not_a_customer"
+    assert shop.get_customer(1)["role"] == "administrator"
+    assert linked_code(dsn, 1) is None
+    assert sync.sync_customer(1) == "not_a_customer"
+
+
+def test_a_customer_another_worker_is_syncing_is_retried_later(sandbox_shop, make_sync, sqlite_company_dsn):
+    shop, _, _ = sandbox_shop
+    now = [1000.0]
+    sync = make_sync(sqlite_company_dsn, clock=lambda: now[0])
+    customer = register(shop)
+    assert sync.links.claim(customer["id"], holder="another worker", now=now[0], seconds=60)
+
+    with pytest.raises(CustomerBusyError):
+        sync.sync_customer(customer["id"])
+    assert linked_code(sqlite_company_dsn, customer["id"]) is None
+    now[0] += 61  # the other worker's lease ran out (it died mid-sync)
+    assert sync.sync_customer(customer["id"]) == "created"

@@ -106,6 +106,20 @@ def test_registered_customer_gets_a_linked_account_reused_by_the_next_order(sqli
         account}
 
 
+def test_a_registered_customer_not_yet_linked_is_linked_to_the_account_with_their_email(sqlite_company,
+                                                                                         make_consumer):
+    dsn, codes = sqlite_company
+    consumer, _ = make_consumer(dsn)
+    existing = next(reader_for(dsn).iter_accounts())
+    body = order_body(lines=[(codes[0], 1, "5.00", "5.00", "1.00")], customer_id=77, email=existing.email.upper())
+    consumer.handle_event(event(body))
+
+    # The same rule as the customer sync's, so the first order and the first sync give one account.
+    assert SqlWriteBackend(database=connect(dsn)).existing_reference(KIND_ACCOUNT, "woo-customer:77") == existing.code
+    [reference] = documents_of(dsn, 101)
+    assert reader_for(dsn).document(reference).header.account_code == existing.code
+
+
 def test_guest_is_matched_to_an_existing_account_by_email(sqlite_company, make_consumer):
     dsn, codes = sqlite_company
     consumer, _ = make_consumer(dsn)

@@ -6,8 +6,8 @@ import collections
 import pytest
 
 from exsync.bus import Publisher, Topology, Worker, declare_topology
+from exsync.consumers.customer_accounts import customer_key
 from exsync.consumers.customers import CustomersConsumer
-from exsync.consumers.orders import customer_key
 from exsync.exchequer import ExchequerReader, SqlWriteBackend, connect, edit_account
 from exsync.exchequer.account_capture import AccountCapture
 from exsync.exchequer.writer import KIND_ACCOUNT
@@ -49,7 +49,7 @@ def test_a_registration_becomes_an_account_and_an_account_edit_reaches_the_shop_
         for topic in ("customer.created", "customer.updated", "customer.deleted"):
             shop.create_webhook({"name": f"exsync {topic}", "topic": topic, "secret": SECRET,
                                  "delivery_url": f"{webhook_server}/webhooks/woocommerce"})
-        consumers = [CustomersConsumer(exchequer_dsn=pg_odbc_dsn, config=customers_config(), client=client,
+        consumers = [CustomersConsumer(exchequer_dsn=pg_odbc_dsn, config=customers_config(export_accounts="all"), client=client,
                                        metrics=outcomes) for _ in range(2)]
         running.start(Worker(url=amqp_url, queue="customers.import", handler=consumers[0].handle, topology=topology))
         running.start(Worker(url=amqp_url, queue="customers.export", handler=consumers[1].handle, topology=topology))

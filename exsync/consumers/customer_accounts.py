@@ -1,0 +1,45 @@
+"""Which Exchequer account a registered shop customer is: one rule for the orders and customers consumers.
+
+The link is the external key `woo-customer:<id>` (kind account). A customer not yet linked is
+linked to the customer account with the same e-mail that no other shop customer has (when
+matching by e-mail is on), else gets a new account, so a customer's first order and first sync
+cannot give them two accounts.
+"""
+
+import dataclasses
+
+from exsync.consumers.customer_mapping import placeholder_contact
+from exsync.exchequer.writer import KIND_ACCOUNT
+
+__all__ = ["CUSTOMER_KEY_PREFIX", "account_for_shop_customer", "customer_key", "shop_customers_of"]
+
+CUSTOMER_KEY_PREFIX = "woo-customer:"
+
+
+def customer_key(customer_id):
+    """The external key linking a registered shop customer to an Exchequer account."""
+    return f"{CUSTOMER_KEY_PREFIX}{int(customer_id)}"
+
+
+def shop_customers_of(backend, code):
+    """The ids of the shop customers linked to account `code`."""
+    keys = backend.keys_of(KIND_ACCOUNT, code, prefix=CUSTOMER_KEY_PREFIX)
+    return [int(key[len(CUSTOMER_KEY_PREFIX):]) for key in keys if key[len(CUSTOMER_KEY_PREFIX):].isdigit()]
+
+
+def account_for_shop_customer(*, backend, reader, woo_id, details, match_by_email):
+    """(code, created): shop customer `woo_id`'s account, linked by key, matched by e-mail, or made
+    from `details` (InvalidDocumentError when it cannot be)."""
+    key = customer_key(woo_id)
+    linked = backend.existing_reference(KIND_ACCOUNT, key)
+    if linked:
+        return linked, False
+    if match_by_email and details.email:
+        for account in reader.accounts_by_email(details.email):
+            if account.cust_supp == "C" and not shop_customers_of(backend, account.code):
+                # Another worker may link the key first: the key's account is the answer either way.
+                return backend.link_account(external_key=key, code=account.code), False
+    if not (details.company or details.contact):
+        details = dataclasses.replace(details, contact=placeholder_contact(woo_id))
+    result = backend.create_account(external_key=key, details=details)
+    return result.reference, result.created
