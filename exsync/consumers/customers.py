@@ -25,6 +25,7 @@ import socket
 import time
 
 from exsync.bus import PermanentError
+from exsync.consumers.connections import ExchequerConnections, fresh_after_failure
 from exsync.consumers.customer_accounts import account_for_shop_customer, customer_key, shop_customers_of
 from exsync.consumers.customer_mapping import (
     FIELDS,
@@ -38,14 +39,9 @@ from exsync.consumers.customer_mapping import (
 )
 from exsync.consumers.errors import ConsumerError, CustomerBusyError, LinkChangedError
 from exsync.exchequer import (
-    ConnectError,
-    DatabaseError,
     DuplicateKeyError,
-    ExchequerReader,
     InvalidDocumentError,
-    SqlWriteBackend,
     UnknownAccountError,
-    connect,
     mapping_for,
     options_for,
 )
@@ -219,23 +215,13 @@ class LinkStore:
             return int(cursor.execute(f"SELECT COUNT(*) FROM {self.conflicts_sql}").fetchone()[0])
 
 
-class _Connections:
-    """The consumer thread's connections: Exchequer, the state tables, and the objects over them."""
+class _Connections(ExchequerConnections):
+    """One thread's connections, with the sync's link store over the state tables."""
 
-    def __init__(self, *, exchequer_dsn, state_dsn, mapping, options, metrics):
-        self.exchequer = connect(exchequer_dsn, mapping=mapping)
-        self.state = self.exchequer if state_dsn in (None, exchequer_dsn) else connect(state_dsn, mapping=mapping)
-        self.reader = ExchequerReader(database=self.exchequer)
-        self.backend = SqlWriteBackend(database=self.exchequer, vat_codes=options.vat_codes,
-                                       default_location=options.default_location,
-                                       account_codes=options.account_codes, metrics=metrics)
+    def __init__(self, **connections):
+        super().__init__(**connections)
         self.links = LinkStore(database=self.state)
         ensure_account_state(self.state)
-
-    def close(self):
-        self.exchequer.close()
-        if self.state is not self.exchequer:
-            self.state.close()
 
 
 class CustomersConsumer:
@@ -278,12 +264,8 @@ class CustomersConsumer:
     # --- the consumer interface
 
     def handle(self, message):
-        try:
+        with fresh_after_failure(self._per_thread):
             self.handle_event(message.event)
-        except (ConnectError, DatabaseError):
-            # A dropped connection stays broken: the retry gets fresh ones.
-            self._per_thread.discard()
-            raise
 
     def on_idle(self):
         """Keeps the conflicts-waiting gauge current (a person resolves them from the command line)."""

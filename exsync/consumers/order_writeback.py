@@ -20,9 +20,10 @@ import logging
 import time
 
 from exsync.bus import PermanentError
+from exsync.consumers.connections import fresh_after_failure
 from exsync.consumers.errors import NoteInFlightError
 from exsync.consumers.state import NOTE_DONE, NoteStore, ensure_tables
-from exsync.exchequer import ConnectError, DatabaseError, connect, mapping_for
+from exsync.exchequer import connect, mapping_for
 from exsync.metrics import Metrics
 from exsync.threads import PerThread
 from exsync.woo import WooApiError, WooClient, WooNotFound
@@ -64,12 +65,8 @@ class OrderWritebackConsumer:
         self.client.close()
 
     def handle(self, message):
-        try:
+        with fresh_after_failure(self._per_thread):
             self.handle_event(message.event)
-        except (ConnectError, DatabaseError):
-            # A dropped connection stays broken: the retry gets a fresh one.
-            self._per_thread.discard()
-            raise
 
     def handle_event(self, event):
         """Applies one envelope; returns the note keys written by this call."""

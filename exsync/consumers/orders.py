@@ -15,6 +15,7 @@ import logging
 import time
 
 from exsync.bus import EXCHEQUER_EXCHANGE, PermanentError, SharedPublisher, Topology, new_event
+from exsync.consumers.connections import ExchequerConnections, fresh_after_failure
 from exsync.consumers.customer_accounts import account_for_shop_customer
 from exsync.consumers.customer_mapping import AccountFitter, billing_details
 from exsync.consumers.errors import OrderDataError
@@ -24,15 +25,10 @@ from exsync.consumers.state import OrderStore, ShippingMethodStore, ensure_table
 from exsync.errors import ExsyncError
 from exsync.exchequer import (
     AccountDetails,
-    ConnectError,
-    DatabaseError,
-    ExchequerReader,
     InvalidDocumentError,
     SalesDocument,
-    SqlWriteBackend,
     UnknownAccountError,
     UnknownStockItemError,
-    connect,
     mapping_for,
     options_for,
 )
@@ -68,26 +64,16 @@ class _Parked(Exception):
     """The order cannot be imported yet; its reason goes in tracking (internal control flow)."""
 
 
-class _Connections:
-    """One thread's connections: Exchequer, the state tables, and the objects over them."""
+class _Connections(ExchequerConnections):
+    """One thread's connections, with the order pipeline's stores and caches over them."""
 
-    def __init__(self, *, exchequer_dsn, state_dsn, mapping, options, metrics):
-        self.exchequer = connect(exchequer_dsn, mapping=mapping)
-        self.state = self.exchequer if state_dsn in (None, exchequer_dsn) else connect(state_dsn, mapping=mapping)
-        self.reader = ExchequerReader(database=self.exchequer)
-        self.backend = SqlWriteBackend(database=self.exchequer, vat_codes=options.vat_codes,
-                                       default_location=options.default_location,
-                                       account_codes=options.account_codes, metrics=metrics)
+    def __init__(self, **connections):
+        super().__init__(**connections)
         self.orders = OrderStore(database=self.state)
         self.shipping = ShippingMethodStore(database=self.state)
         self.stock_rules = None
         self.shipping_titles = None
         self.guest_account = None
-
-    def close(self):
-        self.exchequer.close()
-        if self.state is not self.exchequer:
-            self.state.close()
 
 
 class OrdersConsumer:
@@ -130,12 +116,8 @@ class OrdersConsumer:
     # --- the consumer interface
 
     def handle(self, message):
-        try:
+        with fresh_after_failure(self._per_thread):
             self.handle_event(message.event)
-        except (ConnectError, DatabaseError):
-            # A dropped connection stays broken: the retry gets fresh ones.
-            self._per_thread.discard()
-            raise
 
     def on_idle(self):
         """Retries parked orders every `orders.parked_retry_seconds` while the queue is quiet."""
