@@ -109,7 +109,7 @@ def _sync(dsn, database):
     credentials = shop.add_credentials()
     shop.environment_type = "local"
     password = shop.add_application_password()
-    config, _ = validate_config({})
+    config, _ = validate_config({"customers": {"export_accounts": "all"}})
     metrics = Counting()
     codes = [f"C{n:05d}" for n in range(1, SYNCED + 1)]
     with SandboxServer(shop=shop) as server, WooClient(
