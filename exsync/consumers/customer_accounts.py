@@ -1,14 +1,16 @@
 """Which Exchequer account a registered shop customer is: one rule for the orders and customers consumers.
 
 The link is the external key `woo-customer:<id>` (kind account). A customer not yet linked is
-linked to the customer account with the same e-mail that no other shop customer has (when
-matching by e-mail is on), else gets a new account, so a customer's first order and first sync
-cannot give them two accounts.
+linked to the account the customer sync made them from (it marks the customers it creates), else
+to the customer account with the same e-mail that no other shop customer has (when matching by
+e-mail is on), else gets a new account, so a customer's first order and first sync cannot give
+them two accounts.
 """
 
 import dataclasses
 
 from exsync.consumers.customer_mapping import placeholder_contact
+from exsync.exchequer import UnknownAccountError
 from exsync.exchequer.writer import KIND_ACCOUNT
 
 __all__ = ["CUSTOMER_KEY_PREFIX", "account_for_shop_customer", "customer_key", "shop_customers_of"]
@@ -27,13 +29,20 @@ def shop_customers_of(backend, code):
     return [int(key[len(CUSTOMER_KEY_PREFIX):]) for key in keys if key[len(CUSTOMER_KEY_PREFIX):].isdigit()]
 
 
-def account_for_shop_customer(*, backend, reader, woo_id, details, match_by_email):
-    """(code, created): shop customer `woo_id`'s account, linked by key, matched by e-mail, or made
-    from `details` (InvalidDocumentError when it cannot be)."""
+def account_for_shop_customer(*, backend, reader, woo_id, details, match_by_email, made_for=None):
+    """(code, created): shop customer `woo_id`'s account, linked by key, the account the customer
+    was made from (`made_for`, when the customer sync created it in the shop), matched by e-mail, or
+    made from `details` (InvalidDocumentError when it cannot be)."""
     key = customer_key(woo_id)
     linked = backend.existing_reference(KIND_ACCOUNT, key)
     if linked:
         return linked, False
+    if made_for and not shop_customers_of(backend, made_for):
+        try:
+            if reader.account(made_for).cust_supp == "C":
+                return backend.link_account(external_key=key, code=made_for), False
+        except UnknownAccountError:
+            pass
     if match_by_email and details.email:
         for account in reader.accounts_by_email(details.email):
             if account.cust_supp == "C" and not shop_customers_of(backend, account.code):

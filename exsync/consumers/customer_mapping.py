@@ -140,6 +140,17 @@ def woo_changes(view, fields):
     return changes, view["wholesale"] if "wholesale" in fields else None
 
 
+def _first_link_side(field, woo_value):
+    """Who wins a field both sides filled differently before they were ever linked (policy newest):
+    a login e-mail is a person's call; wholesale is never taken away from someone given it; for the
+    rest, Exchequer (the books) holds the curated record."""
+    if field == "email":
+        return "manual"
+    if field == "wholesale":
+        return "woo" if woo_value else "exchequer"
+    return "exchequer"
+
+
 @dataclasses.dataclass(kw_only=True)
 class Merge:
     """What a three-way merge decided: the agreed view, what each side must be given, the conflicts."""
@@ -154,8 +165,8 @@ def merge(*, base, woo, exchequer, policy_of, newest_side):
     """Merges the two views against `base`, the view both sides last agreed on (None: never synced).
 
     A field changed on one side only goes to the other. Without a base (a first link) an empty
-    text field takes the other side's value, and text both sides filled differently goes by the
-    field's policy, except that `newest` means Exchequer there: times say nothing about which side
+    text field takes the other side's value, and a field both sides filled differently goes by its
+    policy, except that `newest` means `_first_link_side` there: times say nothing about which side
     is right about a customer seen together for the first time. A field both sides changed
     differently is a conflict: `policy_of(field)` says `woo`, `exchequer`, `newest`
     (`newest_side()`: the side changed last) or `manual`, which leaves both sides alone and the
@@ -175,7 +186,7 @@ def merge(*, base, woo, exchequer, policy_of, newest_side):
         else:
             winner = policy_of(field)
             if winner == "newest":
-                winner = newest_side() if known else "exchequer"
+                winner = newest_side() if known else _first_link_side(field, woo_value)
             if winner == "manual":
                 conflicts.append((field, woo_value, exchequer_value, base.get(field) if known else None))
                 if known:

@@ -38,6 +38,7 @@ from exsync.consumers.customer_mapping import (
     woo_view,
 )
 from exsync.consumers.errors import ConsumerError, CustomerBusyError, LinkChangedError
+from exsync.errors import ExsyncError
 from exsync.exchequer import (
     DuplicateKeyError,
     InvalidDocumentError,
@@ -50,7 +51,7 @@ from exsync.exchequer.mapping import Column
 from exsync.exchequer.state import StateTable, create_state_tables, text_column
 from exsync.metrics import Metrics
 from exsync.threads import PerThread
-from exsync.woo import WooApiError, WooBadRequest, WooClient, WooNotFound
+from exsync.woo import WooApiError, WooAuthError, WooBadRequest, WooClient, WooNotFound
 from exsync.woo.dates import parse_wc_gmt
 
 __all__ = [
@@ -69,9 +70,14 @@ log = logging.getLogger(__name__)
 
 LINKED = "linked"
 SHOP_DELETED = "shop_deleted"
-DEFAULT_CLAIM_SECONDS = 120.0
+# Longer than the slowest shop call with its retries (5 attempts of 30 s); renewed before each write.
+DEFAULT_CLAIM_SECONDS = 300.0
 DEFAULT_GAUGE_SECONDS = 30.0
 _EMAIL_TAKEN = "registration-error-email-exists"
+_NO_SUCH_CUSTOMER = "woocommerce_rest_invalid_id"
+# WooCommerce 9.5+ lets REST change the e-mail of these roles only.
+EMAIL_EDITABLE_ROLES = ("customer", "subscriber")
+EXSYNC_ACCOUNT_META = "_exsync_account"
 
 CUSTOMER_TABLES = (
     StateTable(name="customer_links", key=("woo_id",), columns={
@@ -96,8 +102,23 @@ CUSTOMER_TABLES = (
 )
 
 
+def _made_for(customer):
+    """The account code a shop customer was created for by the export, from its meta (or None)."""
+    for meta in customer.get("meta_data") or []:
+        if isinstance(meta, dict) and meta.get("key") == EXSYNC_ACCOUNT_META and meta.get("value"):
+            return str(meta["value"])
+    return None
+
+
 def _dump(view):
     return json.dumps(view, sort_keys=True)
+
+
+def _updated(cursor):
+    """Rows an UPDATE matched; the lease and the version check are meaningless without it."""
+    if cursor.rowcount < 0:
+        raise ConsumerError("the state database's driver does not report updated rows")
+    return cursor.rowcount
 
 
 class Link:
@@ -162,7 +183,7 @@ class LinkStore:
             cursor.execute(f'UPDATE {self.links_sql} SET "claimed_by" = ?, "claimed_until" = ? WHERE "woo_id" = ? '
                            f'AND ("claimed_until" < ? OR "claimed_by" = ?)', (holder, now + seconds, int(woo_id),
                                                                              now, holder))
-            if cursor.rowcount:
+            if _updated(cursor):
                 return True
             try:
                 # A customer never synced gets a row holding only the claim (version 0: no link yet).
@@ -184,7 +205,7 @@ class LinkStore:
                            f'"version" = ?, "synced_at" = ? WHERE "woo_id" = ? AND "version" = ?',
                            (link.account_code, link.state, _dump(link.snapshot) if link.snapshot is not None else "",
                             link.version + 1, link.synced_at, link.woo_id, link.version))
-            if not cursor.rowcount:
+            if not _updated(cursor):
                 raise LinkChangedError(f"shop customer {link.woo_id} was synced by another worker meanwhile")
         link.version += 1
 
@@ -270,9 +291,15 @@ class CustomersConsumer:
     def on_idle(self):
         """Keeps the conflicts-waiting gauge current (a person resolves them from the command line)."""
         now = self.clock()
-        if self._gauge_at is None or now - self._gauge_at >= DEFAULT_GAUGE_SECONDS:
-            self._gauge_at = now
+        if self._gauge_at is not None and now - self._gauge_at < DEFAULT_GAUGE_SECONDS:
+            return
+        self._gauge_at = now
+        try:
             self.metrics.set("customer_conflicts_waiting", self.links.waiting())
+        except ExsyncError as error:
+            # Idle work must not stop the consumer: the next tick tries again on a fresh connection.
+            log.warning("customers: cannot count the conflicts waiting: %s", error)
+            self._per_thread.discard()
 
     def handle_event(self, event):
         """Syncs the customers an envelope names; returns {id or code: outcome}."""
@@ -312,6 +339,11 @@ class CustomersConsumer:
             raise PermanentError("; ".join(refused))
         return outcomes
 
+    def _renew(self, woo_id):
+        """Extends the customer's lease before a write; CustomerBusyError if it passed to another worker."""
+        if not self.links.claim(woo_id, holder=self.holder, now=self.clock(), seconds=self.claim_seconds):
+            raise CustomerBusyError(f"the lease on shop customer {woo_id} passed to another worker mid-sync")
+
     def _claimed(self, woo_id, work):
         """Runs `work()` holding the customer's lease; CustomerBusyError (retried) while another holds it."""
         links = self.links
@@ -329,9 +361,8 @@ class CustomersConsumer:
         return self._claimed(woo_id, lambda: self._sync_customer(int(woo_id)))
 
     def _sync_customer(self, woo_id):
-        try:
-            customer = self.client.get_customer(woo_id)
-        except WooNotFound:
+        customer = self._shop_customer(woo_id)
+        if customer is None:
             return self._shop_deleted(woo_id)
         if not self._is_customer(customer):
             return self._count("shop", "not_a_customer")
@@ -346,7 +377,7 @@ class CustomersConsumer:
             try:
                 code, created = account_for_shop_customer(
                     backend=connections.backend, reader=connections.reader, woo_id=woo_id, details=details,
-                    match_by_email=self.options["match_by_email"])
+                    match_by_email=self.options["match_by_email"], made_for=_made_for(customer))
             except InvalidDocumentError as error:
                 raise PermanentError(f"cannot create an account for shop customer {woo_id}: {error}") from error
             link = link or Link(woo_id=woo_id, account_code=code)
@@ -357,6 +388,16 @@ class CustomersConsumer:
             raise PermanentError(f"shop customer {woo_id} is linked to account {link.account_code}, "
                                  "which is no longer in Exchequer") from error
         return self._sync("shop", customer, account, link, created=created)
+
+    def _shop_customer(self, woo_id):
+        """The shop customer, or None when the shop says there is no such customer (a missing route,
+        a hidden API, is not a deletion: that error goes up and the event is retried)."""
+        try:
+            return self.client.get_customer(woo_id)
+        except WooNotFound as error:
+            if error.code == _NO_SUCH_CUSTOMER:
+                return None
+            raise
 
     def _is_customer(self, customer):
         return not self.customer_roles or customer.get("role") in self.customer_roles
@@ -406,9 +447,8 @@ class CustomersConsumer:
             return self._count("exchequer", "linked_elsewhere")
         if link.state != LINKED:
             return self._count("exchequer", "shop_deleted")
-        try:
-            customer = self.client.get_customer(woo_id)
-        except WooNotFound:
+        customer = self._shop_customer(woo_id)
+        if customer is None:
             return self._shop_deleted(woo_id)
         if not self._is_customer(customer):
             return self._count("exchequer", "not_a_customer")
@@ -424,40 +464,50 @@ class CustomersConsumer:
         view = account_view(account, wholesale_band=self.options["wholesale_band"])
         if not view["email"]:
             return self._count("exchequer", "no_email")
-        customer = self._customer_by_email(view["email"])
-        created = customer is None
-        if created:
-            customer = self._create_customer(account, view)
-        elif not self._is_customer(customer):
+        customer, created = self._customer_by_email(view["email"]), False
+        if customer is None:
+            customer, created = self._create_customer(account, view)
+        if not self._is_customer(customer):
             log.warning("customers: account %s has the e-mail of shop user %s, whose role is %s; neither is changed",
                         account.code, customer["id"], customer.get("role"))
             return self._count("exchequer", "not_a_customer")
-        return self._claimed(customer["id"], lambda: self._link_new(account, customer, created))
+        made = woo_view(customer, self._fit, wholesale_role=self.options["wholesale_role"]) if created else None
+        return self._claimed(customer["id"], lambda: self._link_new(account.code, int(customer["id"]), made))
 
-    def _link_new(self, account, customer, created):
-        woo_id = int(customer["id"])
-        linked = self._connections().backend.link_account(external_key=customer_key(woo_id), code=account.code)
-        if linked != account.code:
+    def _link_new(self, code, woo_id, made):
+        """Links the account to the shop customer found or `made` for it, then syncs them as they are now."""
+        linked = self._connections().backend.link_account(external_key=customer_key(woo_id), code=code)
+        if linked != code:
             log.warning("customers: account %s has the e-mail of shop customer %s, who is linked to account %s; "
-                        "neither is changed", account.code, woo_id, linked)
+                        "neither is changed", code, woo_id, linked)
             return self._count("exchequer", "email_taken")
-        link = self.links.get(woo_id) or Link(woo_id=woo_id, account_code=account.code)
+        link = self.links.get(woo_id) or Link(woo_id=woo_id, account_code=code)
         if link.state != LINKED:
             return self._count("exchequer", "shop_deleted")
-        return self._sync("exchequer", customer, account, link, created=created)
+        account, customer = self._account(code), self._shop_customer(woo_id)
+        if account is None or customer is None:
+            return self._count("exchequer", "gone")
+        if made is not None and link.snapshot is None:
+            # The customer was made from the account: what was sent is agreed, so only what could
+            # not be sent at creation (the role) goes now, whatever the first-link rules would say.
+            link.snapshot = made
+        return self._sync("exchequer", customer, account, link, created=made is not None)
 
     def _create_customer(self, account, view):
+        """(customer, created): a new shop customer made from the account, or the one that registered
+        with its e-mail meanwhile."""
         changes, _ = woo_changes(view, [field for field in FIELDS if field != "wholesale"])
         # Shops that do not generate passwords refuse a customer without one; the customer can reset it.
         changes["password"] = secrets.token_urlsafe(24)
+        # The import consumer links this customer to this account whatever e-mails match (see customer_accounts).
+        changes["meta_data"] = [{"key": EXSYNC_ACCOUNT_META, "value": account.code}]
         try:
-            return self.client.create_customer(changes)
+            return self.client.create_customer(changes), True
         except WooApiError as error:
             if error.code == _EMAIL_TAKEN:
-                # Registered between the look-up and the create (a checkout): that customer it is.
                 customer = self._customer_by_email(view["email"])
                 if customer is not None:
-                    return customer
+                    return customer, False
             raise self._refused(f"cannot create a shop customer for account {account.code}", error) from error
 
     def _customer_by_email(self, email):
@@ -477,6 +527,8 @@ class CustomersConsumer:
                        policy_of=lambda field: conflicts["fields"].get(field, conflicts["default"]),
                        newest_side=lambda: self._newest_side(customer, account))
         connections = self._connections()
+        if result.to_exchequer or result.to_woo:
+            self._renew(link.woo_id)
         if result.to_exchequer:
             changes = account_changes(result.agreed, result.to_exchequer, account=account,
                                       wholesale_band=self.options["wholesale_band"])
@@ -514,23 +566,24 @@ class CustomersConsumer:
     def _write_shop(self, customer, woo, result):
         """Gives the shop the fields the merge sent its way; what it cannot take stays pending."""
         woo_id = int(customer["id"])
-        if "email" in result.to_woo and not result.agreed["email"]:
-            # A shop customer must have an e-mail: an account that lost its own does not take the shop's away.
-            self._pending(result, "email", woo)
+        if "email" in result.to_woo:
+            if not result.agreed["email"]:
+                # A shop customer must have an e-mail: an account that lost its own does not take the shop's away.
+                self._pending(result, "email", woo)
+            elif customer.get("role") not in EMAIL_EDITABLE_ROLES:
+                self._email_refused(woo_id, woo, result, f"the shop lets REST change the e-mail of "
+                                                        f"{', '.join(EMAIL_EDITABLE_ROLES)} only")
         changes, wholesale = woo_changes(result.agreed, result.to_woo)
         try:
             if changes:
                 try:
                     self.client.update_customer(woo_id, changes)
-                except WooBadRequest as error:
+                except (WooBadRequest, WooAuthError) as error:
                     if "email" not in changes:
                         raise
-                    # The shop refuses the e-mail (another user has it, a role that may not change it):
-                    # that field waits for a person, the rest goes now.
-                    log.warning("customers: the shop refused e-mail %r for customer %s (%s); left for a person",
-                                result.agreed["email"], woo_id, error)
-                    result.conflicts.append(("email", woo["email"], result.agreed["email"], woo["email"]))
-                    self._pending(result, "email", woo)
+                    # Most likely the e-mail (another user has it): that field waits for a person, the
+                    # rest goes now; if the rest is refused too, that error stands.
+                    self._email_refused(woo_id, woo, result, str(error))
                     changes, _ = woo_changes(result.agreed, result.to_woo)
                     if changes:
                         self.client.update_customer(woo_id, changes)
@@ -540,6 +593,13 @@ class CustomersConsumer:
             raise self._refused(f"shop customer {woo_id}", error) from error
         for field in result.to_woo:
             self.metrics.inc("customer_fields_synced", side="woo", field=field)
+
+    def _email_refused(self, woo_id, woo, result, reason):
+        log.warning("customers: the shop does not take e-mail %r for customer %s (%s); left for a person, and only "
+                    "`exsync customers resolve %s email --take woo` can settle it", result.agreed["email"], woo_id,
+                    reason, woo_id)
+        result.conflicts.append(("email", woo["email"], result.agreed["email"], woo["email"]))
+        self._pending(result, "email", woo)
 
     @staticmethod
     def _pending(result, field, woo):

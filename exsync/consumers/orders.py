@@ -10,6 +10,7 @@ publishes `exchequer.order.imported`; later cancellations and refunds are record
 for the write-back consumer to note. Exchequer documents are never deleted.
 """
 
+import dataclasses
 import datetime
 import logging
 import time
@@ -89,6 +90,8 @@ class OrdersConsumer:
         self.names_mapping = mapping_for(config)
         self._fit = AccountFitter(mapping=self.names_mapping)
         self.match_by_email = config["customers"]["match_by_email"]
+        self.wholesale_role = config["customers"]["wholesale_role"]
+        self.wholesale_band = config["customers"]["wholesale_band"]
         self.mapping = OrderMapping(vat=self.options["vat"], shipping=self.options["shipping"],
                                     rounding=self.options["rounding"], vat_rates=self.exchequer_options.vat_codes)
         self.publisher = publisher
@@ -360,10 +363,13 @@ class OrdersConsumer:
         billing = order.get("billing") or {}
         customer_id = int(order.get("customer_id") or 0)
         if customer_id:
+            details = billing_details(billing, self._fit)
+            if customer_role(order, role_meta_key=self.options["role_meta_key"]) == self.wholesale_role:
+                details = dataclasses.replace(details, price_band=self.wholesale_band)
             try:
                 return account_for_shop_customer(
                     backend=connections.backend, reader=connections.reader, woo_id=customer_id,
-                    details=billing_details(billing, self._fit), match_by_email=self.match_by_email)[0]
+                    details=details, match_by_email=self.match_by_email)[0]
             except InvalidDocumentError as error:
                 raise _Parked(f"cannot create an account for customer {customer_id}: {error}") from error
         email = str(billing.get("email") or "").strip()

@@ -577,3 +577,125 @@ def test_a_customer_another_worker_is_syncing_is_retried_later(sandbox_shop, mak
     assert linked_code(sqlite_company_dsn, customer["id"]) is None
     now[0] += 61  # the other worker's lease ran out (it died mid-sync)
     assert sync.sync_customer(customer["id"]) == "created"
+
+
+def test_a_wholesale_customer_s_e_mail_change_waits_for_a_person_and_the_rest_goes(sandbox_shop, make_sync,
+                                                                                  sqlite_company_dsn):
+    shop, _, _ = sandbox_shop
+    dsn = sqlite_company_dsn
+    sync = make_sync(dsn)
+    customer = register(shop)
+    shop.set_user_roles(customer["id"], ["wholesale_customer"])
+    sync.sync_customer(customer["id"])
+    code = linked_code(dsn, customer["id"])
+    assert account(dsn, code).price_band == "B"
+
+    edit(dsn, code, email="jane@newmail.example", phone="0910 000000")
+    assert sync.sync_account(code) == "updated"
+    shop_side = shop.get_customer(customer["id"])
+    # WooCommerce 9.5+ refuses REST e-mail changes for roles other than customer and subscriber.
+    assert (shop_side["email"], shop_side["billing"]["phone"]) == ("jane@example.test", "0910 000000")
+    assert [(c.field, c.exchequer_value) for c in sync.links.conflicts()] == [("email", "jane@newmail.example")]
+    assert sync.resolve(customer["id"], "email", "woo") == "updated"
+    assert account(dsn, code).email == "jane@example.test"
+
+
+def test_a_customer_made_from_an_account_is_linked_to_it_by_the_shop_side_too(sandbox_shop, make_sync,
+                                                                              sqlite_company_dsn):
+    shop, _, _ = sandbox_shop
+    dsn = sqlite_company_dsn
+    source = _accounts(dsn)[0]
+    accounts_before = len(_accounts(dsn))
+    exporter = make_sync(dsn, export_accounts="all")
+    importer = make_sync(dsn, match_by_email=False)
+    original = exporter.client.create_customer
+    woo_ids = []
+
+    def create_then_webhook(changes):
+        # The shop's customer.created webhook is handled before the export links what it made.
+        customer = original(changes)
+        woo_ids.append(customer["id"])
+        assert importer.sync_customer(customer["id"]) in ("updated", "unchanged")
+        return customer
+
+    exporter.client.create_customer = create_then_webhook
+    try:
+        exporter.sync_account(source.code)
+    finally:
+        exporter.client.create_customer = original
+    assert linked_code(dsn, woo_ids[0]) == source.code
+    assert len(_accounts(dsn)) == accounts_before  # no second account for the same customer
+
+
+def test_an_exported_wholesale_account_keeps_its_band_whatever_the_policy(sandbox_shop, make_sync,
+                                                                          sqlite_company_dsn):
+    shop, _, _ = sandbox_shop
+    dsn = sqlite_company_dsn
+    target = _accounts(dsn)[0]
+    edit(dsn, target.code, price_band="B")
+    sync = make_sync(dsn, export_accounts="all", conflicts={"default": "woo"})
+
+    assert sync.sync_account(target.code) == "created"
+    [made] = [c for c in shop.list_customers({"role": "all"}) if c["email"] == target.email.lower()]
+    assert made["role"] == "wholesale_customer"
+    assert account(dsn, target.code).price_band == "B"
+
+
+def test_a_first_link_never_takes_wholesale_away_and_never_overwrites_a_login_e_mail(sandbox_shop, make_sync,
+                                                                                     sqlite_company_dsn):
+    shop, _, _ = sandbox_shop
+    dsn = sqlite_company_dsn
+    existing = _accounts(dsn)[0]
+    edit(dsn, existing.code, price_band="A")
+    customer = register(shop, email="login@example.test")
+    shop.set_user_roles(customer["id"], ["wholesale_customer"])
+    with connect(dsn) as database:  # linked by an order's billing e-mail, say: the login e-mail differs
+        SqlWriteBackend(database=database).link_account(external_key=customer_key(customer["id"]), code=existing.code)
+    sync = make_sync(dsn)
+
+    assert sync.sync_customer(customer["id"]) == "updated"
+    assert account(dsn, existing.code).price_band == "B"
+    assert shop.get_customer(customer["id"])["email"] == "login@example.test"
+    assert account(dsn, existing.code).email == existing.email
+    assert [c.field for c in sync.links.conflicts()] == ["email"]
+
+
+def test_a_lease_lost_mid_sync_writes_nothing(sandbox_shop, make_sync, sqlite_company_dsn):
+    shop, client, _ = sandbox_shop
+    dsn = sqlite_company_dsn
+    now = [1000.0]
+    sync = make_sync(dsn, clock=lambda: now[0])
+    customer = register(shop)
+    sync.sync_customer(customer["id"])
+    code = linked_code(dsn, customer["id"])
+    shop.update_customer(customer["id"], {"billing": {"phone": "0920 SHOP"}})
+    original = client.get_customer
+
+    def slow_read(woo_id):
+        # The read outlasts the lease, and another worker takes the customer meanwhile.
+        now[0] += sync.claim_seconds + 1
+        assert sync.links.claim(woo_id, holder="another worker", now=now[0], seconds=60)
+        return original(woo_id)
+
+    client.get_customer = slow_read
+    try:
+        with pytest.raises(CustomerBusyError):
+            sync.sync_customer(customer["id"])
+    finally:
+        client.get_customer = original
+    assert account(dsn, code).phone == "01904 111111"
+
+
+def test_a_404_that_is_not_the_shop_s_no_such_customer_is_retried_not_a_deletion(sandbox_shop, make_sync,
+                                                                                 sqlite_company_dsn):
+    shop, _, _ = sandbox_shop
+    dsn = sqlite_company_dsn
+    sync = make_sync(dsn)
+    customer = register(shop)
+    sync.sync_customer(customer["id"])
+
+    shop.faults.inject(status=404, count=1, method="GET", route_prefix="customers")  # a security plugin's page
+    with pytest.raises(Exception) as raised:
+        sync.sync_customer(customer["id"])
+    assert not isinstance(raised.value, PermanentError)
+    assert sync.links.get(customer["id"]).state == "linked"

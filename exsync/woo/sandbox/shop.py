@@ -595,6 +595,10 @@ class SandboxShop:
         with self.lock:
             user = self._user(customer_id, 400)
             if data.get("email") and str(data["email"]).strip().lower() != user["email"]:
+                if user["role"] not in CUSTOMER_ROLES_FOR_REST:
+                    # WooCommerce 9.5+: REST may change the e-mail of customers and subscribers only.
+                    raise _error("woocommerce_rest_cannot_edit", "Sorry, you are not allowed to edit this resource.",
+                                 403)
                 email = str(data["email"]).strip().lower()
                 if any(u["email"] == email and u["id"] != user["id"] for u in self.users.values()):
                     raise _error("woocommerce_rest_customer_invalid_email", "Email address is invalid.", 400)
