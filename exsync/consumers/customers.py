@@ -326,7 +326,7 @@ class CustomersConsumer:
 
     def _sync_accounts(self, codes):
         """Syncs each account of a capture event; one the shop refuses does not hold up the rest."""
-        outcomes, refused = {}, []
+        outcomes, refused, busy = {}, [], []
         for code in codes:
             try:
                 outcomes[code] = self.sync_account(code)
@@ -334,6 +334,12 @@ class CustomersConsumer:
                 outcomes[code] = "refused"
                 refused.append(f"{code}: {error}")
                 self._count("exchequer", "refused")
+            except CustomerBusyError as error:
+                outcomes[code] = "busy"
+                busy.append(f"{code}: {error}")
+        if busy:
+            # Retried whole: the accounts synced above are unchanged then, the busy ones go.
+            raise CustomerBusyError("; ".join(busy))
         if refused:
             # Parks the event with every reason; the accounts synced above are unchanged when it is replayed.
             raise PermanentError("; ".join(refused))

@@ -699,3 +699,26 @@ def test_a_404_that_is_not_the_shop_s_no_such_customer_is_retried_not_a_deletion
         sync.sync_customer(customer["id"])
     assert not isinstance(raised.value, PermanentError)
     assert sync.links.get(customer["id"]).state == "linked"
+
+
+def test_an_account_busy_elsewhere_retries_its_event_after_the_others_are_synced(sandbox_shop, make_sync,
+                                                                                 sqlite_company_dsn):
+    shop, _, _ = sandbox_shop
+    dsn = sqlite_company_dsn
+    now = [1000.0]
+    sync = make_sync(dsn, clock=lambda: now[0])
+    customer = register(shop)
+    sync.sync_customer(customer["id"])
+    code = linked_code(dsn, customer["id"])
+    other = register(shop, email="other@example.test")
+    sync.sync_customer(other["id"])
+    other_code = linked_code(dsn, other["id"])
+    edit(dsn, code, phone="0930 000000")
+    edit(dsn, other_code, phone="0940 000000")
+    assert sync.links.claim(customer["id"], holder="another worker", now=now[0], seconds=60)
+
+    with pytest.raises(CustomerBusyError, match=code):
+        sync.handle_event(account_event(code, other_code))
+    assert shop.get_customer(other["id"])["billing"]["phone"] == "0940 000000"
+    sync.links.release(customer["id"], holder="another worker")
+    assert sync.handle_event(account_event(code, other_code)) == {code: "updated", other_code: "unchanged"}
