@@ -51,7 +51,7 @@ from exsync.exchequer.mapping import Column
 from exsync.exchequer.state import StateTable, create_state_tables, text_column
 from exsync.metrics import Metrics
 from exsync.threads import PerThread
-from exsync.woo import WooApiError, WooAuthError, WooBadRequest, WooClient, WooNotFound
+from exsync.woo import WooApiError, WooBadRequest, WooClient, WooNotFound
 from exsync.woo.dates import parse_wc_gmt
 
 __all__ = [
@@ -192,6 +192,14 @@ class LinkStore:
             except DuplicateKeyError:
                 return False
             return True
+
+    def renew(self, woo_id, *, holder, now, seconds):
+        """Extends `holder`'s own lease, even one run out that nobody took; False once another holder
+        claimed the customer, even if they have released it since (they may have written)."""
+        with self.database.transaction() as cursor:
+            cursor.execute(f'UPDATE {self.links_sql} SET "claimed_until" = ? WHERE "woo_id" = ? AND "claimed_by" = ?',
+                           (now + seconds, int(woo_id), holder))
+            return bool(_updated(cursor))
 
     def release(self, woo_id, *, holder):
         with self.database.transaction() as cursor:
@@ -347,7 +355,7 @@ class CustomersConsumer:
 
     def _renew(self, woo_id):
         """Extends the customer's lease before a write; CustomerBusyError if it passed to another worker."""
-        if not self.links.claim(woo_id, holder=self.holder, now=self.clock(), seconds=self.claim_seconds):
+        if not self.links.renew(woo_id, holder=self.holder, now=self.clock(), seconds=self.claim_seconds):
             raise CustomerBusyError(f"the lease on shop customer {woo_id} passed to another worker mid-sync")
 
     def _claimed(self, woo_id, work):
@@ -388,6 +396,7 @@ class CustomersConsumer:
                 raise PermanentError(f"cannot create an account for shop customer {woo_id}: {error}") from error
             link = link or Link(woo_id=woo_id, account_code=code)
             link.account_code = code
+        created = self._start_from_made(link, customer) or created
         try:
             account = connections.reader.account(link.account_code)
         except UnknownAccountError as error:
@@ -412,9 +421,9 @@ class CustomersConsumer:
         """The shop deleted a customer: the account stays (it has a ledger), the link is ended."""
         return self._claimed(woo_id, lambda: self._shop_deleted(int(woo_id)))
 
-    def _shop_deleted(self, woo_id):
+    def _shop_deleted(self, woo_id, *, link=None):
         links = self.links
-        link = links.get(woo_id)
+        link = link or links.get(woo_id)
         if link is None:
             return self._count("shop", "unknown_deleted")
         link.state, link.synced_at = SHOP_DELETED, self.clock()
@@ -477,11 +486,10 @@ class CustomersConsumer:
             log.warning("customers: account %s has the e-mail of shop user %s, whose role is %s; neither is changed",
                         account.code, customer["id"], customer.get("role"))
             return self._count("exchequer", "not_a_customer")
-        made = woo_view(customer, self._fit, wholesale_role=self.options["wholesale_role"]) if created else None
-        return self._claimed(customer["id"], lambda: self._link_new(account.code, int(customer["id"]), made))
+        return self._claimed(customer["id"], lambda: self._link_new(account.code, int(customer["id"])))
 
-    def _link_new(self, code, woo_id, made):
-        """Links the account to the shop customer found or `made` for it, then syncs them as they are now."""
+    def _link_new(self, code, woo_id):
+        """Links the account to the shop customer found or made for it, then syncs them as they are now."""
         linked = self._connections().backend.link_account(external_key=customer_key(woo_id), code=code)
         if linked != code:
             log.warning("customers: account %s has the e-mail of shop customer %s, who is linked to account %s; "
@@ -490,14 +498,23 @@ class CustomersConsumer:
         link = self.links.get(woo_id) or Link(woo_id=woo_id, account_code=code)
         if link.state != LINKED:
             return self._count("exchequer", "shop_deleted")
-        account, customer = self._account(code), self._shop_customer(woo_id)
-        if account is None or customer is None:
-            return self._count("exchequer", "gone")
-        if made is not None and link.snapshot is None:
-            # The customer was made from the account: what was sent is agreed, so only what could
-            # not be sent at creation (the role) goes now, whatever the first-link rules would say.
-            link.snapshot = made
-        return self._sync("exchequer", customer, account, link, created=made is not None)
+        customer = self._shop_customer(woo_id)
+        if customer is None:
+            return self._shop_deleted(woo_id, link=link)
+        account = self._account(code)
+        if account is None:
+            return self._count("exchequer", "not_a_customer_account")
+        created = self._start_from_made(link, customer)
+        return self._sync("exchequer", customer, account, link, created=created)
+
+    def _start_from_made(self, link, customer):
+        """True when the export made this customer from the link's account and they were never synced:
+        what was sent is then agreed, so only what creation could not carry (the role) goes now,
+        whatever the first-link rules would say, whichever consumer links them first."""
+        if link.snapshot is not None or _made_for(customer) != link.account_code:
+            return False
+        link.snapshot = woo_view(customer, self._fit, wholesale_role=self.options["wholesale_role"])
+        return True
 
     def _create_customer(self, account, view):
         """(customer, created): a new shop customer made from the account, or the one that registered
@@ -584,7 +601,7 @@ class CustomersConsumer:
             if changes:
                 try:
                     self.client.update_customer(woo_id, changes)
-                except (WooBadRequest, WooAuthError) as error:
+                except WooBadRequest as error:
                     if "email" not in changes:
                         raise
                     # Most likely the e-mail (another user has it): that field waits for a person, the

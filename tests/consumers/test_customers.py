@@ -605,9 +605,10 @@ def test_a_customer_made_from_an_account_is_linked_to_it_by_the_shop_side_too(sa
     shop, _, _ = sandbox_shop
     dsn = sqlite_company_dsn
     source = _accounts(dsn)[0]
+    edit(dsn, source.code, price_band="B")
     accounts_before = len(_accounts(dsn))
-    exporter = make_sync(dsn, export_accounts="all")
-    importer = make_sync(dsn, match_by_email=False)
+    exporter = make_sync(dsn, export_accounts="all", conflicts={"default": "woo"})
+    importer = make_sync(dsn, match_by_email=False, conflicts={"default": "woo"})
     original = exporter.client.create_customer
     woo_ids = []
 
@@ -615,7 +616,7 @@ def test_a_customer_made_from_an_account_is_linked_to_it_by_the_shop_side_too(sa
         # The shop's customer.created webhook is handled before the export links what it made.
         customer = original(changes)
         woo_ids.append(customer["id"])
-        assert importer.sync_customer(customer["id"]) in ("updated", "unchanged")
+        assert importer.sync_customer(customer["id"]) == "created"
         return customer
 
     exporter.client.create_customer = create_then_webhook
@@ -625,6 +626,10 @@ def test_a_customer_made_from_an_account_is_linked_to_it_by_the_shop_side_too(sa
         exporter.client.create_customer = original
     assert linked_code(dsn, woo_ids[0]) == source.code
     assert len(_accounts(dsn)) == accounts_before  # no second account for the same customer
+    # Made from the account, the customer starts agreed on what was sent: the band is not lost
+    # to the shop's "not wholesale" whatever the policy, and the role goes to the shop.
+    assert account(dsn, source.code).price_band == "B"
+    assert shop.get_customer(woo_ids[0])["role"] == "wholesale_customer"
 
 
 def test_an_exported_wholesale_account_keeps_its_band_whatever_the_policy(sandbox_shop, make_sync,
@@ -722,3 +727,43 @@ def test_an_account_busy_elsewhere_retries_its_event_after_the_others_are_synced
     assert shop.get_customer(other["id"])["billing"]["phone"] == "0940 000000"
     sync.links.release(customer["id"], holder="another worker")
     assert sync.handle_event(account_event(code, other_code)) == {code: "updated", other_code: "unchanged"}
+
+
+def test_a_lease_another_worker_took_and_released_is_not_renewed(sandbox_shop, make_sync, sqlite_company_dsn):
+    shop, client, _ = sandbox_shop
+    dsn = sqlite_company_dsn
+    now = [1000.0]
+    sync = make_sync(dsn, clock=lambda: now[0])
+    customer = register(shop)
+    sync.sync_customer(customer["id"])
+    code = linked_code(dsn, customer["id"])
+    shop.update_customer(customer["id"], {"billing": {"phone": "0950 SHOP"}})
+    original = client.get_customer
+
+    def slow_read(woo_id):
+        # The read outlasts the lease; another worker claims, syncs and releases meanwhile.
+        now[0] += sync.claim_seconds + 1
+        assert sync.links.claim(woo_id, holder="another worker", now=now[0], seconds=60)
+        sync.links.release(woo_id, holder="another worker")
+        return original(woo_id)
+
+    client.get_customer = slow_read
+    try:
+        with pytest.raises(CustomerBusyError):
+            sync.sync_customer(customer["id"])
+    finally:
+        client.get_customer = original
+    assert account(dsn, code).phone == "01904 111111"
+
+
+def test_idle_ticks_survive_a_broken_connection_and_keep_the_gauge(sandbox_shop, make_sync, sqlite_company_dsn):
+    now = [1000.0]
+    sync = make_sync(sqlite_company_dsn, clock=lambda: now[0])
+    sync.metrics = metrics = Recorded()
+    sync._connections().state.raw.close()  # the database went away under the consumer
+
+    sync.on_idle()
+    assert "customer_conflicts_waiting" not in metrics.gauges
+    now[0] += 60
+    sync.on_idle()
+    assert metrics.gauges["customer_conflicts_waiting"] == 0

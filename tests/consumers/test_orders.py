@@ -120,6 +120,17 @@ def test_a_registered_customer_not_yet_linked_is_linked_to_the_account_with_thei
     assert reader_for(dsn).document(reference).header.account_code == existing.code
 
 
+def test_a_wholesale_customer_s_new_account_is_in_the_wholesale_band(sqlite_company, make_consumer):
+    dsn, codes = sqlite_company
+    consumer, _ = make_consumer(dsn)
+    body = order_body(lines=[(codes[0], 1, "5.00", "5.00", "1.00")], customer_id=78, email="trade@x.test",
+                      meta=[("wwp_wholesale_role", "wholesale_customer")])
+    consumer.handle_event(event(body))
+
+    code = SqlWriteBackend(database=connect(dsn)).existing_reference(KIND_ACCOUNT, "woo-customer:78")
+    assert reader_for(dsn).account(code).price_band == "B"
+
+
 def test_guest_is_matched_to_an_existing_account_by_email(sqlite_company, make_consumer):
     dsn, codes = sqlite_company
     consumer, _ = make_consumer(dsn)
