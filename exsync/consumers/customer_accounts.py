@@ -29,15 +29,20 @@ def shop_customers_of(backend, code):
     return [int(key[len(CUSTOMER_KEY_PREFIX):]) for key in keys if key[len(CUSTOMER_KEY_PREFIX):].isdigit()]
 
 
-def account_for_shop_customer(*, backend, reader, woo_id, details, match_by_email, made_for=None):
+def account_for_shop_customer(*, backend, reader, woo_id, details, match_by_email, made_for=None,
+                              still_linked=lambda woo_id: True):
     """(code, created): shop customer `woo_id`'s account, linked by key, the account the customer
     was made from (`made_for`, when the customer sync created it in the shop), matched by e-mail, or
-    made from `details` (InvalidDocumentError when it cannot be)."""
+    made from `details` (InvalidDocumentError when it cannot be). An account whose only shop
+    customers are no longer `still_linked` (deleted in the shop) can be matched again."""
     key = customer_key(woo_id)
     linked = backend.existing_reference(KIND_ACCOUNT, key)
     if linked:
         return linked, False
-    if made_for and not shop_customers_of(backend, made_for):
+    def free(code):
+        return not any(still_linked(other) for other in shop_customers_of(backend, code))
+
+    if made_for and free(made_for):
         try:
             if reader.account(made_for).cust_supp == "C":
                 return backend.link_account(external_key=key, code=made_for), False
@@ -45,7 +50,7 @@ def account_for_shop_customer(*, backend, reader, woo_id, details, match_by_emai
             pass
     if match_by_email and details.email:
         for account in reader.accounts_by_email(details.email):
-            if account.cust_supp == "C" and not shop_customers_of(backend, account.code):
+            if account.cust_supp == "C" and free(account.code):
                 # Another worker may link the key first: the key's account is the answer either way.
                 return backend.link_account(external_key=key, code=account.code), False
     if not (details.company or details.contact):

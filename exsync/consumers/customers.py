@@ -160,10 +160,12 @@ class LinkStore:
         create_state_tables(database, CUSTOMER_TABLES)
 
     def _link(self, where, value):
+        # An account linked to a customer deleted in the shop and to one who registered again: the live one.
         with self.database.transaction(write=False) as cursor:
             row = cursor.execute(f'SELECT "woo_id", "account_code", "state", "snapshot", "version", "synced_at" '
-                                 f'FROM {self.links_sql} WHERE "{where}" = ? AND "version" > 0 ORDER BY "woo_id"',
-                                 (value,)).fetchone()
+                                 f'FROM {self.links_sql} WHERE "{where}" = ? AND "version" > 0 '
+                                 f'ORDER BY CASE WHEN "state" = ? THEN 0 ELSE 1 END, "woo_id" DESC',
+                                 (value, LINKED)).fetchone()
         if row is None:
             return None
         return Link(woo_id=int(row[0]), account_code=row[1], state=row[2], snapshot=json.loads(row[3]) if row[3]
@@ -391,7 +393,8 @@ class CustomersConsumer:
             try:
                 code, created = account_for_shop_customer(
                     backend=connections.backend, reader=connections.reader, woo_id=woo_id, details=details,
-                    match_by_email=self.options["match_by_email"], made_for=_made_for(customer))
+                    match_by_email=self.options["match_by_email"], made_for=_made_for(customer),
+                    still_linked=lambda other: (held := connections.links.get(other)) is None or held.state == LINKED)
             except InvalidDocumentError as error:
                 raise PermanentError(f"cannot create an account for shop customer {woo_id}: {error}") from error
             link = link or Link(woo_id=woo_id, account_code=code)
@@ -438,10 +441,16 @@ class CustomersConsumer:
         """Brings one Exchequer account and its shop customer in step (creating the customer when
         `customers.export_accounts` is `all`)."""
         connections = self._connections()
-        link = connections.links.by_account(code)
-        woo_ids = [link.woo_id] if link is not None else shop_customers_of(connections.backend, code)
-        if woo_ids:
-            return self._claimed(woo_ids[0], lambda: self._sync_linked_account(code, woo_ids[0]))
+        links = connections.links
+        link = links.by_account(code)
+        if link is not None and link.state == LINKED:
+            target = link.woo_id
+        else:
+            # A customer linked by key and never synced (an order's), else the one deleted in the shop.
+            fresh = [woo_id for woo_id in shop_customers_of(connections.backend, code) if links.get(woo_id) is None]
+            target = fresh[-1] if fresh else link.woo_id if link is not None else None
+        if target is not None:
+            return self._claimed(target, lambda: self._sync_linked_account(code, target))
         return self._export_account(code)
 
     def _account(self, code):

@@ -767,3 +767,23 @@ def test_idle_ticks_survive_a_broken_connection_and_keep_the_gauge(sandbox_shop,
     now[0] += 60
     sync.on_idle()
     assert metrics.gauges["customer_conflicts_waiting"] == 0
+
+
+def test_a_customer_who_registers_again_after_a_deletion_gets_the_same_account(sandbox_shop, make_sync,
+                                                                               sqlite_company_dsn):
+    shop, _, _ = sandbox_shop
+    dsn = sqlite_company_dsn
+    sync = make_sync(dsn)
+    first = register(shop)
+    sync.sync_customer(first["id"])
+    code = linked_code(dsn, first["id"])
+    shop.delete_customer(first["id"], force=True)
+    sync.handle_event(shop_event(first["id"], "customer.deleted"))
+
+    again = register(shop)
+    assert sync.sync_customer(again["id"]) in ("updated", "unchanged")
+    assert linked_code(dsn, again["id"]) == code
+    # And the account's edits reach the customer who came back, not the deleted one.
+    edit(dsn, code, phone="0960 000000")
+    assert sync.sync_account(code) == "updated"
+    assert shop.get_customer(again["id"])["billing"]["phone"] == "0960 000000"
