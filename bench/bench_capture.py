@@ -16,6 +16,7 @@ import sys
 import time
 
 from bench.results import record
+from bench.support import remove_sqlite
 from exsync.exchequer import ExchequerReader, connect, init_schema, seed
 from exsync.exchequer.capture import CaptureState, ChangeCapture
 
@@ -97,16 +98,11 @@ def child(path):
                       "reader_free_stock_seconds": free_stock_seconds, "peak_rss_bytes": peak_kib * 1024}))
 
 
-def _fresh(path):
-    for suffix in ("", "-wal", "-shm"):
-        if os.path.exists(path + suffix):
-            os.remove(path + suffix)
-
 
 def run():
     os.makedirs(BENCH_DIR, exist_ok=True)
     path = os.path.join(BENCH_DIR, "capture.db")
-    _fresh(path)
+    remove_sqlite(path)
     with connect(f"sqlite:///{path}") as database:
         init_schema(database)
         seed(database, items=ITEMS, locations=LOCATIONS, boms=BOMS, accounts=10)

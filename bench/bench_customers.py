@@ -12,6 +12,7 @@ import os
 import time
 
 from bench.results import record
+from bench.support import remove_sqlite
 from exsync.consumers.customers import CustomersConsumer
 from exsync.exchequer import connect, edit_account, init_schema, seed
 from exsync.exchequer.account_capture import AccountCapture
@@ -137,17 +138,12 @@ def _sync(dsn, database):
     return figures
 
 
-def _fresh(path):
-    for suffix in ("", "-wal", "-shm"):
-        if os.path.exists(path + suffix):
-            os.remove(path + suffix)
-
 
 def run():
     os.makedirs(BENCH_DIR, exist_ok=True)
     path, state_path = os.path.join(BENCH_DIR, "customers.db"), os.path.join(BENCH_DIR, "customers-state.db")
-    _fresh(path)
-    _fresh(state_path)
+    remove_sqlite(path)
+    remove_sqlite(state_path)
     dsn = f"sqlite:///{path}"
     with connect(dsn) as database:
         init_schema(database)

@@ -9,6 +9,7 @@ import os
 import time
 
 from bench.results import record
+from bench.support import remove_sqlite
 from exsync.exchequer import ExchequerReader, connect, init_schema, seed
 
 BENCH_DIR = os.path.join("var", "bench")
@@ -46,9 +47,7 @@ def _raw_fetch(database):
 
 
 def _fresh_database(path):
-    for suffix in ("", "-wal", "-shm"):
-        if os.path.exists(path + suffix):
-            os.remove(path + suffix)
+    remove_sqlite(path)
     return connect(f"sqlite:///{path}")
 
 

@@ -13,6 +13,7 @@ import os
 import time
 
 from bench.results import record
+from bench.support import remove_sqlite
 from exsync.consumers.product_export import WriterSink
 from exsync.consumers.woo_writer import WooWriter
 from exsync.exchequer import ExchequerReader, connect, init_schema, seed
@@ -40,9 +41,7 @@ class RequestCounter(Metrics):
 
 
 def _fresh(path):
-    for suffix in ("", "-wal", "-shm"):
-        if os.path.exists(path + suffix):
-            os.remove(path + suffix)
+    remove_sqlite(path)
     return f"sqlite:///{path}"
 
 

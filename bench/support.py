@@ -179,3 +179,10 @@ def parse_wrk(output):
 
 def python():
     return sys.executable
+
+
+def remove_sqlite(path):
+    """Deletes a SQLite database and its WAL files, so a benchmark starts from an empty company."""
+    for suffix in ("", "-wal", "-shm"):
+        if os.path.exists(path + suffix):
+            os.remove(path + suffix)
