@@ -121,6 +121,7 @@ def _updated(cursor):
     return cursor.rowcount
 
 
+@dataclasses.dataclass(kw_only=True)
 class Link:
     """A shop customer linked to an account, with the view both sides last agreed on.
 
@@ -128,26 +129,25 @@ class Link:
     longer the one read, so a sync never stores a snapshot over a newer one.
     """
 
-    def __init__(self, *, woo_id, account_code, state=LINKED, snapshot=None, version=0, synced_at=0.0):
-        self.woo_id = woo_id
-        self.account_code = account_code
-        self.state = state
-        self.snapshot = snapshot
-        self.version = version
-        self.synced_at = synced_at
+    woo_id: int
+    account_code: str
+    state: str = LINKED
+    snapshot: dict | None = None
+    version: int = 0
+    synced_at: float = 0.0
 
 
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class Conflict:
     """A field both sides changed differently, waiting for a person (`exsync customers resolve`)."""
 
-    def __init__(self, *, woo_id, field, account_code, woo_value, exchequer_value, base_value, noticed_at):
-        self.woo_id = woo_id
-        self.field = field
-        self.account_code = account_code
-        self.woo_value = woo_value
-        self.exchequer_value = exchequer_value
-        self.base_value = base_value
-        self.noticed_at = noticed_at
+    woo_id: int
+    field: str
+    account_code: str
+    woo_value: object
+    exchequer_value: object
+    base_value: object
+    noticed_at: float
 
 
 class LinkStore:
