@@ -11,7 +11,7 @@ import tempfile
 import time
 
 __all__ = ["BENCH_AMQP_URL", "bench_vhost", "purge_queues", "free_port", "wait_for_port", "server", "run_wrk",
-           "cpu_seconds", "process_tree", "broker_pid"]
+           "cpu_seconds", "process_tree", "broker_pid", "listener_pid"]
 
 BENCH_VHOST = "exsync-bench"
 BENCH_AMQP_URL = f"amqp://guest:guest@127.0.0.1:5672/{BENCH_VHOST}"
@@ -85,10 +85,20 @@ def process_tree(pid):
     return tree
 
 
-def broker_pid():
-    """RabbitMQ's Erlang VM on this machine, or None when the broker runs elsewhere."""
-    found = subprocess.run(["pgrep", "-x", "beam.smp"], capture_output=True, text=True).stdout.split()
-    return int(found[0]) if len(found) == 1 else None
+def listener_pid(port):
+    """The process listening on `port` on this machine, or None."""
+    listing = subprocess.run(["ss", "-Hltnp", f"sport = :{port}"], capture_output=True, text=True).stdout
+    found = set(re.findall(r"pid=(\d+)", listing))
+    return int(found.pop()) if len(found) == 1 else None
+
+
+def broker_pid(port=5672):
+    """The process listening on the broker's AMQP port on this machine (RabbitMQ's Erlang VM), or None.
+
+    Found by its listening socket rather than by name: `rabbitmqctl` calls and other nodes run
+    Erlang VMs too, and only the broker the benchmark talks to counts.
+    """
+    return listener_pid(port)
 
 
 def free_port():
