@@ -71,8 +71,8 @@ def cmd_exchequer_seed(settings, args):
                        accounts=args.accounts, account_codes=options.account_codes, **chosen)
         elapsed_seconds = time.monotonic() - started
     print(f"seeded {summary.stock_rows} stock rows, {summary.stock_location_rows} stock-location rows, "
-          f"{summary.bom_rows} BOM components, {summary.accounts} accounts, {summary.locations} locations "
-          f"in {elapsed_seconds:.1f} s")
+          f"{summary.bom_rows} BOM components, {summary.accounts} accounts, {summary.locations} locations, "
+          f"{summary.backlog_orders} open sales orders carrying the allocations in {elapsed_seconds:.1f} s")
     return 0
 
 

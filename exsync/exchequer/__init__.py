@@ -3,8 +3,8 @@
     database = connect(settings.exchequer_dsn, mapping=mapping_for(settings.config))
     reader = ExchequerReader(database=database)
     for level in reader.stock_levels(options.locations): ...
-    backend = SqlWriteBackend(database=database, vat_codes=options.vat_codes, ...)
-    backend.create_sales_document(SalesDocument(...))
+    toolkit = ToolkitEmulator(database=database, ...)   # the demo company only; see agent.py
+    toolkit.create_sales_document(SalesDocument(...))
 """
 
 from exsync.exchequer.account_capture import (
@@ -18,12 +18,16 @@ from exsync.exchequer.account_capture import (
 from exsync.exchequer.accounts import AccountCodePattern, generate_account_code
 from exsync.exchequer.actions import (
     adjust_stock,
+    cancel_order,
     change_price,
     dispatch_order,
     edit_account,
+    insert_order_line,
     invoice_order,
     pick_order,
+    recalculated_allocations,
     set_free_stock_settings,
+    set_system_flags,
 )
 from exsync.exchequer.db import Cursor, Database, connect
 from exsync.exchequer.dialect import Dialect
@@ -31,15 +35,18 @@ from exsync.exchequer.errors import (
     AccountCodeExhaustedError,
     BomCycleError,
     ConnectError,
+    CreditLimitError,
     DatabaseError,
     DriverNotInstalledError,
     DuplicateKeyError,
     ExchequerError,
     InvalidDocumentError,
     MappingError,
+    NotADemoCompanyError,
     NotFoundError,
     RetryableError,
     SeedError,
+    ToolkitError,
     UnknownAccountError,
     UnknownDocumentError,
     UnknownStockItemError,
@@ -71,10 +78,11 @@ from exsync.exchequer.rules import (
     could_build_all,
     free_stock,
     item_free_stock,
+    kit_available,
 )
-from exsync.exchequer.schema import init_schema
+from exsync.exchequer.schema import init_schema, is_demo_company, require_demo_company
 from exsync.exchequer.seed import SeedSummary, seed
-from exsync.exchequer.writer import SqlWriteBackend, WriteBackend
+from exsync.exchequer.writer import SqlWriteBackend, Toolkit, ToolkitEmulator, WriteBackend
 
 __all__ = [
     "ALL_LOCATIONS",
@@ -86,6 +94,7 @@ __all__ = [
     "BomComponent",
     "BomCycleError",
     "ConnectError",
+    "CreditLimitError",
     "Cursor",
     "Database",
     "DatabaseError",
@@ -104,6 +113,7 @@ __all__ = [
     "LocationStock",
     "Mapping",
     "MappingError",
+    "NotADemoCompanyError",
     "NotFoundError",
     "OrderProgress",
     "RecordedAccount",
@@ -116,6 +126,9 @@ __all__ = [
     "StockLevel",
     "StockRules",
     "StoredLine",
+    "Toolkit",
+    "ToolkitEmulator",
+    "ToolkitError",
     "UnknownAccountError",
     "UnknownDocumentError",
     "UnknownStockItemError",
@@ -124,6 +137,7 @@ __all__ = [
     "account_changed_at",
     "account_fingerprint",
     "adjust_stock",
+    "cancel_order",
     "change_price",
     "connect",
     "could_build",
@@ -134,12 +148,18 @@ __all__ = [
     "free_stock",
     "generate_account_code",
     "init_schema",
+    "insert_order_line",
     "invoice_order",
+    "is_demo_company",
     "item_free_stock",
+    "kit_available",
     "mapping_for",
     "options_for",
     "pick_order",
+    "recalculated_allocations",
     "recorded_account",
+    "require_demo_company",
     "seed",
     "set_free_stock_settings",
+    "set_system_flags",
 ]

@@ -77,10 +77,18 @@ class Cursor:
         rows = list(rows)
         if not rows:
             return self
+        # pyodbc's fast_executemany binds a varbinary whose first byte is NUL as a zero-length buffer
+        # (HY090 from psqlODBC); Exchequer's Pascal strings and binary keys start with such bytes.
+        fast = getattr(self._raw, "fast_executemany", False)
+        if fast and any(isinstance(value, (bytes, bytearray)) for value in rows[0]):
+            self._raw.fast_executemany = False
         try:
             self._raw.executemany(sql, rows)
         except self._database.driver_errors as error:
             raise self._database.translate(error, sql) from error
+        finally:
+            if fast:
+                self._raw.fast_executemany = True
         return self
 
     def run(self, template, params=()):

@@ -7,6 +7,9 @@ never see a driver's own exception types.
 from exsync.errors import ExsyncError
 
 __all__ = [
+    "CreditLimitError",
+    "NotADemoCompanyError",
+    "ToolkitError",
     "AccountCodeExhaustedError",
     "BomCycleError",
     "ConnectError",
@@ -99,3 +102,19 @@ class AccountCodeExhaustedError(ExchequerError):
 
 class SeedError(ExchequerError):
     """The demo company cannot be seeded (e.g. it already holds data)."""
+
+
+class NotADemoCompanyError(ExchequerError):
+    """A direct write, init or seed aimed at a company exsync did not create as its demo company."""
+
+
+class ToolkitError(ExchequerError):
+    """Exchequer's Toolkit (or its emulator) refused a save; `code` is the Toolkit's error number."""
+
+    def __init__(self, message, *, code=None):
+        super().__init__(message)
+        self.code = code
+
+
+class CreditLimitError(ToolkitError):
+    """The order would take the account over its credit limit and the company stops such orders."""

@@ -1,11 +1,15 @@
-"""The effects Exchequer's client code applies, shared by the SQL write backend and the actions.
+"""What Exchequer's Toolkit does to the tables when it saves, for the replica (the Toolkit emulator,
+the demo's actions and the seed): counters, headers and lines with the fields the Toolkit sets,
+allocation on STOCK and StockLocation, the customer's order balance in HISTORY, audit notes.
 
-Counters, document headers and lines, stock figures and account rows, each applied through a
-Cursor inside the caller's transaction. Stock rows are always touched in (code, location) order
-so that concurrent transactions take their row locks in the same order and cannot deadlock.
+Each rule cites the vendor routine it follows (adv-hack/Exchequer; see ../shared/exchequer-sql-edition.md
+§3). Everything runs through a Cursor inside the caller's transaction. Stock rows are touched in
+(code, location) order so concurrent transactions take their row locks in the same order.
 """
 
+import dataclasses
 import datetime
+import time
 
 from exsync.exchequer.errors import (
     InvalidDocumentError,
@@ -13,29 +17,92 @@ from exsync.exchequer.errors import (
     UnknownAccountError,
     UnknownStockItemError,
 )
-from exsync.exchequer.mapping import DOC_TYPES, PRICE_BANDS, RUN_NO
+from exsync.exchequer.mapping import (
+    CUSTOMER_HISTORY_CLASS,
+    DOC_TYPES,
+    LINE_TYPES,
+    NO_PRICE_BANDS,
+    NOTE_RECORD_PREFIX,
+    PRICE_BANDS,
+    RUN_NO,
+    STOCK_CODE_LENGTH,
+    VAT_ANALYSIS,
+    pascal_bytes,
+    pascal_text,
+)
 
 __all__ = [
     "ACCOUNT_FIELDS",
+    "HOLD_CREDIT",
     "MAX_REFERENCE_NUMBER",
+    "TOOLKIT_OPERATOR",
+    "YTD_PERIOD",
+    "CompanySettings",
     "account_columns",
+    "add_audit_note",
     "check_fits",
+    "committed_balance",
+    "company_settings",
     "format_reference",
+    "full_stock_code",
     "insert_document",
     "move_stock",
     "next_number",
+    "post_order_balance",
     "require_account",
+    "stock_records",
     "stock_types",
+    "take_folio",
+    "take_reference",
     "trans_date",
     "update_account_row",
+    "vat_rates",
 ]
 
 MAX_REFERENCE_NUMBER = 999_999
 ACCOUNT_FIELDS = ("company", "contact", "address", "post_code", "email", "phone", "price_band", "user_defs")
+HOLD_CREDIT = 6  # thHoldFlag 6: credit hold (evw_HoldStatus.sql)
+YTD_PERIOD = 255  # HISTORY's year-to-date row (`Post_To_CYTDHist`)
+TOOLKIT_OPERATOR = "exsync"
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class CompanySettings:
+    """The system settings the Toolkit's save consults (evw_SystemSettings and EXCHQSS 'SYS')."""
+
+    use_multi_locations: bool = True
+    deduct_bom_components: bool = False
+    audit_year: int = 0
+    quotes_allocate: bool = False
+    credit_check: bool = False
+
+
+def company_settings(cursor):
+    row = cursor.run("SELECT {settings.use_multi_locations}, {settings.deduct_bom_components}, "
+                     "{settings.audit_year} FROM {settings}").fetchone()
+    # QUAllocFlg and UseCreditChk are not in the view: the 'SYS' record of EXCHQSS, found by
+    # decoding IDCode (a Pascal string) here rather than trusting a computed column to exist.
+    quotes = credit = False
+    for id_code, qu_alloc, credit_check in cursor.run(
+            "SELECT {system_setup.id_code}, {system_setup.qu_alloc_flg}, {system_setup.use_credit_chk} "
+            "FROM {system_setup}").fetchall():
+        if pascal_text(id_code) == "SYS":
+            quotes, credit = bool(qu_alloc), bool(credit_check)
+    if row is None:
+        return CompanySettings(quotes_allocate=quotes, credit_check=credit)
+    return CompanySettings(use_multi_locations=bool(row[0]), deduct_bom_components=bool(row[1]),
+                           audit_year=int(row[2] or 0), quotes_allocate=quotes, credit_check=credit)
+
+
+def vat_rates(cursor):
+    """{VAT code: rate %} from the company's evw_VATRate."""
+    return {code: float(rate or 0.0) for code, rate in cursor.run(
+        "SELECT {vat_rates.code}, {vat_rates.rate} FROM {vat_rates}").fetchall() if code and code.strip()}
 
 
 def next_number(cursor, counter_type):
-    """Takes the next number of an EXCHQNUM counter, holding its row lock until commit."""
+    """Takes the next number of an EXCHQNUM counter (`GetNextCount`, ENTRPRSE/R&D/Sysu1.pas L230-280),
+    holding its row lock until commit."""
     dialect = cursor.names.dialect
     select = dialect.for_update(
         "SELECT {counters.next_number} FROM " + dialect.locked("{counters}") + " WHERE {counters.counter_type} = ?")
@@ -45,6 +112,23 @@ def next_number(cursor, counter_type):
     cursor.run("UPDATE {counters} SET {counters.next_number} = {counters.next_number} + 1 "
                "WHERE {counters.counter_type} = ?", (counter_type,))
     return int(row[0])
+
+
+def take_reference(cursor, doc_type):
+    """The next unused reference of a type (`SetNextDocNos` loops until `CheckExsists` finds none,
+    ENTRPRSE/R&D/Sysu1.pas L372-420)."""
+    while True:
+        reference = format_reference(doc_type, next_number(cursor, doc_type))
+        if not cursor.scalar("SELECT COUNT(*) FROM {documents} WHERE {documents.our_ref} = ?", (reference,)):
+            return reference
+
+
+def take_folio(cursor, counter):
+    """The next unused folio from the AFL or FOL row (the same loop: the two rows share one key space)."""
+    while True:
+        folio = next_number(cursor, counter)
+        if not cursor.scalar("SELECT COUNT(*) FROM {documents} WHERE {documents.folio} = ?", (folio,)):
+            return folio
 
 
 def format_reference(doc_type, number):
@@ -65,23 +149,35 @@ def trans_date(value):
     return text
 
 
+def full_stock_code(code):
+    """`FullStockCode`: upper case, padded to StkLen (ENTRPRSE/R&D/BTKeys1U.pas L1042-1045)."""
+    return code.upper().ljust(STOCK_CODE_LENGTH) if code else ""
+
+
 def check_fits(names, table, column, value):
     """Raises InvalidDocumentError when a text is longer than the mapped column allows."""
-    kind = names.mapping.tables[table].columns[column].kind
-    if kind.startswith("str:") and len(value) > int(kind[4:]):
-        raise InvalidDocumentError(f"{table}.{column} holds at most {kind[4:]} characters, not {value!r}")
+    kind = names.mapping.tables[table].kind(column)
+    if kind.startswith(("str:", "pstr:")) and len(value) > int(kind.partition(":")[2]):
+        raise InvalidDocumentError(f"{table}.{column} holds at most {kind.partition(':')[2]} characters, "
+                                   f"not {value!r}")
     return value
+
+
+def stock_records(cursor, codes):
+    """{code: (stType, stFolioNum)}; UnknownStockItemError names the first code missing."""
+    found = {}
+    for code in sorted(set(codes)):
+        row = cursor.run("SELECT {stock.type}, {stock.folio} FROM {stock} WHERE {stock.code} = ?",
+                         (code,)).fetchone()
+        if row is None:
+            raise UnknownStockItemError(f"no stock item {code!r}")
+        found[code] = (row[0], int(row[1]))
+    return found
 
 
 def stock_types(cursor, codes):
     """The stType of each code; UnknownStockItemError names the first code missing."""
-    found = {}
-    for code in sorted(set(codes)):
-        row = cursor.run("SELECT {stock.type} FROM {stock} WHERE {stock.code} = ?", (code,)).fetchone()
-        if row is None:
-            raise UnknownStockItemError(f"no stock item {code!r}")
-        found[code] = row[0]
-    return found
+    return {code: record[0] for code, record in stock_records(cursor, codes).items()}
 
 
 def require_account(cursor, code):
@@ -91,76 +187,174 @@ def require_account(cursor, code):
     return row[0]
 
 
-def insert_document(cursor, *, doc_type, our_ref, folio, account_code, date, your_ref="", long_your_ref="",
-                    user_fields=None, lines, vat_rates):
-    """Writes a DOCUMENT header and its DETAILS lines.
+def _stamp(now=None):
+    now = now or time.localtime()
+    return time.strftime("%Y%m%d", now), time.strftime("%H%M%S", now)
 
-    `lines` are dicts with stock_code, description, qty, net_value (per unit), vat_code,
-    location, and optionally qty_delivered, sop_folio, sop_line_no. Returns (net, vat) totals.
+
+def _year_period(date):
+    """Exchequer's year (year - 1900) and period of a date; the demo company's periods are months."""
+    day = datetime.date(int(date[:4]), int(date[4:6]), int(date[6:]))
+    return day.year - 1900, day.month
+
+
+def insert_document(cursor, *, doc_type, our_ref, folio, account_code, date, your_ref="", long_your_ref="",
+                    user_fields=None, lines, vat_rates, delivery_address=(), delivery_post_code="",
+                    hold_flag=0, remit_no="", delivery_note_ref=""):
+    """Writes a DOCUMENT header and its DETAILS lines with what the Toolkit sets on save.
+
+    `lines` are dicts with stock_code, description, qty, net_value (per unit), vat_code, location, and
+    optionally qty_delivered, qty_picked, stock_deduct_qty, sop_folio, sop_abs_line_no, bom_kit_link.
+    Lines are numbered 1.. and their tlABSLineNo is their number (`tlABSLineNo := LineNo`,
+    DLLTH_UP.PAS Validate_Lines); thNextLineNumber is one past the last. Returns (net, vat, total
+    order outstanding).
     """
     names = cursor.names
-    total_net = total_vat = 0.0
+    date_text = trans_date(date)
+    year, period = _year_period(date_text)
+    total_net = total_vat = order_os = 0.0
+    analysis = {}
     rows = []
     for line_no, line in enumerate(lines, start=1):
         vat_code = line["vat_code"]
         if vat_code not in vat_rates:
-            raise InvalidDocumentError(f"line {line_no}: VAT code {vat_code!r} is not configured "
-                                       f"(known: {', '.join(sorted(vat_rates))})")
+            raise InvalidDocumentError(f"line {line_no}: VAT code {vat_code!r} is not one of the company's "
+                                       f"(evw_VATRate: {', '.join(sorted(vat_rates))})")
         net = round(line["qty"] * line["net_value"], 2)
         vat = round(net * vat_rates[vat_code] / 100.0, 2)
         total_net += net
         total_vat += vat
-        rows.append((folio, our_ref, line_no, check_fits(names, "lines", "stock_code", line["stock_code"]),
-                     float(line["qty"]), float(line.get("qty_delivered", 0.0)), 0.0,
-                     check_fits(names, "lines", "location", line["location"]), float(line["net_value"]), 0.0,
-                     vat_code, vat, check_fits(names, "lines", "description", line["description"]), account_code,
-                     line.get("sop_folio", 0), line.get("sop_line_no", 0)))
+        analysis[vat_code] = analysis.get(vat_code, 0.0) + vat
+        delivered = float(line.get("qty_delivered", 0.0))
+        # thTotalOrderOS: Σ outstanding line value (`InvLOOS`, DLLTH_UP.PAS L4874, L5887).
+        order_os += round((line["qty"] - delivered) * line["net_value"], 2)
+        code = full_stock_code(line["stock_code"])
+        check_fits(names, "lines", "stock_code", code)
+        rows.append((
+            folio, our_ref, line_no, line_no, DOC_TYPES[doc_type], RUN_NO.get(doc_type, 0), year, period, 0,
+            LINE_TYPES.get(doc_type, ""), pascal_bytes(code, 20), float(line["qty"]), 1.0, delivered, 0.0,
+            float(line.get("qty_picked", 0.0)), float(line.get("stock_deduct_qty", 0.0)),
+            check_fits(names, "lines", "location", line["location"]), float(line["net_value"]), 0.0, "",
+            vat_code, vat, check_fits(names, "lines", "description", line["description"]), account_code,
+            date_text, int(line.get("sop_folio", 0)), int(line.get("sop_abs_line_no", 0)),
+            int(line.get("bom_kit_link", 0))))
     user_fields = user_fields or {}
     for number in user_fields:
         if not 1 <= int(number) <= 12:
             raise InvalidDocumentError(f"transaction user fields are numbered 1..12, not {number!r}")
-    extra = sorted((int(number), value) for number, value in user_fields.items())
-    extra_columns = "".join(f", {{documents.user_field_{number}}}" for number, _ in extra)
-    cursor.run(
-        "INSERT INTO {documents} ({documents.our_ref}, {documents.folio}, {documents.doc_type}, "
-        "{documents.account_code}, {documents.run_no}, {documents.trans_date}, {documents.your_ref}, "
-        "{documents.long_your_ref}, {documents.net_value}, {documents.total_vat}" + extra_columns + ") "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?" + ", ?" * len(extra) + ")",
-        (our_ref, folio, DOC_TYPES[doc_type], account_code, RUN_NO[doc_type], trans_date(date),
-         check_fits(names, "documents", "your_ref", your_ref),
-         check_fits(names, "documents", "long_your_ref", long_your_ref), round(total_net, 2), round(total_vat, 2),
-         *(check_fits(names, "documents", f"user_field_{number}", value) for number, value in extra)))
+    created_date, created_time = _stamp()
+    header = {
+        "our_ref": our_ref, "folio": folio, "doc_type": DOC_TYPES[doc_type], "account_code": account_code,
+        # thCustSupp: 'C' for sales, the next letter 'D' for SOR/SDN (DLLTH_UP.PAS L6290); an SQU is 'C'.
+        "cust_supp": "D" if doc_type in ("SOR", "SDN") else "C",
+        "run_no": RUN_NO.get(doc_type, 0), "trans_date": date_text, "due_date": date_text,
+        "year": year, "period": period, "currency": 0,
+        "your_ref": check_fits(names, "documents", "your_ref", your_ref),
+        "long_your_ref": pascal_bytes(check_fits(names, "documents", "long_your_ref", long_your_ref), 20),
+        "net_value": round(total_net, 2), "total_vat": round(total_vat, 2), "total_order_os": round(order_os, 2),
+        "hold_flag": hold_flag, "next_line_no": len(lines) + 1, "remit_no": remit_no,
+        "ord_match": 1 if remit_no else 0, "delivery_note_ref": delivery_note_ref,
+        # thTimeCreated, thCreationDate/Time, thOriginator (`Store_ExDoc`, DLLTH_UP.PAS L2425-2433, L6169-6196).
+        "time_created": created_time, "time_changed": created_time, "creation_date": created_date,
+        "creation_time": created_time, "originator": TOOLKIT_OPERATOR, "operator": TOOLKIT_OPERATOR,
+        "delivery_post_code": check_fits(names, "documents", "delivery_post_code", delivery_post_code),
+        **{f"delivery_address_{n}": check_fits(names, "documents", f"delivery_address_{n}", text)
+           for n, text in enumerate(tuple(delivery_address)[:5], start=1)},
+        **{f"vat_analysis_{code}": round(value, 2) for code, value in analysis.items() if code in VAT_ANALYSIS},
+        **{f"user_field_{int(number)}": check_fits(names, "documents", f"user_field_{int(number)}", value)
+           for number, value in user_fields.items()},
+    }
+    columns = ", ".join(f"{{documents.{column}}}" for column in header)
+    cursor.run(f"INSERT INTO {{documents}} ({columns}) VALUES ({', '.join('?' * len(header))})",
+               tuple(header.values()))
     cursor.executemany(names.sql(
-        "INSERT INTO {lines} ({lines.folio}, {lines.our_ref}, {lines.line_no}, {lines.stock_code}, {lines.qty}, "
-        "{lines.qty_delivered}, {lines.qty_picked}, {lines.location}, {lines.net_value}, {lines.discount}, "
-        "{lines.vat_code}, {lines.vat_amount}, {lines.description}, {lines.account_code}, {lines.sop_folio}, "
-        "{lines.sop_line_no}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"), rows)
-    return round(total_net, 2), round(total_vat, 2)
+        "INSERT INTO {lines} ({lines.folio}, {lines.our_ref}, {lines.line_no}, {lines.abs_line_no}, "
+        "{lines.doc_type}, {lines.run_no}, {lines.year}, {lines.period}, {lines.currency}, {lines.line_type}, "
+        "{lines.stock_code}, {lines.qty}, {lines.qty_mul}, {lines.qty_delivered}, {lines.qty_written_off}, "
+        "{lines.qty_picked}, {lines.stock_deduct_qty}, {lines.location}, {lines.net_value}, {lines.discount}, "
+        "{lines.disc_flag}, {lines.vat_code}, {lines.vat_amount}, {lines.description}, {lines.account_code}, "
+        "{lines.line_date}, {lines.sop_folio}, {lines.sop_abs_line_no}, {lines.bom_kit_link}) "
+        "VALUES (" + ", ".join("?" * 29) + ")"), rows)
+    return round(total_net, 2), round(total_vat, 2), round(order_os, 2)
 
 
-def move_stock(cursor, changes):
-    """Adds to an item's figures and to its location's: `changes` maps (code, location) to a
-    (in_stock, allocated, picked) tuple of deltas. A location row is created when missing."""
-    names = cursor.names
-    dialect = names.dialect
-    ensure_location = dialect.insert_if_absent(
-        names.table("stock_locations"),
-        [names.column("stock_locations", "stock_code"), names.column("stock_locations", "location")],
-        [names.column("stock_locations", "stock_code"), names.column("stock_locations", "location")])
+def _location_row(cursor, code, location):
+    return cursor.run("SELECT {stock_locations.position_id} FROM {stock_locations} "
+                      "WHERE {stock_locations.stock_code} = ? AND {stock_locations.location} = ? "
+                      "ORDER BY {stock_locations.position_id}", (code, location)).fetchone()
+
+
+def move_stock(cursor, changes, *, use_multi_locations=True):
+    """Adds to an item's figures and, with multi-location on, to its location's (`Stock_Deduct` and
+    `Stock_MLocDeduct`, ENTRPRSE/DLLTK/BTS1.pas L1380-1440, L1648-1740): `changes` maps (code,
+    location) to (in_stock, allocated, picked) deltas. A missing location record is created with the
+    item's folio and cost, as the Toolkit does. Stamps stLastUsed/stTimeChange.
+
+    The Toolkit writes absolute figures it computed in memory; inside one database transaction with
+    the rows locked an increment is the same value and cannot lose a concurrent one.
+    """
+    day, now = _stamp()
     for (code, location), (in_stock, allocated, picked) in sorted(changes.items()):
         if not (in_stock or allocated or picked):
             continue
         cursor.run("UPDATE {stock} SET {stock.qty_in_stock} = {stock.qty_in_stock} + ?, "
-                   "{stock.qty_allocated} = {stock.qty_allocated} + ?, {stock.qty_picked} = {stock.qty_picked} + ? "
-                   "WHERE {stock.code} = ?", (in_stock, allocated, picked, code))
-        if not location:
+                   "{stock.qty_allocated} = {stock.qty_allocated} + ?, {stock.qty_picked} = {stock.qty_picked} + ?, "
+                   "{stock.last_used} = ?, {stock.time_change} = ? WHERE {stock.code} = ?",
+                   (in_stock, allocated, picked, day, now, code))
+        if not location or not use_multi_locations:
             continue
-        cursor.execute(ensure_location, dialect.insert_if_absent_params((code, location), (code, location)))
-        cursor.run("UPDATE {stock_locations} SET {stock_locations.qty_in_stock} = {stock_locations.qty_in_stock} + ?, "
-                   "{stock_locations.qty_allocated} = {stock_locations.qty_allocated} + ?, "
-                   "{stock_locations.qty_picked} = {stock_locations.qty_picked} + ? "
-                   "WHERE {stock_locations.stock_code} = ? AND {stock_locations.location} = ?",
-                   (in_stock, allocated, picked, code, location))
+        row = _location_row(cursor, code, location)
+        if row is None:
+            cursor.run("INSERT INTO {stock_locations} ({stock_locations.stock_code}, {stock_locations.stock_folio}, "
+                       "{stock_locations.location}, {stock_locations.qty_in_stock}, {stock_locations.qty_allocated}, "
+                       "{stock_locations.qty_picked}, {stock_locations.qty_on_order}, {stock_locations.qty_alloc_wor}, "
+                       "{stock_locations.qty_picked_wor}, {stock_locations.cost_price}, {stock_locations.last_used}, "
+                       "{stock_locations.last_time}) SELECT {stock.code}, {stock.folio}, ?, 0, 0, 0, 0, 0, 0, 0, ?, ? "
+                       "FROM {stock} WHERE {stock.code} = ?", (location, day, now, code))
+            row = _location_row(cursor, code, location)
+        cursor.run("UPDATE {stock_locations} SET "
+                   "{stock_locations.qty_in_stock} = COALESCE({stock_locations.qty_in_stock}, 0) + ?, "
+                   "{stock_locations.qty_allocated} = COALESCE({stock_locations.qty_allocated}, 0) + ?, "
+                   "{stock_locations.qty_picked} = COALESCE({stock_locations.qty_picked}, 0) + ?, "
+                   "{stock_locations.last_used} = ?, {stock_locations.last_time} = ? "
+                   "WHERE {stock_locations.position_id} = ?", (in_stock, allocated, picked, day, now, row[0]))
+
+
+def post_order_balance(cursor, *, account_code, year, period, amount):
+    """Adds `amount` to the customer's committed order balance in HISTORY, class 'U', for the period and
+    the year to date (`UpdateOrdBal` -> `Post_To_Hist`/`Post_To_CYTDHist` with the value as `PCleared`,
+    ENTRPRSE/DLLTK/BTS1.pas L2191-2340, ENTRPRSE/R&D/Sysu1.pas L1649)."""
+    code = pascal_bytes(account_code.upper().ljust(20), 20)
+    ex_class = ord(CUSTOMER_HISTORY_CLASS)
+    for row_period in (period, YTD_PERIOD):
+        updated = cursor.run("UPDATE {history} SET {history.cleared} = {history.cleared} + ? "
+                             "WHERE {history.ex_class} = ? AND {history.code} = ? AND {history.currency} = 0 "
+                             "AND {history.year} = ? AND {history.period} = ?",
+                             (round(amount, 2), ex_class, code, year, row_period)).rowcount
+        if not updated:
+            cursor.run("INSERT INTO {history} ({history.code}, {history.ex_class}, {history.currency}, {history.year}, "
+                       "{history.period}, {history.sales}, {history.purchases}, {history.cleared}) "
+                       "VALUES (?, ?, 0, ?, ?, 0, 0, ?)", (code, ex_class, year, row_period, round(amount, 2)))
+
+
+def committed_balance(cursor, account_code):
+    """The account's committed order balance: Σ class 'U' year-to-date rows (`WithinCreditLimit`)."""
+    code = pascal_bytes(account_code.upper().ljust(20), 20)
+    value = cursor.scalar("SELECT SUM({history.cleared}) FROM {history} WHERE {history.ex_class} = ? "
+                          "AND {history.code} = ? AND {history.period} = ?",
+                          (ord(CUSTOMER_HISTORY_CLASS), code, YTD_PERIOD))
+    return float(value or 0.0)
+
+
+def add_audit_note(cursor, *, folio, text):
+    """An audit note: an EXCHQCHK 'N' record keyed by the folio (`AuditNote.AddNote`,
+    ENTRPRSE/R&D/AuditNotes.pas L127, L209)."""
+    key = pascal_bytes(str(folio), 10)
+    line_no = cursor.scalar("SELECT COUNT(*) FROM {bom} WHERE {bom.record_prefix} = ? AND {bom.note_folio} = ?",
+                            (NOTE_RECORD_PREFIX, key)) or 0
+    cursor.run("INSERT INTO {bom} ({bom.record_prefix}, {bom.sub_type}, {bom.note_folio}, {bom.note_type}, "
+               "{bom.note_line_no}, {bom.note_line}, {bom.note_user}) VALUES (?, ?, ?, ?, ?, ?, ?)",
+               (NOTE_RECORD_PREFIX, ord("A"), key, "A", int(line_no) + 1, text[:100], TOOLKIT_OPERATOR))
 
 
 def account_columns(names, details_fields):
@@ -175,8 +369,9 @@ def account_columns(names, details_fields):
         elif field == "user_defs":
             pairs.extend((f"user_def_{n}", text) for n, text in enumerate(tuple(value)[:10], 1))
         elif field == "price_band":
-            if value not in PRICE_BANDS or len(value) != 1:
-                raise InvalidDocumentError(f"price band {value!r} is not one of {PRICE_BANDS}")
+            # acDiscountBand: A..H, or ' '/'%' for none (ENTRPRSE/COMTK/oCust.pas L1133-1150).
+            if len(value) != 1 or (value not in PRICE_BANDS and value not in NO_PRICE_BANDS):
+                raise InvalidDocumentError(f"price band {value!r} is not one of {PRICE_BANDS} (or ' ' for none)")
             pairs.append((field, value))
         else:
             pairs.append((field, value))
@@ -184,7 +379,8 @@ def account_columns(names, details_fields):
 
 
 def update_account_row(cursor, code, changes):
-    """Applies field changes to an account; UnknownAccountError when there is none."""
+    """Applies field changes to an account and stamps acLastUsed/acTimeStamp (`EX_STOREACCOUNT`,
+    ENTRPRSE/DLLTK/DLL01U.pas L625, L702); UnknownAccountError when there is none."""
     names = cursor.names
     dialect = names.dialect
     select = dialect.for_update(
@@ -194,6 +390,8 @@ def update_account_row(cursor, code, changes):
         raise UnknownAccountError(f"no account {code!r}")
     pairs = account_columns(names, changes)
     if pairs:
+        day, now = _stamp()
+        pairs += [("last_used", day), ("time_stamp", now)]
         assignments = ", ".join(f"{{accounts.{column}}} = ?" for column, _ in pairs)
         cursor.run(f"UPDATE {{accounts}} SET {assignments} WHERE {{accounts.code}} = ?",
                    (*(value for _, value in pairs), row[0]))

@@ -31,6 +31,8 @@ class LocationStock:
     allocated: float
     picked: float
     on_order: float
+    alloc_wor: float = 0.0
+    picked_wor: float = 0.0
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -51,6 +53,8 @@ class StockItem:
     category: str
     web_enabled: bool
     locations: tuple = ()
+    alloc_wor: float = 0.0
+    picked_wor: float = 0.0
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -138,13 +142,17 @@ class DocumentHeader:
     long_your_ref: str
     net_value: float
     total_vat: float
+    total_order_os: float = 0.0
+    hold_flag: int = 0
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class StoredLine:
-    """A DETAILS record."""
+    """A DETAILS record: `line_no` is its display position (tlLineNo), `abs_line_no` its identity within
+    the document (tlABSLineNo), which delivery and invoice lines point at (`sop_abs_line_no`)."""
 
     line_no: int
+    abs_line_no: int
     stock_code: str
     description: str
     qty: float
@@ -155,7 +163,9 @@ class StoredLine:
     vat_code: str
     vat_amount: float
     sop_folio: int
-    sop_line_no: int
+    sop_abs_line_no: int
+    stock_deduct_qty: float = 0.0
+    doc_type: str = ""
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -168,8 +178,10 @@ class Document:
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class LineProgress:
-    """How far one SOR line has got: ordered, delivered (tlQtyDel) and invoiced quantities."""
+    """How far one SOR line has got: ordered, delivered (tlQtyDel) and invoiced quantities; keyed by
+    the line's tlABSLineNo, which stays when lines are inserted or removed in Exchequer."""
 
+    abs_line_no: int
     line_no: int
     stock_code: str
     qty: float
@@ -197,10 +209,13 @@ class OrderProgress:
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class FreeStockSettings:
-    """The two system settings (evw_SystemSettings) that choose among the three free-stock rules."""
+    """The system settings (evw_SystemSettings) that choose the free-stock rule: sales orders count
+    (FreeStockExcludesSalesOrders), by picked or allocated (OrdersToAllocateStockWhenPicked), and
+    works orders by picked or allocated (AllocateStockWhenPicked)."""
 
     excludes_sales_orders: bool = False
     allocate_when_picked: bool = False
+    works_orders_allocate_when_picked: bool = False
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

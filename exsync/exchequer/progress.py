@@ -4,8 +4,11 @@ Exchequer has no change timestamps, so each run looks for SDNs and SINs whose li
 sales order the integration imported (an `external_keys` row of kind sales_document keyed
 `woo-order:<id>`), leaves out those already published (the `order_progress` table, unique on
 order and document), and publishes one `exchequer.order.progressed` per order with the new
-documents and their user fields. Rows are recorded only after the broker confirmed the event, so a
-crash repeats an event (the write-back consumer writes each note once) rather than losing one.
+documents and their user fields, and the order's lines keyed on their tlABSLineNo (delivery and
+invoice lines point at it through tlSOPABSLineNo; it stays put when a user inserts or removes lines
+in Exchequer, where tlLineNo, the display position, moves). Rows are recorded only after the broker
+confirmed the event, so a crash repeats an event (the write-back consumer writes each note once)
+rather than losing one.
 """
 
 import time
@@ -97,7 +100,10 @@ class OrderProgressCapture:
             event = new_event(type="exchequer.order.progressed", source=EVENT_SOURCE, subject=str(order_id), data={
                 "woo_order_id": order_id, "reference": order_ref, "deliveries": entries["SDN"],
                 "invoices": entries["SIN"], "fully_delivered": progress.fully_delivered,
-                "fully_invoiced": progress.fully_invoiced})
+                "fully_invoiced": progress.fully_invoiced,
+                "lines": [{"abs_line_no": line.abs_line_no, "line_no": line.line_no, "sku": line.stock_code,
+                           "qty": line.qty, "qty_delivered": line.qty_delivered, "qty_invoiced": line.qty_invoiced}
+                          for line in progress.lines]})
             self.publisher.publish(exchange=EXCHEQUER_EXCHANGE, routing_key=ROUTING_KEY, event=event)
             now = time.time()
             with self.database.transaction() as cursor:

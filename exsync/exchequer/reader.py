@@ -1,4 +1,7 @@
-"""Reads from an Exchequer company: stock with per-location figures, BOMs, accounts, documents.
+"""Reads from an Exchequer company: stock with per-location figures, BOMs, accounts, documents,
+settings and VAT rates, through the SQL edition's real names (mapping.py): Pascal strings through
+their readable computed copies, bills of materials through evw_BillOfMaterials, settings through the
+company's evw_SystemSettings, VAT rates through evw_VATRate.
 
 Stock is streamed page by page (keyset pagination on the stock code), so memory stays bounded
 whatever the driver buffers: psqlODBC, for one, fetches a whole result set unless told not to.
@@ -10,12 +13,8 @@ from exsync.exchequer.errors import (
     UnknownDocumentError,
     UnknownStockItemError,
 )
-from exsync.exchequer.mapping import (
-    BOM_RECORD_PREFIX,
-    BOM_SUB_TYPE,
-    DOC_TYPE_NAMES,
-    DOC_TYPES,
-)
+from exsync.exchequer.ledger import company_settings, vat_rates
+from exsync.exchequer.mapping import DOC_TYPE_NAMES, DOC_TYPES, NO_PRICE_BANDS
 from exsync.exchequer.models import (
     Account,
     BomComponent,
@@ -30,23 +29,26 @@ from exsync.exchequer.models import (
 )
 from exsync.exchequer.rules import ALL_LOCATIONS, StockRules
 
-__all__ = ["DEFAULT_PAGE_ROWS", "ExchequerReader"]
+__all__ = ["DEFAULT_PAGE_ROWS", "ExchequerReader", "price_band"]
 
 DEFAULT_PAGE_ROWS = DEFAULT_FETCH_ROWS
 
 _STOCK_COLUMNS = (
     "{stock.code}, {stock.folio}, {stock.desc_1}, {stock.type}, {stock.parent_code}, "
     "{stock.qty_in_stock}, {stock.qty_allocated}, {stock.qty_picked}, {stock.qty_on_order}, "
-    "{stock.band_a_price}, {stock.band_b_price}, {stock.category}, {stock.web_flag}"
+    "{stock.band_a_price}, {stock.band_b_price}, {stock.category}, {stock.web_flag}, "
+    "{stock.qty_alloc_wor}, {stock.qty_picked_wor}"
 )
 # What change capture reads of an item, in the order iter_free_stock unpacks it.
 _FREE_STOCK_COLUMNS = (
     "{stock.code}, {stock.type}, {stock.qty_in_stock}, {stock.qty_allocated}, {stock.qty_picked}, "
-    "{stock.web_flag}, {stock.desc_1}, {stock.band_a_price}, {stock.band_b_price}, {stock.category}"
+    "{stock.web_flag}, {stock.desc_1}, {stock.band_a_price}, {stock.band_b_price}, {stock.category}, "
+    "{stock.qty_alloc_wor}, {stock.qty_picked_wor}"
 )
 _LOCATION_COLUMNS = (
     "{stock_locations.stock_code}, {stock_locations.location}, {stock_locations.qty_in_stock}, "
-    "{stock_locations.qty_allocated}, {stock_locations.qty_picked}, {stock_locations.qty_on_order}"
+    "{stock_locations.qty_allocated}, {stock_locations.qty_picked}, {stock_locations.qty_on_order}, "
+    "{stock_locations.qty_alloc_wor}, {stock_locations.qty_picked_wor}"
 )
 _ACCOUNT_COLUMNS = (
     "{accounts.code}, {accounts.cust_supp}, {accounts.company}, {accounts.contact}, "
@@ -56,13 +58,13 @@ _ACCOUNT_COLUMNS = (
 )
 _HEADER_COLUMNS = (
     "{documents.our_ref}, {documents.folio}, {documents.doc_type}, {documents.account_code}, "
-    "{documents.run_no}, {documents.trans_date}, {documents.your_ref}, {documents.long_your_ref}, "
-    "{documents.net_value}, {documents.total_vat}"
+    "{documents.run_no}, {documents.trans_date}, {documents.your_ref}, {documents.long_your_ref_text}, "
+    "{documents.net_value}, {documents.total_vat}, {documents.total_order_os}, {documents.hold_flag}"
 )
 _LINE_COLUMNS = (
-    "{lines.line_no}, {lines.stock_code}, {lines.description}, {lines.qty}, {lines.qty_delivered}, "
-    "{lines.qty_picked}, {lines.location}, {lines.net_value}, {lines.vat_code}, {lines.vat_amount}, "
-    "{lines.sop_folio}, {lines.sop_line_no}"
+    "{lines.line_no}, {lines.abs_line_no}, {lines.stock_code_text}, {lines.description}, {lines.qty}, "
+    "{lines.qty_delivered}, {lines.qty_picked}, {lines.location}, {lines.net_value}, {lines.vat_code}, "
+    "{lines.vat_amount}, {lines.sop_folio}, {lines.sop_abs_line_no}, {lines.stock_deduct_qty}, {lines.doc_type}"
 )
 
 
@@ -73,23 +75,35 @@ _CUSTOMER_FIELD_COLUMNS = (
 )
 
 
+def price_band(value):
+    """acDiscountBand as exsync uses it: a band letter, or '' for none (' ' and '%' in Exchequer)."""
+    return "" if value is None or value in NO_PRICE_BANDS else value.strip()
+
+
 def _account(row):
     return Account(code=row[0], cust_supp=row[1], company=row[2], contact=row[3], address=tuple(row[4:9]),
-                   post_code=row[9], email=row[10], phone=row[11], price_band=row[12],
+                   post_code=row[9], email=row[10], phone=row[11], price_band=price_band(row[12]),
                    user_defs=tuple(row[13:23]))
 
 
 def _header(row):
     return DocumentHeader(our_ref=row[0], folio=row[1], doc_type=DOC_TYPE_NAMES.get(row[2], str(row[2])),
                           account_code=row[3], run_no=row[4], trans_date=row[5], your_ref=row[6],
-                          long_your_ref=row[7], net_value=float(row[8]), total_vat=float(row[9]))
+                          long_your_ref=(row[7] or "").rstrip(), net_value=float(row[8]), total_vat=float(row[9]),
+                          total_order_os=float(row[10]), hold_flag=int(row[11]))
 
 
 def _line(row):
-    return StoredLine(line_no=row[0], stock_code=row[1], description=row[2], qty=float(row[3]),
-                      qty_delivered=float(row[4]), qty_picked=float(row[5]), location=row[6],
-                      net_value=float(row[7]), vat_code=row[8], vat_amount=float(row[9]),
-                      sop_folio=row[10], sop_line_no=row[11])
+    return StoredLine(line_no=row[0], abs_line_no=row[1], stock_code=(row[2] or "").rstrip(), description=row[3],
+                      qty=float(row[4]), qty_delivered=float(row[5]), qty_picked=float(row[6]), location=row[7],
+                      net_value=float(row[8]), vat_code=row[9], vat_amount=float(row[10]), sop_folio=row[11],
+                      sop_abs_line_no=row[12], stock_deduct_qty=float(row[13]),
+                      doc_type=DOC_TYPE_NAMES.get(row[14], str(row[14])))
+
+
+def _number(value):
+    """A StockLocation figure: the table is made by SELECT ... INTO, so its columns may hold NULL."""
+    return 0.0 if value is None else float(value)
 
 
 class ExchequerReader:
@@ -107,10 +121,22 @@ class ExchequerReader:
     def free_stock_settings(self):
         with self.database.transaction(write=False) as cursor:
             row = cursor.run("SELECT {settings.free_stock_excludes_sales_orders}, "
-                             "{settings.orders_allocate_when_picked} FROM {settings}").fetchone()
+                             "{settings.orders_allocate_when_picked}, {settings.works_orders_allocate_when_picked} "
+                             "FROM {settings}").fetchone()
         if row is None:
             return FreeStockSettings()
-        return FreeStockSettings(excludes_sales_orders=bool(row[0]), allocate_when_picked=bool(row[1]))
+        return FreeStockSettings(excludes_sales_orders=bool(row[0]), allocate_when_picked=bool(row[1]),
+                                 works_orders_allocate_when_picked=bool(row[2]))
+
+    def company_settings(self):
+        """The settings the Toolkit's save consults: multi-location, BOM components, audit year, quotes."""
+        with self.database.transaction(write=False) as cursor:
+            return company_settings(cursor)
+
+    def vat_rates(self):
+        """{VAT code: rate %} from the company's evw_VATRate."""
+        with self.database.transaction(write=False) as cursor:
+            return vat_rates(cursor)
 
     def stock_rules(self, locations=ALL_LOCATIONS):
         """The rules as this company's settings and the given location scope make them."""
@@ -126,9 +152,11 @@ class ExchequerReader:
     def _item(self, row, location_rows):
         return StockItem(
             row[0], row[1], row[2], row[3], row[4], float(row[5]), float(row[6]), float(row[7]),
-            float(row[8]), float(row[9]), float(row[10]), row[11], row[12] == self._web_flag_value,
-            tuple(LocationStock(lr[1], float(lr[2]), float(lr[3]), float(lr[4]), float(lr[5]))
+            float(row[8]), float(row[9]), float(row[10]), row[11], str(row[12]).strip() == self._web_flag_value,
+            tuple(LocationStock(lr[1], _number(lr[2]), _number(lr[3]), _number(lr[4]), _number(lr[5]),
+                                _number(lr[6]), _number(lr[7]))
                   for lr in location_rows),
+            float(row[13]), float(row[14]),
         )
 
     def _stock_pages(self, cursor, columns):
@@ -175,7 +203,8 @@ class ExchequerReader:
             placeholders = ", ".join("?" * len(located))
             locations_sql = self.database.names.sql(
                 "SELECT {stock_locations.stock_code}, {stock_locations.qty_in_stock}, "
-                "{stock_locations.qty_allocated}, {stock_locations.qty_picked} FROM {stock_locations} "
+                "{stock_locations.qty_allocated}, {stock_locations.qty_picked}, {stock_locations.qty_alloc_wor}, "
+                "{stock_locations.qty_picked_wor} FROM {stock_locations} "
                 "WHERE {stock_locations.stock_code} >= ? AND {stock_locations.stock_code} <= ? "
                 f"AND {{stock_locations.location}} IN ({placeholders}) "
                 "ORDER BY {stock_locations.stock_code}, {stock_locations.location}")
@@ -183,18 +212,20 @@ class ExchequerReader:
             for page in self._stock_pages(cursor, _FREE_STOCK_COLUMNS):
                 if located is None:
                     for code, stock_type, in_stock, allocated, picked, web, description, band_a, band_b, \
-                            category in page:
-                        yield (code, stock_type, rule(float(in_stock), float(allocated), float(picked)),
-                               web == web_value, description, band_a, band_b, category)
+                            category, alloc_wor, picked_wor in page:
+                        yield (code, stock_type, rule(float(in_stock), float(allocated), float(picked),
+                                                      float(alloc_wor), float(picked_wor)),
+                               str(web).strip() == web_value, description, band_a, band_b, category)
                     continue
                 free = {}
                 if located:
-                    for code, in_stock, allocated, picked in cursor.execute(
+                    for code, in_stock, allocated, picked, alloc_wor, picked_wor in cursor.execute(
                             locations_sql, (page[0][0], page[-1][0], *located)).fetchall():
-                        free[code] = free.get(code, 0) + rule(float(in_stock), float(allocated), float(picked))
-                for code, stock_type, _, _, _, web, description, band_a, band_b, category in page:
-                    yield (code, stock_type, free.get(code, 0), web == web_value, description, band_a, band_b,
-                           category)
+                        free[code] = free.get(code, 0) + rule(_number(in_stock), _number(allocated), _number(picked),
+                                                              _number(alloc_wor), _number(picked_wor))
+                for code, stock_type, _, _, _, web, description, band_a, band_b, category, _, _ in page:
+                    yield (code, stock_type, free.get(code, 0), str(web).strip() == web_value, description,
+                           band_a, band_b, category)
 
     def stock_item(self, code):
         with self.database.transaction(write=False) as cursor:
@@ -207,15 +238,15 @@ class ExchequerReader:
         return self._item(row, locations)
 
     def bom_components(self):
-        """Every bill of materials: parent code -> its components (with each component's type)."""
+        """Every bill of materials: parent code -> its components (with each component's type), read
+        through the company's evw_BillOfMaterials (its binary folio and quantity decoded by Exchequer)."""
         boms = {}
         with self.database.transaction(write=False) as cursor:
             cursor.run(
-                "SELECT p.{stock.code}, b.{bom.component_code}, b.{bom.qty_used}, c.{stock.type} "
-                "FROM {bom} b JOIN {stock} p ON p.{stock.folio} = b.{bom.parent_folio} "
-                "LEFT JOIN {stock} c ON c.{stock.code} = b.{bom.component_code} "
-                "WHERE b.{bom.record_prefix} = ? AND b.{bom.sub_type} = ? "
-                "ORDER BY p.{stock.code}, b.{bom.position_id}", (BOM_RECORD_PREFIX, BOM_SUB_TYPE))
+                "SELECT p.{stock.code}, b.{bom_view.component_code}, b.{bom_view.qty_used}, c.{stock.type} "
+                "FROM {bom_view} b JOIN {stock} p ON p.{stock.folio} = b.{bom_view.parent_folio} "
+                "LEFT JOIN {stock} c ON c.{stock.code} = b.{bom_view.component_code} "
+                "ORDER BY p.{stock.code}, b.{bom_view.position_id}")
             for parent, component, qty_used, component_type in cursor.iterate():
                 boms.setdefault(parent, []).append(
                     BomComponent(parent, component, float(qty_used), component_type or ""))
@@ -270,28 +301,33 @@ class ExchequerReader:
             raise UnknownDocumentError(f"no transaction {reference!r}")
         header = _header(row)
         lines = cursor.run(f"SELECT {_LINE_COLUMNS} FROM {{lines}} WHERE {{lines.folio}} = ? "
-                           "ORDER BY {lines.line_no}", (header.folio,)).fetchall()
+                           "ORDER BY {lines.line_no}, {lines.abs_line_no}", (header.folio,)).fetchall()
         return Document(header=header, lines=tuple(_line(line) for line in lines))
 
     def order_progress(self, reference):
-        """How far a sales order has got: delivered and invoiced per line, and the SDNs and SINs."""
+        """How far a sales order has got: delivered and invoiced per line, and the SDNs and SINs.
+
+        Delivery and invoice lines name the order line by its tlABSLineNo (tlSOPABSLineNo), which
+        stays put when lines are inserted or removed in Exchequer; tlLineNo is only the position.
+        """
         with self.database.transaction(write=False) as cursor:
             order = self._document(cursor, reference)
             raised = cursor.run(
-                "SELECT d.{documents.doc_type}, d.{documents.our_ref}, l.{lines.sop_line_no}, l.{lines.qty} "
+                "SELECT d.{documents.doc_type}, d.{documents.our_ref}, l.{lines.sop_abs_line_no}, l.{lines.qty} "
                 "FROM {lines} l JOIN {documents} d ON d.{documents.folio} = l.{lines.folio} "
-                "WHERE l.{lines.sop_folio} = ? ORDER BY d.{documents.folio}, l.{lines.line_no}",
+                "WHERE l.{lines.sop_folio} = ? ORDER BY d.{documents.folio}, l.{lines.abs_line_no}",
                 (order.header.folio,)).fetchall()
         deliveries, invoices, invoiced = [], [], {}
-        for doc_type, our_ref, sop_line_no, qty in raised:
+        for doc_type, our_ref, sop_abs_line_no, qty in raised:
             if doc_type == DOC_TYPES["SDN"] and our_ref not in deliveries:
                 deliveries.append(our_ref)
             elif doc_type == DOC_TYPES["SIN"]:
                 if our_ref not in invoices:
                     invoices.append(our_ref)
-                invoiced[sop_line_no] = invoiced.get(sop_line_no, 0.0) + float(qty)
-        lines = tuple(LineProgress(line_no=line.line_no, stock_code=line.stock_code, qty=line.qty,
-                                   qty_delivered=line.qty_delivered, qty_invoiced=invoiced.get(line.line_no, 0.0))
+                invoiced[sop_abs_line_no] = invoiced.get(sop_abs_line_no, 0.0) + float(qty)
+        lines = tuple(LineProgress(abs_line_no=line.abs_line_no, line_no=line.line_no, stock_code=line.stock_code,
+                                   qty=line.qty, qty_delivered=line.qty_delivered,
+                                   qty_invoiced=invoiced.get(line.abs_line_no, 0.0))
                       for line in order.lines)
         return OrderProgress(reference=reference, lines=lines, deliveries=tuple(deliveries),
                              invoices=tuple(invoices))

@@ -1,16 +1,21 @@
-"""Free stock and could-build: Exchequer's stock rules as pure functions over plain values.
+"""Free stock and what a kit can supply: Exchequer's stock rules as pure functions over plain values.
 
-Free stock follows the two system settings (see /work/shared/exchequer.md):
+Free stock is the main application's `FreeStock` (ENTRPRSE/R&D/Sysu2.pas L1243-1300), chosen by the
+company's settings (evw_SystemSettings):
   - free stock excludes sales orders        -> free = in stock
-  - else orders allocate only when picked   -> free = in stock - picked
-  - else                                    -> free = in stock - allocated
+  - else                                    -> free = in stock - sales allocation - works-order allocation
+    where the sales allocation is picked (orders allocate only when picked) or allocated, and the
+    works-order allocation picked-for-WOR (AllocateStockWhenPicked) or allocated-to-WOR; both WOR
+    figures are 0 at a company without Works Order Processing,
 over all locations (the STOCK totals) or the sum over chosen locations (StockLocation).
 
-Could-build for a bill of materials is the least, over its components, of
-floor(component free stock / quantity used per unit); a component that is itself a bill of
-materials counts with its own could-build (recursively), description-only components ('D')
-are ignored, and a cycle is a BomCycleError. Two choices the rule leaves open, made here: the
-figure never goes below 0, and a bill with no countable component can build 0.
+A bill of materials (a kit) is sold from its own stock first: selling one allocates the kit's own
+stock row (DLLTK/BTS1.pas L1700-1720). So the kit rule: a kit's web quantity is its own free stock
+(its in-stock less its own allocations, which may be negative) plus what its components' free stock
+could build, never below 0. Could-build is the least, over the components, of floor(component
+availability / quantity used per unit), where a component that is itself a kit is available by the
+same rule (recursively); description-only components ('D') are ignored; a cycle is a
+BomCycleError; a kit with no countable component can build 0.
 """
 
 import math
@@ -26,6 +31,7 @@ __all__ = [
     "StockRules",
     "could_build",
     "could_build_all",
+    "kit_available",
     "free_stock",
     "free_stock_rule",
     "item_free_stock",
@@ -50,25 +56,35 @@ def free_stock_rule(settings):
     return RULE_LESS_ALLOCATED
 
 
-def _rule_function(rule):
+def _rule_function(rule, works_orders_when_picked=False):
+    """free(in_stock, allocated, picked, alloc_wor=0, picked_wor=0) for the chosen rule."""
     if rule == RULE_IN_STOCK:
-        return lambda in_stock, allocated, picked: in_stock
+        return lambda in_stock, allocated, picked, alloc_wor=0.0, picked_wor=0.0: in_stock
+    if works_orders_when_picked:
+        if rule == RULE_LESS_PICKED:
+            return lambda in_stock, allocated, picked, alloc_wor=0.0, picked_wor=0.0: in_stock - picked - picked_wor
+        return lambda in_stock, allocated, picked, alloc_wor=0.0, picked_wor=0.0: in_stock - allocated - picked_wor
     if rule == RULE_LESS_PICKED:
-        return lambda in_stock, allocated, picked: in_stock - picked
-    return lambda in_stock, allocated, picked: in_stock - allocated
+        return lambda in_stock, allocated, picked, alloc_wor=0.0, picked_wor=0.0: in_stock - picked - alloc_wor
+    return lambda in_stock, allocated, picked, alloc_wor=0.0, picked_wor=0.0: in_stock - allocated - alloc_wor
 
 
-def free_stock(*, in_stock, allocated, picked, settings):
+def _settings_rule(settings):
+    return _rule_function(free_stock_rule(settings), getattr(settings, "works_orders_allocate_when_picked", False))
+
+
+def free_stock(*, in_stock, allocated, picked, settings, alloc_wor=0.0, picked_wor=0.0):
     """Free stock from one set of figures (an item's totals or one location's)."""
-    return _rule_function(free_stock_rule(settings))(in_stock, allocated, picked)
+    return _settings_rule(settings)(in_stock, allocated, picked, alloc_wor, picked_wor)
 
 
 def item_free_stock(item, settings, locations=ALL_LOCATIONS):
     """An item's free stock over all locations or over the named ones (a collection of codes)."""
-    rule = _rule_function(free_stock_rule(settings))
+    rule = _settings_rule(settings)
     if locations == ALL_LOCATIONS:
-        return rule(item.in_stock, item.allocated, item.picked)
-    return sum(rule(ls.in_stock, ls.allocated, ls.picked) for ls in item.locations if ls.location in locations)
+        return rule(item.in_stock, item.allocated, item.picked, item.alloc_wor, item.picked_wor)
+    return sum(rule(ls.in_stock, ls.allocated, ls.picked, ls.alloc_wor, ls.picked_wor)
+               for ls in item.locations if ls.location in locations)
 
 
 def _units(free, qty_used):
@@ -87,7 +103,9 @@ def _could_build(code, boms, free, memo, path):
         if component.component_type == DESCRIPTION_ONLY or component.qty_used <= 0:
             continue
         if component.component_code in boms:
-            available = _could_build(component.component_code, boms, free, memo, path)
+            # A kit inside a kit is available by the kit rule: its own free stock plus what it can build.
+            nested = _could_build(component.component_code, boms, free, memo, path)
+            available = max(0, free.get(component.component_code, 0.0) + nested)
         else:
             available = free.get(component.component_code, 0.0)
         units = _units(available, component.qty_used)
@@ -96,6 +114,12 @@ def _could_build(code, boms, free, memo, path):
     result = max(0, least) if least is not None else 0
     memo[code] = result
     return result
+
+
+def kit_available(code, *, boms, free):
+    """The kit rule: the kit's own free stock (may be negative) plus what its components could build,
+    never below 0. `free` holds the kit's own free stock too."""
+    return max(0, math.floor(free.get(code, 0.0) + _FLOOR_TOLERANCE) + could_build(code, boms=boms, free=free))
 
 
 def could_build(code, *, boms, free):
@@ -125,38 +149,41 @@ class StockRules:
     def __init__(self, *, settings, locations=ALL_LOCATIONS):
         self.settings = settings
         self.locations = locations if locations == ALL_LOCATIONS else frozenset(locations)
-        self.free_from = _rule_function(free_stock_rule(settings))
+        self.free_from = _settings_rule(settings)
 
     def free(self, item):
         rule = self.free_from
         if self.locations == ALL_LOCATIONS:
-            return rule(item.in_stock, item.allocated, item.picked)
+            return rule(item.in_stock, item.allocated, item.picked, item.alloc_wor, item.picked_wor)
         wanted = self.locations
-        return sum(rule(ls.in_stock, ls.allocated, ls.picked) for ls in item.locations if ls.location in wanted)
+        return sum(rule(ls.in_stock, ls.allocated, ls.picked, ls.alloc_wor, ls.picked_wor)
+                   for ls in item.locations if ls.location in wanted)
 
     def levels(self, items, boms):
-        """Yields a StockLevel per item of the stream `items`; bills of materials come last,
-        once every component's free stock has been seen (only those figures are kept)."""
+        """Yields a StockLevel per item of the stream `items`; bills of materials come last, once
+        every component's free stock has been seen, with what the kit rule makes available."""
         free_of = self.free
         rows = ((item.code, item.type, free_of(item)) for item in items)
         for (code, _, free), built in self.with_could_build(rows, boms):
             yield StockLevel(code, free, built)
 
     def with_could_build(self, rows, boms):
-        """Yields (row, could-build) per row of the stream `rows`, tuples that begin (code, type,
-        free stock): could-build is None but for bills of materials, which come last, once every
-        component's free stock has been seen (only those figures and the bills' rows are kept)."""
+        """Yields (row, kit quantity) per row of the stream `rows`, tuples that begin (code, type,
+        free stock): the kit quantity is None but for bills of materials, which come last, once every
+        component's free stock has been seen (only those figures and the bills' rows are kept); it is
+        the kit rule's figure (`kit_available`: own free stock plus could-build, never below 0)."""
         wanted = {component.component_code for components in boms.values() for component in components}
-        free_of_components = {}
+        free = {}
         held = []
         for row in rows:
             code = row[0]
-            if code in wanted:
-                free_of_components[code] = row[2]
+            if code in wanted or code in boms:
+                free[code] = row[2]
             if code in boms or row[1] == BILL_OF_MATERIALS:
                 held.append(row)
             else:
                 yield row, None
-        built = could_build_all(boms=boms, free=free_of_components)
+        built = could_build_all(boms=boms, free=free)
         for row in held:
-            yield row, built.get(row[0], 0)
+            own = math.floor(row[2] + _FLOOR_TOLERANCE)
+            yield row, max(0, own + built.get(row[0], 0))

@@ -1,23 +1,43 @@
 """Fills a demo company with realistic, reproducible data (the same seed gives the same company).
 
-Locations; products with stock, allocations and picks per location; band A (retail) and band B
-(wholesale) prices; a category and a web-enabled flag in the configured user fields; group and
-description-only items; bills of materials (`KIT-nnnnn`, in addition to the `--items` products),
-some nested and some with a description-only component; customer accounts, a share of them on
-band B. Rows go in with executemany in batches, all in one transaction.
+Locations; products with stock per location; band A (retail) and band B (wholesale) prices; a
+category and a web-enabled flag in the configured fields; group and description-only items; bills
+of materials (`KIT-nnnnn`, in addition to the `--items` products) in EXCHQCHK's binary layout, some
+nested and some with a description-only component; customer accounts, a share of them on band B.
+Allocations and picks are real: open sales orders (the "backlog", SORs on the seeded accounts) whose
+lines carry them, written the way the Toolkit writes them, so the company is consistent from the
+start (Exchequer's stock recalculation would find the same figures). Rows go in with executemany in
+batches, all in one transaction. Only an exsync demo company is seeded.
 """
 
 import dataclasses
+import datetime
 import random
 
 from exsync.exchequer.accounts import AccountCodePattern
 from exsync.exchequer.errors import AccountCodeExhaustedError, SeedError
-from exsync.exchequer.mapping import BOM_RECORD_PREFIX, BOM_SUB_TYPE
+from exsync.exchequer.ledger import (
+    insert_document,
+    post_order_balance,
+    take_folio,
+    take_reference,
+    vat_rates,
+)
+from exsync.exchequer.mapping import (
+    BOM_RECORD_PREFIX,
+    BOM_SUB_TYPE,
+    FOLIO_COUNTER,
+    folio_bytes,
+    real48_bytes,
+)
+from exsync.exchequer.schema import require_demo_company
 
 __all__ = ["CATEGORIES", "DEFAULT_BATCH_ROWS", "DEFAULT_SEED", "SeedSummary", "seed"]
 
 DEFAULT_SEED = 20261127
 DEFAULT_BATCH_ROWS = 5000
+BACKLOG_LINES_PER_ORDER = 40
+BACKLOG_DATE = datetime.date(2026, 11, 20)
 CATEGORIES = (("Widgets", "WIDGET"), ("Gadgets", "GADGET"), ("Sprockets", "SPROCKET"), ("Fasteners", "BOLT"),
               ("Bearings", "BEARING"), ("Cables", "CABLE"), ("Valves", "VALVE"), ("Filters", "FILTER"))
 _ADJECTIVES = ("Standard", "Heavy-duty", "Compact", "Stainless", "Galvanised", "Precision", "Industrial", "Mini")
@@ -46,6 +66,7 @@ class SeedSummary:
     stock_rows: int
     stock_location_rows: int
     bom_rows: int
+    backlog_orders: int = 0
 
 
 def _location_codes(count):
@@ -66,25 +87,31 @@ def _stock_row(code, folio, description, stock_type, parent, totals, prices, cat
     in_stock, allocated, picked, on_order = totals
     band_a, band_b = prices
     return (code, folio, description, stock_type, parent, in_stock, allocated, picked, on_order, band_a, band_b,
-            category, web_flag)
+            category, web_flag, "S", "MAI")
 
 
 class _Seeder:
-    def __init__(self, *, rng, items, locations, boms, accounts, web_flag_value):
+    def __init__(self, *, rng, items, locations, boms, accounts, web_flag_value, web_flag_is_int=False):
         self.rng = rng
         self.items = items
         self.location_codes = _location_codes(locations)
         self.boms = boms
         self.accounts = accounts
-        self.web_flag_value = web_flag_value
+        # stUseForEbus is an int (1 on); a user field holds the configured text.
+        self.web_flag_value = int(web_flag_value) if web_flag_is_int else web_flag_value
+        self.web_off = 0 if web_flag_is_int else "N"
+        self.folios = {}
         self.stock_rows = []
         self.location_rows = []
         self.products = []
         self.description_only = []
+        self.backlog = []  # (code, location, allocated, picked): lines of the open orders
         self.folio = 0
 
-    def _next_folio(self):
+    def _next_folio(self, code=None):
         self.folio += 1
+        if code is not None:
+            self.folios[code] = self.folio
         return self.folio
 
     def _item_type(self, n):
@@ -99,15 +126,15 @@ class _Seeder:
         rng = self.rng
         for category, prefix in CATEGORIES:
             yield _stock_row(f"GRP-{prefix}", self._next_folio(), category, "G", "", (0.0, 0.0, 0.0, 0.0),
-                             (0.0, 0.0), category, "N")
+                             (0.0, 0.0), category, self.web_off)
         for n in range(1, self.items + 1):
             category, prefix = CATEGORIES[rng.randrange(len(CATEGORIES))]
             code = f"{prefix}-{n:05d}"
             stock_type = self._item_type(n)
             if stock_type == "D":
                 self.description_only.append(code)
-                yield _stock_row(code, self._next_folio(), f"{category} fitting instructions", "D", f"GRP-{prefix}",
-                                 (0.0, 0.0, 0.0, 0.0), (0.0, 0.0), category, "N")
+                yield _stock_row(code, self._next_folio(code), f"{category} fitting instructions", "D", f"GRP-{prefix}",
+                                 (0.0, 0.0, 0.0, 0.0), (0.0, 0.0), category, self.web_off)
                 continue
             description = f"{rng.choice(_ADJECTIVES)} {category[:-1].lower()} {rng.choice(_SIZES)}"
             totals = [0.0, 0.0, 0.0, 0.0]
@@ -116,19 +143,27 @@ class _Seeder:
                 allocated = float(rng.randint(0, int(in_stock) // 3))
                 picked = float(rng.randint(0, int(allocated)))
                 on_order = float(rng.choice((0, 0, 0, 24, 48, 100)))
-                self.location_rows.append((code, location, in_stock, allocated, picked, on_order))
+                if not self.accounts:
+                    allocated = picked = 0.0  # no account to hold the orders that would carry them
+                if allocated:
+                    self.backlog.append((code, location, allocated, picked))
+                self.location_rows.append((code, self.folio + 1, location, in_stock, allocated, picked, on_order))
                 for index, value in enumerate((in_stock, allocated, picked, on_order)):
                     totals[index] += value
             band_a = round(rng.uniform(0.5, 400.0), 2)
             band_b = round(band_a * rng.uniform(0.65, 0.85), 2)
-            web = self.web_flag_value if stock_type == "P" and rng.random() < 0.85 else "N"
+            web = self.web_flag_value if stock_type == "P" and rng.random() < 0.85 else self.web_off
             if stock_type == "P":
                 self.products.append(code)
-            yield _stock_row(code, self._next_folio(), description, stock_type, f"GRP-{prefix}", tuple(totals),
+            yield _stock_row(code, self._next_folio(code), description, stock_type, f"GRP-{prefix}", tuple(totals),
                              (band_a, band_b), category, web)
 
     def bills(self):
-        """(stock row, component rows) for each kit; kit 2 onwards may contain an earlier kit."""
+        """(stock row, component rows) for each kit; kit 2 onwards may contain an earlier kit. A
+        component row is EXCHQCHK's BillMatType: the parent folio binary in EXCHQCHKcode1, the
+        component folio in EXCHQCHKcode3, whose last byte with QtyUsed holds the Real48 quantity
+        (exchqchk_final.xml L54-62; icc_AddBinaryConversionColumns.sql), and the replica's stand-ins
+        for the computed columns Exchqchkcode1Trans5, Exchqchkcode3Trans2 and QtyUsedTrans."""
         rng = self.rng
         kits = []
         for n in range(1, self.boms + 1):
@@ -144,7 +179,15 @@ class _Seeder:
             band_a = round(rng.uniform(20.0, 900.0), 2)
             row = _stock_row(code, folio, f"Kit {n}: {len(components)} parts", "M", "", (0.0, 0.0, 0.0, 0.0),
                              (band_a, round(band_a * 0.8, 2)), "Kits", self.web_flag_value)
-            yield row, [(BOM_RECORD_PREFIX, BOM_SUB_TYPE, folio, component, qty) for component, qty in components]
+            self.folios[code] = folio
+            rows = []
+            for component, qty in components:
+                real = real48_bytes(qty)
+                component_folio = self.folios[component]
+                rows.append((BOM_RECORD_PREFIX, BOM_SUB_TYPE, folio_bytes(folio, 13),
+                             folio_bytes(component_folio, 11) + real[:1], real[1:], component.ljust(20)[:20],
+                             folio, component_folio, qty))
+            yield row, rows
 
     def account_rows(self, pattern):
         rng = self.rng
@@ -166,8 +209,9 @@ class _Seeder:
             domain = (company.split()[0].lower() + ".example") if company else "mail.example"
             email = f"{first.lower()}.{surname.lower()}{n}@{domain}"
             band = "B" if rng.random() < 0.2 else "A"
-            yield (code, "C", company, contact, f"{rng.randint(1, 200)} {rng.choice(_STREETS)}", town, county, "",
-                   "", post_code, email, f"01{rng.randint(100, 999)} {rng.randint(100000, 999999)}", band)
+            yield (code, "C", "C", company, contact, f"{rng.randint(1, 200)} {rng.choice(_STREETS)}", town, county,
+                   "", "", post_code, email, f"01{rng.randint(100, 999)} {rng.randint(100000, 999999)}", band, "S",
+                   "20261101", "090000")
 
 
 def seed(database, *, items, locations, boms, accounts, seed_value=DEFAULT_SEED, batch_rows=DEFAULT_BATCH_ROWS,
@@ -178,24 +222,30 @@ def seed(database, *, items, locations, boms, accounts, seed_value=DEFAULT_SEED,
     if boms and items < 5:
         raise SeedError("bills of materials need at least 5 items to choose components from")
     names = database.names
+    require_demo_company(database, "exsync exchequer seed")
     seeder = _Seeder(rng=random.Random(seed_value), items=items, locations=locations, boms=boms,
-                     accounts=accounts, web_flag_value=database.mapping.web_flag_value)
+                     accounts=accounts, web_flag_value=database.mapping.web_flag_value,
+                     web_flag_is_int=database.mapping.tables["stock"].kind("web_flag") == "int")
     stock_sql = names.sql(
         "INSERT INTO {stock} ({stock.code}, {stock.folio}, {stock.desc_1}, {stock.type}, {stock.parent_code}, "
         "{stock.qty_in_stock}, {stock.qty_allocated}, {stock.qty_picked}, {stock.qty_on_order}, "
-        "{stock.band_a_price}, {stock.band_b_price}, {stock.category}, {stock.web_flag}) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+        "{stock.band_a_price}, {stock.band_b_price}, {stock.category}, {stock.web_flag}, {stock.vat_code}, "
+        "{stock.location}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
     location_sql = names.sql(
-        "INSERT INTO {stock_locations} ({stock_locations.stock_code}, {stock_locations.location}, "
-        "{stock_locations.qty_in_stock}, {stock_locations.qty_allocated}, {stock_locations.qty_picked}, "
-        "{stock_locations.qty_on_order}) VALUES (?, ?, ?, ?, ?, ?)")
-    bom_sql = names.sql("INSERT INTO {bom} ({bom.record_prefix}, {bom.sub_type}, {bom.parent_folio}, "
-                        "{bom.component_code}, {bom.qty_used}) VALUES (?, ?, ?, ?, ?)")
+        "INSERT INTO {stock_locations} ({stock_locations.stock_code}, {stock_locations.stock_folio}, "
+        "{stock_locations.location}, {stock_locations.qty_in_stock}, {stock_locations.qty_allocated}, "
+        "{stock_locations.qty_picked}, {stock_locations.qty_on_order}, {stock_locations.qty_alloc_wor}, "
+        "{stock_locations.qty_picked_wor}, {stock_locations.cost_price}, {stock_locations.last_used}, "
+        "{stock_locations.last_time}) VALUES (?, ?, ?, ?, ?, ?, ?, 0, 0, 0, '20261101', '090000')")
+    bom_sql = names.sql("INSERT INTO {bom} ({bom.record_prefix}, {bom.sub_type}, {bom.code_1}, {bom.code_3}, "
+                        "{bom.qty_used_raw}, {bom.component_code}, {bom.parent_folio}, {bom.component_folio}, "
+                        "{bom.qty_used}, {bom.qty_cost}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 0)")
     account_sql = names.sql(
-        "INSERT INTO {accounts} ({accounts.code}, {accounts.cust_supp}, {accounts.company}, {accounts.contact}, "
-        "{accounts.address_1}, {accounts.address_2}, {accounts.address_3}, {accounts.address_4}, "
-        "{accounts.address_5}, {accounts.post_code}, {accounts.email}, {accounts.phone}, {accounts.price_band}) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+        "INSERT INTO {accounts} ({accounts.code}, {accounts.cust_supp}, {accounts.sub_type}, {accounts.company}, "
+        "{accounts.contact}, {accounts.address_1}, {accounts.address_2}, {accounts.address_3}, "
+        "{accounts.address_4}, {accounts.address_5}, {accounts.post_code}, {accounts.email}, {accounts.phone}, "
+        "{accounts.price_band}, {accounts.vat_code}, {accounts.last_used}, {accounts.time_stamp}) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
     counts = {"stock": 0, "locations": 0, "bom": 0}
     with database.transaction() as cursor:
         if cursor.scalar("SELECT COUNT(*) FROM {stock}"):
@@ -222,7 +272,40 @@ def seed(database, *, items, locations, boms, accounts, seed_value=DEFAULT_SEED,
             component_rows.extend(components)
         cursor.executemany(stock_sql, kit_rows)
         cursor.executemany(bom_sql, component_rows)
-        _batched(cursor, account_sql, seeder.account_rows(account_codes or AccountCodePattern()), batch_rows)
+        codes = []
+
+        def account_rows():
+            for row in seeder.account_rows(account_codes or AccountCodePattern()):
+                codes.append(row[0])
+                yield row
+
+        _batched(cursor, account_sql, account_rows(), batch_rows)
+        backlog = _backlog_orders(cursor, seeder.backlog, codes)
     return SeedSummary(locations=len(seeder.location_codes), items=items, boms=boms, accounts=accounts,
                        stock_rows=counts["stock"] + len(kit_rows), stock_location_rows=counts["locations"],
-                       bom_rows=len(component_rows))
+                       bom_rows=len(component_rows), backlog_orders=backlog)
+
+
+def _backlog_orders(cursor, backlog, account_codes):
+    """The open sales orders behind the seeded allocations and picks, written as the Toolkit writes an
+    SOR (ledger.insert_document): tlStockDeductQty is each line's allocation, tlQtyPicked its pick.
+    The STOCK and StockLocation figures were inserted with the same totals."""
+    if not backlog:
+        return 0
+    rates = vat_rates(cursor)
+    orders = 0
+    for start in range(0, len(backlog), BACKLOG_LINES_PER_ORDER):
+        chunk = backlog[start:start + BACKLOG_LINES_PER_ORDER]
+        account = account_codes[orders % len(account_codes)]
+        reference = take_reference(cursor, "SOR")
+        folio = take_folio(cursor, FOLIO_COUNTER)
+        lines = [{"stock_code": code, "description": code, "qty": allocated, "net_value": 1.0, "vat_code": "S",
+                  "location": location, "qty_picked": picked, "stock_deduct_qty": allocated}
+                 for code, location, allocated, picked in chunk]
+        _, _, outstanding = insert_document(cursor, doc_type="SOR", our_ref=reference, folio=folio,
+                                            account_code=account, date=BACKLOG_DATE,
+                                            your_ref=f"BACKLOG{orders + 1}", lines=lines, vat_rates=rates)
+        post_order_balance(cursor, account_code=account, year=BACKLOG_DATE.year - 1900, period=BACKLOG_DATE.month,
+                           amount=outstanding)
+        orders += 1
+    return orders

@@ -1,10 +1,15 @@
-"""Writes into Exchequer behind one narrow interface, so a site's Toolkit bridge can replace the SQL one.
+"""Writes into Exchequer through one interface, `Toolkit`, the way Exchequer allows: its Toolkit.
 
-`SqlWriteBackend` writes the Exchequer-shaped tables and applies Exchequer's effects itself, each
-write in one transaction. Every write is idempotent by its external key (the integration's own
-`external_keys` table, unique on kind + key, in the same database): the key is claimed first, so a
-second writer of the same key waits on the unique index, then finds the key taken, rolls back and
-returns the winner's reference; nothing it did is kept.
+Two implementations: the Exchequer agent (exsync/exchequer/agent.py), which sends each write as a
+command to the agent beside the licensed COM Toolkit on the Exchequer server, and `ToolkitEmulator`
+here, for the demo company (the replica) and the tests: on save it does to the tables what the
+vendor's Toolkit does (ledger.py, each rule citing the vendor routine), so that Exchequer's own
+recalculation would agree with it. The emulator refuses any company that is not an exsync demo
+company: direct SQL writes to a real company cannot be made safe (../shared/exchequer-sql-edition.md §5.2).
+
+Every write is idempotent by its external key (the integration's own `external_keys` table, unique
+on kind + key, in the same database): the key is claimed first, so a second writer of the same key
+waits on the unique index, then finds the key taken, rolls back and returns the winner's reference.
 """
 
 import time
@@ -14,34 +19,51 @@ from exsync.exchequer.accounts import AccountCodePattern, generate_account_code
 from exsync.exchequer.errors import (
     DuplicateKeyError,
     InvalidDocumentError,
+    MappingError,
     RetryableError,
+    ToolkitError,
+    UnknownAccountError,
 )
 from exsync.exchequer.ledger import (
     ACCOUNT_FIELDS,
+    HOLD_CREDIT,
     account_columns,
+    add_audit_note,
     check_fits,
-    format_reference,
+    committed_balance,
+    company_settings,
     insert_document,
     move_stock,
-    next_number,
+    post_order_balance,
     require_account,
-    stock_types,
+    stock_records,
+    take_folio,
+    take_reference,
+    trans_date,
     update_account_row,
+    vat_rates,
 )
-from exsync.exchequer.mapping import FOLIO_COUNTER
+from exsync.exchequer.mapping import ACCOUNT_CODE_LENGTH, FOLIO_COUNTER
 from exsync.exchequer.models import WriteResult
+from exsync.exchequer.schema import require_demo_company
 from exsync.metrics import Metrics
 
 __all__ = [
+    "ALLOCATED_STOCK_TYPES",
     "DEFAULT_LOCATION",
     "DEFAULT_MAX_ATTEMPTS",
     "DEFAULT_VAT_CODES",
     "KIND_ACCOUNT",
     "KIND_SALES_DOCUMENT",
+    "SALES_DOCUMENT_TYPES",
     "SqlWriteBackend",
+    "Toolkit",
+    "ToolkitEmulator",
     "WriteBackend",
 ]
 
+# The configuration's default VAT codes (exchequer.vat_codes): the emulator checks them against the
+# company's evw_VATRate; the rates it writes always come from the company.
 DEFAULT_VAT_CODES = {"S": 20.0, "Z": 0.0, "E": 0.0, "5": 5.0}
 DEFAULT_LOCATION = "MAI"
 DEFAULT_MAX_ATTEMPTS = 8
@@ -49,10 +71,12 @@ DEFAULT_RETRY_PAUSE_SECONDS = 0.02
 KIND_SALES_DOCUMENT = "sales_document"
 KIND_ACCOUNT = "account"
 SALES_DOCUMENT_TYPES = ("SOR", "SQU")
+# Stock types whose lines allocate (`Stock_Deduct` skips description-only and group lines).
+ALLOCATED_STOCK_TYPES = ("P", "M", "X")
 
 
-class WriteBackend(typing.Protocol):
-    """What the integration asks of Exchequer; the SQL backend and a Toolkit bridge both provide it."""
+class Toolkit(typing.Protocol):
+    """What the integration asks of Exchequer's Toolkit; the emulator and the agent client provide it."""
 
     def create_account(self, *, external_key, details, code=None) -> WriteResult:
         """Creates a customer account (code generated unless given); the result's reference is its code."""
@@ -70,6 +94,10 @@ class WriteBackend(typing.Protocol):
         """Creates an SOR or SQU with its lines; the result's reference is e.g. SOR000123."""
 
 
+# The consumers' name for the interface, kept so their code reads as before.
+WriteBackend = Toolkit
+
+
 class _AlreadyWritten(Exception):
     """The external key was claimed by another write (internal control flow)."""
 
@@ -78,18 +106,41 @@ class _CodeTaken(Exception):
     """A generated account code lost a race to another writer (internal; retried)."""
 
 
-class SqlWriteBackend:
-    """Writes Exchequer-shaped tables directly (demo company, tests, staging databases)."""
+class ToolkitEmulator:
+    """Does on save what Exchequer's Toolkit does, in the demo company's tables (one transaction each).
+
+    `vat_codes` (the configuration's exchequer.vat_codes), when given, must agree with the company's
+    evw_VATRate: a disagreement is a MappingError at the first write, not a silently different VAT.
+    """
 
     def __init__(self, *, database, vat_codes=None, default_location=DEFAULT_LOCATION, account_codes=None,
                  metrics=None, max_attempts=DEFAULT_MAX_ATTEMPTS, retry_pause_seconds=DEFAULT_RETRY_PAUSE_SECONDS):
         self.database = database
-        self.vat_codes = dict(DEFAULT_VAT_CODES if vat_codes is None else vat_codes)
+        self.expected_vat_codes = None if vat_codes is None else dict(vat_codes)
         self.default_location = default_location
         self.account_codes = account_codes or AccountCodePattern()
         self.metrics = metrics or Metrics()
         self.max_attempts = max_attempts
         self.retry_pause_seconds = retry_pause_seconds
+        self._checked = False
+
+    def _check_company(self):
+        """Once per emulator: the company must be a demo company, its VAT rates what the config says."""
+        if self._checked:
+            return
+        require_demo_company(self.database, "a direct SQL write")
+        if self.expected_vat_codes is not None:
+            with self.database.transaction(write=False) as cursor:
+                rates = vat_rates(cursor)
+            wrong = {code: rate for code, rate in self.expected_vat_codes.items()
+                     if code not in rates or abs(rates[code] - float(rate)) > 1e-9}
+            if wrong:
+                raise MappingError(
+                    "exchequer.vat_codes disagrees with the company's VAT rates (evw_VATRate): "
+                    + ", ".join(f"{code} configured {rate} %, company "
+                                + (f"{rates[code]} %" if code in rates else "has no such code")
+                                for code, rate in sorted(wrong.items())))
+        self._checked = True
 
     # --- the integration's own key table
 
@@ -119,6 +170,7 @@ class SqlWriteBackend:
         """Runs `body(cursor)` in a transaction that first claims the key; retries deadlocks and
         (for generated account codes) duplicate codes; returns the WriteResult."""
         check_fits(self.database.names, "external_keys", "external_key", external_key)
+        self._check_company()
         started = time.monotonic()
         existing = self.existing_reference(kind, external_key)
         if existing:
@@ -164,13 +216,22 @@ class SqlWriteBackend:
             names = cursor.names
             pairs = account_columns(names, fields)
             if code is not None:
-                account_code = check_fits(names, "accounts", "code", code.upper())
+                account_code = code.upper()
+                if len(account_code) > ACCOUNT_CODE_LENGTH:
+                    raise InvalidDocumentError(f"account code {account_code!r} is longer than Exchequer's "
+                                               f"{ACCOUNT_CODE_LENGTH} characters (AccLen)")
             else:
                 stem = self.account_codes.stem(company=details.company, contact=details.contact)
                 taken = [row[0] for row in cursor.run(
                     "SELECT {accounts.code} FROM {accounts} WHERE {accounts.code} LIKE ?", (stem + "%",)).fetchall()]
                 account_code = generate_account_code(company=details.company, contact=details.contact,
                                                       taken=taken, pattern=self.account_codes)
+            # EX_STOREACCOUNT (ENTRPRSE/DLLTK/DLL01U.pas L498-710, L1132-1200): acSubType := acCustSupp
+            # (L694), acLastUsed := Today (L625), acTimeStamp := TimeNowStr (L702); a new customer
+            # gets the standard VAT code and is active; then an audit note (L1184).
+            day, now = time.strftime("%Y%m%d"), time.strftime("%H%M%S")
+            pairs = [*pairs, ("sub_type", "C"), ("vat_code", "S"), ("account_status", 0), ("last_used", day),
+                     ("time_stamp", now), ("last_operator", "exsync")]
             columns = ", ".join(f"{{accounts.{column}}}" for column, _ in pairs)
             marks = ", ".join("?" for _ in pairs)
             try:
@@ -202,6 +263,7 @@ class SqlWriteBackend:
         return [row[0] for row in rows]
 
     def update_account(self, code, changes):
+        self._check_company()
         started = time.monotonic()
         try:
             with self.database.transaction() as cursor:
@@ -219,32 +281,74 @@ class SqlWriteBackend:
             raise InvalidDocumentError(f"document type {document.doc_type!r} is not one of {SALES_DOCUMENT_TYPES}")
         if not document.lines:
             raise InvalidDocumentError("a sales document needs at least one line")
-        lines = []
         for number, line in enumerate(document.lines, start=1):
-            if line.vat_code not in self.vat_codes:
-                raise InvalidDocumentError(f"line {number}: VAT code {line.vat_code!r} is not configured")
             if not line.qty > 0:
                 raise InvalidDocumentError(f"line {number}: quantity {line.qty!r} must be more than 0")
-            location = line.location or (self.default_location if line.stock_code else "")
-            lines.append({"stock_code": line.stock_code, "description": line.description, "qty": float(line.qty),
-                          "net_value": float(line.unit_net_price), "vat_code": line.vat_code, "location": location})
+        date = trans_date(document.date)
 
         def body(cursor):
-            account_code = require_account(cursor, document.account_code)
-            stock_types(cursor, [line["stock_code"] for line in lines if line["stock_code"]])
-            reference = format_reference(document.doc_type, next_number(cursor, document.doc_type))
-            folio = next_number(cursor, FOLIO_COUNTER)
-            insert_document(cursor, doc_type=document.doc_type, our_ref=reference, folio=folio,
-                            account_code=account_code, date=document.date, your_ref=document.your_ref,
-                            long_your_ref=document.long_your_ref, user_fields=document.user_fields,
-                            lines=lines, vat_rates=self.vat_codes)
-            if document.doc_type == "SOR":
-                allocations = {}
-                for line in lines:
-                    if line["stock_code"]:
-                        key = (line["stock_code"], line["location"])
-                        allocations[key] = (0.0, allocations.get(key, (0.0, 0.0, 0.0))[1] + line["qty"], 0.0)
-                move_stock(cursor, allocations)
-            return reference
+            return self._save_document(cursor, document, date)
 
         return self._write_once("create_sales_document", KIND_SALES_DOCUMENT, document.external_key, body)
+
+    def _save_document(self, cursor, document, date):
+        """`ITransaction.Save` -> `EX_STORETRANS` -> `ValidTrans` (ENTRPRSE/COMTK/OTRANS.PAS L2180-2330,
+        ENTRPRSE/DLLTK/DLLTH_UP.PAS L7405-7720) for a new SOR or SQU."""
+        settings = company_settings(cursor)
+        rates = vat_rates(cursor)
+        account = cursor.run("SELECT {accounts.code}, {accounts.account_status}, {accounts.credit_limit}, "
+                             "{accounts.location} FROM {accounts} WHERE {accounts.code} = ?",
+                             (document.account_code.upper(),)).fetchone()
+        if account is None:
+            raise UnknownAccountError(f"no account {document.account_code!r}")
+        account_code, status, credit_limit, account_location = account
+        # ValidateHeader: the account must be active (acAccStatus 0).
+        if status:
+            raise ToolkitError(f"account {account_code} is not active (acAccStatus {status})", code=30002)
+        records = stock_records(cursor, [line.stock_code for line in document.lines if line.stock_code])
+        allocates = document.doc_type == "SOR" or (document.doc_type == "SQU" and settings.quotes_allocate)
+        lines, allocations = [], {}
+        for number, line in enumerate(document.lines, start=1):
+            if line.vat_code not in rates:
+                raise InvalidDocumentError(f"line {number}: VAT code {line.vat_code!r} is not one of the company's "
+                                           f"(evw_VATRate: {', '.join(sorted(rates))})")
+            # tlLocation only when multi-location is on (Validate_Lines, DLLTH_UP.PAS around L2800).
+            location = ""
+            if line.stock_code and settings.use_multi_locations:
+                location = line.location or (account_location or "").strip() or self.default_location
+            deduct = 0.0
+            if line.stock_code and allocates and records[line.stock_code][0] in ALLOCATED_STOCK_TYPES:
+                # DeductQty = (Qty - (QtyWOff + QtyDel)) x QtyMul, stored in tlStockDeductQty; it raises
+                # stQtyAllocated and LsQtyAlloc (`Stock_Deduct`, ENTRPRSE/DLLTK/BTS1.pas L1720-1740;
+                # SQU only under QUAllocFlg, L1739).
+                deduct = float(line.qty)
+                key = (line.stock_code, location)
+                previous = allocations.get(key, (0.0, 0.0, 0.0))
+                allocations[key] = (0.0, previous[1] + deduct, 0.0)
+            lines.append({"stock_code": line.stock_code, "description": line.description, "qty": float(line.qty),
+                          "net_value": float(line.unit_net_price), "vat_code": line.vat_code, "location": location,
+                          "stock_deduct_qty": deduct})
+        order_value = sum(round(line["qty"] * line["net_value"], 2) for line in lines)
+        hold = 0
+        if document.doc_type == "SOR" and settings.credit_check and credit_limit and credit_limit > 0:
+            # The credit check (DLLTH_UP.PAS L7006-7016): over the limit, the order is saved on credit
+            # hold (flag 6); the site's "stop bad debtors" option, which rejects it, is not modeled.
+            if committed_balance(cursor, account_code) + order_value > float(credit_limit):
+                hold = HOLD_CREDIT
+        # SetNextDocNos (Set_ExDoc, DLLTH_UP.PAS L6285): the reference from the type's row, the folio from AFL.
+        reference = take_reference(cursor, document.doc_type)
+        folio = take_folio(cursor, FOLIO_COUNTER)
+        _, _, order_os = insert_document(
+            cursor, doc_type=document.doc_type, our_ref=reference, folio=folio, account_code=account_code,
+            date=date, your_ref=document.your_ref, long_your_ref=document.long_your_ref,
+            user_fields=document.user_fields, lines=lines, vat_rates=rates, hold_flag=hold)
+        move_stock(cursor, allocations, use_multi_locations=settings.use_multi_locations)
+        if document.doc_type == "SOR":
+            post_order_balance(cursor, account_code=account_code, year=int(date[:4]) - 1900,
+                               period=int(date[4:6]), amount=order_os)
+        add_audit_note(cursor, folio=folio, text=f"{reference} created by exsync for {document.external_key}"[:100])
+        return reference
+
+
+# The name the consumers and older code use for the emulator.
+SqlWriteBackend = ToolkitEmulator

@@ -56,7 +56,9 @@ class ExchequerSchema(Schema):
     locations = LocationsField(load_default="all")
     default_location = fields.String(load_default="MAI", validate=validate.Length(min=1, max=3))
     category_field = fields.String(load_default="stUserField1", validate=validate.OneOf(_STOCK_USER_FIELDS))
-    web_flag_field = fields.String(load_default="stUserField2", validate=validate.OneOf(_STOCK_USER_FIELDS))
+    # A stock user field holding web_flag_value, or Exchequer's own eBusiness flag stUseForEbus (1 on).
+    web_flag_field = fields.String(load_default="stUserField2",
+                                   validate=validate.OneOf([*_STOCK_USER_FIELDS, "stUseForEbus"]))
     web_flag_value = fields.String(load_default="Y")
     account_code = fields.Nested(AccountCodeSchema, load_default=lambda: AccountCodeSchema().load({}))
     vat_codes = fields.Dict(keys=fields.String(validate=validate.Length(equal=1)),

@@ -54,7 +54,7 @@ def test_pick_dispatch_and_invoice_an_order(seeded):
     assert progress.deliveries == ("SDN000001",) and not progress.fully_delivered
     sdn = reader.document("SDN000001")
     assert sdn.header.doc_type == "SDN" and sdn.header.your_ref == reference
-    assert [(line.stock_code, line.qty, line.sop_line_no) for line in sdn.lines] == [(first, 4, 1)]
+    assert [(line.stock_code, line.qty, line.sop_abs_line_no) for line in sdn.lines] == [(first, 4, 1)]
     assert invoice_order(seeded, reference) == "SIN000001"
     w02 = _at(seeded, second, "W02")
     assert dispatch_order(seeded, reference) == "SDN000002"

@@ -11,7 +11,7 @@ def test_sql_edition_names_on_a_database_with_schemas():
     sql = names.sql("SELECT {stock.code}, {stock.qty_allocated} FROM {stock} WHERE {stock.type} = ?")
     assert sql == 'SELECT "stCode", "stQtyAllocated" FROM "ACME01"."STOCK" WHERE "stType" = ?'
     assert names.table("stock_locations") == '"ACME01"."StockLocation"'
-    assert names.table("settings") == '"common"."evw_SystemSettings"'
+    assert names.table("settings") == '"ACME01"."evw_SystemSettings"'
     assert names.table("external_keys") == '"exsync"."external_keys"'
     assert names.state_table("order_tracking") == '"exsync"."order_tracking"'
 
@@ -30,17 +30,18 @@ def test_category_and_web_flag_follow_the_configured_user_fields():
 
 
 def test_a_site_overrides_table_and_column_names():
-    mapping = Mapping(tables={"bom": "BOMLINES"}, columns={"bom.parent_folio": "exchqchkcode1",
-                                                          "accounts.price_band": "acUserDef3"})
+    mapping = Mapping(tables={"bom_view": "BOMLINES"}, columns={"bom_view.parent_folio": "ParentFolio",
+                                                               "accounts.price_band": "acUserDef3"})
     names = mapping.bind(POSTGRESQL)
-    assert names.table("bom") == '"ZZZZ01"."BOMLINES"'
-    assert names.column("bom", "parent_folio") == '"exchqchkcode1"'
+    assert names.table("bom_view") == '"ZZZZ01"."BOMLINES"'
+    assert names.column("bom_view", "parent_folio") == '"ParentFolio"'
     assert names.column("accounts", "price_band") == '"acUserDef3"'
 
 
 @pytest.mark.parametrize("arguments, complaint", [
     ({"edition": "btrieve"}, "unknown Exchequer edition"),
     ({"category_field": "stDesc1"}, "not a stock user field"),
+    ({"web_flag_field": "stDescLine1"}, "neither a stock user field"),
     ({"category_field": "stUserField2"}, "different user fields"),
     ({"tables": {"stocks": "X"}}, "unknown table 'stocks'"),
     ({"columns": {"stock.colour": "X"}}, "unknown column 'stock.colour'"),
@@ -53,3 +54,9 @@ def test_impossible_mappings_are_refused(arguments, complaint):
 def test_a_template_naming_an_unmapped_column_is_an_error():
     with pytest.raises(MappingError, match="colour"):
         Mapping().bind(SQLITE).sql("SELECT {stock.colour} FROM {stock}")
+
+
+def test_the_web_flag_may_be_exchequers_ebusiness_flag():
+    mapping = Mapping(web_flag_field="stUseForEbus")
+    assert mapping.bind(POSTGRESQL).sql("{stock.web_flag}") == '"stUseForEbus"'
+    assert mapping.web_flag_value == "1"

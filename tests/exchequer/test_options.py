@@ -19,12 +19,12 @@ def test_a_site_configuration_is_honoured():
         "company": "ACME01", "locations": ["MAI", "W02"], "default_location": "W02",
         "category_field": "stUserField4", "web_flag_field": "stUserField5", "web_flag_value": "1",
         "account_code": {"pattern": "LLLNNN", "source": "surname"}, "vat_codes": {"S": 17.5, "Z": 0},
-        "tables": {"settings": "SystemSetup"}, "columns": {"bom.parent_folio": "exchqchkcode1"}}})
+        "tables": {"settings": "SystemSetup"}, "columns": {"bom_view.parent_folio": "ParentFolio"}}})
     assert problems == []
     names = mapping_for(config).bind(POSTGRESQL)
     options = options_for(config)
-    assert names.sql("{stock.category} {stock.web_flag} {bom.parent_folio} {settings}") == \
-        '"stUserField4" "stUserField5" "exchqchkcode1" "common"."SystemSetup"'
+    assert names.sql("{stock.category} {stock.web_flag} {bom_view.parent_folio} {settings}") == \
+        '"stUserField4" "stUserField5" "ParentFolio" "ACME01"."SystemSetup"'
     assert mapping_for(config).web_flag_value == "1"
     assert options.locations == ("MAI", "W02") and options.default_location == "W02"
     assert options.vat_codes == {"S": 17.5, "Z": 0.0}

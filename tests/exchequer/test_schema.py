@@ -1,4 +1,4 @@
-"""init_schema: the company's tables, the settings row and the counters, created once."""
+"""init_schema: the company's tables, views, system setup records and counters, created once."""
 
 from exsync.exchequer import connect, init_schema
 from exsync.exchequer.schema import COUNTER_TYPES
@@ -8,6 +8,7 @@ def test_init_is_idempotent_and_creates_settings_and_counters(database):
     init_schema(database)
     with database.transaction(write=False) as cursor:
         assert cursor.scalar("SELECT COUNT(*) FROM {settings}") == 1
+        assert cursor.scalar("SELECT COUNT(*) FROM {system_setup}") == 2  # the 'SYS' and 'VAT' records
         counters = {row[0]: row[1] for row in cursor.run(
             "SELECT {counters.counter_type}, {counters.next_number} FROM {counters}").fetchall()}
         assert counters == {counter: 1 for counter in COUNTER_TYPES}
@@ -23,7 +24,10 @@ def test_tables_live_in_the_company_schema_on_postgresql(pg_odbc_dsn):
                 "WHERE table_schema IN ('ZZZZ01', 'common', 'exsync')").fetchall()}
     assert {("ZZZZ01", "STOCK"), ("ZZZZ01", "StockLocation"), ("ZZZZ01", "EXCHQCHK"), ("ZZZZ01", "DOCUMENT"),
             ("ZZZZ01", "DETAILS"), ("ZZZZ01", "CUSTSUPP"), ("ZZZZ01", "EXCHQNUM"), ("ZZZZ01", "Location"),
-            ("common", "evw_SystemSettings"), ("exsync", "external_keys")} <= found
+            ("ZZZZ01", "EXCHQSS"), ("ZZZZ01", "HISTORY"), ("ZZZZ01", "evw_SystemSettings"),
+            ("ZZZZ01", "evw_VATRate"), ("ZZZZ01", "evw_BillOfMaterials"), ("exsync", "external_keys"),
+            ("exsync", "demo_company")} <= found
+    assert not any(schema == "common" for schema, _ in found), "the settings view is in the company schema"
 
 
 def test_a_prefix_keeps_two_companies_apart_in_one_sqlite_file(sqlite_dsn):

@@ -38,10 +38,21 @@ def _counters(database):
         return dict(cursor.run("SELECT {counters.counter_type}, {counters.next_number} FROM {counters}").fetchall())
 
 
+def _sor(database, offset=0):
+    """The reference the next SOR gets (`offset` more on): the seed's open orders took the first ones."""
+    return f"SOR{_counters(database)['SOR'] + offset:06d}"
+
+
+def _documents(database):
+    with database.transaction(write=False) as cursor:
+        return cursor.scalar("SELECT COUNT(*) FROM {documents}"), cursor.scalar("SELECT COUNT(*) FROM {lines}")
+
+
 def test_a_sales_order_is_written_with_its_effects(seeded):
     first, second, _ = _products(seeded)
     account = next(ExchequerReader(database=seeded).iter_accounts()).code
     before = {code: _figures(seeded, code, "W02") for code in (first.code, second.code)}
+    expected, counters = _sor(seeded), _counters(seeded)
     backend = SqlWriteBackend(database=seeded, default_location="W02")
     document = SalesDocument(
         external_key="woo-order-501", doc_type="SOR", account_code=account.lower(),
@@ -52,8 +63,8 @@ def test_a_sales_order_is_written_with_its_effects(seeded):
                             vat_code="S"),
                DocumentLine(stock_code="", description="Carriage", qty=1, unit_net_price=4.95, vat_code="S")))
     result = backend.create_sales_document(document)
-    assert result.created and result.reference == "SOR000001"
-    stored = ExchequerReader(database=seeded).document("SOR000001")
+    assert result.created and result.reference == expected
+    stored = ExchequerReader(database=seeded).document(expected)
     header = stored.header
     assert (header.doc_type, header.account_code, header.run_no, header.trans_date) == ("SOR", account, -40,
                                                                                          "20261127")
@@ -64,11 +75,11 @@ def test_a_sales_order_is_written_with_its_effects(seeded):
         (1, first.code, "W02", "S"), (2, second.code, "W02", "Z"), (3, first.code, "W02", "S"), (4, "", "", "S")]
     assert _figures(seeded, first.code, "W02") == (before[first.code][0] + 5, before[first.code][1] + 5)
     assert _figures(seeded, second.code, "W02") == (before[second.code][0] + 1, before[second.code][1] + 1)
-    assert _counters(seeded)["SOR"] == 2 and _counters(seeded)["FOL"] == 2
+    assert _counters(seeded)["SOR"] == counters["SOR"] + 1 and _counters(seeded)["AFL"] == counters["AFL"] + 1
     again = backend.create_sales_document(document)
-    assert (again.reference, again.created) == ("SOR000001", False)
+    assert (again.reference, again.created) == (expected, False)
     assert _figures(seeded, first.code, "W02") == (before[first.code][0] + 5, before[first.code][1] + 5)
-    assert _counters(seeded)["SOR"] == 2
+    assert _counters(seeded)["SOR"] == counters["SOR"] + 1
 
 
 def test_a_quotation_allocates_nothing(seeded):
@@ -171,15 +182,15 @@ def _small_company(dsn):
 
 def test_the_same_order_from_two_connections_makes_one_sor(dsn):
     item, account, before = _small_company(dsn)
+    with connect(dsn) as database:
+        first, (documents, lines) = _counters(database)["SOR"], _documents(database)
     orders = [order(f"woo-{n}", account, [(item.code, 1, 5.0, "MAI")], your_ref=str(n)) for n in range(40)]
     results = _race(dsn, lambda backend, _: [backend.create_sales_document(o) for o in orders])
     assert [r.reference for r in results[0]] == [r.reference for r in results[1]]
-    assert sorted(r.reference for r in results[0]) == [f"SOR{n:06d}" for n in range(1, 41)]
+    assert sorted(r.reference for r in results[0]) == [f"SOR{n:06d}" for n in range(first, first + 40)]
     assert all(a.created != b.created for a, b in zip(*results))
     with connect(dsn) as database:
-        with database.transaction(write=False) as cursor:
-            assert cursor.scalar("SELECT COUNT(*) FROM {documents}") == 40
-            assert cursor.scalar("SELECT COUNT(*) FROM {lines}") == 40
+        assert _documents(database) == (documents + 40, lines + 40)
         assert _figures(database, item.code, "MAI") == (before[0] + 40, before[1] + 40)
 
 
@@ -191,6 +202,7 @@ def test_two_writers_of_200_orders_each_get_unique_references_and_exact_allocati
         account = next(ExchequerReader(database=database).iter_accounts()).code
         before = {code: _figures(database, code, loc) for code in (first.code, second.code) for loc in ["MAI"]}
         before_w02 = _figures(database, second.code, "W02")
+        start, (documents, _) = _counters(database)["SOR"], _documents(database)
 
     def work(backend, index):
         return [backend.create_sales_document(order(
@@ -201,14 +213,14 @@ def test_two_writers_of_200_orders_each_get_unique_references_and_exact_allocati
     results = _race(pg_odbc_dsn, work)
     references = [r.reference for batch in results for r in batch]
     assert all(r.created for batch in results for r in batch)
-    assert sorted(references) == [f"SOR{n:06d}" for n in range(1, 401)]
+    assert sorted(references) == [f"SOR{n:06d}" for n in range(start, start + 400)]
     with connect(pg_odbc_dsn) as database:
         assert _figures(database, first.code, "MAI") == (before[first.code][0] + 400, before[first.code][1] + 400)
         assert _figures(database, second.code, "MAI") == (before[second.code][0] + 800,
                                                           before[second.code][1] + 400)
         assert _figures(database, second.code, "W02")[1] == before_w02[1] + 400
         with database.transaction(write=False) as cursor:
-            assert cursor.scalar("SELECT COUNT(DISTINCT {documents.folio}) FROM {documents}") == 400
+            assert cursor.scalar("SELECT COUNT(DISTINCT {documents.folio}) FROM {documents}") == documents + 400
 
 
 def test_concurrent_new_customers_with_the_same_name_get_different_codes(pg_odbc_dsn):
@@ -223,6 +235,8 @@ def test_concurrent_new_customers_with_the_same_name_get_different_codes(pg_odbc
 
 def test_the_loser_of_a_race_waits_for_the_winner_and_returns_its_reference(dsn):
     item, account, before = _small_company(dsn)
+    with connect(dsn) as database:
+        expected, counters = _sor(database), _counters(database)
     document = order("woo-race", account, [(item.code, 3, 5.0, "MAI")])
     recorded, release = threading.Event(), threading.Event()
 
@@ -250,11 +264,11 @@ def test_the_loser_of_a_race_waits_for_the_winner_and_returns_its_reference(dsn)
     release.set()
     winner.join()
     loser.join()
-    assert (outcomes["winner"].reference, outcomes["winner"].created) == ("SOR000001", True)
-    assert (outcomes["loser"].reference, outcomes["loser"].created) == ("SOR000001", False)
+    assert (outcomes["winner"].reference, outcomes["winner"].created) == (expected, True)
+    assert (outcomes["loser"].reference, outcomes["loser"].created) == (expected, False)
     with connect(dsn) as database:
         assert _figures(database, item.code, "MAI") == (before[0] + 3, before[1] + 3)
-        assert _counters(database)["SOR"] == 2
+        assert _counters(database)["SOR"] == counters["SOR"] + 1
 
 
 class RecordingMetrics(Metrics):
