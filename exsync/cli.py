@@ -1,6 +1,7 @@
 """The `exsync` command: one subcommand per process or operator task."""
 
 import argparse
+import dataclasses
 import sys
 
 from exsync.config import load_settings, read_config_file
@@ -73,6 +74,65 @@ def cmd_exchequer_seed(settings, args):
     print(f"seeded {summary.stock_rows} stock rows, {summary.stock_location_rows} stock-location rows, "
           f"{summary.bom_rows} BOM components, {summary.accounts} accounts, {summary.locations} locations, "
           f"{summary.backlog_orders} open sales orders carrying the allocations in {elapsed_seconds:.1f} s")
+    return 0
+
+
+def cmd_exchequer_agent(settings, args):
+    """Serves Exchequer write commands from the queue through the configured Toolkit until SIGTERM."""
+    import signal
+
+    from exsync.exchequer import options_for
+    from exsync.exchequer.agent import ToolkitAgent
+    from exsync.exchequer.write_paths import agent_side_toolkit
+    from exsync.metrics import default_metrics
+
+    options = options_for(settings.config)
+    if args.toolkit:
+        options = dataclasses.replace(options, agent_toolkit=args.toolkit)
+    metrics = default_metrics()
+    with _exchequer_database(settings) as database:
+        agent = ToolkitAgent(url=settings.amqp_url, toolkit=agent_side_toolkit(options=options, company=database,
+                                                                               metrics=metrics), metrics=metrics)
+        signal.signal(signal.SIGTERM, agent.stop)
+        signal.signal(signal.SIGINT, agent.stop)
+        print(f"exchequer agent: {options.agent_toolkit} toolkit on {database!r}", flush=True)
+        agent.run()
+    return 0
+
+
+def cmd_exchequer_smoke_test(settings, args):
+    """Creates one quotation through the configured write path and reads it back: what a site runs on
+    its Exchequer server to see the agent, the Toolkit and the company agree."""
+    import datetime
+    import uuid
+
+    from exsync.exchequer import DocumentLine, ExchequerReader, SalesDocument, options_for
+    from exsync.exchequer.write_paths import consumer_toolkit
+
+    options = options_for(settings.config)
+    key = f"smoke-test:{uuid.uuid4().hex[:12]}"
+    document = SalesDocument(
+        external_key=key, doc_type="SQU", account_code=args.account, date=datetime.date.today(),
+        your_ref="SMOKE", long_your_ref=f"SMOKE-{key[-12:]}",
+        lines=(DocumentLine(stock_code=args.stock, description=f"exsync smoke test {args.stock}", qty=args.qty,
+                            unit_net_price=args.price, vat_code=args.vat_code, location=args.location or ""),))
+    with _exchequer_database(settings) as database:
+        toolkit = consumer_toolkit(options=options, company=database, state=database, amqp_url=settings.amqp_url)
+        try:
+            result = toolkit.create_sales_document(document)
+        finally:
+            close = getattr(toolkit, "close", None)
+            if close is not None:
+                close()
+        stored = ExchequerReader(database=database).document(result.reference)
+    lines = [(line.stock_code, line.qty, line.net_value, line.vat_code) for line in stored.lines]
+    print(f"{result.reference} ({'created' if result.created else 'already there'}) via {options.write_backend}: "
+          f"account {stored.header.account_code}, your ref {stored.header.long_your_ref}, lines {lines}")
+    expected = [(args.stock.upper(), float(args.qty), float(args.price), args.vat_code)]
+    if stored.header.doc_type != "SQU" or stored.header.long_your_ref != document.long_your_ref or lines != expected:
+        print("smoke test FAILED: the quotation read back is not the one sent")
+        return 1
+    print("smoke test passed: the quotation was saved and reads back as sent")
     return 0
 
 
@@ -373,6 +433,20 @@ def build_parser():
     seed.add_argument("--accounts", type=int, default=200, help="customer accounts, default 200")
     seed.add_argument("--seed", type=int, help="random seed: the same seed, the same company")
     seed.set_defaults(func=cmd_exchequer_seed)
+    agent = exchequer_sub.add_parser("agent", help="perform Exchequer write commands from the queue through the "
+                                     "Toolkit (runs beside Exchequer; see README)")
+    agent.add_argument("--toolkit", choices=("com", "emulator"), default=None,
+                       help="override exchequer.agent.toolkit (emulator: the demo company)")
+    agent.set_defaults(func=cmd_exchequer_agent)
+    smoke = exchequer_sub.add_parser("smoke-test", help="create one quotation through the configured write path "
+                                     "and read it back")
+    smoke.add_argument("--account", required=True, help="an existing customer account code")
+    smoke.add_argument("--stock", required=True, help="an existing stock code")
+    smoke.add_argument("--qty", type=float, default=1.0)
+    smoke.add_argument("--price", type=float, default=1.0)
+    smoke.add_argument("--vat-code", default="S")
+    smoke.add_argument("--location", default=None)
+    smoke.set_defaults(func=cmd_exchequer_smoke_test)
     sandbox = sub.add_parser("sandbox", help="serve the sandbox WooCommerce shop (tests, demo, benchmarks)")
     sandbox.add_argument("--host", default="127.0.0.1", help="address to listen on, default 127.0.0.1")
     sandbox.add_argument("--port", type=int, default=8080, help="port to listen on (0: any free), default 8080")

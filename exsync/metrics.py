@@ -71,6 +71,13 @@ SPECS = (
          documentation="Writes to Exchequer by operation and outcome (created, existing, updated, failed)."),
     Spec(name="exchequer_write_duration_seconds", kind="histogram", labels=("operation",),
          documentation="Time one write to Exchequer took, retries included."),
+    Spec(name="exchequer_agent_commands", kind="counter", labels=("operation", "outcome"),
+         documentation="Write commands the Exchequer agent performed through its Toolkit, by outcome "
+                       "(created, done, failed)."),
+    Spec(name="exchequer_agent_command_duration_seconds", kind="histogram", labels=("operation",),
+         documentation="Time the Exchequer agent took to perform one command."),
+    Spec(name="exchequer_agent_timeouts", kind="counter", labels=("operation",),
+         documentation="Write commands the agent did not answer in time (the write is retried)."),
     # the order pipeline
     Spec(name="orders_processed", kind="counter", labels=("outcome",),
          documentation="Order events handled, by outcome (imported, parked, stale, waiting, deleted, ...)."),

@@ -2,24 +2,37 @@
 
 import contextlib
 
-from exsync.exchequer import ConnectError, DatabaseError, ExchequerReader, SqlWriteBackend, connect
+from exsync.exchequer import ConnectError, DatabaseError, ExchequerReader, connect
+from exsync.exchequer.write_paths import consumer_toolkit
 
-__all__ = ["ExchequerConnections", "fresh_after_failure"]
+__all__ = ["ExchequerConnections", "fresh_after_failure", "use_broker"]
+
+# The broker a consumer process talks to, for writes sent to the Exchequer agent
+# (exchequer.write_backend: toolkit); set once by `exsync consume` (consumers/runner.py).
+_broker = {"url": None}
+
+
+def use_broker(url):
+    """Names the broker this process's consumers send Exchequer write commands through."""
+    _broker["url"] = url
 
 
 class ExchequerConnections:
     """One thread's connections: the company, the state tables (the same connection when they
-    share a DSN), a reader and the write backend over the company."""
+    share a DSN), a reader and the Toolkit writes go through (the emulator on the demo company, or
+    the Exchequer agent's client: exchequer.write_backend)."""
 
     def __init__(self, *, exchequer_dsn, state_dsn, mapping, options, metrics):
         self.exchequer = connect(exchequer_dsn, mapping=mapping)
         self.state = self.exchequer if state_dsn in (None, exchequer_dsn) else connect(state_dsn, mapping=mapping)
         self.reader = ExchequerReader(database=self.exchequer)
-        self.backend = SqlWriteBackend(database=self.exchequer, vat_codes=options.vat_codes,
-                                       default_location=options.default_location,
-                                       account_codes=options.account_codes, metrics=metrics)
+        self.backend = consumer_toolkit(options=options, company=self.exchequer, state=self.state,
+                                        amqp_url=_broker["url"], metrics=metrics)
 
     def close(self):
+        close = getattr(self.backend, "close", None)
+        if close is not None:
+            close()
         self.exchequer.close()
         if self.state is not self.exchequer:
             self.state.close()

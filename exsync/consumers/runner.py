@@ -3,6 +3,7 @@
 import importlib
 
 from exsync.bus import Topology, Worker
+from exsync.consumers.connections import use_broker
 from exsync.errors import ConfigError
 from exsync.metrics import default_metrics
 
@@ -30,6 +31,7 @@ def run_consumer(settings, name):
         raise ConfigError([("consumer", f"unknown consumer {name!r}; one of {', '.join(sorted(CONSUMERS))}")])
     queue, factory = CONSUMERS[name]
     metrics = default_metrics()
+    use_broker(settings.amqp_url)
     consumer = _factory(factory)(settings, metrics=metrics)
     worker = Worker(
         url=settings.amqp_url,

@@ -7,6 +7,7 @@ never see a driver's own exception types.
 from exsync.errors import ExsyncError
 
 __all__ = [
+    "AgentTimeoutError",
     "CreditLimitError",
     "NotADemoCompanyError",
     "ToolkitError",
@@ -118,3 +119,8 @@ class ToolkitError(ExchequerError):
 
 class CreditLimitError(ToolkitError):
     """The order would take the account over its credit limit and the company stops such orders."""
+
+
+class AgentTimeoutError(ConnectError):
+    """The Exchequer agent did not answer a write command in time (or its queue was unreachable); the
+    command may still be performed later, and a retry of the write is idempotent."""

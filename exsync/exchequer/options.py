@@ -3,11 +3,16 @@
 import dataclasses
 
 from exsync.exchequer.accounts import AccountCodePattern
+from exsync.exchequer.agent import DEFAULT_REPLY_TIMEOUT_SECONDS
+from exsync.exchequer.comtoolkit import DEFAULT_ACCOUNT_KEY_FIELD
 from exsync.exchequer.mapping import Mapping
 from exsync.exchequer.rules import ALL_LOCATIONS
 from exsync.exchequer.writer import DEFAULT_LOCATION, DEFAULT_VAT_CODES
 
-__all__ = ["ExchequerOptions", "mapping_for", "options_for"]
+__all__ = ["DEFAULT_AGENT_TOOLKIT", "DEFAULT_WRITE_BACKEND", "ExchequerOptions", "mapping_for", "options_for"]
+
+DEFAULT_WRITE_BACKEND = "emulator"
+DEFAULT_AGENT_TOOLKIT = "com"
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -18,6 +23,11 @@ class ExchequerOptions:
     default_location: str = DEFAULT_LOCATION
     vat_codes: dict = dataclasses.field(default_factory=lambda: dict(DEFAULT_VAT_CODES))
     account_codes: AccountCodePattern = dataclasses.field(default_factory=AccountCodePattern)
+    write_backend: str = DEFAULT_WRITE_BACKEND
+    agent_toolkit: str = DEFAULT_AGENT_TOOLKIT
+    agent_data_directory: str | None = None
+    agent_reply_timeout_seconds: float = DEFAULT_REPLY_TIMEOUT_SECONDS
+    agent_account_key_field: str = DEFAULT_ACCOUNT_KEY_FIELD
 
 
 def _section(config):
@@ -37,10 +47,16 @@ def options_for(config):
     defaults = ExchequerOptions()
     locations = section.get("locations", ALL_LOCATIONS)
     account_code = section.get("account_code") or {}
+    agent = section.get("agent") or {}
     return ExchequerOptions(
         locations=ALL_LOCATIONS if locations == ALL_LOCATIONS else tuple(locations),
         default_location=section.get("default_location") or defaults.default_location,
         vat_codes=dict(section.get("vat_codes") or defaults.vat_codes),
         account_codes=AccountCodePattern(**{key: account_code[key] for key in ("pattern", "source")
                                             if account_code.get(key)}),
+        write_backend=section.get("write_backend") or defaults.write_backend,
+        agent_toolkit=agent.get("toolkit") or defaults.agent_toolkit,
+        agent_data_directory=agent.get("data_directory"),
+        agent_reply_timeout_seconds=float(agent.get("reply_timeout_seconds") or defaults.agent_reply_timeout_seconds),
+        agent_account_key_field=agent.get("account_key_field") or defaults.agent_account_key_field,
     )

@@ -48,6 +48,16 @@ class AccountCodeSchema(Schema):
 _STOCK_USER_FIELDS = [f"stUserField{n}" for n in range(1, 11)]
 
 
+class ExchequerAgentSchema(Schema):
+    """The Exchequer agent (exsync exchequer agent), the write path to a real company."""
+
+    toolkit = fields.String(load_default="com", validate=validate.OneOf(["com", "emulator"]))
+    data_directory = fields.String(load_default=None, allow_none=True)
+    reply_timeout_seconds = fields.Float(load_default=30.0, validate=validate.Range(min=0.1, max=3600))
+    account_key_field = fields.String(load_default="acUserDef10",
+                                      validate=validate.OneOf([f"acUserDef{n}" for n in range(1, 11)]))
+
+
 class ExchequerSchema(Schema):
     edition = fields.String(load_default="sql", validate=validate.OneOf(["sql"]))
     company = fields.String(load_default="ZZZZ01", validate=validate.Length(min=1, max=30))
@@ -66,6 +76,10 @@ class ExchequerSchema(Schema):
                             load_default=lambda: {"S": 20.0, "Z": 0.0, "E": 0.0, "5": 5.0})
     tables = fields.Dict(keys=fields.String(), values=fields.String(), load_default=dict)
     columns = fields.Dict(keys=fields.String(), values=fields.String(), load_default=dict)
+    # emulator: exsync writes the demo company itself (refused anywhere else); toolkit: writes are
+    # commands to the Exchequer agent, which saves them through Exchequer's Toolkit.
+    write_backend = fields.String(load_default="emulator", validate=validate.OneOf(["emulator", "toolkit"]))
+    agent = fields.Nested(ExchequerAgentSchema, load_default=lambda: ExchequerAgentSchema().load({}))
 
 
 DEFAULT_SHOP_REQUESTS_PER_SECOND = 5.0

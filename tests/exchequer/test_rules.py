@@ -14,6 +14,7 @@ from exsync.exchequer import (
     could_build_all,
     free_stock,
     item_free_stock,
+    kit_available,
 )
 
 LESS_ALLOCATED = FreeStockSettings(excludes_sales_orders=False, allocate_when_picked=False)
@@ -133,3 +134,23 @@ def test_levels_hold_bills_until_their_components_are_seen():
     only_w02 = {level.code: level for level in StockRules(settings=LESS_ALLOCATED, locations=["W02"])
                 .levels(items, boms)}
     assert only_w02["AAA-KIT"].could_build == 0     # MMM-PART has nothing at W02
+
+
+def test_a_kit_counts_its_own_free_stock_which_may_be_negative():
+    """The kit rule: own free stock (in stock less its own allocations) plus what the components could
+    build, never below 0; a kit inside a kit counts by the same rule."""
+    boms = {**bom("AAA-KIT", ("ZZZ-PART", 2), ("MMM-PART", 1)), **bom("BBB-KIT", ("AAA-KIT", 1))}
+    parts = [item("MMM-PART", [("MAI", 4, 1, 0)]), item("ZZZ-PART", [("MAI", 9, 2, 0), ("W02", 10, 0, 0)])]
+    rules = StockRules(settings=LESS_ALLOCATED)
+
+    def levels(kit_figures, outer_figures=("MAI", 0, 0, 0)):
+        items = [item("AAA-KIT", [kit_figures], stock_type="M"), item("BBB-KIT", [outer_figures], stock_type="M"),
+                 *parts]
+        return {level.code: level.could_build for level in rules.levels(items, boms)}
+
+    assert levels(("MAI", 0, 0, 0)) == {"AAA-KIT": 3, "BBB-KIT": 3, "MMM-PART": None, "ZZZ-PART": None}
+    assert levels(("MAI", 5, 0, 0))["AAA-KIT"] == 8           # 5 of its own + 3 it could build
+    assert levels(("MAI", 0, 2, 0))["AAA-KIT"] == 1           # two sold from no stock: -2 + 3
+    assert levels(("MAI", 0, 5, 0))["AAA-KIT"] == 0           # never below 0
+    assert levels(("MAI", 0, 2, 0), ("MAI", 0, 1, 0))["BBB-KIT"] == 0   # 1 inner kit, one outer sold
+    assert kit_available("AAA-KIT", boms=boms, free={"AAA-KIT": -2, "MMM-PART": 3, "ZZZ-PART": 17}) == 1

@@ -166,3 +166,27 @@ def test_direct_writes_to_a_company_that_is_not_a_demo_company_are_refused(seede
             toolkit.update_account(_accounts(database, 1)[0], {"phone": "1"})
         with pytest.raises(NotADemoCompanyError):
             dispatch_order(database, "SOR000001")
+
+
+def test_after_a_kit_sale_a_components_new_stock_shows_the_right_kit_figure(seeded):
+    """Issue 12 §2: selling a kit allocates the kit's own stock row; a component's +1 then gives
+    own free stock (negative) plus what the components could build, not the components alone."""
+    from exsync.exchequer import adjust_stock
+    from exsync.exchequer.rules import could_build
+
+    reader = ExchequerReader(database=seeded)
+    boms = reader.bom_components()
+    levels = {level.code: level for level in reader.stock_levels()}
+    kit = next(code for code, components in sorted(boms.items())
+               if levels[code].could_build >= 3 and all(c.component_code not in boms for c in components))
+    assert levels[kit].free == 0
+    ToolkitEmulator(database=seeded).create_sales_document(order("woo-order:kit", _accounts(seeded, 1)[0],
+                                                                 [(kit, 2, 50.0, "MAI")]))
+    scarce = min((c for c in boms[kit] if c.component_type != "D"),
+                 key=lambda c: levels[c.component_code].free / c.qty_used)
+    adjust_stock(seeded, stock_code=scarce.component_code, location="MAI", qty=scarce.qty_used)
+    after = {level.code: level for level in reader.stock_levels()}
+    assert after[kit].free == -2, "the sale allocated the kit's own row"
+    built = could_build(kit, boms=boms, free={code: level.free for code, level in after.items()})
+    assert built == levels[kit].could_build + 1
+    assert after[kit].could_build == built - 2

@@ -1,0 +1,277 @@
+"""The Exchequer agent: writes to a real company go through Exchequer's own Toolkit, on its server.
+
+    consumers (k8s, Linux)                           the agent (Windows service beside Exchequer)
+    AgentToolkit.create_sales_document(...) ──▶ queue exchequer.commands ──▶ ToolkitAgent ──▶ Toolkit
+           ◀────────── reply (direct reply-to, correlation id) ◀──────────────┘   (COM: comtoolkit.py,
+                                                                                    or the emulator)
+
+A command is a JSON object {"id", "operation", "args"} published persistent, with confirms, to the
+durable quorum queue `exchequer.commands`. The agent takes one at a time (prefetch 1), performs it
+through its Toolkit and answers {"id", "ok", "result"} or {"id", "ok": false, "error", "message"}
+to the caller's reply-to; it acknowledges the command only after it answered, so a command whose
+agent died (kill -9, a reboot) is delivered again to the next agent. That is safe because every
+Toolkit operation is idempotent by its external key: the Toolkit looks for the document or account
+first (`existing`) and returns it instead of saving twice.
+
+`AgentToolkit` is the `Toolkit` the consumers use with `exchequer.write_backend: toolkit`: it keeps
+exsync's own record of external keys (the `external_keys` state table) and sends the writes to the
+agent. When the agent is down, its commands wait in the queue and the caller's wait ends with
+AgentTimeoutError, a retryable error: the order message goes round the retry queues and, when it
+comes back, its command finds the document the agent has saved meanwhile, or saves it then.
+"""
+
+import dataclasses
+import datetime
+import json
+import logging
+import threading
+import time
+import uuid
+
+import pika
+import pika.exceptions
+
+from exsync.bus.connection import open_connection
+from exsync.bus.errors import BrokerUnavailable
+from exsync.exchequer import errors as exchequer_errors
+from exsync.exchequer.errors import AgentTimeoutError, ExchequerError, ToolkitError
+from exsync.exchequer.models import AccountDetails, DocumentLine, SalesDocument, WriteResult
+from exsync.metrics import Metrics
+
+__all__ = [
+    "COMMANDS_QUEUE",
+    "DEFAULT_REPLY_TIMEOUT_SECONDS",
+    "OPERATIONS",
+    "AgentToolkit",
+    "ToolkitAgent",
+    "declare_commands_queue",
+    "decode_document",
+    "encode_document",
+    "perform",
+]
+
+log = logging.getLogger(__name__)
+
+COMMANDS_QUEUE = "exchequer.commands"
+DEFAULT_REPLY_TIMEOUT_SECONDS = 30.0
+DEFAULT_POLL_SECONDS = 0.2
+DIRECT_REPLY_TO = "amq.rabbitmq.reply-to"
+OPERATIONS = ("create_account", "update_account", "create_sales_document")
+# Errors the agent answers with that the caller raises again as themselves (a bad order stays bad).
+_RAISED_AGAIN = ("InvalidDocumentError", "UnknownAccountError", "UnknownStockItemError", "CreditLimitError",
+                 "ToolkitError", "NotADemoCompanyError")
+
+
+def declare_commands_queue(channel):
+    """The commands queue: durable and quorum, like every queue of exsync's (bus/topology.py)."""
+    channel.queue_declare(queue=COMMANDS_QUEUE, durable=True, arguments={"x-queue-type": "quorum"})
+
+
+def encode_document(document):
+    return {"external_key": document.external_key, "doc_type": document.doc_type,
+            "account_code": document.account_code, "date": document.date.isoformat(),
+            "your_ref": document.your_ref, "long_your_ref": document.long_your_ref,
+            "user_fields": {str(number): value for number, value in document.user_fields.items()},
+            "lines": [dataclasses.asdict(line) for line in document.lines]}
+
+
+def decode_document(data):
+    return SalesDocument(external_key=data["external_key"], doc_type=data["doc_type"],
+                         account_code=data["account_code"], date=datetime.date.fromisoformat(data["date"]),
+                         your_ref=data.get("your_ref", ""), long_your_ref=data.get("long_your_ref", ""),
+                         user_fields={int(number): value for number, value in (data.get("user_fields") or {}).items()},
+                         lines=tuple(DocumentLine(**line) for line in data["lines"]))
+
+
+def _details(data):
+    return AccountDetails(**{**data, "address": tuple(data.get("address") or ()),
+                             "user_defs": tuple(data.get("user_defs") or ())})
+
+
+def perform(toolkit, operation, args):
+    """Runs one command on a Toolkit; returns the JSON-able result."""
+    if operation == "create_sales_document":
+        result = toolkit.create_sales_document(decode_document(args["document"]))
+        return {"reference": result.reference, "created": result.created}
+    if operation == "create_account":
+        result = toolkit.create_account(external_key=args["external_key"], details=_details(args["details"]),
+                                        code=args.get("code"))
+        return {"reference": result.reference, "created": result.created}
+    if operation == "update_account":
+        changes = dict(args["changes"])
+        for field in ("address", "user_defs"):
+            if field in changes:
+                changes[field] = tuple(changes[field])
+        return {"reference": toolkit.update_account(args["code"], changes)}
+    raise ToolkitError(f"unknown command {operation!r}; known: {', '.join(OPERATIONS)}")
+
+
+class ToolkitAgent:
+    """Takes commands from the queue one at a time and performs them through `toolkit`."""
+
+    def __init__(self, *, url, toolkit, metrics=None, connect=open_connection, poll_seconds=DEFAULT_POLL_SECONDS):
+        self.url = url
+        self.toolkit = toolkit
+        self.metrics = metrics or Metrics()
+        self.connect = connect
+        self.poll_seconds = poll_seconds
+        self._stop = threading.Event()
+
+    def stop(self, *_signal_args):
+        self._stop.set()
+
+    def run(self):
+        """Serves until stop(); reconnects when the broker goes away."""
+        while not self._stop.is_set():
+            try:
+                with self.connect(self.url) as connection:
+                    self._serve(connection.pika.channel())
+            except (BrokerUnavailable, pika.exceptions.AMQPError) as error:
+                log.warning("agent: broker unavailable (%s); retrying", error)
+                self._stop.wait(1.0)
+
+    def _serve(self, channel):
+        declare_commands_queue(channel)
+        channel.basic_qos(prefetch_count=1)
+        log.info("agent: serving %s", COMMANDS_QUEUE)
+        for method, properties, body in channel.consume(COMMANDS_QUEUE, inactivity_timeout=self.poll_seconds):
+            if self._stop.is_set():
+                break
+            if method is None:
+                continue
+            reply = self.handle(body)
+            if properties.reply_to:
+                # The reply goes before the ack: a crash in between repeats the command, and the
+                # repeat finds what the first one saved.
+                channel.basic_publish(exchange="", routing_key=properties.reply_to, body=json.dumps(reply),
+                                      properties=pika.BasicProperties(correlation_id=properties.correlation_id,
+                                                                      content_type="application/json"))
+            channel.basic_ack(method.delivery_tag)
+        channel.cancel()
+
+    def handle(self, body):
+        """The reply to one command body (never raises: a failure is an answer)."""
+        started = time.monotonic()
+        try:
+            command = json.loads(body)
+            operation = command["operation"]
+        except (ValueError, KeyError, TypeError) as error:
+            return {"id": None, "ok": False, "error": "ToolkitError", "message": f"malformed command: {error}"}
+        try:
+            result = perform(self.toolkit, operation, command.get("args") or {})
+            outcome = "created" if result.get("created") else "done"
+            reply = {"id": command.get("id"), "ok": True, "result": result}
+        except ExchequerError as error:
+            outcome = "failed"
+            log.warning("agent: %s %s failed: %s", operation, command.get("id"), error)
+            reply = {"id": command.get("id"), "ok": False, "error": type(error).__name__, "message": str(error)}
+        self.metrics.inc("exchequer_agent_commands", operation=operation, outcome=outcome)
+        self.metrics.observe("exchequer_agent_command_duration_seconds", time.monotonic() - started,
+                             operation=operation)
+        return reply
+
+
+class AgentToolkit:
+    """The Toolkit the consumers use when writes go through the agent (exchequer.write_backend: toolkit).
+
+    `keys` is exsync's own external-key record: an object with existing_reference, keys_of,
+    link_account and record (exsync.exchequer.keys.KeyStore), kept in the state database.
+    """
+
+    def __init__(self, *, url, keys, reply_timeout_seconds=DEFAULT_REPLY_TIMEOUT_SECONDS, metrics=None,
+                 connect=open_connection):
+        self.url = url
+        self.keys = keys
+        self.reply_timeout_seconds = reply_timeout_seconds
+        self.metrics = metrics or Metrics()
+        self.connect = connect
+        self._connection = None
+        self._channel = None
+        self._replies = {}
+
+    # --- exsync's own key record (no Exchequer write)
+
+    def existing_reference(self, kind, external_key):
+        return self.keys.existing_reference(kind, external_key)
+
+    def keys_of(self, kind, reference, *, prefix=""):
+        return self.keys.keys_of(kind, reference, prefix=prefix)
+
+    def link_account(self, *, external_key, code):
+        return self.keys.link_account(external_key=external_key, code=code)
+
+    # --- writes, through the agent
+
+    def create_account(self, *, external_key, details, code=None):
+        existing = self.keys.existing_reference("account", external_key)
+        if existing:
+            return WriteResult(reference=existing, created=False)
+        result = self._call("create_account", {"external_key": external_key, "code": code,
+                                               "details": dataclasses.asdict(details)})
+        self.keys.record("account", external_key, result["reference"])
+        return WriteResult(reference=result["reference"], created=result["created"])
+
+    def update_account(self, code, changes):
+        return self._call("update_account", {"code": code, "changes": dict(changes)})["reference"]
+
+    def create_sales_document(self, document):
+        existing = self.keys.existing_reference("sales_document", document.external_key)
+        if existing:
+            return WriteResult(reference=existing, created=False)
+        result = self._call("create_sales_document", {"document": encode_document(document)})
+        self.keys.record("sales_document", document.external_key, result["reference"])
+        return WriteResult(reference=result["reference"], created=result["created"])
+
+    # --- the round trip
+
+    def _open(self):
+        if self._channel is None or not self._channel.is_open:
+            self.close()
+            self._connection = self.connect(self.url)
+            channel = self._connection.pika.channel()
+            declare_commands_queue(channel)
+            channel.confirm_delivery()
+            channel.basic_consume(DIRECT_REPLY_TO, self._on_reply, auto_ack=True)
+            self._channel = channel
+        return self._channel
+
+    def _on_reply(self, _channel, _method, properties, body):
+        self._replies[properties.correlation_id] = body
+
+    def _call(self, operation, args):
+        started = time.monotonic()
+        command_id = str(uuid.uuid4())
+        body = json.dumps({"id": command_id, "operation": operation, "args": args})
+        try:
+            channel = self._open()
+            channel.basic_publish(exchange="", routing_key=COMMANDS_QUEUE, body=body, mandatory=True,
+                                  properties=pika.BasicProperties(
+                                      delivery_mode=2, correlation_id=command_id, reply_to=DIRECT_REPLY_TO,
+                                      content_type="application/json", message_id=command_id))
+            deadline = started + self.reply_timeout_seconds
+            while command_id not in self._replies:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    self.metrics.inc("exchequer_agent_timeouts", operation=operation)
+                    raise AgentTimeoutError(
+                        f"no answer from the Exchequer agent to {operation} within {self.reply_timeout_seconds:g} s "
+                        f"(the command waits in {COMMANDS_QUEUE}; the write is retried and is idempotent)")
+                self._connection.pika.process_data_events(time_limit=min(left, DEFAULT_POLL_SECONDS))
+        except (pika.exceptions.AMQPError, BrokerUnavailable) as error:
+            self.close()
+            raise AgentTimeoutError(f"cannot reach the Exchequer agent's queue: {error}") from error
+        reply = json.loads(self._replies.pop(command_id))
+        if reply.get("ok"):
+            return reply["result"]
+        name = reply.get("error") or "ToolkitError"
+        error_class = getattr(exchequer_errors, name, None) if name in _RAISED_AGAIN else None
+        raise (error_class or ToolkitError)(f"the Exchequer agent refused {operation}: {reply.get('message')}")
+
+    def close(self):
+        if self._connection is not None:
+            try:
+                self._connection.close()
+            except (pika.exceptions.AMQPError, BrokerUnavailable) as error:
+                log.debug("closing the agent connection: %s", error)
+        self._connection = self._channel = None
+        self._replies.clear()
