@@ -2,7 +2,8 @@
 
 Exchequer keeps no change timestamps, so each cycle streams the web-enabled items (the mapping's
 web flag), computes what the shop shows of each (description, band A and B prices, category,
-free stock over the configured locations, could-build for bills of materials), and compares a
+free stock over the configured locations; for a bill of materials the kit rule: its own free stock
+plus what its components could build, never below 0), and compares a
 fingerprint of the product fields and the quantity with what the last cycle recorded.
 
 Changes go out in chunks of up to `event_items` SKUs: one `exchequer.product.changed` event
