@@ -167,3 +167,53 @@ def test_an_agent_killed_after_saving_and_before_answering_makes_no_duplicate(co
             restarted.send_signal(signal.SIGTERM)
             _, stderr = restarted.communicate(timeout=30)
             assert restarted.returncode == 0, stderr
+
+
+def test_the_orders_consumer_writes_through_the_agent_when_configured(tmp_path, purged):
+    """exchequer.write_backend: toolkit: the consumer sends a command; the agent's Toolkit saves the SOR."""
+    from exsync.consumers.connections import use_broker
+    from exsync.consumers.orders import OrdersConsumer
+    from exsync.schemas.config import validate_config
+    from tests.consumers.conftest import RecordingPublisher, company, event, order_body
+
+    dsn = f"sqlite:///{tmp_path}/exchequer.db"
+    codes = company(dsn)
+    loaded, problems = validate_config({"exchequer": {"write_backend": "toolkit",
+                                                      "agent": {"reply_timeout_seconds": 20}}})
+    assert problems == []
+    use_broker(purged)
+    agent = AgentThread(purged, dsn)
+    consumer = OrdersConsumer(exchequer_dsn=dsn, config=loaded, publisher=RecordingPublisher())
+    try:
+        body = order_body(lines=[(codes[0], 2, "20.00", "20.00", "4.00")])
+        assert consumer.handle_event(event(body, "order.created")) == "imported"
+        assert consumer.handle_event(event(body, "order.updated")) in ("stale", "already_imported")
+        [reference] = _documents_for(dsn, "101")
+        stored = ExchequerReader(database=agent.database).document(reference)
+        assert stored.header.doc_type == "SOR" and stored.lines[0].stock_deduct_qty == 2
+    finally:
+        consumer.close()
+        agent.stop()
+        use_broker(None)
+
+
+def test_the_agent_answers_every_command_and_never_raises(company):
+    """The command layer on its own: results, refusals by name, malformed commands."""
+    import json
+
+    from exsync.exchequer.agent import encode_document
+
+    dsn, code, account = company
+    with connect(dsn) as database:
+        agent = ToolkitAgent(url="amqp://unused/", toolkit=ToolkitEmulator(database=database))
+        document = order("woo-order:7", account, [(code, 1, 2.0, "MAI")], your_ref="7")
+        command = {"id": "c1", "operation": "create_sales_document", "args": {"document": encode_document(document)}}
+        first = agent.handle(json.dumps(command))
+        assert first["ok"] and first["result"]["created"] and first["id"] == "c1"
+        assert agent.handle(json.dumps(command))["result"] == {"reference": first["result"]["reference"],
+                                                                "created": False}
+        refused = agent.handle(json.dumps({"id": "c2", "operation": "update_account",
+                                           "args": {"code": "NOBODY", "changes": {"phone": "1"}}}))
+        assert (refused["ok"], refused["error"]) == (False, "UnknownAccountError")
+        assert agent.handle(b"{not json")["error"] == "ToolkitError"
+        assert "unknown command" in agent.handle(json.dumps({"id": "c3", "operation": "drop_table"}))["message"]
