@@ -188,6 +188,7 @@ class AgentToolkit:
         self._connection = None
         self._channel = None
         self._replies = {}
+        self._waiting = set()
 
     # --- exsync's own key record (no Exchequer write)
 
@@ -236,12 +237,15 @@ class AgentToolkit:
         return self._channel
 
     def _on_reply(self, _channel, _method, properties, body):
-        self._replies[properties.correlation_id] = body
+        # A late answer to a command this client gave up on (its retry asks again) is dropped.
+        if properties.correlation_id in self._waiting:
+            self._replies[properties.correlation_id] = body
 
     def _call(self, operation, args):
         started = time.monotonic()
         command_id = str(uuid.uuid4())
         body = json.dumps({"id": command_id, "operation": operation, "args": args})
+        self._waiting.add(command_id)
         try:
             channel = self._open()
             channel.basic_publish(exchange="", routing_key=COMMANDS_QUEUE, body=body, mandatory=True,
@@ -260,6 +264,8 @@ class AgentToolkit:
         except (pika.exceptions.AMQPError, BrokerUnavailable) as error:
             self.close()
             raise AgentTimeoutError(f"cannot reach the Exchequer agent's queue: {error}") from error
+        finally:
+            self._waiting.discard(command_id)
         reply = json.loads(self._replies.pop(command_id))
         if reply.get("ok"):
             return reply["result"]
