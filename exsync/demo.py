@@ -35,6 +35,7 @@ from exsync.exchequer import (
     edit_account,
     init_schema,
     mapping_for,
+    recalculated_allocations,
     seed,
 )
 from exsync.exchequer.writer import KIND_ACCOUNT
@@ -395,6 +396,13 @@ def run(settings):
         sor = store.get(first).refs[0]
         sdn = dispatch_order(database, sor)
         say(f"   delivery note {sdn} raised against {sor} in Exchequer")
+        by_item, by_location = recalculated_allocations(database)
+        items = list(ExchequerReader(database=database).iter_stock_items())
+        agree = sum(abs(item.allocated - by_item.get(item.code, 0.0)) < 1e-9 and all(
+            abs(at.allocated - by_location.get((item.code, at.location), 0.0)) < 1e-9 for at in item.locations)
+            for item in items)
+        say(f"   allocations of {agree} of {len(items)} items (and their locations) are what Exchequer's "
+            "esp_RecalculateStock would compute from the order lines")
         wait_until(lambda: client.get_order(first)["status"] == "completed", timeout_seconds=20)
         show_order(client, store, first, "after dispatch")
 
