@@ -217,3 +217,32 @@ def test_the_agent_answers_every_command_and_never_raises(company):
         assert (refused["ok"], refused["error"]) == (False, "UnknownAccountError")
         assert agent.handle(b"{not json")["error"] == "ToolkitError"
         assert "unknown command" in agent.handle(json.dumps({"id": "c3", "operation": "drop_table"}))["message"]
+
+
+def test_the_smoke_test_creates_one_quotation_through_the_agent_and_reads_it_back(company, purged, tmp_path):
+    """What a site runs on its server, here with the emulator behind the agent: both real processes."""
+    dsn, code, account = company
+    config = tmp_path / "exsync.yaml"
+    config.write_text("exchequer:\n  write_backend: toolkit\n  agent:\n    toolkit: emulator\n"
+                      "    reply_timeout_seconds: 30\n")
+    env = {**os.environ, "EXSYNC_EXCHEQUER_DSN": dsn, "EXSYNC_AMQP_URL": purged, "EXSYNC_CONFIG": str(config)}
+    agent = subprocess.Popen([sys.executable, "-m", "exsync.cli", "exchequer", "agent"], env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        smoke = subprocess.run([sys.executable, "-m", "exsync.cli", "exchequer", "smoke-test", "--account", account,
+                                "--stock", code, "--qty", "2", "--price", "3.5"], env=env, capture_output=True,
+                               text=True, timeout=120)
+        assert smoke.returncode == 0, smoke.stdout + smoke.stderr
+        assert "smoke test passed" in smoke.stdout and "via toolkit" in smoke.stdout
+        reference = smoke.stdout.split()[0]
+        with connect(dsn) as database:
+            stored = ExchequerReader(database=database).document(reference)
+        assert stored.header.doc_type == "SQU" and [(line.stock_code, line.qty) for line in stored.lines] == [
+            (code, 2.0)]
+        wrong = subprocess.run([sys.executable, "-m", "exsync.cli", "exchequer", "smoke-test", "--account", account,
+                                "--stock", "NO-SUCH-ITEM"], env=env, capture_output=True, text=True, timeout=120)
+        assert wrong.returncode != 0 and "NO-SUCH-ITEM" in wrong.stdout + wrong.stderr
+    finally:
+        agent.send_signal(signal.SIGTERM)
+        _, stderr = agent.communicate(timeout=30)
+    assert agent.returncode == 0, stderr
