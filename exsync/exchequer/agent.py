@@ -67,7 +67,7 @@ def declare_commands_queue(channel):
     channel.queue_declare(queue=COMMANDS_QUEUE, durable=True, arguments={"x-queue-type": "quorum"})
 
 
-def encode_document(document):
+def encode_document(document: SalesDocument) -> dict:
     return {"external_key": document.external_key, "doc_type": document.doc_type,
             "account_code": document.account_code, "date": document.date.isoformat(),
             "your_ref": document.your_ref, "long_your_ref": document.long_your_ref,
@@ -75,7 +75,7 @@ def encode_document(document):
             "lines": [dataclasses.asdict(line) for line in document.lines]}
 
 
-def decode_document(data):
+def decode_document(data: dict) -> SalesDocument:
     return SalesDocument(external_key=data["external_key"], doc_type=data["doc_type"],
                          account_code=data["account_code"], date=datetime.date.fromisoformat(data["date"]),
                          your_ref=data.get("your_ref", ""), long_your_ref=data.get("long_your_ref", ""),
@@ -88,7 +88,7 @@ def _details(data):
                              "user_defs": tuple(data.get("user_defs") or ())})
 
 
-def perform(toolkit, operation, args):
+def perform(toolkit, operation: str, args: dict) -> dict:
     """Runs one command on a Toolkit; returns the JSON-able result."""
     if operation == "create_sales_document":
         result = toolkit.create_sales_document(decode_document(args["document"]))
@@ -120,7 +120,7 @@ class ToolkitAgent:
     def stop(self, *_signal_args):
         self._stop.set()
 
-    def run(self):
+    def run(self) -> None:
         """Serves until stop(); reconnects when the broker goes away."""
         while not self._stop.is_set():
             try:
@@ -149,7 +149,7 @@ class ToolkitAgent:
             channel.basic_ack(method.delivery_tag)
         channel.cancel()
 
-    def handle(self, body):
+    def handle(self, body: bytes | str) -> dict:
         """The reply to one command body (never raises: a failure is an answer)."""
         started = time.monotonic()
         try:
@@ -192,18 +192,18 @@ class AgentToolkit:
 
     # --- exsync's own key record (no Exchequer write)
 
-    def existing_reference(self, kind, external_key):
+    def existing_reference(self, kind: str, external_key: str) -> str | None:
         return self.keys.existing_reference(kind, external_key)
 
-    def keys_of(self, kind, reference, *, prefix=""):
+    def keys_of(self, kind: str, reference: str, *, prefix: str = "") -> list:
         return self.keys.keys_of(kind, reference, prefix=prefix)
 
-    def link_account(self, *, external_key, code):
+    def link_account(self, *, external_key: str, code: str) -> str:
         return self.keys.link_account(external_key=external_key, code=code)
 
     # --- writes, through the agent
 
-    def create_account(self, *, external_key, details, code=None):
+    def create_account(self, *, external_key: str, details: AccountDetails, code: str | None = None) -> WriteResult:
         existing = self.keys.existing_reference("account", external_key)
         if existing:
             return WriteResult(reference=existing, created=False)
@@ -212,10 +212,10 @@ class AgentToolkit:
         self.keys.record("account", external_key, result["reference"])
         return WriteResult(reference=result["reference"], created=result["created"])
 
-    def update_account(self, code, changes):
+    def update_account(self, code: str, changes: dict) -> str:
         return self._call("update_account", {"code": code, "changes": dict(changes)})["reference"]
 
-    def create_sales_document(self, document):
+    def create_sales_document(self, document: SalesDocument) -> WriteResult:
         existing = self.keys.existing_reference("sales_document", document.external_key)
         if existing:
             return WriteResult(reference=existing, created=False)

@@ -17,9 +17,10 @@ whose key user field (`account_key_field`) holds the external key.
 """
 
 from exsync.exchequer.accounts import AccountCodePattern, generate_account_code
+from exsync.exchequer.db import Database
 from exsync.exchequer.errors import ConnectError, InvalidDocumentError, ToolkitError, UnknownAccountError
 from exsync.exchequer.mapping import ACCOUNT_CODE_LENGTH, DOC_TYPES
-from exsync.exchequer.models import WriteResult
+from exsync.exchequer.models import AccountDetails, SalesDocument, WriteResult
 
 __all__ = ["DEFAULT_ACCOUNT_KEY_FIELD", "ComToolkit", "TOOLKIT_PROG_ID"]
 
@@ -35,8 +36,8 @@ _ACCOUNT_FIELDS = {"company": "acCompany", "contact": "acContact", "email": "acE
 class ComToolkit:
     """Exchequer's COM Toolkit for one company (its data directory); `database` reads the same company."""
 
-    def __init__(self, *, data_directory, database, account_key_field=DEFAULT_ACCOUNT_KEY_FIELD,
-                 account_codes=None):
+    def __init__(self, *, data_directory: str, database: Database,
+                 account_key_field: str = DEFAULT_ACCOUNT_KEY_FIELD, account_codes: AccountCodePattern | None = None):
         try:
             import pythoncom
             import win32com.client
@@ -53,7 +54,7 @@ class ComToolkit:
         if status != 0:
             raise ConnectError(f"OpenToolkit on {data_directory!r} failed ({status}): {self.toolkit.LastErrorString}")
 
-    def close(self):
+    def close(self) -> None:
         self.toolkit.CloseToolkit()
 
     def _check(self, status, what):
@@ -76,7 +77,7 @@ class ComToolkit:
 
     # --- Toolkit interface
 
-    def create_sales_document(self, document):
+    def create_sales_document(self, document: SalesDocument) -> WriteResult:
         if not document.long_your_ref:
             raise InvalidDocumentError("the COM path finds earlier saves by long your-ref: the document needs one")
         existing = self._existing_document(document)
@@ -120,7 +121,7 @@ class ComToolkit:
             else:
                 raise InvalidDocumentError(f"accounts have no field {field!r}")
 
-    def create_account(self, *, external_key, details, code=None):
+    def create_account(self, *, external_key: str, details: AccountDetails, code: str | None = None) -> WriteResult:
         existing = self._existing_account(external_key)
         if existing:
             return WriteResult(reference=existing.strip(), created=False)
@@ -141,7 +142,7 @@ class ComToolkit:
         self._check(account.Save(), f"saving account {code} for {external_key}")
         return WriteResult(reference=code.upper(), created=True)
 
-    def update_account(self, code, changes):
+    def update_account(self, code: str, changes: dict) -> str:
         customer = self.toolkit.Customer
         if customer.GetEqual(customer.BuildCodeIndex(code.upper())) != 0:
             raise UnknownAccountError(f"no account {code!r}")

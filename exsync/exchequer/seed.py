@@ -17,10 +17,10 @@ import random
 from exsync.exchequer.accounts import AccountCodePattern
 from exsync.exchequer.errors import AccountCodeExhaustedError, SeedError
 from exsync.exchequer.ledger import (
+    format_reference,
     insert_document,
+    next_number,
     post_order_balance,
-    take_folio,
-    take_reference,
     vat_rates,
 )
 from exsync.exchequer.mapping import (
@@ -289,23 +289,36 @@ def seed(database, *, items, locations, boms, accounts, seed_value=DEFAULT_SEED,
 def _backlog_orders(cursor, backlog, account_codes):
     """The open sales orders behind the seeded allocations and picks, written as the Toolkit writes an
     SOR (ledger.insert_document): tlStockDeductQty is each line's allocation, tlQtyPicked its pick.
-    The STOCK and StockLocation figures were inserted with the same totals."""
+    The STOCK and StockLocation figures were inserted with the same totals. The company is empty, so
+    references and folios are taken in one go and the counters moved once; each account's order
+    balance goes to HISTORY once."""
     if not backlog:
         return 0
     rates = vat_rates(cursor)
-    orders = 0
-    for start in range(0, len(backlog), BACKLOG_LINES_PER_ORDER):
-        chunk = backlog[start:start + BACKLOG_LINES_PER_ORDER]
-        account = account_codes[orders % len(account_codes)]
-        reference = take_reference(cursor, "SOR")
-        folio = take_folio(cursor, FOLIO_COUNTER)
+    chunks = [backlog[start:start + BACKLOG_LINES_PER_ORDER]
+              for start in range(0, len(backlog), BACKLOG_LINES_PER_ORDER)]
+    first_sor = _take_numbers(cursor, "SOR", len(chunks))
+    first_folio = _take_numbers(cursor, FOLIO_COUNTER, len(chunks))
+    balances = {}
+    for number, chunk in enumerate(chunks):
+        account = account_codes[number % len(account_codes)]
         lines = [{"stock_code": code, "description": code, "qty": allocated, "net_value": 1.0, "vat_code": "S",
                   "location": location, "qty_picked": picked, "stock_deduct_qty": allocated}
                  for code, location, allocated, picked in chunk]
-        _, _, outstanding = insert_document(cursor, doc_type="SOR", our_ref=reference, folio=folio,
+        reference = format_reference("SOR", first_sor + number)
+        _, _, outstanding = insert_document(cursor, doc_type="SOR", our_ref=reference, folio=first_folio + number,
                                             account_code=account, date=BACKLOG_DATE,
-                                            your_ref=f"BACKLOG{orders + 1}", lines=lines, vat_rates=rates)
+                                            your_ref=f"BACKLOG{number + 1}", lines=lines, vat_rates=rates)
+        balances[account] = balances.get(account, 0.0) + outstanding
+    for account, outstanding in sorted(balances.items()):
         post_order_balance(cursor, account_code=account, year=BACKLOG_DATE.year - 1900, period=BACKLOG_DATE.month,
                            amount=outstanding)
-        orders += 1
-    return orders
+    return len(chunks)
+
+
+def _take_numbers(cursor, counter_type, count):
+    """The first of `count` consecutive numbers of a counter (the company holds no documents yet)."""
+    first = next_number(cursor, counter_type)
+    cursor.run("UPDATE {counters} SET {counters.next_number} = ? WHERE {counters.counter_type} = ?",
+               (first + count, counter_type))
+    return first
