@@ -291,6 +291,36 @@ class ToolkitEmulator:
 
         return self._write_once("create_sales_document", KIND_SALES_DOCUMENT, document.external_key, body)
 
+    def _explode_kit(self, cursor, code, qty, depth=0):
+        """A kit sold with DeductBOMComponents on: its line allocates what the kit's own free stock
+        covers, and the shortfall is exploded into its components (`Qty := QtyShort x QtyUsed`,
+        recursively; `Gen_StockDeduct`, ENTRPRSE/DLLTK/DLLTH_UP.PAS L3216-3320, called from
+        `Store_EId` L4007; BTS1.pas L1700-1720). Returns (the kit line's own allocation,
+        [(component, quantity, allocation), ...]); the components are written as lines linked to the kit line
+        (tlBOMKitLink) so that what they allocate is on DETAILS, where the recalculation finds it."""
+        if depth > 20:
+            raise InvalidDocumentError(f"bill of materials {code} nests more than 20 deep (a cycle?)")
+        row = cursor.run("SELECT {stock.qty_in_stock}, {stock.qty_allocated}, {stock.folio} FROM {stock} "
+                         "WHERE {stock.code} = ?", (code,)).fetchone()
+        own = min(qty, max(0.0, float(row[0]) - float(row[1])))
+        shortfall = qty - own
+        exploded = []
+        if shortfall > 0:
+            for component, qty_used, stock_type in cursor.run(
+                    "SELECT b.{bom_view.component_code}, b.{bom_view.qty_used}, c.{stock.type} FROM {bom_view} b "
+                    "JOIN {stock} c ON c.{stock.code} = b.{bom_view.component_code} "
+                    "WHERE b.{bom_view.parent_folio} = ? ORDER BY b.{bom_view.position_id}", (row[2],)).fetchall():
+                if stock_type not in ALLOCATED_STOCK_TYPES:
+                    continue
+                needed = shortfall * float(qty_used)
+                if stock_type == "M":
+                    inner_own, inner = self._explode_kit(cursor, component, needed, depth + 1)
+                    exploded.append((component, needed, inner_own))
+                    exploded.extend(inner)
+                else:
+                    exploded.append((component, needed, needed))
+        return own, exploded
+
     def _save_document(self, cursor, document, date):
         """`ITransaction.Save` -> `EX_STORETRANS` -> `ValidTrans` (ENTRPRSE/COMTK/OTRANS.PAS L2180-2330,
         ENTRPRSE/DLLTK/DLLTH_UP.PAS L7405-7720) for a new SOR or SQU."""
@@ -317,17 +347,24 @@ class ToolkitEmulator:
             if line.stock_code and settings.use_multi_locations:
                 location = line.location or (account_location or "").strip() or self.default_location
             deduct = 0.0
+            components = ()
             if line.stock_code and allocates and records[line.stock_code][0] in ALLOCATED_STOCK_TYPES:
                 # DeductQty = (Qty - (QtyWOff + QtyDel)) x QtyMul, stored in tlStockDeductQty; it raises
                 # stQtyAllocated and LsQtyAlloc (`Stock_Deduct`, ENTRPRSE/DLLTK/BTS1.pas L1720-1740;
                 # SQU only under QUAllocFlg, L1739).
                 deduct = float(line.qty)
-                key = (line.stock_code, location)
-                previous = allocations.get(key, (0.0, 0.0, 0.0))
-                allocations[key] = (0.0, previous[1] + deduct, 0.0)
+                if records[line.stock_code][0] == "M" and settings.deduct_bom_components:
+                    deduct, components = self._explode_kit(cursor, line.stock_code, float(line.qty))
+                _allocate(allocations, line.stock_code, location, deduct)
             lines.append({"stock_code": line.stock_code, "description": line.description, "qty": float(line.qty),
                           "net_value": float(line.unit_net_price), "vat_code": line.vat_code, "location": location,
                           "stock_deduct_qty": deduct})
+            kit_line = len(lines)
+            for component, qty, component_deduct in components:
+                _allocate(allocations, component, location, component_deduct)
+                lines.append({"stock_code": component, "description": f"{line.stock_code} component", "qty": qty,
+                              "net_value": 0.0, "vat_code": line.vat_code, "location": location,
+                              "stock_deduct_qty": component_deduct, "bom_kit_link": kit_line})
         order_value = sum(round(line["qty"] * line["net_value"], 2) for line in lines)
         hold = 0
         if document.doc_type == "SOR" and settings.credit_check and credit_limit and credit_limit > 0:
@@ -348,6 +385,11 @@ class ToolkitEmulator:
                                period=int(date[4:6]), amount=order_os)
         add_audit_note(cursor, folio=folio, text=f"{reference} created by exsync for {document.external_key}"[:100])
         return reference
+
+
+def _allocate(allocations, code, location, qty):
+    previous = allocations.get((code, location), (0.0, 0.0, 0.0))
+    allocations[(code, location)] = (0.0, previous[1] + qty, 0.0)
 
 
 # The name the consumers and older code use for the emulator.

@@ -190,3 +190,29 @@ def test_after_a_kit_sale_a_components_new_stock_shows_the_right_kit_figure(seed
     built = could_build(kit, boms=boms, free={code: level.free for code, level in after.items()})
     assert built == levels[kit].could_build + 1
     assert after[kit].could_build == built - 2
+
+
+def test_with_deduct_bom_components_a_kits_shortfall_is_allocated_on_its_components(seeded):
+    """DeductBOMComponents: the kit line allocates what the kit's own stock covers, the rest goes to its
+    components as lines linked to the kit line; the recalculation still agrees."""
+    from exsync.exchequer import adjust_stock
+
+    reader = ExchequerReader(database=seeded)
+    boms = reader.bom_components()
+    kit = next(code for code, components in sorted(boms.items())
+               if all(c.component_code not in boms for c in components))
+    parts = [c for c in boms[kit] if c.component_type == "P"]
+    set_system_flags(seeded, deduct_bom_components=True)
+    adjust_stock(seeded, stock_code=kit, location="MAI", qty=1)  # one kit on the shelf
+    before = {c.component_code: reader.stock_item(c.component_code).allocated for c in parts}
+    reference = ToolkitEmulator(database=seeded).create_sales_document(
+        order("woo-order:kit", _accounts(seeded, 1)[0], [(kit, 3, 50.0, "MAI")])).reference
+    stored = reader.document(reference)
+    assert (stored.lines[0].stock_code, stored.lines[0].stock_deduct_qty) == (kit, 1)
+    linked = {line.stock_code: line.stock_deduct_qty for line in stored.lines[1:]}
+    assert linked == {c.component_code: 2 * c.qty_used for c in parts}
+    for c in parts:
+        assert reader.stock_item(c.component_code).allocated == before[c.component_code] + 2 * c.qty_used
+    assert stored.header.net_value == 150.0, "component lines carry no value"
+    assert_allocations_agree_with_the_recalculation(seeded)
+    assert_line_numbers_are_distinct(seeded)
