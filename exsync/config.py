@@ -28,20 +28,21 @@ RENAMED_VARIABLES = {"EXSYNC_WEBHOOK_THREADS": "EXSYNC_WEBHOOK_CONNECTIONS"}
 class Settings:
     """Everything exsync is configured with, read once at start."""
 
-    amqp_url: str = DEFAULT_AMQP_URL
-    webhook_secrets: tuple[str, ...] = ()
+    amqp_url: str = dataclasses.field(default=DEFAULT_AMQP_URL, repr=False)
+    # Secrets stay out of the Settings' repr, so printing one cannot leak them.
+    webhook_secrets: tuple[str, ...] = dataclasses.field(default=(), repr=False)
     bind: str = DEFAULT_BIND
     webhook_workers: int = DEFAULT_WEBHOOK_WORKERS
     webhook_connections: int = DEFAULT_WEBHOOK_CONNECTIONS
     config_path: str | None = None
-    exchequer_dsn: str = DEFAULT_EXCHEQUER_DSN
-    state_dsn: str = DEFAULT_EXCHEQUER_DSN
+    exchequer_dsn: str = dataclasses.field(default=DEFAULT_EXCHEQUER_DSN, repr=False)
+    state_dsn: str = dataclasses.field(default=DEFAULT_EXCHEQUER_DSN, repr=False)
     woo_url: str | None = None
-    woo_consumer_key: str | None = None
-    woo_consumer_secret: str | None = None
+    woo_consumer_key: str | None = dataclasses.field(default=None, repr=False)
+    woo_consumer_secret: str | None = dataclasses.field(default=None, repr=False)
     # WordPress's own API (a customer's role) takes an application password, not the REST key.
     wp_username: str | None = None
-    wp_application_password: str | None = None
+    wp_application_password: str | None = dataclasses.field(default=None, repr=False)
     metrics_dir: str | None = None
     log_level: str = DEFAULT_LOG_LEVEL
     config: dict = dataclasses.field(default_factory=lambda: validate_config({})[0])
