@@ -35,6 +35,9 @@ class Dialect:
             return self.identity
         if kind == "int":
             return "INTEGER"
+        if kind == "bigint":
+            # Ids of the shop (WordPress's are BIGINT UNSIGNED): 2^31 and above must fit.
+            return "BIGINT"
         if kind == "float":
             return self.float_type
         if kind.startswith("str:"):
