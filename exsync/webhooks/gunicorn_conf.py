@@ -16,7 +16,10 @@ worker_connections = _settings.webhook_connections
 control_socket_disable = True
 timeout = 30
 graceful_timeout = 30
-keepalive = 5
+# No keep-alive: a connection is held only for its request, so clients that keep sending on theirs
+# cannot hold every slot a worker has and starve new connections (probes included). WooCommerce
+# opens a connection per delivery anyway.
+keepalive = 0
 # WooCommerce's bodies are bounded by MAX_CONTENT_LENGTH in the app; these bound the headers.
 limit_request_line = 8190
 limit_request_fields = 100
