@@ -12,12 +12,16 @@ import yaml
 from exsync.errors import ConfigError
 from exsync.schemas.config import validate_config
 
-__all__ = ["Settings", "load_settings", "child_environment", "DEFAULT_AMQP_URL", "DEFAULT_BIND"]
+__all__ = ["Settings", "load_settings", "child_environment", "DEFAULT_AMQP_URL", "DEFAULT_BIND",
+           "WEBHOOK_PROBE_CONNECTIONS"]
 
 DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
 DEFAULT_BIND = "0.0.0.0:8000"
 DEFAULT_WEBHOOK_WORKERS = 2
 DEFAULT_WEBHOOK_CONNECTIONS = 16
+# Connections each webhook worker keeps beyond EXSYNC_WEBHOOK_CONNECTIONS (the deliveries it takes
+# at once) for probes and scrapes, so deliveries waiting on a broker never hold every one.
+WEBHOOK_PROBE_CONNECTIONS = 4
 DEFAULT_EXCHEQUER_DSN = "sqlite:///var/demo/exchequer.db"
 DEFAULT_LOG_LEVEL = "INFO"
 # Variables exsync no longer reads: a deployment still setting one is told, not silently ignored.

@@ -2,8 +2,8 @@
 
 Probes never wait on the broker: /healthz answers from the process alone and /readyz from what the
 publisher already knows (see `readiness_reason`). Deliveries take at most `max_deliveries` of a
-worker's connections at once, so some are always left for probes; one delivery waits at most the
-publisher's publish timeout (webhook.delivery_timeout_seconds).
+worker's connections at once (`DeliverySlots`), so some are always left for probes; one delivery
+waits at most the publisher's publish timeout (webhook.delivery_timeout_seconds).
 """
 
 import logging
@@ -16,16 +16,17 @@ from prometheus_client import multiprocess
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from exsync.bus import BusError, SharedPublisher, Topology
+from exsync.config import WEBHOOK_PROBE_CONNECTIONS
 from exsync.metrics import Metrics, default_metrics
 from exsync.webhooks.receiver import Receiver
 
-__all__ = ["DEFAULT_PROBE_WAIT_SECONDS", "PROBE_CONNECTIONS", "create_app", "create_app_from_settings",
+__all__ = ["DEFAULT_PROBE_WAIT_SECONDS", "DeliverySlots", "create_app", "create_app_from_settings",
            "liveness_reason", "readiness_reason"]
 
 log = logging.getLogger(__name__)
 
-# Of each worker's connections, this many are kept from deliveries for probes and scrapes.
-PROBE_CONNECTIONS = 4
+# The longest a delivery waits for a slot when all are taken.
+MAX_SLOT_WAIT_SECONDS = 1.0
 # The longest /readyz waits for a connect it started itself (a probe's timeout is 1 s by default).
 DEFAULT_PROBE_WAIT_SECONDS = 0.5
 
@@ -49,22 +50,50 @@ def readiness_reason(publisher, *, wait_seconds=DEFAULT_PROBE_WAIT_SECONDS):
     return readiness(wait_seconds=wait_seconds)
 
 
-def create_app(*, receiver, publisher, max_body_bytes, metrics=None, metrics_dir=None, max_deliveries=None):
+class DeliverySlots:
+    """At most `slots` deliveries at once, and at most `waiters` more waiting (up to `wait_seconds`)
+    for one to free; any further delivery is refused at once rather than hold a connection."""
+
+    def __init__(self, *, slots, waiters, wait_seconds):
+        self._free = threading.BoundedSemaphore(slots)
+        self._lock = threading.Lock()
+        self._waiting = 0
+        self.waiters = waiters
+        self.wait_seconds = wait_seconds
+
+    def acquire(self):
+        """True with a slot taken (release() it), False when the delivery is to be refused."""
+        if self._free.acquire(blocking=False):
+            return True
+        with self._lock:
+            if self._waiting >= self.waiters:
+                return False
+            self._waiting += 1
+        try:
+            return self._free.acquire(timeout=self.wait_seconds)
+        finally:
+            with self._lock:
+                self._waiting -= 1
+
+    def release(self):
+        self._free.release()
+
+
+def create_app(*, receiver, publisher, max_body_bytes, metrics=None, metrics_dir=None, slots=None):
     """The WSGI app; everything it needs is handed in, so tests build it with real parts.
 
-    `max_deliveries`: deliveries handled at once (None: no limit); one more is answered 503 at once
-    rather than take a connection a probe needs.
+    `slots`: a DeliverySlots bounding the deliveries handled at once (None: no bound); a delivery
+    it refuses is answered 503 at once rather than take a connection a probe needs.
     """
     metrics = metrics or Metrics()
     app = Flask("exsync.webhooks")
     app.config["MAX_CONTENT_LENGTH"] = max_body_bytes
-    slots = threading.BoundedSemaphore(max_deliveries) if max_deliveries else None
 
     # OPTIONS is no method of these routes: Flask would answer it 200 on its own.
     @app.post("/webhooks/woocommerce", provide_automatic_options=False)
     def woocommerce():
         started = time.perf_counter()
-        if slots is not None and not slots.acquire(blocking=False):
+        if slots is not None and not slots.acquire():
             metrics.inc("webhook_requests", topic="unknown", outcome="busy")
             return _text(503, "too many deliveries at once: it is not stored; deliver it again")
         try:
@@ -126,5 +155,8 @@ def create_app_from_settings(settings):
         max_body_bytes=webhook["max_body_bytes"],
         metrics=metrics,
         metrics_dir=settings.metrics_dir,
-        max_deliveries=max(1, settings.webhook_connections - PROBE_CONNECTIONS),
+        # Half the connections kept for probes may wait for a delivery slot, briefly (a burst frees
+        # slots in milliseconds, a stalled broker not for a delivery timeout); the other half never do.
+        slots=DeliverySlots(slots=settings.webhook_connections, waiters=WEBHOOK_PROBE_CONNECTIONS // 2,
+                            wait_seconds=min(MAX_SLOT_WAIT_SECONDS, webhook["delivery_timeout_seconds"] / 2)),
     )

@@ -1,10 +1,13 @@
 """Signed but hostile deliveries: the receiver never answers 500, and each answer means what it says."""
 
 import json
+import threading
+import time
 
 import pytest
 
 from exsync.bus import INVALID_QUEUE
+from exsync.webhooks.app import DeliverySlots
 from exsync.webhooks.receiver import MAX_TOPIC_CHARS, json_depth_exceeds
 from tests.support.rabbit import queue_depth, read_messages
 from tests.support.woo import delivery_headers, fixture, woo_json
@@ -128,3 +131,20 @@ def test_hostile_money_is_parked_by_the_receiver_and_not_routed_to_the_orders_qu
     parked = read_messages(url, INVALID_QUEUE, count=5)
     assert len(parked) == 5 and all("total" in e["data"]["errors"] or "id" in e["data"]["errors"] for e, _ in parked)
     assert queue_depth(url, "orders.import") == 0
+
+
+def test_delivery_slots_let_a_few_wait_briefly_and_refuse_the_rest_at_once():
+    slots = DeliverySlots(slots=1, waiters=1, wait_seconds=5.0)
+    assert slots.acquire()
+    waited = []
+    waiter = threading.Thread(target=lambda: waited.append(slots.acquire()))
+    waiter.start()
+    time.sleep(0.2)
+    started = time.monotonic()
+    assert slots.acquire() is False and time.monotonic() - started < 0.5  # refused at once, not queued
+    slots.release()
+    waiter.join(timeout=5)
+    assert waited == [True]
+    slots.release()
+    impatient = DeliverySlots(slots=1, waiters=1, wait_seconds=0.1)
+    assert impatient.acquire() and impatient.acquire() is False  # waited 0.1 s, then refused
