@@ -1,7 +1,7 @@
 """The Flask app: thin views over the Receiver, plus health, readiness and metrics.
 
 Probes never wait on the broker: /healthz answers from the process alone and /readyz from what the
-publisher already knows (see `readiness_reason`). Deliveries take at most `max_deliveries` of a
+publisher already knows (see `readiness_reason`). Deliveries take a bounded share of a
 worker's connections at once (`DeliverySlots`), so some are always left for probes; one delivery
 waits at most the publisher's publish timeout (webhook.delivery_timeout_seconds).
 """
