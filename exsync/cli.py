@@ -7,6 +7,7 @@ import sys
 from exsync.config import load_settings, read_config_file
 from exsync.errors import ConfigError, ExsyncError
 from exsync.logs import configure_logging
+from exsync.redact import redact, secrets_of
 from exsync.schemas.config import CUSTOMER_FIELDS
 
 __all__ = ["main"]
@@ -523,11 +524,11 @@ def main(argv=None):
                 print(f"{where}: {message}", file=sys.stderr)
             return 2
         settings = load_settings(read_file=False)
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, secrets=secrets_of(settings))
     try:
         return args.func(settings, args)
     except ExsyncError as error:
-        print(f"exsync {args.command}: {error}", file=sys.stderr)
+        print(f"exsync {args.command}: {redact(error, secrets=secrets_of(settings))}", file=sys.stderr)
         return 1
 
 

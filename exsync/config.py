@@ -12,12 +12,16 @@ import yaml
 from exsync.errors import ConfigError
 from exsync.schemas.config import validate_config
 
-__all__ = ["Settings", "load_settings", "child_environment", "DEFAULT_AMQP_URL", "DEFAULT_BIND"]
+__all__ = ["Settings", "load_settings", "child_environment", "DEFAULT_AMQP_URL", "DEFAULT_BIND",
+           "WEBHOOK_PROBE_CONNECTIONS"]
 
 DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
 DEFAULT_BIND = "0.0.0.0:8000"
 DEFAULT_WEBHOOK_WORKERS = 2
 DEFAULT_WEBHOOK_CONNECTIONS = 16
+# Connections each webhook worker keeps beyond EXSYNC_WEBHOOK_CONNECTIONS (the deliveries it takes
+# at once) for probes and scrapes, so deliveries waiting on a broker never hold every one.
+WEBHOOK_PROBE_CONNECTIONS = 4
 DEFAULT_EXCHEQUER_DSN = "sqlite:///var/demo/exchequer.db"
 DEFAULT_LOG_LEVEL = "INFO"
 # Variables exsync no longer reads: a deployment still setting one is told, not silently ignored.
@@ -28,20 +32,21 @@ RENAMED_VARIABLES = {"EXSYNC_WEBHOOK_THREADS": "EXSYNC_WEBHOOK_CONNECTIONS"}
 class Settings:
     """Everything exsync is configured with, read once at start."""
 
-    amqp_url: str = DEFAULT_AMQP_URL
-    webhook_secrets: tuple[str, ...] = ()
+    amqp_url: str = dataclasses.field(default=DEFAULT_AMQP_URL, repr=False)
+    # Secrets stay out of the Settings' repr, so printing one cannot leak them.
+    webhook_secrets: tuple[str, ...] = dataclasses.field(default=(), repr=False)
     bind: str = DEFAULT_BIND
     webhook_workers: int = DEFAULT_WEBHOOK_WORKERS
     webhook_connections: int = DEFAULT_WEBHOOK_CONNECTIONS
     config_path: str | None = None
-    exchequer_dsn: str = DEFAULT_EXCHEQUER_DSN
-    state_dsn: str = DEFAULT_EXCHEQUER_DSN
+    exchequer_dsn: str = dataclasses.field(default=DEFAULT_EXCHEQUER_DSN, repr=False)
+    state_dsn: str = dataclasses.field(default=DEFAULT_EXCHEQUER_DSN, repr=False)
     woo_url: str | None = None
-    woo_consumer_key: str | None = None
-    woo_consumer_secret: str | None = None
+    woo_consumer_key: str | None = dataclasses.field(default=None, repr=False)
+    woo_consumer_secret: str | None = dataclasses.field(default=None, repr=False)
     # WordPress's own API (a customer's role) takes an application password, not the REST key.
     wp_username: str | None = None
-    wp_application_password: str | None = None
+    wp_application_password: str | None = dataclasses.field(default=None, repr=False)
     metrics_dir: str | None = None
     log_level: str = DEFAULT_LOG_LEVEL
     config: dict = dataclasses.field(default_factory=lambda: validate_config({})[0])

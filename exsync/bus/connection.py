@@ -6,6 +6,7 @@ import pika
 import pika.exceptions
 
 from exsync.bus.errors import BrokerUnavailable, BusError
+from exsync.redact import redact, redact_url, secrets_in
 
 __all__ = ["Connection", "open_connection", "connection_parameters", "DEFAULT_HEARTBEAT_SECONDS",
            "DEFAULT_CONNECT_TIMEOUT_SECONDS"]
@@ -50,7 +51,8 @@ class Connection:
         try:
             self.pika = pika.BlockingConnection(parameters)
         except CONNECTION_ERRORS as error:
-            raise BrokerUnavailable(f"cannot connect to RabbitMQ at {_safe(url)}: {error!r}") from error
+            raise BrokerUnavailable(f"cannot connect to RabbitMQ at {_safe(url)}: "
+                                    f"{redact(repr(error), secrets=secrets_in(url))}") from error
 
     @property
     def is_open(self):
@@ -87,5 +89,4 @@ def open_connection(url, **kwargs):
 
 def _safe(url):
     """The URL without its password, for messages and logs."""
-    parsed = pika.URLParameters(url)
-    return f"{parsed.host}:{parsed.port}{'/' + parsed.virtual_host if parsed.virtual_host != '/' else '/'}"
+    return redact_url(url)

@@ -23,7 +23,8 @@ from exsync.bus.publisher import counted_publish, encode_event, message_properti
 from exsync.bus.topology import declare_topology
 from exsync.metrics import Metrics
 
-__all__ = ["SharedPublisher", "DEFAULT_CONFIRM_TIMEOUT_SECONDS", "DEFAULT_RECONNECT_PAUSE_SECONDS"]
+__all__ = ["SharedPublisher", "DEFAULT_CONFIRM_OVERDUE_SECONDS", "DEFAULT_CONFIRM_TIMEOUT_SECONDS",
+           "DEFAULT_RECONNECT_PAUSE_SECONDS"]
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +32,9 @@ DEFAULT_CONFIRM_TIMEOUT_SECONDS = 10.0
 # After a failed connect, callers fail at once for this long instead of each waiting out a connect
 # of its own: during an outage a server answers 503 quickly rather than queueing on the attempt.
 DEFAULT_RECONNECT_PAUSE_SECONDS = 1.0
+# A broker that is well confirms in milliseconds; a confirm this late means a stalled broker (a
+# partition, a blocked connection) even though the connection still looks open.
+DEFAULT_CONFIRM_OVERDUE_SECONDS = 2.0
 
 
 _NO_EXCHANGE = re.compile(r"no exchange '([^']*)'")
@@ -67,7 +71,7 @@ class _Link:
         self.outbox = collections.deque()
         self.outbox_lock = threading.Lock()
         self.drain_scheduled = False
-        self.pending = collections.OrderedDict()  # delivery tag -> (message id, exchange, future)
+        self.pending = collections.OrderedDict()  # delivery tag -> (message id, exchange, future, sent at)
         self.returned = set()
         self.sequence = 0
         self.connection = None
@@ -115,7 +119,7 @@ class _Link:
         self.ready.set()
         for *_, future in unsent:
             future.set_exception(_lost(error, sent=False))
-        for _, exchange, future in self.pending.values():
+        for _, exchange, future, _ in self.pending.values():
             future.set_exception(_lost(error, sent=True, exchange=exchange))
         self.pending.clear()
         # Only once closed: a connection still closing has its Connection.Close to send.
@@ -131,7 +135,7 @@ class _Link:
         acked = isinstance(method, pika.spec.Basic.Ack)
         tags = [t for t in self.pending if t <= method.delivery_tag] if method.multiple else [method.delivery_tag]
         for tag in tags:
-            message_id, _, future = self.pending.pop(tag)
+            message_id, _, future, _ = self.pending.pop(tag)
             if not acked:
                 future.set_exception(PublishNotConfirmed("the broker nacked the message"))
             elif message_id in self.returned:
@@ -159,11 +163,12 @@ class _Link:
                 future.set_exception(BusError(f"the message cannot be sent: {error!r}"))
                 continue
             self.sequence += 1
-            self.pending[self.sequence] = (properties.message_id, exchange, future)
+            self.pending[self.sequence] = (properties.message_id, exchange, future, time.monotonic())
 
     def submit(self, exchange, routing_key, body, properties):
         """Hands a message to the I/O thread; the future settles with the broker's answer."""
         future = concurrent.futures.Future()
+        future.handed_at = time.monotonic()
         with self.outbox_lock:
             if self.closed.is_set():
                 raise _lost(self.failure, sent=False)
@@ -176,6 +181,20 @@ class _Link:
             self.connection.ioloop.add_callback_threadsafe(self._drain)
         return future
 
+    def oldest_unconfirmed_seconds(self):
+        """How long the oldest message sent on this link has waited for its confirm (0 when none)."""
+        try:
+            oldest = next(iter(self.pending.values()), None)
+        except RuntimeError:  # changed by the I/O thread while read: the next probe looks again
+            return 0.0
+        with self.outbox_lock:
+            queued = self.outbox[0][4] if self.outbox else None
+        waited = 0.0 if oldest is None else time.monotonic() - oldest[3]
+        if queued is not None and not queued.done():
+            # Handed over but not even written: an I/O loop that does not get to run is stalled too.
+            waited = max(waited, time.monotonic() - getattr(queued, "handed_at", time.monotonic()))
+        return waited
+
     def close(self):
         if self.connection is None or self.closed.is_set():
             return
@@ -187,48 +206,88 @@ class _Link:
 
 
 class SharedPublisher:
-    """The Publisher interface (publish, check, close) over one shared, pipelined connection."""
+    """The Publisher interface (publish, check, close) over one shared, pipelined connection.
+
+    Connecting runs on a thread of its own, so a caller waits for it no longer than it chose to
+    (`publish_timeout_seconds`) and callers arriving meanwhile share the one attempt. `readiness()`
+    answers from what is known without waiting on the broker, for probes that must always answer.
+    """
 
     def __init__(self, *, url, topology=None, metrics=None,
                  confirm_timeout_seconds=DEFAULT_CONFIRM_TIMEOUT_SECONDS,
                  connect_timeout_seconds=DEFAULT_CONNECT_TIMEOUT_SECONDS,
-                 reconnect_pause_seconds=DEFAULT_RECONNECT_PAUSE_SECONDS):
+                 reconnect_pause_seconds=DEFAULT_RECONNECT_PAUSE_SECONDS,
+                 publish_timeout_seconds=None,
+                 confirm_overdue_seconds=DEFAULT_CONFIRM_OVERDUE_SECONDS):
         self.url = url
         self.topology = topology
         self.metrics = metrics or Metrics()
         self.confirm_timeout_seconds = confirm_timeout_seconds
         self.connect_timeout_seconds = connect_timeout_seconds
         self.reconnect_pause_seconds = reconnect_pause_seconds
+        # The most one publish may take, connecting and confirming included (None: each wait has its own bound).
+        self.publish_timeout_seconds = publish_timeout_seconds
+        self.confirm_overdue_seconds = confirm_overdue_seconds
         self._lock = threading.Lock()
         self._link = None
         self._closed = False
+        self._connecting = None  # an Event set when the connect under way ends
         self._connect_failure = None
         self._connect_failed_at = -math.inf
 
-    def _current(self):
-        """The open link, connecting (and declaring the topology) when there is none."""
-        # Bounded: callers arriving while another connects give up with it rather than queue behind it.
-        if not self._lock.acquire(timeout=self.connect_timeout_seconds * 3):
-            raise BrokerUnavailable("still connecting to RabbitMQ")
-        try:
+    def _usable(self, link):
+        return link is not None and not link.closed.is_set()
+
+    def _current(self, deadline=None):
+        """The open link, connecting (and declaring the topology) when there is none; waits until
+        `deadline` (time.monotonic()) at most."""
+        if deadline is None:
+            deadline = time.monotonic() + self.connect_timeout_seconds * 3
+        with self._lock:
             if self._closed:
                 raise BrokerUnavailable("the publisher is closed")
-            link = self._link
-            if link is None or link.closed.is_set():
-                self._link = None
-                since_seconds = time.monotonic() - self._connect_failed_at
-                if since_seconds < self.reconnect_pause_seconds:
-                    raise BrokerUnavailable(f"RabbitMQ was unreachable {since_seconds:.1f} s ago; not trying again "
-                                            f"yet: {self._connect_failure}") from self._connect_failure
-                try:
-                    link = self._connect()
-                except BrokerUnavailable as error:
-                    self._connect_failure, self._connect_failed_at = error, time.monotonic()
-                    raise
+            if self._usable(self._link):
+                return self._link
+            self._link = None
+            done = self._start_connect()
+        if not done.wait(max(0.0, deadline - time.monotonic())):
+            raise BrokerUnavailable("still connecting to RabbitMQ")
+        with self._lock:
+            if self._usable(self._link):
+                return self._link
+            raise BrokerUnavailable(f"cannot connect to RabbitMQ: {self._connect_failure}") from self._connect_failure
+
+    def _start_connect(self):
+        """Under the lock: the Event of the connect under way, starting one unless in the pause."""
+        since_seconds = time.monotonic() - self._connect_failed_at
+        if self._connecting is None and since_seconds < self.reconnect_pause_seconds:
+            # After a failed connect, callers fail at once for a while instead of each trying again.
+            raise BrokerUnavailable(f"RabbitMQ was unreachable {since_seconds:.1f} s ago; not trying again "
+                                    f"yet: {self._connect_failure}") from self._connect_failure
+        if self._connecting is None:
+            self._connecting = threading.Event()
+            threading.Thread(target=self._connect_in_background, args=(self._connecting,),
+                             name="exsync-publisher-connect", daemon=True).start()
+        return self._connecting
+
+    def _connect_in_background(self, done):
+        link, failure = None, None
+        try:
+            link = self._connect()
+        except BrokerUnavailable as error:
+            failure = error
+        except Exception as error:  # anything else still ends this attempt, and is reported
+            failure = BrokerUnavailable(f"cannot connect to RabbitMQ: {error!r}")
+            failure.__cause__ = error
+        with self._lock:
+            if failure is not None:
+                self._connect_failure, self._connect_failed_at = failure, time.monotonic()
+            elif self._closed:
+                link.close()
+            else:
                 self._link = link
-            return link
-        finally:
-            self._lock.release()
+            self._connecting = None
+        done.set()
 
     def _connect(self):
         if self.topology is not None:
@@ -246,15 +305,17 @@ class SharedPublisher:
         """Sends one envelope and waits for the broker's confirm; raises like Publisher.publish.
 
         At least once: a message whose connection was lost before its confirm is sent again on a
-        new connection (with the same message id), so it may be stored twice.
+        new connection (with the same message id), so it may be stored twice. A message not
+        confirmed in time (PublishNotConfirmed) may be stored as well.
         """
         body = encode_event(event)
         properties = message_properties(event, headers)
+        deadline = None if self.publish_timeout_seconds is None else time.monotonic() + self.publish_timeout_seconds
         with counted_publish(self.metrics, exchange):
             for attempt in (1, 2):
-                link = self._current()  # a broker that is down fails here, and is not retried
+                link = self._current(deadline)  # a broker that is down fails here, and is not retried
                 try:
-                    self._send(link, exchange, routing_key, body, properties)
+                    self._send(link, exchange, routing_key, body, properties, deadline)
                     return
                 except BrokerUnavailable as error:
                     # One retry on a new connection, as Publisher does: a connection dropped since
@@ -265,16 +326,48 @@ class SharedPublisher:
                     self.metrics.inc("bus_publish_retries", exchange=exchange or "default")
                     log.warning("publish failed (%s); reconnecting once", error)
 
-    def _send(self, link, exchange, routing_key, body, properties):
+    def _send(self, link, exchange, routing_key, body, properties, deadline=None):
         future = link.submit(exchange, routing_key, body, properties)
+        wait_seconds = self.confirm_timeout_seconds
+        if deadline is not None:
+            wait_seconds = max(0.0, min(wait_seconds, deadline - time.monotonic()))
         try:
-            future.result(self.confirm_timeout_seconds)
+            future.result(wait_seconds)
         except concurrent.futures.TimeoutError as error:
-            raise PublishNotConfirmed(f"no confirm within {self.confirm_timeout_seconds} s") from error
+            raise PublishNotConfirmed(f"no confirm within {wait_seconds:.1f} s") from error
 
     def check(self):
         """Raises BrokerUnavailable unless the shared connection is (or can be) open."""
         self._current()
+
+    def readiness(self, *, wait_seconds=0.0):
+        """Why this publisher cannot take messages now, or None when it can; never blocks longer
+        than `wait_seconds` (a probe's budget), whatever the broker does.
+
+        Not ready: closed, not connected (a connect is started, and waited for up to
+        `wait_seconds`), or confirms overdue by more than `confirm_overdue_seconds` on an open
+        connection (a stalled broker).
+        """
+        with self._lock:
+            if self._closed:
+                return "the publisher is closed"
+            link = self._link if self._usable(self._link) else None
+            done = None
+            if link is None:
+                try:
+                    done = self._start_connect()
+                except BrokerUnavailable as error:
+                    return str(error)
+        if link is None:
+            done.wait(wait_seconds)
+            with self._lock:
+                link = self._link if self._usable(self._link) else None
+                if link is None:
+                    return f"not connected to RabbitMQ: {self._connect_failure or 'connecting'}"
+        overdue = link.oldest_unconfirmed_seconds()
+        if overdue > self.confirm_overdue_seconds:
+            return f"RabbitMQ has not confirmed a message for {overdue:.1f} s"
+        return None
 
     def close(self):
         """Closes the connection; publishes still waiting fail, and later ones are refused."""

@@ -7,29 +7,92 @@ stores line totals without tax even when prices are entered with tax; an order w
 include tax (the order total equals the sum of line totals) is read as net = total - total_tax.
 Exchequer computes each line's net and VAT itself (rounded per line), so the lines are priced the
 way it will compute them, and a rounding line makes net + VAT equal the shop's order total.
+
+The money is checked again here, whatever checked the body before (the receiver's schema): every
+amount is finite, within bounds and written to the penny, every quantity a positive whole number,
+and the rounding line covers at most `orders.rounding.max_difference`. Anything else raises
+OrderMoneyError (permanent: the order is parked with the reason, never retried).
 """
 
 import dataclasses
 import decimal
 
-from exsync.consumers.errors import OrderDataError
+from exsync.consumers.errors import OrderDataError, OrderMoneyError
 from exsync.exchequer import DocumentLine
+from exsync.schemas.config import DEFAULT_ROUNDING_MAX_DIFFERENCE
+from exsync.schemas.woo import MAX_ID, MAX_QUANTITY, OrderSchema, amount_problem, currency_places
 
-__all__ = ["CENT", "MappedLine", "OrderMapping", "money", "totals_include_tax"]
+__all__ = ["CENT", "MappedLine", "OrderMapping", "check_order", "money", "order_id_of", "tax_amount",
+           "totals_include_tax"]
 
 CENT = decimal.Decimal("0.01")
+# Exchequer keeps money to the penny: a currency written with more places cannot be booked exactly.
+EXCHEQUER_PLACES = 2
+_ORDER_SCHEMA = OrderSchema()
 PRODUCT = "product"
 SHIPPING = "shipping"
 FEE = "fee"
 DEFAULT_DESCRIPTION_CHARS = 60
 
 
-def money(value):
-    """A money string (or number) as Decimal pennies; WooCommerce sends strings, `price` a number."""
+def _amount(value, *, places):
+    if isinstance(value, bool) or not isinstance(value, (str, int, float, decimal.Decimal, type(None))):
+        raise OrderMoneyError(f"{value!r} is not an amount of money")
     try:
-        return decimal.Decimal(str(value if value not in (None, "") else "0")).quantize(CENT)
+        amount = decimal.Decimal(str(value if value not in (None, "") else "0").strip())
     except decimal.InvalidOperation as error:
-        raise OrderDataError(f"{value!r} is not an amount of money") from error
+        raise OrderMoneyError(f"{value!r} is not an amount of money") from error
+    problem = amount_problem(amount, places=places)
+    if problem:
+        raise OrderMoneyError(f"{value!r} is not an amount of money: {problem}")
+    return amount
+
+
+def money(value, *, places=EXCHEQUER_PLACES):
+    """A money string (or number) as Decimal pennies: finite, within bounds, at most `places` places.
+
+    Missing ("" or None) is zero. Anything else raises OrderMoneyError, never rounds: "10.434" is
+    not an amount of pounds, and NaN is not an amount at all.
+    """
+    return _amount(value, places=places).quantize(CENT)
+
+
+def tax_amount(value):
+    """A line's `taxes[].total`, which WooCommerce leaves unrounded ("10.434"): finite and bounded."""
+    return _amount(value, places=None)
+
+
+def order_id_of(data):
+    """The order id in a body: a JSON integer from 1 to MAX_ID (a float id such as 800006.7 is not one)."""
+    value = data.get("id") if isinstance(data, dict) else None
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_ID:
+        raise OrderDataError(f"order id {value!r} is not a whole number from 1 to {MAX_ID}")
+    return value
+
+
+def check_order(order):
+    """Raises OrderDataError naming what the order schema refuses in `order` (the receiver's check, again)."""
+    errors = _ORDER_SCHEMA.validate(order) if isinstance(order, dict) else {"_schema": ["not an object"]}
+    if errors:
+        raise OrderDataError(f"the order fails its schema: {_flatten(errors)}"[:250])
+
+
+def _flatten(errors, prefix=""):
+    """marshmallow's nested error dict as `path: message; ...`."""
+    if isinstance(errors, dict):
+        return "; ".join(_flatten(value, f"{prefix}{key}." if prefix or key != "_schema" else "")
+                         for key, value in errors.items())
+    if isinstance(errors, list):
+        return "; ".join(_flatten(value, prefix) for value in errors)
+    return f"{prefix.rstrip('.')}: {errors}" if prefix else str(errors)
+
+
+def _quantity(item):
+    quantity = item.get("quantity")
+    if isinstance(quantity, bool) or not isinstance(quantity, int) or not 1 <= quantity <= MAX_QUANTITY:
+        raise OrderMoneyError(f"line {item.get('id')!r} has quantity {quantity!r}, not a whole number "
+                              f"from 1 to {MAX_QUANTITY}")
+    return decimal.Decimal(quantity)
 
 
 def _parts(order):
@@ -84,6 +147,7 @@ class OrderMapping:
         self.vat = vat
         self.shipping = shipping
         self.rounding = rounding
+        self.max_difference = decimal.Decimal(str(rounding.get("max_difference", DEFAULT_ROUNDING_MAX_DIFFERENCE)))
         self.vat_rates = dict(vat_rates)
         self.description_chars = description_chars
         for where, code in (("orders.vat.default", vat["default"]), ("orders.vat.untaxed", vat["untaxed"]),
@@ -101,7 +165,7 @@ class OrderMapping:
             return self.vat["untaxed"]
         by_rate = self.vat["tax_rates"]
         for charged in part.get("taxes") or []:
-            if not isinstance(charged, dict) or money(charged.get("total")) == 0:
+            if not isinstance(charged, dict) or tax_amount(charged.get("total")) == 0:
                 continue
             for key in (str(charged.get("id")), rate_codes.get(str(charged.get("id")), "")):
                 if key in by_rate:
@@ -122,15 +186,24 @@ class OrderMapping:
         return f"{default}: {title}" if title else default
 
     def lines(self, order, *, shipping_titles=None):
-        """The order's lines as MappedLines: products (by SKU), carriage, fees; zero lines left out."""
+        """The order's lines as MappedLines: products (by SKU), carriage, fees; zero lines left out.
+
+        Raises OrderDataError for a body the order schema refuses, OrderMoneyError for money that
+        is not sane (checked here again whatever checked the body before).
+        """
+        check_order(order)
+        places = min(EXCHEQUER_PLACES, currency_places(order.get("currency")))
+        for amount in (order.get("total"), order.get("shipping_total"), order.get("total_tax")):
+            money(amount, places=places)
+        for part in _parts(order):
+            for name in ("total", "subtotal", "total_tax"):
+                money(part.get(name), places=places)
         included = totals_include_tax(order)
         rate_codes = {str(line.get("rate_id")): str(line.get("rate_code") or "")
                       for line in order.get("tax_lines") or [] if isinstance(line, dict)}
         mapped = []
         for item in order.get("line_items") or []:
-            quantity = decimal.Decimal(str(item.get("quantity") or 0))
-            if quantity <= 0:
-                continue
+            quantity = _quantity(item)
             total, tax = money(item.get("total")), money(item.get("total_tax"))
             net = total - tax if included else total
             mapped.append(MappedLine(kind=PRODUCT, stock_code=str(item.get("sku") or "").strip(),
@@ -153,7 +226,13 @@ class OrderMapping:
         """DocumentLines for `mapped`, with a rounding line when Exchequer's net + VAT would differ
         from `target_total` (Decimal)."""
         lines = [line.document_line() for line in mapped]
-        difference = target_total - exchequer_total(lines, self.vat_rates)
+        computed = exchequer_total(lines, self.vat_rates)
+        difference = target_total - computed
+        if abs(difference) > self.max_difference:
+            # A rounding line is for pennies; beyond that the order's figures disagree with themselves.
+            raise OrderMoneyError(f"the order's total is {target_total} but its lines come to {computed} "
+                                  f"(net + VAT); the difference {difference} is more than "
+                                  f"orders.rounding.max_difference {self.max_difference}")
         if difference:
             lines.append(DocumentLine(stock_code="", description=self._description(self.rounding["description"]),
                                       qty=1.0, unit_net_price=float(difference), vat_code=self.rounding["vat_code"]))

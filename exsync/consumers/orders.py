@@ -20,7 +20,7 @@ from exsync.consumers.connections import ExchequerConnections, fresh_after_failu
 from exsync.consumers.customer_accounts import account_for_shop_customer
 from exsync.consumers.customer_mapping import AccountFitter, billing_details
 from exsync.consumers.errors import OrderDataError
-from exsync.consumers.order_mapping import PRODUCT, OrderMapping, money
+from exsync.consumers.order_mapping import PRODUCT, OrderMapping, money, order_id_of
 from exsync.consumers.order_rules import OrderFacts, choose, customer_role, order_meta
 from exsync.consumers.state import OrderStore, ShippingMethodStore, ensure_tables
 from exsync.errors import ExsyncError
@@ -138,10 +138,8 @@ class OrdersConsumer:
         data = event.get("data")
         if not isinstance(data, dict) or "id" not in data:
             raise PermanentError("an order event needs a data object with an id")
-        try:
-            order_id = int(data["id"])
-        except (TypeError, ValueError) as error:
-            raise PermanentError(f"order id {data['id']!r} is not a number") from error
+        # OrderDataError is permanent: a body with no usable id goes to the dead queue at once.
+        order_id = order_id_of(data)
         if event.get("type") == "woo.order.deleted" or set(data) == {"id"}:
             return self._deleted(order_id)
         return self.process(data)
@@ -185,7 +183,8 @@ class OrdersConsumer:
             # The writer (or a free-stock read) met an item that is not there: name the SKUs.
             unknown = self._unknown_skus(connections, order)
             return self._park(connections, order_id, f"unknown SKU {', '.join(unknown)}" if unknown else str(error))
-        except (InvalidDocumentError, UnknownAccountError) as error:
+        except (InvalidDocumentError, UnknownAccountError, OrderDataError) as error:
+            # OrderDataError: the body or its money is refused (permanently); parked with the reason.
             return self._park(connections, order_id, str(error))
         except _Parked as parked:
             return self._park(connections, order_id, str(parked))

@@ -35,15 +35,15 @@ SHIPPING = "shipping_methods"
 
 _TABLES = {
     TRACKING: (
-        [("order_id", "int"), ("number", "str:32"), ("status", "str:32"), ("currency", "str:8"),
+        [("order_id", "bigint"), ("number", "str:32"), ("status", "str:32"), ("currency", "str:8"),
          ("total", "str:32"), ("date_modified_gmt", "str:32"), ("import_state", "str:16"),
          ("reason", "str:255"), ("refs", "str:100"), ("plan", "str:255"), ("cancel_published", "int"),
          ("refund_ids", "str:255"), ("body", "text"),
          ("first_seen_at", "float"), ("imported_at", "float"), ("updated_at", "float")],
         [("order_id",)], [("import_state",)]),
     NOTES: (
-        [("order_id", "int"), ("note_key", "str:64"), ("state", "str:8"), ("claimed_at", "float"),
-         ("note_id", "int")],
+        [("order_id", "bigint"), ("note_key", "str:64"), ("state", "str:8"), ("claimed_at", "float"),
+         ("note_id", "bigint")],
         [("order_id", "note_key")], []),
     SHIPPING: (
         [("instance_id", "str:32"), ("zone_id", "int"), ("zone_name", "str:100"), ("method_id", "str:64"),

@@ -20,6 +20,7 @@ from exsync.exchequer.errors import (
     RetryableError,
 )
 from exsync.exchequer.mapping import Mapping
+from exsync.redact import redact, redact_odbc, secrets_in
 
 __all__ = [
     "DEFAULT_BUSY_TIMEOUT_SECONDS",
@@ -246,7 +247,7 @@ def _named_driver(dsn):
 
 def _odbc_label(dsn):
     """The connection string without secrets, for messages and logs."""
-    return re.sub(r"(?i)(pwd|password)\s*=\s*(\{[^}]*\}|[^;]*)", r"\1=***", dsn)
+    return redact_odbc(dsn)
 
 
 def _connect_odbc(dsn, mapping, login_timeout_seconds):
@@ -266,7 +267,8 @@ def _connect_odbc(dsn, mapping, login_timeout_seconds):
         raw = pyodbc.connect(dsn, autocommit=False, timeout=login_timeout_seconds)
         dbms = raw.getinfo(pyodbc.SQL_DBMS_NAME)
     except pyodbc.Error as error:
-        raise ConnectError(f"cannot connect to {label}: {error}") from error
+        # Some drivers quote the connection string back in their message.
+        raise ConnectError(f"cannot connect to {label}: {redact(error, secrets=secrets_in(dsn))}") from error
     dialect = dialect_for_dbms(dbms)
     if dialect is None:
         raw.close()

@@ -41,6 +41,9 @@ class Dialect:
             return "INTEGER"
         if kind == "bit":
             return self.bit_type
+        if kind == "bigint":
+            # Ids of the shop (WordPress's are BIGINT UNSIGNED): 2^31 and above must fit.
+            return "BIGINT"
         if kind == "float":
             return self.float_type
         if kind.startswith("str:"):

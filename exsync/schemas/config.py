@@ -1,14 +1,19 @@
 """The YAML configuration file: rules and mappings, validated before anything runs."""
 
+import decimal
+
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
-__all__ = ["ConfigSchema", "validate_config"]
+__all__ = ["ConfigSchema", "validate_config", "DEFAULT_DELIVERY_TIMEOUT_SECONDS", "DEFAULT_MAX_JSON_DEPTH",
+           "DEFAULT_ROUNDING_MAX_DIFFERENCE"]
 
 DEFAULT_RETRY_DELAYS_SECONDS = (5, 30, 300)
 DEFAULT_MAX_ATTEMPTS = 5
 DEFAULT_PREFETCH = 10
 DEFAULT_HANDLER_THREADS = 4
 DEFAULT_MAX_BODY_BYTES = 5 * 1024 * 1024
+DEFAULT_MAX_JSON_DEPTH = 64
+DEFAULT_DELIVERY_TIMEOUT_SECONDS = 5.0
 
 
 class BusSchema(Schema):
@@ -27,6 +32,12 @@ class WebhookSchema(Schema):
     max_body_bytes = fields.Integer(
         load_default=DEFAULT_MAX_BODY_BYTES, validate=validate.Range(min=1024)
     )
+    # A WooCommerce body nests a few levels; far deeper is an attack on the parser.
+    max_json_depth = fields.Integer(load_default=DEFAULT_MAX_JSON_DEPTH, validate=validate.Range(min=8, max=512))
+    # How long one delivery may wait for its broker confirm before it is answered 503: well under
+    # WooCommerce's own delivery timeout (60 s), so a stalled broker does not hold every slot.
+    delivery_timeout_seconds = fields.Float(load_default=DEFAULT_DELIVERY_TIMEOUT_SECONDS,
+                                            validate=validate.Range(min=0.1, max=50))
 
 
 class LocationsField(fields.Field):
@@ -122,6 +133,7 @@ class ShopSchema(Schema):
 
 
 DEFAULT_IMPORT_STATUSES = ("processing",)
+DEFAULT_ROUNDING_MAX_DIFFERENCE = decimal.Decimal("0.05")
 DEFAULT_GUEST_ACCOUNT = "WEBSAL"
 DEFAULT_ROLE_META_KEY = "wwp_wholesale_role"
 ORDER_ACTIONS = ("SOR", "SQU", "split")
@@ -176,6 +188,10 @@ class OrderShippingSchema(Schema):
 class OrderRoundingSchema(Schema):
     description = fields.String(load_default="Rounding", validate=validate.Length(min=1, max=60))
     vat_code = fields.String(load_default="Z", validate=_VAT_CODE)
+    # The most a rounding line may cover per order; an order whose lines are further from its
+    # total is parked with both figures instead of "rounded".
+    max_difference = fields.Decimal(load_default=DEFAULT_ROUNDING_MAX_DIFFERENCE, places=2, as_string=False,
+                                    validate=validate.Range(min=0, max=100))
 
 
 class OrderDispatchSchema(Schema):

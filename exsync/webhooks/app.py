@@ -1,6 +1,13 @@
-"""The Flask app: thin views over the Receiver, plus health, readiness and metrics."""
+"""The Flask app: thin views over the Receiver, plus health, readiness and metrics.
+
+Probes never wait on the broker: /healthz answers from the process alone and /readyz from what the
+publisher already knows (see `readiness_reason`). Deliveries take a bounded share of a
+worker's connections at once (`DeliverySlots`), so some are always left for probes; one delivery
+waits at most the publisher's publish timeout (webhook.delivery_timeout_seconds).
+"""
 
 import logging
+import threading
 import time
 
 import prometheus_client
@@ -9,25 +16,96 @@ from prometheus_client import multiprocess
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from exsync.bus import BusError, SharedPublisher, Topology
+from exsync.config import WEBHOOK_PROBE_CONNECTIONS
 from exsync.metrics import Metrics, default_metrics
 from exsync.webhooks.receiver import Receiver
 
-__all__ = ["create_app", "create_app_from_settings"]
+__all__ = ["DEFAULT_PROBE_WAIT_SECONDS", "DeliverySlots", "create_app", "create_app_from_settings",
+           "liveness_reason", "readiness_reason"]
 
 log = logging.getLogger(__name__)
 
+# The longest a delivery waits for a slot when all are taken.
+MAX_SLOT_WAIT_SECONDS = 1.0
+# The longest /readyz waits for a connect it started itself (a probe's timeout is 1 s by default).
+DEFAULT_PROBE_WAIT_SECONDS = 0.5
 
-def create_app(*, receiver, publisher, max_body_bytes, metrics=None, metrics_dir=None):
-    """The WSGI app; everything it needs is handed in, so tests build it with real parts."""
+
+def liveness_reason():
+    """Why this process should be restarted, or None: it answers, so it lives (nothing it waits on
+    outside itself, such as the broker, may make it look dead)."""
+    return None
+
+
+def readiness_reason(publisher, *, wait_seconds=DEFAULT_PROBE_WAIT_SECONDS):
+    """Why this process should get no deliveries now, or None: not connected to the broker, or its
+    confirms overdue (a stalled broker). Answers within `wait_seconds` whatever the broker does."""
+    readiness = getattr(publisher, "readiness", None)
+    if readiness is None:  # a publisher without readiness (the blocking Publisher): ask it directly
+        try:
+            publisher.check()
+        except BusError as error:
+            return f"broker unreachable: {error}"
+        return None
+    return readiness(wait_seconds=wait_seconds)
+
+
+class DeliverySlots:
+    """At most `slots` deliveries at once, and at most `waiters` more waiting (up to `wait_seconds`)
+    for one to free; any further delivery is refused at once rather than hold a connection."""
+
+    def __init__(self, *, slots, waiters, wait_seconds):
+        self._free = threading.BoundedSemaphore(slots)
+        self._lock = threading.Lock()
+        self._waiting = 0
+        self.waiters = waiters
+        self.wait_seconds = wait_seconds
+
+    def acquire(self):
+        """True with a slot taken (release() it), False when the delivery is to be refused."""
+        if self._free.acquire(blocking=False):
+            return True
+        with self._lock:
+            if self._waiting >= self.waiters:
+                return False
+            self._waiting += 1
+        try:
+            return self._free.acquire(timeout=self.wait_seconds)
+        finally:
+            with self._lock:
+                self._waiting -= 1
+
+    def release(self):
+        self._free.release()
+
+
+def create_app(*, receiver, publisher, max_body_bytes, metrics=None, metrics_dir=None, slots=None):
+    """The WSGI app; everything it needs is handed in, so tests build it with real parts.
+
+    `slots`: a DeliverySlots bounding the deliveries handled at once (None: no bound); a delivery
+    it refuses is answered 503 at once rather than take a connection a probe needs.
+    """
     metrics = metrics or Metrics()
     app = Flask("exsync.webhooks")
     app.config["MAX_CONTENT_LENGTH"] = max_body_bytes
 
-    @app.post("/webhooks/woocommerce")
+    # OPTIONS is no method of these routes: Flask would answer it 200 on its own.
+    @app.post("/webhooks/woocommerce", provide_automatic_options=False)
     def woocommerce():
         started = time.perf_counter()
-        body = request.get_data(cache=False)  # over MAX_CONTENT_LENGTH: too_large() below answers
-        outcome = receiver.receive(headers=request.headers, body=body)
+        if slots is not None and not slots.acquire():
+            metrics.inc("webhook_requests", topic="unknown", outcome="busy")
+            return _text(503, "too many deliveries at once: it is not stored; deliver it again")
+        try:
+            body = request.get_data(cache=False)  # over MAX_CONTENT_LENGTH: too_large() below answers
+            if request.content_length is None and len(body) >= max_body_bytes and \
+                    request.environ["wsgi.input"].read(1):
+                # A chunked body is cut at the limit by werkzeug, not refused: what follows says it was longer.
+                raise RequestEntityTooLarge()
+            outcome = receiver.receive(headers=request.headers, body=body)
+        finally:
+            if slots is not None:
+                slots.release()
         metrics.observe("webhook_request_duration_seconds", time.perf_counter() - started, outcome=outcome.outcome)
         return _text(outcome.status, outcome.message)
 
@@ -37,19 +115,17 @@ def create_app(*, receiver, publisher, max_body_bytes, metrics=None, metrics_dir
         log.warning("webhook refused: body of %s bytes over the %d-byte limit", request.content_length, max_body_bytes)
         return _text(413, f"the body is larger than {max_body_bytes} bytes")
 
-    @app.get("/healthz")
+    @app.get("/healthz", provide_automatic_options=False)
     def healthz():
-        return _text(200, "ok")
+        reason = liveness_reason()
+        return _text(503, reason) if reason else _text(200, "ok")
 
-    @app.get("/readyz")
+    @app.get("/readyz", provide_automatic_options=False)
     def readyz():
-        try:
-            publisher.check()
-        except BusError as error:
-            return _text(503, f"broker unreachable: {error}")
-        return _text(200, "ready")
+        reason = readiness_reason(publisher)
+        return _text(503, reason) if reason else _text(200, "ready")
 
-    @app.get("/metrics")
+    @app.get("/metrics", provide_automatic_options=False)
     def metrics_view():
         if metrics_dir:
             registry = prometheus_client.CollectorRegistry()
@@ -68,13 +144,19 @@ def _text(status, message):
 def create_app_from_settings(settings):
     """The app as `exsync webhook` serves it."""
     metrics = default_metrics()
+    webhook = settings.config["webhook"]
     publisher = SharedPublisher(url=settings.amqp_url, topology=Topology.from_config(settings.config),
-                                metrics=metrics)
-    receiver = Receiver(secrets=settings.webhook_secrets, publisher=publisher, metrics=metrics)
+                                metrics=metrics, publish_timeout_seconds=webhook["delivery_timeout_seconds"])
+    receiver = Receiver(secrets=settings.webhook_secrets, publisher=publisher, metrics=metrics,
+                        max_json_depth=webhook["max_json_depth"])
     return create_app(
         receiver=receiver,
         publisher=publisher,
-        max_body_bytes=settings.config["webhook"]["max_body_bytes"],
+        max_body_bytes=webhook["max_body_bytes"],
         metrics=metrics,
         metrics_dir=settings.metrics_dir,
+        # Half the connections kept for probes may wait for a delivery slot, briefly (a burst frees
+        # slots in milliseconds, a stalled broker not for a delivery timeout); the other half never do.
+        slots=DeliverySlots(slots=settings.webhook_connections, waiters=WEBHOOK_PROBE_CONNECTIONS // 2,
+                            wait_seconds=min(MAX_SLOT_WAIT_SECONDS, webhook["delivery_timeout_seconds"] / 2)),
     )

@@ -1,6 +1,6 @@
 """gunicorn settings for `exsync webhook`, taken from exsync's configuration."""
 
-from exsync.config import load_settings
+from exsync.config import WEBHOOK_PROBE_CONNECTIONS, load_settings
 
 _settings = load_settings()
 
@@ -10,13 +10,18 @@ workers = _settings.webhook_workers
 # one connection (exsync.bus.SharedPublisher). Measured against gthread workers (bench/): the same
 # work costs less CPU per request, as greenlets hand off without fighting over the GIL.
 worker_class = "gevent"
-worker_connections = _settings.webhook_connections
+# Deliveries take at most webhook_connections of them (and a couple more waiting for one); the rest
+# are for probes and scrapes (exsync.webhooks.app.DeliverySlots).
+worker_connections = _settings.webhook_connections + WEBHOOK_PROBE_CONNECTIONS
 # gunicorn 27's control socket is not used by exsync; its default path ($HOME/.gunicorn) is shared by
 # every receiver on a host and missing on a read-only root filesystem. Older gunicorns ignore this.
 control_socket_disable = True
 timeout = 30
 graceful_timeout = 30
-keepalive = 5
+# No keep-alive: a connection is held only for its request, so clients that keep sending on theirs
+# cannot hold every slot a worker has and starve new connections (probes included). WooCommerce
+# opens a connection per delivery anyway.
+keepalive = 0
 # WooCommerce's bodies are bounded by MAX_CONTENT_LENGTH in the app; these bound the headers.
 limit_request_line = 8190
 limit_request_fields = 100

@@ -1,7 +1,13 @@
 """What happens to one webhook delivery, apart from HTTP: verify, check, publish, answer.
 
 Nothing authentic is lost: a delivery is answered 200 only once the broker confirmed its
-message, and an authentic body that fails its schema is parked on the bus with the errors.
+message, and an authentic body that fails its schema, or is not JSON, or holds text that cannot be
+stored as UTF-8, is parked on the bus with the errors. Each answer means what it says:
+- 200: stored (confirmed by the broker), for import or for review;
+- 400: refused for good (nested too deeply, a topic exsync cannot carry): sending it again is useless;
+- 401: not signed by a configured secret;
+- 503: not confirmed in time: it may or may not be stored; WooCommerce's next delivery or the
+  reconciler settles it (everything downstream is idempotent).
 """
 
 import dataclasses
@@ -13,16 +19,50 @@ import urllib.parse
 from exsync.bus import WOO_EXCHANGE, BusError, new_event
 from exsync.bus.topology import INVALID_ROUTING_PREFIX
 from exsync.metrics import Metrics
+from exsync.schemas.config import DEFAULT_MAX_JSON_DEPTH
 from exsync.schemas.woo import validate_body
 from exsync.webhooks.signature import verify_signature
 
-__all__ = ["Receiver", "Outcome", "topic_label"]
+__all__ = ["Receiver", "Outcome", "MAX_TOPIC_CHARS", "OWN_TOPIC_PREFIXES", "json_depth_exceeds", "topic_label"]
 
 log = logging.getLogger(__name__)
 
 KNOWN_TOPIC = re.compile(r"^(order|customer|product|coupon)\.(created|updated|deleted|restored)$")
 TOPIC_SHAPE = re.compile(r"^[a-z0-9_]+\.[a-z0-9_.\-]+$")
 DEFAULT_SOURCE = "woocommerce:unknown"
+# A routing key is an AMQP short string (255 bytes) and the parked copy's key adds `invalid.`;
+# WooCommerce's longest topics (`action.<hook>`) are far shorter.
+MAX_TOPIC_CHARS = 200
+# Routing-key prefixes exsync uses for its own messages on the woo exchange: a delivery's topic
+# must never route there (a signed `invalid.order` would otherwise land on the parking queue).
+OWN_TOPIC_PREFIXES = (INVALID_ROUTING_PREFIX,)
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
+_NOT_BRACKETS = bytes(set(range(256)) - set(b"[]{}"))
+
+
+def json_depth_exceeds(body, limit):
+    """Whether JSON `body` (bytes) nests arrays/objects deeper than `limit`, checked before parsing.
+
+    Strings are cut out first (a bracket in a string does not nest), then only brackets are
+    counted, so a 5 MB body costs two passes in C and a loop over its brackets alone.
+    """
+    depth = 0
+    for byte in _JSON_STRING.sub(b"", body).translate(None, _NOT_BRACKETS):
+        if byte in b"[{":
+            depth += 1
+            if depth > limit:
+                return True
+        else:
+            depth -= 1
+    return False
+
+
+UNSTORABLE_TEXT = "holds text that is not valid Unicode (a lone surrogate): kept with it escaped"
+
+
+def _no_constants(name):
+    # Python's json reads NaN and Infinity, which are not JSON and never money.
+    raise ValueError(f"{name} is not JSON")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -60,10 +100,11 @@ def _is_ping(headers, body):
 class Receiver:
     """Turns a signed WooCommerce delivery into a confirmed message on exchange `woo`."""
 
-    def __init__(self, *, secrets, publisher, metrics=None):
+    def __init__(self, *, secrets, publisher, metrics=None, max_json_depth=DEFAULT_MAX_JSON_DEPTH):
         self.secrets = tuple(secrets)
         self.publisher = publisher
         self.metrics = metrics or Metrics()
+        self.max_json_depth = max_json_depth
 
     def receive(self, *, headers, body):
         """`headers` must look names up case-insensitively (werkzeug's do)."""
@@ -90,43 +131,83 @@ class Receiver:
 
         topic = (headers.get("X-WC-Webhook-Topic") or "").strip().lower()
         label = topic_label(topic)
-        try:
-            payload = json.loads(body)
-        except ValueError:
-            log.warning("webhook topic=%s: authentic body is not JSON", topic or "?")
-            return Outcome(status=400, outcome="malformed", message="the body is not JSON", topic=label)
-        if not isinstance(payload, dict):
-            return Outcome(status=400, outcome="malformed", message="the body is not a JSON object", topic=label)
+        refused = self._refused_topic(topic)
+        if refused:
+            log.warning("webhook refused: %s", refused)
+            return Outcome(status=400, outcome="refused", message=refused, topic=label)
+        if json_depth_exceeds(body, self.max_json_depth):
+            log.warning("webhook topic=%s refused: JSON nested deeper than %d", topic or "?", self.max_json_depth)
+            return Outcome(status=400, outcome="refused", topic=label,
+                           message=f"the body nests deeper than {self.max_json_depth} levels")
 
         source = headers.get("X-WC-Webhook-Source") or DEFAULT_SOURCE
         trace = {
             "wcwebhookid": headers.get("X-WC-Webhook-ID") or "",
             "wcdeliveryid": headers.get("X-WC-Webhook-Delivery-ID") or "",
         }
-        if not TOPIC_SHAPE.match(topic):
-            errors = {"X-WC-Webhook-Topic": [f"missing or not a topic: {topic!r}"]}
-        else:
-            errors = validate_body(topic, payload)
         try:
+            try:
+                payload = json.loads(body, parse_constant=_no_constants)
+            except (ValueError, UnicodeDecodeError) as error:
+                # Authentic but unreadable: kept as received for a person to look at.
+                return self._park(topic, label, source, trace, body, errors={"body": [f"not JSON: {error}"]})
+            if not isinstance(payload, dict):
+                return self._park(topic, label, source, trace, body, errors={"body": ["not a JSON object"]})
+            if not TOPIC_SHAPE.match(topic):
+                errors = {"X-WC-Webhook-Topic": [f"missing or not a topic: {topic!r}"]}
+            else:
+                errors = validate_body(topic, payload)
             if errors:
-                return self._park(topic, label, source, payload, errors, trace)
+                return self._park(topic, label, source, trace, body, errors=errors, payload=payload)
             subject = payload.get("id", payload.get("arg"))
             event = new_event(type=f"woo.{topic}", source=source, subject=subject, data=payload, **trace)
-            self.publisher.publish(exchange=WOO_EXCHANGE, routing_key=topic, event=event)
+            try:
+                self.publisher.publish(exchange=WOO_EXCHANGE, routing_key=topic, event=event)
+            except UnicodeEncodeError:
+                # A lone surrogate (`\\ud800`) parses but is no UTF-8: the body is kept as received.
+                return self._park(topic, label, source, trace, body, errors={}, payload=payload)
         except BusError as error:
-            log.error("webhook topic=%s not stored, answering 503: %s", topic, error)
-            return Outcome(status=503, outcome="unavailable", message="the message could not be stored", topic=label)
+            log.error("webhook topic=%s not confirmed, answering 503 (it may or may not be stored): %s", topic, error)
+            return Outcome(status=503, outcome="unavailable", topic=label,
+                           message="the message was not confirmed: it may or may not be stored")
         return Outcome(status=200, outcome="accepted", message="stored", topic=label)
 
-    def _park(self, topic, label, source, payload, errors, trace):
-        log.warning("webhook topic=%s failed its schema, parked: %s", topic, errors)
-        event = new_event(
-            type="woo.invalid",
-            source=source,
-            subject=payload.get("id"),
-            data={"topic": topic, "errors": errors, "body": payload},
-            **trace,
-        )
+    @staticmethod
+    def _refused_topic(topic):
+        """Why a topic can never be carried (None when it can)."""
+        if len(topic) > MAX_TOPIC_CHARS:
+            return f"the topic is longer than {MAX_TOPIC_CHARS} characters"
+        if topic.partition(".")[0] in OWN_TOPIC_PREFIXES:
+            return f"the topic {topic!r} is in exsync's own namespace"
+        return None
+
+    def _park(self, topic, label, source, trace, body, *, errors, payload=None):
+        """Stores an authentic delivery for review: the parsed `payload`, or else the body as received."""
+        log.warning("webhook topic=%s failed its checks, parked: %s", topic, _escaped(errors))
         routing_key = f"{INVALID_ROUTING_PREFIX}.{topic if TOPIC_SHAPE.match(topic) else 'unknown'}"
-        self.publisher.publish(exchange=WOO_EXCHANGE, routing_key=routing_key, event=event)
-        return Outcome(status=200, outcome="parked", message="stored for review: it failed validation", topic=label)
+        data = {"topic": topic, "errors": errors}
+        if payload is not None:
+            data["body"] = payload
+        else:
+            # Bytes that are no UTF-8 become \xNN escapes; the rest is the signed body as it came.
+            data["raw"] = body.decode("utf-8", "backslashreplace")
+        subject = payload.get("id") if payload is not None else None
+        try:
+            self.publisher.publish(exchange=WOO_EXCHANGE, routing_key=routing_key, event=new_event(
+                type="woo.invalid", source=source, subject=subject, data=data, **trace))
+        except UnicodeEncodeError:
+            data["errors"] = {**errors, "_text": [UNSTORABLE_TEXT]}
+            self.publisher.publish(exchange=WOO_EXCHANGE, routing_key=routing_key, event=new_event(
+                type="woo.invalid", source=source, subject=None, data=_escaped(data), **trace))
+        return Outcome(status=200, outcome="parked", message="stored for review: it failed its checks", topic=label)
+
+
+def _escaped(value):
+    """`value` with every lone surrogate in its strings written as a `\\udXXX` escape (storable)."""
+    if isinstance(value, str):
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    if isinstance(value, dict):
+        return {_escaped(key): _escaped(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_escaped(item) for item in value]
+    return value

@@ -21,6 +21,7 @@ import urllib3
 
 from exsync.errors import ConfigError
 from exsync.metrics import Metrics
+from exsync.redact import redact
 from exsync.woo.auth import DEFAULT_SIGNATURE_METHOD, DEFAULT_SIGNATURE_TYPE, auth_for
 from exsync.woo.dates import format_wc_datetime, parse_wc_gmt
 from exsync.woo.errors import (
@@ -180,6 +181,8 @@ class WooClient:
         self.verify = verify
         self.batch_limit = min(batch_limit, MAX_BATCH_ITEMS)
         self.metrics = metrics or Metrics()
+        # What a transport error's text must never show: requests quotes the signed URL in it.
+        self._secrets = tuple(secret for secret in (consumer_key, consumer_secret) if secret)
         self._auth = auth_for(url=self.url, consumer_key=consumer_key, consumer_secret=consumer_secret,
                               signature_method=signature_method, signature_type=signature_type)
         self._bucket = TokenBucket(rate_per_second=requests_per_second, burst=burst)
@@ -274,22 +277,27 @@ class WooClient:
                                                  timeout=self.timeout_seconds, verify=self.verify,
                                                  allow_redirects=False)
             except requests.exceptions.SSLError as error:
-                failure = WooTransportError(f"TLS with {self.url} failed: {error}", sent=False)
+                failure = WooTransportError(f"TLS with {self.url} failed: {self._redacted(error)}", sent=False)
                 failure.retryable = False
                 raise failure from error
             except requests.exceptions.ReadTimeout as error:
                 raise WooTransportError(f"{self.url} did not answer within {self.timeout_seconds} s",
                                         sent=True) from error
             except requests.exceptions.ConnectionError as error:
-                raise WooTransportError(f"cannot reach {self.url}: {error}", sent=not _refused(error)) from error
+                raise WooTransportError(f"cannot reach {self.url}: {self._redacted(error)}",
+                                        sent=not _refused(error)) from error
             except requests.exceptions.RequestException as error:
-                raise WooTransportError(f"request to {self.url} failed: {error}", sent=True) from error
+                raise WooTransportError(f"request to {self.url} failed: {self._redacted(error)}",
+                                        sent=True) from error
             status_label = str(response.status_code)
             return self._read(response)
         finally:
             self.metrics.observe("woo_request_duration_seconds", time.monotonic() - started,
                                  method=method, endpoint=endpoint)
             self.metrics.inc("woo_requests", method=method, endpoint=endpoint, status=status_label)
+
+    def _redacted(self, text):
+        return redact(text, secrets=self._secrets)
 
     def _read(self, response):
         status = response.status_code
@@ -304,7 +312,8 @@ class WooClient:
                                        f"({response.headers.get('Content-Type')})", status=status)
             return WooResponse(status=status, headers=response.headers, body=body)
         if 300 <= status < 400:
-            raise WooProtocolError(f"the shop redirected to {response.headers.get('Location')!r}; "
+            location = self._redacted(response.headers.get("Location"))
+            raise WooProtocolError(f"the shop redirected to {location!r}; "
                                    "check the shop URL's scheme and host", status=status)
         raise api_error_from(status=status, body=body,
                              retry_after_seconds=_retry_after_seconds(response.headers.get("Retry-After")))

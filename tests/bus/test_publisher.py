@@ -127,7 +127,7 @@ def test_a_message_handed_to_a_lost_connection_goes_again_on_a_new_one(amqp_url)
         # as a publish is when the loss has not been noticed yet.
         current = publisher._current
         handed = iter([lost])
-        publisher._current = lambda: next(handed, None) or current()
+        publisher._current = lambda *args: next(handed, None) or current(*args)
         publisher.publish(exchange="woo", routing_key="order.created", event=event(2))
     assert [m["subject"] for m, _ in read_messages(amqp_url, "orders.import", count=2)] == ["1", "2"]
     assert registry.get_sample_value("exsync_bus_publish_retries_total", {"exchange": "woo"}) == 1

@@ -61,10 +61,22 @@ def test_guest_order_with_lines_shipping_fees_coupon_and_tax_becomes_one_sor_to_
     assert consumer._connections().orders.get(101).import_state == "imported"
 
 
-def test_shop_tax_that_exchequer_computes_differently_gets_a_rounding_line(sqlite_company, make_consumer):
+def test_shop_tax_that_exchequer_computes_differently_is_parked_with_both_figures(sqlite_company, make_consumer):
     dsn, codes = sqlite_company
     consumer, _ = make_consumer(dsn)
     body = fixture("order_727.json")  # WooCommerce's documented order: 7.5% state tax, a guest
+    body["line_items"][0]["sku"] = codes[0]
+    body["line_items"][1]["sku"] = codes[1]
+    assert consumer.handle_event(event(body)) == "parked"
+    assert documents_of(dsn, 727) == []
+    reason = consumer._connections().orders.get(727).reason
+    assert "29.35" in reason and "31.60" in reason and "max_difference 0.05" in reason
+
+
+def test_a_rounding_line_covers_up_to_the_configured_difference(sqlite_company, make_consumer):
+    dsn, codes = sqlite_company
+    consumer, _ = make_consumer(dsn, rounding={"max_difference": 2.5})
+    body = fixture("order_727.json")
     body["line_items"][0]["sku"] = codes[0]
     body["line_items"][1]["sku"] = codes[1]
     assert consumer.handle_event(event(body)) == "imported"
@@ -330,8 +342,9 @@ def test_a_broken_connection_is_replaced_for_the_retry(sqlite_company, make_cons
 
 def test_vat_codes_come_from_the_rate_charged_then_the_tax_class(sqlite_company, make_consumer):
     dsn, codes = sqlite_company
+    # Exempt lines leave the documented order's 1.35 of state tax to the rounding line.
     consumer, _ = make_consumer(dsn, vat={"tax_rates": {"US-CA-STATE TAX": "E"},
-                                          "tax_classes": {"reduced-rate": "5"}})
+                                          "tax_classes": {"reduced-rate": "5"}}, rounding={"max_difference": 1.5})
     documented = fixture("order_727.json")  # its lines charge rate 75, US-CA-STATE TAX
     documented["line_items"][0]["sku"] = codes[0]
     documented["line_items"][1]["sku"] = codes[1]

@@ -21,7 +21,7 @@ SECRET = "e2e-secret&amp;rotated"
 
 
 @contextlib.contextmanager
-def running_webhook(amqp_url, tmp_path):
+def running_webhook(amqp_url, tmp_path, **extra_env):
     """`exsync webhook` (2 gevent workers) against `amqp_url`; yields its base URL, stops it with SIGTERM."""
     port = free_port()
     env = {
@@ -32,6 +32,7 @@ def running_webhook(amqp_url, tmp_path):
         "EXSYNC_WEBHOOK_WORKERS": "2",
         "EXSYNC_WEBHOOK_CONNECTIONS": "16",
         "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics"),
+        **extra_env,
     }
     with exsync_process(["webhook"], env=env, log_path=tmp_path / "gunicorn.log"):
         wait_for_port("127.0.0.1", port, timeout_seconds=30)

@@ -13,7 +13,9 @@ __all__ = ["TcpProxy", "proxy_in_front_of"]
 
 
 class TcpProxy:
-    """Forwards 127.0.0.1:<port> to a target; `cut()` drops every connection and refuses new ones."""
+    """Forwards 127.0.0.1:<port> to a target; `cut()` drops every connection and refuses new ones;
+    `stall()` keeps every connection open (and accepts new ones) but forwards no byte until `resume()`:
+    a partition, or a broker that stopped reading."""
 
     def __init__(self, *, target_host, target_port, port=None):
         self.target = (target_host, target_port)
@@ -22,6 +24,8 @@ class TcpProxy:
         self._sockets = set()
         self._listener = None
         self._stopped = threading.Event()
+        self._flowing = threading.Event()
+        self._flowing.set()
 
     def start(self):
         self._listener = socket.socket()
@@ -56,6 +60,10 @@ class TcpProxy:
     def _pipe(self, source, sink):
         try:
             while chunk := source.recv(65536):
+                # Stalled: the chunk waits here, and nothing more is read, so the sender's buffers fill.
+                self._flowing.wait()
+                if self._stopped.is_set():
+                    break
                 sink.sendall(chunk)
         except OSError:
             pass
@@ -70,6 +78,7 @@ class TcpProxy:
     def cut(self):
         """Closes the listener and every open connection: the service is 'down'."""
         self._stopped.set()
+        self._flowing.set()  # a stalled pipe wakes to find its sockets closed
         if self._listener is not None:
             # close() alone leaves a thread blocked in accept() still accepting on Linux.
             try:
@@ -86,6 +95,14 @@ class TcpProxy:
             except OSError:
                 pass
             sock.close()
+
+    def stall(self):
+        """Forwards nothing more, in either direction, while every connection stays open."""
+        self._flowing.clear()
+
+    def resume(self):
+        """Forwards again what was held and what follows."""
+        self._flowing.set()
 
     def restore(self):
         """Listens again on the same port."""

@@ -116,13 +116,17 @@ def test_a_body_over_the_limit_gets_413(bus):
     assert read_messages(url, probe, timeout_seconds=0.5) == []
 
 
-def test_an_authentic_body_that_is_not_json_gets_400(bus):
-    url, topology, probe = bus
-    client, _, _ = make_client(url, topology)
-    body = b'{"id": 727, "status": '
+def test_an_authentic_body_that_is_not_json_is_parked_as_received(bus):
+    url, topology, _ = bus
+    client, registry, _ = make_client(url, topology)
+    body = b'{"id": 727, "status": \xff'
     response = post(client, body, delivery_headers(body, secret=SECRET, topic="order.created"))
-    assert response.status_code == 400
-    assert read_messages(url, probe, timeout_seconds=0.5) == []
+    assert response.status_code == 200
+    [(event, _)] = read_messages(url, INVALID_QUEUE, count=1)
+    assert event["data"]["raw"] == '{"id": 727, "status": \\xff'
+    assert event["data"]["errors"]["body"][0].startswith("not JSON")
+    assert queue_depth(url, "orders.import") == 0
+    assert sample(registry, "exsync_webhook_requests_total", topic="order.created", outcome="parked") == 1
 
 
 def test_an_authentic_body_failing_its_schema_is_parked_with_the_errors(bus):
