@@ -14,6 +14,21 @@ DEFAULT_TEST_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
 PG_ODBC_DRIVER = "PostgreSQL Unicode"
 
 
+def pytest_addoption(parser):
+    parser.addoption("--chaos", action="store_true",
+                     help="run the full fault scenarios of tests/reliability (what `make chaos` runs)")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked `chaos` (minutes each, heavy) run only when asked: `make chaos` (pytest --chaos)."""
+    if config.getoption("--chaos"):
+        return
+    skip = pytest.mark.skip(reason="a full fault scenario: `make chaos` runs it")
+    for item in items:
+        if item.get_closest_marker("chaos") is not None:
+            item.add_marker(skip)
+
+
 def _unavailable(what):
     """No service: fail under CI (a skipped suite proves nothing), skip on a developer's machine."""
     if os.environ.get("CI"):

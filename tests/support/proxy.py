@@ -13,7 +13,9 @@ __all__ = ["TcpProxy", "proxy_in_front_of"]
 
 
 class TcpProxy:
-    """Forwards 127.0.0.1:<port> to a target; `cut()` drops every connection and refuses new ones."""
+    """Forwards 127.0.0.1:<port> to a target; `cut()` drops every connection and refuses new ones,
+    `stall()` keeps connections open (and accepts new ones) but forwards no byte until `resume()`:
+    a network partition or a blocked peer, which is worse for a client than a refusal."""
 
     def __init__(self, *, target_host, target_port, port=None):
         self.target = (target_host, target_port)
@@ -22,6 +24,8 @@ class TcpProxy:
         self._sockets = set()
         self._listener = None
         self._stopped = threading.Event()
+        self._flowing = threading.Event()
+        self._flowing.set()
 
     def start(self):
         self._listener = socket.socket()
@@ -56,6 +60,7 @@ class TcpProxy:
     def _pipe(self, source, sink):
         try:
             while chunk := source.recv(65536):
+                self._flowing.wait()  # stalled: the bytes are held, not forwarded, not dropped
                 sink.sendall(chunk)
         except OSError:
             pass
@@ -90,6 +95,14 @@ class TcpProxy:
     def restore(self):
         """Listens again on the same port."""
         return self.start()
+
+    def stall(self):
+        """Connections stay open and new ones are accepted, but no byte goes either way."""
+        self._flowing.clear()
+
+    def resume(self):
+        """Forwards again, the bytes held during the stall first."""
+        self._flowing.set()
 
     stop = cut
 
