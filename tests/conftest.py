@@ -3,10 +3,10 @@
 import os
 import shutil
 import urllib.parse
-import uuid
 
 import pytest
 
+from tests.support.database import fresh_pg_database
 from tests.support.net import port_answers
 from tests.support.rabbit import TestVhost
 
@@ -100,13 +100,5 @@ def pg_server():
 @pytest.fixture
 def pg_odbc_dsn(pg_server):
     """An ODBC connection string to a fresh PostgreSQL database of this test's own."""
-    import pyodbc
-
-    name = f"exsync_test_{uuid.uuid4().hex[:12]}"
-    admin = pyodbc.connect(pg_server + "Database=postgres;", autocommit=True)
-    try:
-        admin.execute(f'CREATE DATABASE "{name}"')
-        yield pg_server + f"Database={name};"
-    finally:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
+    with fresh_pg_database(pg_server) as dsn:
+        yield dsn

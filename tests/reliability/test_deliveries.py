@@ -2,8 +2,8 @@
 order. Through the real receiver (gunicorn) and the real orders consumer onto PostgreSQL (pyodbc):
 exactly one document per order, with the order's total.
 
-The small runs are part of `make test`; the full ones (`chaos` marker) run under `make chaos` and
-write their figures to bench/results.json.
+Small runs of these scenarios are part of `make test` (test_in_make_test.py); the full ones
+(`chaos` marker) run under `make chaos` and write their figures to bench/results.json.
 """
 
 import collections
@@ -14,17 +14,15 @@ import time
 
 import pytest
 
-from exsync.bus import Topology, declare_topology
-from tests.consumers.conftest import company
 from tests.reliability.support import (
     Delivery,
-    Pipeline,
     announcements,
     deliver_all,
     lifecycle,
     make_order,
     record_figures,
     shuffled,
+    stage,
     wait_for_documents,
 )
 from tests.support.rabbit import bind_probe, queue_depth
@@ -41,39 +39,34 @@ class Outcome:
     conditions: dict
 
 
-def run_deliveries(*, amqp_url, dsn, directory, orders, deliveries_of, ordered_per_order=False,
-                   timeout_seconds):
+def run_deliveries(stage, *, orders, deliveries_of, first_order_id, ordered_per_order=False, timeout_seconds):
     """Delivers `deliveries_of(order_id, codes, rng)` (a list of (body, topic)) for each order through
-    the real receiver and orders consumer; waits for the documents and counts them."""
-    codes = company(dsn)[:4]
+    the stage's receiver and orders consumer; waits for the documents and counts them."""
     rng = random.Random(orders)
-    per_order = [deliveries_of(FIRST_ORDER_ID + n, codes, rng) for n in range(orders)]
-    # What each order must become: the newest body's total (the total does not change in a lifecycle).
+    per_order = [deliveries_of(first_order_id + n, stage.codes, rng) for n in range(orders)]
+    # What each order must become: its newest body's total.
     totals = {int(bodies[0][0]["id"]): bodies[-1][0]["total"] for bodies in per_order}
-    declare_topology(amqp_url, Topology())
-    probe = bind_probe(amqp_url, exchange="exchequer", routing_key="order.imported")
-    with Pipeline(directory=directory, amqp_url=amqp_url, exchequer_dsn=dsn) as pipeline:
-        base_url = pipeline.start_receiver()
-        pipeline.start_consumer("orders")
-        started = time.monotonic()
-        if ordered_per_order:
-            # Each order's deliveries one after another, in the permuted order; orders side by side.
-            sequences = [[Delivery.of(body, topic) for body, topic in bodies] for bodies in per_order]
-            deliver_all(base_url, sequences, concurrency=16, send=_send_in_turn)
-            sent = [delivery for sequence in sequences for delivery in sequence]
-        else:
-            sent = shuffled([Delivery.of(body, topic) for bodies in per_order for body, topic in bodies], orders)
-            deliver_all(base_url, sent, concurrency=32)
-        delivered_seconds = time.monotonic() - started
-        count, waited_seconds = wait_for_documents(dsn, totals, amqp_url=amqp_url, timeout_seconds=timeout_seconds)
+    probe = bind_probe(stage.amqp_url, exchange="exchequer", routing_key="order.imported")
+    started = time.monotonic()
+    if ordered_per_order:
+        # Each order's deliveries one after another, in the permuted order; orders side by side.
+        sequences = [[Delivery.of(body, topic) for body, topic in bodies] for bodies in per_order]
+        deliver_all(stage.base_url, sequences, concurrency=16, send=_send_in_turn)
+        sent = [delivery for sequence in sequences for delivery in sequence]
+    else:
+        sent = shuffled([Delivery.of(body, topic) for bodies in per_order for body, topic in bodies], orders)
+        deliver_all(stage.base_url, sent, concurrency=32)
+    delivered_seconds = time.monotonic() - started
+    count, waited_seconds = wait_for_documents(stage.dsn, totals, amqp_url=stage.amqp_url,
+                                               timeout_seconds=timeout_seconds)
     answers = collections.Counter(delivery.status for delivery in sent)
-    announced = announcements(amqp_url, probe)
+    announced = announcements(stage.amqp_url, probe)
     conditions = {
         "orders": orders, "deliveries": len(sent), "answers": {str(k): v for k, v in sorted(answers.items(), key=str)},
         "delivered_seconds": round(delivered_seconds, 1), "settled_seconds": round(waited_seconds, 1),
         "imported": count.imported, "missing": len(count.missing), "extra_documents": count.extra,
-        "wrong_totals": len(count.wrong_total), "parked_on_orders_import_dead": queue_depth(amqp_url,
-                                                                                          "orders.import.dead"),
+        "wrong_totals": len(count.wrong_total),
+        "parked_on_orders_import_dead": queue_depth(stage.amqp_url, "orders.import.dead"),
         "receiver": "exsync webhook (gunicorn, 2 workers)", "consumer": "exsync consume orders (1 process)",
         "database": "PostgreSQL via pyodbc (psqlODBC)", **announced,
     }
@@ -94,17 +87,17 @@ def repeated(copies):
     return deliveries_of
 
 
-def duplicate_deliveries(amqp_url, dsn, directory, *, orders, copies, timeout_seconds):
-    return run_deliveries(amqp_url=amqp_url, dsn=dsn, directory=directory, orders=orders,
-                          deliveries_of=repeated(copies), timeout_seconds=timeout_seconds)
+def duplicate_deliveries(stage, *, orders, copies, first_order_id, timeout_seconds):
+    return run_deliveries(stage, orders=orders, deliveries_of=repeated(copies), first_order_id=first_order_id,
+                          timeout_seconds=timeout_seconds)
 
 
-def permuted_lifecycles(permutations):
+def permuted_lifecycles(permutations, first_order_id):
     """Order n goes pending -> processing -> completed, its states delivered in `permutations[n]`'s order
     (a state may be repeated)."""
     def deliveries_of(order_id, codes, rng):
         bodies = lifecycle(order_id, codes, rng, states=STATES)
-        sequence = permutations[(order_id - FIRST_ORDER_ID) % len(permutations)]
+        sequence = permutations[(order_id - first_order_id) % len(permutations)]
         return [(bodies[STATES.index(state)], "order.updated") for state in sequence]
     return deliveries_of
 
@@ -122,37 +115,16 @@ def random_permutations(count, seed):
             for _ in range(count)]
 
 
-def reordered_lifecycles(amqp_url, dsn, directory, *, permutations, timeout_seconds):
-    return run_deliveries(amqp_url=amqp_url, dsn=dsn, directory=directory, orders=len(permutations),
-                          deliveries_of=permuted_lifecycles(permutations), ordered_per_order=True,
+def reordered_lifecycles(stage, *, permutations, first_order_id, timeout_seconds):
+    return run_deliveries(stage, orders=len(permutations), first_order_id=first_order_id,
+                          deliveries_of=permuted_lifecycles(permutations, first_order_id), ordered_per_order=True,
                           timeout_seconds=timeout_seconds)
 
 
-def _failure(outcome):
+def failure(outcome):
     count = outcome.count
     return (f"missing {count.missing[:20]}, {count.extra} extra document(s), wrong totals "
             f"{count.wrong_total[:10]}; answers {dict(outcome.answers)}")
-
-
-# --- in make test: small runs
-
-
-@pytest.mark.slow
-def test_repeated_concurrent_deliveries_make_one_document_per_order(amqp_url, pg_odbc_dsn, tmp_path):
-    outcome = duplicate_deliveries(amqp_url, pg_odbc_dsn, tmp_path, orders=40, copies=3, timeout_seconds=120)
-    assert outcome.answers == {200: 120}
-    assert outcome.count.wrong == 0, _failure(outcome)
-    assert outcome.count.imported == 40
-
-
-@pytest.mark.slow
-@pytest.mark.xfail(reason="issue 11 §1: an order first seen as 'completed' is never imported (the orders "
-                          "branch fixes it; remove this mark when it is merged)", strict=False)
-def test_every_order_of_a_lifecycles_states_makes_one_document(amqp_url, pg_odbc_dsn, tmp_path):
-    permutations = every_permutation()
-    outcome = reordered_lifecycles(amqp_url, pg_odbc_dsn, tmp_path, permutations=permutations, timeout_seconds=120)
-    assert set(outcome.answers) == {200}
-    assert outcome.count.wrong == 0, _failure(outcome)
 
 
 # --- make chaos: the full scenarios
@@ -160,22 +132,25 @@ def test_every_order_of_a_lifecycles_states_makes_one_document(amqp_url, pg_odbc
 
 @pytest.mark.chaos
 @pytest.mark.timeout(1800)
-def test_chaos_thousand_orders_five_deliveries_each(amqp_url, pg_odbc_dsn, tmp_path):
-    outcome = duplicate_deliveries(amqp_url, pg_odbc_dsn, tmp_path, orders=1000, copies=5, timeout_seconds=900)
+def test_chaos_thousand_orders_five_deliveries_each(amqp_url, pg_odbc_dsn, run_dir):
+    with stage(amqp_url=amqp_url, dsn=pg_odbc_dsn, directory=run_dir) as running:
+        outcome = duplicate_deliveries(running, orders=1000, copies=5, first_order_id=FIRST_ORDER_ID,
+                                       timeout_seconds=900)
     record_figures([("chaos_duplicate_deliveries_documents_wrong", outcome.count.wrong, "documents", "0")],
                    conditions={"scenario": "1,000 orders x 5 deliveries, concurrent (32), shuffled",
                                **outcome.conditions})
-    assert outcome.count.wrong == 0, _failure(outcome)
+    assert outcome.count.wrong == 0, failure(outcome)
     # Issue 11 §5: repeats are allowed, but recognisably the same event (one id per announcement).
     assert outcome.announced["orders_announced_under_several_ids"] == 0, outcome.announced
 
 
 @pytest.mark.chaos
 @pytest.mark.timeout(900)
-def test_chaos_hundred_lifecycles_permuted(amqp_url, pg_odbc_dsn, tmp_path):
-    outcome = reordered_lifecycles(amqp_url, pg_odbc_dsn, tmp_path, permutations=random_permutations(100, 11),
-                                   timeout_seconds=300)
+def test_chaos_hundred_lifecycles_permuted(amqp_url, pg_odbc_dsn, run_dir):
+    with stage(amqp_url=amqp_url, dsn=pg_odbc_dsn, directory=run_dir) as running:
+        outcome = reordered_lifecycles(running, permutations=random_permutations(100, 11),
+                                       first_order_id=FIRST_ORDER_ID, timeout_seconds=300)
     record_figures([("chaos_reordered_lifecycles_missing", len(outcome.count.missing), "orders", "0")],
                    conditions={"scenario": "100 lifecycles pending/processing/completed, each state 1-3 times, "
                                            "permuted per order, orders side by side (16)", **outcome.conditions})
-    assert outcome.count.wrong == 0, _failure(outcome)
+    assert outcome.count.wrong == 0, failure(outcome)
