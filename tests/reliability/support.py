@@ -18,6 +18,7 @@ import time
 import requests
 
 from exsync.bus import Topology, declare_topology
+from exsync.bus.connection import node_urls
 from exsync.config import child_environment
 from exsync.demo import exsync_process
 from exsync.exchequer import connect
@@ -103,7 +104,17 @@ class Pipeline:
         return self.receiver_url
 
     def start_consumer(self, name="orders", **env):
-        return self.start(name, ["consume", name], **env)
+        """`exsync consume NAME`, returned once it consumes (its log says so)."""
+        process = self.start(name, ["consume", name], **env)
+        log_path = os.path.join(self.directory, f"{name}-{self._starts[name]}.log")
+
+        def consuming():
+            with open(log_path, encoding="utf-8", errors="replace") as handle:
+                return " consuming (" in handle.read()
+
+        if not wait_until(consuming, timeout_seconds=60, interval_seconds=0.1):
+            raise RuntimeError(f"{name} did not start consuming; see {log_path}")
+        return process
 
     def kill(self, name):
         """`kill -9` of the process `name`: no shutdown, no acks, connections dropped by the kernel."""
@@ -135,7 +146,7 @@ class Stage:
     """A running pipeline for the scenarios: the receiver, the orders consumer, their company."""
 
     pipeline: Pipeline
-    amqp_url: str  # the broker, direct (for the test's own checks)
+    amqp_url: str  # the broker, direct (for the test's own checks): a cluster's last node
     dsn: str  # the company, direct
     codes: list
     base_url: str
@@ -146,7 +157,7 @@ class Stage:
 @contextlib.contextmanager
 def stage(*, amqp_url, dsn, directory, broker_proxy=False, database_proxy=False):
     """A seeded company on `dsn`, exsync's topology, and the receiver and the orders consumer as
-    processes; with `broker_proxy` the receiver reaches RabbitMQ through a TcpProxy, with
+    processes (`amqp_url` may name a cluster's nodes); with `broker_proxy` the receiver reaches RabbitMQ through a TcpProxy, with
     `database_proxy` the consumer reaches PostgreSQL through one."""
     from tests.consumers.conftest import company
     from tests.support.proxy import TcpProxy, proxy_in_front_of
@@ -160,7 +171,7 @@ def stage(*, amqp_url, dsn, directory, broker_proxy=False, database_proxy=False)
                       exchequer_dsn=with_port(dsn, database.port) if database else dsn) as pipeline:
             base_url = pipeline.start_receiver(amqp_url=receiver_amqp_url)
             pipeline.start_consumer("orders")
-            yield Stage(pipeline=pipeline, amqp_url=amqp_url, dsn=dsn, codes=codes, base_url=base_url,
+            yield Stage(pipeline=pipeline, amqp_url=node_urls(amqp_url)[-1], dsn=dsn, codes=codes, base_url=base_url,
                         broker_proxy=broker, database_proxy=database)
     finally:
         for proxy in (broker, database):
