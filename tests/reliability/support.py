@@ -155,10 +155,12 @@ class Stage:
 
 
 @contextlib.contextmanager
-def stage(*, amqp_url, dsn, directory, broker_proxy=False, database_proxy=False):
+def stage(*, amqp_url, dsn, directory, broker_proxy=False, database_proxy=False, database_password=None):
     """A seeded company on `dsn`, exsync's topology, and the receiver and the orders consumer as
     processes (`amqp_url` may name a cluster's nodes); with `broker_proxy` the receiver reaches RabbitMQ through a TcpProxy, with
-    `database_proxy` the consumer reaches PostgreSQL through one."""
+    `database_proxy` the consumer reaches PostgreSQL through one. `database_password` goes in the
+    processes' connection string (the tests' server trusts local connections and ignores it), so a
+    scenario can look for it in the logs."""
     from tests.consumers.conftest import company
     from tests.support.proxy import TcpProxy, proxy_in_front_of
 
@@ -166,9 +168,12 @@ def stage(*, amqp_url, dsn, directory, broker_proxy=False, database_proxy=False)
     declare_topology(amqp_url, Topology())
     broker, receiver_amqp_url = proxy_in_front_of(amqp_url) if broker_proxy else (None, amqp_url)
     database = TcpProxy(target_host="127.0.0.1", target_port=5432).start() if database_proxy else None
+    processes_dsn = with_port(dsn, database.port) if database else dsn
+    if database_password is not None:
+        # ODBC brace quoting: a closing brace inside the value is doubled.
+        processes_dsn += "Pwd={" + database_password.replace("}", "}}") + "};"
     try:
-        with Pipeline(directory=directory, amqp_url=amqp_url,
-                      exchequer_dsn=with_port(dsn, database.port) if database else dsn) as pipeline:
+        with Pipeline(directory=directory, amqp_url=amqp_url, exchequer_dsn=processes_dsn) as pipeline:
             base_url = pipeline.start_receiver(amqp_url=receiver_amqp_url)
             pipeline.start_consumer("orders")
             yield Stage(pipeline=pipeline, amqp_url=node_urls(amqp_url)[-1], dsn=dsn, codes=codes, base_url=base_url,

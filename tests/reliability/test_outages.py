@@ -29,6 +29,7 @@ from tests.support.rabbit import bind_probe, queue_depth
 FIRST_ORDER_ID = 800001
 PROBE_INTERVAL_SECONDS = 0.2
 PROBE_TIMEOUT_SECONDS = 10.0
+PASSWORD = "pa}ssLEAKME42"  # a brace, as ODBC quoting must escape it
 
 
 class ProbeWatch:
@@ -242,10 +243,15 @@ def database_cut(stage, *, orders, per_second, cut_after_seconds, cut_seconds, f
 @pytest.mark.chaos
 @pytest.mark.timeout(1200)
 def test_chaos_database_cut_thirty_seconds(amqp_url, pg_odbc_dsn, run_dir):
-    with stage(amqp_url=amqp_url, dsn=pg_odbc_dsn, directory=run_dir, database_proxy=True) as running:
+    with stage(amqp_url=amqp_url, dsn=pg_odbc_dsn, directory=run_dir, database_proxy=True,
+               database_password=PASSWORD) as running:
         count, conditions = database_cut(running, orders=200, per_second=8, cut_after_seconds=5, cut_seconds=30,
                                          first_order_id=FIRST_ORDER_ID)
+        logs = running.pipeline.log_text("orders") + running.pipeline.log_text("webhook")
+    # Issue 11 §6: the outage's warnings must not carry the password (nor its tail after a brace).
+    conditions["log_lines_with_the_password"] = sum(1 for line in logs.splitlines() if "LEAKME42" in line)
     record_figures([("chaos_database_cut_documents_wrong", count.wrong, "documents", "0")],
                    conditions={"scenario": "200 orders at 8/s; PostgreSQL cut (proxy refused) for 30 s under "
                                            "exsync consume orders", **conditions})
     assert count.wrong == 0, (count, conditions)
+    assert conditions["log_lines_with_the_password"] == 0, conditions

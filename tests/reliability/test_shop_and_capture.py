@@ -82,10 +82,13 @@ def test_chaos_a_storm_of_429_and_503_during_a_full_export(amqp_url, run_dir):
         "web_products": len(shop_catalogue(clean)), "clean_export_seconds": round(clean_seconds, 1),
         "clean_exit_code": clean_code, "storm_export_seconds": round(seconds, 1), "storm_exit_code": code,
         "storm_answers": {str(key): value for key, value in storm.answered.items()},
+        "requests_inside_retry_after": storm.answered["inside_retry_after"],
         "missing": len(missing), "extra": len(extra), "changed": len(changed), "changed_examples": changed[:5]})
     assert clean_code == 0
     assert found == 0, (missing[:10], extra[:10], changed[:10])
     assert code == 0
+    # Issue 11 §7: a Retry-After pauses the writer's whole client, not only the request that got it.
+    assert storm.answered["inside_retry_after"] == 0, dict(storm.answered)
 
 
 CAPTURE_CONFIG = """\

@@ -41,11 +41,22 @@ class Storm:
     retry_after_seconds: float = 1.0
     route_prefix: str | None = None
     seed: int | None = None
+    # A request arriving this long after a Retry-After answer was sent before the client had read it.
+    in_flight_seconds: float = 0.1
     started_at: float = dataclasses.field(default_factory=time.monotonic)
     answered: collections.Counter = dataclasses.field(default_factory=collections.Counter)
 
     def __post_init__(self):
         self._random = random.Random(self.seed)
+        self._asked_at = None
+        self._quiet_until = -1.0
+
+    def _note_arrival(self):
+        """Counts requests that came while the last Retry-After was still running (a client that
+        waits as asked sends none: issue 11 §7), for one client at a time."""
+        now = time.monotonic()
+        if self._asked_at is not None and self._asked_at + self.in_flight_seconds < now < self._quiet_until:
+            self.answered["inside_retry_after"] += 1
 
     def active(self):
         return time.monotonic() - self.started_at < self.duration_seconds
@@ -54,11 +65,14 @@ class Storm:
         """A fault for this request, or None (the storm passed over it, or is over)."""
         if not self.active() or (self.route_prefix is not None and not route.startswith(self.route_prefix)):
             return None
+        self._note_arrival()
         if self._random.random() >= self.rate:
             self.answered["passed"] += 1
             return None
         status = self._random.choice(self.statuses)
         self.answered[status] += 1
+        self._asked_at = time.monotonic()
+        self._quiet_until = self._asked_at + self.retry_after_seconds
         return Fault(status=status, retry_after_seconds=self.retry_after_seconds)
 
 

@@ -18,7 +18,14 @@ def test_a_storm_answers_its_share_of_requests_with_retry_after_then_passes():
     assert storm.answered[429] + storm.answered[503] == len(failed)
     assert storm.answered["passed"] == 1000 - len(failed)
 
-    storm.started_at = time.monotonic() - 61
+    # A request well after a fault, inside its Retry-After, is counted (a client that did not wait).
+    faults.start_storm(rate=1.0, duration_seconds=60, retry_after_seconds=5)
+    faults.take("GET", "products")
+    time.sleep(0.15)
+    faults.take("GET", "products")
+    assert faults.storm.answered["inside_retry_after"] == 1
+
+    faults.storm.started_at = time.monotonic() - 61
     assert all(faults.take("GET", "products") is None for _ in range(100))
 
 
