@@ -23,7 +23,7 @@ services:
 test: system-deps services install
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-# The full fault scenarios of tests/reliability (heavy: about 15 minutes); figures to bench/results.json.
+# The full fault scenarios of tests/reliability (heavy: about 20 minutes); figures to bench/results.json.
 chaos: system-deps services install
 	$(BIN)/pytest --chaos -m chaos tests/reliability $(PYTEST_ARGS)
 
