@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install system-deps services test demo bench lint clean
+.PHONY: install system-deps services test chaos demo bench lint clean
 
 install: $(STAMP)
 
@@ -22,6 +22,10 @@ services:
 
 test: system-deps services install
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# The full fault scenarios of tests/reliability (heavy: about 20 minutes); figures to bench/results.json.
+chaos: system-deps services install
+	$(BIN)/pytest --chaos -m chaos tests/reliability $(PYTEST_ARGS)
 
 demo: system-deps services install
 	$(BIN)/python -m exsync.demo

@@ -3,15 +3,30 @@
 import os
 import shutil
 import urllib.parse
-import uuid
 
 import pytest
 
+from tests.support.database import fresh_pg_database
 from tests.support.net import port_answers
 from tests.support.rabbit import TestVhost
 
 DEFAULT_TEST_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
 PG_ODBC_DRIVER = "PostgreSQL Unicode"
+
+
+def pytest_addoption(parser):
+    parser.addoption("--chaos", action="store_true",
+                     help="run the full fault scenarios of tests/reliability (what `make chaos` runs)")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked `chaos` (minutes each, heavy) run only when asked: `make chaos` (pytest --chaos)."""
+    if config.getoption("--chaos"):
+        return
+    skip = pytest.mark.skip(reason="a full fault scenario: `make chaos` runs it")
+    for item in items:
+        if item.get_closest_marker("chaos") is not None:
+            item.add_marker(skip)
 
 
 def _unavailable(what):
@@ -85,13 +100,5 @@ def pg_server():
 @pytest.fixture
 def pg_odbc_dsn(pg_server):
     """An ODBC connection string to a fresh PostgreSQL database of this test's own."""
-    import pyodbc
-
-    name = f"exsync_test_{uuid.uuid4().hex[:12]}"
-    admin = pyodbc.connect(pg_server + "Database=postgres;", autocommit=True)
-    try:
-        admin.execute(f'CREATE DATABASE "{name}"')
-        yield pg_server + f"Database={name};"
-    finally:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
+    with fresh_pg_database(pg_server) as dsn:
+        yield dsn

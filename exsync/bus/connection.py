@@ -8,7 +8,7 @@ import pika.exceptions
 from exsync.bus.errors import BrokerUnavailable, BusError
 from exsync.redact import redact, redact_url, secrets_in
 
-__all__ = ["Connection", "open_connection", "connection_parameters", "DEFAULT_HEARTBEAT_SECONDS",
+__all__ = ["Connection", "open_connection", "connection_parameters", "node_urls", "DEFAULT_HEARTBEAT_SECONDS",
            "DEFAULT_CONNECT_TIMEOUT_SECONDS"]
 
 DEFAULT_HEARTBEAT_SECONDS = 30
@@ -27,17 +27,29 @@ CONNECTION_ERRORS = (
 )
 
 
+def node_urls(url):
+    """The URLs in `url`: one broker, or the nodes of a RabbitMQ cluster separated by commas."""
+    urls = [part.strip() for part in url.split(",") if part.strip()]
+    if not urls:
+        raise BusError("no RabbitMQ URL given")
+    return urls
+
+
 def connection_parameters(url, *, heartbeat_seconds=DEFAULT_HEARTBEAT_SECONDS,
                           connect_timeout_seconds=DEFAULT_CONNECT_TIMEOUT_SECONDS):
-    """pika's parameters for `url`: one attempt, bounded waits, heartbeats on."""
-    parameters = pika.URLParameters(url)
-    parameters.heartbeat = heartbeat_seconds
-    parameters.socket_timeout = connect_timeout_seconds
-    parameters.stack_timeout = connect_timeout_seconds * 2
-    # A broker that blocks publishers (a memory or disk alarm) for this long counts as down.
-    parameters.blocked_connection_timeout = DEFAULT_BLOCKED_TIMEOUT_SECONDS
-    parameters.connection_attempts = 1
-    return parameters
+    """pika's parameters for each node `url` names, in order: one attempt each, bounded waits,
+    heartbeats on. A connection tries the nodes in turn, so a cluster outlives one lost node."""
+    listed = []
+    for node_url in node_urls(url):
+        parameters = pika.URLParameters(node_url)
+        parameters.heartbeat = heartbeat_seconds
+        parameters.socket_timeout = connect_timeout_seconds
+        parameters.stack_timeout = connect_timeout_seconds * 2
+        # A broker that blocks publishers (a memory or disk alarm) for this long counts as down.
+        parameters.blocked_connection_timeout = DEFAULT_BLOCKED_TIMEOUT_SECONDS
+        parameters.connection_attempts = 1
+        listed.append(parameters)
+    return listed
 
 
 class Connection:
@@ -88,5 +100,5 @@ def open_connection(url, **kwargs):
 
 
 def _safe(url):
-    """The URL without its password, for messages and logs."""
+    """The URL (each node's, comma-separated) without its password, for messages and logs."""
     return redact_url(url)

@@ -63,8 +63,11 @@ def _lost(error, *, sent, exchange=None):
 class _Link:
     """One SelectConnection and its channel, driven by its own I/O thread until it closes."""
 
-    def __init__(self, *, url, connect_timeout_seconds):
-        self.parameters = connection_parameters(url, connect_timeout_seconds=connect_timeout_seconds)
+    def __init__(self, *, url, connect_timeout_seconds, node=0):
+        # SelectConnection takes one node; after a failed link the publisher starts the next at the
+        # next node of a cluster (`node` counts the links made).
+        nodes = connection_parameters(url, connect_timeout_seconds=connect_timeout_seconds)
+        self.parameters = nodes[node % len(nodes)]
         self.ready = threading.Event()
         self.closed = threading.Event()
         self.failure = None
@@ -234,6 +237,7 @@ class SharedPublisher:
         self._connecting = None  # an Event set when the connect under way ends
         self._connect_failure = None
         self._connect_failed_at = -math.inf
+        self._links_made = 0
 
     def _usable(self, link):
         return link is not None and not link.closed.is_set()
@@ -292,7 +296,8 @@ class SharedPublisher:
     def _connect(self):
         if self.topology is not None:
             declare_topology(self.url, self.topology)
-        link = _Link(url=self.url, connect_timeout_seconds=self.connect_timeout_seconds)
+        link = _Link(url=self.url, connect_timeout_seconds=self.connect_timeout_seconds, node=self._links_made)
+        self._links_made += 1
         wait_seconds = self.connect_timeout_seconds * 3
         if not link.ready.wait(wait_seconds):
             link.close()

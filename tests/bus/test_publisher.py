@@ -1,4 +1,5 @@
 import time
+import urllib.parse
 
 import prometheus_client
 import pytest
@@ -197,3 +198,25 @@ def test_after_a_refusal_only_the_refused_message_is_not_sent_again(sent, exchan
     failure = _lost(refusal, sent=sent, exchange=exchange)
     assert type(failure) is told
     assert failure.__cause__ is refusal
+
+
+@PUBLISHERS
+def test_a_url_naming_several_nodes_reaches_a_node_that_answers(amqp_url, publisher_class):
+    """EXSYNC_AMQP_URL may name a cluster's nodes separated by commas: a node that is down is skipped."""
+    from tests.support.net import free_port
+    from tests.support.rabbit import with_vhost
+
+    dead = with_vhost(f"amqp://guest:guest@127.0.0.1:{free_port()}/", urllib.parse.urlsplit(amqp_url).path[1:])
+    nodes = f"{dead},{amqp_url}"
+    deadline = time.monotonic() + 10
+    with publisher_class(url=nodes, topology=Topology()) as publisher:
+        while True:
+            try:
+                publisher.publish(exchange="woo", routing_key="order.created", event=event(9))
+                break
+            except BrokerUnavailable:
+                # The shared publisher's link tries one node; after its reconnect pause, the next.
+                assert time.monotonic() < deadline, "no node was reached"
+                time.sleep(0.2)
+    [(body, _)] = read_messages(amqp_url, "orders.import", count=1)
+    assert body["subject"] == "9"

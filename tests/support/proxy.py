@@ -13,9 +13,9 @@ __all__ = ["TcpProxy", "proxy_in_front_of"]
 
 
 class TcpProxy:
-    """Forwards 127.0.0.1:<port> to a target; `cut()` drops every connection and refuses new ones;
-    `stall()` keeps every connection open (and accepts new ones) but forwards no byte until `resume()`:
-    a partition, or a broker that stopped reading."""
+    """Forwards 127.0.0.1:<port> to a target; `cut()` drops every connection and refuses new ones,
+    `stall()` keeps connections open (and accepts new ones) but forwards no byte until `resume()`:
+    a network partition or a blocked peer, which is worse for a client than a refusal."""
 
     def __init__(self, *, target_host, target_port, port=None):
         self.target = (target_host, target_port)

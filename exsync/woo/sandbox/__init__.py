@@ -6,7 +6,7 @@ from exsync.woo.sandbox.delivery import (
     sign_body,
     wp_specialchars_decode,
 )
-from exsync.woo.sandbox.faults import Fault, Faults
+from exsync.woo.sandbox.faults import Fault, Faults, Storm
 from exsync.woo.sandbox.phpjson import php_json_dumps
 from exsync.woo.sandbox.seed import (
     place_order,
@@ -22,6 +22,7 @@ __all__ = [
     "DeliveryRecord",
     "Fault",
     "Faults",
+    "Storm",
     "SandboxServer",
     "SandboxShop",
     "php_json_dumps",
