@@ -25,7 +25,7 @@ from exsync.exchequer.actions import (
     pick_order,
     set_free_stock_settings,
 )
-from exsync.exchequer.db import Cursor, Database, connect
+from exsync.exchequer.db import Cursor, Database, connect, ping
 from exsync.exchequer.dialect import Dialect
 from exsync.exchequer.errors import (
     AccountCodeExhaustedError,
@@ -74,6 +74,7 @@ from exsync.exchequer.rules import (
 )
 from exsync.exchequer.schema import init_schema
 from exsync.exchequer.seed import SeedSummary, seed
+from exsync.exchequer.state import StateValues
 from exsync.exchequer.writer import SqlWriteBackend, WriteBackend
 
 __all__ = [
@@ -111,6 +112,7 @@ __all__ = [
     "SalesDocument",
     "SeedError",
     "SeedSummary",
+    "StateValues",
     "SqlWriteBackend",
     "StockItem",
     "StockLevel",
@@ -126,6 +128,7 @@ __all__ = [
     "adjust_stock",
     "change_price",
     "connect",
+    "ping",
     "could_build",
     "could_build_all",
     "dispatch_order",

@@ -4,7 +4,7 @@ import logging
 import time
 
 import prometheus_client
-from flask import Flask, Response, request
+from flask import Flask, Response, abort, request
 from prometheus_client import multiprocess
 from werkzeug.exceptions import RequestEntityTooLarge
 
@@ -12,16 +12,34 @@ from exsync.bus import BusError, SharedPublisher, Topology
 from exsync.metrics import Metrics, default_metrics
 from exsync.webhooks.receiver import Receiver
 
-__all__ = ["create_app", "create_app_from_settings"]
+__all__ = ["INTERNAL_PATHS", "create_app", "create_app_from_settings"]
 
 log = logging.getLogger(__name__)
 
+# Answered only on the internal port when there is one: what the broker is doing and the metrics
+# are for the cluster, not for whoever reaches the public webhook URL.
+INTERNAL_PATHS = ("/metrics", "/readyz")
 
-def create_app(*, receiver, publisher, max_body_bytes, metrics=None, metrics_dir=None):
-    """The WSGI app; everything it needs is handed in, so tests build it with real parts."""
+
+def _local_port(environ):
+    """The port the request came in on: gunicorn's socket (SERVER_PORT follows the Host header)."""
+    sock = environ.get("gunicorn.socket")
+    return sock.getsockname()[1] if sock is not None else None
+
+
+def create_app(*, receiver, publisher, max_body_bytes, metrics=None, metrics_dir=None, internal_port=None):
+    """The WSGI app; everything it needs is handed in, so tests build it with real parts.
+
+    With `internal_port`, INTERNAL_PATHS answer 404 on every other port."""
     metrics = metrics or Metrics()
     app = Flask("exsync.webhooks")
     app.config["MAX_CONTENT_LENGTH"] = max_body_bytes
+
+    @app.before_request
+    def internal_only():
+        if internal_port is not None and request.path in INTERNAL_PATHS and \
+                _local_port(request.environ) != internal_port:
+            abort(404)
 
     @app.post("/webhooks/woocommerce")
     def woocommerce():
@@ -46,7 +64,8 @@ def create_app(*, receiver, publisher, max_body_bytes, metrics=None, metrics_dir
         try:
             publisher.check()
         except BusError as error:
-            return _text(503, f"broker unreachable: {error}")
+            log.warning("not ready: %s", error)  # the error names the broker's host: logged, not answered
+            return _text(503, "broker unreachable")
         return _text(200, "ready")
 
     @app.get("/metrics")
@@ -77,4 +96,5 @@ def create_app_from_settings(settings):
         max_body_bytes=settings.config["webhook"]["max_body_bytes"],
         metrics=metrics,
         metrics_dir=settings.metrics_dir,
+        internal_port=int(settings.metrics_bind.rpartition(":")[2]) if settings.metrics_bind else None,
     )
