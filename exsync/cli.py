@@ -445,7 +445,7 @@ def build_parser():
     capture.add_argument("--once", action="store_true", help="one cycle, then exit")
     capture.add_argument("--interval-seconds", type=float, help="default: capture.interval_seconds")
     capture.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on this port")
-    capture.set_defaults(func=cmd_capture, needs=("EXSYNC_AMQP_URL", "EXSYNC_EXCHEQUER_DSN"))
+    capture.set_defaults(func=cmd_capture, needs=("EXSYNC_AMQP_URL", "EXSYNC_EXCHEQUER_DSN", "EXSYNC_STATE_DSN"))
 
     shipping = sub.add_parser("shipping-methods",
                               help="import the shop's shipping zones and method instances for the order mapping")
