@@ -128,3 +128,42 @@ def test_a_consumer_whose_handler_hangs_fails_healthz_then_recovers(amqp_url, pg
         assert wait_until(lambda: probe("/healthz").status_code == 200, timeout_seconds=20)
     log = (tmp_path / "consumer.log").read_text(encoding="utf-8", errors="replace")
     assert "Traceback" not in log
+
+
+@pytest.mark.slow
+def test_capture_is_ready_only_while_the_broker_answers_and_stays_alive(amqp_url, tmp_path):
+    """`exsync capture` as a real process: a broker outage makes it unready (out of a rollout's count),
+    not dead (a restart would not bring the broker back)."""
+    from exsync.exchequer import connect, init_schema, seed
+    from tests.support.proxy import proxy_in_front_of
+
+    declare_topology(amqp_url, Topology())
+    dsn = f"sqlite:///{tmp_path / 'company.db'}"
+    with connect(dsn) as database:
+        init_schema(database)
+        seed(database, items=5, locations=1, boms=0, accounts=2)
+    proxy, proxied = proxy_in_front_of(amqp_url)
+    port = free_port()
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "EXSYNC_AMQP_URL": proxied, "EXSYNC_EXCHEQUER_DSN": dsn}
+    base = f"http://127.0.0.1:{port}"
+
+    def probe(path):
+        try:
+            response = requests.get(f"{base}{path}", timeout=10)
+        except requests.ConnectionError:
+            return None
+        return response.status_code, response.text
+
+    try:
+        with exsync_process(["capture", "--interval-seconds", "1", "--metrics-port", str(port)], env=env,
+                            log_path=tmp_path / "capture.log"):
+            wait_for(lambda: probe("/readyz") == (200, "ready\n"), "capture to be ready")
+            assert probe("/healthz") == (200, "ok\n")
+            assert "exsync_capture_cycle_duration_seconds" in requests.get(f"{base}/metrics", timeout=10).text
+            proxy.cut()
+            wait_for(lambda: probe("/readyz") == (503, "not ready: broker\n"), "the outage to show on /readyz")
+            assert probe("/healthz") == (200, "ok\n")
+            proxy.restore()
+            wait_for(lambda: probe("/readyz") == (200, "ready\n"), "capture to be ready again")
+    finally:
+        proxy.cut()

@@ -28,6 +28,8 @@ def test_metrics_and_readiness_answer_only_on_the_internal_port(amqp_url, tmp_pa
             # gunicorn takes SERVER_PORT from the Host header: the port must come from the socket
             spoofed = requests.get(f"{outside}{path}", headers={"Host": f"127.0.0.1:{internal}"}, timeout=10)
             assert spoofed.status_code == 404
+        # an unsigned delivery, refused, so the receiver has a count to show
+        assert requests.post(f"{outside}/webhooks/woocommerce", data=b"{}", timeout=10).status_code == 401
         ready = requests.get(f"{inside}/readyz", timeout=10)
         assert (ready.status_code, ready.text) == (200, "ready\n")
-        assert "exsync_webhook_requests_total" in requests.get(f"{inside}/metrics", timeout=10).text
+        assert "exsync_webhook_unauthorized_total" in requests.get(f"{inside}/metrics", timeout=10).text
