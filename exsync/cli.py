@@ -134,19 +134,17 @@ def _health(settings, args, *, amqp=False, dsns=()):
     Readiness checks the broker (`amqp`) and each database in `dsns` on connections of its own,
     kept between probes: the process's own connections belong to its loop's thread.
     """
+    from exsync.bus import open_connection
+    from exsync.exchequer import connect, mapping_for, ping
     from exsync.health import HeldCheck, Liveness, Readiness, serve_health
 
     liveness = Liveness(stall_seconds=settings.config["health"]["stall_seconds"])
     readiness = Readiness()
     if amqp:
-        from exsync.bus import open_connection
-
         readiness.add("broker", HeldCheck(open=lambda: open_connection(settings.amqp_url),
                                           probe=lambda connection: connection.check(),
                                           close=lambda connection: connection.close()))
     for name, dsn in dsns:
-        from exsync.exchequer import connect, mapping_for, ping
-
         readiness.add(name, HeldCheck(open=lambda dsn=dsn: connect(dsn, mapping=mapping_for(settings.config)),
                                       probe=ping, close=lambda database: database.close()))
     if getattr(args, "metrics_port", None):

@@ -28,6 +28,8 @@ __all__ = ["DEFAULT_STALL_SECONDS", "HealthServer", "HeldCheck", "Liveness", "Re
 log = logging.getLogger(__name__)
 
 DEFAULT_STALL_SECONDS = DEFAULT_HEALTH_STALL_SECONDS
+# How long a readiness check waits for an earlier one still in progress (under the probe's timeout).
+DEFAULT_CHECK_WAIT_SECONDS = 2.0
 
 
 class Liveness:
@@ -85,26 +87,36 @@ class HeldCheck:
     """A readiness check on a connection of its own: opened on the first probe, kept between probes
     (no connection churn every few seconds), dropped after a failure so the next probe reopens it."""
 
-    def __init__(self, *, open, probe, close):
+    def __init__(self, *, open, probe, close, wait_seconds=DEFAULT_CHECK_WAIT_SECONDS):
         self._open = open
         self._probe = probe
         self._close = close
         self._lock = threading.Lock()  # probes may overlap; a connection serves one thread at a time
+        self._wait_seconds = wait_seconds
         self._held = None
 
     def __call__(self):
-        with self._lock:
-            if self._held is None:
-                self._held = self._open()
+        # A probe still waiting on a dead server (a login timeout) holds the lock: the next ones
+        # answer "not ready" at once instead of piling up behind it.
+        if not self._lock.acquire(timeout=self._wait_seconds):
+            raise TimeoutError("an earlier check is still waiting for an answer")
+        try:
+            self._check()
+        finally:
+            self._lock.release()
+
+    def _check(self):
+        if self._held is None:
+            self._held = self._open()
+        try:
+            self._probe(self._held)
+        except Exception:
+            held, self._held = self._held, None
             try:
-                self._probe(self._held)
-            except Exception:
-                held, self._held = self._held, None
-                try:
-                    self._close(held)
-                except Exception as error:  # closing a broken connection: nothing left to save
-                    log.debug("closing a failed check's connection: %s", error)
-                raise
+                self._close(held)
+            except Exception as error:  # closing a broken connection: nothing left to save
+                log.debug("closing a failed check's connection: %s", error)
+            raise
 
 
 def _text(start_response, status, message):

@@ -1,6 +1,7 @@
 """Liveness and readiness: the probes that restart a stuck pod and hold back an unconnected one."""
 
 import os
+import threading
 import time
 
 import pytest
@@ -79,6 +80,26 @@ def test_a_held_check_keeps_its_connection_and_replaces_a_broken_one():
         held()
     held()
     assert (probed, closed) == (["first", "first", "first", "second"], ["first"])
+
+
+def test_a_check_still_waiting_makes_the_next_one_fail_at_once():
+    started, release = threading.Event(), threading.Event()
+
+    def probe(connection):
+        started.set()
+        release.wait(10)
+
+    held = HeldCheck(open=lambda: "connection", probe=probe, close=lambda connection: None, wait_seconds=0.2)
+    waiting = threading.Thread(target=held)
+    waiting.start()
+    try:
+        assert started.wait(5)
+        with pytest.raises(TimeoutError):
+            held()
+    finally:
+        release.set()
+        waiting.join(5)
+    held()  # the earlier check answered: the next one goes through
 
 
 @pytest.mark.slow

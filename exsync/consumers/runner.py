@@ -2,7 +2,7 @@
 
 import importlib
 
-from exsync.bus import Topology, Worker
+from exsync.bus import BrokerUnavailable, Topology, Worker
 from exsync.errors import ConfigError
 from exsync.metrics import default_metrics
 
@@ -28,10 +28,6 @@ CONSUMER_NEEDS = {
     "customers": ("EXSYNC_AMQP_URL", "EXSYNC_EXCHEQUER_DSN", "EXSYNC_STATE_DSN", "EXSYNC_WOO_URL"),
     "customers-export": ("EXSYNC_AMQP_URL", "EXSYNC_EXCHEQUER_DSN", "EXSYNC_STATE_DSN", "EXSYNC_WOO_URL"),
 }
-
-
-class _NotConsuming(Exception):
-    pass
 
 
 def _factory(path):
@@ -61,7 +57,7 @@ def run_consumer(settings, name, *, liveness=None, readiness=None):
     if readiness is not None:
         def consuming():
             if not worker.consuming:
-                raise _NotConsuming(f"not consuming {queue}")
+                raise BrokerUnavailable(f"not consuming {queue}")
 
         readiness.add("broker", consuming)
     try:
