@@ -65,6 +65,7 @@ def name(document):
 @functools.cache
 def crd_schemas():
     """(apiVersion, kind) -> the openAPIV3Schema of each custom resource k8s/ uses."""
+    assert CRDS.is_dir(), f"{CRDS}: the CRDs (../shared/k8s-crds beside the checkout) are missing"
     schemas = {}
     for path in CRDS.glob("*.yaml"):
         crd = yaml.safe_load(path.read_text(encoding="utf-8"))
