@@ -10,7 +10,10 @@ from exsync.logs import configure_logging
 from exsync.redact import redact, secrets_of
 from exsync.schemas.config import CUSTOMER_FIELDS
 
-__all__ = ["main"]
+__all__ = ["main", "build_parser", "DEFAULT_NEEDS"]
+
+# What a command without a `needs` of its own must be given (ENDPOINT_VARIABLES in exsync.config).
+DEFAULT_NEEDS = ("EXSYNC_AMQP_URL", "EXSYNC_EXCHEQUER_DSN")
 
 
 def cmd_check_config(settings, args):
@@ -183,12 +186,40 @@ def cmd_sandbox(settings, args):
 def _shop_metrics(args):
     from exsync.metrics import Metrics, default_metrics
 
-    if not getattr(args, "metrics_port", None):
-        return Metrics()
-    import prometheus_client
+    return default_metrics() if getattr(args, "metrics_port", None) else Metrics()
 
-    prometheus_client.start_http_server(args.metrics_port)
-    return default_metrics()
+
+def _health(settings, args, *, amqp=False, dsns=()):
+    """The process's Liveness and Readiness, served with its metrics on --metrics-port when given.
+
+    Readiness checks the broker (`amqp`) and each database in `dsns` on connections of its own,
+    kept between probes: the process's own connections belong to its loop's thread.
+    """
+    from exsync.bus import open_connection
+    from exsync.exchequer import connect, mapping_for, ping
+    from exsync.health import HeldCheck, Liveness, Readiness, serve_health
+
+    liveness = Liveness(stall_seconds=settings.config["health"]["stall_seconds"])
+    readiness = Readiness()
+    if amqp:
+        readiness.add("broker", HeldCheck(open=lambda: open_connection(settings.amqp_url),
+                                          probe=lambda connection: connection.check(),
+                                          close=lambda connection: connection.close()))
+    for name, dsn in dsns:
+        readiness.add(name, HeldCheck(open=lambda dsn=dsn: connect(dsn, mapping=mapping_for(settings.config)),
+                                      probe=ping, close=lambda database: database.close()))
+    if getattr(args, "metrics_port", None):
+        _shop_metrics(args)  # registers exsync's metrics before the first scrape
+        serve_health(args.metrics_port, liveness=liveness, readiness=readiness)
+    return liveness, readiness
+
+
+def _databases(settings, *, exchequer=True):
+    """(check name, DSN) of the databases a process uses: the company's (if `exchequer`) and the state's."""
+    dsns = [("database", settings.exchequer_dsn)] if exchequer else []
+    if not exchequer or settings.state_dsn != settings.exchequer_dsn:
+        dsns.append(("state-database", settings.state_dsn))
+    return dsns
 
 
 def cmd_register_webhooks(settings, args):
@@ -205,16 +236,22 @@ def cmd_reconcile(settings, args):
     import threading
 
     from exsync.bus import Publisher
-    from exsync.woo import JsonFileStore, Reconciler, WebhookRegistrar, WooClient
+    from exsync.exchequer import StateValues, connect, mapping_for
+    from exsync.woo import Reconciler, WebhookRegistrar, WooClient
 
     options = settings.config["shop"]["reconcile"]
     metrics = _shop_metrics(args)
+    liveness = None
+    if not args.once:
+        liveness, _ = _health(settings, args, amqp=True, dsns=_databases(settings, exchequer=False))
     client = WooClient.from_settings(settings, metrics=metrics)
     registrar = None
     if options["register_webhooks"] and not args.once:
         registrar = WebhookRegistrar.from_settings(settings, client=client, metrics=metrics)
     publisher = Publisher(url=settings.amqp_url, metrics=metrics)
-    reconciler = Reconciler(client=client, publisher=publisher, store=JsonFileStore(directory=options["state_dir"]),
+    # The watermarks live in the state database, so a restarted pod carries on where it stopped.
+    state_db = connect(settings.state_dsn, mapping=mapping_for(settings.config))
+    reconciler = Reconciler(client=client, publisher=publisher, store=StateValues(database=state_db).ensure(),
                             overlap_seconds=options["overlap_seconds"],
                             initial_lookback_seconds=options["initial_lookback_seconds"],
                             customer_roles=options["customer_roles"], registrar=registrar, metrics=metrics)
@@ -230,20 +267,24 @@ def cmd_reconcile(settings, args):
         stop = threading.Event()
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
         try:
-            reconciler.run_forever(interval_seconds=args.interval_seconds or options["interval_seconds"], stop=stop)
+            reconciler.run_forever(interval_seconds=args.interval_seconds or options["interval_seconds"], stop=stop,
+                                   heartbeat=liveness.beat)
         except KeyboardInterrupt:
             pass
         return 0
     finally:
         publisher.close()
         client.close()
+        state_db.close()
 
 
 def cmd_consume(settings, args):
-    from exsync.consumers.runner import run_consumer
+    from exsync.consumers.runner import CONSUMER_NEEDS, run_consumer
 
-    _shop_metrics(args)
-    return run_consumer(settings, args.name)
+    settings.require(*CONSUMER_NEEDS.get(args.name, ()))
+    exchequer = "EXSYNC_EXCHEQUER_DSN" in CONSUMER_NEEDS.get(args.name, ())
+    liveness, readiness = _health(settings, args, dsns=_databases(settings, exchequer=exchequer))
+    return run_consumer(settings, args.name, liveness=liveness, readiness=readiness)
 
 
 def cmd_capture(settings, args):
@@ -252,6 +293,9 @@ def cmd_capture(settings, args):
 
     from exsync.exchequer.capture import build_capture
 
+    liveness = None
+    if not args.once:
+        liveness, _ = _health(settings, args, amqp=True, dsns=_databases(settings))
     capture, close = build_capture(settings, metrics=_shop_metrics(args))
     try:
         if args.once:
@@ -267,7 +311,7 @@ def cmd_capture(settings, args):
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
         try:
             interval_seconds = args.interval_seconds or settings.config["capture"]["interval_seconds"]
-            capture.run_forever(interval_seconds=interval_seconds, stop=stop)
+            capture.run_forever(interval_seconds=interval_seconds, stop=stop, heartbeat=liveness.beat)
         except KeyboardInterrupt:
             pass
         return 0
@@ -409,36 +453,36 @@ def build_parser():
 
     check = sub.add_parser("check-config", help="validate the YAML configuration and list every problem")
     check.add_argument("--path", help="the file to check (default: EXSYNC_CONFIG)")
-    check.set_defaults(func=cmd_check_config, needs_valid_config=False)
+    check.set_defaults(func=cmd_check_config, needs_valid_config=False, needs=())
 
     topology = sub.add_parser("topology", help="declare exchanges and queues on RabbitMQ (idempotent)")
-    topology.set_defaults(func=cmd_topology)
+    topology.set_defaults(func=cmd_topology, needs=("EXSYNC_AMQP_URL",))
 
     webhook = sub.add_parser("webhook", help="serve the WooCommerce webhook receiver under gunicorn")
-    webhook.set_defaults(func=cmd_webhook)
+    webhook.set_defaults(func=cmd_webhook, needs=("EXSYNC_AMQP_URL",))
 
     consume = sub.add_parser("consume", help="run a consumer: orders, orders-writeback, woo-writer, customers, "
                                              "customers-export")
     consume.add_argument("name")
     consume.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on this port")
-    consume.set_defaults(func=cmd_consume)
+    consume.set_defaults(func=cmd_consume, needs=("EXSYNC_AMQP_URL",))  # and per consumer: CONSUMER_NEEDS
 
     exchequer = sub.add_parser("exchequer", help="the Exchequer company: create and seed the demo tables")
     exchequer_sub = exchequer.add_subparsers(dest="exchequer_command", required=True, metavar="ACTION")
     init = exchequer_sub.add_parser("init", help="create the Exchequer-shaped tables (idempotent)")
-    init.set_defaults(func=cmd_exchequer_init)
+    init.set_defaults(func=cmd_exchequer_init, needs=("EXSYNC_EXCHEQUER_DSN",))
     seed = exchequer_sub.add_parser("seed", help="fill an empty demo company with reproducible data")
     seed.add_argument("--items", type=int, default=1000, help="stock items (products), default 1000")
     seed.add_argument("--locations", type=int, default=3, help="stock locations, default 3")
     seed.add_argument("--boms", type=int, default=20, help="bills of materials, in addition to the items")
     seed.add_argument("--accounts", type=int, default=200, help="customer accounts, default 200")
     seed.add_argument("--seed", type=int, help="random seed: the same seed, the same company")
-    seed.set_defaults(func=cmd_exchequer_seed)
+    seed.set_defaults(func=cmd_exchequer_seed, needs=("EXSYNC_EXCHEQUER_DSN",))
     agent = exchequer_sub.add_parser("agent", help="perform Exchequer write commands from the queue through the "
                                      "Toolkit (runs beside Exchequer; see README)")
     agent.add_argument("--toolkit", choices=("com", "emulator"), default=None,
                        help="override exchequer.agent.toolkit (emulator: the demo company)")
-    agent.set_defaults(func=cmd_exchequer_agent)
+    agent.set_defaults(func=cmd_exchequer_agent, needs=("EXSYNC_AMQP_URL", "EXSYNC_EXCHEQUER_DSN"))
     smoke = exchequer_sub.add_parser("smoke-test", help="create one quotation through the configured write path "
                                      "and read it back")
     smoke.add_argument("--account", required=True, help="an existing customer account code")
@@ -447,7 +491,7 @@ def build_parser():
     smoke.add_argument("--price", type=float, default=1.0)
     smoke.add_argument("--vat-code", default="S")
     smoke.add_argument("--location", default=None)
-    smoke.set_defaults(func=cmd_exchequer_smoke_test)
+    smoke.set_defaults(func=cmd_exchequer_smoke_test, needs=("EXSYNC_EXCHEQUER_DSN",))
     sandbox = sub.add_parser("sandbox", help="serve the sandbox WooCommerce shop (tests, demo, benchmarks)")
     sandbox.add_argument("--host", default="127.0.0.1", help="address to listen on, default 127.0.0.1")
     sandbox.add_argument("--port", type=int, default=8080, help="port to listen on (0: any free), default 8080")
@@ -458,59 +502,60 @@ def build_parser():
                          help="added per batch item and per single write (real hosts: 0.04-0.06)")
     sandbox.add_argument("--delivery-delay-seconds", type=float, default=0.0,
                          help="webhook lag after the event, as Action Scheduler gives (real shops: 0.1-5)")
-    sandbox.set_defaults(func=cmd_sandbox)
+    sandbox.set_defaults(func=cmd_sandbox, needs=())
 
     register = sub.add_parser("register-webhooks",
                               help="make the shop's exsync webhooks match the configuration (idempotent)")
-    register.set_defaults(func=cmd_register_webhooks)
+    register.set_defaults(func=cmd_register_webhooks, needs=("EXSYNC_WOO_URL",))
 
     reconcile = sub.add_parser("reconcile", help="publish orders and customers the webhooks missed, periodically")
     reconcile.add_argument("--once", action="store_true", help="one pass, then exit")
     reconcile.add_argument("--interval-seconds", type=int, help="default: shop.reconcile.interval_seconds")
     reconcile.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on this port")
-    reconcile.set_defaults(func=cmd_reconcile)
+    reconcile.set_defaults(func=cmd_reconcile, needs=("EXSYNC_AMQP_URL", "EXSYNC_STATE_DSN", "EXSYNC_WOO_URL"))
 
     capture = sub.add_parser("capture", help="publish Exchequer's product, price and stock changes, periodically")
     capture.add_argument("--once", action="store_true", help="one cycle, then exit")
     capture.add_argument("--interval-seconds", type=float, help="default: capture.interval_seconds")
     capture.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on this port")
-    capture.set_defaults(func=cmd_capture)
+    capture.set_defaults(func=cmd_capture, needs=("EXSYNC_AMQP_URL", "EXSYNC_EXCHEQUER_DSN", "EXSYNC_STATE_DSN"))
 
     shipping = sub.add_parser("shipping-methods",
                               help="import the shop's shipping zones and method instances for the order mapping")
     shipping.add_argument("--every-seconds", type=float, help="refresh periodically instead of once")
-    shipping.set_defaults(func=cmd_shipping_methods)
+    shipping.set_defaults(func=cmd_shipping_methods, needs=("EXSYNC_STATE_DSN", "EXSYNC_WOO_URL"))
 
     orders = sub.add_parser("orders", help="the order pipeline: tracking, parked orders, order progress")
     orders_sub = orders.add_subparsers(dest="orders_command", required=True, metavar="ACTION")
     retry = orders_sub.add_parser("retry-parked", help="try every parked order again (e.g. after adding an item)")
     retry.add_argument("--limit", type=int, default=1000, help="at most this many orders, default 1000")
-    retry.set_defaults(func=cmd_orders_retry_parked)
+    retry.set_defaults(func=cmd_orders_retry_parked, needs=("EXSYNC_AMQP_URL", "EXSYNC_EXCHEQUER_DSN"))
     status = orders_sub.add_parser("status", help="orders by import state, and why parked ones are parked")
     status.add_argument("--limit", type=int, default=50, help="parked orders to list, default 50")
-    status.set_defaults(func=cmd_orders_status)
+    status.set_defaults(func=cmd_orders_status, needs=("EXSYNC_STATE_DSN",))
     progress = orders_sub.add_parser("progress", help="publish delivery notes and invoices raised in Exchequer "
                                                       "against imported orders (once)")
-    progress.set_defaults(func=cmd_orders_progress)
+    progress.set_defaults(func=cmd_orders_progress, needs=("EXSYNC_AMQP_URL", "EXSYNC_EXCHEQUER_DSN"))
 
     customers = sub.add_parser("customers", help="two-way customer sync: conflicts left for a person, one-off syncs")
     customers_sub = customers.add_subparsers(dest="customers_command", required=True, metavar="ACTION")
     conflicts = customers_sub.add_parser("conflicts", help="fields changed differently on both sides (policy manual)")
-    conflicts.set_defaults(func=cmd_customers_conflicts)
+    conflicts.set_defaults(func=cmd_customers_conflicts, needs=("EXSYNC_STATE_DSN",))
     resolve = customers_sub.add_parser("resolve", help="settle a conflict: the chosen side's value goes to the other")
     resolve.add_argument("woo_id", type=int, help="the shop customer's id")
     resolve.add_argument("field", choices=CUSTOMER_FIELDS)
     resolve.add_argument("--take", required=True, choices=("woo", "exchequer"), help="the side whose value wins")
-    resolve.set_defaults(func=cmd_customers_resolve)
+    resolve.set_defaults(func=cmd_customers_resolve, needs=("EXSYNC_EXCHEQUER_DSN", "EXSYNC_WOO_URL"))
     sync = customers_sub.add_parser("sync", help="sync shop customers and accounts now, as their events would")
     sync.add_argument("woo_ids", type=int, nargs="*", metavar="WOO_ID", help="shop customer ids")
     sync.add_argument("--account", action="append", default=[], metavar="CODE", help="an account code (repeatable)")
-    sync.set_defaults(func=cmd_customers_sync)
+    sync.set_defaults(func=cmd_customers_sync, needs=("EXSYNC_EXCHEQUER_DSN", "EXSYNC_WOO_URL"))
 
     export = sub.add_parser("export", help="one-off full exports to the shop")
     export_sub = export.add_subparsers(dest="export_command", required=True, metavar="WHAT")
     export_products = export_sub.add_parser("products", help="write every web product to the shop, with a summary")
-    export_products.set_defaults(func=cmd_export_products)
+    export_products.set_defaults(func=cmd_export_products,
+                                 needs=("EXSYNC_AMQP_URL", "EXSYNC_EXCHEQUER_DSN", "EXSYNC_WOO_URL"))
     return parser
 
 
@@ -525,6 +570,13 @@ def main(argv=None):
             return 2
         settings = load_settings(read_file=False)
     configure_logging(settings.log_level, secrets=secrets_of(settings))
+    try:
+        # What the command talks to must be named: no broker or database is assumed.
+        settings.require(*getattr(args, "needs", DEFAULT_NEEDS))
+    except ConfigError as error:
+        for where, message in error.problems:
+            print(f"exsync {args.command}: {where}: {message}", file=sys.stderr)
+        return 2
     try:
         return args.func(settings, args)
     except ExsyncError as error:

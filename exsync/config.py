@@ -1,7 +1,10 @@
 """Configuration: the one module that reads the environment and the YAML file.
 
 Endpoints and secrets come from the environment; rules and mappings from one YAML file
-(`EXSYNC_CONFIG`), validated by `exsync.schemas.config`.
+(`EXSYNC_CONFIG`), validated by `exsync.schemas.config`. The broker, the databases and the shop
+have no defaults: a command that needs one that is not set stops with an error naming the variable
+(`Settings.require`), rather than quietly using a local broker or a demo database. The demo and the
+tests set what they use.
 """
 
 import dataclasses
@@ -12,18 +15,23 @@ import yaml
 from exsync.errors import ConfigError
 from exsync.schemas.config import validate_config
 
-__all__ = ["Settings", "load_settings", "child_environment", "DEFAULT_AMQP_URL", "DEFAULT_BIND",
+__all__ = ["Settings", "load_settings", "child_environment", "DEFAULT_BIND", "ENDPOINT_VARIABLES",
            "WEBHOOK_PROBE_CONNECTIONS"]
 
-DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
 DEFAULT_BIND = "0.0.0.0:8000"
 DEFAULT_WEBHOOK_WORKERS = 2
 DEFAULT_WEBHOOK_CONNECTIONS = 16
 # Connections each webhook worker keeps beyond EXSYNC_WEBHOOK_CONNECTIONS (the deliveries it takes
 # at once) for probes and scrapes, so deliveries waiting on a broker never hold every one.
 WEBHOOK_PROBE_CONNECTIONS = 4
-DEFAULT_EXCHEQUER_DSN = "sqlite:///var/demo/exchequer.db"
 DEFAULT_LOG_LEVEL = "INFO"
+# The variables naming what exsync talks to -> the Settings field each fills; none has a default.
+ENDPOINT_VARIABLES = {
+    "EXSYNC_AMQP_URL": "amqp_url",
+    "EXSYNC_EXCHEQUER_DSN": "exchequer_dsn",
+    "EXSYNC_STATE_DSN": "state_dsn",
+    "EXSYNC_WOO_URL": "woo_url",
+}
 # Variables exsync no longer reads: a deployment still setting one is told, not silently ignored.
 RENAMED_VARIABLES = {"EXSYNC_WEBHOOK_THREADS": "EXSYNC_WEBHOOK_CONNECTIONS"}
 
@@ -32,15 +40,18 @@ RENAMED_VARIABLES = {"EXSYNC_WEBHOOK_THREADS": "EXSYNC_WEBHOOK_CONNECTIONS"}
 class Settings:
     """Everything exsync is configured with, read once at start."""
 
-    amqp_url: str = dataclasses.field(default=DEFAULT_AMQP_URL, repr=False)
     # Secrets stay out of the Settings' repr, so printing one cannot leak them.
+    amqp_url: str | None = dataclasses.field(default=None, repr=False)
     webhook_secrets: tuple[str, ...] = dataclasses.field(default=(), repr=False)
     bind: str = DEFAULT_BIND
+    # The receiver's /metrics and /readyz answer only here, off the public port (unset: on `bind`).
+    metrics_bind: str | None = None
     webhook_workers: int = DEFAULT_WEBHOOK_WORKERS
     webhook_connections: int = DEFAULT_WEBHOOK_CONNECTIONS
     config_path: str | None = None
-    exchequer_dsn: str = dataclasses.field(default=DEFAULT_EXCHEQUER_DSN, repr=False)
-    state_dsn: str = dataclasses.field(default=DEFAULT_EXCHEQUER_DSN, repr=False)
+    exchequer_dsn: str | None = dataclasses.field(default=None, repr=False)
+    # exsync's own tables; unset, they live in the Exchequer company's database
+    state_dsn: str | None = dataclasses.field(default=None, repr=False)
     woo_url: str | None = None
     woo_consumer_key: str | None = dataclasses.field(default=None, repr=False)
     woo_consumer_secret: str | None = dataclasses.field(default=None, repr=False)
@@ -53,6 +64,20 @@ class Settings:
 
     def replace(self, **changes):
         return dataclasses.replace(self, **changes)
+
+    def require(self, *variables):
+        """Raises ConfigError naming each of `variables` (ENDPOINT_VARIABLES keys) that is not set."""
+        problems = []
+        for variable in variables:
+            if getattr(self, ENDPOINT_VARIABLES[variable]):
+                continue
+            if variable == "EXSYNC_STATE_DSN":
+                problems.append((variable, "is not set, nor EXSYNC_EXCHEQUER_DSN, which it defaults to"))
+            else:
+                problems.append((variable, "is not set (there is no default outside the demo)"))
+        if problems:
+            raise ConfigError(problems)
+        return self
 
 
 def _positive_int(environ, name, default, problems):
@@ -97,11 +122,12 @@ def load_settings(environ=None, *, read_file=True):
         loaded, file_problems = read_config_file(config_path)
         problems.extend(file_problems)
         config = loaded if loaded is not None else config
-    exchequer_dsn = environ.get("EXSYNC_EXCHEQUER_DSN") or DEFAULT_EXCHEQUER_DSN
+    exchequer_dsn = environ.get("EXSYNC_EXCHEQUER_DSN") or None
     settings = Settings(
-        amqp_url=environ.get("EXSYNC_AMQP_URL") or DEFAULT_AMQP_URL,
+        amqp_url=environ.get("EXSYNC_AMQP_URL") or None,
         webhook_secrets=secrets,
         bind=environ.get("EXSYNC_BIND") or DEFAULT_BIND,
+        metrics_bind=environ.get("EXSYNC_METRICS_BIND") or None,
         webhook_workers=_positive_int(environ, "EXSYNC_WEBHOOK_WORKERS", DEFAULT_WEBHOOK_WORKERS, problems),
         webhook_connections=_positive_int(environ, "EXSYNC_WEBHOOK_CONNECTIONS", DEFAULT_WEBHOOK_CONNECTIONS,
                                           problems),

@@ -49,6 +49,8 @@ __all__ = ["main"]
 
 DEMO_DIR = os.path.join("var", "demo")
 DEMO_SECRET = "demo-webhook-secret"
+# The demo names its broker itself (EXSYNC_AMQP_URL overrides); outside the demo nothing is assumed.
+DEMO_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
 PROBE_QUEUE = "demo.observer"
 CAPTURE_INTERVAL_SECONDS = 2
 DEMO_CONFIG = f"""\
@@ -259,7 +261,7 @@ def run(settings):
         raise ConfigError(problems)
     dsn = f"sqlite:///{os.path.abspath(os.path.join(DEMO_DIR, 'exchequer.db'))}"
     settings = settings.replace(exchequer_dsn=dsn, state_dsn=dsn, webhook_secrets=(DEMO_SECRET,),
-                                config=config, config_path=config_path)
+                                amqp_url=settings.amqp_url or DEMO_AMQP_URL, config=config, config_path=config_path)
 
     step("1. The demo Exchequer company")
     database = connect(dsn, mapping=mapping_for(settings.config))
@@ -318,12 +320,13 @@ def run(settings):
         subprocess.run([sys.executable, "-m", "exsync.cli", "shipping-methods"], env=env, check=True,
                        stdout=open(os.path.join(DEMO_DIR, "shipping-methods.log"), "wb"))
         say("   exsync shipping-methods: the shop's zones and method instances imported for the mapping")
-        port = _free_port()
+        port, metrics_port = _free_port(), _free_port()
         # Only the receiver's gunicorn workers share a metrics directory; the others serve their own.
         metrics_dir = os.path.abspath(os.path.join(DEMO_DIR, "metrics"))
         log = lambda name: os.path.join(DEMO_DIR, f"{name}.log")  # noqa: E731
         stack.enter_context(exsync_process(["webhook"], env=dict(
-            env, EXSYNC_BIND=f"127.0.0.1:{port}", PROMETHEUS_MULTIPROC_DIR=metrics_dir), log_path=log("webhook")))
+            env, EXSYNC_BIND=f"127.0.0.1:{port}", EXSYNC_METRICS_BIND=f"127.0.0.1:{metrics_port}",
+            PROMETHEUS_MULTIPROC_DIR=metrics_dir), log_path=log("webhook")))
         for name in ("orders", "orders-writeback", "woo-writer", "customers", "customers-export"):
             stack.enter_context(exsync_process(["consume", name], env=env, log_path=log(name)))
         stack.enter_context(exsync_process(["capture"], env=env, log_path=log("capture")))
@@ -432,7 +435,8 @@ def run(settings):
         show_order(client, store, missed["id"], "missed by the webhooks")
 
         step("13. What the receiver counted")
-        exposition = requests.get(f"{receiver_url}/metrics", timeout=5).text
+        # /metrics is on the receiver's internal port, not the public one WooCommerce posts to.
+        exposition = requests.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).text
         for line in exposition.splitlines():
             if line.startswith(("exsync_webhook_requests_total", "exsync_webhook_unauthorized_total",
                                 "exsync_bus_messages_published_total")):

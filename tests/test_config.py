@@ -1,15 +1,17 @@
+import os
 import subprocess
 import sys
 
 import pytest
 
-from exsync.config import DEFAULT_AMQP_URL, load_settings
+from exsync.config import load_settings
 from exsync.errors import ConfigError
 
 
 def test_defaults_without_environment():
     settings = load_settings({})
-    assert settings.amqp_url == DEFAULT_AMQP_URL
+    # What exsync talks to has no default: a command that needs one says which variable is missing.
+    assert settings.amqp_url is None and settings.exchequer_dsn is None and settings.woo_url is None
     assert settings.bind == "0.0.0.0:8000"
     assert settings.webhook_secrets == ()
     assert settings.state_dsn == settings.exchequer_dsn
@@ -65,3 +67,31 @@ def test_check_config_accepts_a_valid_file(tmp_path):
                             capture_output=True, text=True, env={"PATH": "/usr/bin:/bin"})
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.strip() == f"{path}: ok"
+
+
+def test_missing_endpoints_are_named():
+    settings = load_settings({"EXSYNC_AMQP_URL": "amqp://broker/"})
+    with pytest.raises(ConfigError) as raised:
+        settings.require("EXSYNC_AMQP_URL", "EXSYNC_EXCHEQUER_DSN", "EXSYNC_STATE_DSN", "EXSYNC_WOO_URL")
+    assert [where for where, _ in raised.value.problems] == ["EXSYNC_EXCHEQUER_DSN", "EXSYNC_STATE_DSN",
+                                                             "EXSYNC_WOO_URL"]
+    # The state database defaults to the company's.
+    settings = load_settings({"EXSYNC_EXCHEQUER_DSN": "sqlite:///company.db"})
+    assert settings.require("EXSYNC_STATE_DSN").state_dsn == "sqlite:///company.db"
+
+
+@pytest.mark.parametrize("command, variable", [
+    (["orders", "status"], "EXSYNC_STATE_DSN"),
+    (["capture", "--once"], "EXSYNC_AMQP_URL"),
+    (["consume", "woo-writer"], "EXSYNC_STATE_DSN"),
+])
+def test_a_command_without_its_database_or_broker_is_a_clear_error(tmp_path, command, variable):
+    """An empty environment used to mean the demo's SQLite file and a local broker: now it is an error."""
+    environment = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+    if command[0] == "consume":
+        environment["EXSYNC_AMQP_URL"] = "amqp://guest:guest@127.0.0.1:1/"
+    result = subprocess.run([sys.executable, "-m", "exsync.cli", *command], cwd=tmp_path, env=environment,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0
+    assert f"{variable}: is not set" in result.stderr
+    assert list(tmp_path.iterdir()) == []  # no ./var/demo/exchequer.db made on the way

@@ -81,6 +81,11 @@ class Connection:
         except CONNECTION_ERRORS as error:
             raise BrokerUnavailable(f"RabbitMQ connection failed: {error!r}") from error
 
+    def check(self):
+        """Raises BrokerUnavailable unless the connection still answers (a readiness probe)."""
+        with self.translated_errors():
+            self.pika.process_data_events(time_limit=0)
+
     def close(self):
         try:
             if self.pika.is_open:

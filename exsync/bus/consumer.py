@@ -14,6 +14,7 @@ import json
 import logging
 import signal
 import threading
+import time
 
 from exsync.bus.connection import open_connection
 from exsync.bus.errors import BrokerUnavailable, PermanentError
@@ -47,6 +48,7 @@ class Message:
     redelivered: bool
     event: dict | None = None
     started_at: float = 0.0
+    handed_at: float = 0.0  # time.monotonic() when a handler got it, for the liveness check
 
     @property
     def attempt(self):
@@ -83,11 +85,13 @@ class Worker:
     handlers run at once on their own threads (only for handlers safe to call from several
     threads); all broker I/O stays on the thread that called `run()`, which keeps the heartbeats
     going while handlers work. `on_idle()`, when given, is called on that thread whenever no
-    message arrived for `poll_seconds` and no handler is running.
+    message arrived for `poll_seconds` and no handler is running. `heartbeat`, when given, is
+    called on that thread on every turn of the loop, as `heartbeat(waiting_seconds=..., busy_since=...)`
+    (an `exsync.health.Liveness.beat`): a handler that hangs or a loop that stops turning shows there.
     """
 
     def __init__(self, *, url, queue, handler, topology, prefetch=DEFAULT_PREFETCH, concurrency=1, metrics=None,
-                 middleware=None, on_idle=None, poll_seconds=DEFAULT_POLL_SECONDS,
+                 middleware=None, on_idle=None, heartbeat=None, poll_seconds=DEFAULT_POLL_SECONDS,
                  reconnect_min_seconds=DEFAULT_RECONNECT_MIN_SECONDS,
                  reconnect_max_seconds=DEFAULT_RECONNECT_MAX_SECONDS):
         self.url = url
@@ -100,10 +104,12 @@ class Worker:
         self.middleware = list(middleware) if middleware is not None else [
             LoggingMiddleware(), MetricsMiddleware(metrics=metrics)]
         self.on_idle = on_idle
+        self.heartbeat = heartbeat or (lambda **_: None)
         self.poll_seconds = poll_seconds
         self.reconnect_min_seconds = reconnect_min_seconds
         self.reconnect_max_seconds = reconnect_max_seconds
         self._stopping = threading.Event()
+        self._consuming = threading.Event()
         self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=self.concurrency,
                                                                thread_name_prefix=f"handler-{queue}")
         topology.queue(queue)  # fail early on a queue the topology does not know
@@ -114,6 +120,11 @@ class Worker:
     @property
     def stopping(self):
         return self._stopping.is_set()
+
+    @property
+    def consuming(self):
+        """True while connected to the broker and consuming (the readiness check)."""
+        return self._consuming.is_set()
 
     def run(self):
         """Consumes until stopped, reconnecting with back-off while the broker is away."""
@@ -128,6 +139,7 @@ class Worker:
                     delay = self.reconnect_min_seconds
                 except BrokerUnavailable as error:
                     log.warning("queue=%s broker unavailable (%s); reconnecting in %.1f s", self.queue, error, delay)
+                    self.heartbeat(waiting_seconds=delay)
                     self._stopping.wait(delay)
                     delay = min(delay * 2, self.reconnect_max_seconds)
         finally:
@@ -135,6 +147,7 @@ class Worker:
         log.info("queue=%s worker stopped", self.queue)
 
     def _consume(self):
+        self.heartbeat()
         connection = open_connection(self.url)
         inbox = collections.deque()
         running = {}
@@ -148,7 +161,10 @@ class Worker:
                     Message.from_delivery(self.queue, method, properties, body)))
                 log.info("queue=%s consuming (prefetch %d, concurrency %d)", self.queue, self.prefetch,
                          self.concurrency)
+                self._consuming.set()
                 while running or not self._stopping.is_set():
+                    self.heartbeat(waiting_seconds=self.poll_seconds,
+                                   busy_since=min((m.handed_at for m in running.values()), default=None))
                     while inbox and len(running) < self.concurrency and not self._stopping.is_set():
                         self._start(connection, channel, inbox.popleft(), running)
                     idle = not running and not inbox
@@ -162,6 +178,7 @@ class Worker:
                 # Closing the channel returns the prefetched messages not yet handled to the queue.
                 channel.close()
         finally:
+            self._consuming.clear()
             for future in running:
                 future.cancel()
             connection.close()
@@ -172,6 +189,7 @@ class Worker:
         if message.event is None:
             self._finish(channel, message, PermanentError("the body is not a JSON object"))
             return
+        message.handed_at = time.monotonic()
         future = self._executor.submit(self.handler, message)
         # Wake the I/O loop the moment the handler finishes instead of at the next poll.
         future.add_done_callback(lambda _: connection.pika.add_callback_threadsafe(lambda: None))

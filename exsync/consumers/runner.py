@@ -2,12 +2,12 @@
 
 import importlib
 
-from exsync.bus import Topology, Worker
+from exsync.bus import BrokerUnavailable, Topology, Worker
 from exsync.consumers.connections import use_broker
 from exsync.errors import ConfigError
 from exsync.metrics import default_metrics
 
-__all__ = ["CONSUMERS", "run_consumer"]
+__all__ = ["CONSUMERS", "CONSUMER_NEEDS", "run_consumer"]
 
 # name -> (queue, "module:factory"); a factory is `build(settings, *, metrics) -> Consumer`, where
 # a Consumer has `handle(message)`, and may have `on_idle()`, `close()`, and `thread_safe = True`
@@ -20,13 +20,25 @@ CONSUMERS = {
     "customers-export": ("customers.export", "exsync.consumers.customers:build"),
 }
 
+# What each consumer talks to (ENDPOINT_VARIABLES in exsync.config); the shop's key and secret go
+# with EXSYNC_WOO_URL. Each Deployment in k8s/ gets these Secret keys and no others.
+CONSUMER_NEEDS = {
+    "orders": ("EXSYNC_AMQP_URL", "EXSYNC_EXCHEQUER_DSN", "EXSYNC_STATE_DSN"),
+    "orders-writeback": ("EXSYNC_AMQP_URL", "EXSYNC_STATE_DSN", "EXSYNC_WOO_URL"),
+    "woo-writer": ("EXSYNC_AMQP_URL", "EXSYNC_STATE_DSN", "EXSYNC_WOO_URL"),
+    "customers": ("EXSYNC_AMQP_URL", "EXSYNC_EXCHEQUER_DSN", "EXSYNC_STATE_DSN", "EXSYNC_WOO_URL"),
+    "customers-export": ("EXSYNC_AMQP_URL", "EXSYNC_EXCHEQUER_DSN", "EXSYNC_STATE_DSN", "EXSYNC_WOO_URL"),
+}
+
 
 def _factory(path):
     module, _, name = path.partition(":")
     return getattr(importlib.import_module(module), name)
 
 
-def run_consumer(settings, name):
+def run_consumer(settings, name, *, liveness=None, readiness=None):
+    """Runs consumer `name` until SIGTERM; its loop beats `liveness` and `readiness` learns whether
+    it is consuming (both from exsync.health, optional)."""
     if name not in CONSUMERS:
         raise ConfigError([("consumer", f"unknown consumer {name!r}; one of {', '.join(sorted(CONSUMERS))}")])
     queue, factory = CONSUMERS[name]
@@ -42,7 +54,14 @@ def run_consumer(settings, name):
         concurrency=settings.config["bus"]["handler_threads"] if getattr(consumer, "thread_safe", False) else 1,
         metrics=metrics,
         on_idle=getattr(consumer, "on_idle", None),
+        heartbeat=liveness.beat if liveness is not None else None,
     )
+    if readiness is not None:
+        def consuming():
+            if not worker.consuming:
+                raise BrokerUnavailable(f"not consuming {queue}")
+
+        readiness.add("broker", consuming)
     try:
         worker.run()
     finally:

@@ -29,7 +29,7 @@ from exsync.exchequer.actions import (
     set_free_stock_settings,
     set_system_flags,
 )
-from exsync.exchequer.db import Cursor, Database, connect
+from exsync.exchequer.db import Cursor, Database, connect, ping
 from exsync.exchequer.dialect import Dialect
 from exsync.exchequer.errors import (
     AccountCodeExhaustedError,
@@ -82,6 +82,7 @@ from exsync.exchequer.rules import (
 )
 from exsync.exchequer.schema import init_schema, is_demo_company, require_demo_company
 from exsync.exchequer.seed import SeedSummary, seed
+from exsync.exchequer.state import StateValues
 from exsync.exchequer.writer import SqlWriteBackend, Toolkit, ToolkitEmulator, WriteBackend
 
 __all__ = [
@@ -121,6 +122,7 @@ __all__ = [
     "SalesDocument",
     "SeedError",
     "SeedSummary",
+    "StateValues",
     "SqlWriteBackend",
     "StockItem",
     "StockLevel",
@@ -140,6 +142,7 @@ __all__ = [
     "cancel_order",
     "change_price",
     "connect",
+    "ping",
     "could_build",
     "could_build_all",
     "dispatch_order",

@@ -355,12 +355,17 @@ class ChangeCapture:
         self.metrics.inc("capture_changes_published", len(products), kind="product")
         self.metrics.inc("capture_changes_published", len(stock), kind="stock")
 
-    def run_forever(self, *, interval_seconds=DEFAULT_INTERVAL_SECONDS, stop=None):
-        """Cycles every `interval_seconds` until `stop` (a threading.Event) is set; releases the lease."""
+    def run_forever(self, *, interval_seconds=DEFAULT_INTERVAL_SECONDS, stop=None, heartbeat=None):
+        """Cycles every `interval_seconds` until `stop` (a threading.Event) is set; releases the lease.
+
+        `heartbeat` (an `exsync.health.Liveness.beat`) hears of each cycle's start and each wait, so
+        a cycle that hangs shows on the liveness probe."""
         stop = stop or threading.Event()
+        heartbeat = heartbeat or (lambda **_: None)
         try:
             while not stop.is_set():
                 started = time.monotonic()
+                heartbeat()
                 try:
                     report = self.run_once()
                     if not report.skipped:
@@ -369,7 +374,9 @@ class ChangeCapture:
                                  report.seconds)
                 except Exception:
                     log.exception("capture cycle failed; trying again next interval")
-                stop.wait(max(0.0, interval_seconds - (time.monotonic() - started)))
+                wait_seconds = max(0.0, interval_seconds - (time.monotonic() - started))
+                heartbeat(waiting_seconds=wait_seconds)
+                stop.wait(wait_seconds)
         finally:
             self.state.release()
 

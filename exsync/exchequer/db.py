@@ -31,6 +31,7 @@ __all__ = [
     "Cursor",
     "Database",
     "connect",
+    "ping",
 ]
 
 SQLITE_SCHEME = "sqlite:///"
@@ -286,3 +287,9 @@ def connect(dsn, *, mapping=None, busy_timeout_seconds=DEFAULT_BUSY_TIMEOUT_SECO
     if dsn.startswith("sqlite:"):
         raise ConnectError(f"{dsn!r}: SQLite DSNs are sqlite:///path")
     return _connect_odbc(dsn, mapping, login_timeout_seconds)
+
+
+def ping(database):
+    """Raises a DatabaseError unless `database` answers a trivial query (a readiness probe)."""
+    with database.transaction(write=False) as cursor:
+        cursor.execute("SELECT 1").fetchone()

@@ -6,9 +6,10 @@ prefix on SQLite), in the state database, which may be the Exchequer company's o
 
 import dataclasses
 
+from exsync.exchequer.errors import DuplicateKeyError
 from exsync.exchequer.mapping import Column
 
-__all__ = ["StateTable", "create_state_tables", "text_column"]
+__all__ = ["STATE_VALUES_TABLE", "StateTable", "StateValues", "create_state_tables", "text_column"]
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -48,3 +49,40 @@ def create_state_tables(database, tables):
 def text_column(name):
     """A column for a JSON document (up to 4,000 characters)."""
     return Column(name, "str:4000")
+
+
+STATE_VALUES_TABLE = StateTable(name="state_values", key=("name",), columns={
+    "name": Column("name", "str:200"),
+    "value": Column("value", "str:400"),
+})
+
+
+class StateValues:
+    """Small named values (the reconciler's watermarks) in the state database: `get` and `set`,
+    each its own transaction, so a value set survives the process and its pod."""
+
+    def __init__(self, *, database):
+        self.database = database
+        self.sql = STATE_VALUES_TABLE.sql_name(database)
+
+    def ensure(self):
+        create_state_tables(self.database, (STATE_VALUES_TABLE,))
+        return self
+
+    def get(self, key):
+        with self.database.transaction(write=False) as cursor:
+            row = cursor.execute(f'SELECT "value" FROM {self.sql} WHERE "name" = ?', (key,)).fetchone()
+        return None if row is None else row[0]
+
+    def set(self, key, value):
+        with self.database.transaction() as cursor:
+            cursor.execute(f'UPDATE {self.sql} SET "value" = ? WHERE "name" = ?', (value, key))
+            if cursor.rowcount:
+                return
+        try:
+            with self.database.transaction() as cursor:
+                cursor.execute(f'INSERT INTO {self.sql} ("name", "value") VALUES (?, ?)', (key, value))
+        except DuplicateKeyError:
+            # Another process inserted the key between the two transactions: its row takes this value.
+            with self.database.transaction() as cursor:
+                cursor.execute(f'UPDATE {self.sql} SET "value" = ? WHERE "name" = ?', (value, key))

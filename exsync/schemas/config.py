@@ -113,7 +113,6 @@ class ShopReconcileSchema(Schema):
     interval_seconds = fields.Integer(load_default=60, validate=validate.Range(min=1))
     overlap_seconds = fields.Integer(load_default=120, validate=validate.Range(min=0))
     initial_lookback_seconds = fields.Integer(load_default=86400, validate=validate.Range(min=0))
-    state_dir = fields.String(load_default="var/state", validate=validate.Length(min=1))
     customer_roles = fields.List(fields.String(validate=validate.Length(min=1)),
                                  load_default=lambda: ["customer", "wholesale_customer"])
     register_webhooks = fields.Boolean(load_default=True)
@@ -271,6 +270,15 @@ class CustomersSchema(Schema):
     event_items = fields.Integer(load_default=DEFAULT_CUSTOMER_EVENT_ITEMS, validate=validate.Range(min=1, max=1000))
 
 
+DEFAULT_HEALTH_STALL_SECONDS = 300.0
+
+
+class HealthSchema(Schema):
+    # /healthz fails once a process loop (consume, capture, reconcile) has not come back, or one
+    # message's handler has run, for this long; the liveness probe then restarts the pod.
+    stall_seconds = fields.Float(load_default=DEFAULT_HEALTH_STALL_SECONDS, validate=validate.Range(min=1))
+
+
 class ConfigSchema(Schema):
     bus = fields.Nested(BusSchema, load_default=lambda: BusSchema().load({}))
     webhook = fields.Nested(WebhookSchema, load_default=lambda: WebhookSchema().load({}))
@@ -280,6 +288,7 @@ class ConfigSchema(Schema):
     products = fields.Nested(ProductsSchema, load_default=lambda: ProductsSchema().load({}))
     orders = fields.Nested(OrdersSchema, load_default=lambda: OrdersSchema().load({}))
     customers = fields.Nested(CustomersSchema, load_default=lambda: CustomersSchema().load({}))
+    health = fields.Nested(HealthSchema, load_default=lambda: HealthSchema().load({}))
 
     @validates_schema
     def _order_vat_codes(self, data, **kwargs):

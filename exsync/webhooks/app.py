@@ -11,7 +11,7 @@ import threading
 import time
 
 import prometheus_client
-from flask import Flask, Response, request
+from flask import Flask, Response, abort, request
 from prometheus_client import multiprocess
 from werkzeug.exceptions import RequestEntityTooLarge
 
@@ -20,11 +20,14 @@ from exsync.config import WEBHOOK_PROBE_CONNECTIONS
 from exsync.metrics import Metrics, default_metrics
 from exsync.webhooks.receiver import Receiver
 
-__all__ = ["DEFAULT_PROBE_WAIT_SECONDS", "DeliverySlots", "create_app", "create_app_from_settings",
+__all__ = ["DEFAULT_PROBE_WAIT_SECONDS", "INTERNAL_PATHS", "DeliverySlots", "create_app", "create_app_from_settings",
            "liveness_reason", "readiness_reason"]
 
 log = logging.getLogger(__name__)
 
+# Answered only on the internal port when there is one: what the broker is doing and the metrics
+# are for the cluster, not for whoever reaches the public webhook URL.
+INTERNAL_PATHS = ("/metrics", "/readyz")
 # The longest a delivery waits for a slot when all are taken.
 MAX_SLOT_WAIT_SECONDS = 1.0
 # The longest /readyz waits for a connect it started itself (a probe's timeout is 1 s by default).
@@ -79,15 +82,29 @@ class DeliverySlots:
         self._free.release()
 
 
-def create_app(*, receiver, publisher, max_body_bytes, metrics=None, metrics_dir=None, slots=None):
+def _local_port(environ):
+    """The port the request came in on: gunicorn's socket (SERVER_PORT follows the Host header)."""
+    sock = environ.get("gunicorn.socket")
+    return sock.getsockname()[1] if sock is not None else None
+
+
+def create_app(*, receiver, publisher, max_body_bytes, metrics=None, metrics_dir=None, slots=None,
+               internal_port=None):
     """The WSGI app; everything it needs is handed in, so tests build it with real parts.
 
     `slots`: a DeliverySlots bounding the deliveries handled at once (None: no bound); a delivery
-    it refuses is answered 503 at once rather than take a connection a probe needs.
+    it refuses is answered 503 at once rather than take a connection a probe needs. With
+    `internal_port`, INTERNAL_PATHS answer 404 on every other port.
     """
     metrics = metrics or Metrics()
     app = Flask("exsync.webhooks")
     app.config["MAX_CONTENT_LENGTH"] = max_body_bytes
+
+    @app.before_request
+    def internal_only():
+        if internal_port is not None and request.path in INTERNAL_PATHS and \
+                _local_port(request.environ) != internal_port:
+            abort(404)
 
     # OPTIONS is no method of these routes: Flask would answer it 200 on its own.
     @app.post("/webhooks/woocommerce", provide_automatic_options=False)
@@ -123,7 +140,11 @@ def create_app(*, receiver, publisher, max_body_bytes, metrics=None, metrics_dir
     @app.get("/readyz", provide_automatic_options=False)
     def readyz():
         reason = readiness_reason(publisher)
-        return _text(503, reason) if reason else _text(200, "ready")
+        if reason:
+            # The reason may name the broker's host: it is logged, the answer only says what is wrong.
+            log.warning("not ready: %s", reason)
+            return _text(503, "broker unreachable" if "not confirmed" not in reason else "broker not confirming")
+        return _text(200, "ready")
 
     @app.get("/metrics", provide_automatic_options=False)
     def metrics_view():
@@ -159,4 +180,5 @@ def create_app_from_settings(settings):
         # slots in milliseconds, a stalled broker not for a delivery timeout); the other half never do.
         slots=DeliverySlots(slots=settings.webhook_connections, waiters=WEBHOOK_PROBE_CONNECTIONS // 2,
                             wait_seconds=min(MAX_SLOT_WAIT_SECONDS, webhook["delivery_timeout_seconds"] / 2)),
+        internal_port=int(settings.metrics_bind.rpartition(":")[2]) if settings.metrics_bind else None,
     )

@@ -4,7 +4,8 @@ from exsync.config import WEBHOOK_PROBE_CONNECTIONS, load_settings
 
 _settings = load_settings()
 
-bind = _settings.bind
+# The public port (webhooks, /healthz) and, when set, the internal one (/metrics, /readyz).
+bind = [_settings.bind] + ([_settings.metrics_bind] if _settings.metrics_bind else [])
 workers = _settings.webhook_workers
 # Each request waits on its broker confirm; gevent lets one worker wait on many at once, all sharing
 # one connection (exsync.bus.SharedPublisher). Measured against gthread workers (bench/): the same

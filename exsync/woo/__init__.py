@@ -12,7 +12,6 @@ from exsync.woo.client import (
     normalise_route,
 )
 from exsync.woo.errors import (
-    StateStoreError,
     WooApiError,
     WooAuthError,
     WooBadRequest,
@@ -27,18 +26,16 @@ from exsync.woo.errors import (
 from exsync.woo.ratelimit import TokenBucket
 from exsync.woo.reconciler import Reconciler, ReconcileReport
 from exsync.woo.registrar import WebhookAction, WebhookRegistrar
-from exsync.woo.state import JsonFileStore, MemoryStore, StateStore
+from exsync.woo.state import MemoryStore, StateStore
 
 __all__ = [
     "BatchItemResult",
     "BatchResult",
-    "JsonFileStore",
     "MemoryStore",
     "Page",
     "ReconcileReport",
     "Reconciler",
     "StateStore",
-    "StateStoreError",
     "TokenBucket",
     "WebhookAction",
     "WebhookRegistrar",

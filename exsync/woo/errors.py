@@ -8,7 +8,6 @@ from exsync.errors import ExsyncError
 
 __all__ = [
     "SandboxRestError",
-    "StateStoreError",
     "WooApiError",
     "WooAuthError",
     "WooBadRequest",
@@ -89,10 +88,6 @@ class WooServerError(WooApiError):
     """5xx: the shop or its host failed; may pass."""
 
     retryable = True
-
-
-class StateStoreError(WooError):
-    """The reconciler's watermark store could not be read or written."""
 
 
 _BY_STATUS = {400: WooBadRequest, 401: WooAuthError, 403: WooAuthError, 404: WooNotFound, 413: WooBatchTooLarge,

@@ -17,8 +17,9 @@ import logging
 import threading
 import time
 
-from exsync.bus import WOO_EXCHANGE, BusError, new_event
+from exsync.bus import WOO_EXCHANGE, new_event
 from exsync.bus.topology import INVALID_ROUTING_PREFIX
+from exsync.errors import ExsyncError
 from exsync.metrics import Metrics
 from exsync.schemas.woo import validate_body
 from exsync.woo.dates import parse_wc_gmt, utc_now
@@ -142,7 +143,8 @@ class Reconciler:
         return published - parked, parked
 
     def run_once(self):
-        """One pass over orders then customers; raises WooError or BusError and keeps the watermark."""
+        """One pass over orders then customers; raises WooError, BusError or the store's error and keeps
+        the watermark."""
         started = time.monotonic()
         outcome = "error"
         try:
@@ -159,17 +161,22 @@ class Reconciler:
                  report.customers_published, report.parked)
         return report
 
-    def run_forever(self, *, interval_seconds=DEFAULT_INTERVAL_SECONDS, stop=None):
-        """Reconciles (and repairs the webhooks, with a registrar) every interval until `stop` is set."""
+    def run_forever(self, *, interval_seconds=DEFAULT_INTERVAL_SECONDS, stop=None, heartbeat=None):
+        """Reconciles (and repairs the webhooks, with a registrar) every interval until `stop` is set.
+
+        `heartbeat` (an `exsync.health.Liveness.beat`) hears of each pass's start and each wait."""
         stop = stop or threading.Event()
+        heartbeat = heartbeat or (lambda **_: None)
         while not stop.is_set():
+            heartbeat()
             try:
                 self.run_once()
-            except (WooError, BusError) as error:
+            except ExsyncError as error:  # the shop, the broker or the state database: try again next pass
                 log.error("reconcile pass failed, watermark kept: %s", error)
             if self.registrar is not None:
                 try:
                     self.registrar.sync()
                 except WooError as error:
                     log.error("webhook registrar failed: %s", error)
+            heartbeat(waiting_seconds=interval_seconds)
             stop.wait(interval_seconds)

@@ -4,8 +4,10 @@ import os
 import signal
 import subprocess
 import sys
+import time
 
 from exsync.bus import Topology, declare_topology
+from exsync.exchequer import StateValues, connect
 from exsync.schemas.config import validate_config
 from exsync.woo import WooClient
 from exsync.woo.sandbox import place_order, seed_catalogue
@@ -41,9 +43,9 @@ def test_sandbox_command_serves_a_seeded_shop():
 
 def _config(tmp_path, receiver, **reconcile):
     path = tmp_path / "exsync.yaml"
-    lines = ["shop:", "  webhooks:", f"    delivery_url: {receiver.url}", "    topics: [order.created, order.updated]",
-             "  reconcile:", f"    state_dir: {tmp_path / 'state'}"]
-    lines += [f"    {key}: {value}" for key, value in reconcile.items()]
+    lines = ["shop:", "  webhooks:", f"    delivery_url: {receiver.url}", "    topics: [order.created, order.updated]"]
+    if reconcile:
+        lines += ["  reconcile:", *(f"    {key}: {value}" for key, value in reconcile.items())]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return str(path)
 
@@ -69,17 +71,40 @@ def test_register_webhooks_without_a_delivery_url_says_so(sandbox, credentials):
     assert "shop.webhooks.delivery_url" in result.stderr and "EXSYNC_WEBHOOK_SECRETS" in result.stderr
 
 
-def test_reconcile_once_command(sandbox, credentials, shop, receiver, amqp_url, tmp_path):
+def test_the_reconcilers_watermark_survives_a_restart(sandbox, credentials, shop, receiver, amqp_url, tmp_path,
+                                                    pg_odbc_dsn):
+    """Each `reconcile --once` is a new process, as a restarted pod is: the second carries on from the
+    watermark the first left in the state database instead of replaying the look-back window."""
     declare_topology(amqp_url, Topology.from_config(validate_config({})[0]))
     probe = bind_probe(amqp_url, exchange="woo", routing_key="order.updated")
     seed_catalogue(shop, count=1)
     orders = [place_order(shop, lines=[("SKU-0001", 1)]) for _ in range(2)]
     env = _env(EXSYNC_WOO_URL=sandbox.url, EXSYNC_WOO_CONSUMER_KEY=credentials.consumer_key,
                EXSYNC_WOO_CONSUMER_SECRET=credentials.consumer_secret, EXSYNC_AMQP_URL=amqp_url,
-               EXSYNC_CONFIG=_config(tmp_path, receiver))
-    result = subprocess.run([*EXSYNC, "reconcile", "--once"], check=False, env=env, capture_output=True, text=True, timeout=60)
+               EXSYNC_STATE_DSN=pg_odbc_dsn, EXSYNC_CONFIG=_config(tmp_path, receiver, overlap_seconds=0))
+    command = [*EXSYNC, "reconcile", "--once"]
+    result = subprocess.run(command, check=False, env=env, capture_output=True, text=True, timeout=60, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "published 2 order(s)" in result.stdout
     assert sorted(int(m["subject"]) for m, _ in read_messages(amqp_url, probe, count=2)) == \
         sorted(o["id"] for o in orders)
-    assert (tmp_path / "state" / "woo-state.json").exists()
+    with connect(pg_odbc_dsn) as database:
+        watermark = StateValues(database=database).get(f"woo.reconciler.orders:{sandbox.url}")
+    assert watermark == max(o["date_modified_gmt"] for o in orders) + "+00:00"
+    assert not (tmp_path / "var").exists()  # nothing kept inside the container
+
+    time.sleep(1.1)  # WooCommerce's dates have whole seconds: the next order is newer than the watermark
+    later = place_order(shop, lines=[("SKU-0001", 1)])
+    again = subprocess.run(command, check=False, env=env, capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert "published 1 order(s)" in again.stdout
+    assert [int(m["subject"]) for m, _ in read_messages(amqp_url, probe, count=1)] == [later["id"]]
+
+
+def test_reconcile_without_a_state_database_names_the_variable(sandbox, credentials, amqp_url, tmp_path):
+    env = _env(EXSYNC_WOO_URL=sandbox.url, EXSYNC_WOO_CONSUMER_KEY=credentials.consumer_key,
+               EXSYNC_WOO_CONSUMER_SECRET=credentials.consumer_secret, EXSYNC_AMQP_URL=amqp_url)
+    result = subprocess.run([*EXSYNC, "reconcile", "--once"], check=False, env=env, capture_output=True, text=True,
+                            timeout=60, cwd=tmp_path)
+    assert result.returncode == 2
+    assert "EXSYNC_STATE_DSN: is not set" in result.stderr

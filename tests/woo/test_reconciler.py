@@ -6,9 +6,10 @@ import time
 import pytest
 
 from exsync.bus import BrokerUnavailable, Publisher, Topology, declare_topology
+from exsync.exchequer import StateValues, connect
 from exsync.schemas.config import validate_config
 from exsync.webhooks.signature import verify_signature
-from exsync.woo import JsonFileStore, MemoryStore, Reconciler, WebhookRegistrar
+from exsync.woo import MemoryStore, Reconciler, WebhookRegistrar
 from exsync.woo.dates import parse_wc_gmt
 from exsync.woo.sandbox import place_order, seed_catalogue, seed_customers
 from tests.support.net import free_port
@@ -42,7 +43,9 @@ def test_orders_missed_while_webhooks_were_disabled_are_published_then_webhooks_
     assert len(receiver.deliveries) == 14  # 7 failures per webhook, then nothing
 
     # The reconciler runs on its interval, re-publishing the gap and repairing the webhooks each pass.
-    store = JsonFileStore(directory=str(tmp_path / "state"))
+    state_dsn = f"sqlite:///{tmp_path / 'state.db'}"
+    state_db = connect(state_dsn)
+    store = StateValues(database=state_db).ensure()
     reconciler = Reconciler(client=client, publisher=publisher, store=store, registrar=registrar, metrics=metrics)
     stop = threading.Event()
     loop = threading.Thread(target=reconciler.run_forever, kwargs={"interval_seconds": 0.2, "stop": stop})
@@ -62,8 +65,9 @@ def test_orders_missed_while_webhooks_were_disabled_are_published_then_webhooks_
     assert envelope["data"] == client.get_order(int(envelope["subject"]))
     newest = max(parse_wc_gmt(o["date_modified_gmt"]) for o in placed)
     assert reconciler.watermark("orders") == newest
-    assert JsonFileStore(directory=str(tmp_path / "state")).get(f"woo.reconciler.orders:{sandbox.url}") == \
-        newest.isoformat()
+    state_db.close()
+    with connect(state_dsn) as database:
+        assert StateValues(database=database).get(f"woo.reconciler.orders:{sandbox.url}") == newest.isoformat()
     assert metrics.count("woo_reconciler_published", resource="order") >= 50
 
     # The registrar re-activated them, and the next order arrives by webhook.

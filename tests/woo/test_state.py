@@ -1,23 +1,26 @@
-"""The reconciler's watermark store."""
+"""The reconciler's watermark store: a table in the state database."""
 
 import pytest
 
-from exsync.woo import JsonFileStore, StateStoreError
+from exsync.exchequer import StateValues, connect
 
 
-def test_values_survive_a_new_store_on_the_same_directory(tmp_path):
-    directory = str(tmp_path / "state")
-    first = JsonFileStore(directory=directory)
-    assert first.get("woo.reconciler.orders:http://shop") is None
-    first.set("woo.reconciler.orders:http://shop", "2026-11-27T10:00:00+00:00")
-    first.set("woo.reconciler.customers:http://shop", "2026-11-27T09:00:00+00:00")
-    second = JsonFileStore(directory=directory)
-    assert second.get("woo.reconciler.orders:http://shop") == "2026-11-27T10:00:00+00:00"
-    assert second.get("woo.reconciler.customers:http://shop") == "2026-11-27T09:00:00+00:00"
-    assert [p.name for p in (tmp_path / "state").iterdir()] == ["woo-state.json"]
+@pytest.fixture(params=["sqlite", "postgresql"])
+def state_dsn(request, tmp_path):
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'state.db'}"
+    return request.getfixturevalue("pg_odbc_dsn")
 
 
-def test_a_damaged_file_is_reported_not_ignored(tmp_path):
-    (tmp_path / "woo-state.json").write_text("{not json", encoding="utf-8")
-    with pytest.raises(StateStoreError):
-        JsonFileStore(directory=str(tmp_path)).get("anything")
+def test_values_survive_a_new_connection(state_dsn):
+    key = "woo.reconciler.orders:http://shop"
+    with connect(state_dsn) as database:
+        first = StateValues(database=database).ensure()
+        assert first.get(key) is None
+        first.set(key, "2026-11-27T10:00:00+00:00")
+        first.set("woo.reconciler.customers:http://shop", "2026-11-27T09:00:00+00:00")
+        first.set(key, "2026-11-27T11:00:00+00:00")
+    with connect(state_dsn) as database:
+        second = StateValues(database=database).ensure()
+        assert second.get(key) == "2026-11-27T11:00:00+00:00"
+        assert second.get("woo.reconciler.customers:http://shop") == "2026-11-27T09:00:00+00:00"
