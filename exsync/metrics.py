@@ -7,10 +7,14 @@ counters exposed with `_total`, never an id as a label).
 """
 
 import dataclasses
+import os
 
 import prometheus_client
 
-__all__ = ["Metrics", "NullMetrics", "PrometheusMetrics", "Spec", "SPECS", "LATENCY_BUCKETS_SECONDS", "default_metrics"]
+from exsync import __version__
+
+__all__ = ["Metrics", "NullMetrics", "PrometheusMetrics", "Spec", "SPECS", "LATENCY_BUCKETS_SECONDS", "build_labels",
+           "default_metrics"]
 
 LATENCY_BUCKETS_SECONDS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 
@@ -47,6 +51,15 @@ SPECS = (
          documentation="Messages parked on <queue>.dead after their last attempt."),
     Spec(name="bus_handler_duration_seconds", kind="histogram", labels=("queue",),
          documentation="Time a consumer's handler took for one message."),
+    # The process's own view of the broker, so an outage that keeps every request away (a failing
+    # /readyz) still shows: 1 connected, 0 the last attempt failed; no series before the first try.
+    Spec(name="bus_connected", kind="gauge", labels=("client",),
+         documentation="1 while this process's link to RabbitMQ is up, 0 after its last attempt failed, "
+                       "by client (consumer, publisher)."),
+    Spec(name="dead_letters_replayed", kind="counter", labels=("queue",),
+         documentation="Parked messages sent back to their queue by a person (exsync dead-letters replay)."),
+    Spec(name="dead_letters_dropped", kind="counter", labels=("queue",),
+         documentation="Parked messages deleted by a person (exsync dead-letters drop)."),
     # woo (the shop's REST API, the registrar, the reconciler)
     Spec(name="woo_requests", kind="counter", labels=("method", "endpoint", "status"),
          documentation="Requests to the shop by normalised route (never an id) and HTTP status (or 'error')."),
@@ -63,6 +76,8 @@ SPECS = (
          documentation="Resources the reconciler published because they were modified since its watermark."),
     Spec(name="woo_reconciler_watermark_timestamp_seconds", kind="gauge", labels=("resource",),
          documentation="The reconciler's watermark (the newest date_modified_gmt confirmed on the bus)."),
+    Spec(name="reconcile_last_success_timestamp_seconds", kind="gauge",
+         documentation="When the reconciler last finished a pass without error (a stall alert's clock)."),
     Spec(name="woo_reconciler_run_duration_seconds", kind="histogram", labels=("outcome",),
          buckets=(0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300),
          documentation="Time for one reconciler pass over orders and customers."),
@@ -94,6 +109,8 @@ SPECS = (
          documentation="Changed SKUs published (confirmed) by change capture, by kind (product, stock)."),
     Spec(name="capture_account_changes_published", kind="counter",
          documentation="New or changed customer accounts published (confirmed) by change capture."),
+    Spec(name="capture_last_success_timestamp_seconds", kind="gauge",
+         documentation="When change capture last finished a cycle without error (a stall alert's clock)."),
     Spec(name="capture_lag_seconds", kind="gauge",
          documentation="Age of the oldest change seen but not yet published (0 between cycles)."),
     # woo writer (bus -> shop products)
@@ -116,6 +133,9 @@ SPECS = (
          documentation="Customer conflicts recorded and not yet resolved by a person (exsync customers conflicts)."),
     Spec(name="customer_roles_skipped", kind="counter",
          documentation="Wholesale role changes not made for want of WordPress credentials (retried next sync)."),
+    # the build
+    Spec(name="build_info", kind="gauge", labels=("version", "commit"),
+         documentation="Always 1: the version and commit this process runs (EXSYNC_COMMIT, set at image build)."),
 )
 
 
@@ -179,9 +199,16 @@ class PrometheusMetrics(Metrics):
 _default = None
 
 
+def build_labels(environ=None):
+    """The version and commit exsync_build_info carries."""
+    environ = os.environ if environ is None else environ
+    return {"version": __version__, "commit": environ.get("EXSYNC_COMMIT") or "unknown"}
+
+
 def default_metrics():
     """The process's PrometheusMetrics, made once (prometheus_client allows one per name)."""
     global _default
     if _default is None:
         _default = PrometheusMetrics()
+        _default.set("build_info", 1, **build_labels())
     return _default

@@ -97,6 +97,7 @@ class Worker:
         self.concurrency = max(1, concurrency)
         self.prefetch = max(prefetch, self.concurrency)
         metrics = metrics or Metrics()
+        self.metrics = metrics
         self.middleware = list(middleware) if middleware is not None else [
             LoggingMiddleware(), MetricsMiddleware(metrics=metrics)]
         self.on_idle = on_idle
@@ -127,6 +128,7 @@ class Worker:
                     self._consume()
                     delay = self.reconnect_min_seconds
                 except BrokerUnavailable as error:
+                    self.metrics.set("bus_connected", 0, client="consumer")
                     log.warning("queue=%s broker unavailable (%s); reconnecting in %.1f s", self.queue, error, delay)
                     self._stopping.wait(delay)
                     delay = min(delay * 2, self.reconnect_max_seconds)
@@ -144,6 +146,7 @@ class Worker:
                 channel.confirm_delivery()
                 self.topology.declare(channel)
                 channel.basic_qos(prefetch_count=self.prefetch)
+                self.metrics.set("bus_connected", 1, client="consumer")
                 channel.basic_consume(self.queue, lambda _channel, method, properties, body: inbox.append(
                     Message.from_delivery(self.queue, method, properties, body)))
                 log.info("queue=%s consuming (prefetch %d, concurrency %d)", self.queue, self.prefetch,

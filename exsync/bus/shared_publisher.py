@@ -224,8 +224,10 @@ class SharedPublisher:
                     link = self._connect()
                 except BrokerUnavailable as error:
                     self._connect_failure, self._connect_failed_at = error, time.monotonic()
+                    self.metrics.set("bus_connected", 0, client="publisher")
                     raise
                 self._link = link
+                self.metrics.set("bus_connected", 1, client="publisher")
             return link
         finally:
             self._lock.release()

@@ -293,6 +293,9 @@ class ChangeCapture:
             self.metrics.observe("capture_cycle_duration_seconds", report.seconds, outcome=outcome)
             self.metrics.inc("capture_rows_scanned", report.rows_scanned)
             self.metrics.set("capture_lag_seconds", 0.0)
+        if outcome == "ok":
+            # Only the replica holding the lease says so: the stall alert takes the newest of them.
+            self.metrics.set("capture_last_success_timestamp_seconds", time.time())
         for step in self.each_cycle:
             step()
         return report

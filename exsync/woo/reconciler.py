@@ -149,6 +149,7 @@ class Reconciler:
             orders, orders_parked = self.reconcile_orders()
             customers, customers_parked = self.reconcile_customers()
             outcome = "ok"
+            self.metrics.set("reconcile_last_success_timestamp_seconds", time.time())
         finally:
             self.metrics.observe("woo_reconciler_run_duration_seconds", time.monotonic() - started, outcome=outcome)
         report = ReconcileReport(
