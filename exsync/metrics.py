@@ -56,10 +56,12 @@ SPECS = (
     Spec(name="bus_connected", kind="gauge", labels=("client",),
          documentation="1 while this process's link to RabbitMQ is up, 0 after its last attempt failed, "
                        "by client (consumer, publisher)."),
-    Spec(name="dead_letters_replayed", kind="counter", labels=("queue",),
-         documentation="Parked messages sent back to their queue by a person (exsync dead-letters replay)."),
+    Spec(name="dead_letters_replayed", kind="counter", labels=("queue", "outcome"),
+         documentation="Messages a person sent back from a dead queue (exsync dead-letters replay), counted by "
+                       "the consumer that handled them, by outcome (ok, retried, parked)."),
     Spec(name="dead_letters_dropped", kind="counter", labels=("queue",),
-         documentation="Parked messages deleted by a person (exsync dead-letters drop)."),
+         documentation="Parked messages deleted by a person (exsync dead-letters drop), counted by that "
+                       "command (each drop is also logged)."),
     # woo (the shop's REST API, the registrar, the reconciler)
     Spec(name="woo_requests", kind="counter", labels=("method", "endpoint", "status"),
          documentation="Requests to the shop by normalised route (never an id) and HTTP status (or 'error')."),

@@ -44,6 +44,9 @@ class MetricsMiddleware(Middleware):
         self.metrics.observe("bus_handler_duration_seconds", time.perf_counter() - message.started_at,
                              queue=message.queue)
         self.metrics.inc("bus_messages_consumed", queue=message.queue, outcome=outcome)
+        if message.replayed:
+            # Counted where it is handled, in a process Prometheus scrapes, with how it went.
+            self.metrics.inc("dead_letters_replayed", queue=message.queue, outcome=outcome)
         if outcome == "retried":
             self.metrics.inc("bus_messages_retried", queue=message.queue)
         elif outcome == "parked":

@@ -5,6 +5,7 @@ checked; the whole raw body travels on the bus, so nothing unchecked is dropped.
 """
 
 import decimal
+import re
 
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
 
@@ -14,9 +15,14 @@ __all__ = [
     "Money",
     "OrderSchema",
     "ProductSchema",
+    "TOPIC_SHAPE",
     "schema_for_topic",
     "validate_body",
 ]
+
+# What a webhook topic looks like (`order.created`, `action.woocommerce_...`): checked by the
+# receiver, and again when a parked delivery is replayed.
+TOPIC_SHAPE = re.compile(r"^[a-z0-9_]+\.[a-z0-9_.\-]+$")
 
 
 class Money(fields.Field):

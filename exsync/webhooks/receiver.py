@@ -13,7 +13,7 @@ import urllib.parse
 from exsync.bus import WOO_EXCHANGE, BusError, new_event
 from exsync.bus.topology import INVALID_ROUTING_PREFIX
 from exsync.metrics import Metrics
-from exsync.schemas.woo import validate_body
+from exsync.schemas.woo import TOPIC_SHAPE, validate_body
 from exsync.webhooks.signature import verify_signature
 
 __all__ = ["Receiver", "Outcome", "topic_label"]
@@ -21,7 +21,6 @@ __all__ = ["Receiver", "Outcome", "topic_label"]
 log = logging.getLogger(__name__)
 
 KNOWN_TOPIC = re.compile(r"^(order|customer|product|coupon)\.(created|updated|deleted|restored)$")
-TOPIC_SHAPE = re.compile(r"^[a-z0-9_]+\.[a-z0-9_.\-]+$")
 DEFAULT_SOURCE = "woocommerce:unknown"
 
 
