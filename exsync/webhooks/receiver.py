@@ -10,7 +10,7 @@ import logging
 import re
 import urllib.parse
 
-from exsync.bus import WOO_EXCHANGE, BusError, new_event
+from exsync.bus import INVALID_QUEUE, WOO_EXCHANGE, BusError, new_event
 from exsync.bus.topology import INVALID_ROUTING_PREFIX
 from exsync.metrics import Metrics
 from exsync.schemas.woo import TOPIC_SHAPE, validate_body
@@ -43,6 +43,13 @@ def topic_label(topic):
     return "other"
 
 
+def _delivery_fields(headers):
+    """WooCommerce's ids of a delivery, as log fields."""
+    fields = {"delivery_id": headers.get("X-WC-Webhook-Delivery-ID"), "webhook_id": headers.get("X-WC-Webhook-ID"),
+              "topic": headers.get("X-WC-Webhook-Topic")}
+    return {name: value for name, value in fields.items() if value}
+
+
 def _is_ping(headers, body):
     """WooCommerce's ping: a form body `webhook_id=N`, sent with no signature and no topic."""
     if headers.get("X-WC-Webhook-Signature") or headers.get("X-WC-Webhook-Topic"):
@@ -70,9 +77,9 @@ class Receiver:
         self.metrics.inc("webhook_requests", topic=outcome.topic, outcome=outcome.outcome)
         return outcome
 
-    def _unauthorized(self, reason, message):
+    def _unauthorized(self, reason, message, headers):
         self.metrics.inc("webhook_unauthorized", reason=reason)
-        log.warning("webhook refused: %s", message)
+        log.warning("webhook refused: %s", message, extra={**_delivery_fields(headers), "outcome": "unauthorized"})
         return Outcome(status=401, outcome="unauthorized", message=message)
 
     def _receive(self, headers, body):
@@ -80,12 +87,14 @@ class Receiver:
             log.info("webhook ping answered (webhook %s)", body.decode("ascii").partition("=")[2])
             return Outcome(status=200, outcome="ping", message="pong")
         if not self.secrets:
-            return self._unauthorized("no_secrets", "no webhook secret is configured (EXSYNC_WEBHOOK_SECRETS)")
+            return self._unauthorized("no_secrets", "no webhook secret is configured (EXSYNC_WEBHOOK_SECRETS)",
+                                      headers)
         signature = headers.get("X-WC-Webhook-Signature")
         if not signature:
-            return self._unauthorized("missing_signature", "no X-WC-Webhook-Signature header")
+            return self._unauthorized("missing_signature", "no X-WC-Webhook-Signature header", headers)
         if not verify_signature(body, signature, self.secrets):
-            return self._unauthorized("bad_signature", "the signature does not match the body under any secret")
+            return self._unauthorized("bad_signature", "the signature does not match the body under any secret",
+                                      headers)
 
         topic = (headers.get("X-WC-Webhook-Topic") or "").strip().lower()
         label = topic_label(topic)
@@ -108,17 +117,17 @@ class Receiver:
             errors = validate_body(topic, payload)
         try:
             if errors:
-                return self._park(topic, label, source, payload, errors, trace)
+                return self._park(topic, label, source, payload, errors, trace, headers)
             subject = payload.get("id", payload.get("arg"))
             event = new_event(type=f"woo.{topic}", source=source, subject=subject, data=payload, **trace)
             self.publisher.publish(exchange=WOO_EXCHANGE, routing_key=topic, event=event)
         except BusError as error:
-            log.error("webhook topic=%s not stored, answering 503: %s", topic, error)
+            log.error("webhook topic=%s not stored, answering 503: %s", topic, error,
+                      extra={**_delivery_fields(headers), "outcome": "unavailable"})
             return Outcome(status=503, outcome="unavailable", message="the message could not be stored", topic=label)
         return Outcome(status=200, outcome="accepted", message="stored", topic=label)
 
-    def _park(self, topic, label, source, payload, errors, trace):
-        log.warning("webhook topic=%s failed its schema, parked: %s", topic, errors)
+    def _park(self, topic, label, source, payload, errors, trace, headers):
         event = new_event(
             type="woo.invalid",
             source=source,
@@ -128,4 +137,7 @@ class Receiver:
         )
         routing_key = f"{INVALID_ROUTING_PREFIX}.{topic if TOPIC_SHAPE.match(topic) else 'unknown'}"
         self.publisher.publish(exchange=WOO_EXCHANGE, routing_key=routing_key, event=event)
+        log.warning("webhook topic=%s failed its schema, parked on %s: %s", topic, INVALID_QUEUE, errors,
+                    extra={**_delivery_fields(headers), "event_id": event["id"], "queue": INVALID_QUEUE,
+                           "outcome": "parked"})
         return Outcome(status=200, outcome="parked", message="stored for review: it failed validation", topic=label)
