@@ -8,6 +8,7 @@ counters exposed with `_total`, never an id as a label).
 
 import dataclasses
 import os
+import threading
 
 import prometheus_client
 
@@ -92,9 +93,14 @@ SPECS = (
     Spec(name="orders_processed", kind="counter", labels=("outcome",),
          documentation="Order events handled, by outcome (imported, parked, stale, waiting, deleted, ...)."),
     Spec(name="orders_parked", kind="gauge",
-         documentation="Orders parked in order tracking (unknown SKU, bad data), as of the last retry pass."),
+         documentation="Orders parked in order tracking (unknown SKU, bad data), read from it at each scrape by "
+                       "the orders consumer."),
     Spec(name="order_import_duration_seconds", kind="histogram",
          documentation="Time to turn one order into its Exchequer documents."),
+    Spec(name="order_import_lag_seconds", kind="histogram",
+         buckets=(0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900, 1800, 3600, 14400),
+         documentation="Time from the order's event (the webhook stored, or the reconciler's publish) to its "
+                       "documents in Exchequer, retries and parking included."),
     Spec(name="order_notes_written", kind="counter", labels=("kind", "outcome"),
          documentation="Order notes and status changes sent to the shop, by kind and outcome (written, repeat)."),
     Spec(name="order_progress_published", kind="counter", labels=("doc_type",),
@@ -132,7 +138,8 @@ SPECS = (
     Spec(name="customer_conflicts", kind="counter", labels=("field",),
          documentation="Fields changed differently on both sides and left for a person (policy manual)."),
     Spec(name="customer_conflicts_waiting", kind="gauge",
-         documentation="Customer conflicts recorded and not yet resolved by a person (exsync customers conflicts)."),
+         documentation="Customer conflicts recorded and not yet resolved by a person (exsync customers conflicts), "
+                       "read at each scrape by the customers consumer (not customers-export)."),
     Spec(name="customer_roles_skipped", kind="counter",
          documentation="Wholesale role changes not made for want of WordPress credentials (retried next sync)."),
     # the build
@@ -153,6 +160,9 @@ class Metrics:
     def set(self, name, value, **labels):
         pass
 
+    def track(self, name, read):
+        """Makes gauge `name` (no labels) read `read()` whenever it is collected."""
+
 
 NullMetrics = Metrics
 
@@ -163,28 +173,49 @@ class PrometheusMetrics(Metrics):
     def __init__(self, *, registry=prometheus_client.REGISTRY, specs=SPECS):
         self._metrics = {}
         self._children = {}
+        self._registry = registry
+        self._deferred = {}
+        self._lock = threading.Lock()
         for spec in specs:
-            full_name = f"exsync_{spec.name}"
-            if spec.kind == "counter":
-                metric = prometheus_client.Counter(full_name, spec.documentation, spec.labels, registry=registry)
-            elif spec.kind == "histogram":
-                metric = prometheus_client.Histogram(
-                    full_name, spec.documentation, spec.labels, buckets=spec.buckets, registry=registry
-                )
-            elif spec.kind == "gauge":
-                metric = prometheus_client.Gauge(
-                    full_name, spec.documentation, spec.labels, registry=registry, multiprocess_mode="livemax"
-                )
-            else:
-                raise ValueError(f"unknown metric kind {spec.kind!r} for {spec.name}")
-            self._metrics[spec.name] = metric
+            if spec.kind == "gauge" and not spec.labels:
+                # A gauge without labels would be exported (as 0) by every process, saying what it
+                # does not know: made only when this process sets it, so only its owner exports it.
+                self._deferred[spec.name] = spec
+                continue
+            self._metrics[spec.name] = self._make(spec)
+
+    def _make(self, spec):
+        registry = self._registry
+        full_name = f"exsync_{spec.name}"
+        if spec.kind == "counter":
+            metric = prometheus_client.Counter(full_name, spec.documentation, spec.labels, registry=registry)
+        elif spec.kind == "histogram":
+            metric = prometheus_client.Histogram(
+                full_name, spec.documentation, spec.labels, buckets=spec.buckets, registry=registry
+            )
+        elif spec.kind == "gauge":
+            metric = prometheus_client.Gauge(
+                full_name, spec.documentation, spec.labels, registry=registry, multiprocess_mode="livemax"
+            )
+        else:
+            raise ValueError(f"unknown metric kind {spec.kind!r} for {spec.name}")
+        return metric
+
+    def _metric(self, name):
+        metric = self._metrics.get(name)
+        if metric is None:
+            with self._lock:
+                metric = self._metrics.get(name)
+                if metric is None:
+                    metric = self._metrics[name] = self._make(self._deferred[name])
+        return metric
 
     def _child(self, name, labels):
         key = (name, *labels.items())
         child = self._children.get(key)
         if child is None:
             # Label values are bounded (never an id), so this holds one entry per series.
-            metric = self._metrics[name]
+            metric = self._metric(name)
             child = self._children[key] = metric.labels(**labels) if labels else metric
         return child
 
@@ -196,6 +227,11 @@ class PrometheusMetrics(Metrics):
 
     def set(self, name, value, **labels):
         self._child(name, labels).set(value)
+
+    def track(self, name, read):
+        # For a count that lives in a database: read at scrape time, so it is never stale and one
+        # process (the count's owner) exports it. Not for gunicorn's multiprocess mode.
+        self._metric(name).set_function(read)
 
 
 _default = None
