@@ -51,6 +51,7 @@ def test_a_parked_message_is_seen_in_status_and_the_list_then_replayed_and_handl
     with Running(url=amqp_url, queue="orders.import", handler=handler, topology=TOPOLOGY, metrics=metrics):
         event_id = publish_order(amqp_url, 1001)
         wait_for(lambda: queue_depth(amqp_url, "orders.import.dead") == 1, "the order to be parked")
+        assert registry.get_sample_value("exsync_bus_connected", {"client": "consumer"}) == 1
 
         code, out, _ = exsync("status", "--json", amqp_url=amqp_url, tmp_path=tmp_path)
         assert code == 1, "a parked message needs a person"
