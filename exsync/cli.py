@@ -53,6 +53,13 @@ def _exchequer_database(settings):
     return connect(settings.exchequer_dsn, mapping=mapping_for(settings.config))
 
 
+def _state_database(settings):
+    """exsync's own state tables' database (which may be the company's)."""
+    from exsync.exchequer import connect, mapping_for
+
+    return connect(settings.state_dsn, mapping=mapping_for(settings.config))
+
+
 def cmd_exchequer_init(settings, args):
     from exsync.exchequer import init_schema
 
@@ -236,7 +243,8 @@ def cmd_reconcile(settings, args):
     import threading
 
     from exsync.bus import Publisher
-    from exsync.exchequer import StateValues, connect, mapping_for
+    from exsync.exchequer import StateValues
+    from exsync.exchequer.runs import RECONCILE, RunLog
     from exsync.woo import Reconciler, WebhookRegistrar, WooClient
 
     options = settings.config["shop"]["reconcile"]
@@ -250,11 +258,13 @@ def cmd_reconcile(settings, args):
         registrar = WebhookRegistrar.from_settings(settings, client=client, metrics=metrics)
     publisher = Publisher(url=settings.amqp_url, metrics=metrics)
     # The watermarks live in the state database, so a restarted pod carries on where it stopped.
-    state_db = connect(settings.state_dsn, mapping=mapping_for(settings.config))
+    state_db = _state_database(settings)
+    runs = RunLog(database=state_db).ensure()
     reconciler = Reconciler(client=client, publisher=publisher, store=StateValues(database=state_db).ensure(),
                             overlap_seconds=options["overlap_seconds"],
                             initial_lookback_seconds=options["initial_lookback_seconds"],
-                            customer_roles=options["customer_roles"], registrar=registrar, metrics=metrics)
+                            customer_roles=options["customer_roles"], registrar=registrar, metrics=metrics,
+                            on_pass=lambda ok, detail: runs.record(RECONCILE, ok=ok, detail=detail))
     try:
         if args.once:
             report = reconciler.run_once()
@@ -447,6 +457,72 @@ def cmd_customers_sync(settings, args):
     return 0
 
 
+def cmd_status(settings, args):
+    import json
+
+    from exsync.status import collect_status, render_status
+
+    report = collect_status(settings)
+    if args.json:
+        print(json.dumps(report.as_dict(), indent=2, sort_keys=True))
+    else:
+        print(render_status(report))
+    # Scripts and probes read the exit code: 1 while anything waits for a person.
+    return 1 if report.needs_attention else 0
+
+
+def _dead_letters(settings):
+    from exsync.bus import Topology
+    from exsync.bus.dead_letters import DeadLetters
+    from exsync.metrics import default_metrics
+
+    return DeadLetters(url=settings.amqp_url, topology=Topology.from_config(settings.config),
+                       metrics=default_metrics())
+
+
+def cmd_dead_letters_list(settings, args):
+    import json
+
+    letters = _dead_letters(settings).list(args.queue, limit=args.limit)
+    if args.json:
+        print(json.dumps([letter.as_dict() for letter in letters], indent=2))
+        return 0
+    for letter in letters:
+        replays = f", replayed {letter.replays}x before" if letter.replays else ""
+        print(f"{letter.id}  {letter.type or '?'} subject {letter.subject or '?'}  attempts {letter.attempts}"
+              f"{replays}  failed at {letter.failed_at or '?'}\n    {letter.last_error}")
+    print(f"{len(letters)} message(s) on {letters[0].queue if letters else args.queue}")
+    return 0
+
+
+def cmd_dead_letters_replay(settings, args):
+    if not args.all and not args.id:
+        print("exsync dead-letters replay: name the messages (--id ID ...) or say --all", file=sys.stderr)
+        return 2
+    replayed, refused = _dead_letters(settings).replay(args.queue, ids=None if args.all else args.id)
+    for letter in replayed:
+        print(f"replayed {letter.id} ({letter.type or '?'} subject {letter.subject or '?'})")
+    for letter in refused:
+        print(f"still invalid, left parked: {letter.id}: {letter.last_error}")
+    print(f"{len(replayed)} replayed, {len(refused)} left parked")
+    return 1 if refused else 0
+
+
+def cmd_dead_letters_drop(settings, args):
+    if not args.yes:
+        if not sys.stdin.isatty():
+            print("exsync dead-letters drop: deleting messages needs --yes when nobody is at a terminal",
+                  file=sys.stderr)
+            return 2
+        answer = input(f"delete {len(args.id)} message(s) from {args.queue} for good? [y/N] ")
+        if answer.strip().lower() not in ("y", "yes"):
+            print("nothing dropped")
+            return 1
+    for letter in _dead_letters(settings).drop(args.queue, ids=args.id):
+        print(f"dropped {letter.id} ({letter.type or '?'} subject {letter.subject or '?'})")
+    return 0
+
+
 def build_parser():
     parser = argparse.ArgumentParser(prog="exsync", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -550,6 +626,31 @@ def build_parser():
     sync.add_argument("woo_ids", type=int, nargs="*", metavar="WOO_ID", help="shop customer ids")
     sync.add_argument("--account", action="append", default=[], metavar="CODE", help="an account code (repeatable)")
     sync.set_defaults(func=cmd_customers_sync, needs=("EXSYNC_EXCHEQUER_DSN", "EXSYNC_WOO_URL"))
+
+    status = sub.add_parser("status", help="one screen: queues, dead letters, parked orders, conflicts, last "
+                                           "capture and reconcile, the shop's webhooks (exit 1: needs a person)")
+    status.add_argument("--json", action="store_true", help="the same as JSON, for scripts")
+    status.set_defaults(func=cmd_status)
+
+    dead = sub.add_parser("dead-letters", help="parked messages (QUEUE.dead, woo.invalid): list, replay, drop")
+    dead_sub = dead.add_subparsers(dest="dead_letters_command", required=True, metavar="ACTION")
+    dead_list = dead_sub.add_parser("list", help="subject, type, attempts, last error and time of each message")
+    dead_list.add_argument("queue", help="a dead queue (orders.import.dead, or just orders.import) or woo.invalid")
+    dead_list.add_argument("--limit", type=int, help="show at most this many")
+    dead_list.add_argument("--json", action="store_true", help="as JSON, for scripts")
+    dead_list.set_defaults(func=cmd_dead_letters_list)
+    replay = dead_sub.add_parser("replay", help="send messages back to their queue with the attempt count reset "
+                                                "(woo.invalid: validated again first)")
+    replay.add_argument("queue")
+    which = replay.add_mutually_exclusive_group()
+    which.add_argument("--id", action="append", default=[], metavar="ID", help="a message id (repeatable)")
+    which.add_argument("--all", action="store_true", help="every message on the queue")
+    replay.set_defaults(func=cmd_dead_letters_replay)
+    drop = dead_sub.add_parser("drop", help="delete messages for good")
+    drop.add_argument("queue")
+    drop.add_argument("--id", action="append", required=True, metavar="ID", help="a message id (repeatable)")
+    drop.add_argument("--yes", action="store_true", help="do not ask (scripts; required without a terminal)")
+    drop.set_defaults(func=cmd_dead_letters_drop)
 
     export = sub.add_parser("export", help="one-off full exports to the shop")
     export_sub = export.add_subparsers(dest="export_command", required=True, metavar="WHAT")

@@ -38,6 +38,7 @@ from exsync.exchequer import (
     recalculated_allocations,
     seed,
 )
+from exsync.exchequer.runs import RECONCILE, RunLog
 from exsync.exchequer.writer import KIND_ACCOUNT
 from exsync.logs import configure_logging
 from exsync.webhooks import compute_signature
@@ -424,8 +425,10 @@ def run(settings):
         shop.wait_for_deliveries(timeout_seconds=5)
         say(f"   order {missed['id']} placed while the webhooks were disabled: no delivery")
         publisher = stack.enter_context(Publisher(url=settings.amqp_url, topology=topology))
+        runs = RunLog(database=state_db).ensure()
         reconciler = Reconciler(client=client, publisher=publisher, store=MemoryStore(), registrar=registrar,
-                                initial_lookback_seconds=3600)
+                                initial_lookback_seconds=3600,
+                                on_pass=lambda ok, detail: runs.record(RECONCILE, ok=ok, detail=detail))
         report = reconciler.run_once()
         say(f"   the reconciler published {report.orders_published} orders and {report.customers_published} "
             "customers modified since its watermark")
@@ -441,6 +444,14 @@ def run(settings):
             if line.startswith(("exsync_webhook_requests_total", "exsync_webhook_unauthorized_total",
                                 "exsync_bus_messages_published_total")):
                 say(f"   {line}")
+
+        step("14. exsync status: what an operator sees (exit 1 while something needs a person)")
+        # The real command, as a person would run it, while the processes are still up.
+        status = subprocess.run([sys.executable, "-m", "exsync.cli", "status"], env=dict(env, EXSYNC_LOG_FORMAT="text"),
+                                capture_output=True, text=True, timeout=60)
+        for line in status.stdout.splitlines():
+            say(f"   {line}")
+        say(f"   (exit code {status.returncode})")
     say()
     say("demo finished")
     return 0

@@ -7,10 +7,15 @@ counters exposed with `_total`, never an id as a label).
 """
 
 import dataclasses
+import os
+import threading
 
 import prometheus_client
 
-__all__ = ["Metrics", "NullMetrics", "PrometheusMetrics", "Spec", "SPECS", "LATENCY_BUCKETS_SECONDS", "default_metrics"]
+from exsync import __version__
+
+__all__ = ["Metrics", "NullMetrics", "PrometheusMetrics", "Spec", "SPECS", "LATENCY_BUCKETS_SECONDS", "build_labels",
+           "default_metrics"]
 
 LATENCY_BUCKETS_SECONDS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 
@@ -47,6 +52,17 @@ SPECS = (
          documentation="Messages parked on <queue>.dead after their last attempt."),
     Spec(name="bus_handler_duration_seconds", kind="histogram", labels=("queue",),
          documentation="Time a consumer's handler took for one message."),
+    # The process's own view of the broker, so an outage that keeps every request away (a failing
+    # /readyz) still shows: 1 connected, 0 the last attempt failed; no series before the first try.
+    Spec(name="bus_connected", kind="gauge", labels=("client",),
+         documentation="1 while this process's link to RabbitMQ is up, 0 after its last attempt failed, "
+                       "by client (consumer, publisher)."),
+    Spec(name="dead_letters_replayed", kind="counter", labels=("queue", "outcome"),
+         documentation="Messages a person sent back from a dead queue (exsync dead-letters replay), counted by "
+                       "the consumer that handled them, by outcome (ok, retried, parked)."),
+    Spec(name="dead_letters_dropped", kind="counter", labels=("queue",),
+         documentation="Parked messages deleted by a person (exsync dead-letters drop), counted by that "
+                       "command (each drop is also logged)."),
     # woo (the shop's REST API, the registrar, the reconciler)
     Spec(name="woo_requests", kind="counter", labels=("method", "endpoint", "status"),
          documentation="Requests to the shop by normalised route (never an id) and HTTP status (or 'error')."),
@@ -63,6 +79,8 @@ SPECS = (
          documentation="Resources the reconciler published because they were modified since its watermark."),
     Spec(name="woo_reconciler_watermark_timestamp_seconds", kind="gauge", labels=("resource",),
          documentation="The reconciler's watermark (the newest date_modified_gmt confirmed on the bus)."),
+    Spec(name="reconcile_last_success_timestamp_seconds", kind="gauge",
+         documentation="When the reconciler last finished a pass without error (a stall alert's clock)."),
     Spec(name="woo_reconciler_run_duration_seconds", kind="histogram", labels=("outcome",),
          buckets=(0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300),
          documentation="Time for one reconciler pass over orders and customers."),
@@ -82,9 +100,14 @@ SPECS = (
     Spec(name="orders_processed", kind="counter", labels=("outcome",),
          documentation="Order events handled, by outcome (imported, parked, stale, waiting, deleted, ...)."),
     Spec(name="orders_parked", kind="gauge",
-         documentation="Orders parked in order tracking (unknown SKU, bad data), as of the last retry pass."),
+         documentation="Orders parked in order tracking (unknown SKU, bad data), read from it at each scrape by "
+                       "the orders consumer."),
     Spec(name="order_import_duration_seconds", kind="histogram",
          documentation="Time to turn one order into its Exchequer documents."),
+    Spec(name="order_import_lag_seconds", kind="histogram",
+         buckets=(0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900, 1800, 3600, 14400),
+         documentation="Time from the order's event (the webhook stored, or the reconciler's publish) to its "
+                       "documents in Exchequer, retries and parking included."),
     Spec(name="order_notes_written", kind="counter", labels=("kind", "outcome"),
          documentation="Order notes and status changes sent to the shop, by kind and outcome (written, repeat)."),
     Spec(name="order_progress_published", kind="counter", labels=("doc_type",),
@@ -101,6 +124,8 @@ SPECS = (
          documentation="Changed SKUs published (confirmed) by change capture, by kind (product, stock)."),
     Spec(name="capture_account_changes_published", kind="counter",
          documentation="New or changed customer accounts published (confirmed) by change capture."),
+    Spec(name="capture_last_success_timestamp_seconds", kind="gauge",
+         documentation="When change capture last finished a cycle without error (a stall alert's clock)."),
     Spec(name="capture_lag_seconds", kind="gauge",
          documentation="Age of the oldest change seen but not yet published (0 between cycles)."),
     # woo writer (bus -> shop products)
@@ -120,9 +145,13 @@ SPECS = (
     Spec(name="customer_conflicts", kind="counter", labels=("field",),
          documentation="Fields changed differently on both sides and left for a person (policy manual)."),
     Spec(name="customer_conflicts_waiting", kind="gauge",
-         documentation="Customer conflicts recorded and not yet resolved by a person (exsync customers conflicts)."),
+         documentation="Customer conflicts recorded and not yet resolved by a person (exsync customers conflicts), "
+                       "read at each scrape by the customers consumer (not customers-export)."),
     Spec(name="customer_roles_skipped", kind="counter",
          documentation="Wholesale role changes not made for want of WordPress credentials (retried next sync)."),
+    # the build
+    Spec(name="build_info", kind="gauge", labels=("version", "commit"),
+         documentation="Always 1: the version and commit this process runs (EXSYNC_COMMIT, set at image build)."),
 )
 
 
@@ -138,6 +167,9 @@ class Metrics:
     def set(self, name, value, **labels):
         pass
 
+    def track(self, name, read):
+        """Makes gauge `name` (no labels) read `read()` whenever it is collected."""
+
 
 NullMetrics = Metrics
 
@@ -148,28 +180,49 @@ class PrometheusMetrics(Metrics):
     def __init__(self, *, registry=prometheus_client.REGISTRY, specs=SPECS):
         self._metrics = {}
         self._children = {}
+        self._registry = registry
+        self._deferred = {}
+        self._lock = threading.Lock()
         for spec in specs:
-            full_name = f"exsync_{spec.name}"
-            if spec.kind == "counter":
-                metric = prometheus_client.Counter(full_name, spec.documentation, spec.labels, registry=registry)
-            elif spec.kind == "histogram":
-                metric = prometheus_client.Histogram(
-                    full_name, spec.documentation, spec.labels, buckets=spec.buckets, registry=registry
-                )
-            elif spec.kind == "gauge":
-                metric = prometheus_client.Gauge(
-                    full_name, spec.documentation, spec.labels, registry=registry, multiprocess_mode="livemax"
-                )
-            else:
-                raise ValueError(f"unknown metric kind {spec.kind!r} for {spec.name}")
-            self._metrics[spec.name] = metric
+            if spec.kind == "gauge" and not spec.labels:
+                # A gauge without labels would be exported (as 0) by every process, saying what it
+                # does not know: made only when this process sets it, so only its owner exports it.
+                self._deferred[spec.name] = spec
+                continue
+            self._metrics[spec.name] = self._make(spec)
+
+    def _make(self, spec):
+        registry = self._registry
+        full_name = f"exsync_{spec.name}"
+        if spec.kind == "counter":
+            metric = prometheus_client.Counter(full_name, spec.documentation, spec.labels, registry=registry)
+        elif spec.kind == "histogram":
+            metric = prometheus_client.Histogram(
+                full_name, spec.documentation, spec.labels, buckets=spec.buckets, registry=registry
+            )
+        elif spec.kind == "gauge":
+            metric = prometheus_client.Gauge(
+                full_name, spec.documentation, spec.labels, registry=registry, multiprocess_mode="livemax"
+            )
+        else:
+            raise ValueError(f"unknown metric kind {spec.kind!r} for {spec.name}")
+        return metric
+
+    def _metric(self, name):
+        metric = self._metrics.get(name)
+        if metric is None:
+            with self._lock:
+                metric = self._metrics.get(name)
+                if metric is None:
+                    metric = self._metrics[name] = self._make(self._deferred[name])
+        return metric
 
     def _child(self, name, labels):
         key = (name, *labels.items())
         child = self._children.get(key)
         if child is None:
             # Label values are bounded (never an id), so this holds one entry per series.
-            metric = self._metrics[name]
+            metric = self._metric(name)
             child = self._children[key] = metric.labels(**labels) if labels else metric
         return child
 
@@ -182,8 +235,19 @@ class PrometheusMetrics(Metrics):
     def set(self, name, value, **labels):
         self._child(name, labels).set(value)
 
+    def track(self, name, read):
+        # For a count that lives in a database: read at scrape time, so it is never stale and one
+        # process (the count's owner) exports it. Not for gunicorn's multiprocess mode.
+        self._metric(name).set_function(read)
+
 
 _default = None
+
+
+def build_labels(environ=None):
+    """The version and commit exsync_build_info carries."""
+    environ = os.environ if environ is None else environ
+    return {"version": __version__, "commit": environ.get("EXSYNC_COMMIT") or "unknown"}
 
 
 def default_metrics():
@@ -191,4 +255,5 @@ def default_metrics():
     global _default
     if _default is None:
         _default = PrometheusMetrics()
+        _default.set("build_info", 1, **build_labels())
     return _default

@@ -53,3 +53,37 @@ def test_the_null_implementation_records_nothing_and_accepts_everything():
     assert metrics.inc("anything", 3, label="x") is None
     assert metrics.observe("anything", 0.5) is None
     assert metrics.set("anything", 1) is None
+
+
+def test_a_gauge_without_labels_is_exported_only_by_a_process_that_sets_it():
+    registry = prometheus_client.CollectorRegistry()
+    metrics = PrometheusMetrics(registry=registry)
+    exposition = prometheus_client.generate_latest(registry).decode()
+    assert "exsync_orders_parked" not in exposition, "a process that does not own it says nothing, not 0"
+    metrics.track("orders_parked", lambda: 3)
+    assert registry.get_sample_value("exsync_orders_parked") == 3
+
+
+def test_build_info_names_the_version_and_the_commit():
+    from exsync import __version__
+    from exsync.metrics import build_labels
+
+    assert build_labels({"EXSYNC_COMMIT": "abc1234"}) == {"version": __version__, "commit": "abc1234"}
+    assert build_labels({}) == {"version": __version__, "commit": "unknown"}
+    registry = prometheus_client.CollectorRegistry()
+    PrometheusMetrics(registry=registry).set("build_info", 1, **build_labels({"EXSYNC_COMMIT": "abc1234"}))
+    assert sample(registry, "exsync_build_info", version=__version__, commit="abc1234") == 1
+
+
+def test_a_publisher_that_cannot_reach_the_broker_says_so_in_its_gauge():
+    from exsync.bus import BrokerUnavailable, Publisher, SharedPublisher
+    from tests.support.net import free_port
+
+    registry = prometheus_client.CollectorRegistry()
+    metrics = PrometheusMetrics(registry=registry)
+    url = f"amqp://guest:guest@127.0.0.1:{free_port()}/"
+    for publisher in (Publisher(url=url, metrics=metrics), SharedPublisher(url=url, metrics=metrics)):
+        with pytest.raises(BrokerUnavailable):
+            publisher.check()
+        assert sample(registry, "exsync_bus_connected", client="publisher") == 0
+        publisher.close()

@@ -2,6 +2,7 @@
 
 from exsync.bus.connection import Connection, open_connection
 from exsync.bus.consumer import Message, Worker
+from exsync.bus.dead_letters import DeadLetter, DeadLetters, parked_queue_names
 from exsync.bus.errors import (
     BrokerUnavailable,
     BusError,
@@ -29,6 +30,8 @@ __all__ = [
     "BrokerUnavailable",
     "BusError",
     "Connection",
+    "DeadLetter",
+    "DeadLetters",
     "EXCHEQUER_EXCHANGE",
     "INVALID_QUEUE",
     "LoggingMiddleware",
@@ -48,6 +51,7 @@ __all__ = [
     "declare_topology",
     "new_event",
     "open_connection",
+    "parked_queue_names",
     "retry_queue_name",
     "unrouted_name",
 ]

@@ -23,7 +23,8 @@ from exsync.bus.topology import dead_queue_name, retry_queue_name
 from exsync.metrics import Metrics
 from exsync.schemas.config import DEFAULT_PREFETCH
 
-__all__ = ["Message", "Worker", "DEFAULT_PREFETCH", "ATTEMPT_HEADER", "ERROR_HEADER"]
+__all__ = ["Message", "Worker", "DEFAULT_PREFETCH", "ATTEMPT_HEADER", "ERROR_HEADER", "FAILED_AT_HEADER",
+           "QUEUE_HEADER", "HISTORY_HEADER"]
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +33,10 @@ DEFAULT_RECONNECT_MIN_SECONDS = 0.5
 DEFAULT_RECONNECT_MAX_SECONDS = 30.0
 ATTEMPT_HEADER = "x-exsync-attempt"
 ERROR_HEADER = "x-exsync-last-error"
+FAILED_AT_HEADER = "x-exsync-failed-at"
+QUEUE_HEADER = "x-exsync-queue"
+# The failures of a message replayed from its dead queue (exsync dead-letters replay), oldest first.
+HISTORY_HEADER = "x-exsync-history"
 MAX_ERROR_HEADER_CHARS = 2000
 
 
@@ -54,6 +59,11 @@ class Message:
     def attempt(self):
         """1 on the first delivery to the handler, counting every retry since."""
         return int(self.headers.get(ATTEMPT_HEADER, 1))
+
+    @property
+    def replayed(self):
+        """True on the first delivery after `exsync dead-letters replay` sent it back."""
+        return bool(self.headers.get(HISTORY_HEADER)) and ATTEMPT_HEADER not in self.headers
 
     @property
     def event_id(self):
@@ -101,6 +111,7 @@ class Worker:
         self.concurrency = max(1, concurrency)
         self.prefetch = max(prefetch, self.concurrency)
         metrics = metrics or Metrics()
+        self.metrics = metrics
         self.middleware = list(middleware) if middleware is not None else [
             LoggingMiddleware(), MetricsMiddleware(metrics=metrics)]
         self.on_idle = on_idle
@@ -138,6 +149,7 @@ class Worker:
                     self._consume()
                     delay = self.reconnect_min_seconds
                 except BrokerUnavailable as error:
+                    self.metrics.set("bus_connected", 0, client="consumer")
                     log.warning("queue=%s broker unavailable (%s); reconnecting in %.1f s", self.queue, error, delay)
                     self.heartbeat(waiting_seconds=delay)
                     self._stopping.wait(delay)
@@ -157,6 +169,7 @@ class Worker:
                 channel.confirm_delivery()
                 self.topology.declare(channel)
                 channel.basic_qos(prefetch_count=self.prefetch)
+                self.metrics.set("bus_connected", 1, client="consumer")
                 channel.basic_consume(self.queue, lambda _channel, method, properties, body: inbox.append(
                     Message.from_delivery(self.queue, method, properties, body)))
                 log.info("queue=%s consuming (prefetch %d, concurrency %d)", self.queue, self.prefetch,
@@ -215,8 +228,8 @@ class Worker:
         headers = dict(message.headers)
         headers[ATTEMPT_HEADER] = attempt
         headers[ERROR_HEADER] = f"{type(error).__name__}: {error}"[:MAX_ERROR_HEADER_CHARS]
-        headers["x-exsync-failed-at"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-        headers["x-exsync-queue"] = self.queue
+        headers[FAILED_AT_HEADER] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+        headers[QUEUE_HEADER] = self.queue
         properties = message.properties
         properties.headers = headers
         channel.basic_publish("", queue, message.body, properties, mandatory=True)

@@ -71,17 +71,24 @@ class Publisher:
         self._channel = None
 
     def _open(self):
-        connection = self._connect(self.url)
+        try:
+            connection = self._connect(self.url)
+        except BrokerUnavailable:
+            self.metrics.set("bus_connected", 0, client="publisher")
+            raise
         try:
             with connection.translated_errors():
                 channel = connection.pika.channel()
                 channel.confirm_delivery()
                 if self.topology is not None:
                     self.topology.declare(channel)
-        except BaseException:
+        except BaseException as error:
             connection.close()
+            if isinstance(error, BrokerUnavailable):
+                self.metrics.set("bus_connected", 0, client="publisher")
             raise
         self._connection, self._channel = connection, channel
+        self.metrics.set("bus_connected", 1, client="publisher")
 
     def _discard(self):
         if self._connection is not None:
@@ -121,6 +128,7 @@ class Publisher:
             except CONNECTION_ERRORS as error:
                 self._discard()
                 if attempt == 2:
+                    self.metrics.set("bus_connected", 0, client="publisher")
                     raise BrokerUnavailable(f"cannot publish to RabbitMQ: {error!r}") from error
                 log.warning("publish failed (%r); reconnecting once", error)
             except BrokerUnavailable:

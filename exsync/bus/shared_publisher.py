@@ -286,10 +286,12 @@ class SharedPublisher:
         with self._lock:
             if failure is not None:
                 self._connect_failure, self._connect_failed_at = failure, time.monotonic()
+                self.metrics.set("bus_connected", 0, client="publisher")
             elif self._closed:
                 link.close()
             else:
                 self._link = link
+                self.metrics.set("bus_connected", 1, client="publisher")
             self._connecting = None
         done.set()
 

@@ -38,7 +38,7 @@ from exsync.consumers.customer_mapping import (
     woo_view,
 )
 from exsync.consumers.errors import ConsumerError, CustomerBusyError, LinkChangedError
-from exsync.errors import ExsyncError
+from exsync.consumers.gauges import track_state_gauges
 from exsync.exchequer import (
     DuplicateKeyError,
     InvalidDocumentError,
@@ -64,6 +64,7 @@ __all__ = [
     "Link",
     "LinkStore",
     "build",
+    "build_export",
 ]
 
 log = logging.getLogger(__name__)
@@ -72,7 +73,6 @@ LINKED = "linked"
 SHOP_DELETED = "shop_deleted"
 # Longer than the slowest shop call with its retries (5 attempts of 30 s); renewed before each write.
 DEFAULT_CLAIM_SECONDS = 300.0
-DEFAULT_GAUGE_SECONDS = 30.0
 _EMAIL_TAKEN = "registration-error-email-exists"
 _NO_SUCH_CUSTOMER = "woocommerce_rest_invalid_id"
 # WooCommerce 9.5+ lets REST change the e-mail of these roles only.
@@ -273,7 +273,6 @@ class CustomersConsumer:
         self.claim_seconds = claim_seconds
         self.holder = holder or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
         self._fit = AccountFitter(mapping=self.names_mapping)
-        self._gauge_at = None
         exchequer_options = options_for(config)
         self._per_thread = PerThread(
             make=lambda: _Connections(exchequer_dsn=exchequer_dsn, state_dsn=state_dsn, mapping=self.names_mapping,
@@ -297,19 +296,6 @@ class CustomersConsumer:
     def handle(self, message):
         with fresh_after_failure(self._per_thread):
             self.handle_event(message.event)
-
-    def on_idle(self):
-        """Keeps the conflicts-waiting gauge current (a person resolves them from the command line)."""
-        now = self.clock()
-        if self._gauge_at is not None and now - self._gauge_at < DEFAULT_GAUGE_SECONDS:
-            return
-        self._gauge_at = now
-        try:
-            self.metrics.set("customer_conflicts_waiting", self.links.waiting())
-        except ExsyncError as error:
-            # Idle work must not stop the consumer: the next tick tries again on a fresh connection.
-            log.warning("customers: cannot count the conflicts waiting: %s", error)
-            self._per_thread.discard()
 
     def handle_event(self, event):
         """Syncs the customers an envelope names; returns {id or code: outcome}."""
@@ -582,7 +568,6 @@ class CustomersConsumer:
                         field, link.woo_id, woo_value, account.code, exchequer_value, link.woo_id, field)
         link.account_code, link.state, link.snapshot, link.synced_at = account.code, LINKED, result.agreed, now
         connections.links.save(link)
-        self.metrics.set("customer_conflicts_waiting", connections.links.waiting())
         if created:
             outcome = "created"
         elif result.to_woo or result.to_exchequer:
@@ -693,7 +678,14 @@ class CustomersConsumer:
 
 
 def build(settings, *, metrics):
-    """The consumer `exsync consume customers` and `exsync consume customers-export` run."""
+    """The consumer `exsync consume customers` runs: it alone exports the conflicts waiting."""
+    track_state_gauges(metrics, dsn=settings.state_dsn, mapping=mapping_for(settings.config), gauges={
+        "customer_conflicts_waiting": lambda database: LinkStore(database=database).waiting()})
+    return build_export(settings, metrics=metrics)
+
+
+def build_export(settings, *, metrics):
+    """The consumer `exsync consume customers-export` runs (and one-off syncs from the command line)."""
     return CustomersConsumer(exchequer_dsn=settings.exchequer_dsn, state_dsn=settings.state_dsn,
                              config=settings.config, client=WooClient.from_settings(settings, metrics=metrics),
                              wp_username=settings.wp_username,

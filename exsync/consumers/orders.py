@@ -20,6 +20,7 @@ from exsync.consumers.connections import ExchequerConnections, fresh_after_failu
 from exsync.consumers.customer_accounts import account_for_shop_customer
 from exsync.consumers.customer_mapping import AccountFitter, billing_details
 from exsync.consumers.errors import OrderDataError
+from exsync.consumers.gauges import track_state_gauges
 from exsync.consumers.order_mapping import PRODUCT, OrderMapping, money, order_id_of
 from exsync.consumers.order_rules import OrderFacts, choose, customer_role, order_meta
 from exsync.consumers.state import OrderStore, ShippingMethodStore, ensure_tables
@@ -142,7 +143,20 @@ class OrdersConsumer:
         order_id = order_id_of(data)
         if event.get("type") == "woo.order.deleted" or set(data) == {"id"}:
             return self._deleted(order_id)
-        return self.process(data)
+        outcome = self.process(data)
+        if outcome == "imported":
+            self._observe_lag(event)
+        return outcome
+
+    def _observe_lag(self, event):
+        """Webhook (the envelope's time, set when the delivery was stored) to sales order in Exchequer."""
+        try:
+            received = datetime.datetime.fromisoformat(str(event.get("time")))
+        except ValueError:
+            return
+        if received.tzinfo is not None:
+            lag_seconds = datetime.datetime.now(datetime.timezone.utc).timestamp() - received.timestamp()
+            self.metrics.observe("order_import_lag_seconds", max(0.0, lag_seconds))
 
     # --- the work
 
@@ -194,14 +208,15 @@ class OrdersConsumer:
             "woo_order_id": order_id, "number": str(order.get("number") or order_id), "references": references})
         connections.orders.mark_imported(order_id, references)
         self.metrics.observe("order_import_duration_seconds", time.perf_counter() - started)
-        log.info("order %s imported as %s", order_id, ", ".join(references))
+        log.info("order %s imported as %s", order_id, ", ".join(references),
+                 extra={"order_id": order_id, "outcome": "imported"})
         if order.get("refunds") or str(order.get("status") or "") in CANCELLED_STATUSES:
             self._after_import(connections, connections.orders.get(order_id), order)
         return self._count("imported")
 
     def _park(self, connections, order_id, reason):
         connections.orders.mark(order_id, "parked", reason)
-        log.warning("order %s parked: %s", order_id, reason)
+        log.warning("order %s parked: %s", order_id, reason, extra={"order_id": order_id, "outcome": "parked"})
         return self._count("parked")
 
     def _after_import(self, connections, row, order):
@@ -401,10 +416,10 @@ class OrdersConsumer:
             try:
                 outcome = self._import(connections, row.order_id, row.body)
             except OrderDataError as error:
-                log.warning("order %s stays parked: %s", row.order_id, error)
+                log.warning("order %s stays parked: %s", row.order_id, error,
+                            extra={"order_id": row.order_id, "outcome": "parked"})
                 continue
             imported += outcome == "imported"
-        self.metrics.set("orders_parked", connections.orders.counts().get("parked", 0))
         return imported
 
 
@@ -412,5 +427,8 @@ def build(settings, *, metrics):
     """The consumer `exsync consume orders` runs."""
     publisher = SharedPublisher(url=settings.amqp_url, topology=Topology.from_config(settings.config),
                                 metrics=metrics)
+    # This consumer owns order tracking: it alone exports the parked count, read at each scrape.
+    track_state_gauges(metrics, dsn=settings.state_dsn, mapping=mapping_for(settings.config), gauges={
+        "orders_parked": lambda database: OrderStore(database=database).counts().get("parked", 0)})
     return OrdersConsumer(exchequer_dsn=settings.exchequer_dsn, state_dsn=settings.state_dsn,
                           config=settings.config, publisher=publisher, metrics=metrics)

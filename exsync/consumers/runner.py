@@ -17,7 +17,7 @@ CONSUMERS = {
     "orders-writeback": ("orders.writeback", "exsync.consumers.order_writeback:build"),
     "woo-writer": ("woo.write", "exsync.consumers.woo_writer:build"),
     "customers": ("customers.import", "exsync.consumers.customers:build"),
-    "customers-export": ("customers.export", "exsync.consumers.customers:build"),
+    "customers-export": ("customers.export", "exsync.consumers.customers:build_export"),
 }
 
 # What each consumer talks to (ENDPOINT_VARIABLES in exsync.config); the shop's key and secret go

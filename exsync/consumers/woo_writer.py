@@ -492,6 +492,9 @@ class WooWriter:
                 message = f"{type(error).__name__}: {error}" if error is not None else "no answer from the shop"
                 # Growing pauses, so a refused item is not hammered every time the queue idles.
                 retry_at = time.time() + self.item_retry_seconds * 2 ** (attempts - 1)
+                if give_up:
+                    log.error("woo-writer: SKU %s failed for good after %d attempt(s): %s", pending.sku, attempts,
+                              message, extra={"sku": pending.sku, "attempt": attempts, "outcome": "failed"})
                 updates.append((attempts, int(give_up), message[:1000], retry_at, pending.sku))
             cursor.executemany(f'UPDATE {self._pending_sql} SET "attempts" = ?, "failed" = ?, "error" = ?, '
                                '"retry_at" = ? WHERE "sku" = ?', updates)

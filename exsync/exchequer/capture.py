@@ -30,10 +30,12 @@ import time
 import uuid
 
 from exsync.bus import EXCHEQUER_EXCHANGE, new_event
+from exsync.errors import ExsyncError
 from exsync.exchequer.account_capture import DEFAULT_EVENT_ITEMS as DEFAULT_ACCOUNT_EVENT_ITEMS
 from exsync.exchequer.account_capture import AccountCapture
 from exsync.exchequer.mapping import Column
 from exsync.exchequer.rules import ALL_LOCATIONS
+from exsync.exchequer.runs import CAPTURE, RunLog
 from exsync.exchequer.state import StateTable, create_state_tables
 from exsync.metrics import Metrics
 
@@ -259,8 +261,9 @@ class ChangeCapture:
     """One company's capture: scan, diff against the state, send changes, record them."""
 
     def __init__(self, *, reader, state, sink, locations=ALL_LOCATIONS, event_items=DEFAULT_EVENT_ITEMS,
-                 metrics=None, each_cycle=()):
+                 metrics=None, each_cycle=(), runs=None):
         self.reader = reader
+        self.runs = runs
         self.state = state
         self.sink = sink
         self.locations = locations
@@ -280,23 +283,36 @@ class ChangeCapture:
             report.skipped = True
             log.info("capture of %s: another replica holds the lease", self.state.company)
             return report
-        outcome = "ok"
+        outcome, detail = "ok", ""
         try:
             self._scan(report, force)
         except _LeaseLost:
-            outcome = "lease_lost"
+            outcome, detail = "lease_lost", "the lease passed to another replica mid-cycle"
             log.warning("capture of %s: the lease passed to another replica mid-cycle", self.state.company)
-        except Exception:
-            outcome = "error"
+        except Exception as error:
+            outcome, detail = "error", f"{type(error).__name__}: {error}"
             raise
         finally:
+            self._record_run(outcome, detail)
             report.seconds = time.monotonic() - started
             self.metrics.observe("capture_cycle_duration_seconds", report.seconds, outcome=outcome)
             self.metrics.inc("capture_rows_scanned", report.rows_scanned)
             self.metrics.set("capture_lag_seconds", 0.0)
+        if outcome == "ok":
+            # Only the replica holding the lease says so: the stall alert takes the newest of them.
+            self.metrics.set("capture_last_success_timestamp_seconds", time.time())
         for step in self.each_cycle:
             step()
         return report
+
+    def _record_run(self, outcome, detail):
+        """Notes the cycle for `exsync status`; a state database that fails here fails the next cycle too."""
+        if self.runs is None:
+            return
+        try:
+            self.runs.record(CAPTURE, ok=outcome == "ok", detail=detail)
+        except ExsyncError as error:
+            log.warning("capture: cannot record the cycle in the state database: %s", error)
 
     def _scan(self, report, force):
         known = self.state.load()
@@ -429,7 +445,8 @@ def build_capture(settings, *, metrics=None, publisher=None, sink=None):
         reader=ExchequerReader(database=company_db), state=state,
         sink=sink or BusSink(publisher=publisher, company=mapping.company),
         locations=options_for(settings.config).locations,
-        event_items=options.get("event_items", DEFAULT_EVENT_ITEMS), metrics=metrics, each_cycle=steps)
+        event_items=options.get("event_items", DEFAULT_EVENT_ITEMS), metrics=metrics, each_cycle=steps,
+        runs=RunLog(database=state_db).ensure())
 
     def close():
         if own_publisher is not None:

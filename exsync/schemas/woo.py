@@ -5,6 +5,7 @@ checked; the whole raw body travels on the bus, so nothing unchecked is dropped.
 """
 
 import decimal
+import re
 
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, validates_schema
 
@@ -19,6 +20,7 @@ __all__ = [
     "OrderSchema",
     "ProductSchema",
     "Quantity",
+    "TOPIC_SHAPE",
     "amount_problem",
     "currency_places",
     "schema_for_topic",
@@ -53,6 +55,10 @@ def amount_problem(value, *, places=None, minimum=-MAX_AMOUNT):
     if places is not None and value.as_tuple().exponent < -places:
         return f"{value} has more than {places} decimal places"
     return None
+
+# What a webhook topic looks like (`order.created`, `action.woocommerce_...`): checked by the
+# receiver, and again when a parked delivery is replayed.
+TOPIC_SHAPE = re.compile(r"^[a-z0-9_]+\.[a-z0-9_.\-]+$")
 
 
 class Money(fields.Field):

@@ -1,6 +1,8 @@
 """gunicorn settings for `exsync webhook`, taken from exsync's configuration."""
 
 from exsync.config import WEBHOOK_PROBE_CONNECTIONS, load_settings
+from exsync.logs import gunicorn_logconfig
+from exsync.redact import secrets_of
 
 _settings = load_settings()
 
@@ -26,6 +28,9 @@ keepalive = 0
 # WooCommerce's bodies are bounded by MAX_CONTENT_LENGTH in the app; these bound the headers.
 limit_request_line = 8190
 limit_request_fields = 100
+# gunicorn's own lines and its access log (one line per delivery, with WooCommerce's delivery and
+# webhook ids as fields) in exsync's format: JSON lines in a container, text on a terminal.
+logconfig_dict = gunicorn_logconfig(_settings.log_level, secrets=secrets_of(_settings))
 
 
 def child_exit(server, worker):

@@ -16,11 +16,11 @@ import logging
 import re
 import urllib.parse
 
-from exsync.bus import WOO_EXCHANGE, BusError, new_event
+from exsync.bus import INVALID_QUEUE, WOO_EXCHANGE, BusError, new_event
 from exsync.bus.topology import INVALID_ROUTING_PREFIX
 from exsync.metrics import Metrics
 from exsync.schemas.config import DEFAULT_MAX_JSON_DEPTH
-from exsync.schemas.woo import validate_body
+from exsync.schemas.woo import TOPIC_SHAPE, validate_body
 from exsync.webhooks.signature import verify_signature
 
 __all__ = ["Receiver", "Outcome", "MAX_TOPIC_CHARS", "OWN_TOPIC_PREFIXES", "json_depth_exceeds", "topic_label"]
@@ -28,7 +28,6 @@ __all__ = ["Receiver", "Outcome", "MAX_TOPIC_CHARS", "OWN_TOPIC_PREFIXES", "json
 log = logging.getLogger(__name__)
 
 KNOWN_TOPIC = re.compile(r"^(order|customer|product|coupon)\.(created|updated|deleted|restored)$")
-TOPIC_SHAPE = re.compile(r"^[a-z0-9_]+\.[a-z0-9_.\-]+$")
 DEFAULT_SOURCE = "woocommerce:unknown"
 # A routing key is an AMQP short string (255 bytes) and the parked copy's key adds `invalid.`;
 # WooCommerce's longest topics (`action.<hook>`) are far shorter.
@@ -84,6 +83,13 @@ def topic_label(topic):
     return "other"
 
 
+def _delivery_fields(headers):
+    """WooCommerce's ids of a delivery, as log fields."""
+    fields = {"delivery_id": headers.get("X-WC-Webhook-Delivery-ID"), "webhook_id": headers.get("X-WC-Webhook-ID"),
+              "topic": headers.get("X-WC-Webhook-Topic")}
+    return {name: value for name, value in fields.items() if value}
+
+
 def _is_ping(headers, body):
     """WooCommerce's ping: a form body `webhook_id=N`, sent with no signature and no topic."""
     if headers.get("X-WC-Webhook-Signature") or headers.get("X-WC-Webhook-Topic"):
@@ -112,9 +118,9 @@ class Receiver:
         self.metrics.inc("webhook_requests", topic=outcome.topic, outcome=outcome.outcome)
         return outcome
 
-    def _unauthorized(self, reason, message):
+    def _unauthorized(self, reason, message, headers):
         self.metrics.inc("webhook_unauthorized", reason=reason)
-        log.warning("webhook refused: %s", message)
+        log.warning("webhook refused: %s", message, extra={**_delivery_fields(headers), "outcome": "unauthorized"})
         return Outcome(status=401, outcome="unauthorized", message=message)
 
     def _receive(self, headers, body):
@@ -122,12 +128,14 @@ class Receiver:
             log.info("webhook ping answered (webhook %s)", body.decode("ascii").partition("=")[2])
             return Outcome(status=200, outcome="ping", message="pong")
         if not self.secrets:
-            return self._unauthorized("no_secrets", "no webhook secret is configured (EXSYNC_WEBHOOK_SECRETS)")
+            return self._unauthorized("no_secrets", "no webhook secret is configured (EXSYNC_WEBHOOK_SECRETS)",
+                                      headers)
         signature = headers.get("X-WC-Webhook-Signature")
         if not signature:
-            return self._unauthorized("missing_signature", "no X-WC-Webhook-Signature header")
+            return self._unauthorized("missing_signature", "no X-WC-Webhook-Signature header", headers)
         if not verify_signature(body, signature, self.secrets):
-            return self._unauthorized("bad_signature", "the signature does not match the body under any secret")
+            return self._unauthorized("bad_signature", "the signature does not match the body under any secret",
+                                      headers)
 
         topic = (headers.get("X-WC-Webhook-Topic") or "").strip().lower()
         label = topic_label(topic)
@@ -150,24 +158,27 @@ class Receiver:
                 payload = json.loads(body, parse_constant=_no_constants)
             except (ValueError, UnicodeDecodeError) as error:
                 # Authentic but unreadable: kept as received for a person to look at.
-                return self._park(topic, label, source, trace, body, errors={"body": [f"not JSON: {error}"]})
+                return self._park(topic, label, source, trace, body, errors={"body": [f"not JSON: {error}"]},
+                                  headers=headers)
             if not isinstance(payload, dict):
-                return self._park(topic, label, source, trace, body, errors={"body": ["not a JSON object"]})
+                return self._park(topic, label, source, trace, body, errors={"body": ["not a JSON object"]},
+                                  headers=headers)
             if not TOPIC_SHAPE.match(topic):
                 errors = {"X-WC-Webhook-Topic": [f"missing or not a topic: {topic!r}"]}
             else:
                 errors = validate_body(topic, payload)
             if errors:
-                return self._park(topic, label, source, trace, body, errors=errors, payload=payload)
+                return self._park(topic, label, source, trace, body, errors=errors, payload=payload, headers=headers)
             subject = payload.get("id", payload.get("arg"))
             event = new_event(type=f"woo.{topic}", source=source, subject=subject, data=payload, **trace)
             try:
                 self.publisher.publish(exchange=WOO_EXCHANGE, routing_key=topic, event=event)
             except UnicodeEncodeError:
                 # A lone surrogate (`\\ud800`) parses but is no UTF-8: the body is kept as received.
-                return self._park(topic, label, source, trace, body, errors={}, payload=payload)
+                return self._park(topic, label, source, trace, body, errors={}, payload=payload, headers=headers)
         except BusError as error:
-            log.error("webhook topic=%s not confirmed, answering 503 (it may or may not be stored): %s", topic, error)
+            log.error("webhook topic=%s not confirmed, answering 503 (it may or may not be stored): %s", topic, error,
+                      extra={**_delivery_fields(headers), "outcome": "unavailable"})
             return Outcome(status=503, outcome="unavailable", topic=label,
                            message="the message was not confirmed: it may or may not be stored")
         return Outcome(status=200, outcome="accepted", message="stored", topic=label)
@@ -181,9 +192,10 @@ class Receiver:
             return f"the topic {topic!r} is in exsync's own namespace"
         return None
 
-    def _park(self, topic, label, source, trace, body, *, errors, payload=None):
+    def _park(self, topic, label, source, trace, body, *, errors, payload=None, headers=None):
         """Stores an authentic delivery for review: the parsed `payload`, or else the body as received."""
-        log.warning("webhook topic=%s failed its checks, parked: %s", topic, _escaped(errors))
+        log.warning("webhook topic=%s failed its checks, parked on %s: %s", topic, INVALID_QUEUE, _escaped(errors),
+                    extra={**_delivery_fields(headers or {}), "queue": INVALID_QUEUE, "outcome": "parked"})
         routing_key = f"{INVALID_ROUTING_PREFIX}.{topic if TOPIC_SHAPE.match(topic) else 'unknown'}"
         data = {"topic": topic, "errors": errors}
         if payload is not None:

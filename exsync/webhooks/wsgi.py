@@ -1,10 +1,14 @@
 """The WSGI entry point gunicorn loads in each worker."""
 
+import logging
+
 from exsync.config import load_settings
 from exsync.logs import configure_logging
 from exsync.redact import secrets_of
 from exsync.webhooks.app import create_app_from_settings
 
 _settings = load_settings()
-configure_logging(_settings.log_level, secrets=secrets_of(_settings))
+# Under gunicorn the root logger is already set up (secrets masked) by gunicorn_conf's logconfig_dict.
+if not logging.getLogger().handlers:
+    configure_logging(_settings.log_level, secrets=secrets_of(_settings))
 app = create_app_from_settings(_settings)

@@ -60,8 +60,10 @@ class Reconciler:
 
     def __init__(self, *, client, publisher, store, overlap_seconds=DEFAULT_OVERLAP_SECONDS,
                  initial_lookback_seconds=DEFAULT_INITIAL_LOOKBACK_SECONDS, customer_roles=DEFAULT_CUSTOMER_ROLES,
-                 registrar=None, metrics=None, clock=utc_now):
+                 registrar=None, metrics=None, clock=utc_now, on_pass=None):
         self.client = client
+        # on_pass(ok, detail) after every pass: where `exsync status` learns of it (a RunLog's record).
+        self.on_pass = on_pass
         self.publisher = publisher
         self.store = store
         self.overlap = datetime.timedelta(seconds=overlap_seconds)
@@ -146,13 +148,18 @@ class Reconciler:
         """One pass over orders then customers; raises WooError, BusError or the store's error and keeps
         the watermark."""
         started = time.monotonic()
-        outcome = "error"
+        outcome, detail = "error", ""
         try:
             orders, orders_parked = self.reconcile_orders()
             customers, customers_parked = self.reconcile_customers()
             outcome = "ok"
+            self.metrics.set("reconcile_last_success_timestamp_seconds", time.time())
+        except Exception as error:
+            detail = f"{type(error).__name__}: {error}"
+            raise
         finally:
             self.metrics.observe("woo_reconciler_run_duration_seconds", time.monotonic() - started, outcome=outcome)
+            self._passed(outcome == "ok", detail)
         report = ReconcileReport(
             orders_published=orders, customers_published=customers, parked=orders_parked + customers_parked,
             orders_watermark=self.store.get(self._key("orders")),
@@ -160,6 +167,14 @@ class Reconciler:
         log.info("reconciled: %d order(s), %d customer(s) published, %d parked", report.orders_published,
                  report.customers_published, report.parked)
         return report
+
+    def _passed(self, ok, detail):
+        if self.on_pass is None:
+            return
+        try:
+            self.on_pass(ok, detail)
+        except ExsyncError as error:
+            log.warning("reconciler: cannot record the pass: %s", error)
 
     def run_forever(self, *, interval_seconds=DEFAULT_INTERVAL_SECONDS, stop=None, heartbeat=None):
         """Reconciles (and repairs the webhooks, with a registrar) every interval until `stop` is set.

@@ -244,3 +244,35 @@ def test_each_cycle_also_runs_the_order_progress_capture_when_it_exists(company,
     assert calls == [("built", publisher), ("ran", None), ("ran", None)]
     assert set(publisher.keys) == {("exchequer", "product.changed"), ("exchequer", "stock.changed"),
                                    ("exchequer", "account.changed")}
+
+
+def test_each_cycle_is_recorded_for_exsync_status_and_a_good_one_stamps_the_stall_clock(company):
+    import prometheus_client
+
+    from exsync.exchequer.runs import CAPTURE, RunLog
+    from exsync.metrics import PrometheusMetrics
+
+    database, state_database = company
+    registry = prometheus_client.CollectorRegistry()
+    runs = RunLog(database=state_database).ensure()
+    state = CaptureState(database=state_database, company="ZZZZ01").ensure()
+
+    class RefusingSink(ListSink):
+        def send(self, **_):
+            raise PublishNotConfirmed("the broker nacked the batch")
+
+    failing = ChangeCapture(reader=ExchequerReader(database=database), state=state, sink=RefusingSink(),
+                            metrics=PrometheusMetrics(registry=registry), runs=runs)
+    with pytest.raises(PublishNotConfirmed):
+        failing.run_once()
+    run = runs.all()[CAPTURE]
+    assert (run.outcome, run.last_success_at) == ("error", None)
+    assert run.detail == "PublishNotConfirmed: the broker nacked the batch"
+    assert registry.get_sample_value("exsync_capture_last_success_timestamp_seconds") is None
+
+    before = time.time()
+    ChangeCapture(reader=ExchequerReader(database=database), state=state, sink=ListSink(), runs=runs,
+                  metrics=PrometheusMetrics(registry=(good := prometheus_client.CollectorRegistry()))).run_once()
+    run = runs.all()[CAPTURE]
+    assert run.outcome == "ok" and run.last_success_at >= before
+    assert good.get_sample_value("exsync_capture_last_success_timestamp_seconds") >= before

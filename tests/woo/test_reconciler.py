@@ -89,13 +89,19 @@ def test_the_watermark_moves_only_after_the_broker_confirmed(client, shop, bus):
     first = place_order(shop, lines=[("SKU-0001", 1)])
     store = MemoryStore()
     down = Publisher(url=f"amqp://guest:guest@127.0.0.1:{free_port()}/")
+    passes = []
     with pytest.raises(BrokerUnavailable):
-        Reconciler(client=client, publisher=down, store=store).run_once()
+        Reconciler(client=client, publisher=down, store=store,
+                   on_pass=lambda ok, detail: passes.append((ok, detail))).run_once()
     assert store.get(f"woo.reconciler.orders:{client.url}") is None
+    [(ok, detail)] = passes
+    assert not ok and detail.startswith("BrokerUnavailable: ")  # what exsync status shows
 
     probe = bind_probe(amqp_url, exchange="woo", routing_key="order.updated")
-    reconciler = Reconciler(client=client, publisher=publisher, store=store, overlap_seconds=0)
+    reconciler = Reconciler(client=client, publisher=publisher, store=store, overlap_seconds=0,
+                            on_pass=lambda ok, detail: passes.append((ok, detail)))
     assert reconciler.run_once().orders_published == 1
+    assert passes[-1] == (True, "")
     assert reconciler.watermark("orders") == parse_wc_gmt(first["date_modified_gmt"])
     # Without overlap, a second pass finds nothing newer than the watermark.
     assert reconciler.run_once().orders_published == 0
