@@ -2,15 +2,22 @@
 
 import os
 import shutil
+import subprocess
+import sys
+import tempfile
 import urllib.parse
 
 import pytest
 
 from tests.support.database import fresh_pg_database
 from tests.support.net import port_answers
-from tests.support.rabbit import TestVhost
+from tests.support.rabbit import TestVhost, with_vhost
+from tests.support.rabbit_cluster import RabbitCluster
 
 DEFAULT_TEST_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
+# How long the machine's broker may take to open a connection on the tests' vhost before it counts
+# as not answering (a healthy one takes milliseconds).
+BROKER_HANDSHAKE_SECONDS = 15
 PG_ODBC_DRIVER = "PostgreSQL Unicode"
 
 
@@ -36,12 +43,55 @@ def _unavailable(what):
     pytest.skip(f"{what} not available")
 
 
+def _test_vhost_name():
+    # Developers running suites side by side on one machine each name their own.
+    return os.environ.get("EXSYNC_TEST_VHOST") or TestVhost.NAME
+
+
+def _broker_answers(url):
+    """True when the broker at `url` makes (or already has) the tests' vhost and opens a connection
+    on it within BROKER_HANDSHAKE_SECONDS. A broker can accept TCP and still never finish an AMQP
+    handshake (seen here: a vhost supervisor stuck over its file-handle limit); tests against it would
+    only time out, one by one."""
+    import pika
+
+    try:
+        TestVhost(base_url=url, name=_test_vhost_name()).ensure()
+    except (subprocess.SubprocessError, OSError):
+        return False
+    parameters = pika.URLParameters(with_vhost(url, _test_vhost_name()))
+    parameters.connection_attempts = 1
+    parameters.socket_timeout = parameters.stack_timeout = BROKER_HANDSHAKE_SECONDS
+    try:
+        pika.BlockingConnection(parameters).close()
+    except Exception:  # any failure to connect means the same here: not this broker
+        return False
+    return True
+
+
 @pytest.fixture(scope="session")
 def amqp_base_url():
     url = os.environ.get("EXSYNC_AMQP_URL") or DEFAULT_TEST_AMQP_URL
     parts = urllib.parse.urlsplit(url)
     if port_answers(parts.hostname, parts.port or 5672):
-        yield url, None
+        if os.environ.get("EXSYNC_AMQP_URL") or _broker_answers(url):
+            yield url, None
+            return
+        # The machine's broker answers TCP but not AMQP: a node of the tests' own instead, never
+        # touching the shared one (which must not be stopped or reconfigured).
+        print(f"\nRabbitMQ at {parts.hostname}:{parts.port or 5672} does not complete a handshake within "
+              f"{BROKER_HANDSHAKE_SECONDS} s: the tests start a node of their own", file=sys.stderr)
+        node = RabbitCluster(directory=tempfile.mkdtemp(prefix="exsync-test-rabbit-"), size=1,
+                             prefix="exsync-tests")
+        try:
+            node.start()
+        except (subprocess.SubprocessError, RuntimeError, OSError) as error:
+            node.stop()
+            _unavailable(f"RabbitMQ (the machine's does not answer AMQP; a node of the tests' own: {error})")
+        try:
+            yield node.url.rsplit("/", 1)[0] + "/", node
+        finally:
+            node.stop()
         return
     if shutil.which("docker") and not os.environ.get("EXSYNC_AMQP_URL"):
         try:
@@ -66,13 +116,15 @@ def amqp_base_url():
 def test_vhost(amqp_base_url):
     base, container = amqp_base_url
     run = None
-    if container is not None:
+    if isinstance(container, RabbitCluster):
+        def run(*args):
+            return container.ctl(container.nodes[0], "-q", *args)
+    elif container is not None:
         def run(*args):
             code, output = container.exec(["rabbitmqctl", "-q", *args])
             assert code == 0, output
             return output.decode()
-    # Developers running suites side by side on one machine each name their own.
-    return TestVhost(base_url=base, run=run, name=os.environ.get("EXSYNC_TEST_VHOST") or TestVhost.NAME).ensure()
+    return TestVhost(base_url=base, run=run, name=_test_vhost_name()).ensure()
 
 
 @pytest.fixture

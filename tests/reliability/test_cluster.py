@@ -10,10 +10,10 @@ import time
 
 import pytest
 
-from tests.reliability.cluster import rabbit_cluster
 from tests.reliability.support import Delivery, deliver_all, make_order, record_figures, stage, wait_for_documents
 from tests.reliability.test_outages import recovery_seconds
 from tests.support.rabbit import queue_depth
+from tests.support.rabbit_cluster import rabbit_cluster
 
 FIRST_ORDER_ID = 900001
 

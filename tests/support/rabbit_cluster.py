@@ -1,5 +1,6 @@
-"""A RabbitMQ cluster of three nodes on this machine, the scenario's own: own node names, ports, data
-and log directories, configuration and Erlang cookie, started with `rabbitmq-server -detached` and
+"""RabbitMQ nodes of the tests' own on this machine (a three-node cluster for the node-loss scenario,
+one node when the machine's broker does not answer): own node names, ports, data and log
+directories, configuration and Erlang cookie, started with `rabbitmq-server -detached` and
 clustered with `rabbitmqctl join_cluster`. The machine's own RabbitMQ (5672) is never touched: every
 command names one of these nodes, and the configuration file the system's broker reads is replaced
 by the cluster's own (RABBITMQ_CONF_ENV_FILE).
@@ -105,6 +106,12 @@ class RabbitCluster:
 
     def start(self):
         self._write_files()
+        if len(self.nodes) == 1:
+            node = self.nodes[0]
+            subprocess.run([_script("rabbitmq-server"), "-detached"], env=self.env(node), check=True,
+                           capture_output=True, timeout=COMMAND_TIMEOUT_SECONDS)
+            self._await(node)
+            return self
         for node in self.nodes:
             subprocess.run([_script("rabbitmq-server"), "-detached"], env=self.env(node), check=True,
                            capture_output=True, timeout=COMMAND_TIMEOUT_SECONDS)
