@@ -101,7 +101,8 @@ def cmd_sandbox(settings, args):
 
     shop = SandboxShop(faults=Faults(latency_seconds=args.latency_seconds,
                                      item_latency_seconds=args.item_latency_seconds),
-                       delivery_delay_seconds=args.delivery_delay_seconds)
+                       **({} if args.delivery_delay_seconds is None
+                          else {"delivery_delay_seconds": args.delivery_delay_seconds}))
     credentials = shop.add_credentials(consumer_key=settings.woo_consumer_key,
                                        consumer_secret=settings.woo_consumer_secret)
     server = SandboxServer(shop=shop, host=args.host, port=args.port).start()
@@ -130,13 +131,32 @@ def _shop_metrics(args):
     return default_metrics()
 
 
+def _registrar(settings, client, metrics=None):
+    """The registrar with its record in the state database; returns (registrar, database to close)."""
+    from exsync.exchequer import connect, mapping_for
+    from exsync.woo import WebhookRegistrar
+    from exsync.woo.secret_store import WebhookSecretStore
+
+    # Settings first: a missing delivery URL or secret is a ConfigError before any connection.
+    registrar = WebhookRegistrar.from_settings(settings, client=client, metrics=metrics)
+    database = connect(settings.state_dsn, mapping=mapping_for(settings.config))
+    registrar.record = WebhookSecretStore(database=database, shop_url=client.url)
+    return registrar, database
+
+
+def _print_webhook_actions(actions):
+    for action in actions:
+        changes = f" ({', '.join(action.changes)})" if action.changes else ""
+        print(f"{action.action:<11} webhook {action.webhook_id} {action.topic}{changes}")
+
+
 def cmd_register_webhooks(settings, args):
-    from exsync.woo import WebhookRegistrar, WooClient
+    from exsync.woo import WooClient
 
     with WooClient.from_settings(settings) as client:
-        for action in WebhookRegistrar.from_settings(settings, client=client).sync():
-            changes = f" ({', '.join(action.changes)})" if action.changes else ""
-            print(f"{action.action:<11} webhook {action.webhook_id} {action.topic}{changes}")
+        registrar, database = _registrar(settings, client)
+        with database:
+            _print_webhook_actions(registrar.sync())
     return 0
 
 
@@ -144,14 +164,15 @@ def cmd_reconcile(settings, args):
     import threading
 
     from exsync.bus import Publisher
-    from exsync.woo import JsonFileStore, Reconciler, WebhookRegistrar, WooClient
+    from exsync.woo import JsonFileStore, Reconciler, WooClient
 
     options = settings.config["shop"]["reconcile"]
     metrics = _shop_metrics(args)
     client = WooClient.from_settings(settings, metrics=metrics)
-    registrar = None
-    if options["register_webhooks"] and not args.once:
-        registrar = WebhookRegistrar.from_settings(settings, client=client, metrics=metrics)
+    registrar = database = None
+    if options["register_webhooks"]:
+        # --once repairs the webhooks too: a one-off pass (e.g. a CronJob) keeps them as the loop does.
+        registrar, database = _registrar(settings, client, metrics=metrics)
     publisher = Publisher(url=settings.amqp_url, metrics=metrics)
     reconciler = Reconciler(client=client, publisher=publisher, store=JsonFileStore(directory=options["state_dir"]),
                             overlap_seconds=options["overlap_seconds"],
@@ -163,6 +184,8 @@ def cmd_reconcile(settings, args):
             print(f"published {report.orders_published} order(s), {report.customers_published} customer(s), "
                   f"parked {report.parked}; watermarks orders={report.orders_watermark} "
                   f"customers={report.customers_watermark}")
+            if registrar is not None:
+                _print_webhook_actions(registrar.sync())
             return 0
         import signal
 
@@ -175,6 +198,8 @@ def cmd_reconcile(settings, args):
         return 0
     finally:
         publisher.close()
+        if database is not None:
+            database.close()
         client.close()
 
 
@@ -381,8 +406,9 @@ def build_parser():
     sandbox.add_argument("--latency-seconds", type=float, default=0.0, help="added to every request")
     sandbox.add_argument("--item-latency-seconds", type=float, default=0.0,
                          help="added per batch item and per single write (real hosts: 0.04-0.06)")
-    sandbox.add_argument("--delivery-delay-seconds", type=float, default=0.0,
-                         help="webhook lag after the event, as Action Scheduler gives (real shops: 0.1-5)")
+    sandbox.add_argument("--delivery-delay-seconds", type=float, default=None,
+                         help="webhook lag after the event, as Action Scheduler gives (default about a second; "
+                              "real shops: 1-60)")
     sandbox.set_defaults(func=cmd_sandbox)
 
     register = sub.add_parser("register-webhooks",

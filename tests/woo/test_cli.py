@@ -48,17 +48,30 @@ def _config(tmp_path, receiver, **reconcile):
     return str(path)
 
 
+def _writes(shop):
+    return sum(1 for method, _, _ in shop.request_log if method != "GET")
+
+
 def test_register_webhooks_command(sandbox, credentials, shop, receiver, tmp_path):
     env = _env(EXSYNC_WOO_URL=sandbox.url, EXSYNC_WOO_CONSUMER_KEY=credentials.consumer_key,
                EXSYNC_WOO_CONSUMER_SECRET=credentials.consumer_secret, EXSYNC_WEBHOOK_SECRETS="first,second",
-               EXSYNC_CONFIG=_config(tmp_path, receiver))
+               EXSYNC_CONFIG=_config(tmp_path, receiver), EXSYNC_STATE_DSN=f"sqlite:///{tmp_path / 'state.db'}")
     first = subprocess.run([*EXSYNC, "register-webhooks"], check=False, env=env, capture_output=True, text=True, timeout=30)
     assert first.returncode == 0, first.stderr
     assert [line.split()[0] for line in first.stdout.splitlines()] == ["created", "created"]
     assert {(w["topic"], w["secret"]) for w in shop.list_webhooks({})} == {("order.created", "first"),
                                                                           ("order.updated", "first")}
+    writes = _writes(shop)
+    # Another process, the same shop: the record in the state database says nothing needs writing.
     again = subprocess.run([*EXSYNC, "register-webhooks"], check=False, env=env, capture_output=True, text=True, timeout=30)
+    assert again.returncode == 0, again.stderr
     assert [line.split()[0] for line in again.stdout.splitlines()] == ["unchanged", "unchanged"]
+    assert _writes(shop) == writes
+    # The first secret rotated away: pushed once.
+    rotated = subprocess.run([*EXSYNC, "register-webhooks"], check=False, env=dict(env, EXSYNC_WEBHOOK_SECRETS="second"),
+                             capture_output=True, text=True, timeout=30)
+    assert [line.split()[0] for line in rotated.stdout.splitlines()] == ["repaired", "repaired"]
+    assert {w["secret"] for w in shop.list_webhooks({})} == {"second"}
 
 
 def test_register_webhooks_without_a_delivery_url_says_so(sandbox, credentials):
@@ -76,6 +89,7 @@ def test_reconcile_once_command(sandbox, credentials, shop, receiver, amqp_url, 
     orders = [place_order(shop, lines=[("SKU-0001", 1)]) for _ in range(2)]
     env = _env(EXSYNC_WOO_URL=sandbox.url, EXSYNC_WOO_CONSUMER_KEY=credentials.consumer_key,
                EXSYNC_WOO_CONSUMER_SECRET=credentials.consumer_secret, EXSYNC_AMQP_URL=amqp_url,
+               EXSYNC_WEBHOOK_SECRETS="reconciled", EXSYNC_STATE_DSN=f"sqlite:///{tmp_path / 'state.db'}",
                EXSYNC_CONFIG=_config(tmp_path, receiver))
     result = subprocess.run([*EXSYNC, "reconcile", "--once"], check=False, env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
@@ -83,3 +97,25 @@ def test_reconcile_once_command(sandbox, credentials, shop, receiver, amqp_url, 
     assert sorted(int(m["subject"]) for m, _ in read_messages(amqp_url, probe, count=2)) == \
         sorted(o["id"] for o in orders)
     assert (tmp_path / "state" / "woo-state.json").exists()
+    # --once keeps the webhooks as the loop does (shop.reconcile.register_webhooks), and a second pass
+    # finds nothing to write.
+    assert {(w["topic"], w["secret"]) for w in shop.webhooks.values()} == {("order.created", "reconciled"),
+                                                                           ("order.updated", "reconciled")}
+    writes = _writes(shop)
+    again = subprocess.run([*EXSYNC, "reconcile", "--once"], check=False, env=env, capture_output=True, text=True,
+                           timeout=60)
+    assert again.returncode == 0, again.stderr
+    assert [line.split()[0] for line in again.stdout.splitlines()[1:]] == ["unchanged", "unchanged"]
+    assert _writes(shop) == writes
+
+
+def test_reconcile_once_leaves_the_webhooks_alone_when_told_to(sandbox, credentials, shop, receiver, amqp_url,
+                                                               tmp_path):
+    declare_topology(amqp_url, Topology.from_config(validate_config({})[0]))
+    env = _env(EXSYNC_WOO_URL=sandbox.url, EXSYNC_WOO_CONSUMER_KEY=credentials.consumer_key,
+               EXSYNC_WOO_CONSUMER_SECRET=credentials.consumer_secret, EXSYNC_AMQP_URL=amqp_url,
+               EXSYNC_CONFIG=_config(tmp_path, receiver, register_webhooks="false"))
+    result = subprocess.run([*EXSYNC, "reconcile", "--once"], check=False, env=env, capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert shop.webhooks == {}
