@@ -26,7 +26,10 @@ def _pass(shop, client, delivery_url, record_for):
     """One registrar pass as a new process makes it; returns (writes by method, actions)."""
     before = len(shop.request_log)
     registrar = WebhookRegistrar(client=client, delivery_url=delivery_url, secret=SECRET, record=record_for())
-    actions = sorted({a.action for a in registrar.sync()})
+    try:
+        actions = sorted({a.action for a in registrar.sync()})
+    finally:
+        registrar.record.close()
     writes = {}
     for method, _, _ in shop.request_log[before:]:
         if method != "GET":
@@ -45,10 +48,9 @@ def run():
     phases = {}
     with SandboxServer(shop=shop) as server, WooClient(url=server.url, consumer_key=credentials.consumer_key,
                                                        consumer_secret=credentials.consumer_secret,
-                                                       requests_per_second=500) as client, \
-            connect(f"sqlite:///{path}") as database:
+                                                       requests_per_second=500) as client:
         def stored():
-            return WebhookSecretStore(database=database, shop_url=client.url)
+            return WebhookSecretStore(connect=lambda: connect(f"sqlite:///{path}"), shop_url=client.url)
 
         for name, record_for in (("first", stored), ("without_a_record", MemorySecretRecord),
                                  ("unchanged", stored)):

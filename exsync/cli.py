@@ -132,16 +132,14 @@ def _shop_metrics(args):
 
 
 def _registrar(settings, client, metrics=None):
-    """The registrar with its record in the state database; returns (registrar, database to close)."""
+    """The registrar with its record in the state database (close the record when done)."""
     from exsync.exchequer import connect, mapping_for
     from exsync.woo import WebhookRegistrar
     from exsync.woo.secret_store import WebhookSecretStore
 
-    # Settings first: a missing delivery URL or secret is a ConfigError before any connection.
-    registrar = WebhookRegistrar.from_settings(settings, client=client, metrics=metrics)
-    database = connect(settings.state_dsn, mapping=mapping_for(settings.config))
-    registrar.record = WebhookSecretStore(database=database, shop_url=client.url)
-    return registrar, database
+    record = WebhookSecretStore(connect=lambda: connect(settings.state_dsn, mapping=mapping_for(settings.config)),
+                                shop_url=client.url)
+    return WebhookRegistrar.from_settings(settings, client=client, metrics=metrics, record=record)
 
 
 def _print_webhook_actions(actions):
@@ -154,9 +152,11 @@ def cmd_register_webhooks(settings, args):
     from exsync.woo import WooClient
 
     with WooClient.from_settings(settings) as client:
-        registrar, database = _registrar(settings, client)
-        with database:
+        registrar = _registrar(settings, client)
+        try:
             _print_webhook_actions(registrar.sync())
+        finally:
+            registrar.record.close()
     return 0
 
 
@@ -169,10 +169,10 @@ def cmd_reconcile(settings, args):
     options = settings.config["shop"]["reconcile"]
     metrics = _shop_metrics(args)
     client = WooClient.from_settings(settings, metrics=metrics)
-    registrar = database = None
+    registrar = None
     if options["register_webhooks"]:
         # --once repairs the webhooks too: a one-off pass (e.g. a CronJob) keeps them as the loop does.
-        registrar, database = _registrar(settings, client, metrics=metrics)
+        registrar = _registrar(settings, client, metrics=metrics)
     publisher = Publisher(url=settings.amqp_url, metrics=metrics)
     reconciler = Reconciler(client=client, publisher=publisher, store=JsonFileStore(directory=options["state_dir"]),
                             overlap_seconds=options["overlap_seconds"],
@@ -198,8 +198,8 @@ def cmd_reconcile(settings, args):
         return 0
     finally:
         publisher.close()
-        if database is not None:
-            database.close()
+        if registrar is not None:
+            registrar.record.close()
         client.close()
 
 

@@ -74,6 +74,9 @@ class SecretRecord:
     def forget(self, webhook_id: int) -> None:
         raise NotImplementedError
 
+    def close(self) -> None:
+        """Lets go of whatever the record holds open (nothing, unless it says otherwise)."""
+
 
 class MemorySecretRecord(SecretRecord):
     """A record for one process (tests, the demo): a restart pushes every secret once more."""

@@ -6,8 +6,8 @@ import pytest
 from exsync.exchequer import connect
 from exsync.schemas.config import DEFAULT_WEBHOOK_TOPICS
 from exsync.webhooks.signature import verify_signature
-from exsync.woo import WebhookRegistrar
-from exsync.woo.secret_store import WebhookSecretStore
+from exsync.woo import StateStoreError, WebhookRegistrar
+from exsync.woo.secret_store import WEBHOOK_SECRET_TABLES, WebhookSecretStore
 
 SECRET = "registrar-secret"
 
@@ -124,14 +124,34 @@ def test_a_reactivated_webhook_delivers_again(client, shop, receiver):
 def test_the_record_in_the_state_database_outlives_a_restart_and_holds_no_secret(backend, client, shop, receiver,
                                                                                  tmp_path, request):
     dsn = f"sqlite:///{tmp_path / 'state.db'}" if backend == "sqlite" else request.getfixturevalue("pg_odbc_dsn")
-    with connect(dsn) as database:
-        _registrar(client, receiver, record=WebhookSecretStore(database=database, shop_url=client.url)).sync()
+    first = WebhookSecretStore(connect=lambda: connect(dsn), shop_url=client.url)
+    _registrar(client, receiver, record=first).sync()
+    first.close()
     before = len(_writes(shop))
-    with connect(dsn) as database:
-        store = WebhookSecretStore(database=database, shop_url=client.url)
-        assert {a.action for a in _registrar(client, receiver, record=store).sync()} == {"unchanged"}
-        with database.transaction(write=False) as cursor:
-            rows = cursor.execute(f"SELECT * FROM {store.table_sql}").fetchall()
+    restarted = WebhookSecretStore(connect=lambda: connect(dsn), shop_url=client.url)
+    assert {a.action for a in _registrar(client, receiver, record=restarted).sync()} == {"unchanged"}
+    restarted.close()
     assert _writes(shop)[before:] == []
+    with connect(dsn) as database, database.transaction(write=False) as cursor:
+        rows = cursor.execute(f"SELECT * FROM {WEBHOOK_SECRET_TABLES[0].sql_name(database)}").fetchall()
     assert len(rows) == len(DEFAULT_WEBHOOK_TOPICS)
     assert not any(SECRET in str(value) for row in rows for value in row)
+
+
+def test_an_unreachable_record_is_a_woo_error_and_the_next_pass_reconnects(client, receiver, tmp_path):
+    dsn = f"sqlite:///{tmp_path / 'state.db'}"
+    connections = []
+
+    def opened():
+        database = connect(dsn)
+        connections.append(database)
+        return database
+
+    store = WebhookSecretStore(connect=opened, shop_url=client.url)
+    registrar = _registrar(client, receiver, topics=("order.created",), record=store)
+    registrar.sync()
+    connections[-1].raw.close()  # as a database restart leaves it
+    with pytest.raises(StateStoreError):
+        registrar.sync()
+    assert [a.action for a in registrar.sync()] == ["unchanged"] and len(connections) == 2
+    store.close()
