@@ -1,6 +1,7 @@
 """The order pipeline end to end: sandbox shop → signed webhook → `exsync webhook` (gunicorn) → RabbitMQ →
 orders consumer → SOR in Exchequer on PostgreSQL (pyodbc) → write-back consumer → note and status in the shop."""
 
+import decimal
 import threading
 
 import pytest
@@ -72,8 +73,10 @@ def test_a_checkout_becomes_a_sales_order_and_the_shop_hears_back(amqp_url, pg_o
             assert reference.startswith("SOR")
             assert [line.stock_code for line in document.lines if line.stock_code] == codes[:2]
             assert order["total_tax"] == "8.49" and order["tax_lines"][0]["rate_code"] == "GB-VAT-1"
-            assert round(document.header.net_value, 2) == float(order["total"]) - float(order["total_tax"])
-            assert round(document.header.total_vat, 2) == float(order["total_tax"])
+            net, vat = (decimal.Decimal(str(round(value, 2))) for value in (document.header.net_value,
+                                                                             document.header.total_vat))
+            assert (net, vat) == (decimal.Decimal(order["total"]) - decimal.Decimal(order["total_tax"]),
+                                  decimal.Decimal(order["total_tax"]))
             wait_for(lambda: shop.notes[order["id"]], "the import note")
             assert [n["note"] for n in shop.notes[order["id"]]] == [f"Imported into Exchequer as {reference}."]
 
