@@ -172,7 +172,8 @@ def cmd_sandbox(settings, args):
 
     shop = SandboxShop(faults=Faults(latency_seconds=args.latency_seconds,
                                      item_latency_seconds=args.item_latency_seconds),
-                       delivery_delay_seconds=args.delivery_delay_seconds)
+                       **({} if args.delivery_delay_seconds is None
+                          else {"delivery_delay_seconds": args.delivery_delay_seconds}))
     credentials = shop.add_credentials(consumer_key=settings.woo_consumer_key,
                                        consumer_secret=settings.woo_consumer_secret)
     server = SandboxServer(shop=shop, host=args.host, port=args.port).start()
@@ -229,13 +230,32 @@ def _databases(settings, *, exchequer=True):
     return dsns
 
 
+def _registrar(settings, client, metrics=None):
+    """The registrar with its record in the state database (close the record when done)."""
+    from exsync.exchequer import connect, mapping_for
+    from exsync.woo import WebhookRegistrar
+    from exsync.woo.secret_store import WebhookSecretStore
+
+    record = WebhookSecretStore(connect=lambda: connect(settings.state_dsn, mapping=mapping_for(settings.config)),
+                                shop_url=client.url)
+    return WebhookRegistrar.from_settings(settings, client=client, metrics=metrics, record=record)
+
+
+def _print_webhook_actions(actions):
+    for action in actions:
+        changes = f" ({', '.join(action.changes)})" if action.changes else ""
+        print(f"{action.action:<11} webhook {action.webhook_id} {action.topic}{changes}")
+
+
 def cmd_register_webhooks(settings, args):
-    from exsync.woo import WebhookRegistrar, WooClient
+    from exsync.woo import WooClient
 
     with WooClient.from_settings(settings) as client:
-        for action in WebhookRegistrar.from_settings(settings, client=client).sync():
-            changes = f" ({', '.join(action.changes)})" if action.changes else ""
-            print(f"{action.action:<11} webhook {action.webhook_id} {action.topic}{changes}")
+        registrar = _registrar(settings, client)
+        try:
+            _print_webhook_actions(registrar.sync())
+        finally:
+            registrar.record.close()
     return 0
 
 
@@ -245,7 +265,7 @@ def cmd_reconcile(settings, args):
     from exsync.bus import Publisher
     from exsync.exchequer import StateValues
     from exsync.exchequer.runs import RECONCILE, RunLog
-    from exsync.woo import Reconciler, WebhookRegistrar, WooClient
+    from exsync.woo import Reconciler, WooClient
 
     options = settings.config["shop"]["reconcile"]
     metrics = _shop_metrics(args)
@@ -254,8 +274,9 @@ def cmd_reconcile(settings, args):
         liveness, _ = _health(settings, args, amqp=True, dsns=_databases(settings, exchequer=False))
     client = WooClient.from_settings(settings, metrics=metrics)
     registrar = None
-    if options["register_webhooks"] and not args.once:
-        registrar = WebhookRegistrar.from_settings(settings, client=client, metrics=metrics)
+    if options["register_webhooks"]:
+        # --once repairs the webhooks too: a one-off pass (e.g. a CronJob) keeps them as the loop does.
+        registrar = _registrar(settings, client, metrics=metrics)
     publisher = Publisher(url=settings.amqp_url, metrics=metrics)
     # The watermarks live in the state database, so a restarted pod carries on where it stopped.
     state_db = _state_database(settings)
@@ -271,6 +292,8 @@ def cmd_reconcile(settings, args):
             print(f"published {report.orders_published} order(s), {report.customers_published} customer(s), "
                   f"parked {report.parked}; watermarks orders={report.orders_watermark} "
                   f"customers={report.customers_watermark}")
+            if registrar is not None:
+                _print_webhook_actions(registrar.sync())
             return 0
         import signal
 
@@ -284,6 +307,8 @@ def cmd_reconcile(settings, args):
         return 0
     finally:
         publisher.close()
+        if registrar is not None:
+            registrar.record.close()
         client.close()
         state_db.close()
 
@@ -576,13 +601,14 @@ def build_parser():
     sandbox.add_argument("--latency-seconds", type=float, default=0.0, help="added to every request")
     sandbox.add_argument("--item-latency-seconds", type=float, default=0.0,
                          help="added per batch item and per single write (real hosts: 0.04-0.06)")
-    sandbox.add_argument("--delivery-delay-seconds", type=float, default=0.0,
-                         help="webhook lag after the event, as Action Scheduler gives (real shops: 0.1-5)")
+    sandbox.add_argument("--delivery-delay-seconds", type=float, default=None,
+                         help="webhook lag after the event, as Action Scheduler gives (default about a second; "
+                              "real shops: 1-60)")
     sandbox.set_defaults(func=cmd_sandbox, needs=())
 
     register = sub.add_parser("register-webhooks",
                               help="make the shop's exsync webhooks match the configuration (idempotent)")
-    register.set_defaults(func=cmd_register_webhooks, needs=("EXSYNC_WOO_URL",))
+    register.set_defaults(func=cmd_register_webhooks, needs=("EXSYNC_STATE_DSN", "EXSYNC_WOO_URL"))
 
     reconcile = sub.add_parser("reconcile", help="publish orders and customers the webhooks missed, periodically")
     reconcile.add_argument("--once", action="store_true", help="one pass, then exit")

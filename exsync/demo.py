@@ -208,6 +208,27 @@ def show_order(client, store, order_id, label):
         say(f"       note ({who}): {note['note']}")
 
 
+def show_totals(client, reader, store, order_id):
+    """The shop's total beside the Exchequer documents' net + VAT: equal to the penny."""
+    tracked = store.get(order_id)
+    if not tracked or not tracked.refs:
+        return
+    order = client.get_order(order_id)
+    headers = [reader.document(ref).header for ref in tracked.refs]
+    net = sum(header.net_value for header in headers)
+    vat = sum(header.total_vat for header in headers)
+    say(f"       shop total {order['total']} (VAT {order['total_tax']}, "
+        f"{', '.join(line['rate_code'] for line in order['tax_lines']) or 'no tax lines'}) = Exchequer net "
+        f"{net:.2f} + VAT {vat:.2f}")
+
+
+def enable_taxes(client):
+    """Taxes on as a shop manager turns them on: the setting, then GB VAT at 20 %, shipping too."""
+    client.request("PUT", "settings/general/woocommerce_calc_taxes", json={"value": "yes"})
+    return client.request("POST", "taxes", json={"country": "GB", "rate": "20.0000", "name": "VAT", "priority": 1,
+                                                 "shipping": True, "class": "standard"}).body
+
+
 def show_customers(client, database, shop, settings, seeded):
     """Accounts become shop customers, a registration becomes an account, edits go both ways."""
     reader = ExchequerReader(database=database)
@@ -300,8 +321,10 @@ def run(settings):
         settings = settings.replace(woo_url=sandbox.url, woo_consumer_key=credentials.consumer_key,
                                     woo_consumer_secret=credentials.consumer_secret)
         client = stack.enter_context(WooClient.from_settings(settings))
+        vat = enable_taxes(client)
         say(f"   sandbox shop at {sandbox.url}: no products yet, {len(customers)} customers "
-            "(one wholesale), shipping zones UK and Europe")
+            f"(one wholesale), shipping zones UK and Europe, taxes on: {vat['country']} {vat['name']} "
+            f"{float(vat['rate']):g} % on goods and shipping, prices entered without tax")
 
         step("4. exsync export products: the first full export")
         report = export_products(settings)
@@ -372,8 +395,10 @@ def run(settings):
             wait_until(lambda o=order: (t := store.get(o["id"])) and t.import_state in ("imported", "parked"))
         wait_until(lambda: all(any(n["note"].startswith("Imported") for n in client.list_order_notes(o["id"]))
                                for o, _ in placed[:3]), timeout_seconds=20)
+        reader = ExchequerReader(database=database)
         for order, label in placed:
             show_order(client, store, order["id"], label)
+            show_totals(client, reader, store, order["id"])
 
         step("8. Customers both ways")
         show_customers(client, database, shop, settings, seeded_accounts)

@@ -23,7 +23,7 @@ from exsync.schemas.config import DEFAULT_ROUNDING_MAX_DIFFERENCE
 from exsync.schemas.woo import MAX_ID, MAX_QUANTITY, OrderSchema, amount_problem, currency_places
 
 __all__ = ["CENT", "MappedLine", "OrderMapping", "check_order", "money", "order_id_of", "tax_amount",
-           "totals_include_tax"]
+           "totals_include_tax", "vat_code_for_rate"]
 
 CENT = decimal.Decimal("0.01")
 # Exchequer keeps money to the penny: a currency written with more places cannot be booked exactly.
@@ -111,6 +111,36 @@ def totals_include_tax(order):
     return tax != 0 and gross + tax != total and gross == total
 
 
+def vat_code_for_rate(rate_percent, vat_rates, *, preferred=()):
+    """The Exchequer VAT code whose rate is `rate_percent` (the shop's tax line `rate_percent`), the
+    `preferred` codes first when several share the rate; None when no code has it. `vat_rates` is
+    the company's code -> rate table, whatever it is read from."""
+    wanted = decimal.Decimal(str(rate_percent))
+    matching = [code for code, rate in vat_rates.items()
+                if abs(decimal.Decimal(str(rate)) - wanted) < decimal.Decimal("0.0001")]
+    for code in (*preferred, *sorted(matching)):
+        if code in matching:
+            return code
+    return None
+
+
+def _rates_charged(part, tax_lines):
+    """The total rate (percent) the shop charged on this part, from its taxes and the order's tax
+    lines; None if a charged rate's percentage is not known (shops before WooCommerce 5.7)."""
+    total = decimal.Decimal(0)
+    for charged in part.get("taxes") or []:
+        if not isinstance(charged, dict) or money(charged.get("total")) == 0:
+            continue
+        percent = (tax_lines.get(str(charged.get("id"))) or {}).get("rate_percent")
+        if percent in (None, ""):
+            return None
+        try:
+            total += decimal.Decimal(str(percent))
+        except decimal.InvalidOperation:
+            return None
+    return total if total else None
+
+
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class MappedLine:
     """One order line ready for a document: `net` is the line's net total in pounds and pence."""
@@ -159,18 +189,28 @@ class OrderMapping:
         if self.vat_rates[rounding["vat_code"]] != 0:
             raise OrderDataError("orders.rounding.vat_code must be a VAT code with a 0% rate")
 
-    def _vat_code(self, part, tax, rate_codes):
-        """By the tax rate charged (its id or rate code), then the tax class, then the default."""
+    def _vat_code(self, part, tax, tax_lines):
+        """By the tax rate charged: its id or rate code when configured, else the Exchequer code with
+        the same percentage; then the tax class, then the default."""
         if tax == 0:
             return self.vat["untaxed"]
         by_rate = self.vat["tax_rates"]
         for charged in part.get("taxes") or []:
             if not isinstance(charged, dict) or tax_amount(charged.get("total")) == 0:
                 continue
-            for key in (str(charged.get("id")), rate_codes.get(str(charged.get("id")), "")):
+            rate_code = str((tax_lines.get(str(charged.get("id"))) or {}).get("rate_code") or "")
+            for key in (str(charged.get("id")), rate_code):
                 if key in by_rate:
                     return by_rate[key]
-        return self.vat["tax_classes"].get(str(part.get("tax_class") or ""), self.vat["default"])
+        by_class = self.vat["tax_classes"].get(str(part.get("tax_class") or ""))
+        percent = _rates_charged(part, tax_lines)
+        if percent is not None:
+            # Several rates share a rate code (GB-VAT-1 at 20 % and at 5 %): the percentage decides.
+            code = vat_code_for_rate(percent, self.vat_rates,
+                                     preferred=tuple(c for c in (by_class, self.vat["default"]) if c))
+            if code is not None:
+                return code
+        return by_class or self.vat["default"]
 
     def _description(self, text):
         return " ".join(str(text).split())[:self.description_chars]
@@ -199,8 +239,7 @@ class OrderMapping:
             for name in ("total", "subtotal", "total_tax"):
                 money(part.get(name), places=places)
         included = totals_include_tax(order)
-        rate_codes = {str(line.get("rate_id")): str(line.get("rate_code") or "")
-                      for line in order.get("tax_lines") or [] if isinstance(line, dict)}
+        tax_lines = {str(line.get("rate_id")): line for line in order.get("tax_lines") or [] if isinstance(line, dict)}
         mapped = []
         for item in order.get("line_items") or []:
             quantity = _quantity(item)
@@ -208,7 +247,7 @@ class OrderMapping:
             net = total - tax if included else total
             mapped.append(MappedLine(kind=PRODUCT, stock_code=str(item.get("sku") or "").strip(),
                                      description=self._description(item.get("name") or item.get("sku") or ""),
-                                     qty=quantity, net=net, vat_code=self._vat_code(item, tax, rate_codes)))
+                                     qty=quantity, net=net, vat_code=self._vat_code(item, tax, tax_lines)))
         non_stock = [(SHIPPING, line, self.shipping_description(line, shipping_titles))
                      for line in order.get("shipping_lines") or []]
         non_stock += [(FEE, fee, fee.get("name") or "Fee") for fee in order.get("fee_lines") or []]
@@ -219,7 +258,7 @@ class OrderMapping:
             mapped.append(MappedLine(kind=kind, stock_code="", qty=decimal.Decimal(1),
                                      net=total - tax if included else total,
                                      description=self._description(description),
-                                     vat_code=self._vat_code(part, tax, rate_codes)))
+                                     vat_code=self._vat_code(part, tax, tax_lines)))
         return mapped
 
     def document_lines(self, mapped, *, target_total):

@@ -3,11 +3,19 @@
 WooCommerce disables a webhook after repeated failed deliveries and never turns it back on, so
 this runs at start and periodically (from the reconciler). It only ever touches webhooks it owns,
 recognised by their name prefix (`exsync:` by default): anything else on the shop is someone else's.
+
+WooCommerce never shows a webhook's `secret` or `api_version` once set, so the registrar compares
+only what the shop returns and keeps its own record of what it last set: a fingerprint (an HMAC
+keyed by the secret, never the secret) per webhook. A webhook whose fingerprint is missing or
+differs gets the secret once; an unchanged shop sees no write at all.
 """
 
 import dataclasses
+import hashlib
+import hmac
 import html
 import logging
+import threading
 
 from exsync.errors import ConfigError
 from exsync.metrics import Metrics
@@ -18,6 +26,8 @@ __all__ = [
     "DEFAULT_NAME_PREFIX",
     "DEFAULT_WEBHOOK_TOPICS",
     "WEBHOOK_STATUSES",
+    "MemorySecretRecord",
+    "SecretRecord",
     "WebhookAction",
     "WebhookRegistrar",
 ]
@@ -44,11 +54,59 @@ def _same_secret(stored, wanted):
     return stored == wanted or html.unescape(stored or "") == wanted
 
 
+def secret_fingerprint(*, secret, api_version, webhook_id):
+    """What the record keeps of the secret and API version set on one webhook: an HMAC keyed by
+    the secret, so the record gives nothing away and cannot be checked against guesses offline
+    without the webhook's id, and a different webhook with the same secret has another."""
+    message = f"exsync webhook {webhook_id} {api_version}".encode()
+    return hmac.new(secret.encode("utf-8"), message, hashlib.sha256).hexdigest()
+
+
+class SecretRecord:
+    """Where the registrar keeps, per webhook id, the fingerprint of what it last set."""
+
+    def get(self, webhook_id: int) -> str | None:
+        raise NotImplementedError
+
+    def set(self, webhook_id: int, fingerprint: str) -> None:
+        raise NotImplementedError
+
+    def forget(self, webhook_id: int) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Lets go of whatever the record holds open (nothing, unless it says otherwise)."""
+
+
+class MemorySecretRecord(SecretRecord):
+    """A record for one process (tests, the demo): a restart pushes every secret once more."""
+
+    def __init__(self):
+        self._fingerprints = {}
+        self._lock = threading.Lock()
+
+    def get(self, webhook_id):
+        with self._lock:
+            return self._fingerprints.get(int(webhook_id))
+
+    def set(self, webhook_id, fingerprint):
+        with self._lock:
+            self._fingerprints[int(webhook_id)] = fingerprint
+
+    def forget(self, webhook_id):
+        with self._lock:
+            self._fingerprints.pop(int(webhook_id), None)
+
+
 class WebhookRegistrar:
-    """Creates missing webhooks, repairs a wrong URL, secret or API version, re-activates disabled ones."""
+    """Creates missing webhooks, repairs a wrong URL, secret or API version, re-activates disabled ones.
+
+    `record` keeps what was last set of the secret (MemorySecretRecord when not given; the CLI
+    passes one in the state database so that a restart does not push every secret again).
+    """
 
     def __init__(self, *, client, delivery_url, secret, topics=DEFAULT_WEBHOOK_TOPICS, name_prefix=DEFAULT_NAME_PREFIX,
-                 api_version=DEFAULT_API_VERSION, metrics=None):
+                 api_version=DEFAULT_API_VERSION, metrics=None, record=None):
         if not delivery_url:
             raise ValueError("the webhook delivery URL is required")
         if not secret:
@@ -60,9 +118,10 @@ class WebhookRegistrar:
         self.name_prefix = name_prefix
         self.api_version = api_version
         self.metrics = metrics or Metrics()
+        self.record = record if record is not None else MemorySecretRecord()
 
     @classmethod
-    def from_settings(cls, settings, *, client, metrics=None):
+    def from_settings(cls, settings, *, client, metrics=None, record=None):
         """The registrar the `shop.webhooks` section and the first of EXSYNC_WEBHOOK_SECRETS describe."""
         webhooks = settings.config["shop"]["webhooks"]
         problems = []
@@ -74,7 +133,7 @@ class WebhookRegistrar:
             raise ConfigError(problems)
         return cls(client=client, delivery_url=webhooks["delivery_url"], secret=settings.webhook_secrets[0],
                    topics=webhooks["topics"], name_prefix=webhooks["name_prefix"],
-                   api_version=webhooks["api_version"], metrics=metrics)
+                   api_version=webhooks["api_version"], metrics=metrics, record=record)
 
     def owns(self, webhook):
         return str(webhook.get("name") or "").startswith(self.name_prefix)
@@ -92,6 +151,7 @@ class WebhookRegistrar:
                 created = self.client.create_webhook({
                     "name": f"{self.name_prefix} {topic}", "topic": topic, "delivery_url": self.delivery_url,
                     "secret": self.secret, "status": "active", "api_version": self.api_version})
+                self.record.set(created["id"], self._fingerprint(created["id"]))
                 log.info("webhook %s created for %s", created["id"], topic)
                 actions.append(WebhookAction(action="created", topic=topic, webhook_id=created["id"]))
                 statuses.append(created.get("status", "active"))
@@ -112,14 +172,29 @@ class WebhookRegistrar:
             self.metrics.set("woo_webhooks", statuses.count(status), status=status)
         return actions
 
+    def _fingerprint(self, webhook_id):
+        return secret_fingerprint(secret=self.secret, api_version=self.api_version, webhook_id=webhook_id)
+
+    def _secret_changes(self, webhook):
+        """The secret and API version to push: only what the shop shows differs, or (as WooCommerce
+        shows neither) what the record says was set differs or was never recorded."""
+        fingerprint = self._fingerprint(webhook["id"])
+        shown_secret, shown_version = webhook.get("secret"), webhook.get("api_version")
+        if shown_secret is not None and shown_version is not None:
+            if _same_secret(shown_secret, self.secret) and shown_version == self.api_version:
+                if self.record.get(webhook["id"]) != fingerprint:
+                    self.record.set(webhook["id"], fingerprint)
+                return {}
+        elif self.record.get(webhook["id"]) == fingerprint and shown_version in (None, self.api_version) \
+                and (shown_secret is None or _same_secret(shown_secret, self.secret)):
+            return {}
+        return {"secret": self.secret, "api_version": self.api_version}
+
     def _repair(self, webhook):
         changes = {}
         if webhook.get("delivery_url") != self.delivery_url:
             changes["delivery_url"] = self.delivery_url
-        if not _same_secret(webhook.get("secret"), self.secret):
-            changes["secret"] = self.secret
-        if webhook.get("api_version") not in (None, self.api_version):
-            changes["api_version"] = self.api_version
+        changes.update(self._secret_changes(webhook))
         reactivate = webhook["status"] == "disabled"
         if reactivate:
             changes["status"] = "active"
@@ -129,6 +204,8 @@ class WebhookRegistrar:
         if not changes:
             return WebhookAction(action="unchanged", topic=webhook["topic"], webhook_id=webhook["id"])
         self.client.update_webhook(webhook["id"], changes)
+        if "secret" in changes:
+            self.record.set(webhook["id"], self._fingerprint(webhook["id"]))
         fields = tuple(sorted(name for name in changes if name != "status"))
         log.info("webhook %s (%s) %s%s", webhook["id"], webhook["topic"],
                  "re-activated" if reactivate else "repaired", f": {', '.join(fields)}" if fields else "")
@@ -137,5 +214,6 @@ class WebhookRegistrar:
 
     def _delete(self, webhook, *, reason):
         self.client.delete_webhook(webhook["id"])
+        self.record.forget(webhook["id"])
         log.info("webhook %s (%s) deleted: %s", webhook["id"], webhook["topic"], reason)
         return WebhookAction(action="deleted", topic=webhook["topic"], webhook_id=webhook["id"])

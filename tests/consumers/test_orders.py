@@ -7,9 +7,11 @@ import types
 import pytest
 
 from exsync.bus import PermanentError
+from exsync.consumers.order_mapping import vat_code_for_rate
 from exsync.consumers.orders import order_key
 from exsync.exchequer import DatabaseError, ExchequerReader, connect
 from exsync.exchequer.writer import KIND_ACCOUNT, KIND_SALES_DOCUMENT, SqlWriteBackend
+from exsync.woo.sandbox import SandboxShop, place_order, seed_taxes
 from tests.consumers.conftest import company, event, order_body
 from tests.support.woo import fixture
 
@@ -368,3 +370,49 @@ def test_an_idle_retry_outlives_a_broken_connection(sqlite_company, make_consume
     consumer._last_release -= 5
     consumer.on_idle()  # logs and drops the connections rather than ending the consume loop
     assert consumer._connections().orders.get(101).import_state == "parked"
+
+
+def _taxed_shop(codes, *, prices_include_tax=False):
+    """A sandbox shop with taxes on as the real one had them: GB VAT 20 % (also on shipping), and a
+    5 % reduced rate that shares its rate code GB-VAT-1."""
+    shop = SandboxShop()
+    seed_taxes(shop, prices_include_tax=prices_include_tax)
+    shop.create_tax_rate({"country": "GB", "rate": "5", "name": "VAT", "class": "reduced-rate"})
+    for code, price, tax_class in ((codes[0], "52.17", ""), (codes[1], "9.99", ""), (codes[2], "3.33", "reduced-rate")):
+        shop.create_product({"name": f"Product {code}", "sku": code, "regular_price": price, "tax_class": tax_class,
+                             "manage_stock": True, "stock_quantity": 100})
+    return shop
+
+
+@pytest.mark.parametrize("prices_include_tax", [False, True])
+def test_a_taxed_shop_order_is_imported_to_the_penny_with_vat_codes_by_rate(sqlite_company, make_consumer,
+                                                                             prices_include_tax):
+    dsn, codes = sqlite_company
+    consumer, _ = make_consumer(dsn)
+    shop = _taxed_shop(codes, prices_include_tax=prices_include_tax)
+    order = place_order(shop, lines=[(codes[0], 1), (codes[1], 3), (codes[2], 7)], shipping_line={
+        "method_id": "flat_rate", "instance_id": "1", "method_title": "Standard delivery", "total": "4.95"})
+    assert {line["rate_code"] for line in order["tax_lines"]} == {"GB-VAT-1"} and len(order["tax_lines"]) == 2
+    assert decimal.Decimal(order["total_tax"]) > 0
+    assert consumer.handle_event(event(order)) == "imported"
+
+    [reference] = documents_of(dsn, order["id"])
+    document = reader_for(dsn).document(reference)
+    assert document_total(document) == decimal.Decimal(order["total"])
+    by_code = {line.stock_code: line for line in document.lines if line.stock_code}
+    assert [by_code[code].vat_code for code in codes[:3]] == ["S", "S", "5"]
+    carriage = next(line for line in document.lines if line.description.startswith("Carriage"))
+    assert (carriage.vat_code, carriage.vat_amount) == ("S", float(order["shipping_lines"][0]["total_tax"]))
+    # Each line's VAT is the shop's own penny figure; a rounding line only where the shop's
+    # checkout took the tax out of a price that included it (9.99 a unit).
+    for item in order["line_items"]:
+        assert decimal.Decimal(str(by_code[item["sku"]].vat_amount)) == decimal.Decimal(item["total_tax"]) \
+            or prices_include_tax
+
+
+def test_vat_code_for_rate_prefers_the_configured_codes():
+    rates = {"S": 20.0, "Z": 0.0, "E": 0.0, "5": 5.0}
+    assert vat_code_for_rate(20, rates) == "S"
+    assert vat_code_for_rate("5.0000", rates) == "5"
+    assert vat_code_for_rate(0, rates) == "E" and vat_code_for_rate(0, rates, preferred=("Z",)) == "Z"
+    assert vat_code_for_rate(17.5, rates) is None

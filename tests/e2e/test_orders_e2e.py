@@ -1,6 +1,7 @@
 """The order pipeline end to end: sandbox shop → signed webhook → `exsync webhook` (gunicorn) → RabbitMQ →
 orders consumer → SOR in Exchequer on PostgreSQL (pyodbc) → write-back consumer → note and status in the shop."""
 
+import decimal
 import threading
 
 import pytest
@@ -11,7 +12,7 @@ from exsync.consumers.orders import OrdersConsumer
 from exsync.exchequer import ExchequerReader, connect, dispatch_order
 from exsync.exchequer.progress import OrderProgressCapture
 from exsync.woo import WooClient
-from exsync.woo.sandbox import SandboxServer, SandboxShop, place_order, seed_shipping
+from exsync.woo.sandbox import SandboxServer, SandboxShop, place_order, seed_shipping, seed_taxes
 from tests.consumers.conftest import company, config
 from tests.e2e.test_webhook_process import SECRET, webhook_server  # noqa: F401 - the fixture
 from tests.support.waiting import wait_for
@@ -39,6 +40,7 @@ def test_a_checkout_becomes_a_sales_order_and_the_shop_hears_back(amqp_url, pg_o
     codes = company(pg_odbc_dsn)
     declare_topology(amqp_url, Topology())
     shop = SandboxShop()
+    seed_taxes(shop)  # GB VAT 20 % on goods and shipping, as the real shop had it
     credentials = shop.add_credentials()
     for code in codes[:2]:
         shop.create_product({"name": f"Product {code}", "sku": code, "type": "simple", "regular_price": "12.50",
@@ -70,7 +72,11 @@ def test_a_checkout_becomes_a_sales_order_and_the_shop_hears_back(amqp_url, pg_o
             document = ExchequerReader(database=connect(pg_odbc_dsn)).document(reference)
             assert reference.startswith("SOR")
             assert [line.stock_code for line in document.lines if line.stock_code] == codes[:2]
-            assert round(document.header.net_value + document.header.total_vat, 2) == float(order["total"])
+            assert order["total_tax"] == "8.49" and order["tax_lines"][0]["rate_code"] == "GB-VAT-1"
+            net, vat = (decimal.Decimal(str(round(value, 2))) for value in (document.header.net_value,
+                                                                             document.header.total_vat))
+            assert (net, vat) == (decimal.Decimal(order["total"]) - decimal.Decimal(order["total_tax"]),
+                                  decimal.Decimal(order["total_tax"]))
             wait_for(lambda: shop.notes[order["id"]], "the import note")
             assert [n["note"] for n in shop.notes[order["id"]]] == [f"Imported into Exchequer as {reference}."]
 

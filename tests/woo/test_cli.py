@@ -50,17 +50,30 @@ def _config(tmp_path, receiver, **reconcile):
     return str(path)
 
 
+def _writes(shop):
+    return sum(1 for method, _, _ in shop.request_log if method != "GET")
+
+
 def test_register_webhooks_command(sandbox, credentials, shop, receiver, tmp_path):
     env = _env(EXSYNC_WOO_URL=sandbox.url, EXSYNC_WOO_CONSUMER_KEY=credentials.consumer_key,
                EXSYNC_WOO_CONSUMER_SECRET=credentials.consumer_secret, EXSYNC_WEBHOOK_SECRETS="first,second",
-               EXSYNC_CONFIG=_config(tmp_path, receiver))
+               EXSYNC_CONFIG=_config(tmp_path, receiver), EXSYNC_STATE_DSN=f"sqlite:///{tmp_path / 'state.db'}")
     first = subprocess.run([*EXSYNC, "register-webhooks"], check=False, env=env, capture_output=True, text=True, timeout=30)
     assert first.returncode == 0, first.stderr
     assert [line.split()[0] for line in first.stdout.splitlines()] == ["created", "created"]
     assert {(w["topic"], w["secret"]) for w in shop.list_webhooks({})} == {("order.created", "first"),
                                                                           ("order.updated", "first")}
+    writes = _writes(shop)
+    # Another process, the same shop: the record in the state database says nothing needs writing.
     again = subprocess.run([*EXSYNC, "register-webhooks"], check=False, env=env, capture_output=True, text=True, timeout=30)
+    assert again.returncode == 0, again.stderr
     assert [line.split()[0] for line in again.stdout.splitlines()] == ["unchanged", "unchanged"]
+    assert _writes(shop) == writes
+    # The first secret rotated away: pushed once.
+    rotated = subprocess.run([*EXSYNC, "register-webhooks"], check=False, env=dict(env, EXSYNC_WEBHOOK_SECRETS="second"),
+                             capture_output=True, text=True, timeout=30)
+    assert [line.split()[0] for line in rotated.stdout.splitlines()] == ["repaired", "repaired"]
+    assert {w["secret"] for w in shop.list_webhooks({})} == {"second"}
 
 
 def test_register_webhooks_without_a_delivery_url_says_so(sandbox, credentials):
@@ -81,7 +94,8 @@ def test_the_reconcilers_watermark_survives_a_restart(sandbox, credentials, shop
     orders = [place_order(shop, lines=[("SKU-0001", 1)]) for _ in range(2)]
     env = _env(EXSYNC_WOO_URL=sandbox.url, EXSYNC_WOO_CONSUMER_KEY=credentials.consumer_key,
                EXSYNC_WOO_CONSUMER_SECRET=credentials.consumer_secret, EXSYNC_AMQP_URL=amqp_url,
-               EXSYNC_STATE_DSN=pg_odbc_dsn, EXSYNC_CONFIG=_config(tmp_path, receiver, overlap_seconds=0))
+               EXSYNC_WEBHOOK_SECRETS="reconciled", EXSYNC_STATE_DSN=pg_odbc_dsn,
+               EXSYNC_CONFIG=_config(tmp_path, receiver, overlap_seconds=0))
     command = [*EXSYNC, "reconcile", "--once"]
     result = subprocess.run(command, check=False, env=env, capture_output=True, text=True, timeout=60, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
@@ -92,6 +106,10 @@ def test_the_reconcilers_watermark_survives_a_restart(sandbox, credentials, shop
         watermark = StateValues(database=database).get(f"woo.reconciler.orders:{sandbox.url}")
     assert watermark == max(o["date_modified_gmt"] for o in orders) + "+00:00"
     assert not (tmp_path / "var").exists()  # nothing kept inside the container
+    # --once keeps the webhooks as the loop does (shop.reconcile.register_webhooks).
+    assert {(w["topic"], w["secret"]) for w in shop.webhooks.values()} == {("order.created", "reconciled"),
+                                                                           ("order.updated", "reconciled")}
+    writes = _writes(shop)
 
     time.sleep(1.1)  # WooCommerce's dates have whole seconds: the next order is newer than the watermark
     later = place_order(shop, lines=[("SKU-0001", 1)])
@@ -99,6 +117,9 @@ def test_the_reconcilers_watermark_survives_a_restart(sandbox, credentials, shop
     assert again.returncode == 0, again.stderr
     assert "published 1 order(s)" in again.stdout
     assert [int(m["subject"]) for m, _ in read_messages(amqp_url, probe, count=1)] == [later["id"]]
+    # A second pass finds nothing to write to the webhooks.
+    assert [line.split()[0] for line in again.stdout.splitlines()[1:]] == ["unchanged", "unchanged"]
+    assert _writes(shop) == writes + 1  # the order placed meanwhile, nothing of the registrar's
 
 
 def test_reconcile_without_a_state_database_names_the_variable(sandbox, credentials, amqp_url, tmp_path):
@@ -108,3 +129,16 @@ def test_reconcile_without_a_state_database_names_the_variable(sandbox, credenti
                             timeout=60, cwd=tmp_path)
     assert result.returncode == 2
     assert "EXSYNC_STATE_DSN: is not set" in result.stderr
+
+
+def test_reconcile_once_leaves_the_webhooks_alone_when_told_to(sandbox, credentials, shop, receiver, amqp_url,
+                                                               tmp_path):
+    declare_topology(amqp_url, Topology.from_config(validate_config({})[0]))
+    env = _env(EXSYNC_WOO_URL=sandbox.url, EXSYNC_WOO_CONSUMER_KEY=credentials.consumer_key,
+               EXSYNC_WOO_CONSUMER_SECRET=credentials.consumer_secret, EXSYNC_AMQP_URL=amqp_url,
+               EXSYNC_STATE_DSN=f"sqlite:///{tmp_path / 'state.db'}",
+               EXSYNC_CONFIG=_config(tmp_path, receiver, register_webhooks="false"))
+    result = subprocess.run([*EXSYNC, "reconcile", "--once"], check=False, env=env, capture_output=True, text=True,
+                            timeout=60, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert shop.webhooks == {}

@@ -107,7 +107,8 @@ def test_4xx_is_never_retried_and_keeps_woocommerce_codes(client, metrics):
     assert (missing.value.status, bad.value.status) == (404, 400)
     with pytest.raises(WooBadRequest) as bounds:
         client.list_page("products", per_page=101)
-    assert bounds.value.code == "rest_out_of_bounds"
+    assert bounds.value.code == "rest_invalid_param"
+    assert bounds.value.data["details"]["per_page"]["code"] == "rest_out_of_bounds"
     assert metrics.count("woo_request_retries") == 0
 
 

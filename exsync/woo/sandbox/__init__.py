@@ -13,6 +13,7 @@ from exsync.woo.sandbox.seed import (
     seed_catalogue,
     seed_customers,
     seed_shipping,
+    seed_taxes,
 )
 from exsync.woo.sandbox.server import SandboxServer
 from exsync.woo.sandbox.shop import SandboxShop
@@ -30,6 +31,7 @@ __all__ = [
     "seed_catalogue",
     "seed_customers",
     "seed_shipping",
+    "seed_taxes",
     "sign_body",
     "wp_specialchars_decode",
 ]

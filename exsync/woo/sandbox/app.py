@@ -57,6 +57,11 @@ def _rules():
         Rule(f"{api}/shipping_methods", endpoint="shipping_methods", methods=["GET"]),
         Rule(f"{api}/webhooks", endpoint="webhooks", methods=["GET", "POST"]),
         Rule(f"{api}/webhooks/<int:item_id>", endpoint="webhook", methods=["GET", "PUT", "PATCH", "DELETE"]),
+        Rule(f"{api}/settings/<group>", endpoint="settings", methods=["GET"]),
+        Rule(f"{api}/settings/<group>/<name>", endpoint="setting", methods=["GET", "PUT", "PATCH"]),
+        Rule(f"{api}/taxes", endpoint="taxes", methods=["GET", "POST"]),
+        Rule(f"{api}/taxes/classes", endpoint="tax_classes", methods=["GET"]),
+        Rule(f"{api}/taxes/<int:item_id>", endpoint="tax", methods=["GET", "PUT", "PATCH", "DELETE"]),
         Rule(f"{wp}/users/<int:item_id>", endpoint="wp_user", methods=["GET", "POST", "PUT", "PATCH"]),
     ], strict_slashes=False)
 
@@ -85,6 +90,18 @@ class SandboxApp:
         return self.handle(Request(environ))(environ, start_response)
 
     def handle(self, request):
+        response = self._respond(request)
+        if not getattr(response, "from_firewall", False):
+            # WordPress sends its API's discovery link on every answer, errors included.
+            response.headers.add("Link", f'<{self._site_url(request)}/wp-json/>; rel="https://api.w.org/"')
+        with self.shop.lock:
+            self.shop.request_log.append((request.method, request.path, response.status_code))
+        return response
+
+    def _site_url(self, request):
+        return (self.link_base_url or f"{request.scheme}://{request.host}").rstrip("/")
+
+    def _respond(self, request):
         route = request.path[len(API_PREFIX) + 1:] if request.path.startswith(API_PREFIX + "/") else request.path
         faults = self.shop.faults
         if faults.latency_seconds:
@@ -97,8 +114,10 @@ class SandboxApp:
                 headers = {}
                 if fault.retry_after_seconds is not None:
                     headers["Retry-After"] = str(math.ceil(fault.retry_after_seconds))
-                return Response(fault.body or f"<html><body>{fault.status}</body></html>".encode(),
-                                status=fault.status, headers=headers, content_type="text/html")
+                response = Response(fault.body or f"<html><body>{fault.status}</body></html>".encode(),
+                                    status=fault.status, headers=headers, content_type="text/html")
+                response.from_firewall = True  # a proxy's page: WordPress never saw the request
+                return response
         try:
             adapter = self.url_map.bind_to_environ(request.environ)
             endpoint, ids = adapter.match()
@@ -165,7 +184,17 @@ class SandboxApp:
 
     # -- lists ----------------------------------------------------------------------------------
 
-    def _page(self, request, records, render):
+    @staticmethod
+    def _link_query(request, extra, page):
+        """`add_query_arg`: the request's own query (OAuth parameters too, values encoded, keys not),
+        the parameters WordPress filled in, then `page`."""
+        pairs = [(key, value) for key, value in request.args.items(multi=True) if key != "page"]
+        given = {key for key, _ in pairs}
+        pairs += [(key, value) for key, value in extra if key.split("[")[0] not in given]
+        pairs.append(("page", str(page)))
+        return "&".join(f"{key}={urllib.parse.quote_plus(value)}" for key, value in pairs)
+
+    def _page(self, request, records, render, extra=(("context", "view"),)):
         """Slices a list as WordPress does and sets X-WP-Total, X-WP-TotalPages and Link."""
         args = request.args
         problems = {}
@@ -180,14 +209,17 @@ class SandboxApp:
             problems["page"] = "page is not of type integer."
         if problems:
             raise invalid_params(problems)
+        bounds = {}
         if not 1 <= per_page <= MAX_PER_PAGE:
-            raise SandboxRestError("rest_out_of_bounds",
-                                   f"per_page must be between 1 (inclusive) and {MAX_PER_PAGE} (inclusive)", 400,
-                                   {"params": {"per_page": "per_page must be between 1 (inclusive) and "
-                                                           f"{MAX_PER_PAGE} (inclusive)"}})
+            bounds["per_page"] = f"per_page must be between 1 (inclusive) and {MAX_PER_PAGE} (inclusive)"
         if page < 1:
-            raise SandboxRestError("rest_out_of_bounds", "page must be greater than or equal to 1", 400,
-                                   {"params": {"page": "page must be greater than or equal to 1"}})
+            bounds["page"] = "page must be greater than or equal to 1"
+        if bounds:
+            # WordPress answers rest_invalid_param; rest_out_of_bounds is only inside data.details.
+            raise SandboxRestError("rest_invalid_param", f"Invalid parameter(s): {', '.join(bounds)}", 400,
+                                   {"params": dict(bounds),
+                                    "details": {name: {"code": "rest_out_of_bounds", "message": message, "data": None}
+                                                for name, message in bounds.items()}})
         total = len(records)
         total_pages = math.ceil(total / per_page) if total else 0
         selected = records[(page - 1) * per_page: page * per_page]
@@ -198,12 +230,12 @@ class SandboxApp:
             items = [render(record) for record in selected]
         headers = {"X-WP-Total": str(total), "X-WP-TotalPages": str(total_pages)}
         links = []
-        base = (self.link_base_url or f"{request.scheme}://{request.host}").rstrip("/") + request.path
-        query = {k: v for k, v in args.items() if not k.startswith("oauth_")}
-        if page > 1 and total_pages:
-            links.append(f'<{base}?{urllib.parse.urlencode(dict(query, page=page - 1))}>; rel="prev"')
-        if page < total_pages:
-            links.append(f'<{base}?{urllib.parse.urlencode(dict(query, page=page + 1))}>; rel="next"')
+        base = self._site_url(request) + request.path
+        if page > 1:
+            # Past the last page the page count is 0, so "prev" points at page=0, as WooCommerce's does.
+            links.append(f'<{base}?{self._link_query(request, extra, min(page - 1, total_pages))}>; rel="prev"')
+        if total_pages > page:
+            links.append(f'<{base}?{self._link_query(request, extra, page + 1)}>; rel="next"')
         if links:
             headers["Link"] = ", ".join(links)
         return 200, items, headers
@@ -309,7 +341,8 @@ class SandboxApp:
         if request.method == "POST":
             self.shop.batch_item_pause()
             return 201, self.shop.create_order(body), {}
-        return self._page(request, self.shop.list_orders(request.args), self.shop.order_json)
+        return self._page(request, self.shop.list_orders(request.args), self.shop.order_json,
+                          extra=(("status[0]", "any"), ("dp", "2"), ("context", "view")))
 
     def _order(self, request, body, item_id):
         if request.method == "GET":
@@ -352,6 +385,31 @@ class SandboxApp:
 
     def _shipping_methods(self, request, body):
         return self.shop.list_shipping_methods()
+
+    # -- settings and taxes ---------------------------------------------------------------------
+
+    def _settings(self, request, body, group):
+        return self.shop.list_settings(group)
+
+    def _setting(self, request, body, group, name):
+        if request.method == "GET":
+            return self.shop.get_setting(group, name)
+        return self.shop.update_setting(group, name, body)
+
+    def _taxes(self, request, body):
+        if request.method == "POST":
+            return 201, self.shop.create_tax_rate(body), {}
+        return self._page(request, self.shop.list_tax_rates(request.args), self.shop.tax_rate_json)
+
+    def _tax(self, request, body, item_id):
+        if request.method == "GET":
+            return self.shop.get_tax_rate(item_id)
+        if request.method == "DELETE":
+            return self.shop.delete_tax_rate(item_id, force=_force(request.args))
+        return self.shop.update_tax_rate(item_id, body)
+
+    def _tax_classes(self, request, body):
+        return self.shop.list_tax_classes()
 
     # -- webhooks -------------------------------------------------------------------------------
 

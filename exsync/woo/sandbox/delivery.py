@@ -1,7 +1,8 @@
 """Webhook deliveries from the sandbox shop, sent the way WooCommerce sends them.
 
 Events are queued (as Action Scheduler does, one pending delivery per webhook and resource, so
-quick successive changes collapse into one) and sent by a background thread. The body is built at
+quick successive changes collapse into one) and sent by a background thread after a delay (about a
+second by default), never inside the request that caused them. The body is built at
 send time, compact JSON in PHP's escaping, signed with base64 HMAC-SHA256 keyed by the
 HTML-entity-decoded secret. Status 200-302 is success; anything else is counted, the webhook is
 disabled after the count passes the limit, and nothing is ever retried. Pings are form posts of
@@ -26,6 +27,7 @@ __all__ = [
     "USER_AGENT",
     "WC_VERSION",
     "WP_VERSION",
+    "DEFAULT_DELIVERY_DELAY_SECONDS",
     "DeliveryRecord",
     "WebhookDeliverer",
     "sign_body",
@@ -35,6 +37,9 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 WC_VERSION = "8.9.1"
+# Action Scheduler sends queued deliveries a little after the request that caused them; a real
+# site takes from a second to a minute. Changes made before the delivery is sent collapse into it.
+DEFAULT_DELIVERY_DELAY_SECONDS = 1.0
 WP_VERSION = "6.5.5"
 USER_AGENT = f"WooCommerce/{WC_VERSION} Hookshot (WordPress/{WP_VERSION})"
 
@@ -74,7 +79,7 @@ class DeliveryRecord:
 class WebhookDeliverer:
     """The shop's delivery queue and the one thread that drains it."""
 
-    def __init__(self, *, shop, timeout_seconds=60.0, delay_seconds=0.0):
+    def __init__(self, *, shop, timeout_seconds=60.0, delay_seconds=DEFAULT_DELIVERY_DELAY_SECONDS):
         self.shop = shop
         self.timeout_seconds = timeout_seconds
         self.delay_seconds = delay_seconds

@@ -1,6 +1,6 @@
 """Seed data for the sandbox shop: a catalogue, customers, shipping zones, and orders placed at checkout."""
 
-__all__ = ["DEFAULT_SKU_PREFIX", "place_order", "seed_catalogue", "seed_customers", "seed_shipping"]
+__all__ = ["DEFAULT_SKU_PREFIX", "place_order", "seed_catalogue", "seed_customers", "seed_shipping", "seed_taxes"]
 
 DEFAULT_SKU_PREFIX = "SKU-"
 
@@ -41,6 +41,15 @@ def seed_shipping(shop):
         shop.add_shipping_zone(name="Europe", methods=[{"method_id": "flat_rate", "title": "EU delivery",
                                                         "cost": "12.50"}]),
     ]
+
+
+def seed_taxes(shop, *, prices_include_tax=False):
+    """Turns taxes on as a shop manager does (`woocommerce_calc_taxes`, then a GB 20 % standard rate
+    named VAT that also taxes shipping); returns the rate's JSON."""
+    shop.update_setting("general", "woocommerce_calc_taxes", {"value": "yes"})
+    shop.update_setting("tax", "woocommerce_prices_include_tax", {"value": "yes" if prices_include_tax else "no"})
+    return shop.create_tax_rate({"country": "GB", "rate": "20.0000", "name": "VAT", "priority": 1, "compound": False,
+                                 "shipping": True, "class": "standard"})
 
 
 def place_order(shop, *, lines, customer_id=0, status="processing", billing=None, shipping_line=None,

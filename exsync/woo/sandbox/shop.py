@@ -8,6 +8,7 @@ The HTTP side lives in `app.py`; deliveries in `delivery.py`.
 """
 
 import datetime
+import decimal
 import itertools
 import re
 import secrets
@@ -16,8 +17,16 @@ import time
 
 from exsync.woo.errors import SandboxRestError
 from exsync.woo.sandbox.authn import Authenticator, Credentials
-from exsync.woo.sandbox.delivery import WC_VERSION, WP_VERSION, WebhookDeliverer
+from exsync.woo.sandbox.delivery import DEFAULT_DELIVERY_DELAY_SECONDS, WC_VERSION, WP_VERSION, WebhookDeliverer
 from exsync.woo.sandbox.faults import Faults
+from exsync.woo.sandbox.taxes import (
+    SETTINGS,
+    TAX_CLASSES,
+    TaxRates,
+    format_rate,
+    round_tax,
+    unrounded,
+)
 
 __all__ = [
     "DEFAULT_BATCH_LIMIT",
@@ -80,10 +89,23 @@ SHIPPING_METHOD_TYPES = (
 ADDRESS_FIELDS = ("first_name", "last_name", "company", "address_1", "address_2", "city", "postcode", "country",
                   "state")
 INVALID_ID = "Invalid ID."
+CENT = decimal.Decimal("0.01")
+# The line item meta wc_reduce_stock_levels leaves (the quantity taken), removed when stock goes back.
+REDUCED_STOCK_META = "_reduced_stock"
 
 
 def _money(value):
-    return f"{float(value):.2f}"
+    """A money string to the penny, rounded half up as PHP rounds (8.325 is 8.33)."""
+    return f"{decimal.Decimal(str(value)).quantize(CENT, rounding=decimal.ROUND_HALF_UP):f}"
+
+
+def _decimal_amount(value):
+    """An amount sent to the shop as a Decimal; junk is 0, as PHP's floatval makes it."""
+    try:
+        amount = decimal.Decimal(str(value).strip() or "0")
+    except decimal.InvalidOperation:
+        return decimal.Decimal(0)
+    return amount if amount.is_finite() else decimal.Decimal(0)
 
 
 def _slugify(text):
@@ -186,7 +208,8 @@ class SandboxShop:
 
     def __init__(self, *, home_url="http://127.0.0.1/", currency=DEFAULT_CURRENCY, timezone_offset_hours=0,
                  batch_limit=DEFAULT_BATCH_LIMIT, max_webhook_failures=DEFAULT_MAX_WEBHOOK_FAILURES,
-                 delivery_timeout_seconds=60.0, delivery_delay_seconds=0.0, environment_type="production",
+                 delivery_timeout_seconds=60.0, delivery_delay_seconds=DEFAULT_DELIVERY_DELAY_SECONDS,
+                 environment_type="production",
                  faults=None, clock=None):
         self.lock = threading.RLock()
         self.home_url = home_url
@@ -220,6 +243,12 @@ class SandboxShop:
         self.zone_methods = {0: []}
         self.webhooks = {}
         self.app_passwords = {}
+        # Options set through `/settings` (defaults in taxes.SETTINGS) and the rates of `/taxes`.
+        self.settings = {}
+        self.tax_rates = TaxRates()
+        self._tax_rate_ids = itertools.count(1)
+        # Every REST request served: (method, route, status), so tests can count what a client did.
+        self.request_log = []
         now = self.now()
         self.users[1] = {"id": 1, "username": "admin", "email": "admin@example.test", "first_name": "",
                          "last_name": "", "role": "administrator", "billing": {}, "shipping": {}, "meta_data": [],
@@ -653,44 +682,60 @@ class SandboxShop:
 
     # -- orders ---------------------------------------------------------------------------------
 
+    def _item_taxes_json(self, taxes, subtotal_taxes=None):
+        return [{"id": rate_id, "total": unrounded(tax),
+                 "subtotal": unrounded((subtotal_taxes or {}).get(rate_id, tax)) if subtotal_taxes is not None else ""}
+                for rate_id, tax in taxes.items()]
+
     def order_json(self, order):
         line_items = []
         for item in order["line_items"]:
             quantity = item["quantity"]
             line_items.append({
                 "id": item["id"], "name": item["name"], "product_id": item["product_id"],
-                "variation_id": item["variation_id"], "quantity": quantity, "tax_class": "",
-                "subtotal": item["subtotal"], "subtotal_tax": "0.00", "total": item["total"], "total_tax": "0.00",
-                "taxes": [], "meta_data": [], "sku": item["sku"],
-                "price": float(item["total"]) / max(1, quantity),
+                "variation_id": item["variation_id"], "quantity": quantity, "tax_class": item["tax_class"],
+                "subtotal": _money(item["subtotal"]), "subtotal_tax": _money(self._line_tax(item["subtotal_taxes"])),
+                "total": _money(item["total"]), "total_tax": _money(self._line_tax(item["taxes"])),
+                "taxes": self._item_taxes_json(item["taxes"], item["subtotal_taxes"]),
+                "meta_data": [dict(m, display_key=m["key"], display_value=m["value"]) for m in item["meta_data"]],
+                "sku": item["sku"], "price": float(item["total"]) / max(1, quantity),
                 "image": {"id": "", "src": ""}, "parent_name": None,
             })
         shipping_lines = [{"id": line["id"], "method_title": line["method_title"], "method_id": line["method_id"],
-                           "instance_id": line["instance_id"], "total": line["total"], "total_tax": "0.00",
-                           "taxes": [], "meta_data": []} for line in order["shipping_lines"]]
-        fee_lines = [{"id": fee["id"], "name": fee["name"], "tax_class": "", "tax_status": "taxable",
-                      "amount": fee["total"], "total": fee["total"], "total_tax": "0.00", "taxes": [],
+                           "instance_id": line["instance_id"], "total": _money(line["total"]),
+                           "total_tax": _money(self._line_tax(line["taxes"])),
+                           "taxes": self._item_taxes_json(line["taxes"]), "meta_data": []}
+                          for line in order["shipping_lines"]]
+        fee_lines = [{"id": fee["id"], "name": fee["name"], "tax_class": fee["tax_class"],
+                      "tax_status": fee["tax_status"], "amount": _money(fee["total"]), "total": _money(fee["total"]),
+                      "total_tax": _money(self._line_tax(fee["taxes"])), "taxes": self._item_taxes_json(fee["taxes"]),
                       "meta_data": []} for fee in order["fee_lines"]]
+        tax_lines = [{"id": line["id"], "rate_code": line["rate_code"], "rate_id": line["rate_id"],
+                      "label": line["label"], "compound": line["compound"], "tax_total": _money(line["tax_total"]),
+                      "shipping_tax_total": _money(line["shipping_tax_total"]), "rate_percent": line["rate_percent"],
+                      "meta_data": []} for line in order["tax_lines"]]
         body = {"id": order["id"], "parent_id": 0, "status": order["status"], "currency": order["currency"],
-                "version": WC_VERSION, "prices_include_tax": False}
+                "version": WC_VERSION, "prices_include_tax": order["prices_include_tax"]}
         body.update(self._dates("date_created", order["_created"]))
         body.update(self._dates("date_modified", order["_modified"]))
         body.update({
-            "discount_total": "0.00", "discount_tax": "0.00", "shipping_total": _money(order["shipping_total"]),
-            "shipping_tax": "0.00", "cart_tax": "0.00", "total": _money(order["total"]), "total_tax": "0.00",
+            "discount_total": _money(order["discount_total"]), "discount_tax": _money(order["discount_tax"]),
+            "shipping_total": _money(order["shipping_total"]), "shipping_tax": _money(order["shipping_tax"]),
+            "cart_tax": _money(order["cart_tax"]), "total": _money(order["total"]),
+            "total_tax": _money(order["cart_tax"] + order["shipping_tax"]),
             "customer_id": order["customer_id"], "order_key": order["order_key"],
             "billing": {name: order["billing"].get(name, "") for name in ADDRESS_FIELDS + ("email", "phone")},
             "shipping": {name: order["shipping"].get(name, "") for name in ADDRESS_FIELDS + ("phone",)},
             "payment_method": order["payment_method"], "payment_method_title": order["payment_method_title"],
-            "transaction_id": order["transaction_id"], "customer_ip_address": "127.0.0.1",
+            "transaction_id": order["transaction_id"], "customer_ip_address": order["customer_ip_address"],
             "customer_user_agent": "", "created_via": order["created_via"], "customer_note": order["customer_note"],
         })
         body.update(self._dates("date_completed", order["_completed"]))
         body.update(self._dates("date_paid", order["_paid"]))
         body.update({
             "cart_hash": "", "number": str(order["id"]), "meta_data": [dict(m) for m in order["meta_data"]],
-            "line_items": line_items, "tax_lines": [], "shipping_lines": shipping_lines, "fee_lines": fee_lines,
-            "coupon_lines": [],
+            "line_items": line_items, "tax_lines": tax_lines, "shipping_lines": shipping_lines,
+            "fee_lines": fee_lines, "coupon_lines": [],
             "refunds": [{"id": r["id"], "reason": r["reason"], "total": _money(-float(r["amount"]))}
                         for r in self.refunds.get(order["id"], [])],
             "payment_url": f"{self.base_url}/checkout/order-pay/{order['id']}/?pay_for_order=true&key="
@@ -711,7 +756,8 @@ class SandboxShop:
             raise _error("woocommerce_rest_shop_order_invalid_id", INVALID_ID, status)
         return order
 
-    def _line_item(self, data):
+    def _line_item(self, data, *, prices_include_tax, created_via, location):
+        """A line as the REST API (or a checkout) adds it: totals net of tax, unrounded."""
         product = None
         if data.get("sku"):
             product = next((p for p in self.products.values() if p["sku"] == str(data["sku"])), None)
@@ -720,17 +766,119 @@ class SandboxShop:
         if product is None and (data.get("sku") or data.get("product_id")):
             raise _error("woocommerce_rest_invalid_product_id", "Product ID provided is invalid.", 400)
         quantity = max(1, _stock_amount(data.get("quantity", 1)))
-        unit = float(product["sale_price"] or product["regular_price"] or 0) if product else 0.0
-        subtotal = _money(data["subtotal"]) if data.get("subtotal") not in (None, "") else _money(unit * quantity)
-        total = _money(data["total"]) if data.get("total") not in (None, "") else subtotal
-        return {"id": next(self._item_ids), "name": str(data.get("name") or (product["name"] if product else "")),
+        item = {"id": next(self._item_ids), "name": str(data.get("name") or (product["name"] if product else "")),
                 "product_id": product["id"] if product else 0, "variation_id": 0, "quantity": quantity,
-                "sku": product["sku"] if product else "", "subtotal": subtotal, "total": total}
+                "sku": product["sku"] if product else "", "tax_class": product["tax_class"] if product else "",
+                "tax_status": product["tax_status"] if product else "taxable", "meta_data": [], "taxes": {},
+                "subtotal_taxes": {}, "included_tax": None}
+        given_subtotal, given_total = data.get("subtotal"), data.get("total")
+        if given_subtotal not in (None, "") or given_total not in (None, ""):
+            # Totals sent with the line are taken as they are: net of tax.
+            item["subtotal"] = _decimal_amount(given_subtotal if given_subtotal not in (None, "") else given_total)
+            item["total"] = _decimal_amount(given_total) if given_total not in (None, "") else item["subtotal"]
+            return item
+        gross = _decimal_amount(product["sale_price"] or product["regular_price"] or 0 if product else 0) * quantity
+        item["subtotal"] = item["total"] = gross
+        if prices_include_tax and self.taxes_enabled and item["tax_status"] == "taxable":
+            rates = self._item_rates(item, location)
+            included = TaxRates.calc(gross, rates, inclusive=True)
+            if created_via == "checkout" and not self.setting("woocommerce_tax_round_at_subtotal") == "yes":
+                # The cart works in pennies: the rounded tax comes off, so net + tax is the price paid.
+                item["subtotal"] = item["total"] = gross - sum((round_tax(t) for t in included.values()),
+                                                               decimal.Decimal(0))
+                item["included_tax"] = included
+            else:
+                # wc_get_price_excluding_tax: the unrounded tax comes off.
+                item["subtotal"] = item["total"] = gross - sum(included.values(), decimal.Decimal(0))
+        return item
 
-    def _totals(self, order):
-        order["shipping_total"] = sum(float(line["total"]) for line in order["shipping_lines"])
-        order["total"] = (sum(float(item["total"]) for item in order["line_items"]) + order["shipping_total"]
-                          + sum(float(fee["total"]) for fee in order["fee_lines"]))
+    # -- order taxes and totals -----------------------------------------------------------------
+
+    def _line_tax(self, taxes):
+        """A line's `total_tax`: its taxes rounded one by one, or summed unrounded at subtotal."""
+        if self.setting("woocommerce_tax_round_at_subtotal") == "yes":
+            return round_tax(sum(taxes.values(), decimal.Decimal(0)))
+        return sum((round_tax(t) for t in taxes.values()), decimal.Decimal(0))
+
+    def _tax_location(self, order):
+        """`WC_Abstract_Order::get_tax_location`: the shipping (or billing) address, else the shop's base."""
+        based_on = self.setting("woocommerce_tax_based_on")
+        if based_on == "shipping" and not order["shipping"].get("country"):
+            based_on = "billing"
+        address = order["billing"] if based_on == "billing" else order["shipping"]
+        if based_on == "base" or not address.get("country"):
+            return {"country": self.setting("woocommerce_default_country").split(":")[0], "state": "",
+                    "postcode": "", "city": ""}
+        return {name: address.get(name, "") for name in ("country", "state", "postcode", "city")}
+
+    def _item_rates(self, item, location):
+        return self.tax_rates.find(tax_class=item["tax_class"], **location)
+
+    def _shipping_rates(self, order, location):
+        tax_class = self.setting("woocommerce_shipping_tax_class")
+        if tax_class == "inherit":
+            classes = {item["tax_class"] for item in order["line_items"] if item["tax_status"] == "taxable"}
+            ordered = [""] + [slug for slug in TAX_CLASSES if slug != "standard"]
+            found = [slug for slug in ordered if slug in classes]
+            if not found:
+                return []
+            tax_class = found[0]
+        return self.tax_rates.find(tax_class=tax_class, shipping=True, **location)
+
+    def _calculate_totals(self, order):
+        """`calculate_totals(true)`: each line's taxes, the tax lines per rate, then the order's totals."""
+        zero = decimal.Decimal(0)
+        enabled = self.taxes_enabled
+        location = self._tax_location(order)
+        for item in order["line_items"]:
+            if not enabled or item["tax_status"] != "taxable":
+                item["taxes"], item["subtotal_taxes"] = {}, {}
+                continue
+            if item["included_tax"] is not None:
+                # A checkout keeps the cart's taxes: the price paid includes them.
+                item["taxes"] = item["subtotal_taxes"] = dict(item["included_tax"])
+                continue
+            rates = self._item_rates(item, location)
+            item["taxes"] = TaxRates.calc(item["total"], rates)
+            item["subtotal_taxes"] = TaxRates.calc(item["subtotal"], rates)
+        for fee in order["fee_lines"]:
+            taxable = enabled and fee["tax_status"] == "taxable"
+            fee["taxes"] = TaxRates.calc(fee["total"], self.tax_rates.find(tax_class=fee["tax_class"], **location)) \
+                if taxable else {}
+        shipping_rates = self._shipping_rates(order, location) if enabled else []
+        for line in order["shipping_lines"]:
+            line["taxes"] = TaxRates.calc(line["total"], shipping_rates) if shipping_rates else {}
+        cart_taxes, shipping_taxes = {}, {}
+        per_line = self.setting("woocommerce_tax_round_at_subtotal") != "yes"
+        for part in order["line_items"] + order["fee_lines"]:
+            for rate_id, tax in part["taxes"].items():
+                cart_taxes[rate_id] = cart_taxes.get(rate_id, zero) + (round_tax(tax) if per_line else tax)
+        for line in order["shipping_lines"]:
+            for rate_id, tax in line["taxes"].items():
+                shipping_taxes[rate_id] = shipping_taxes.get(rate_id, zero) + (round_tax(tax) if per_line else tax)
+        existing = {line["rate_id"]: line for line in order["tax_lines"]}
+        order["tax_lines"] = []
+        for rate_id in dict.fromkeys([*cart_taxes, *shipping_taxes]):
+            rate = self.tax_rates.rates.get(rate_id)
+            line = existing.get(rate_id) or {"id": next(self._item_ids), "rate_id": rate_id}
+            if rate is not None:
+                line.update(rate_code=TaxRates.rate_code(rate), label=TaxRates.label(rate),
+                            compound=rate["compound"], rate_percent=float(rate["rate"]))
+            line.update(tax_total=round_tax(cart_taxes.get(rate_id, zero)),
+                        shipping_tax_total=round_tax(shipping_taxes.get(rate_id, zero)))
+            order["tax_lines"].append(line)
+        order["cart_tax"] = round_tax(sum(cart_taxes.values(), zero))
+        order["shipping_tax"] = round_tax(sum(shipping_taxes.values(), zero))
+        cart_subtotal = sum((round_tax(item["subtotal"]) for item in order["line_items"]), zero)
+        cart_total = sum((round_tax(item["total"]) for item in order["line_items"]), zero)
+        subtotal_tax = sum((self._line_tax(item["subtotal_taxes"]) for item in order["line_items"]), zero)
+        total_tax = sum((self._line_tax(item["taxes"]) for item in order["line_items"]), zero)
+        order["shipping_total"] = sum((line["total"] for line in order["shipping_lines"]), zero)
+        fees_total = sum((fee["total"] for fee in order["fee_lines"]), zero)
+        order["discount_total"] = round_tax(cart_subtotal - cart_total)
+        order["discount_tax"] = round_tax(subtotal_tax - total_tax)
+        order["total"] = round_tax(cart_total + fees_total + order["shipping_total"] + order["cart_tax"]
+                                   + order["shipping_tax"])
 
     def _set_order_status(self, order, status, now):
         """A status change and its side effects: stock reduced once when paid, restored on cancel."""
@@ -748,13 +896,23 @@ class SandboxShop:
             self._move_stock(order, +1, now)
 
     def _move_stock(self, order, sign, now):
+        """`wc_reduce_stock_levels` (marks each line `_reduced_stock`) or `wc_increase_stock_levels`."""
         for item in order["line_items"]:
             product = self.products.get(item["product_id"])
             if product is None or not product["manage_stock"]:
                 continue
-            product["stock_quantity"] = (product["stock_quantity"] or 0) + sign * item["quantity"]
-            if sign < 0:
-                product["total_sales"] += item["quantity"]
+            reduced = next((m for m in item["meta_data"] if m["key"] == REDUCED_STOCK_META), None)
+            if sign > 0:
+                if reduced is None:
+                    continue
+                quantity = _stock_amount(reduced["value"])
+                item["meta_data"].remove(reduced)
+            else:
+                quantity = item["quantity"]
+                item["meta_data"].append({"id": next(self._meta_ids), "key": REDUCED_STOCK_META,
+                                          "value": str(quantity)})
+                product["total_sales"] += quantity
+            product["stock_quantity"] = (product["stock_quantity"] or 0) + sign * quantity
             self._settle_stock_status(product)
             product["_modified"] = now
             self._emit("product.updated", product["id"])
@@ -763,7 +921,8 @@ class SandboxShop:
         """Creates an order as `POST /orders` (or a checkout, with created_via="checkout") does.
 
         Fires order.created and order.updated; a paid status also lowers stock (product.updated per
-        stocked line) and touches the customer (customer.updated).
+        stocked line) and touches the customer (customer.updated). With taxes on, taxes are
+        calculated as WooCommerce calculates them.
         """
         if not lenient:
             validate_schema(ORDER_SCHEMA, data)
@@ -772,23 +931,34 @@ class SandboxShop:
             if customer_id and customer_id not in self.users:
                 raise _error("woocommerce_rest_invalid_customer_id", "Customer ID is invalid.", 400)
             now = self.now()
-            line_items = [self._line_item(item) for item in data.get("line_items") or [] if isinstance(item, dict)]
+            prices_include_tax = self.setting("woocommerce_prices_include_tax") == "yes"
             order = {"id": next(self._post_ids), "status": "pending", "currency": data.get("currency") or self.currency,
                      "customer_id": customer_id, "order_key": f"wc_order_{secrets.token_hex(7)[:13]}",
                      "billing": {}, "shipping": {}, "payment_method": "", "payment_method_title": "",
                      "transaction_id": "", "created_via": created_via, "customer_note": "", "meta_data": [],
-                     "line_items": line_items, "shipping_lines": [], "fee_lines": [], "_created": now,
-                     "_modified": now, "_paid": None, "_completed": None, "stock_reduced": False}
+                     "line_items": [], "shipping_lines": [], "fee_lines": [], "tax_lines": [],
+                     "prices_include_tax": prices_include_tax, "_created": now, "_modified": now, "_paid": None,
+                     "_completed": None, "stock_reduced": False,
+                     # A REST request has no shopper's address to record; a checkout does.
+                     "customer_ip_address": "127.0.0.1" if created_via == "checkout" else ""}
             self._apply_order_fields(order, data)
+            location = self._tax_location(order)
+            order["line_items"] = [self._line_item(item, prices_include_tax=prices_include_tax,
+                                                   created_via=created_via, location=location)
+                                   for item in data.get("line_items") or [] if isinstance(item, dict)]
             for line in data.get("shipping_lines") or []:
                 order["shipping_lines"].append({
                     "id": next(self._item_ids), "method_id": str(line.get("method_id") or ""),
                     "instance_id": str(line.get("instance_id") or ""),
-                    "method_title": str(line.get("method_title") or ""), "total": _money(line.get("total") or 0)})
+                    "method_title": str(line.get("method_title") or ""),
+                    "total": _decimal_amount(line.get("total") or 0), "taxes": {}})
             for fee in data.get("fee_lines") or []:
                 order["fee_lines"].append({"id": next(self._item_ids), "name": str(fee.get("name") or ""),
-                                           "total": _money(fee.get("total") or 0)})
-            self._totals(order)
+                                           "tax_class": str(fee.get("tax_class") or ""),
+                                           "tax_status": fee.get("tax_status") if fee.get("tax_status") in
+                                           ("taxable", "none") else "taxable",
+                                           "total": _decimal_amount(fee.get("total") or 0), "taxes": {}})
+            self._calculate_totals(order)
             self.orders[order["id"]] = order
             self.notes[order["id"]] = []
             status = "processing" if _to_bool(data.get("set_paid")) else data.get("status") or "pending"
@@ -909,7 +1079,7 @@ class SandboxShop:
             if amount <= 0:
                 raise _error("woocommerce_rest_cannot_create_order_refund", "Refund amount must be greater than zero.")
             refunded = sum(float(r["amount"]) for r in self.refunds.get(order["id"], []))
-            if amount > order["total"] - refunded + 1e-9:
+            if amount > float(order["total"]) - refunded + 1e-9:
                 raise _error("woocommerce_rest_cannot_create_order_refund", "Invalid refund amount.")
             if _to_bool(data.get("api_refund", True)) and order["payment_method"] in OFFLINE_GATEWAYS:
                 # WooCommerce really answers this with "data": 500, not an object.
@@ -919,7 +1089,7 @@ class SandboxShop:
             refund = {"id": next(self._post_ids), "amount": _money(amount), "reason": str(data.get("reason") or ""),
                       "_created": now}
             self.refunds.setdefault(order["id"], []).append(refund)
-            if abs(order["total"] - refunded - amount) < 1e-9:
+            if abs(float(order["total"]) - refunded - amount) < 1e-9:
                 self._set_order_status(order, "refunded", now)
             order["_modified"] = now
             self._emit("order.updated", order["id"])
@@ -1013,15 +1183,161 @@ class SandboxShop:
         return [dict(m, _links=self._links(f"shipping_methods/{m['id']}", "shipping_methods"))
                 for m in SHIPPING_METHOD_TYPES]
 
+    # -- settings and taxes ---------------------------------------------------------------------
+
+    def setting(self, name):
+        """A setting's current value (its default until someone sets it)."""
+        with self.lock:
+            if name in self.settings:
+                return self.settings[name]
+        for options in SETTINGS.values():
+            if name in options:
+                return options[name][2]
+        raise KeyError(name)
+
+    @property
+    def taxes_enabled(self):
+        """`wc_tax_enabled()`: taxes are calculated only once `woocommerce_calc_taxes` is `yes`."""
+        return self.setting("woocommerce_calc_taxes") == "yes"
+
+    def setting_json(self, group, name):
+        label, kind, default, options = SETTINGS[group][name]
+        body = {"id": name, "label": label, "description": "", "type": kind, "default": default, "tip": "",
+                "value": self.setting(name), "group_id": group}
+        if options is not None:
+            body["options"] = dict(options)
+        body["_links"] = self._links(f"settings/{group}/{name}", f"settings/{group}")
+        return body
+
+    @staticmethod
+    def _setting_group(group):
+        if group not in SETTINGS:
+            raise _error("rest_setting_setting_group_invalid", "Invalid setting group.", 404)
+        return SETTINGS[group]
+
+    def list_settings(self, group):
+        return [self.setting_json(group, name) for name in self._setting_group(group)]
+
+    def get_setting(self, group, name):
+        if name not in self._setting_group(group):
+            raise _error("rest_setting_setting_invalid", "Invalid setting.", 404)
+        return self.setting_json(group, name)
+
+    def update_setting(self, group, name, data):
+        """`PUT /settings/<group>/<id>` with `value`, validated the way WooCommerce validates its type."""
+        options = self._setting_group(group)
+        if name not in options:
+            raise _error("rest_setting_setting_invalid", "Invalid setting.", 404)
+        _, kind, default, choices = options[name]
+        value = data.get("value")
+        if kind == "checkbox":
+            if value in (None, "", False):
+                value = default
+            if value not in ("yes", "no"):
+                raise _error("rest_setting_value_invalid", "An invalid setting value was passed.", 400)
+        elif choices is not None and value not in choices:
+            raise _error("rest_setting_value_invalid", "An invalid setting value was passed.", 400)
+        elif not isinstance(value, str):
+            raise _error("rest_setting_value_invalid", "An invalid setting value was passed.", 400)
+        with self.lock:
+            self.settings[name] = value
+            return self.setting_json(group, name)
+
+    def tax_rate_json(self, rate):
+        return {"id": rate["id"], "country": rate["country"], "state": rate["state"],
+                "postcode": rate["postcodes"][0] if rate["postcodes"] else "",
+                "city": rate["cities"][0] if rate["cities"] else "", "postcodes": list(rate["postcodes"]),
+                "cities": list(rate["cities"]), "rate": rate["rate"], "name": rate["name"],
+                "priority": rate["priority"], "compound": rate["compound"], "shipping": rate["shipping"],
+                "order": rate["order"], "class": rate["class"],
+                "_links": self._links(f"taxes/{rate['id']}", "taxes")}
+
+    def _apply_tax_rate(self, rate, data):
+        problems = {}
+        if "class" in data and data["class"] not in TAX_CLASSES:
+            problems["class"] = f"class is not one of {', '.join(TAX_CLASSES)}."
+        if "rate" in data and not _SCHEMA_CHECKS["number"](str(data["rate"])):
+            problems["rate"] = "rate is not of type string."
+        for name in ("priority", "order"):
+            if name in data and not _is_integer(data[name]):
+                problems[name] = f"{name} is not of type integer."
+        if problems:
+            raise invalid_params(problems)
+        for name in ("country", "state"):
+            if name in data:
+                rate[name] = str(data[name] or "").strip().upper()
+        if "name" in data:
+            rate["name"] = str(data["name"] or "")
+        if "rate" in data:
+            rate["rate"] = format_rate(data["rate"])
+        for name in ("priority", "order"):
+            if name in data:
+                rate[name] = int(data[name])
+        for name in ("compound", "shipping"):
+            if name in data:
+                rate[name] = _to_bool(data[name])
+        if "class" in data:
+            rate["class"] = data["class"]
+        for single, many in (("postcode", "postcodes"), ("city", "cities")):
+            if isinstance(data.get(many), list):
+                rate[many] = [str(v) for v in data[many] if str(v).strip()]
+            elif single in data:
+                rate[many] = [v.strip() for v in str(data[single] or "").split(";") if v.strip()]
+
+    def create_tax_rate(self, data):
+        """`POST /taxes`: a rate for a location and tax class (a shop's VAT is one of these)."""
+        with self.lock:
+            rate = {"id": next(self._tax_rate_ids), "country": "", "state": "", "postcodes": [], "cities": [],
+                    "rate": format_rate(0), "name": "", "priority": 1, "compound": False, "shipping": True,
+                    "order": 0, "class": "standard"}
+            self._apply_tax_rate(rate, data)
+            self.tax_rates.rates[rate["id"]] = rate
+            return self.tax_rate_json(rate)
+
+    def _tax_rate(self, rate_id):
+        rate = self.tax_rates.rates.get(_stock_amount(rate_id))
+        if rate is None:
+            raise _error("woocommerce_rest_invalid_id", "Invalid resource ID.", 404)
+        return rate
+
+    def get_tax_rate(self, rate_id):
+        with self.lock:
+            return self.tax_rate_json(self._tax_rate(rate_id))
+
+    def update_tax_rate(self, rate_id, data):
+        with self.lock:
+            rate = self._tax_rate(rate_id)
+            self._apply_tax_rate(rate, data)
+            return self.tax_rate_json(rate)
+
+    def delete_tax_rate(self, rate_id, *, force=False):
+        if not force:
+            raise _error("woocommerce_rest_trash_not_supported", "Taxes do not support trashing.", 501)
+        with self.lock:
+            rate = self._tax_rate(rate_id)
+            del self.tax_rates.rates[rate["id"]]
+            return self.tax_rate_json(rate)
+
+    def list_tax_rates(self, args):
+        with self.lock:
+            rates = list(self.tax_rates.rates.values())
+        if args.get("class"):
+            rates = [r for r in rates if r["class"] == args["class"]]
+        return sorted(rates, key=lambda r: (r["order"], r["id"]))
+
+    def list_tax_classes(self):
+        return [{"slug": slug, "name": name, "_links": self._links(f"taxes/classes/{slug}", "taxes/classes")}
+                for slug, name in TAX_CLASSES.items()]
+
     # -- webhooks -------------------------------------------------------------------------------
 
     def webhook_json(self, webhook):
+        """A webhook as wc/v3 shows it: never its `secret` or `api_version`, whatever the context."""
         resource, _, event = webhook["topic"].partition(".")
         body = {"id": webhook["id"], "name": webhook["name"], "status": webhook["status"], "topic": webhook["topic"],
                 "resource": resource, "event": event,
                 "hooks": TOPIC_HOOKS.get(webhook["topic"], [event] if resource == "action" else []),
-                "delivery_url": webhook["delivery_url"], "secret": webhook["secret"],
-                "api_version": webhook["api_version"]}
+                "delivery_url": webhook["delivery_url"]}
         body.update(self._dates("date_created", webhook["_created"]))
         body.update(self._dates("date_modified", webhook["_modified"]))
         body["_links"] = self._links(f"webhooks/{webhook['id']}", "webhooks")

@@ -126,8 +126,7 @@ def test_read_only_key_cannot_write(sandbox, shop):
 def test_webhooks_cannot_be_trashed_and_refuse_bad_topics(client, receiver):
     webhook = client.create_webhook({"name": "x", "topic": "order.updated", "delivery_url": receiver.url,
                                      "secret": "s"})
-    assert webhook["api_version"] == "wp_api_v3" and webhook["hooks"] == ["woocommerce_update_order",
-                                                                          "woocommerce_order_refunded"]
+    assert webhook["hooks"] == ["woocommerce_update_order", "woocommerce_order_refunded"]
     with pytest.raises(WooApiError) as raised:
         client.request("DELETE", f"webhooks/{webhook['id']}")
     assert raised.value.status == 501
@@ -136,3 +135,58 @@ def test_webhooks_cannot_be_trashed_and_refuse_bad_topics(client, receiver):
     assert bad.value.code == "woocommerce_rest_webhook_invalid_topic"
     client.delete_webhook(webhook["id"])
     assert list(client.iter_webhooks()) == []
+
+
+def test_per_page_over_100_is_rest_invalid_param_with_the_bound_in_details(sandbox, credentials):
+    answer = _signed_get(f"{sandbox.url}/wp-json/wc/v3/products?per_page=101", credentials)
+    assert answer.status_code == 400
+    body = answer.json()
+    assert body["code"] == "rest_invalid_param" and body["data"]["status"] == 400
+    assert body["data"]["details"]["per_page"]["code"] == "rest_out_of_bounds"
+    assert "per_page" in body["data"]["params"]
+
+
+def test_every_answer_links_the_api_root_and_lists_link_their_pages(sandbox, credentials, shop):
+    seed_catalogue(shop, count=1)
+    for _ in range(3):
+        shop.create_order({"line_items": [{"sku": "SKU-0001", "quantity": 1}]})
+    api_root = f'<{sandbox.url}/wp-json/>; rel="https://api.w.org/"'
+    missing = _signed_get(f"{sandbox.url}/wp-json/wc/v3/orders/999999", credentials)
+    assert missing.status_code == 404 and api_root in missing.headers["Link"]
+
+    first = _signed_get(f"{sandbox.url}/wp-json/wc/v3/orders?per_page=2", credentials)
+    assert api_root in first.headers["Link"]
+    next_url = first.links["next"]["url"]
+    # The next page repeats the request's query, OAuth parameters included, plus what WordPress filled in.
+    assert next_url.startswith(f"{sandbox.url}/wp-json/wc/v3/orders?per_page=2&oauth_")
+    assert next_url.endswith("&status[0]=any&dp=2&context=view&page=2")
+    assert "prev" not in first.links
+    second = _signed_get(f"{sandbox.url}/wp-json/wc/v3/orders?per_page=2&page=2", credentials)
+    assert second.links["prev"]["url"].endswith("&page=1") and "next" not in second.links
+    past = _signed_get(f"{sandbox.url}/wp-json/wc/v3/orders?per_page=2&page=5", credentials)
+    assert past.json() == [] and past.headers["X-WP-TotalPages"] == "0"
+    # Past the end WordPress counts no pages, so "prev" points at page 0.
+    assert past.links["prev"]["url"].endswith("&page=0")
+
+
+def test_rest_orders_have_no_customer_ip_address(client, shop):
+    seed_catalogue(shop, count=1)
+    order = client.create_order({"line_items": [{"sku": "SKU-0001", "quantity": 1}]})
+    assert order["customer_ip_address"] == "" and order["created_via"] == "rest-api"
+
+
+def test_webhooks_never_show_their_secret_or_api_version(client, receiver):
+    created = client.create_webhook({"name": "x", "topic": "order.updated", "delivery_url": receiver.url,
+                                     "secret": "s3cret", "api_version": "wp_api_v3"})
+    shown = [created, client.get_webhook(created["id"]), client.get(f"webhooks/{created['id']}", context="edit"),
+             *client.iter_webhooks(), client.update_webhook(created["id"], {"secret": "other"})]
+    for webhook in shown:
+        assert "secret" not in webhook and "api_version" not in webhook
+        assert webhook["delivery_url"] == receiver.url
+
+
+def test_the_request_log_records_every_call(client, shop):
+    client.create_product({"name": "Logged", "sku": "LOG-1"})
+    client.list_page("products")
+    assert shop.request_log[-2:] == [("POST", "/wp-json/wc/v3/products", 201),
+                                     ("GET", "/wp-json/wc/v3/products", 200)]

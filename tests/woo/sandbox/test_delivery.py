@@ -143,3 +143,40 @@ def test_any_status_up_to_302_is_success(client, shop, receiver):
         _fail_once(shop, customer["id"])
     assert client.get_webhook(webhook["id"])["status"] == "active"
     assert shop.webhook_failure_count(webhook["id"]) == 0
+
+
+def test_deliveries_leave_after_the_request_and_collapse_into_the_last_state(client, shop, receiver):
+    _hook(client, receiver, "order.updated")
+    seed_catalogue(shop, count=1)
+    assert shop.wait_for_deliveries(timeout_seconds=10)
+    receiver.requests.clear()
+    order = client.create_order({"line_items": [{"sku": "SKU-0001", "quantity": 1}]})
+    client.update_order(order["id"], {"status": "on-hold"})
+    client.update_order(order["id"], {"status": "cancelled"})
+    # The requests have returned; Action Scheduler has not run yet.
+    assert receiver.deliveries == []
+    assert shop.deliverer.delay_seconds >= 1.0
+    assert shop.wait_for_deliveries(timeout_seconds=10)
+    [(_, body)] = receiver.deliveries
+    assert json.loads(body)["status"] == "cancelled"
+
+
+def test_stock_is_reduced_when_paid_and_put_back_on_cancel_or_pending(client, shop):
+    seed_catalogue(shop, count=1, stock_quantity=10)
+    order = client.create_order({"line_items": [{"sku": "SKU-0001", "quantity": 3}]})
+    product_id = order["line_items"][0]["product_id"]
+    assert order["line_items"][0]["meta_data"] == [] and client.get_product(product_id)["stock_quantity"] == 10
+    paid = client.update_order(order["id"], {"status": "processing"})
+    [meta] = paid["line_items"][0]["meta_data"]
+    assert (meta["key"], meta["value"]) == ("_reduced_stock", "3")
+    assert client.get_product(product_id)["stock_quantity"] == 7
+    # Completing a paid order takes nothing more.
+    assert client.update_order(order["id"], {"status": "completed"})["line_items"][0]["meta_data"] == [meta]
+    assert client.get_product(product_id)["stock_quantity"] == 7
+    cancelled = client.update_order(order["id"], {"status": "cancelled"})
+    assert cancelled["line_items"][0]["meta_data"] == []
+    assert client.get_product(product_id)["stock_quantity"] == 10
+    held = client.create_order({"status": "on-hold", "line_items": [{"sku": "SKU-0001", "quantity": 2}]})
+    assert client.get_product(product_id)["stock_quantity"] == 8
+    client.update_order(held["id"], {"status": "pending"})
+    assert client.get_product(product_id)["stock_quantity"] == 10
