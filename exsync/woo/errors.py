@@ -8,6 +8,7 @@ from exsync.errors import ExsyncError
 
 __all__ = [
     "SandboxRestError",
+    "StateStoreError",
     "WooApiError",
     "WooAuthError",
     "WooBadRequest",
@@ -88,6 +89,10 @@ class WooServerError(WooApiError):
     """5xx: the shop or its host failed; may pass."""
 
     retryable = True
+
+
+class StateStoreError(WooError):
+    """exsync's own record of the shop (the registrar's secret fingerprints) could not be read or written."""
 
 
 _BY_STATUS = {400: WooBadRequest, 401: WooAuthError, 403: WooAuthError, 404: WooNotFound, 413: WooBatchTooLarge,
