@@ -12,6 +12,7 @@ from exsync.woo.client import (
     normalise_route,
 )
 from exsync.woo.errors import (
+    StateStoreError,
     WooApiError,
     WooAuthError,
     WooBadRequest,
@@ -44,6 +45,7 @@ __all__ = [
     "WooBadRequest",
     "WooBatchTooLarge",
     "WooClient",
+    "StateStoreError",
     "WooError",
     "WooNotFound",
     "WooProtocolError",
