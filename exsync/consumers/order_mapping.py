@@ -129,7 +129,7 @@ def _rates_charged(part, tax_lines):
     lines; None if a charged rate's percentage is not known (shops before WooCommerce 5.7)."""
     total = decimal.Decimal(0)
     for charged in part.get("taxes") or []:
-        if not isinstance(charged, dict) or money(charged.get("total")) == 0:
+        if not isinstance(charged, dict) or tax_amount(charged.get("total")) == 0:
             continue
         percent = (tax_lines.get(str(charged.get("id"))) or {}).get("rate_percent")
         if percent in (None, ""):

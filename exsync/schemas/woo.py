@@ -142,7 +142,8 @@ class TaxSchema(_Open):
 
     id = Id(required=True)
     total = Money(load_default="0", detail=True)
-    subtotal = Money(load_default="0", detail=True)
+    # Shipping lines' taxes carry `"subtotal": ""` (WooCommerce has no pre-discount shipping tax).
+    subtotal = Money(load_default="0", detail=True, allow_blank=True)
 
 
 class LineItemSchema(_Open):
