@@ -255,3 +255,17 @@ def test_an_unreachable_shop_parks_an_order_whose_role_is_unknown(sqlite_company
     consumer._roles.client = client  # the shop is back (customer 9 is not there: an ordinary customer)
     assert consumer.release_parked() == 1
     assert doc_type(dsn, 801) == "SOR"
+
+
+def test_an_older_tracking_table_on_sqlite_gains_its_new_column(tmp_path):
+    with connect(f"sqlite:///{tmp_path}/state.db") as database:
+        table = database.names.state_table("order_tracking")
+        with database.transaction() as cursor:
+            cursor.execute(f'CREATE TABLE {table} ("order_id" INTEGER NOT NULL DEFAULT 0, "status" VARCHAR(32) '
+                           'NOT NULL DEFAULT \'\', "import_state" VARCHAR(16) NOT NULL DEFAULT \'\')')
+            cursor.execute(f'INSERT INTO {table} ("order_id", "status", "import_state") VALUES (8, \'pending\', '
+                           '\'received\')')
+        ensure_tables(database)
+        ensure_tables(database)
+        tracked = OrderStore(database=database).get(8)
+        assert (tracked.import_state, tracked.paid_at, tracked.refs) == ("received", 0.0, ())
