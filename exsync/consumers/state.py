@@ -252,9 +252,13 @@ class OrderStore(_Store):
         self._set(order_id, import_state="imported", reason="", refs=",".join(refs), imported_at=time.time())
 
     def mark(self, order_id, state, reason=""):
+        """Sets a state before import; an order another worker imported meanwhile stays imported."""
         if state not in ORDER_STATES:
             raise ValueError(f"unknown order state {state!r}")
-        self._set(order_id, import_state=state, reason=reason[:255])
+        with self.database.transaction() as cursor:
+            cursor.execute(f"UPDATE {self.table} SET {self._quote('import_state')} = ?, {self._quote('reason')} = ?, "
+                           f"{self._quote('updated_at')} = ? WHERE {self._quote('order_id')} = ? "
+                           f"AND {self._quote('refs')} = ''", (state, reason[:255], time.time(), int(order_id)))
 
     def mark_cancel_published(self, order_id):
         """Records that the order's end after import was announced; True for the first caller only."""

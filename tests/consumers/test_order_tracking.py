@@ -269,3 +269,15 @@ def test_an_older_tracking_table_on_sqlite_gains_its_new_column(tmp_path):
         ensure_tables(database)
         tracked = OrderStore(database=database).get(8)
         assert (tracked.import_state, tracked.paid_at, tracked.refs) == ("received", 0.0, ())
+
+
+def test_a_late_decision_never_overwrites_an_import_another_worker_finished(tmp_path):
+    with connect(f"sqlite:///{tmp_path}/state.db") as database:
+        ensure_tables(database)
+        store = OrderStore(database=database)
+        # Worker A held a newer unpaid version; worker B imported on a stale paid copy meanwhile.
+        store.record_version(order_body(9, lines=[("A-1", 1, "5.00", "5.00", "1.00")], status="pending"))
+        store.mark_imported(9, ["SOR000009"])
+        store.mark(9, "received", "status 'pending' is not paid yet; not imported")
+        assert (store.get(9).import_state, store.get(9).reason) == ("imported", "")
+        assert store.counts() == {"imported": 1}
