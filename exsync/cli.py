@@ -3,6 +3,7 @@
 import argparse
 import dataclasses
 import sys
+import time
 
 from exsync.config import load_settings, read_config_file
 from exsync.errors import ConfigError, ExsyncError
@@ -416,16 +417,30 @@ def cmd_orders_retry_parked(settings, args):
 
 
 def cmd_orders_status(settings, args):
+    from exsync.consumers.order_lifecycle import EXIT_STATUSES
     from exsync.consumers.state import OrderStore, ensure_tables
     from exsync.exchequer import connect, mapping_for
 
+    overdue_after_seconds = settings.config["orders"]["overdue_after_seconds"]
+    now = time.time()
     with connect(settings.state_dsn, mapping=mapping_for(settings.config)) as database:
         ensure_tables(database)
         store = OrderStore(database=database)
         for state, count in sorted(store.counts().items()):
             print(f"{state}: {count}")
+        paid_before = now - overdue_after_seconds
+        print(f"overdue (paid, not imported after {overdue_after_seconds} s): "
+              f"{store.overdue_count(paid_before=paid_before)}")
+        print(f"cancelled after import: {store.ended_after_import_count(statuses=EXIT_STATUSES)}")
+        for row in store.overdue(paid_before=paid_before, limit=args.limit):
+            state = row.import_state or "in progress"
+            print(f"overdue order {row.order_id} (#{row.number}, {row.status}), paid {(now - row.paid_at) / 60:.0f} "
+                  f"min ago, {state}" + (f": {row.reason}" if row.reason else ""))
         for row in store.parked(limit=args.limit):
             print(f"parked order {row.order_id} (#{row.number}, {row.status}): {row.reason}")
+        for row in store.ended_after_import(statuses=EXIT_STATUSES, limit=args.limit):
+            print(f"cancelled after import: order {row.order_id} (#{row.number}, {row.status}) kept as "
+                  f"{', '.join(row.refs)}")
     return 0
 
 
@@ -632,8 +647,9 @@ def build_parser():
     retry = orders_sub.add_parser("retry-parked", help="try every parked order again (e.g. after adding an item)")
     retry.add_argument("--limit", type=int, default=1000, help="at most this many orders, default 1000")
     retry.set_defaults(func=cmd_orders_retry_parked, needs=("EXSYNC_AMQP_URL", "EXSYNC_EXCHEQUER_DSN"))
-    status = orders_sub.add_parser("status", help="orders by import state, and why parked ones are parked")
-    status.add_argument("--limit", type=int, default=50, help="parked orders to list, default 50")
+    status = orders_sub.add_parser("status", help="orders by import state; overdue, parked and cancelled-after-import "
+                                                  "orders with their reasons and documents")
+    status.add_argument("--limit", type=int, default=50, help="orders to list of each kind, default 50")
     status.set_defaults(func=cmd_orders_status, needs=("EXSYNC_STATE_DSN",))
     progress = orders_sub.add_parser("progress", help="publish delivery notes and invoices raised in Exchequer "
                                                       "against imported orders (once)")

@@ -102,6 +102,12 @@ SPECS = (
     Spec(name="orders_parked", kind="gauge",
          documentation="Orders parked in order tracking (unknown SKU, bad data), read from it at each scrape by "
                        "the orders consumer."),
+    Spec(name="orders_overdue", kind="gauge",
+         documentation="Orders paid and not imported for longer than orders.overdue_after_seconds, read from "
+                       "tracking at each scrape by the orders consumer (alert when above 0)."),
+    Spec(name="orders_cancelled_after_import", kind="counter",
+         documentation="Imported orders cancelled, refunded, failed or trashed in the shop afterwards (their "
+                       "documents stay for a person: exsync orders status)."),
     Spec(name="order_import_duration_seconds", kind="histogram",
          documentation="Time to turn one order into its Exchequer documents."),
     Spec(name="order_import_lag_seconds", kind="histogram",

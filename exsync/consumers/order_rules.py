@@ -8,7 +8,7 @@ because it costs a read per line.
 import dataclasses
 import decimal
 
-__all__ = ["DEFAULT_ACTION", "OrderFacts", "RuleDecision", "choose", "customer_role"]
+__all__ = ["CUSTOMER", "DEFAULT_ACTION", "GUEST", "OrderFacts", "RuleDecision", "choose", "customer_role"]
 
 DEFAULT_ACTION = "SOR"
 GUEST = "guest"
@@ -36,12 +36,15 @@ class RuleDecision:
     rule: str
 
 
-def customer_role(order, *, role_meta_key):
-    """guest for customer_id 0; otherwise the role the order's meta records, else customer."""
-    if not int(order.get("customer_id") or 0):
+def customer_role(order, *, role_meta_key, known=lambda customer_id: CUSTOMER):
+    """guest for customer_id 0; otherwise the role the order's meta records (Wholesale Suite writes
+    it), else `known(customer_id)`: the role exsync knows the customer by (a shop without the
+    plugin records no role on its orders)."""
+    customer_id = int(order.get("customer_id") or 0)
+    if not customer_id:
         return GUEST
     meta = order_meta(order)
-    return str(meta.get(role_meta_key) or CUSTOMER)
+    return str(meta.get(role_meta_key) or known(customer_id))
 
 
 def order_meta(order):

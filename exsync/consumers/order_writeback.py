@@ -3,7 +3,8 @@
 It consumes `exchequer.order.*`: `imported` (a private note naming the documents, and the
 configured status), `progressed` (a note the customer sees per delivery note, with carrier and
 tracking, private notes per invoice, and `completed` once everything is delivered), `cancelled`
-and `refunded` (private notes: the Exchequer documents stay, they are never deleted).
+(the order ended in the shop after payment: cancelled, refunded, failed or trashed) and `refunded`
+(private notes: the Exchequer documents stay, they are never deleted).
 
 Exactly once: every note has a key (e.g. `dispatch:SDN000004`) in the notes table, unique per
 order. The key is claimed (committed) before the REST call and marked done after it. The crash
@@ -111,8 +112,9 @@ class OrderWritebackConsumer:
             yield self._status(order_id, COMPLETED)
 
     def _cancelled(self, order_id, data):
+        # The order was paid, so it is in Exchequer, whether it was imported before or after its end.
         yield self._note(order_id, "cancelled",
-                         f"Order {data.get('status') or 'cancelled'} in the shop after import. Exchequer "
+                         f"Order {data.get('status') or 'cancelled'} in the shop after it was paid. Exchequer "
                          f"{_refs(data)} left in place for review: Exchequer documents are never deleted.")
 
     def _refunded(self, order_id, data):

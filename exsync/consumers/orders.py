@@ -1,28 +1,40 @@
-"""The orders consumer: every shop order in Exchequer exactly once, tracked from first sight.
+"""The orders consumer: every paid shop order in Exchequer exactly once, tracked from first sight.
 
 Each `woo.order.*` envelope (webhook or reconciler) is first held in order tracking, unless an
-older version than the one held (stale events lose). An order in an importable status becomes a
-sales order, a quotation, or both (the rules decide), written through the Exchequer layer with the
-order's external key, so redeliveries and concurrent deliveries give one document. An order that
-cannot be imported yet (an unknown SKU) is parked in tracking with its reason, the message is
-acknowledged, and `release_parked()` tries it again on idle ticks. After import the consumer
-publishes `exchequer.order.imported`; later cancellations and refunds are recorded and published
-for the write-back consumer to note. Exchequer documents are never deleted.
+older version than the one held (stale bodies never overwrite newer data). Whether the version
+proves the order paid (see order_lifecycle) is recorded whichever version wins, and an order
+once paid and not yet imported is imported from the newest body held, in whatever order its
+states arrive: completed before processing, or only ever cancelled-after-payment. An order never
+paid that leaves the lifecycle (cancelled, failed...) is recorded and never imported.
+
+An order becomes a sales order, a quotation, or both (the rules decide), written through the
+Exchequer layer with the order's external key, so redeliveries and concurrent deliveries give one
+document. An order that cannot be imported yet (an unknown SKU) is parked in tracking with its
+reason, the message is acknowledged, and `release_parked()` tries it again on idle ticks. After
+import the consumer publishes `exchequer.order.imported`; an end in the shop after import
+(cancelled, refunded, failed, trash) and refunds are published for the write-back consumer to
+note. Exchequer documents are never deleted. Every announcement's CloudEvent id is derived from
+what it announces, so a repeat (a concurrent duplicate, a redelivery after a crash) carries the
+same id and consumers can drop it.
 """
 
 import dataclasses
 import datetime
 import logging
+import threading
 import time
+import uuid
 
 from exsync.bus import EXCHEQUER_EXCHANGE, PermanentError, SharedPublisher, Topology, new_event
 from exsync.consumers.connections import ExchequerConnections, fresh_after_failure
 from exsync.consumers.customer_accounts import account_for_shop_customer
 from exsync.consumers.customer_mapping import AccountFitter, billing_details
+from exsync.consumers.customers import LinkStore
 from exsync.consumers.errors import OrderDataError
 from exsync.consumers.gauges import track_state_gauges
+from exsync.consumers.order_lifecycle import EXIT_STATUSES, Lifecycle
 from exsync.consumers.order_mapping import PRODUCT, OrderMapping, money, order_id_of
-from exsync.consumers.order_rules import OrderFacts, choose, customer_role, order_meta
+from exsync.consumers.order_rules import CUSTOMER, OrderFacts, choose, customer_role, order_meta
 from exsync.consumers.state import OrderStore, ShippingMethodStore, ensure_tables
 from exsync.errors import ExsyncError
 from exsync.exchequer import (
@@ -36,30 +48,45 @@ from exsync.exchequer import (
 )
 from exsync.metrics import Metrics
 from exsync.threads import PerThread
+from exsync.woo import WooClient, WooError, WooNotFound
 
 __all__ = [
     "CANCELLED_STATUSES",
+    "EVENT_ID_NAMESPACE",
     "EVENT_SOURCE",
     "OrdersConsumer",
     "build",
+    "event_id",
     "order_key",
 ]
 
 log = logging.getLogger(__name__)
 
 EVENT_SOURCE = "exsync/orders"
-CANCELLED_STATUSES = ("cancelled", "trash")
-NOT_IMPORTED_STATUSES = ("cancelled", "trash", "refunded", "failed")
+# The shop statuses that end an order: after import each is announced once as order.cancelled.
+CANCELLED_STATUSES = EXIT_STATUSES
 ORDER_KEY_PREFIX = "woo-order:"
 QUOTE_KEY_SUFFIX = ":quote"
 GUEST_ACCOUNT_COMPANY = "Web sales (guest orders)"
 DEFAULT_PARKED_BATCH = 100
 SHIPPING_TITLES_SECONDS = 60.0
+# A shop customer's role read over REST is kept this long (no webhook fires for a role change).
+DEFAULT_ROLE_CACHE_SECONDS = 300.0
+DEFAULT_ROLE_CACHE_ENTRIES = 10_000
+# Fixed forever: changing it would change every announcement's id.
+EVENT_ID_NAMESPACE = uuid.UUID("5d0f6a3e-2b9c-5c1e-9f7a-0e6b0c1d2a40")
 
 
 def order_key(order_id):
     """The external key of the document an order becomes (its quotation part adds `:quote`)."""
     return f"{ORDER_KEY_PREFIX}{int(order_id)}"
+
+
+def event_id(event_type: str, order_id: int, references, *extra) -> str:
+    """The CloudEvent id of an announcement, derived from what it announces (a UUID 5), so every
+    repeat of one announcement carries the same id and its consumers can deduplicate."""
+    name = "|".join([event_type, str(int(order_id)), ",".join(references), *(str(part) for part in extra)])
+    return str(uuid.uuid5(EVENT_ID_NAMESPACE, name))
 
 
 class _Parked(Exception):
@@ -73,20 +100,66 @@ class _Connections(ExchequerConnections):
         super().__init__(**connections)
         self.orders = OrderStore(database=self.state)
         self.shipping = ShippingMethodStore(database=self.state)
+        self.links = LinkStore(database=self.state)
         self.stock_rules = None
         self.shipping_titles = None
         self.guest_account = None
 
 
+class _ShopRoles:
+    """A registered customer's role when the order's meta does not name it: as the customer sync
+    last agreed it with the shop (the link's snapshot), else one read of the shop customer, kept
+    `cache_seconds` (thread-safe)."""
+
+    def __init__(self, *, client, wholesale_role, cache_seconds, clock, entries=DEFAULT_ROLE_CACHE_ENTRIES):
+        self.client = client
+        self.wholesale_role = wholesale_role
+        self.cache_seconds = cache_seconds
+        self.clock = clock
+        self.entries = entries
+        self._cache = {}
+        self._lock = threading.Lock()
+
+    def role(self, links, customer_id):
+        link = links.get(customer_id)
+        if link is not None and link.snapshot and "wholesale" in link.snapshot:
+            return self.wholesale_role if link.snapshot["wholesale"] else CUSTOMER
+        if self.client is None:
+            return CUSTOMER
+        now = self.clock()
+        with self._lock:
+            cached = self._cache.get(customer_id)
+        if cached is not None and now - cached[1] < self.cache_seconds:
+            return cached[0]
+        try:
+            role = str(self.client.get_customer(customer_id).get("role") or CUSTOMER)
+        except WooNotFound:
+            role = CUSTOMER  # deleted in the shop: an ordinary customer as far as rules go
+        except WooError as error:
+            # A rule on the role cannot be decided: wait (parked, retried) rather than guess.
+            raise _Parked(f"the role of shop customer {customer_id} is unknown: {error}") from error
+        with self._lock:
+            if len(self._cache) >= self.entries:
+                self._cache.clear()
+            self._cache[customer_id] = (role, now)
+        return role
+
+
 class OrdersConsumer:
-    """Handles `woo.order.*` envelopes; safe to call from several threads (each gets its connections)."""
+    """Handles `woo.order.*` envelopes; safe to call from several threads (each gets its connections).
+
+    `shop` (a WooClient, optional) is read for a customer's role when neither the order nor the
+    customer sync's link says it.
+    """
 
     thread_safe = True
 
-    def __init__(self, *, exchequer_dsn, config, publisher, state_dsn=None, metrics=None, clock=time.monotonic):
+    def __init__(self, *, exchequer_dsn, config, publisher, state_dsn=None, metrics=None, clock=time.monotonic,
+                 shop=None, role_cache_seconds=DEFAULT_ROLE_CACHE_SECONDS):
         self.exchequer_dsn = exchequer_dsn
         self.state_dsn = state_dsn
         self.options = config["orders"]
+        self.lifecycle = Lifecycle(import_statuses=self.options["import_statuses"])
         self.exchequer_options = options_for(config)
         self.names_mapping = mapping_for(config)
         self._fit = AccountFitter(mapping=self.names_mapping)
@@ -103,6 +176,9 @@ class OrdersConsumer:
                                       options=self.exchequer_options, metrics=self.metrics),
             close=_Connections.close)
         self._last_release = clock()
+        self.shop = shop
+        self._roles = _ShopRoles(client=shop, wholesale_role=self.wholesale_role, cache_seconds=role_cache_seconds,
+                                 clock=clock)
         if self.options["credit_note_on_refund"]:
             log.warning("orders.credit_note_on_refund: the Exchequer write layer cannot create credit notes "
                         "(SCR); refunds are recorded and noted in the shop only")
@@ -116,6 +192,8 @@ class OrdersConsumer:
     def close(self):
         self._per_thread.close()
         self.publisher.close()
+        if self.shop is not None:
+            self.shop.close()
 
     # --- the consumer interface
 
@@ -169,24 +247,36 @@ class OrdersConsumer:
         return self._count("deleted")
 
     def process(self, order):
-        """Tracks one order body and imports it when its status says so."""
+        """Tracks one order body and imports the order once it has been paid (see the module's text)."""
         connections = self._connections()
-        row, accepted = connections.orders.record_version(order)
-        if not accepted:
-            log.info("order %s: version %s is older than %s held; ignored", row.order_id,
-                     order.get("date_modified_gmt"), row.date_modified_gmt)
-            return self._count("stale")
+        row, accepted = connections.orders.record_version(order, paid=self.lifecycle.shows_payment(order))
         if row.refs:
+            if not accepted:
+                return self._stale(row, order)
             self._after_import(connections, row, order)
             return self._count("already_imported")
+        if not accepted:
+            # Older than the body held, so it changes nothing held; but if it (or any version) proved
+            # the order paid, the order is imported from the newest body held. A parked order waits
+            # for its retry; a deleted one is gone from the shop.
+            if not row.paid_at or row.import_state in ("parked", "deleted") or row.body is None:
+                return self._stale(row, order)
+            log.info("order %s: an older version (%s) shows it paid; importing the newest held (%s)",
+                     row.order_id, order.get("date_modified_gmt"), row.date_modified_gmt)
+            return self._import(connections, row.order_id, row.body)
         status = str(order.get("status") or "")
-        if status in NOT_IMPORTED_STATUSES:
-            connections.orders.mark(row.order_id, "cancelled", f"{status} in the shop before import")
+        if row.paid_at:
+            return self._import(connections, row.order_id, order)
+        if self.lifecycle.ends(status):
+            connections.orders.mark(row.order_id, "cancelled", f"{status} in the shop before payment; not imported")
             return self._count("not_imported")
-        if status not in self.options["import_statuses"]:
-            connections.orders.mark(row.order_id, "received", f"status {status!r} is not imported")
-            return self._count("waiting")
-        return self._import(connections, row.order_id, order)
+        connections.orders.mark(row.order_id, "received", f"status {status!r} is not paid yet; not imported")
+        return self._count("waiting")
+
+    def _stale(self, row, order):
+        log.info("order %s: version %s is older than %s held; ignored", row.order_id,
+                 order.get("date_modified_gmt"), row.date_modified_gmt)
+        return self._count("stale")
 
     def _import(self, connections, order_id, order):
         started = time.perf_counter()
@@ -203,8 +293,8 @@ class OrdersConsumer:
         except _Parked as parked:
             return self._park(connections, order_id, str(parked))
         # Published before it is recorded: a crash in between finds the documents by their keys
-        # and publishes again (the write-back writes each note once), so nothing is lost.
-        self._publish("order.imported", order_id, {
+        # and publishes again, with the same event id (the write-back writes each note once).
+        self._publish("order.imported", order_id, references, {
             "woo_order_id": order_id, "number": str(order.get("number") or order_id), "references": references})
         connections.orders.mark_imported(order_id, references)
         self.metrics.observe("order_import_duration_seconds", time.perf_counter() - started)
@@ -220,24 +310,31 @@ class OrdersConsumer:
         return self._count("parked")
 
     def _after_import(self, connections, row, order):
-        """Publishes what the write-back consumer has not been told yet: a cancellation, new refunds."""
+        """Publishes what the write-back consumer has not been told yet: the order's end in the shop
+        (cancelled, refunded, failed, trash: its documents stay for a person), new refunds."""
         status = str(order.get("status") or "")
         if status in CANCELLED_STATUSES and not row.cancel_published:
-            self._publish("order.cancelled", row.order_id, {
+            self._publish("order.cancelled", row.order_id, row.refs, {
                 "woo_order_id": row.order_id, "status": status, "references": list(row.refs)})
-            connections.orders.mark_cancel_published(row.order_id)
+            if connections.orders.mark_cancel_published(row.order_id):
+                self.metrics.inc("orders_cancelled_after_import")
+                log.warning("order %s %s in the shop after import; %s kept for review", row.order_id, status,
+                            ", ".join(row.refs))
         refunds = [refund for refund in order.get("refunds") or []
                    if isinstance(refund, dict) and str(refund.get("id")) not in row.refund_ids]
         if refunds:
-            self._publish("order.refunded", row.order_id, {
+            ids = sorted(str(refund.get("id")) for refund in refunds)
+            self._publish("order.refunded", row.order_id, row.refs, {
                 "woo_order_id": row.order_id, "references": list(row.refs),
                 "credit_note": False if self.options["credit_note_on_refund"] else None,
                 "refunds": [{"id": refund.get("id"), "reason": str(refund.get("reason") or ""),
-                             "amount": str(-money(refund.get("total")))} for refund in refunds]})
+                             "amount": str(-money(refund.get("total")))} for refund in refunds]}, *ids)
             connections.orders.add_refund_ids(row.order_id, [refund.get("id") for refund in refunds])
 
-    def _publish(self, routing_key, order_id, data):
-        event = new_event(type=f"exchequer.{routing_key}", source=EVENT_SOURCE, subject=str(order_id), data=data)
+    def _publish(self, routing_key, order_id, references, data, *extra):
+        event_type = f"exchequer.{routing_key}"
+        event = new_event(type=event_type, source=EVENT_SOURCE, subject=str(order_id), data=data,
+                          id=event_id(event_type, order_id, references, *extra))
         self.publisher.publish(exchange=EXCHEQUER_EXCHANGE, routing_key=routing_key, event=event)
 
     # --- documents
@@ -277,7 +374,7 @@ class OrdersConsumer:
             covered.append(enough)
         return covered
 
-    def _plan(self, connections, order_id, order, mapped):
+    def _plan(self, connections, order_id, order, mapped, role):
         """"SOR", "SQU", or "split:<indexes of product lines in free stock>".
 
         A plan that depended on stock is stored first (the first stored wins), so a retry after a
@@ -294,7 +391,7 @@ class OrdersConsumer:
 
         facts = OrderFacts(
             payment_method=str(order.get("payment_method") or ""),
-            role=customer_role(order, role_meta_key=self.options["role_meta_key"]),
+            role=role,
             total=money(order.get("total")),
             shipping_methods=frozenset(str(value) for line in order.get("shipping_lines") or []
                                        for value in (line.get("method_id"), line.get("instance_id")) if value),
@@ -314,8 +411,9 @@ class OrdersConsumer:
         if not mapped:
             raise _Parked("the order has no lines to import")
         self._require_skus(mapped)
-        plan = self._plan(connections, order_id, order, mapped)
-        account = self._account(connections, order)
+        role = self._role(connections, order)
+        plan = self._plan(connections, order_id, order, mapped, role)
+        account = self._account(connections, order, role)
         products = [line for line in mapped if line.kind == PRODUCT]
         others = [line for line in mapped if line.kind != PRODUCT]
         if plan.startswith("split:"):
@@ -371,14 +469,20 @@ class OrdersConsumer:
 
     # --- accounts
 
-    def _account(self, connections, order):
+    def _role(self, connections, order):
+        """The customer's role for rules and a new account's band: the order's role meta (Wholesale
+        Suite), else the role exsync knows (customer link, or a cached read of the shop customer)."""
+        return customer_role(order, role_meta_key=self.options["role_meta_key"],
+                             known=lambda customer_id: self._roles.role(connections.links, customer_id))
+
+    def _account(self, connections, order, role):
         """The account the order goes on: the registered customer's (created when missing), a
         guest's by e-mail, or the configured guest account."""
         billing = order.get("billing") or {}
         customer_id = int(order.get("customer_id") or 0)
         if customer_id:
             details = billing_details(billing, self._fit)
-            if customer_role(order, role_meta_key=self.options["role_meta_key"]) == self.wholesale_role:
+            if role == self.wholesale_role:
                 details = dataclasses.replace(details, price_band=self.wholesale_band)
             try:
                 return account_for_shop_customer(
@@ -427,8 +531,13 @@ def build(settings, *, metrics):
     """The consumer `exsync consume orders` runs."""
     publisher = SharedPublisher(url=settings.amqp_url, topology=Topology.from_config(settings.config),
                                 metrics=metrics)
-    # This consumer owns order tracking: it alone exports the parked count, read at each scrape.
+    # This consumer owns order tracking: it alone exports the parked and overdue counts, read at each scrape.
+    overdue_after_seconds = settings.config["orders"]["overdue_after_seconds"]
     track_state_gauges(metrics, dsn=settings.state_dsn, mapping=mapping_for(settings.config), gauges={
-        "orders_parked": lambda database: OrderStore(database=database).counts().get("parked", 0)})
+        "orders_parked": lambda database: OrderStore(database=database).counts().get("parked", 0),
+        "orders_overdue": lambda database: OrderStore(database=database).overdue_count(
+            paid_before=time.time() - overdue_after_seconds)})
+    # Without shop credentials a role the order and the customer link do not give is "customer".
+    shop = WooClient.from_settings(settings, metrics=metrics) if settings.woo_url else None
     return OrdersConsumer(exchequer_dsn=settings.exchequer_dsn, state_dsn=settings.state_dsn,
-                          config=settings.config, publisher=publisher, metrics=metrics)
+                          config=settings.config, publisher=publisher, metrics=metrics, shop=shop)

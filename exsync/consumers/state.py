@@ -14,6 +14,7 @@ from exsync.exchequer import DuplicateKeyError
 __all__ = [
     "NOTE_CLAIMED",
     "NOTE_DONE",
+    "IN_PROGRESS",
     "ORDER_STATES",
     "NoteStore",
     "OrderStore",
@@ -24,8 +25,10 @@ __all__ = [
 ]
 
 # received: seen, not (yet) for import; imported: became documents; parked: waits for a person or a
-# product (reason says which); cancelled / deleted: the shop's side ended it.
+# product (reason says which); cancelled / deleted: the shop's side ended it. A row is blank ("in
+# progress") between its first sighting and the decision, or when that decision failed half-way.
 ORDER_STATES = ("received", "imported", "parked", "cancelled", "deleted")
+IN_PROGRESS = "in progress"
 NOTE_CLAIMED = "claimed"
 NOTE_DONE = "done"
 
@@ -33,14 +36,15 @@ TRACKING = "order_tracking"
 NOTES = "order_notes"
 SHIPPING = "shipping_methods"
 
+# Shop ids are 64-bit (bigint): WordPress post ids are BIGINT UNSIGNED.
 _TABLES = {
     TRACKING: (
         [("order_id", "bigint"), ("number", "str:32"), ("status", "str:32"), ("currency", "str:8"),
          ("total", "str:32"), ("date_modified_gmt", "str:32"), ("import_state", "str:16"),
          ("reason", "str:255"), ("refs", "str:100"), ("plan", "str:255"), ("cancel_published", "int"),
          ("refund_ids", "str:255"), ("body", "text"),
-         ("first_seen_at", "float"), ("imported_at", "float"), ("updated_at", "float")],
-        [("order_id",)], [("import_state",)]),
+         ("first_seen_at", "float"), ("imported_at", "float"), ("updated_at", "float"), ("paid_at", "float")],
+        [("order_id",)], [("import_state",), ("status",)]),
     NOTES: (
         [("order_id", "bigint"), ("note_key", "str:64"), ("state", "str:8"), ("claimed_at", "float"),
          ("note_id", "bigint")],
@@ -55,11 +59,38 @@ _TABLES = {
 def _column_type(dialect, kind):
     if kind == "text":
         return "VARCHAR(MAX)" if dialect.name == "mssql" else "TEXT"
+    if kind == "bigint":
+        return "BIGINT"
     return dialect.column_type(kind)
 
 
+def _column_sql(dialect, name, kind):
+    return (f"{dialect.quote(name)} {_column_type(dialect, kind)} "
+            + (dialect.string_default() if kind.startswith("str:") else
+               "NULL" if kind == "text" else "NOT NULL DEFAULT 0"))
+
+
+def _upgrade(cursor, dialect, table_sql, schema, table, columns):
+    """Brings a table made by an earlier version up to date: adds the columns it lacks and, on
+    PostgreSQL, widens 32-bit id columns to BIGINT (SQLite's INTEGER is 64-bit already)."""
+    present = set(cursor.execute(f"SELECT * FROM {table_sql} WHERE 1 = 0").column_names)
+    for name, kind in columns:
+        if name not in present:
+            # IF NOT EXISTS: two processes starting at once may both find the column missing.
+            keyword = "ADD COLUMN IF NOT EXISTS" if dialect.name == "postgresql" else "ADD"
+            cursor.execute(f"ALTER TABLE {table_sql} {keyword} {_column_sql(dialect, name, kind)}")
+    if dialect.name != "postgresql":
+        return
+    wide = [name for name, kind in columns if kind == "bigint"]
+    narrow = [row[0] for row in cursor.execute(
+        "SELECT column_name FROM information_schema.columns WHERE table_schema = ? AND table_name = ? "
+        "AND data_type = 'integer'", (schema or "public", table)).fetchall() if row[0] in wide]
+    for name in narrow:
+        cursor.execute(f"ALTER TABLE {table_sql} ALTER COLUMN {dialect.quote(name)} TYPE BIGINT")
+
+
 def ensure_tables(database):
-    """Creates the pipeline's tables and indexes where missing (idempotent)."""
+    """Creates the pipeline's tables and indexes where missing, and upgrades older ones (idempotent)."""
     names = database.names
     dialect = database.dialect
     schema = database.mapping.state_schema if dialect.supports_schemas else None
@@ -69,12 +100,9 @@ def ensure_tables(database):
         for table, (columns, uniques, indexes) in _TABLES.items():
             table_sql = names.state_table(table)
             literal = f"{schema}.{table}" if schema else table_sql.strip('"')
-            body = ", ".join(
-                f"{dialect.quote(name)} {_column_type(dialect, kind)} "
-                + (dialect.string_default() if kind.startswith("str:") else
-                   "NULL" if kind == "text" else "NOT NULL DEFAULT 0")
-                for name, kind in columns)
+            body = ", ".join(_column_sql(dialect, name, kind) for name, kind in columns)
             cursor.execute(dialect.create_table(table_sql, literal, body))
+            _upgrade(cursor, dialect, table_sql, schema, table, columns)
             bare = table_sql.replace('"', "").replace(".", "_")
             for unique, keys in [(True, key) for key in uniques] + [(False, key) for key in indexes]:
                 index_name = f"{bare}_{'_'.join(keys)}_{'key' if unique else 'idx'}"
@@ -99,10 +127,12 @@ class TrackedOrder:
     refund_ids: tuple
     body: dict | None
     imported_at: float
+    # when exsync first saw a version proving the order paid (0: never); stale versions count too
+    paid_at: float = 0.0
 
 
 _TRACKING_COLUMNS = ("order_id", "number", "status", "total", "date_modified_gmt", "import_state", "reason", "refs",
-                     "plan", "cancel_published", "refund_ids", "body", "imported_at")
+                     "plan", "cancel_published", "refund_ids", "body", "imported_at", "paid_at")
 
 
 def _split(text):
@@ -116,7 +146,8 @@ def _tracked(row):
         date_modified_gmt=values["date_modified_gmt"], import_state=values["import_state"], reason=values["reason"],
         refs=_split(values["refs"]), plan=values["plan"], cancel_published=bool(values["cancel_published"]),
         refund_ids=_split(values["refund_ids"]),
-        body=json.loads(values["body"]) if values["body"] else None, imported_at=float(values["imported_at"] or 0))
+        body=json.loads(values["body"]) if values["body"] else None, imported_at=float(values["imported_at"] or 0),
+        paid_at=float(values["paid_at"] or 0))
 
 
 class _Store:
@@ -154,12 +185,13 @@ class OrderStore(_Store):
         return _tracked(cursor.execute(self._select(f"{self._quote('order_id')} = ?", lock=True),
                                        (int(order_id),)).fetchone())
 
-    def record_version(self, body):
+    def record_version(self, body, *, paid=False):
         """Holds `body` if it is not older than the version held; returns (row, accepted).
 
-        A `date_modified_gmt` older than the one held loses (accepted False, row unchanged); an
-        equal one is a repeat and is accepted, so a retried message finishes what it started.
-        A first sighting costs one statement.
+        A `date_modified_gmt` older than the one held loses (accepted False, the body held stays);
+        an equal one is a repeat and is accepted, so a retried message finishes what it started.
+        `paid` (this version proves the order paid) is recorded whichever version wins: that the
+        order was paid is a fact a later state cannot undo. A first sighting costs one statement.
         """
         order_id = int(body["id"])
         modified = str(body.get("date_modified_gmt") or "")
@@ -170,19 +202,24 @@ class OrderStore(_Store):
         assignments = ", ".join(f"{self._quote(name)} = ?" for name in fields)
         dialect = self.database.dialect
         key = [self._quote("order_id")]
-        columns = key + [self._quote(name) for name in (*fields, "first_seen_at")]
+        paid_at = now if paid else 0.0
+        columns = key + [self._quote(name) for name in (*fields, "first_seen_at", "paid_at")]
         with self.database.transaction() as cursor:
             cursor.execute(dialect.insert_if_absent(self.table, columns, key), dialect.insert_if_absent_params(
-                (order_id, *fields.values(), now), (order_id,)))
+                (order_id, *fields.values(), now, paid_at), (order_id,)))
             if cursor.rowcount == 1:
                 return TrackedOrder(order_id=order_id, number=fields["number"], status=fields["status"],
                                     total=fields["total"], date_modified_gmt=modified, import_state="", reason="",
                                     refs=(), plan="", cancel_published=False, refund_ids=(),
-                                    body=body, imported_at=0.0), True
+                                    body=body, imported_at=0.0, paid_at=paid_at), True
             # Held already: the version check and the change are one statement, so they cannot interleave.
             cursor.execute(f"UPDATE {self.table} SET {assignments} WHERE {self._quote('order_id')} = ? "
                            f"AND {self._quote('date_modified_gmt')} <= ?", (*fields.values(), order_id, modified))
             accepted = cursor.rowcount == 1
+            if paid:
+                cursor.execute(f"UPDATE {self.table} SET {self._quote('paid_at')} = ? "
+                               f"WHERE {self._quote('order_id')} = ? AND {self._quote('paid_at')} = 0",
+                               (now, order_id))
             row = cursor.execute(self._select(f"{self._quote('order_id')} = ?"), (order_id,)).fetchone()
         return _tracked(row), accepted
 
@@ -215,12 +252,21 @@ class OrderStore(_Store):
         self._set(order_id, import_state="imported", reason="", refs=",".join(refs), imported_at=time.time())
 
     def mark(self, order_id, state, reason=""):
+        """Sets a state before import; an order another worker imported meanwhile stays imported."""
         if state not in ORDER_STATES:
             raise ValueError(f"unknown order state {state!r}")
-        self._set(order_id, import_state=state, reason=reason[:255])
+        with self.database.transaction() as cursor:
+            cursor.execute(f"UPDATE {self.table} SET {self._quote('import_state')} = ?, {self._quote('reason')} = ?, "
+                           f"{self._quote('updated_at')} = ? WHERE {self._quote('order_id')} = ? "
+                           f"AND {self._quote('refs')} = ''", (state, reason[:255], time.time(), int(order_id)))
 
     def mark_cancel_published(self, order_id):
-        self._set(order_id, cancel_published=1)
+        """Records that the order's end after import was announced; True for the first caller only."""
+        with self.database.transaction() as cursor:
+            cursor.execute(f"UPDATE {self.table} SET {self._quote('cancel_published')} = 1, "
+                           f"{self._quote('updated_at')} = ? WHERE {self._quote('order_id')} = ? "
+                           f"AND {self._quote('cancel_published')} = 0", (time.time(), int(order_id)))
+            return cursor.rowcount == 1
 
     def add_refund_ids(self, order_id, refund_ids):
         row = self.get(order_id)
@@ -235,11 +281,55 @@ class OrderStore(_Store):
             return [_tracked(row) for row in cursor.execute(sql).fetchall()]
 
     def counts(self):
-        """Orders by import state."""
+        """Orders by import state, exactly (a blank state counts as IN_PROGRESS, never as received)."""
         with self.database.transaction(write=False) as cursor:
             rows = cursor.execute(f"SELECT {self._quote('import_state')}, COUNT(*) FROM {self.table} "
                                   f"GROUP BY {self._quote('import_state')}").fetchall()
-        return {state or "received": int(count) for state, count in rows}
+        counts = {}
+        for state, count in rows:
+            label = state or IN_PROGRESS
+            counts[label] = counts.get(label, 0) + int(count)
+        return counts
+
+    # Paid and not imported: every state but imported and deleted (listed for the index on the state).
+    _NOT_IMPORTED = ("", "received", "parked", "cancelled")
+
+    def _overdue_where(self):
+        states = ", ".join("?" for _ in self._NOT_IMPORTED)
+        return (f"{self._quote('import_state')} IN ({states}) AND {self._quote('paid_at')} > 0 "
+                f"AND {self._quote('paid_at')} <= ? AND {self._quote('refs')} = ''")
+
+    def overdue(self, *, paid_before, limit=100):
+        """Orders seen paid at or before `paid_before` (epoch seconds) and not imported, oldest first."""
+        sql = self.database.dialect.limit(
+            self._select(self._overdue_where()) + f" ORDER BY {self._quote('paid_at')}, {self._quote('order_id')}",
+            limit)
+        with self.database.transaction(write=False) as cursor:
+            return [_tracked(row) for row in cursor.execute(sql, (*self._NOT_IMPORTED, paid_before)).fetchall()]
+
+    def overdue_count(self, *, paid_before):
+        with self.database.transaction(write=False) as cursor:
+            return int(cursor.execute(f"SELECT COUNT(*) FROM {self.table} WHERE {self._overdue_where()}",
+                                      (*self._NOT_IMPORTED, paid_before)).fetchone()[0])
+
+    def _ended_where(self, statuses):
+        marks = ", ".join("?" for _ in statuses)
+        return f"{self._quote('status')} IN ({marks}) AND {self._quote('refs')} <> ''"
+
+    def ended_after_import(self, *, statuses, limit=100):
+        """Imported orders whose shop status is now one of `statuses` (their documents stay), newest first."""
+        statuses = tuple(statuses)
+        sql = self.database.dialect.limit(
+            self._select(self._ended_where(statuses)) + f" ORDER BY {self._quote('updated_at')} DESC, "
+                                                        f"{self._quote('order_id')}", limit)
+        with self.database.transaction(write=False) as cursor:
+            return [_tracked(row) for row in cursor.execute(sql, statuses).fetchall()]
+
+    def ended_after_import_count(self, *, statuses):
+        statuses = tuple(statuses)
+        with self.database.transaction(write=False) as cursor:
+            return int(cursor.execute(f"SELECT COUNT(*) FROM {self.table} WHERE {self._ended_where(statuses)}",
+                                      statuses).fetchone()[0])
 
 
 class NoteStore(_Store):

@@ -125,6 +125,11 @@ class Cursor:
     def rowcount(self):
         return self._raw.rowcount
 
+    @property
+    def column_names(self):
+        """The names of the last SELECT's columns (DB-API `description`)."""
+        return [column[0] for column in self._raw.description or ()]
+
 
 class Database:
     """One connection to an Exchequer company (and, by default, the integration's state)."""

@@ -133,6 +133,8 @@ class ShopSchema(Schema):
 
 DEFAULT_IMPORT_STATUSES = ("processing",)
 DEFAULT_ROUNDING_MAX_DIFFERENCE = decimal.Decimal("0.05")
+# a paid order not imported for this long is overdue (exsync orders status, exsync_orders_overdue)
+DEFAULT_ORDER_OVERDUE_AFTER_SECONDS = 900
 DEFAULT_GUEST_ACCOUNT = "WEBSAL"
 DEFAULT_ROLE_META_KEY = "wwp_wholesale_role"
 ORDER_ACTIONS = ("SOR", "SQU", "split")
@@ -208,6 +210,8 @@ class OrdersSchema(Schema):
     complete_on_dispatch = fields.Boolean(load_default=True)
     credit_note_on_refund = fields.Boolean(load_default=False)
     parked_retry_seconds = fields.Float(load_default=60.0, validate=validate.Range(min=1))
+    overdue_after_seconds = fields.Integer(load_default=DEFAULT_ORDER_OVERDUE_AFTER_SECONDS,
+                                           validate=validate.Range(min=1))
     vat = fields.Nested(OrderVatSchema, load_default=lambda: OrderVatSchema().load({}))
     shipping = fields.Nested(OrderShippingSchema, load_default=lambda: OrderShippingSchema().load({}))
     rounding = fields.Nested(OrderRoundingSchema, load_default=lambda: OrderRoundingSchema().load({}))

@@ -85,7 +85,7 @@ def test_cancellation_and_refund_notes_say_the_documents_stay(sandbox_shop, writ
                                                         "references": ["SOR000007"]}))
     texts = [text for text, _ in notes(shop, order["id"])]
     assert texts[0].startswith("Refund of 2.50 recorded (damaged); Exchequer SOR000007 unchanged. No credit note")
-    assert texts[1] == ("Order cancelled in the shop after import. Exchequer SOR000007 left in place for review: "
+    assert texts[1] == ("Order cancelled in the shop after it was paid. Exchequer SOR000007 left in place for review: "
                         "Exchequer documents are never deleted.")
 
 

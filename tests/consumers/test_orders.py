@@ -163,7 +163,7 @@ def test_status_outside_the_import_set_is_tracked_then_imported_when_paid(sqlite
                          modified="2026-11-27T10:00:00")
     assert consumer.handle_event(event(pending, "order.created")) == "waiting"
     assert documents_of(dsn, 101) == []
-    assert consumer._connections().orders.get(101).reason == "status 'pending' is not imported"
+    assert consumer._connections().orders.get(101).reason == "status 'pending' is not paid yet; not imported"
     paid = dict(pending, status="processing", date_modified_gmt="2026-11-27T10:05:00")
     assert consumer.handle_event(event(paid)) == "imported"
     assert len(documents_of(dsn, 101)) == 1
@@ -214,7 +214,7 @@ def test_orders_cancelled_or_trashed_before_import_are_recorded_not_imported(sql
         body = order_body(order_id, lines=[(codes[0], 1, "5.00", "5.00", "1.00")], status=status)
         assert consumer.handle_event(event(body)) == "not_imported"
         tracked = consumer._connections().orders.get(order_id)
-        assert (tracked.import_state, tracked.reason) == ("cancelled", f"{status} in the shop before import")
+        assert (tracked.import_state, tracked.reason) == ("cancelled", f"{status} in the shop before payment; not imported")
     assert count_documents(dsn) == 0
     assert publisher.published == []
 

@@ -101,7 +101,7 @@ def test_a_checkout_becomes_a_sales_order_and_the_shop_hears_back(amqp_url, pg_o
             wait_for(lambda: orders._connections().orders.get(second["id"]) and
                      orders._connections().orders.get(second["id"]).refs, "the second import")
             shop.update_order(second["id"], {"status": "cancelled"})
-            wait_for(lambda: any(n["note"].startswith("Order cancelled in the shop after import")
+            wait_for(lambda: any(n["note"].startswith("Order cancelled in the shop after it was paid")
                                  for n in shop.notes[second["id"]]), "the cancellation note")
             tracked = orders._connections().orders.get(second["id"])
             assert (tracked.status, tracked.import_state, tracked.cancel_published) == ("cancelled", "imported", True)
