@@ -136,12 +136,18 @@ SPECS = (
          documentation="Age of the oldest change seen but not yet published (0 between cycles)."),
     # woo writer (bus -> shop products)
     Spec(name="woo_writer_changes", kind="counter", labels=("outcome",),
-         documentation="Changed SKUs the writer settled, by outcome (created, updated, unchanged, stale, failed); "
+         documentation="Changed SKUs the writer settled, by outcome (created, updated, unchanged, stale, failed, "
+                       "corrected: stock set back to Exchequer's after the shop's drifted); "
                        "exsync_woo_requests_total over created+updated gives requests per changed SKU."),
     Spec(name="woo_writer_batch_items", kind="histogram", buckets=(1, 5, 10, 25, 50, 75, 90, 100),
          documentation="Items in each products batch request the writer sent."),
     Spec(name="woo_writer_pending", kind="gauge",
          documentation="SKUs stored by the writer and not yet written to the shop (failed ones excluded)."),
+    Spec(name="stock_drift_found", kind="counter", labels=("source",),
+         documentation="Products whose stock in the shop differed from Exchequer's free stock when read, by what "
+                       "read it (order: a check after an order moved the shop's stock; audit: the stock audit)."),
+    Spec(name="stock_audit_last_success_timestamp_seconds", kind="gauge",
+         documentation="When the last stock audit (every product's stock in the shop against Exchequer's) finished."),
     # customers (two-way sync)
     Spec(name="customer_syncs", kind="counter", labels=("source", "outcome"),
          documentation="Customers synced, by what asked (shop, exchequer, person) and outcome (created, updated, "

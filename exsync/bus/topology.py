@@ -54,6 +54,8 @@ class QueueSpec:
     exchange: str
     binding_keys: tuple[str, ...]
     single_active_consumer: bool = False
+    # (exchange, routing key) pairs that feed the queue from other exchanges as well
+    other_bindings: tuple[tuple[str, str], ...] = ()
 
 
 # Order write-backs have a queue of their own rather than sharing woo.write: a note for one order
@@ -64,8 +66,10 @@ DEFAULT_QUEUES = (
     QueueSpec(name="customers.import", exchange=WOO_EXCHANGE, binding_keys=("customer.*",)),
     QueueSpec(name="orders.writeback", exchange=EXCHEQUER_EXCHANGE, binding_keys=("order.*",)),
     QueueSpec(name="customers.export", exchange=EXCHEQUER_EXCHANGE, binding_keys=("account.*",)),
+    # The shop's order events reach the writer too: a status change that moves the shop's stock
+    # (paid, cancelled...) makes it check and correct those products' stock (see woo_writer).
     QueueSpec(name="woo.write", exchange=EXCHEQUER_EXCHANGE, binding_keys=("product.*", "stock.*"),
-              single_active_consumer=True),
+              single_active_consumer=True, other_bindings=((WOO_EXCHANGE, "order.*"),)),
 )
 
 
@@ -128,6 +132,8 @@ class Topology:
             channel.queue_declare(spec.name, durable=True, arguments=arguments)
             for key in spec.binding_keys:
                 channel.queue_bind(spec.name, spec.exchange, routing_key=key)
+            for exchange, key in spec.other_bindings:
+                channel.queue_bind(spec.name, exchange, routing_key=key)
             for delay in self.retry_delays_seconds:
                 channel.queue_declare(
                     retry_queue_name(spec.name, delay),

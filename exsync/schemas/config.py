@@ -226,6 +226,11 @@ DEFAULT_CAPTURE_LEASE_SECONDS = 120.0
 DEFAULT_PRODUCTS_FLUSH_ITEMS = 100
 DEFAULT_PRODUCTS_MAX_ITEM_ATTEMPTS = 5
 DEFAULT_PRODUCTS_ITEM_RETRY_SECONDS = 30.0
+# An order event's SKUs are checked this long after it: time for a paid order to be imported (its
+# SOR allocates the stock), so the check does not see Exchequer before the allocation.
+DEFAULT_STOCK_CHECK_DELAY_SECONDS = 5.0
+DEFAULT_STOCK_AUDIT_INTERVAL_SECONDS = 900.0
+DEFAULT_WRITER_LEASE_SECONDS = 120.0
 
 
 class CaptureSchema(Schema):
@@ -240,6 +245,13 @@ class ProductsSchema(Schema):
     max_item_attempts = fields.Integer(load_default=DEFAULT_PRODUCTS_MAX_ITEM_ATTEMPTS,
                                        validate=validate.Range(min=1, max=100))
     item_retry_seconds = fields.Float(load_default=DEFAULT_PRODUCTS_ITEM_RETRY_SECONDS, validate=validate.Range(min=0))
+    stock_check_delay_seconds = fields.Float(load_default=DEFAULT_STOCK_CHECK_DELAY_SECONDS,
+                                             validate=validate.Range(min=0, max=3600))
+    # every product's stock in the shop compared with Exchequer's and corrected; null: never
+    stock_audit_interval_seconds = fields.Float(load_default=DEFAULT_STOCK_AUDIT_INTERVAL_SECONDS, allow_none=True,
+                                                validate=validate.Range(min=1))
+    # the writer's lease (one writer of the shop's products); a crashed holder's passes after this
+    lease_seconds = fields.Float(load_default=DEFAULT_WRITER_LEASE_SECONDS, validate=validate.Range(min=1))
 
 
 CUSTOMER_FIELDS = ("email", "contact", "company", "address_1", "address_2", "address_3", "address_4", "post_code",
