@@ -366,6 +366,10 @@ def cmd_export_products(settings, args):
     if report.skipped:
         print("a running capture holds this company's lease; stop it (or wait) and export again", file=sys.stderr)
         return 1
+    if report.handed_over:
+        print(f"{report.exported} web products stored; another process still holds the woo-writer's lease, "
+              "so the running woo-writer sends them", file=sys.stderr)
+        return 0
     flush = report.flush
     print(f"{report.exported} web products: {flush.created} created, {flush.updated} updated, "
           f"{flush.unchanged} unchanged, {flush.failed} failed, {flush.retry_later} left for later "
@@ -373,6 +377,27 @@ def cmd_export_products(settings, args):
     for sku, attempts, error in report.failures:
         print(f"failed {sku} after {attempts} attempt(s): {error}")
     return 1 if report.failures or flush.retry_later else 0
+
+
+def cmd_audit_stock(settings, args):
+    from exsync.consumers.woo_writer import WriterBusyError
+    from exsync.consumers.woo_writer import build as build_writer
+
+    writer = build_writer(settings, metrics=None)
+    try:
+        report = writer.audit_stock(wait_seconds=settings.config["products"]["lease_seconds"])
+    except WriterBusyError as error:
+        print(f"{error}; try again", file=sys.stderr)
+        return 1
+    finally:
+        writer.close()
+    print(f"{report.checked} products checked in the shop: {report.drifted} differed from Exchequer's free stock, "
+          f"{report.corrected} corrected, {report.failed} failed; {report.missing} web product(s) not in the shop "
+          f"({report.requests} requests, {report.seconds:.1f} s)")
+    for sku, shop_quantity, exchequer_quantity in report.worst:
+        shown = "not managed" if shop_quantity is None else shop_quantity
+        print(f"  {sku}: the shop showed {shown}, Exchequer {exchequer_quantity}")
+    return 1 if report.failed else 0
 
 
 def cmd_shipping_methods(settings, args):
@@ -693,6 +718,12 @@ def build_parser():
     drop.add_argument("--id", action="append", required=True, metavar="ID", help="a message id (repeatable)")
     drop.add_argument("--yes", action="store_true", help="do not ask (scripts; required without a terminal)")
     drop.set_defaults(func=cmd_dead_letters_drop)
+
+    audit = sub.add_parser("audit", help="compare the shop with Exchequer and correct it")
+    audit_sub = audit.add_subparsers(dest="audit_command", required=True, metavar="WHAT")
+    audit_stock = audit_sub.add_parser("stock", help="every product's stock in the shop against Exchequer's free "
+                                                     "stock, differences corrected, the worst listed")
+    audit_stock.set_defaults(func=cmd_audit_stock)
 
     export = sub.add_parser("export", help="one-off full exports to the shop")
     export_sub = export.add_subparsers(dest="export_command", required=True, metavar="WHAT")

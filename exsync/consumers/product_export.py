@@ -2,14 +2,16 @@
 
 The first full export reads every web product as a capture cycle does (with every product counted
 as changed), hands the changes straight to the woo-writer's durable store instead of the bus, and
-flushes. The capture's fingerprints are recorded once the writer has stored the changes, so the
-capture that runs afterwards publishes only what changes later.
+flushes under the woo-writer's lease (waiting for a running consumer's flush to end first). Should
+the lease stay taken, the changes are stored: the running woo-writer writes them on its next tick.
+The capture's fingerprints are recorded once the writer has stored the changes, so the capture that
+runs afterwards publishes only what changes later.
 """
 
 import dataclasses
 import threading
 
-from exsync.consumers.woo_writer import FlushReport
+from exsync.consumers.woo_writer import FlushReport, WriterBusyError
 from exsync.consumers.woo_writer import build as build_writer
 from exsync.exchequer.capture import build_capture
 from exsync.metrics import Metrics
@@ -35,6 +37,8 @@ class ExportReport:
     flush: FlushReport
     failures: list
     skipped: bool
+    # the woo-writer's lease stayed taken: the changes are stored for the running writer to send
+    handed_over: bool = False
 
 
 def export_products(settings, *, metrics=None, progress=None):
@@ -45,8 +49,15 @@ def export_products(settings, *, metrics=None, progress=None):
     try:
         scan = capture.run_once(force=True)
         capture.state.release()
-        flush = writer.flush(progress=progress) if not scan.skipped else FlushReport()
-        return ExportReport(exported=scan.exported, flush=flush, failures=writer.failures(), skipped=scan.skipped)
+        handed_over = False
+        flush = FlushReport()
+        if not scan.skipped:
+            try:
+                flush = writer.flush(progress=progress, wait_seconds=settings.config["products"]["lease_seconds"])
+            except WriterBusyError:
+                handed_over = True
+        return ExportReport(exported=scan.exported, flush=flush, failures=writer.failures(), skipped=scan.skipped,
+                            handed_over=handed_over)
     finally:
         close()
         writer.close()

@@ -5,6 +5,8 @@ fault, e.g. a firewall's 429 with `Retry-After`), then authentication, then para
 then the handler. Answers are PHP-style JSON with WooCommerce's error bodies and list headers.
 """
 
+import collections
+import dataclasses
 import logging
 import math
 import time
@@ -18,7 +20,7 @@ from exsync.woo.errors import SandboxRestError
 from exsync.woo.sandbox.phpjson import php_json_dumps
 from exsync.woo.sandbox.shop import invalid_params
 
-__all__ = ["API_PREFIX", "SandboxApp"]
+__all__ = ["API_PREFIX", "LoggedRequest", "SandboxApp"]
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +28,7 @@ API_PREFIX = "/wp-json/wc/v3"
 WP_PREFIX = "/wp-json/wp/v2"
 MAX_PER_PAGE = 100
 DEFAULT_PER_PAGE = 10
+DEFAULT_REQUEST_LOG_ENTRIES = 100_000
 
 _CANNOT = {"GET": ("woocommerce_rest_cannot_view", "Sorry, you cannot list resources."),
            "POST": ("woocommerce_rest_cannot_create", "Sorry, you are not allowed to create resources."),
@@ -77,11 +80,23 @@ def _force(args):
     return str(args.get("force", "")).lower() in ("1", "true", "yes")
 
 
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class LoggedRequest:
+    """One request as it arrived: when (epoch seconds), its method, wc/v3 route and query arguments."""
+
+    at: float
+    method: str
+    route: str
+    args: dict
+
+
 class SandboxApp:
-    """The WSGI application serving one SandboxShop."""
+    """The WSGI application serving one SandboxShop; `request_log` keeps the latest requests that arrived
+    (a host's access log: how a test measures what a client sent, and when)."""
 
     def __init__(self, *, shop, link_base_url=None):
         self.shop = shop
+        self.request_log = collections.deque(maxlen=DEFAULT_REQUEST_LOG_ENTRIES)
         # Real shops behind proxies write `Link` URLs with the wrong scheme or port; clients must not follow them.
         self.link_base_url = link_base_url
         self.url_map = _rules()
@@ -103,6 +118,8 @@ class SandboxApp:
 
     def _respond(self, request):
         route = request.path[len(API_PREFIX) + 1:] if request.path.startswith(API_PREFIX + "/") else request.path
+        self.request_log.append(LoggedRequest(at=time.time(), method=request.method, route=route,
+                                              args=dict(request.args)))
         faults = self.shop.faults
         if faults.latency_seconds:
             time.sleep(faults.latency_seconds)

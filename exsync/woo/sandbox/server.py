@@ -38,6 +38,12 @@ class SandboxServer:
         self.link_base_url = link_base_url
         self._server = None
         self._thread = None
+        self._app = None
+
+    @property
+    def request_log(self):
+        """The requests that arrived, oldest first (`LoggedRequest`s)."""
+        return list(self._app.request_log) if self._app is not None else []
 
     @property
     def url(self):
@@ -45,7 +51,7 @@ class SandboxServer:
         return f"{scheme}://{self.host}:{self.port}"
 
     def _bind(self):
-        app = SandboxApp(shop=self.shop, link_base_url=self.link_base_url)
+        app = self._app = SandboxApp(shop=self.shop, link_base_url=self.link_base_url)
         self._server = make_server(self.host, self.port, app, threaded=True, request_handler=_QuietHandler,
                                    ssl_context=self.ssl_context)
         self.port = self._server.server_port
