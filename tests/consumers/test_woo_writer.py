@@ -1,5 +1,8 @@
 """The woo-writer against the sandbox shop over real HTTP: coalescing, staleness, batches, per-item errors."""
 
+import threading
+import time
+
 import pytest
 
 from exsync.bus import Message, PermanentError
@@ -8,6 +11,7 @@ from exsync.consumers.woo_writer import (
     WHOLESALE_FLAG_META,
     WHOLESALE_PRICE_META,
     WooWriter,
+    WriterBusyError,
 )
 from exsync.exchequer import connect
 from tests.support.products import CountingMetrics, sandbox_shop
@@ -225,3 +229,62 @@ def test_pending_changes_keep_the_newest_sequence_on_postgresql(pg_odbc_dsn):
         assert writer.flush().created == 1
         assert by_sku(shop)["SKU-1"]["stock_quantity"] == 9
         assert writer.accept(products=[product("SKU-1", 3, price="1.00")]) == (0, 1)
+
+
+def test_a_category_another_writer_stored_first_is_taken_not_a_crash(pg_odbc_dsn):
+    """The race of issue 12: two writers both miss "Bearings" in their cache and both store it."""
+    with sandbox_shop() as (shop, _, client, _), connect(pg_odbc_dsn) as first_db, connect(pg_odbc_dsn) as second_db:
+        first = WooWriter(database=first_db, client=client)
+        second = WooWriter(database=second_db, client=client)
+        second._category_id("Widgets")  # loads its cache of categories (without Bearings)
+        made = first._category_id("Bearings")
+        assert second._category_id("Bearings") == made  # found in the shop, stored meanwhile: the same one
+        assert [c["name"] for c in shop.categories.values()].count("Bearings") == 1
+
+
+def test_a_pending_row_another_process_stored_first_is_updated_not_a_crash(pg_odbc_dsn):
+    """Two processes store the same SKU at once (an export and the consumer): the second's INSERT meets
+    the first's committed row, and its transaction runs again as an update."""
+    with sandbox_shop() as (_, _, client, _), connect(pg_odbc_dsn) as first_db, connect(pg_odbc_dsn) as second_db:
+        first = WooWriter(database=first_db, client=client)
+        second = WooWriter(database=second_db, client=client)
+        original, raced = second._select_in, []
+
+        def select_then_race(cursor, sql_prefix, skus):
+            rows = original(cursor, sql_prefix, skus)
+            if not raced and "woo_pending" in sql_prefix:
+                # The other process commits the same SKU between this one's read and its insert.
+                raced.append(first.accept(stock=[stock("SKU-1", 1, 5)]))
+            return rows
+
+        second._select_in = select_then_race
+        assert second.accept(stock=[stock("SKU-1", 2, 6)]) == (1, 0)
+        assert raced == [(1, 0)] and second.pending_count() == 1
+        assert second.flush().created == 1
+        assert client.products_by_sku(["SKU-1"])["SKU-1"]["stock_quantity"] == 6
+
+
+def test_one_writer_at_a_time_the_other_waits_for_the_lease(tmp_path):
+    with sandbox_shop() as (shop, _, client, _), connect(f"sqlite:///{tmp_path}/state.db") as first_db, \
+            connect(f"sqlite:///{tmp_path}/state.db") as second_db:
+        first = WooWriter(database=first_db, client=client)
+        second = WooWriter(database=second_db, client=client)
+        second.accept(stock=[stock("SKU-1", 1, 5)])
+        held, release = threading.Event(), threading.Event()
+
+        def hold():
+            with first.writing():
+                held.set()
+                release.wait(10)
+
+        holder = threading.Thread(target=hold)
+        holder.start()
+        held.wait(10)
+        with pytest.raises(WriterBusyError):
+            second.flush()
+        assert shop.products == {} and second.pending_count() == 1
+        threading.Timer(0.3, release.set).start()
+        started = time.monotonic()
+        assert second.flush(wait_seconds=10).created == 1
+        assert time.monotonic() - started >= 0.2
+        holder.join(10)
