@@ -119,6 +119,8 @@ class ShopReconcileSchema(Schema):
 
 
 class ShopSchema(Schema):
+    # the whole deployment's budget for the shop: every process takes its tokens from one row in the
+    # state database (exsync.woo.ratelimit says why shared rather than divided by replicas)
     requests_per_second = fields.Float(load_default=DEFAULT_SHOP_REQUESTS_PER_SECOND,
                                        validate=validate.Range(min=0.01, max=1000))
     timeout_seconds = fields.Float(load_default=DEFAULT_SHOP_TIMEOUT_SECONDS, validate=validate.Range(min=1))

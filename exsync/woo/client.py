@@ -1,8 +1,10 @@
 """The WooCommerce REST client (wc/v3): authentication, pacing, retries, pages and batches.
 
 Everything exsync asks of the shop goes through `WooClient`, so the rules the shop imposes live in
-one place: Basic over HTTPS or OAuth 1.0a over HTTP, at most `requests_per_second`, back-off with
-jitter on 429/5xx/transport errors (honouring `Retry-After`), never a retry on other 4xx, page URLs
+one place: Basic over HTTPS or OAuth 1.0a over HTTP, at most `requests_per_second` (for the whole
+deployment when made `from_settings`: see `ratelimit`), back-off with jitter on 429/5xx/transport
+errors, a `Retry-After` pausing every request of the process to that shop (and, through the shared
+budget, of the deployment), never a retry on other 4xx, page URLs
 built from `X-WP-TotalPages` (the `Link` header can carry the wrong scheme or port), and batches
 of at most 100 items with each item's own answer.
 """
@@ -31,7 +33,7 @@ from exsync.woo.errors import (
     WooTransportError,
     api_error_from,
 )
-from exsync.woo.ratelimit import TokenBucket
+from exsync.woo.ratelimit import SharedTokenBucket, TokenBucket, pause_for
 
 __all__ = [
     "DEFAULT_MAX_ATTEMPTS",
@@ -60,6 +62,8 @@ DEFAULT_MAX_RETRY_AFTER_SECONDS = 120.0
 MAX_PER_PAGE = 100
 MAX_BATCH_ITEMS = 100
 BATCH_ACTIONS = ("create", "update", "delete")
+# Answers whose Retry-After speaks for the host as a whole (rate limit, maintenance), not one request.
+PAUSING_STATUSES = (429, 503)
 
 _ID_SEGMENT = re.compile(r"^\d+$")
 
@@ -146,6 +150,14 @@ class BatchResult:
         return [item for item in self.items if item.action == action]
 
 
+def _connect_state(settings):
+    """exsync's state database, where the deployment's shop budget is kept."""
+    from exsync.exchequer.db import connect
+    from exsync.exchequer.options import mapping_for
+
+    return connect(settings.state_dsn, mapping=mapping_for(settings.config))
+
+
 class WooClient:
     """A client for one shop's wc/v3 API; thread-safe, one token bucket shared by every thread."""
 
@@ -168,6 +180,7 @@ class WooClient:
         batch_limit=MAX_BATCH_ITEMS,
         metrics=None,
         session=None,
+        bucket=None,
     ):
         if not url:
             raise ValueError("the shop URL is required")
@@ -185,7 +198,9 @@ class WooClient:
         self._secrets = tuple(secret for secret in (consumer_key, consumer_secret) if secret)
         self._auth = auth_for(url=self.url, consumer_key=consumer_key, consumer_secret=consumer_secret,
                               signature_method=signature_method, signature_type=signature_type)
-        self._bucket = TokenBucket(rate_per_second=requests_per_second, burst=burst)
+        # `bucket`: the deployment's shared budget (from_settings), else this client's own.
+        self._bucket = bucket or TokenBucket(rate_per_second=requests_per_second, burst=burst)
+        self._pause = pause_for(self.url)
         self._session = session or requests.Session()
         self._session.headers.setdefault("Accept", "application/json")
 
@@ -198,12 +213,19 @@ class WooClient:
                                             ("EXSYNC_WOO_CONSUMER_SECRET", settings.woo_consumer_secret)) if not value]
         if missing:
             raise ConfigError([(name, "is required to talk to the shop") for name in missing])
+        requests_per_second = shop.get("requests_per_second", DEFAULT_REQUESTS_PER_SECOND)
+        state_dsn = getattr(settings, "state_dsn", None)
+        bucket = None
+        if state_dsn:
+            bucket = SharedTokenBucket(connect=lambda: _connect_state(settings), shop=settings.woo_url,
+                                       rate_per_second=requests_per_second)
         options = {
             "url": settings.woo_url,
             "consumer_key": settings.woo_consumer_key,
             "consumer_secret": settings.woo_consumer_secret,
             "timeout_seconds": shop.get("timeout_seconds", DEFAULT_TIMEOUT_SECONDS),
-            "requests_per_second": shop.get("requests_per_second", DEFAULT_REQUESTS_PER_SECOND),
+            "requests_per_second": requests_per_second,
+            "bucket": bucket,
             "max_attempts": shop.get("max_attempts", DEFAULT_MAX_ATTEMPTS),
             "verify": shop.get("ca_bundle") or shop.get("verify_tls", True),
             "signature_method": shop.get("oauth_signature_method", DEFAULT_SIGNATURE_METHOD),
@@ -214,6 +236,7 @@ class WooClient:
 
     def close(self):
         self._session.close()
+        self._bucket.close()
 
     def __enter__(self):
         return self
@@ -267,8 +290,18 @@ class WooClient:
             return error.retry_after_seconds + random.uniform(0, min(1.0, 0.1 * error.retry_after_seconds))
         return random.uniform(0, ceiling)
 
+    def _pause_all(self, error):
+        """A 429/503 with Retry-After holds every request of the process (and the deployment) to the shop."""
+        if error.status in PAUSING_STATUSES and error.retry_after_seconds:
+            seconds = min(error.retry_after_seconds, self.max_retry_after_seconds)
+            self._pause.extend(seconds)
+            self._bucket.pause(seconds)
+
     def _attempt(self, method, url, endpoint, params, json, auth):
+        self._pause.wait()
         self._bucket.acquire()
+        # A pause that began while this request waited for its token holds it too.
+        self._pause.wait()
         started = time.monotonic()
         status_label = "error"
         try:
@@ -290,7 +323,11 @@ class WooClient:
                 raise WooTransportError(f"request to {self.url} failed: {self._redacted(error)}",
                                         sent=True) from error
             status_label = str(response.status_code)
-            return self._read(response)
+            try:
+                return self._read(response)
+            except WooError as error:
+                self._pause_all(error)
+                raise
         finally:
             self.metrics.observe("woo_request_duration_seconds", time.monotonic() - started,
                                  method=method, endpoint=endpoint)
