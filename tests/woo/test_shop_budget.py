@@ -15,6 +15,8 @@ from exsync.exchequer.errors import ConnectError
 from exsync.woo import WooClient
 from exsync.woo.ratelimit import SharedTokenBucket, TokenBucket
 from exsync.woo.sandbox import SandboxServer, SandboxShop
+from tests.support.products import CountingMetrics
+from tests.support.waiting import wait_for
 
 RETRY_AFTER_SECONDS = 1
 # The log's clock (time.time) and the pause's (time.monotonic) may disagree by a hair.
@@ -55,11 +57,12 @@ def test_after_the_last_429_of_a_request_the_next_one_waits_for_retry_after(serv
 def test_a_retry_after_holds_the_other_threads_requests_too(served):
     shop, server, credentials = served
     shop.faults.inject(status=503, retry_after_seconds=RETRY_AFTER_SECONDS, count=1, route_prefix="orders")
-    with client_for(server, credentials) as client:
+    metrics = CountingMetrics()
+    with client_for(server, credentials, metrics=metrics) as client:
         first = threading.Thread(target=client.get, args=("orders",))
         first.start()
-        while not arrivals(server, "orders"):
-            time.sleep(0.005)
+        # Once the 503 is back (its retry is scheduled), the process is paused.
+        wait_for(lambda: metrics.count("woo_request_retries"), "the 503 to come back", timeout_seconds=10)
         client.get("products")  # sent while the orders request waits out its Retry-After
         first.join(10)
     refused, retried = arrivals(server, "orders")
