@@ -2,6 +2,7 @@
 
 import argparse
 import dataclasses
+import datetime
 import sys
 import time
 
@@ -485,12 +486,27 @@ def cmd_customers_conflicts(settings, args):
     from exsync.exchequer import connect, mapping_for
 
     with connect(settings.state_dsn, mapping=mapping_for(settings.config)) as database:
-        conflicts = LinkStore(database=database).conflicts()
+        store = LinkStore(database=database)
+        conflicts = store.conflicts()
+        decisions = store.decisions() if args.all else []
     for conflict in conflicts:
         print(f"shop customer {conflict.woo_id} / account {conflict.account_code}: {conflict.field} is "
               f"{conflict.woo_value!r} in the shop, {conflict.exchequer_value!r} in Exchequer "
               f"(was {conflict.base_value!r})")
     print(f"{len(conflicts)} conflict(s) waiting: exsync customers resolve WOO_ID FIELD --take woo|exchequer")
+    if args.all:
+        for decision in decisions:
+            when = datetime.datetime.fromtimestamp(decision.decided_at, datetime.UTC).strftime("%Y-%m-%d %H:%M:%S")
+            if decision.winner == "manual":
+                outcome = "left for a person"
+            else:
+                kept, lost = ((decision.woo_value, decision.exchequer_value) if decision.winner == "woo"
+                              else (decision.exchequer_value, decision.woo_value))
+                outcome = f"{decision.winner} kept {kept!r}, overriding {lost!r}"
+            print(f"{when} shop customer {decision.woo_id} / account {decision.account_code}: {decision.field} "
+                  f"{decision.woo_value!r} in the shop, {decision.exchequer_value!r} in Exchequer (was "
+                  f"{decision.base_value!r}); policy {decision.policy}: {outcome}")
+        print(f"{len(decisions)} decision(s) recorded")
     return 0
 
 
@@ -683,6 +699,8 @@ def build_parser():
     customers = sub.add_parser("customers", help="two-way customer sync: conflicts left for a person, one-off syncs")
     customers_sub = customers.add_subparsers(dest="customers_command", required=True, metavar="ACTION")
     conflicts = customers_sub.add_parser("conflicts", help="fields changed differently on both sides (policy manual)")
+    conflicts.add_argument("--all", action="store_true",
+                           help="also every value a policy (or a person) decided against, newest first")
     conflicts.set_defaults(func=cmd_customers_conflicts, needs=("EXSYNC_STATE_DSN",))
     resolve = customers_sub.add_parser("resolve", help="settle a conflict: the chosen side's value goes to the other")
     resolve.add_argument("woo_id", type=int, help="the shop customer's id")

@@ -156,6 +156,10 @@ SPECS = (
          documentation="Customer fields written, by the side written to (woo, exchequer) and field."),
     Spec(name="customer_conflicts", kind="counter", labels=("field",),
          documentation="Fields changed differently on both sides and left for a person (policy manual)."),
+    Spec(name="customer_values_overridden", kind="counter", labels=("field", "policy"),
+         documentation="Customer fields held differently on both sides that a policy decided (the loser's value "
+                       "recorded: exsync customers conflicts --all), by field and policy (woo, exchequer, newest, "
+                       "manual)."),
     Spec(name="customer_conflicts_waiting", kind="gauge",
          documentation="Customer conflicts recorded and not yet resolved by a person (exsync customers conflicts), "
                        "read at each scrape by the customers consumer (not customers-export)."),

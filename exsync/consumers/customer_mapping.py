@@ -159,6 +159,9 @@ class Merge:
     to_woo: list
     to_exchequer: list
     conflicts: list  # (field, woo value, exchequer value, base value) left for a person
+    # (field, woo value, exchequer value, base value, policy, winner): every field a policy decided
+    # between two values, the loser's value overridden (winner `manual`: left for a person)
+    decisions: list = dataclasses.field(default_factory=list)
 
 
 def merge(*, base, woo, exchequer, policy_of, newest_side):
@@ -169,10 +172,12 @@ def merge(*, base, woo, exchequer, policy_of, newest_side):
     policy, except that `newest` means `_first_link_side` there: times say nothing about which side
     is right about a customer seen together for the first time. A field both sides changed
     differently is a conflict: `policy_of(field)` says `woo`, `exchequer`, `newest`
-    (`newest_side()`: the side changed last) or `manual`, which leaves both sides alone and the
-    field out of the agreed view, so it stays a conflict until a person decides.
+    (`newest_side()`: the side changed last, or `manual` when the two changes cannot be ordered,
+    e.g. within the same second) or `manual`, which leaves both sides alone and the field out of
+    the agreed view, so it stays a conflict until a person decides. Every such decision is in
+    `decisions`, so no overridden value goes without a trace.
     """
-    agreed, to_woo, to_exchequer, conflicts = {}, [], [], []
+    agreed, to_woo, to_exchequer, conflicts, decisions = {}, [], [], [], []
     for field in FIELDS:
         woo_value, exchequer_value = woo[field], exchequer[field]
         if woo_value == exchequer_value:
@@ -184,9 +189,10 @@ def merge(*, base, woo, exchequer, policy_of, newest_side):
         elif known and exchequer_value == base[field] or not known and exchequer_value == "":
             winner = "woo"
         else:
-            winner = policy_of(field)
+            policy = winner = policy_of(field)
             if winner == "newest":
                 winner = newest_side() if known else _first_link_side(field, woo_value)
+            decisions.append((field, woo_value, exchequer_value, base.get(field) if known else None, policy, winner))
             if winner == "manual":
                 conflicts.append((field, woo_value, exchequer_value, base.get(field) if known else None))
                 if known:
@@ -198,4 +204,4 @@ def merge(*, base, woo, exchequer, policy_of, newest_side):
         else:
             agreed[field] = exchequer_value
             to_woo.append(field)
-    return Merge(agreed=agreed, to_woo=to_woo, to_exchequer=to_exchequer, conflicts=conflicts)
+    return Merge(agreed=agreed, to_woo=to_woo, to_exchequer=to_exchequer, conflicts=conflicts, decisions=decisions)

@@ -6,7 +6,11 @@ event only says which customer to look at: both sides are read as they are now, 
 repeated event cannot undo a newer change. The two views are merged three ways against the
 snapshot stored with the link when both last agreed: a field changed on one side goes to the
 other; a field both changed differently is decided by the field's policy (`woo`, `exchequer`,
-`newest`, or `manual`, which changes neither side and records the conflict for a person). The
+`newest`, or `manual`, which changes neither side and records the conflict for a person). Under
+`newest` a tie (both sides changed within the same second: the shop keeps whole seconds, so the
+order cannot be known) is not a win for either side: it becomes a conflict for a person. Every
+decision a policy makes between two values is recorded (field, both values, the policy, the
+winner) in `customer_decisions`, listed by `exsync customers conflicts --all`. The
 snapshot becomes what both sides now hold, so the shop's webhook for our own write, or capture
 seeing our own account update, merges to "unchanged" and nothing echoes.
 
@@ -19,6 +23,7 @@ the external key `woo-customer:<id>` the orders consumer also uses (see customer
 import dataclasses
 import json
 import logging
+import math
 import os
 import secrets
 import socket
@@ -61,6 +66,7 @@ __all__ = [
     "SHOP_DELETED",
     "Conflict",
     "CustomersConsumer",
+    "Decision",
     "Link",
     "LinkStore",
     "build",
@@ -98,6 +104,18 @@ CUSTOMER_TABLES = (
         "exchequer_value": Column("exchequer_value", "str:1000"),
         "base_value": Column("base_value", "str:1000"),
         "noticed_at": Column("noticed_at", "float"),
+    }),
+    # every value a policy (or a person) decided against: nothing overridden without a trace
+    StateTable(name="customer_decisions", key=("woo_id", "field", "decided_at"), columns={
+        "woo_id": Column("woo_id", "int"),
+        "field": Column("field", "str:16"),
+        "decided_at": Column("decided_at", "float"),
+        "account_code": Column("account_code", "str:10"),
+        "woo_value": Column("woo_value", "str:1000"),
+        "exchequer_value": Column("exchequer_value", "str:1000"),
+        "base_value": Column("base_value", "str:1000"),
+        "policy": Column("policy", "str:16"),
+        "winner": Column("winner", "str:16"),
     }),
 )
 
@@ -150,6 +168,34 @@ class Conflict:
     noticed_at: float
 
 
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Decision:
+    """A field both sides held differently, and who decided which value stays (`winner`: woo,
+    exchequer, or manual when it was left for a person); the loser's value is kept here."""
+
+    woo_id: int
+    field: str
+    account_code: str
+    woo_value: object
+    exchequer_value: object
+    base_value: object
+    policy: str
+    winner: str
+    decided_at: float
+
+
+def _cut(value):
+    """A value as stored in a 1,000-character column (JSON, cut rather than refused)."""
+    return json.dumps(value)[:1000]
+
+
+def _loads(text):
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text  # cut to the column: shown as stored
+
+
 class LinkStore:
     """The sync's own tables: links with their snapshots and claims, and conflicts awaiting a person."""
 
@@ -157,6 +203,7 @@ class LinkStore:
         self.database = database
         self.links_sql = CUSTOMER_TABLES[0].sql_name(database)
         self.conflicts_sql = CUSTOMER_TABLES[1].sql_name(database)
+        self.decisions_sql = CUSTOMER_TABLES[2].sql_name(database)
         create_state_tables(database, CUSTOMER_TABLES)
 
     def _link(self, where, value):
@@ -239,6 +286,29 @@ class LinkStore:
         return [Conflict(woo_id=int(row[0]), field=row[1], account_code=row[2], woo_value=json.loads(row[3]),
                          exchequer_value=json.loads(row[4]), base_value=json.loads(row[5]),
                          noticed_at=float(row[6])) for row in rows]
+
+    def record_decisions(self, woo_id, account_code, decisions, *, now):
+        """Keeps every decision a policy (or a person) made between two values of a customer."""
+        rows = []
+        for offset, (field, woo_value, exchequer_value, base_value, policy, winner) in enumerate(decisions):
+            # Decisions of one sync share its time; the offset keeps each its own key.
+            rows.append((int(woo_id), field, now + offset * 1e-6, account_code, _cut(woo_value),
+                         _cut(exchequer_value), _cut(base_value), policy, winner))
+        with self.database.transaction() as cursor:
+            cursor.executemany(
+                f'INSERT INTO {self.decisions_sql} ("woo_id", "field", "decided_at", "account_code", "woo_value", '
+                f'"exchequer_value", "base_value", "policy", "winner") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)', rows)
+
+    def decisions(self, woo_id=None):
+        """The decisions recorded, of one customer or of all, newest first."""
+        where, params = ('WHERE "woo_id" = ?', (int(woo_id),)) if woo_id is not None else ("", ())
+        with self.database.transaction(write=False) as cursor:
+            rows = cursor.execute(f'SELECT "woo_id", "field", "account_code", "woo_value", "exchequer_value", '
+                                  f'"base_value", "policy", "winner", "decided_at" FROM {self.decisions_sql} '
+                                  f'{where} ORDER BY "decided_at" DESC, "woo_id", "field"', params).fetchall()
+        return [Decision(woo_id=int(row[0]), field=row[1], account_code=row[2], woo_value=_loads(row[3]),
+                         exchequer_value=_loads(row[4]), base_value=_loads(row[5]), policy=row[6], winner=row[7],
+                         decided_at=float(row[8])) for row in rows]
 
     def waiting(self):
         """How many conflicts wait for a person."""
@@ -545,6 +615,16 @@ class CustomersConsumer:
                        policy_of=lambda field: conflicts["fields"].get(field, conflicts["default"]),
                        newest_side=lambda: self._newest_side(customer, account))
         connections = self._connections()
+        if result.decisions:
+            # Recorded before either side is written: a write that fails is retried, a value never lost.
+            connections.links.record_decisions(link.woo_id, account.code, result.decisions, now=self.clock())
+            for field, woo_value, exchequer_value, _, policy, winner in result.decisions:
+                self.metrics.inc("customer_values_overridden", field=field, policy=policy)
+                if winner != "manual":
+                    log.info("customers: %s of shop customer %s: policy %s kept %s's value %r over %r",
+                             field, link.woo_id, policy, winner,
+                             woo_value if winner == "woo" else exchequer_value,
+                             exchequer_value if winner == "woo" else woo_value)
         if result.to_exchequer or result.to_woo:
             self._renew(link.woo_id)
         if result.to_exchequer:
@@ -645,12 +725,17 @@ class CustomersConsumer:
 
     def _newest_side(self, customer, account):
         """The side changed last: the shop's modification time against when capture first saw the
-        account as it is (now, when capture has not seen it yet: its change is after the last cycle)."""
+        account as it is (now, when capture has not seen it yet: its change is after the last cycle).
+
+        The shop keeps whole seconds: an Exchequer change within the shop's second cannot be put
+        before or after it, so that tie is `manual` (a person decides), never a silent win."""
         modified = parse_wc_gmt(customer.get("date_modified_gmt"))
         woo_at = modified.timestamp() if modified is not None else 0.0
         recorded = recorded_account(self._connections().state, self.company, account.code)
         seen = recorded is not None and recorded.fingerprint == account_fingerprint(account)
         exchequer_at = recorded.changed_at if seen else self.clock()
+        if modified is not None and math.floor(exchequer_at) == math.floor(woo_at):
+            return "manual"
         return "woo" if woo_at > exchequer_at else "exchequer"
 
     def _count(self, source, outcome):
@@ -670,8 +755,11 @@ class CustomersConsumer:
             raise ConsumerError(f"no conflict on {field} is recorded for shop customer {woo_id}")
         customer = self.client.get_customer(woo_id)
         account = self._connections().reader.account(link.account_code)
-        loser = (account_view(account, wholesale_band=self.options["wholesale_band"]) if take == "woo" else
-                 woo_view(customer, self._fit, wholesale_role=self.options["wholesale_role"]))
+        woo = woo_view(customer, self._fit, wholesale_role=self.options["wholesale_role"])
+        exchequer = account_view(account, wholesale_band=self.options["wholesale_band"])
+        loser = exchequer if take == "woo" else woo
+        links.record_decisions(woo_id, link.account_code, [
+            (field, woo[field], exchequer[field], (link.snapshot or {}).get(field), "person", take)], now=self.clock())
         # Measured from the losing value, only the winner has changed: the ordinary merge carries it across.
         link.snapshot = dict(link.snapshot or {}, **{field: loser[field]})
         return self._sync("person", customer, account, link, created=False)

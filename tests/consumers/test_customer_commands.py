@@ -53,3 +53,11 @@ def test_sync_then_a_manual_conflict_listed_and_resolved(tmp_path, sandbox_shop)
         with connect(dsn) as database:
             assert ExchequerReader(database=database).account(code).phone == "0100 SHOP"
         assert "0 conflict(s) waiting" in run("conflicts").stdout
+
+        history = run("conflicts", "--all")
+        assert history.returncode == 0, history.stderr
+        assert f"shop customer {customer['id']} / account {code}: phone '0100 SHOP' in the shop, '0100 EXCHEQUER' " \
+               "in Exchequer (was '01904 111111'); policy person: woo kept '0100 SHOP', overriding " \
+               "'0100 EXCHEQUER'" in history.stdout
+        assert "policy manual: left for a person" in history.stdout  # the sync that found the conflict
+        assert "2 decision(s) recorded" in history.stdout

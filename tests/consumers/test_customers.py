@@ -214,6 +214,11 @@ def test_a_field_changed_on_both_sides_follows_its_policy(sandbox_shop, make_syn
     assert account(dsn, code).phone == expected
     assert shop.get_customer(customer["id"])["billing"]["phone"] == expected
     assert sync.links.conflicts(customer["id"]) == []
+    # The value the policy overrode is kept, with both values and who decided.
+    [decision] = sync.links.decisions(customer["id"])
+    assert (decision.field, decision.account_code, decision.woo_value, decision.exchequer_value, decision.base_value,
+            decision.policy, decision.winner) == ("phone", code, "0100 SHOP", "0100 EXCHEQUER", "01904 111111",
+                                                  policy, policy)
 
 
 def test_newest_takes_the_side_changed_last(tmp_path, sqlite_company_dsn):
@@ -255,6 +260,64 @@ def test_newest_takes_the_side_changed_last(tmp_path, sqlite_company_dsn):
 class _Confirming:
     def publish(self, *, exchange, routing_key, event, headers=None):
         pass
+
+
+@pytest.mark.parametrize("company_db", ["sqlite", "postgresql"])
+def test_newest_within_the_same_second_is_a_conflict_not_a_silent_win(tmp_path, company_db, request):
+    """Issue 12 §6: a shop edit and an Exchequer edit within one second went Exchequer's way and the shop's
+    value vanished. The shop keeps whole seconds, so neither can be called newer: a person decides."""
+    from exsync.woo import WooClient
+    from exsync.woo.sandbox import SandboxServer, SandboxShop
+
+    dsn = f"sqlite:///{tmp_path}/exchequer.db" if company_db == "sqlite" else request.getfixturevalue("pg_odbc_dsn")
+    company(dsn)
+    second = datetime.datetime(2031, 5, 1, 12, 0, 7, tzinfo=datetime.UTC)
+    shop = SandboxShop(clock=lambda: second)
+    credentials = shop.add_credentials()
+    now = [second.timestamp() + 0.4]  # Exchequer's edit, not yet seen by capture: "now", in the shop's second
+    metrics = _Counting()
+    with SandboxServer(shop=shop) as server, WooClient(
+            url=server.url, consumer_key=credentials.consumer_key, consumer_secret=credentials.consumer_secret,
+            requests_per_second=500) as client:
+        sync = CustomersConsumer(exchequer_dsn=dsn, config=customers_config(), client=client, clock=lambda: now[0],
+                                 metrics=metrics)
+        try:
+            customer = register(shop)
+            sync.sync_customer(customer["id"])
+            code = linked_code(dsn, customer["id"])
+            shop.update_customer(customer["id"], {"billing": {"phone": "0400 SHOP"}})
+            edit(dsn, code, phone="0400 EXCHEQUER")
+            assert sync.sync_customer(customer["id"]) == "conflict"
+            # Neither side lost its value, and the conflict waits for a person.
+            assert account(dsn, code).phone == "0400 EXCHEQUER"
+            assert shop.get_customer(customer["id"])["billing"]["phone"] == "0400 SHOP"
+            [conflict] = sync.links.conflicts(customer["id"])
+            assert (conflict.field, conflict.woo_value, conflict.exchequer_value) == (
+                "phone", "0400 SHOP", "0400 EXCHEQUER")
+            [decision] = sync.links.decisions(customer["id"])
+            assert (decision.policy, decision.winner, decision.woo_value, decision.exchequer_value) == (
+                "newest", "manual", "0400 SHOP", "0400 EXCHEQUER")
+            assert metrics.counted[("customer_values_overridden", (("field", "phone"), ("policy", "newest")))] == 1
+
+            # A second later Exchequer's next edit is newer: it wins, and the shop's value is on record.
+            now[0] += 1
+            edit(dsn, code, phone="0500 EXCHEQUER")
+            assert sync.sync_customer(customer["id"]) == "updated"
+            assert shop.get_customer(customer["id"])["billing"]["phone"] == "0500 EXCHEQUER"
+            latest = sync.links.decisions(customer["id"])[0]
+            assert (latest.policy, latest.winner, latest.woo_value, latest.exchequer_value) == (
+                "newest", "exchequer", "0400 SHOP", "0500 EXCHEQUER")
+        finally:
+            sync._per_thread.close()
+
+
+class _Counting(Metrics):
+    def __init__(self):
+        self.counted = {}
+
+    def inc(self, name, amount=1, **labels):
+        key = (name, tuple(sorted(labels.items())))
+        self.counted[key] = self.counted.get(key, 0) + amount
 
 
 def test_manual_leaves_both_sides_until_a_person_resolves(sandbox_shop, make_sync, sqlite_company_dsn):
