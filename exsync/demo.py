@@ -38,6 +38,7 @@ from exsync.exchequer import (
     recalculated_allocations,
     seed,
 )
+from exsync.exchequer.capture import iter_exports
 from exsync.exchequer.runs import RECONCILE, RunLog
 from exsync.exchequer.writer import KIND_ACCOUNT
 from exsync.logs import configure_logging
@@ -54,11 +55,14 @@ DEMO_SECRET = "demo-webhook-secret"
 DEMO_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
 PROBE_QUEUE = "demo.observer"
 CAPTURE_INTERVAL_SECONDS = 2
+STOCK_CHECK_DELAY_SECONDS = 1
 DEMO_CONFIG = f"""\
 capture:
   interval_seconds: {CAPTURE_INTERVAL_SECONDS}
 shop:
   requests_per_second: 50
+products:
+  stock_check_delay_seconds: {STOCK_CHECK_DELAY_SECONDS}
 orders:
   rules:
     - name: wholesale orders wait as quotations
@@ -271,6 +275,32 @@ def show_customers(client, database, shop, settings, seeded):
         "our own writes came back as 'unchanged', nothing echoed")
 
 
+def _exchequer_quantity(database, code):
+    return next(export.quantity for export in iter_exports(ExchequerReader(database=database)) if export.sku == code)
+
+
+def show_cancelled_after_import(client, shop, store, database, code):
+    """An order paid, imported (its SOR allocates the stock), then cancelled in the shop, which puts its
+    stock back while the SOR stays: the woo-writer hears the cancellation and corrects the shop."""
+    shop_quantity = lambda: client.products_by_sku([code])[code]["stock_quantity"]  # noqa: E731
+    order = place_order(shop, lines=[(code, 3)])
+    wait_until(lambda: (t := store.get(order["id"])) and t.import_state == "imported", timeout_seconds=20)
+    settled = _exchequer_quantity(database, code)
+    wait_until(lambda: shop_quantity() == settled, timeout_seconds=CAPTURE_INTERVAL_SECONDS + 10)
+    say(f"   order {order['id']} for 3 x {code} imported as {store.get(order['id']).refs[0]}: the shop shows "
+        f"{shop_quantity()}, Exchequer's free stock {settled}")
+    client.update_order_status(order["id"], "cancelled")
+    cancelled_at = time.monotonic()
+    say(f"   cancelled in the shop, which put its stock back: the shop shows {shop_quantity()}; the SOR stays in "
+        f"Exchequer (free stock {_exchequer_quantity(database, code)})")
+    corrected = wait_until(lambda: shop_quantity() == settled, timeout_seconds=CAPTURE_INTERVAL_SECONDS + 20,
+                           interval_seconds=0.05)
+    elapsed = time.monotonic() - cancelled_at
+    say(f"   the woo-writer checked {code} after the order event and set it back: the shop shows "
+        f"{shop_quantity()} {'' if corrected else '(not yet!) '}{elapsed:.1f} s after the cancellation "
+        f"(a {STOCK_CHECK_DELAY_SECONDS} s settling delay, the webhook's delivery, one read, one write)")
+
+
 def run(settings):
     if os.path.exists(DEMO_DIR):
         shutil.rmtree(DEMO_DIR)
@@ -462,7 +492,10 @@ def run(settings):
         wait_until(lambda: (t := store.get(missed["id"])) and t.import_state == "imported")
         show_order(client, store, missed["id"], "missed by the webhooks")
 
-        step("13. What the receiver counted")
+        step("13. An order cancelled in the shop after import: the shop shows Exchequer's free stock again")
+        show_cancelled_after_import(client, shop, store, database, items[7].code)
+
+        step("14. What the receiver counted")
         # /metrics is on the receiver's internal port, not the public one WooCommerce posts to.
         exposition = requests.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).text
         for line in exposition.splitlines():
