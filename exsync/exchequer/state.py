@@ -11,6 +11,8 @@ from exsync.exchequer.mapping import Column
 
 __all__ = ["STATE_VALUES_TABLE", "StateTable", "StateValues", "create_state_tables", "text_column"]
 
+_CREATE_ATTEMPTS = 3
+
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class StateTable:
@@ -32,7 +34,20 @@ def _column_sql(dialect, column):
 
 
 def create_state_tables(database, tables):
-    """Creates the state schema and `tables` where missing; existing tables are left alone."""
+    """Creates the state schema and `tables` where missing; existing tables are left alone.
+
+    Processes starting together race on `IF NOT EXISTS` (PostgreSQL checks the catalogue before it
+    inserts): a unique-key error means another one created it first, so the statements run again."""
+    for attempt in range(1, _CREATE_ATTEMPTS + 1):
+        try:
+            _create(database, tables)
+            return
+        except DuplicateKeyError:
+            if attempt == _CREATE_ATTEMPTS:
+                raise
+
+
+def _create(database, tables):
     dialect = database.dialect
     with database.transaction() as cursor:
         schema_sql = dialect.create_schema(database.mapping.state_schema)

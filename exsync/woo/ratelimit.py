@@ -161,6 +161,8 @@ class SharedTokenBucket:
                 return None
             try:
                 return work(self._db())
+            except DuplicateKeyError:
+                raise  # another process made the row first: the caller takes from it
             except ExchequerError as error:
                 log.warning("shop budget: the state database failed (%s); this process keeps to its own bucket "
                             "for %.0f s", error, self.reconnect_seconds)
