@@ -611,13 +611,13 @@ class WooWriter:
             self._audit = self._audit_pages(self._audit_report)
             self._audit_due_at = self.clock() + self.stock_audit_interval_seconds
             log.info("woo-writer: stock audit started")
-        try:
-            with self.writing():
+        with self.writing():  # busy elsewhere: this page waits for a later tick
+            try:
                 done = next(self._audit, _DONE) is _DONE
-        except BaseException:
-            # An outage ends this audit; the next one starts at the next interval.
-            self._audit = None
-            raise
+            except BaseException:
+                # An outage ends this audit (a generator that raised is over); the next starts at the next interval.
+                self._audit = None
+                raise
         if done:
             self._audit = None
             report = self._audit_report

@@ -8,9 +8,9 @@ import math
 import pytest
 
 from exsync.consumers.orders import OrdersConsumer
-from exsync.consumers.woo_writer import STOCK_FIELDS, ExchequerFreeStock, WooWriter, stock_moved
+from exsync.consumers.woo_writer import STOCK_FIELDS, WRITER_LEASE, ExchequerFreeStock, WooWriter, stock_moved
 from exsync.exchequer import ExchequerReader, connect, mapping_for
-from exsync.exchequer.capture import iter_exports
+from exsync.exchequer.capture import CaptureState, iter_exports
 from exsync.schemas.config import validate_config
 from exsync.woo.sandbox import place_order
 from tests.consumers.conftest import RecordingPublisher, company, config, event
@@ -153,7 +153,7 @@ def test_the_scheduled_audit_reads_a_page_a_tick_and_keeps_its_schedule(tmp_path
     dsn = demo_company(tmp_path / "exchequer.db")
     clock = Clock()
     state_dsn = f"sqlite:///{tmp_path}/state.db"
-    with sandbox_shop() as (shop, _, client, _), connect(state_dsn) as state:
+    with sandbox_shop() as (shop, server, client, _), connect(state_dsn) as state:
         writer = exported_writer(dsn, state, client, clock=clock, stock_audit_interval_seconds=60, tick_seconds=0)
         for n in range(230):  # products the shop has and Exchequer does not: three pages in all
             shop.create_product({"name": f"Other {n}", "sku": f"OTHER-{n:03}"})
@@ -164,15 +164,30 @@ def test_the_scheduled_audit_reads_a_page_a_tick_and_keeps_its_schedule(tmp_path
         assert writer.last_audit() is None and shop_stock(shop)[drifted] == 999  # not due yet
         clock.now += 61
         writer.on_idle()
+        # Another process (an export) takes the writer's lease: the audit's next page waits for it.
+        other = CaptureState(database=state, company=WRITER_LEASE)
+        assert other.acquire()
+        pages_before = len(server.request_log)
+        writer.on_idle()
+        assert len(server.request_log) == pages_before and writer.last_audit() is None
+        other.release()
         writer.on_idle()
         assert writer.last_audit() is None  # two pages read, one to go
         writer.on_idle()
         assert writer.last_audit() == clock.now and shop_stock(shop)[drifted] == free_stock_of(dsn)[drifted]
+
+        # A shop outage mid-audit ends that audit, not the consumer; the next one comes an interval later.
+        clock.now += 61
+        writer.on_idle()
+        shop.faults.inject(status=500, count=10)
+        writer.on_idle()
+        shop.faults.clear()
+        assert writer._audit is None and writer.last_audit() == clock.now - 61
         writer.close()
     with sandbox_shop() as (_, _, client, _), connect(state_dsn) as state:
         restarted = WooWriter(database=state, client=client, free_stock=lambda: {}, clock=clock,
                               stock_audit_interval_seconds=60)
-        assert restarted._audit_due_at == clock.now + 60  # the schedule survives a restart
+        assert restarted._audit_due_at == restarted.last_audit() + 60  # the schedule survives a restart
         restarted.close()
 
 
