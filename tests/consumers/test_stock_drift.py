@@ -4,6 +4,9 @@ audit pages through every product. Against the sandbox over HTTP, Exchequer and 
 PostgreSQL through pyodbc (and on SQLite for the audit's paging)."""
 
 import math
+import os
+import subprocess
+import sys
 
 import pytest
 
@@ -203,3 +206,24 @@ def test_without_an_interval_there_is_no_scheduled_audit(tmp_path):
             "stock_audit_interval_seconds"] is None
         assert validate_config({})[0]["products"]["stock_audit_interval_seconds"] == 900
         writer.close()
+
+
+def test_exsync_audit_stock_as_a_command(tmp_path):
+    dsn = demo_company(tmp_path / "exchequer.db", items=12, boms=0)
+    with sandbox_shop() as (shop, server, client, credentials), connect(f"sqlite:///{tmp_path}/state.db") as state:
+        exported_writer(dsn, state, client).close()
+        drifted = sorted(free_stock_of(dsn))[0]
+        product_id = next(p["id"] for p in shop.products.values() if p["sku"] == drifted)
+        shop.update_product(product_id, {"stock_quantity": 500})
+        env = {key: value for key, value in os.environ.items() if not key.startswith("EXSYNC_")}
+        env.update(EXSYNC_EXCHEQUER_DSN=dsn, EXSYNC_STATE_DSN=f"sqlite:///{tmp_path}/state.db",
+                   EXSYNC_WOO_URL=server.url, EXSYNC_WOO_CONSUMER_KEY=credentials.consumer_key,
+                   EXSYNC_WOO_CONSUMER_SECRET=credentials.consumer_secret)
+        done = subprocess.run([sys.executable, "-m", "exsync.cli", "audit", "stock"], env=env, capture_output=True,
+                              text=True, timeout=120, check=False)
+        assert done.returncode == 0, done.stderr
+        checked = len(free_stock_of(dsn))
+        assert f"{checked} products checked in the shop: 1 differed from Exchequer's free stock, 1 corrected, " \
+               "0 failed; 0 web product(s) not in the shop" in done.stdout
+        assert f"  {drifted}: the shop showed 500, Exchequer {free_stock_of(dsn)[drifted]}" in done.stdout
+        assert shop_stock(shop)[drifted] == free_stock_of(dsn)[drifted]
