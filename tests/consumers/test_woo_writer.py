@@ -288,3 +288,17 @@ def test_one_writer_at_a_time_the_other_waits_for_the_lease(tmp_path):
         assert second.flush(wait_seconds=10).created == 1
         assert time.monotonic() - started >= 0.2
         holder.join(10)
+
+
+def test_order_events_on_the_writer_queue_mark_the_skus_whose_shop_stock_moved(shop_and_writer):
+    _, writer, _ = shop_and_writer
+    order = {"id": 77, "status": "pending", "line_items": [{"sku": "A", "quantity": 1}, {"sku": "B", "quantity": 2},
+                                                           {"sku": "", "quantity": 1}]}
+    writer.handle(_message({"type": "woo.order.created", "data": order}))
+    assert writer.marked() == {}  # a new pending order has moved nothing
+    writer.handle(_message({"type": "woo.order.updated", "data": dict(order, status="processing")}))
+    assert sorted(writer.marked()) == ["A", "B"]
+    assert writer.pending_count() == 0  # order events store no product changes
+    writer.handle(_message({"type": "woo.order.deleted", "data": {"id": 77}}))  # no status: nothing to mark
+    with pytest.raises(PermanentError):
+        writer.handle(_message({"type": "woo.order.updated", "data": {"id": "seventy"}}))
