@@ -391,7 +391,8 @@ class WooWriter:
                 self.check_marked()
                 self._audit_step()
         except WriterBusyError as error:
-            log.info("woo-writer: %s; trying again next tick", error)
+            # Every tick while an export writes: not worth more than a debug line each time.
+            log.debug("woo-writer: %s; trying again next tick", error)
         except (WooError, ExchequerError) as error:
             log.warning("woo-writer: %s; pending changes and marks stay stored", error)
 
