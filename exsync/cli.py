@@ -741,7 +741,8 @@ def build_parser():
     audit_sub = audit.add_subparsers(dest="audit_command", required=True, metavar="WHAT")
     audit_stock = audit_sub.add_parser("stock", help="every product's stock in the shop against Exchequer's free "
                                                      "stock, differences corrected, the worst listed")
-    audit_stock.set_defaults(func=cmd_audit_stock)
+    audit_stock.set_defaults(func=cmd_audit_stock,
+                             needs=("EXSYNC_EXCHEQUER_DSN", "EXSYNC_STATE_DSN", "EXSYNC_WOO_URL"))
 
     export = sub.add_parser("export", help="one-off full exports to the shop")
     export_sub = export.add_subparsers(dest="export_command", required=True, metavar="WHAT")
