@@ -503,7 +503,7 @@ def run(settings):
                                 "exsync_bus_messages_published_total")):
                 say(f"   {line}")
 
-        step("14. exsync status: what an operator sees (exit 1 while something needs a person)")
+        step("15. exsync status: what an operator sees (exit 1 while something needs a person)")
         # The real command, as a person would run it, while the processes are still up.
         status = subprocess.run([sys.executable, "-m", "exsync.cli", "status"], env=dict(env, EXSYNC_LOG_FORMAT="text"),
                                 capture_output=True, text=True, timeout=60)
