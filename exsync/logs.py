@@ -70,8 +70,13 @@ def configure_logging(level="INFO", *, kind=None, stream=None, secrets=()):
     handler = logging.StreamHandler(stream or sys.stderr)
     handler._exsync = True
     handler.setFormatter(make_formatter(kind))
-    handler.addFilter(RedactingFilter(secrets=secrets))
     root.addHandler(handler)
+    for each in root.handlers:
+        # Every root handler, not only exsync's own (a test runner's or a site's may be there too):
+        # records of every logger, pika's and urllib3's included, pass through one of them.
+        for old in [f for f in each.filters if isinstance(f, RedactingFilter)]:
+            each.removeFilter(old)
+        each.addFilter(RedactingFilter(secrets=secrets))
     root.setLevel(level)
     # pika logs every reconnect attempt at WARNING with a traceback; ours say it once, briefly.
     logging.getLogger("pika").setLevel(logging.ERROR)

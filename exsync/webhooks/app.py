@@ -16,7 +16,6 @@ from prometheus_client import multiprocess
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from exsync.bus import BusError, SharedPublisher, Topology
-from exsync.config import WEBHOOK_PROBE_CONNECTIONS
 from exsync.metrics import Metrics, default_metrics
 from exsync.webhooks.receiver import Receiver
 
@@ -28,8 +27,6 @@ log = logging.getLogger(__name__)
 # Answered only on the internal port when there is one: what the broker is doing and the metrics
 # are for the cluster, not for whoever reaches the public webhook URL.
 INTERNAL_PATHS = ("/metrics", "/readyz")
-# The longest a delivery waits for a slot when all are taken.
-MAX_SLOT_WAIT_SECONDS = 1.0
 # The longest /readyz waits for a connect it started itself (a probe's timeout is 1 s by default).
 DEFAULT_PROBE_WAIT_SECONDS = 0.5
 
@@ -176,9 +173,10 @@ def create_app_from_settings(settings):
         max_body_bytes=webhook["max_body_bytes"],
         metrics=metrics,
         metrics_dir=settings.metrics_dir,
-        # Half the connections kept for probes may wait for a delivery slot, briefly (a burst frees
-        # slots in milliseconds, a stalled broker not for a delivery timeout); the other half never do.
-        slots=DeliverySlots(slots=settings.webhook_connections, waiters=WEBHOOK_PROBE_CONNECTIONS // 2,
-                            wait_seconds=min(MAX_SLOT_WAIT_SECONDS, webhook["delivery_timeout_seconds"] / 2)),
+        # A burst beyond the slots waits (as many again, for half a delivery timeout at most: a burst
+        # frees slots in milliseconds, a stalled broker not for a delivery timeout); the worker's
+        # WEBHOOK_PROBE_CONNECTIONS beyond those are never taken by deliveries (gunicorn_conf).
+        slots=DeliverySlots(slots=settings.webhook_connections, waiters=settings.webhook_connections,
+                            wait_seconds=webhook["delivery_timeout_seconds"] / 2),
         internal_port=int(settings.metrics_bind.rpartition(":")[2]) if settings.metrics_bind else None,
     )

@@ -13,9 +13,9 @@ workers = _settings.webhook_workers
 # one connection (exsync.bus.SharedPublisher). Measured against gthread workers (bench/): the same
 # work costs less CPU per request, as greenlets hand off without fighting over the GIL.
 worker_class = "gevent"
-# Deliveries take at most webhook_connections of them (and a couple more waiting for one); the rest
+# Deliveries take at most webhook_connections of them, and as many more waiting for one; the rest
 # are for probes and scrapes (exsync.webhooks.app.DeliverySlots).
-worker_connections = _settings.webhook_connections + WEBHOOK_PROBE_CONNECTIONS
+worker_connections = 2 * _settings.webhook_connections + WEBHOOK_PROBE_CONNECTIONS
 # gunicorn 27's control socket is not used by exsync; its default path ($HOME/.gunicorn) is shared by
 # every receiver on a host and missing on a read-only root filesystem. Older gunicorns ignore this.
 control_socket_disable = True
