@@ -301,8 +301,10 @@ def count_documents(dsn, totals):
     with connect(dsn) as database, database.transaction(write=False) as cursor:
         keys = cursor.run("SELECT {external_keys.external_key}, {external_keys.reference} FROM {external_keys} "
                           "WHERE {external_keys.kind} = ?", (KIND_SALES_DOCUMENT,)).fetchall()
+        # The seed's open orders (your ref BACKLOG...) carry its allocations; they are not the shop's.
         documents = cursor.run("SELECT {documents.our_ref}, {documents.net_value}, {documents.total_vat} "
-                               "FROM {documents} WHERE {documents.doc_type} IN (?, ?)",
+                               "FROM {documents} WHERE {documents.doc_type} IN (?, ?) "
+                               "AND {documents.your_ref} NOT LIKE 'BACKLOG%'",
                                (DOC_TYPES["SOR"], DOC_TYPES["SQU"])).fetchall()
     values = {ref: decimal.Decimal(str(net or 0)) + decimal.Decimal(str(vat or 0)) for ref, net, vat in documents}
     by_order = collections.defaultdict(list)

@@ -33,8 +33,6 @@ def test_repeated_concurrent_deliveries_make_one_document_per_order(small_stage)
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(reason="issue 11 §1: an order first seen as 'completed' is never imported (the orders "
-                          "branch fixes it; remove this mark when it is merged)", strict=False)
 def test_every_order_of_a_lifecycles_states_makes_one_document(small_stage):
     outcome = reordered_lifecycles(small_stage, permutations=every_permutation(), first_order_id=720001,
                                    timeout_seconds=120)
