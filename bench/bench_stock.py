@@ -18,14 +18,13 @@ import sys
 import time
 
 from bench.results import record
-from bench.support import BENCH_AMQP_URL, bench_vhost, free_port, remove_sqlite, server
+from bench.support import BENCH_AMQP_URL, RequestCounter, bench_vhost, free_port, remove_sqlite, server, until
 from exsync.bus import Topology
 from exsync.consumers.product_export import WriterSink
 from exsync.consumers.state import OrderStore, ensure_tables
 from exsync.consumers.woo_writer import ExchequerFreeStock, WooWriter
 from exsync.exchequer import ExchequerReader, connect, init_schema, mapping_for, seed
 from exsync.exchequer.capture import CaptureState, ChangeCapture, iter_exports
-from exsync.metrics import Metrics
 from exsync.schemas.config import (
     DEFAULT_CAPTURE_INTERVAL_SECONDS,
     DEFAULT_STOCK_CHECK_DELAY_SECONDS,
@@ -41,13 +40,6 @@ SECRET = "bench-stock-secret"
 REPAIR_TIMEOUT_SECONDS = 120
 
 
-class RequestCounter(Metrics):
-    def __init__(self):
-        self.requests = 0
-
-    def inc(self, name, amount=1, **labels):
-        if name == "woo_requests":
-            self.requests += amount
 
 
 def _fresh(name):
@@ -127,14 +119,16 @@ def _repair_seconds():
             with connect(company_dsn) as database:
                 ensure_tables(database)
                 store = OrderStore(database=database)
-                _until(lambda: (t := store.get(order["id"])) and t.import_state == "imported", "the import")
+                until(lambda: (t := store.get(order["id"])) and t.import_state == "imported", "the import",
+                      timeout_seconds=REPAIR_TIMEOUT_SECONDS)
             exchequer = exports[code].quantity - 3
-            _until(lambda: shop_quantity() == exchequer, "the shop to settle after the import")
+            until(lambda: shop_quantity() == exchequer, "the shop to settle after the import",
+                  timeout_seconds=REPAIR_TIMEOUT_SECONDS)
             client.update_order_status(order["id"], "cancelled")
             cancelled_at = time.monotonic()
             put_back = shop_quantity()
-            _until(lambda: shop_quantity() == exchequer, "the shop to show Exchequer's figure again",
-                   interval_seconds=0.05)
+            until(lambda: shop_quantity() == exchequer, "the shop to show Exchequer's figure again",
+                  timeout_seconds=REPAIR_TIMEOUT_SECONDS, interval_seconds=0.05)
             seconds = time.monotonic() - cancelled_at
             client.close()
         finally:
@@ -151,15 +145,6 @@ def _repair_seconds():
                        "shop_after_cancellation": put_back, "exchequer_free_stock": exchequer,
                        "sandbox_delivery": "the sandbox's own delivery queue"})
 
-
-def _until(predicate, what, *, timeout_seconds=REPAIR_TIMEOUT_SECONDS, interval_seconds=0.2):
-    deadline = time.monotonic() + timeout_seconds
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval_seconds)
-    raise RuntimeError(f"gave up waiting for {what}")
 
 
 def run():

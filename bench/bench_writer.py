@@ -13,12 +13,11 @@ import os
 import time
 
 from bench.results import record
-from bench.support import remove_sqlite
+from bench.support import RequestCounter, remove_sqlite
 from exsync.consumers.product_export import WriterSink
 from exsync.consumers.woo_writer import WooWriter
 from exsync.exchequer import ExchequerReader, connect, init_schema, seed
 from exsync.exchequer.capture import CaptureState, ChangeCapture
-from exsync.metrics import Metrics
 from exsync.woo import WooClient
 from exsync.woo.sandbox import Faults, SandboxServer, SandboxShop
 
@@ -29,15 +28,6 @@ EFFICIENCY_ITEMS = 400
 ITEM_LATENCY_SECONDS = 0.05
 
 
-class RequestCounter(Metrics):
-    """Counts the client's requests to the shop."""
-
-    def __init__(self):
-        self.requests = 0
-
-    def inc(self, name, amount=1, **labels):
-        if name == "woo_requests":
-            self.requests += amount
 
 
 def _fresh(path):

@@ -10,8 +10,10 @@ import sys
 import tempfile
 import time
 
+from exsync.metrics import Metrics
+
 __all__ = ["BENCH_AMQP_URL", "bench_vhost", "purge_queues", "free_port", "wait_for_port", "server", "run_wrk",
-           "cpu_seconds", "process_tree", "broker_pid", "listener_pid"]
+           "cpu_seconds", "process_tree", "broker_pid", "listener_pid", "RequestCounter", "until"]
 
 BENCH_VHOST = "exsync-bench"
 BENCH_AMQP_URL = f"amqp://guest:guest@127.0.0.1:5672/{BENCH_VHOST}"
@@ -196,3 +198,24 @@ def remove_sqlite(path):
     for suffix in ("", "-wal", "-shm"):
         if os.path.exists(path + suffix):
             os.remove(path + suffix)
+
+
+class RequestCounter(Metrics):
+    """Counts a shop client's requests (its `woo_requests` metric)."""
+
+    def __init__(self):
+        self.requests = 0
+
+    def inc(self, name, amount=1, **labels):
+        if name == "woo_requests":
+            self.requests += amount
+
+
+def until(predicate, what, *, timeout_seconds, interval_seconds=0.2):
+    """The first truthy value of `predicate()` (exsync.demo.wait_until), or RuntimeError naming `what`."""
+    from exsync.demo import wait_until
+
+    value = wait_until(predicate, timeout_seconds=timeout_seconds, interval_seconds=interval_seconds)
+    if not value:
+        raise RuntimeError(f"gave up waiting for {what}")
+    return value

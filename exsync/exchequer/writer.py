@@ -24,6 +24,7 @@ from exsync.exchequer.errors import (
     ToolkitError,
     UnknownAccountError,
 )
+from exsync.exchequer.keys import KeyStore
 from exsync.exchequer.ledger import (
     ACCOUNT_FIELDS,
     HOLD_CREDIT,
@@ -255,12 +256,7 @@ class ToolkitEmulator:
 
     def keys_of(self, kind, reference, *, prefix=""):
         """The external keys of `kind` written as `reference` (e.g. the shop customers linked to an account)."""
-        with self.database.transaction(write=False) as cursor:
-            rows = cursor.run("SELECT {external_keys.external_key} FROM {external_keys} "
-                              "WHERE {external_keys.kind} = ? AND {external_keys.reference} = ? "
-                              "AND {external_keys.external_key} LIKE ? ORDER BY {external_keys.external_key}",
-                              (kind, reference, prefix + "%")).fetchall()
-        return [row[0] for row in rows]
+        return KeyStore(state=self.database, company=self.database).keys_of(kind, reference, prefix=prefix)
 
     def update_account(self, code, changes):
         self._check_company()
