@@ -23,22 +23,20 @@ the external key `woo-customer:<id>` the orders consumer also uses (see customer
 import dataclasses
 import logging
 import math
-import secrets
 import time
 
 from exsync.bus import PermanentError
 from exsync.consumers.connections import ExchequerConnections, fresh_after_failure
 from exsync.consumers.customer_accounts import account_for_shop_customer, customer_key, shop_customers_of
 from exsync.consumers.customer_mapping import (
-    FIELDS,
     AccountFitter,
     account_changes,
     account_view,
     billing_details,
     merge,
-    woo_changes,
     woo_view,
 )
+from exsync.consumers.customer_shop import ShopCustomers, made_for
 from exsync.consumers.errors import ConsumerError, CustomerBusyError
 from exsync.consumers.gauges import track_state_gauges
 from exsync.exchequer import (
@@ -52,29 +50,15 @@ from exsync.metrics import Metrics
 from exsync.state.lease import holder_id
 from exsync.state.links import LINKED, SHOP_DELETED, Link, LinkStore
 from exsync.threads import PerThread
-from exsync.woo import WooApiError, WooBadRequest, WooClient, WooNotFound
+from exsync.woo import WooClient
 from exsync.woo.dates import parse_wc_gmt
 
-__all__ = ["DEFAULT_CLAIM_SECONDS", "EMAIL_EDITABLE_ROLES", "EXSYNC_ACCOUNT_META", "CustomersConsumer", "build",
-           "build_export"]
+__all__ = ["DEFAULT_CLAIM_SECONDS", "CustomersConsumer", "build", "build_export"]
 
 log = logging.getLogger(__name__)
 
 # Longer than the slowest shop call with its retries (5 attempts of 30 s); renewed before each write.
 DEFAULT_CLAIM_SECONDS = 300.0
-_EMAIL_TAKEN = "registration-error-email-exists"
-_NO_SUCH_CUSTOMER = "woocommerce_rest_invalid_id"
-# WooCommerce 9.5+ lets REST change the e-mail of these roles only.
-EMAIL_EDITABLE_ROLES = ("customer", "subscriber")
-EXSYNC_ACCOUNT_META = "_exsync_account"
-
-def _made_for(customer):
-    """The account code a shop customer was created for by the export, from its meta (or None)."""
-    for meta in customer.get("meta_data") or []:
-        if isinstance(meta, dict) and meta.get("key") == EXSYNC_ACCOUNT_META and meta.get("value"):
-            return str(meta["value"])
-    return None
-
 
 class _Connections(ExchequerConnections):
     """One thread's connections, with the sync's link store over the state tables."""
@@ -96,9 +80,9 @@ class CustomersConsumer:
         self.names_mapping = mapping_for(config)
         self.company = self.names_mapping.company
         self.client = client
-        self.wp_username = wp_username
-        self.wp_application_password = wp_application_password
         self.metrics = metrics or Metrics()
+        self.shop = ShopCustomers(client=client, wholesale_role=self.options["wholesale_role"], metrics=self.metrics,
+                                  wp_username=wp_username, wp_application_password=wp_application_password)
         self.clock = clock
         self.claim_seconds = claim_seconds
         self.holder = holder or holder_id()
@@ -193,7 +177,7 @@ class CustomersConsumer:
         return self._claimed(woo_id, lambda: self._sync_customer(int(woo_id)))
 
     def _sync_customer(self, woo_id):
-        customer = self._shop_customer(woo_id)
+        customer = self.shop.get(woo_id)
         if customer is None:
             return self._shop_deleted(woo_id)
         if not self._is_customer(customer):
@@ -209,7 +193,7 @@ class CustomersConsumer:
             try:
                 code, created = account_for_shop_customer(
                     backend=connections.backend, reader=connections.reader, woo_id=woo_id, details=details,
-                    match_by_email=self.options["match_by_email"], made_for=_made_for(customer),
+                    match_by_email=self.options["match_by_email"], made_for=made_for(customer),
                     still_linked=lambda other: (held := connections.links.get(other)) is None or held.state == LINKED)
             except InvalidDocumentError as error:
                 raise PermanentError(f"cannot create an account for shop customer {woo_id}: {error}") from error
@@ -222,16 +206,6 @@ class CustomersConsumer:
             raise PermanentError(f"shop customer {woo_id} is linked to account {link.account_code}, "
                                  "which is no longer in Exchequer") from error
         return self._sync("shop", customer, account, link, created=created)
-
-    def _shop_customer(self, woo_id):
-        """The shop customer, or None when the shop says there is no such customer (a missing route,
-        a hidden API, is not a deletion: that error goes up and the event is retried)."""
-        try:
-            return self.client.get_customer(woo_id)
-        except WooNotFound as error:
-            if error.code == _NO_SUCH_CUSTOMER:
-                return None
-            raise
 
     def _is_customer(self, customer):
         return not self.customer_roles or customer.get("role") in self.customer_roles
@@ -287,7 +261,7 @@ class CustomersConsumer:
             return self._count("exchequer", "linked_elsewhere")
         if link.state != LINKED:
             return self._count("exchequer", "shop_deleted")
-        customer = self._shop_customer(woo_id)
+        customer = self.shop.get(woo_id)
         if customer is None:
             return self._shop_deleted(woo_id)
         if not self._is_customer(customer):
@@ -304,9 +278,9 @@ class CustomersConsumer:
         view = account_view(account, wholesale_band=self.options["wholesale_band"])
         if not view["email"]:
             return self._count("exchequer", "no_email")
-        customer, created = self._customer_by_email(view["email"]), False
+        customer, created = self.shop.by_email(view["email"]), False
         if customer is None:
-            customer, created = self._create_customer(account, view)
+            customer, created = self.shop.create(account.code, view)
         if not self._is_customer(customer):
             log.warning("customers: account %s has the e-mail of shop user %s, whose role is %s; neither is changed",
                         account.code, customer["id"], customer.get("role"))
@@ -323,7 +297,7 @@ class CustomersConsumer:
         link = self.links.get(woo_id) or Link(woo_id=woo_id, account_code=code)
         if link.state != LINKED:
             return self._count("exchequer", "shop_deleted")
-        customer = self._shop_customer(woo_id)
+        customer = self.shop.get(woo_id)
         if customer is None:
             return self._shop_deleted(woo_id, link=link)
         account = self._account(code)
@@ -336,33 +310,10 @@ class CustomersConsumer:
         """True when the export made this customer from the link's account and they were never synced:
         what was sent is then agreed, so only what creation could not carry (the role) goes now,
         whatever the first-link rules would say, whichever consumer links them first."""
-        if link.snapshot is not None or _made_for(customer) != link.account_code:
+        if link.snapshot is not None or made_for(customer) != link.account_code:
             return False
         link.snapshot = woo_view(customer, self._fit, wholesale_role=self.options["wholesale_role"])
         return True
-
-    def _create_customer(self, account, view):
-        """(customer, created): a new shop customer made from the account, or the one that registered
-        with its e-mail meanwhile."""
-        changes, _ = woo_changes(view, [field for field in FIELDS if field != "wholesale"])
-        # Shops that do not generate passwords refuse a customer without one; the customer can reset it.
-        changes["password"] = secrets.token_urlsafe(24)
-        # The import consumer links this customer to this account whatever e-mails match (see customer_accounts).
-        changes["meta_data"] = [{"key": EXSYNC_ACCOUNT_META, "value": account.code}]
-        try:
-            return self.client.create_customer(changes), True
-        except WooApiError as error:
-            if error.code == _EMAIL_TAKEN:
-                customer = self._customer_by_email(view["email"])
-                if customer is not None:
-                    return customer, False
-            raise self._refused(f"cannot create a shop customer for account {account.code}", error) from error
-
-    def _customer_by_email(self, email):
-        for customer in self.client.iter_customers(role="all", params={"email": email}):
-            if str(customer.get("email") or "").lower() == email:
-                return customer
-        return None
 
     # --- the merge, and the writes it asks for
 
@@ -397,7 +348,7 @@ class CustomersConsumer:
             for field in result.to_exchequer:
                 self.metrics.inc("customer_fields_synced", side="exchequer", field=field)
         if result.to_woo:
-            self._write_shop(customer, woo, result)
+            self.shop.write(customer, woo, result)
         now = self.clock()
         if result.conflicts or connections.links.conflicts(link.woo_id):
             connections.links.record_conflicts(link.woo_id, account.code, result.conflicts, now=now)
@@ -419,69 +370,6 @@ class CustomersConsumer:
                      link.woo_id, account.code, outcome, source, ", ".join(result.to_woo) or "-",
                      ", ".join(result.to_exchequer) or "-")
         return self._count(source, outcome)
-
-    def _write_shop(self, customer, woo, result):
-        """Gives the shop the fields the merge sent its way; what it cannot take stays pending."""
-        woo_id = int(customer["id"])
-        if "email" in result.to_woo:
-            if not result.agreed["email"]:
-                # A shop customer must have an e-mail: an account that lost its own does not take the shop's away.
-                self._pending(result, "email", woo)
-            elif customer.get("role") not in EMAIL_EDITABLE_ROLES:
-                self._email_refused(woo_id, woo, result, f"the shop lets REST change the e-mail of "
-                                                        f"{', '.join(EMAIL_EDITABLE_ROLES)} only")
-        changes, wholesale = woo_changes(result.agreed, result.to_woo)
-        try:
-            if changes:
-                try:
-                    self.client.update_customer(woo_id, changes)
-                except WooBadRequest as error:
-                    if "email" not in changes:
-                        raise
-                    # Most likely the e-mail (another user has it): that field waits for a person, the
-                    # rest goes now; if the rest is refused too, that error stands.
-                    self._email_refused(woo_id, woo, result, str(error))
-                    changes, _ = woo_changes(result.agreed, result.to_woo)
-                    if changes:
-                        self.client.update_customer(woo_id, changes)
-            if wholesale is not None:
-                self._set_role(woo_id, wholesale, woo, result)
-        except WooApiError as error:
-            raise self._refused(f"shop customer {woo_id}", error) from error
-        for field in result.to_woo:
-            self.metrics.inc("customer_fields_synced", side="woo", field=field)
-
-    def _email_refused(self, woo_id, woo, result, reason):
-        log.warning("customers: the shop does not take e-mail %r for customer %s (%s); left for a person, and only "
-                    "`exsync customers resolve %s email --take woo` can settle it", result.agreed["email"], woo_id,
-                    reason, woo_id)
-        result.conflicts.append(("email", woo["email"], result.agreed["email"], woo["email"]))
-        self._pending(result, "email", woo)
-
-    @staticmethod
-    def _pending(result, field, woo):
-        """Leaves `field` as the shop has it: agreed at that value, so Exchequer's stays a change to send."""
-        result.to_woo.remove(field)
-        result.agreed[field] = woo[field]
-
-    def _set_role(self, woo_id, wholesale, woo, result):
-        if not (self.wp_username and self.wp_application_password):
-            self._pending(result, "wholesale", woo)
-            log.warning("customers: shop customer %s should %s wholesale, but changing a role needs "
-                        "EXSYNC_WP_USERNAME and EXSYNC_WP_APPLICATION_PASSWORD", woo_id,
-                        "become" if wholesale else "no longer be")
-            self.metrics.inc("customer_roles_skipped")
-            return
-        role = self.options["wholesale_role"] if wholesale else "customer"
-        self.client.set_user_roles(woo_id, [role], username=self.wp_username,
-                                   application_password=self.wp_application_password)
-
-    def _refused(self, what, error):
-        """A 400 will not pass by itself: park it with the shop's reason. Anything else (401/403 after
-        a key or password change, 404 from a hidden route, 5xx) is retried until someone fixes it."""
-        if isinstance(error, WooBadRequest):
-            return PermanentError(f"{what}: the shop refused the change: {error}")
-        return error
 
     def _newest_side(self, customer, account):
         """The side changed last: the shop's modification time against when capture first saw the
