@@ -1,5 +1,8 @@
 """Exchanges, queues and bindings, and the one place queue names are made.
 
+The bus knows no domain queue: a Topology declares the QueueSpecs it is given (each consumer
+module declares its own; `exsync.wiring.topology()` collects them).
+
 Every consuming queue Q is a durable quorum queue with:
 - `Q.retry.<N>s` queues, one per delay, whose messages expire after N seconds and are
   dead-lettered back to Q (growing delays between attempts);
@@ -58,38 +61,15 @@ class QueueSpec:
     other_bindings: tuple[tuple[str, str], ...] = ()
 
 
-# Order write-backs have a queue of their own rather than sharing woo.write: a note for one order
-# must not wait behind a 10,000-SKU stock batch, and only the product writer needs to be the
-# single active consumer (it coalesces per SKU).
-DEFAULT_QUEUES = (
-    QueueSpec(name="orders.import", exchange=WOO_EXCHANGE, binding_keys=("order.*",)),
-    QueueSpec(name="customers.import", exchange=WOO_EXCHANGE, binding_keys=("customer.*",)),
-    QueueSpec(name="orders.writeback", exchange=EXCHEQUER_EXCHANGE, binding_keys=("order.*",)),
-    QueueSpec(name="customers.export", exchange=EXCHEQUER_EXCHANGE, binding_keys=("account.*",)),
-    # The shop's order events reach the writer too: a status change that moves the shop's stock
-    # (paid, cancelled...) makes it check and correct those products' stock (see woo_writer).
-    QueueSpec(name="woo.write", exchange=EXCHEQUER_EXCHANGE, binding_keys=("product.*", "stock.*"),
-              single_active_consumer=True, other_bindings=((WOO_EXCHANGE, "order.*"),)),
-)
-
-
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class Topology:
     """What exsync declares on the broker."""
 
     exchanges: tuple[str, ...] = (WOO_EXCHANGE, EXCHEQUER_EXCHANGE)
-    queues: tuple[QueueSpec, ...] = DEFAULT_QUEUES
+    # the consuming queues, as the modules that consume them declare them (collected by exsync.wiring)
+    queues: tuple[QueueSpec, ...] = ()
     retry_delays_seconds: tuple[int, ...] = DEFAULT_RETRY_DELAYS_SECONDS
     max_attempts: int = DEFAULT_MAX_ATTEMPTS
-
-    @classmethod
-    def from_config(cls, config, **overrides):
-        bus = config["bus"]
-        return cls(
-            retry_delays_seconds=tuple(bus["retry_delays_seconds"]),
-            max_attempts=bus["max_attempts"],
-            **overrides,
-        )
 
     def queue(self, name):
         for spec in self.queues:

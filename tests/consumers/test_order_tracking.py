@@ -11,10 +11,11 @@ import pytest
 from exsync.cli import main
 from exsync.config import load_settings
 from exsync.consumers.customers import Link
-from exsync.consumers.orders import build, event_id
+from exsync.consumers.orders import event_id
 from exsync.consumers.state import OrderStore, ensure_tables
 from exsync.exchequer import ExchequerReader, connect
 from exsync.metrics import PrometheusMetrics
+from exsync.wiring import build_orders as build
 from exsync.woo import WooClient
 from tests.consumers.conftest import RecordingPublisher, company, config, event, order_body
 from tests.consumers.test_orders import documents_of
