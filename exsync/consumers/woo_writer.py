@@ -53,6 +53,9 @@ from exsync.exchequer.errors import DuplicateKeyError, ExchequerError
 from exsync.exchequer.mapping import Column
 from exsync.exchequer.state import StateTable, create_state_tables, text_column
 from exsync.metrics import Metrics
+from exsync.schemas.config import DEFAULT_PRODUCTS_FLUSH_ITEMS as DEFAULT_FLUSH_ITEMS
+from exsync.schemas.config import DEFAULT_PRODUCTS_ITEM_RETRY_SECONDS as DEFAULT_ITEM_RETRY_SECONDS
+from exsync.schemas.config import DEFAULT_PRODUCTS_MAX_ITEM_ATTEMPTS as DEFAULT_MAX_ITEM_ATTEMPTS
 from exsync.schemas.config import (
     DEFAULT_STOCK_AUDIT_INTERVAL_SECONDS,
     DEFAULT_STOCK_CHECK_DELAY_SECONDS,
@@ -84,9 +87,6 @@ log = logging.getLogger(__name__)
 QUEUE = QueueSpec(name="woo.write", exchange=EXCHEQUER_EXCHANGE, binding_keys=("product.*", "stock.*"),
                   single_active_consumer=True, other_bindings=((WOO_EXCHANGE, "order.*"),))
 
-DEFAULT_FLUSH_ITEMS = 100
-DEFAULT_MAX_ITEM_ATTEMPTS = 5
-DEFAULT_ITEM_RETRY_SECONDS = 30.0
 DEFAULT_PAGE_SKUS = 1000
 # Bound on SQL parameters per IN (...) list (SQLite's oldest limit is 999).
 _IN_CHUNK = 500

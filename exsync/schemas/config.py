@@ -67,14 +67,28 @@ class LocationsField(fields.Field):
         raise ValidationError("must be 'all' or a non-empty list of location codes (up to 3 characters)")
 
 
+DEFAULT_ACCOUNT_CODE_PATTERN = "LLLLNN"
+DEFAULT_ACCOUNT_CODE_SOURCE = "company"
+
+
 class AccountCodeSchema(_SectionSchema):
     section = sections.AccountCodeConfig
 
-    pattern = fields.String(load_default="LLLLNN", validate=validate.Regexp(r"^L+N+$"))
-    source = fields.String(load_default="company", validate=validate.OneOf(["company", "surname"]))
+    pattern = fields.String(load_default=DEFAULT_ACCOUNT_CODE_PATTERN, validate=validate.Regexp(r"^L+N+$"))
+    source = fields.String(load_default=DEFAULT_ACCOUNT_CODE_SOURCE, validate=validate.OneOf(["company", "surname"]))
 
 
 _STOCK_USER_FIELDS = [f"stUserField{n}" for n in range(1, 11)]
+DEFAULT_AGENT_REPLY_TIMEOUT_SECONDS = 30.0
+DEFAULT_AGENT_ACCOUNT_KEY_FIELD = "acUserDef10"
+DEFAULT_EDITION = "sql"
+DEFAULT_COMPANY = "ZZZZ01"
+DEFAULT_STATE_SCHEMA = "exsync"
+DEFAULT_LOCATION = "MAI"
+DEFAULT_CATEGORY_FIELD = "stUserField1"
+DEFAULT_WEB_FLAG_FIELD = "stUserField2"
+DEFAULT_WEB_FLAG_VALUE = "Y"
+DEFAULT_VAT_CODES = {"S": 20.0, "Z": 0.0, "E": 0.0, "5": 5.0}
 
 
 class ExchequerAgentSchema(_SectionSchema):
@@ -83,29 +97,30 @@ class ExchequerAgentSchema(_SectionSchema):
 
     toolkit = fields.String(load_default="com", validate=validate.OneOf(["com", "emulator"]))
     data_directory = fields.String(load_default=None, allow_none=True)
-    reply_timeout_seconds = fields.Float(load_default=30.0, validate=validate.Range(min=0.1, max=3600))
-    account_key_field = fields.String(load_default="acUserDef10",
+    reply_timeout_seconds = fields.Float(load_default=DEFAULT_AGENT_REPLY_TIMEOUT_SECONDS,
+                                         validate=validate.Range(min=0.1, max=3600))
+    account_key_field = fields.String(load_default=DEFAULT_AGENT_ACCOUNT_KEY_FIELD,
                                       validate=validate.OneOf([f"acUserDef{n}" for n in range(1, 11)]))
 
 
 class ExchequerSchema(_SectionSchema):
     section = sections.ExchequerConfig
 
-    edition = fields.String(load_default="sql", validate=validate.OneOf(["sql"]))
-    company = fields.String(load_default="ZZZZ01", validate=validate.Length(min=1, max=30))
+    edition = fields.String(load_default=DEFAULT_EDITION, validate=validate.OneOf(["sql"]))
+    company = fields.String(load_default=DEFAULT_COMPANY, validate=validate.Length(min=1, max=30))
     table_prefix = fields.String(load_default=None, allow_none=True)
-    state_schema = fields.String(load_default="exsync", validate=validate.Length(min=1, max=30))
+    state_schema = fields.String(load_default=DEFAULT_STATE_SCHEMA, validate=validate.Length(min=1, max=30))
     locations = LocationsField(load_default="all")
-    default_location = fields.String(load_default="MAI", validate=validate.Length(min=1, max=3))
-    category_field = fields.String(load_default="stUserField1", validate=validate.OneOf(_STOCK_USER_FIELDS))
+    default_location = fields.String(load_default=DEFAULT_LOCATION, validate=validate.Length(min=1, max=3))
+    category_field = fields.String(load_default=DEFAULT_CATEGORY_FIELD, validate=validate.OneOf(_STOCK_USER_FIELDS))
     # A stock user field holding web_flag_value, or Exchequer's own eBusiness flag stUseForEbus (1 on).
-    web_flag_field = fields.String(load_default="stUserField2",
+    web_flag_field = fields.String(load_default=DEFAULT_WEB_FLAG_FIELD,
                                    validate=validate.OneOf([*_STOCK_USER_FIELDS, "stUseForEbus"]))
-    web_flag_value = fields.String(load_default="Y")
+    web_flag_value = fields.String(load_default=DEFAULT_WEB_FLAG_VALUE)
     account_code = fields.Nested(AccountCodeSchema, load_default=lambda: AccountCodeSchema().load({}))
     vat_codes = fields.Dict(keys=fields.String(validate=validate.Length(equal=1)),
                             values=fields.Float(validate=validate.Range(min=0, max=100)),
-                            load_default=lambda: {"S": 20.0, "Z": 0.0, "E": 0.0, "5": 5.0})
+                            load_default=lambda: dict(DEFAULT_VAT_CODES))
     tables = fields.Dict(keys=fields.String(), values=fields.String(), load_default=dict)
     columns = fields.Dict(keys=fields.String(), values=fields.String(), load_default=dict)
     # emulator: exsync writes the demo company itself (refused anywhere else); toolkit: writes are
@@ -119,6 +134,12 @@ DEFAULT_SHOP_TIMEOUT_SECONDS = 30.0
 DEFAULT_SHOP_MAX_ATTEMPTS = 5
 DEFAULT_WEBHOOK_TOPICS = ("order.created", "order.updated", "order.deleted", "customer.created",
                           "customer.updated", "customer.deleted")
+DEFAULT_WEBHOOK_NAME_PREFIX = "exsync:"
+DEFAULT_WEBHOOK_API_VERSION = "wp_api_v3"
+DEFAULT_RECONCILE_INTERVAL_SECONDS = 60
+DEFAULT_RECONCILE_OVERLAP_SECONDS = 120
+DEFAULT_RECONCILE_INITIAL_LOOKBACK_SECONDS = 24 * 3600
+DEFAULT_CUSTOMER_ROLES = ("customer", "wholesale_customer")
 _WEBHOOK_TOPIC = r"^((order|customer|product|coupon)\.(created|updated|deleted|restored)|action\.[A-Za-z0-9_\-]+)$"
 
 
@@ -128,18 +149,20 @@ class ShopWebhooksSchema(_SectionSchema):
     delivery_url = fields.Url(load_default=None, allow_none=True, require_tld=False, schemes={"http", "https"})
     topics = fields.List(fields.String(validate=validate.Regexp(_WEBHOOK_TOPIC)),
                          load_default=list(DEFAULT_WEBHOOK_TOPICS), validate=validate.Length(min=1))
-    name_prefix = fields.String(load_default="exsync:", validate=validate.Length(min=1, max=40))
-    api_version = fields.String(load_default="wp_api_v3", validate=validate.OneOf(["wp_api_v3", "wp_api_v2"]))
+    name_prefix = fields.String(load_default=DEFAULT_WEBHOOK_NAME_PREFIX, validate=validate.Length(min=1, max=40))
+    api_version = fields.String(load_default=DEFAULT_WEBHOOK_API_VERSION,
+                                validate=validate.OneOf(["wp_api_v3", "wp_api_v2"]))
 
 
 class ShopReconcileSchema(_SectionSchema):
     section = sections.ShopReconcileConfig
 
-    interval_seconds = fields.Integer(load_default=60, validate=validate.Range(min=1))
-    overlap_seconds = fields.Integer(load_default=120, validate=validate.Range(min=0))
-    initial_lookback_seconds = fields.Integer(load_default=86400, validate=validate.Range(min=0))
+    interval_seconds = fields.Integer(load_default=DEFAULT_RECONCILE_INTERVAL_SECONDS, validate=validate.Range(min=1))
+    overlap_seconds = fields.Integer(load_default=DEFAULT_RECONCILE_OVERLAP_SECONDS, validate=validate.Range(min=0))
+    initial_lookback_seconds = fields.Integer(load_default=DEFAULT_RECONCILE_INITIAL_LOOKBACK_SECONDS,
+                                              validate=validate.Range(min=0))
     customer_roles = fields.List(fields.String(validate=validate.Length(min=1)),
-                                 load_default=lambda: ["customer", "wholesale_customer"])
+                                 load_default=lambda: list(DEFAULT_CUSTOMER_ROLES))
     register_webhooks = fields.Boolean(load_default=True)
 
 

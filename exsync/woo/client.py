@@ -23,6 +23,9 @@ import urllib3
 
 from exsync.metrics import Metrics
 from exsync.redact import redact
+from exsync.schemas.config import DEFAULT_SHOP_MAX_ATTEMPTS as DEFAULT_MAX_ATTEMPTS
+from exsync.schemas.config import DEFAULT_SHOP_REQUESTS_PER_SECOND as DEFAULT_REQUESTS_PER_SECOND
+from exsync.schemas.config import DEFAULT_SHOP_TIMEOUT_SECONDS as DEFAULT_TIMEOUT_SECONDS
 from exsync.woo.auth import DEFAULT_SIGNATURE_METHOD, DEFAULT_SIGNATURE_TYPE, auth_for
 from exsync.woo.dates import format_wc_datetime, parse_wc_gmt
 from exsync.woo.errors import (
@@ -52,9 +55,6 @@ log = logging.getLogger(__name__)
 
 API_PATH = "/wp-json/wc/v3/"
 WP_USERS_PATH = "/wp-json/wp/v2/users/"
-DEFAULT_TIMEOUT_SECONDS = 30.0
-DEFAULT_REQUESTS_PER_SECOND = 5.0
-DEFAULT_MAX_ATTEMPTS = 5
 DEFAULT_BACKOFF_INITIAL_SECONDS = 0.5
 DEFAULT_BACKOFF_MAX_SECONDS = 30.0
 DEFAULT_MAX_RETRY_AFTER_SECONDS = 120.0

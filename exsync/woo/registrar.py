@@ -18,6 +18,8 @@ import logging
 import threading
 
 from exsync.metrics import Metrics
+from exsync.schemas.config import DEFAULT_WEBHOOK_API_VERSION as DEFAULT_API_VERSION
+from exsync.schemas.config import DEFAULT_WEBHOOK_NAME_PREFIX as DEFAULT_NAME_PREFIX
 from exsync.schemas.config import DEFAULT_WEBHOOK_TOPICS
 
 __all__ = [
@@ -33,8 +35,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-DEFAULT_NAME_PREFIX = "exsync:"
-DEFAULT_API_VERSION = "wp_api_v3"
 WEBHOOK_STATUSES = ("active", "paused", "disabled")
 
 
