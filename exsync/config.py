@@ -9,6 +9,7 @@ tests set what they use.
 
 import dataclasses
 import os
+from collections.abc import Mapping
 
 import yaml
 
@@ -82,7 +83,7 @@ class Settings:
         return self
 
 
-def _positive_int(environ, name, default, problems):
+def _positive_int(environ: Mapping[str, str], name: str, default: int, problems: list[tuple[str, str]]) -> int:
     raw = environ.get(name)
     if raw in (None, ""):
         return default
@@ -109,7 +110,7 @@ def read_config_file(path: str) -> tuple[Config | None, list[tuple[str, str]]]:
     return config, [(f"{path}:{where}", message) for where, message in problems]
 
 
-def load_settings(environ: dict[str, str] | None = None, *, read_file: bool = True) -> Settings:
+def load_settings(environ: Mapping[str, str] | None = None, *, read_file: bool = True) -> Settings:
     """Reads the environment (default: the process's) and the config file it names.
 
     Raises ConfigError listing every problem, not just the first. With read_file false the
@@ -150,6 +151,6 @@ def load_settings(environ: dict[str, str] | None = None, *, read_file: bool = Tr
     return settings
 
 
-def child_environment(**overrides):
+def child_environment(**overrides: str) -> dict[str, str]:
     """The environment for a process exsync starts (gunicorn), with `overrides` set."""
     return {**os.environ, **overrides}

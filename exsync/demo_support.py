@@ -8,25 +8,30 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 
 import pika
 
-__all__ = ["DEMO_DIR", "PROBE_QUEUE", "Observer", "exsync_process", "expect", "purge", "say", "show_event", "step"]
+from exsync.bus import Topology
+
+__all__ = ["DEMO_DIR", "PROBE_QUEUE", "Observer", "exsync_process", "expect", "purge", "say", "step"]
 
 DEMO_DIR = os.path.join("var", "demo")
 PROBE_QUEUE = "demo.observer"
+T = TypeVar("T")
 
 
-def say(text=""):
+def say(text: str = "") -> None:
     print(text, flush=True)
 
 
-def step(title):
+def step(title: str) -> None:
     say()
     say(f"== {title}")
 
 
-def expect(value, what):
+def expect(value: T, what: str) -> T:
     """`value`, or a clear stop when what the demo waited for did not happen."""
     if not value:
         raise RuntimeError(f"{what} did not happen in time; the logs are in {DEMO_DIR}/")
@@ -34,7 +39,7 @@ def expect(value, what):
 
 
 @contextlib.contextmanager
-def exsync_process(args, *, env, log_path):
+def exsync_process(args: list[str], *, env: dict[str, str], log_path: str) -> Iterator[subprocess.Popen]:
     """`exsync ARGS` as its own process, as it runs in production, output to `log_path`; stopped
     with SIGTERM (then killed after 30 s) when the block ends."""
     log = open(log_path, "wb")
@@ -54,7 +59,7 @@ def exsync_process(args, *, env, log_path):
 class Observer:
     """A queue of the demo's own bound to every event, to show what went over the bus."""
 
-    def __init__(self, url):
+    def __init__(self, url: str) -> None:
         self.url = url
         with self._channel() as channel:
             channel.queue_declare(PROBE_QUEUE, durable=False)
@@ -63,14 +68,15 @@ class Observer:
                 channel.queue_bind(PROBE_QUEUE, exchange, routing_key="#")
 
     @contextlib.contextmanager
-    def _channel(self):
+    def _channel(self) -> Iterator[Any]:
         connection = pika.BlockingConnection(pika.URLParameters(self.url))
         try:
             yield connection.channel()
         finally:
             connection.close()
 
-    def take(self, *, count=None, timeout_seconds=15, where=lambda key: True):
+    def take(self, *, count: int | None = None, timeout_seconds: float = 15,
+             where: Callable[[str], bool] = lambda key: True) -> list[tuple[str, str, dict]]:
         """Events whose routing key passes `where`: `count` of them, or all that come within the timeout."""
         events, deadline = [], time.monotonic() + timeout_seconds
         with self._channel() as channel:
@@ -82,27 +88,19 @@ class Observer:
                     events.append((method.exchange, method.routing_key, json.loads(body)))
         return events
 
-    def drain(self):
+    def drain(self) -> None:
         with self._channel() as channel:
             channel.queue_purge(PROBE_QUEUE)
 
-    def close(self):
+    def close(self) -> None:
         with self._channel() as channel:
             channel.queue_delete(PROBE_QUEUE)
 
 
-def purge(url, topology):
+def purge(url: str, topology: Topology) -> None:
     """Empties the queues a previous demo run may have left messages on, so this run shows its own."""
     connection = pika.BlockingConnection(pika.URLParameters(url))
     channel = connection.channel()
     for queue in topology.all_queue_names():
         channel.queue_purge(queue)
     connection.close()
-
-
-def show_event(exchange, routing_key, event):
-    data = event.get("data") or {}
-    detail = f"status={data['status']}" if "status" in data else ""
-    if "items" in data:
-        detail = f"{len(data['items'])} item(s), e.g. {data['items'][0]}"
-    say(f"   {exchange:9} {routing_key:16} type={event['type']:28} subject={event['subject']!s:>9} {detail}")

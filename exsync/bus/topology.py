@@ -12,6 +12,7 @@ consumes yet (`action.*`, `coupon.*`) is kept rather than returned as unroutable
 """
 
 import dataclasses
+from typing import Any
 
 from exsync.bus.connection import open_connection
 from exsync.bus.errors import BusError
@@ -37,15 +38,15 @@ INVALID_ROUTING_PREFIX = "invalid"
 DEFAULT_UNROUTED_MAX_LENGTH = 100_000
 
 
-def retry_queue_name(queue, delay_seconds):
+def retry_queue_name(queue: str, delay_seconds: float) -> str:
     return f"{queue}.retry.{int(delay_seconds)}s"
 
 
-def dead_queue_name(queue):
+def dead_queue_name(queue: str) -> str:
     return f"{queue}.dead"
 
 
-def unrouted_name(exchange):
+def unrouted_name(exchange: str) -> str:
     return f"{exchange}.unrouted"
 
 
@@ -71,17 +72,17 @@ class Topology:
     retry_delays_seconds: tuple[int, ...] = DEFAULT_RETRY_DELAYS_SECONDS
     max_attempts: int = DEFAULT_MAX_ATTEMPTS
 
-    def queue(self, name):
+    def queue(self, name: str) -> QueueSpec:
         for spec in self.queues:
             if spec.name == name:
                 return spec
         raise BusError(f"no queue {name!r} in the topology")
 
-    def retry_delay_seconds(self, attempt):
+    def retry_delay_seconds(self, attempt: int) -> int:
         """The delay before attempt `attempt + 1`, growing and then staying at the longest."""
         return self.retry_delays_seconds[min(attempt, len(self.retry_delays_seconds)) - 1]
 
-    def all_queue_names(self):
+    def all_queue_names(self) -> list[str]:
         names = [INVALID_QUEUE]
         names.extend(unrouted_name(exchange) for exchange in self.exchanges)
         for spec in self.queues:
@@ -90,7 +91,7 @@ class Topology:
             names.append(dead_queue_name(spec.name))
         return names
 
-    def declare(self, channel):
+    def declare(self, channel: Any) -> None:
         """Declares everything on an open pika channel; safe to repeat."""
         quorum = {"x-queue-type": "quorum"}
         for exchange in self.exchanges:
@@ -128,7 +129,7 @@ class Topology:
             channel.queue_declare(dead_queue_name(spec.name), durable=True, arguments=quorum)
 
 
-def declare_topology(url, topology):
+def declare_topology(url: str, topology: Topology) -> None:
     """Connects, declares the topology and disconnects."""
     with open_connection(url) as connection:
         with connection.translated_errors():

@@ -1,14 +1,17 @@
 """What several commands share: health endpoints, the databases a process checks, printing."""
 
 import argparse
+from collections.abc import Iterable
 
 from exsync import wiring
 from exsync.config import Settings
+from exsync.metrics import Metrics
+from exsync.woo.registrar import WebhookAction
 
 __all__ = ["databases", "health", "print_webhook_actions", "shop_metrics", "wait_for_signal"]
 
 
-def shop_metrics(args):
+def shop_metrics(args: argparse.Namespace) -> Metrics:
     from exsync.metrics import Metrics, default_metrics
 
     return default_metrics() if getattr(args, "metrics_port", None) else Metrics()
@@ -48,13 +51,13 @@ def databases(settings: Settings, *, exchequer: bool = True) -> list[tuple[str, 
     return dsns
 
 
-def print_webhook_actions(actions):
+def print_webhook_actions(actions: Iterable[WebhookAction]) -> None:
     for action in actions:
         changes = f" ({', '.join(action.changes)})" if action.changes else ""
         print(f"{action.action:<11} webhook {action.webhook_id} {action.topic}{changes}")
 
 
-def wait_for_signal():
+def wait_for_signal() -> None:
     """Blocks until SIGTERM or Ctrl-C, for commands that serve on background threads."""
     import signal
     import threading

@@ -4,9 +4,13 @@ import argparse
 import datetime
 import sys
 import time
+from typing import TYPE_CHECKING
 
 from exsync import wiring
 from exsync.config import Settings
+
+if TYPE_CHECKING:
+    from exsync.bus.dead_letters import DeadLetters
 
 __all__ = [
     "cmd_export_products",
@@ -180,7 +184,7 @@ def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
     return 1 if report.needs_attention else 0
 
 
-def _dead_letters(settings):
+def _dead_letters(settings: Settings) -> "DeadLetters":
     from exsync.bus.dead_letters import DeadLetters
     from exsync.metrics import default_metrics
 

@@ -20,10 +20,10 @@ __all__ = ["ExportReport", "WriterSink", "run_export"]
 class WriterSink:
     """A capture sink that stores changes in the woo-writer (committed) rather than publishing them."""
 
-    def __init__(self, *, writer):
+    def __init__(self, *, writer: WooWriter) -> None:
         self.writer = writer
 
-    def send(self, *, products, stock):
+    def send(self, *, products: Any, stock: Any) -> None:
         self.writer.accept(products=products, stock=stock)
 
 

@@ -1,6 +1,8 @@
 """The YAML configuration file: rules and mappings, validated before anything runs."""
 
 import decimal
+from collections.abc import Iterator
+from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, post_load, validate, validates_schema
 
@@ -59,7 +61,7 @@ class WebhookSchema(_SectionSchema):
 class LocationsField(fields.Field):
     """`all`, or a list of 3-character location codes."""
 
-    def _deserialize(self, value, attr, data, **kwargs):
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: object) -> str | list[str]:
         if value == "all":
             return value
         if isinstance(value, list) and value and all(isinstance(v, str) and 1 <= len(v) <= 3 for v in value):
@@ -207,7 +209,7 @@ class OrderConditionsSchema(Schema):
     all_in_stock = fields.Boolean()
 
     @validates_schema
-    def _total_range(self, data, **kwargs):
+    def _total_range(self, data: dict, **kwargs: object) -> None:
         if "min_total" in data and "max_total" in data and data["min_total"] > data["max_total"]:
             raise ValidationError("must not be more than max_total", "min_total")
 
@@ -385,7 +387,7 @@ class ConfigSchema(_SectionSchema):
     health = fields.Nested(HealthSchema, load_default=lambda: HealthSchema().load({}))
 
     @validates_schema
-    def _order_vat_codes(self, data, **kwargs):
+    def _order_vat_codes(self, data: dict, **kwargs: object) -> None:
         """The order mapping's VAT codes must be ones exchequer.vat_codes gives a rate (rounding: 0%)."""
         rates = data["exchequer"].vat_codes
         vat, rounding = data["orders"].vat, data["orders"].rounding
@@ -402,7 +404,7 @@ class ConfigSchema(_SectionSchema):
             raise ValidationError({"orders": problems})
 
     @validates_schema
-    def _wholesale_role_synced(self, data, **kwargs):
+    def _wholesale_role_synced(self, data: dict, **kwargs: object) -> None:
         """Wholesale customers must be among the roles synced, or the wholesale role would unlink them."""
         role, roles = data["customers"].wholesale_role, data["shop"].reconcile.customer_roles
         if role not in roles:
@@ -410,7 +412,7 @@ class ConfigSchema(_SectionSchema):
                 f"{role!r} is not one of shop.reconcile.customer_roles ({', '.join(roles)})"]}})
 
 
-def _flatten(messages, prefix=""):
+def _flatten(messages: Any, prefix: str = "") -> Iterator[tuple[str, str]]:
     """Turns marshmallow's nested error dict into (dotted.path, message) pairs."""
     if isinstance(messages, dict):
         for key, value in messages.items():
