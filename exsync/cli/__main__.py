@@ -4,4 +4,6 @@ import sys
 
 from exsync.cli import main
 
-sys.exit(main())
+# guarded: importing every module (the image test walks the package) must not run the command
+if __name__ == "__main__":
+    sys.exit(main())
