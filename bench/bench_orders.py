@@ -33,7 +33,8 @@ from bench.support import (
     purge_queues,
     server,
 )
-from exsync.bus import Publisher, SharedPublisher, Topology, Worker, new_event
+from exsync import wiring
+from exsync.bus import Publisher, SharedPublisher, Worker, new_event
 from exsync.consumers.orders import OrdersConsumer
 from exsync.exchequer import adjust_stock, connect, init_schema, seed
 from exsync.schemas.config import DEFAULT_HANDLER_THREADS, validate_config
@@ -104,7 +105,7 @@ def order(order_id, codes):
 def consumer_for(dsn):
     config = validate_config({})[0]
     return OrdersConsumer(exchequer_dsn=dsn, config=config,
-                          publisher=SharedPublisher(url=BENCH_AMQP_URL, topology=Topology()))
+                          publisher=SharedPublisher(url=BENCH_AMQP_URL, topology=wiring.topology()))
 
 
 def imported_count(store):
@@ -236,7 +237,7 @@ def latency(dsn, codes, topology):
 
 
 def run():
-    topology = Topology()
+    topology = wiring.topology()
     with bench_vhost(topology), database() as dsn:
         codes = prepare(dsn)
         rates = []

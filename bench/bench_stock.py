@@ -19,7 +19,7 @@ import time
 
 from bench.results import record
 from bench.support import BENCH_AMQP_URL, RequestCounter, bench_vhost, free_port, remove_sqlite, server, until
-from exsync.bus import Topology
+from exsync import wiring
 from exsync.consumers.product_export import WriterSink
 from exsync.consumers.woo_writer import ExchequerFreeStock, WooWriter
 from exsync.exchequer import ExchequerReader, connect, init_schema, mapping_for, seed
@@ -103,7 +103,7 @@ def _repair_seconds():
            "EXSYNC_WOO_URL": sandbox.url, "EXSYNC_WOO_CONSUMER_KEY": credentials.consumer_key,
            "EXSYNC_WOO_CONSUMER_SECRET": credentials.consumer_secret, "EXSYNC_LOG_LEVEL": "WARNING"}
     exsync = [sys.executable, "-m", "exsync.cli"]
-    with bench_vhost(Topology()), server([*exsync, "webhook"], port=port, env=env):
+    with bench_vhost(wiring.topology()), server([*exsync, "webhook"], port=port, env=env):
         subprocess.run([*exsync, "export", "products"], env={**os.environ, **env}, check=True, capture_output=True)
         for topic in ("order.created", "order.updated"):
             shop.create_webhook({"name": f"exsync {topic}", "topic": topic, "secret": SECRET,

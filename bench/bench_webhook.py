@@ -22,7 +22,8 @@ import time
 
 from bench.results import record
 from bench.support import bench_vhost, broker_pid, cpu_seconds, free_port, process_tree, run_wrk, server
-from exsync.bus import WOO_EXCHANGE, Topology, new_event
+from exsync import wiring
+from exsync.bus import WOO_EXCHANGE, new_event
 from exsync.bus.publisher import encode_event, message_properties
 from exsync.config import DEFAULT_WEBHOOK_CONNECTIONS
 from exsync.webhooks.serve import gunicorn_command
@@ -138,7 +139,7 @@ def run():
     }
     broker = broker_pid()
     figures = {}
-    with bench_vhost(Topology()) as amqp_url:
+    with bench_vhost(wiring.topology()) as amqp_url:
         for name, command, env in _servers(amqp_url):
             figures[name] = _measure(command, env, body=body, headers=headers, broker=broker)
             print(f"{name}: {figures[name]}", flush=True)

@@ -9,11 +9,13 @@ tests set what they use.
 
 import dataclasses
 import os
+from collections.abc import Mapping
 
 import yaml
 
 from exsync.errors import ConfigError
 from exsync.schemas.config import validate_config
+from exsync.schemas.sections import Config
 
 __all__ = ["Settings", "load_settings", "child_environment", "DEFAULT_BIND", "ENDPOINT_VARIABLES",
            "WEBHOOK_PROBE_CONNECTIONS"]
@@ -60,12 +62,13 @@ class Settings:
     wp_application_password: str | None = dataclasses.field(default=None, repr=False)
     metrics_dir: str | None = None
     log_level: str = DEFAULT_LOG_LEVEL
-    config: dict = dataclasses.field(default_factory=lambda: validate_config({})[0])
+    # the YAML file, typed (exsync.schemas.sections); an empty file's defaults when there is none
+    config: Config = dataclasses.field(default_factory=lambda: validate_config({})[0])
 
-    def replace(self, **changes):
+    def replace(self, **changes: object) -> "Settings":
         return dataclasses.replace(self, **changes)
 
-    def require(self, *variables):
+    def require(self, *variables: str) -> "Settings":
         """Raises ConfigError naming each of `variables` (ENDPOINT_VARIABLES keys) that is not set."""
         problems = []
         for variable in variables:
@@ -80,7 +83,7 @@ class Settings:
         return self
 
 
-def _positive_int(environ, name, default, problems):
+def _positive_int(environ: Mapping[str, str], name: str, default: int, problems: list[tuple[str, str]]) -> int:
     raw = environ.get(name)
     if raw in (None, ""):
         return default
@@ -94,7 +97,7 @@ def _positive_int(environ, name, default, problems):
     return value
 
 
-def read_config_file(path):
+def read_config_file(path: str) -> tuple[Config | None, list[tuple[str, str]]]:
     """Loads and validates the YAML file; returns (config, problems)."""
     try:
         with open(path, encoding="utf-8") as handle:
@@ -107,7 +110,7 @@ def read_config_file(path):
     return config, [(f"{path}:{where}", message) for where, message in problems]
 
 
-def load_settings(environ=None, *, read_file=True):
+def load_settings(environ: Mapping[str, str] | None = None, *, read_file: bool = True) -> Settings:
     """Reads the environment (default: the process's) and the config file it names.
 
     Raises ConfigError listing every problem, not just the first. With read_file false the
@@ -148,6 +151,6 @@ def load_settings(environ=None, *, read_file=True):
     return settings
 
 
-def child_environment(**overrides):
+def child_environment(**overrides: str) -> dict[str, str]:
     """The environment for a process exsync starts (gunicorn), with `overrides` set."""
     return {**os.environ, **overrides}

@@ -8,32 +8,28 @@ stock and dispatches an order in Exchequer, cuts the webhooks, and prints what e
 """
 
 import contextlib
-import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
 import time
 
-import pika
 import requests
 
-from exsync.bus import Publisher, Topology, declare_topology
+from exsync import wiring
+from exsync.bus import declare_topology
 from exsync.config import child_environment, load_settings, read_config_file
 from exsync.consumers.customer_accounts import customer_key
-from exsync.consumers.product_export import export_products
+from exsync.demo_support import DEMO_DIR, Observer, expect, exsync_process, purge, say, step
 from exsync.errors import ConfigError
 from exsync.exchequer import (
     ExchequerReader,
     SqlWriteBackend,
     adjust_stock,
-    connect,
     dispatch_order,
     edit_account,
     init_schema,
-    mapping_for,
     recalculated_allocations,
     seed,
 )
@@ -43,17 +39,15 @@ from exsync.exchequer.writer import KIND_ACCOUNT
 from exsync.logs import configure_logging
 from exsync.state.orders import OrderStore, ensure_order_tables
 from exsync.webhooks import compute_signature
-from exsync.woo import Reconciler, WebhookRegistrar, WooClient
+from exsync.woo import Reconciler, WebhookRegistrar
 from exsync.woo.sandbox import SandboxServer, SandboxShop, php_json_dumps, place_order, seed_customers, seed_shipping
 from exsync.woo.state import MemoryStore
 
 __all__ = ["main"]
 
-DEMO_DIR = os.path.join("var", "demo")
 DEMO_SECRET = "demo-webhook-secret"
 # The demo names its broker itself (EXSYNC_AMQP_URL overrides); outside the demo nothing is assumed.
 DEMO_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
-PROBE_QUEUE = "demo.observer"
 CAPTURE_INTERVAL_SECONDS = 2
 STOCK_CHECK_DELAY_SECONDS = 1
 DEMO_CONFIG = f"""\
@@ -81,22 +75,6 @@ customers:
 """
 
 
-def say(text=""):
-    print(text, flush=True)
-
-
-def step(title):
-    say()
-    say(f"== {title}")
-
-
-def expect(value, what):
-    """`value`, or a clear stop when what the demo waited for did not happen."""
-    if not value:
-        raise RuntimeError(f"{what} did not happen in time; the logs are in {DEMO_DIR}/")
-    return value
-
-
 def wait_until(predicate, timeout_seconds=20.0, interval_seconds=0.1):
     deadline = time.monotonic() + timeout_seconds
     while time.monotonic() < deadline:
@@ -122,81 +100,6 @@ def _port_answers(port):
     with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
         return True
     return False
-
-
-@contextlib.contextmanager
-def exsync_process(args, *, env, log_path):
-    """`exsync ARGS` as its own process, as it runs in production, output to `log_path`; stopped
-    with SIGTERM (then killed after 30 s) when the block ends."""
-    log = open(log_path, "wb")
-    process = subprocess.Popen([sys.executable, "-m", "exsync.cli", *args], env=env, stdout=log,
-                               stderr=subprocess.STDOUT)
-    try:
-        yield process
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-        log.close()
-
-
-class Observer:
-    """A queue of the demo's own bound to every event, to show what went over the bus."""
-
-    def __init__(self, url):
-        self.url = url
-        with self._channel() as channel:
-            channel.queue_declare(PROBE_QUEUE, durable=False)
-            channel.queue_purge(PROBE_QUEUE)
-            for exchange in ("woo", "exchequer"):
-                channel.queue_bind(PROBE_QUEUE, exchange, routing_key="#")
-
-    @contextlib.contextmanager
-    def _channel(self):
-        connection = pika.BlockingConnection(pika.URLParameters(self.url))
-        try:
-            yield connection.channel()
-        finally:
-            connection.close()
-
-    def take(self, *, count=None, timeout_seconds=15, where=lambda key: True):
-        """Events whose routing key passes `where`: `count` of them, or all that come within the timeout."""
-        events, deadline = [], time.monotonic() + timeout_seconds
-        with self._channel() as channel:
-            while (count is None or len(events) < count) and time.monotonic() < deadline:
-                method, _, body = channel.basic_get(PROBE_QUEUE, auto_ack=True)
-                if method is None:
-                    time.sleep(0.05)
-                elif where(method.routing_key):
-                    events.append((method.exchange, method.routing_key, json.loads(body)))
-        return events
-
-    def drain(self):
-        with self._channel() as channel:
-            channel.queue_purge(PROBE_QUEUE)
-
-    def close(self):
-        with self._channel() as channel:
-            channel.queue_delete(PROBE_QUEUE)
-
-
-def _purge(url, topology):
-    """Empties the queues a previous demo run may have left messages on, so this run shows its own."""
-    connection = pika.BlockingConnection(pika.URLParameters(url))
-    channel = connection.channel()
-    for queue in topology.all_queue_names():
-        channel.queue_purge(queue)
-    connection.close()
-
-
-def show_event(exchange, routing_key, event):
-    data = event.get("data") or {}
-    detail = f"status={data['status']}" if "status" in data else ""
-    if "items" in data:
-        detail = f"{len(data['items'])} item(s), e.g. {data['items'][0]}"
-    say(f"   {exchange:9} {routing_key:16} type={event['type']:28} subject={event['subject']!s:>9} {detail}")
 
 
 def show_order(client, store, order_id, label):
@@ -240,7 +143,7 @@ def show_customers(client, database, shop, settings, seeded):
     wanted = {account.email.lower() for account in with_email}
     wait_until(lambda: wanted <= {c["email"] for c in client.iter_customers()}, timeout_seconds=30)
     shop_customers = {c["email"]: c for c in client.iter_customers()}
-    wholesale = [a for a in with_email if a.price_band == settings.config["customers"]["wholesale_band"]]
+    wholesale = [a for a in with_email if a.price_band == settings.config.customers.wholesale_band]
     say(f"   the demo company's {len(with_email)} accounts with an e-mail are shop customers now, "
         f"{len(wholesale)} of them (price band B) with role wholesale_customer:")
     for account in (wholesale or with_email)[:1] + [a for a in with_email if a not in wholesale][:1]:
@@ -316,7 +219,7 @@ def run(settings):
                                 amqp_url=settings.amqp_url or DEMO_AMQP_URL, config=config, config_path=config_path)
 
     step("1. The demo Exchequer company")
-    database = connect(dsn, mapping=mapping_for(settings.config))
+    database = wiring.company_database(settings)
     init_schema(database)
     summary = seed(database, items=40, locations=2, boms=4, accounts=12)
     say(f"   {summary.items} stock items over {summary.locations} locations, {summary.boms} bills of materials, "
@@ -330,11 +233,11 @@ def run(settings):
             f"category {item.category}")
 
     step("2. RabbitMQ topology")
-    topology = Topology.from_config(settings.config)
+    topology = wiring.topology(settings)
     declare_topology(settings.amqp_url, topology)
     say(f"   exchanges woo, exchequer; {len(topology.all_queue_names())} durable quorum queues "
         "(consumer queues, retry queues with growing delays, dead-letter queues)")
-    _purge(settings.amqp_url, topology)
+    purge(settings.amqp_url, topology)
     observer = Observer(settings.amqp_url)
 
     with contextlib.ExitStack() as stack:
@@ -350,14 +253,14 @@ def run(settings):
         seed_shipping(shop)
         settings = settings.replace(woo_url=sandbox.url, woo_consumer_key=credentials.consumer_key,
                                     woo_consumer_secret=credentials.consumer_secret)
-        client = stack.enter_context(WooClient.from_settings(settings))
+        client = stack.enter_context(wiring.woo_client(settings))
         vat = enable_taxes(client)
         say(f"   sandbox shop at {sandbox.url}: no products yet, {len(customers)} customers "
             f"(one wholesale), shipping zones UK and Europe, taxes on: {vat['country']} {vat['name']} "
             f"{float(vat['rate']):g} % on goods and shipping, prices entered without tax")
 
         step("4. exsync export products: the first full export")
-        report = export_products(settings)
+        report = wiring.export_products(settings)
         say(f"   {report.exported} web products exported: {report.flush}")
         product = client.products_by_sku([items[0].code])[items[0].code]
         say(f"   e.g. {product['sku']}: price {product['regular_price']}, stock {product['stock_quantity']}, "
@@ -418,7 +321,7 @@ def run(settings):
             (place_order(shop, lines=[(items[4].code, 1), ("GIFT-CARD", 1)]), "guest with an unknown SKU"),
         ]
         shop.wait_for_deliveries(timeout_seconds=10)
-        state_db = stack.enter_context(connect(dsn, mapping=mapping_for(settings.config)))
+        state_db = stack.enter_context(wiring.state_database(settings))
         ensure_order_tables(state_db)
         store = OrderStore(database=state_db)
         for order, _ in placed:
@@ -479,7 +382,7 @@ def run(settings):
         missed = place_order(shop, lines=[(items[6].code, 1)])
         shop.wait_for_deliveries(timeout_seconds=5)
         say(f"   order {missed['id']} placed while the webhooks were disabled: no delivery")
-        publisher = stack.enter_context(Publisher(url=settings.amqp_url, topology=topology))
+        publisher = stack.enter_context(wiring.publisher(settings))
         runs = RunLog(database=state_db).ensure()
         reconciler = Reconciler(client=client, publisher=publisher, store=MemoryStore(), registrar=registrar,
                                 initial_lookback_seconds=3600,

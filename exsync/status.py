@@ -11,7 +11,7 @@ import time
 
 import pika.exceptions
 
-from exsync.bus import INVALID_QUEUE, Topology, dead_queue_name, open_connection, retry_queue_name, unrouted_name
+from exsync.bus import INVALID_QUEUE, dead_queue_name, open_connection, retry_queue_name, unrouted_name
 from exsync.errors import ExsyncError
 
 __all__ = ["QueueState", "JobState", "StatusReport", "collect_status", "render_status",
@@ -88,12 +88,12 @@ def _queues(report, url, topology):
 
 
 def _state(report, settings, now, parked_shown):
-    from exsync.exchequer import connect, mapping_for
     from exsync.exchequer.runs import CAPTURE, RECONCILE, STOCK_AUDIT, RunLog
     from exsync.state.links import LinkStore
     from exsync.state.orders import OrderStore, ensure_order_tables
+    from exsync.wiring import state_database
 
-    with connect(settings.state_dsn, mapping=mapping_for(settings.config)) as database:
+    with state_database(settings) as database:
         ensure_order_tables(database)
         orders = OrderStore(database=database)
         report.parked_orders_total = orders.counts().get("parked", 0)
@@ -112,12 +112,12 @@ def _state(report, settings, now, parked_shown):
 
 
 def _webhooks(report, settings):
-    from exsync.woo import WooClient
+    from exsync.wiring import woo_client
 
     if not settings.woo_url:
         return  # no shop configured: nothing to list, nothing wrong
-    prefix = settings.config["shop"]["webhooks"]["name_prefix"]
-    with WooClient.from_settings(settings) as client:
+    prefix = settings.config.shop.webhooks.name_prefix
+    with woo_client(settings) as client:
         report.webhooks = [{"id": w["id"], "name": w.get("name", ""), "topic": w.get("topic", ""),
                             "status": w.get("status", ""), "delivery_url": w.get("delivery_url", "")}
                            for w in client.iter_webhooks() if str(w.get("name", "")).startswith(prefix)]
@@ -155,7 +155,10 @@ def _attention(report, stale_seconds):
 def collect_status(settings, *, topology=None, now=None, stale_seconds=None,
                    parked_shown=DEFAULT_PARKED_ORDERS_SHOWN):
     """Everything `exsync status` shows; never raises for a part it cannot read."""
-    topology = topology or Topology.from_config(settings.config)
+    if topology is None:
+        from exsync.wiring import topology as configured
+
+        topology = configured(settings)
     now = time.time() if now is None else now
     report = StatusReport()
     for where, read in (("broker", lambda: _queues(report, settings.amqp_url, topology)),

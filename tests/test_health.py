@@ -7,7 +7,8 @@ import time
 import pytest
 import requests
 
-from exsync.bus import WOO_EXCHANGE, Publisher, Topology, declare_topology, new_event
+from exsync import wiring
+from exsync.bus import WOO_EXCHANGE, Publisher, declare_topology, new_event
 from exsync.demo import exsync_process
 from exsync.health import HeldCheck, Liveness, Readiness, serve_health
 from tests.support.net import free_port
@@ -107,7 +108,7 @@ def test_a_consumer_whose_handler_hangs_fails_healthz_then_recovers(amqp_url, pg
     """`exsync consume orders` as a real process; its handler blocks on a table the test locks."""
     import pyodbc
 
-    declare_topology(amqp_url, Topology())
+    declare_topology(amqp_url, wiring.topology())
     stall_seconds = 3
     config = tmp_path / "exsync.yaml"
     config.write_text(f"health:\n  stall_seconds: {stall_seconds}\n", encoding="utf-8")
@@ -158,7 +159,7 @@ def test_capture_is_ready_only_while_the_broker_answers_and_stays_alive(amqp_url
     from exsync.exchequer import connect, init_schema, seed
     from tests.support.proxy import proxy_in_front_of
 
-    declare_topology(amqp_url, Topology())
+    declare_topology(amqp_url, wiring.topology())
     dsn = f"sqlite:///{tmp_path / 'company.db'}"
     with connect(dsn) as database:
         init_schema(database)

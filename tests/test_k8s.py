@@ -13,10 +13,10 @@ import jsonschema
 import pytest
 import yaml
 
-from exsync.bus import Topology
+from exsync import wiring
 from exsync.cli import DEFAULT_NEEDS, build_parser
-from exsync.consumers.runner import CONSUMER_NEEDS, CONSUMERS
 from exsync.webhooks.app import INTERNAL_PATHS
+from exsync.wiring import CONSUMER_NEEDS, CONSUMERS
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 K8S = ROOT / "k8s"
@@ -153,7 +153,7 @@ def test_customer_consumers_never_run_two_replicas(path):
 
 
 def test_scaled_queues_exist_in_the_topology():
-    queues = set(Topology().all_queue_names())
+    queues = set(wiring.topology().all_queue_names())
     for scaled in of_kind("base", "ScaledObject"):
         for trigger in scaled["spec"]["triggers"]:
             if trigger["type"] == "rabbitmq":

@@ -7,7 +7,8 @@ import logging
 import pytest
 import requests
 
-from exsync.bus import Topology, declare_topology, new_event
+from exsync import wiring
+from exsync.bus import declare_topology, new_event
 from exsync.bus.consumer import Message
 from exsync.bus.middleware import LoggingMiddleware
 from exsync.logs import configure_logging, log_format
@@ -78,7 +79,7 @@ def test_text_on_a_terminal_keeps_the_ids_readable():
 
 @pytest.mark.slow
 def test_gunicorns_access_log_and_the_receivers_lines_are_json_with_the_delivery_ids(amqp_url, tmp_path):
-    declare_topology(amqp_url, Topology())
+    declare_topology(amqp_url, wiring.topology())
     body = woo_json(fixture("order_727.json"))
     headers = delivery_headers(body, secret=SECRET, topic="order.created", webhook_id=41)
     with running_webhook(amqp_url, tmp_path) as base_url:

@@ -96,7 +96,7 @@ class DeadLetters:
         self.clock = clock or (lambda: datetime.datetime.now(datetime.timezone.utc))
 
     def parked_queue(self, name):
-        """`orders.import`, `orders.import.dead` -> `orders.import.dead`; `woo.invalid` as it is."""
+        """`Q` or `Q.dead` -> `Q.dead` (Q a consuming queue); the invalid-delivery queue as it is."""
         names = parked_queue_names(self.topology)
         if name in names:
             return name

@@ -1,5 +1,8 @@
 """Exchanges, queues and bindings, and the one place queue names are made.
 
+The bus knows no domain queue: a Topology declares the QueueSpecs it is given (each consumer
+module declares its own; `exsync.wiring.topology()` collects them).
+
 Every consuming queue Q is a durable quorum queue with:
 - `Q.retry.<N>s` queues, one per delay, whose messages expire after N seconds and are
   dead-lettered back to Q (growing delays between attempts);
@@ -9,6 +12,7 @@ consumes yet (`action.*`, `coupon.*`) is kept rather than returned as unroutable
 """
 
 import dataclasses
+from typing import Any
 
 from exsync.bus.connection import open_connection
 from exsync.bus.errors import BusError
@@ -34,15 +38,15 @@ INVALID_ROUTING_PREFIX = "invalid"
 DEFAULT_UNROUTED_MAX_LENGTH = 100_000
 
 
-def retry_queue_name(queue, delay_seconds):
+def retry_queue_name(queue: str, delay_seconds: float) -> str:
     return f"{queue}.retry.{int(delay_seconds)}s"
 
 
-def dead_queue_name(queue):
+def dead_queue_name(queue: str) -> str:
     return f"{queue}.dead"
 
 
-def unrouted_name(exchange):
+def unrouted_name(exchange: str) -> str:
     return f"{exchange}.unrouted"
 
 
@@ -58,50 +62,27 @@ class QueueSpec:
     other_bindings: tuple[tuple[str, str], ...] = ()
 
 
-# Order write-backs have a queue of their own rather than sharing woo.write: a note for one order
-# must not wait behind a 10,000-SKU stock batch, and only the product writer needs to be the
-# single active consumer (it coalesces per SKU).
-DEFAULT_QUEUES = (
-    QueueSpec(name="orders.import", exchange=WOO_EXCHANGE, binding_keys=("order.*",)),
-    QueueSpec(name="customers.import", exchange=WOO_EXCHANGE, binding_keys=("customer.*",)),
-    QueueSpec(name="orders.writeback", exchange=EXCHEQUER_EXCHANGE, binding_keys=("order.*",)),
-    QueueSpec(name="customers.export", exchange=EXCHEQUER_EXCHANGE, binding_keys=("account.*",)),
-    # The shop's order events reach the writer too: a status change that moves the shop's stock
-    # (paid, cancelled...) makes it check and correct those products' stock (see woo_writer).
-    QueueSpec(name="woo.write", exchange=EXCHEQUER_EXCHANGE, binding_keys=("product.*", "stock.*"),
-              single_active_consumer=True, other_bindings=((WOO_EXCHANGE, "order.*"),)),
-)
-
-
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class Topology:
     """What exsync declares on the broker."""
 
     exchanges: tuple[str, ...] = (WOO_EXCHANGE, EXCHEQUER_EXCHANGE)
-    queues: tuple[QueueSpec, ...] = DEFAULT_QUEUES
+    # the consuming queues, as the modules that consume them declare them (collected by exsync.wiring)
+    queues: tuple[QueueSpec, ...] = ()
     retry_delays_seconds: tuple[int, ...] = DEFAULT_RETRY_DELAYS_SECONDS
     max_attempts: int = DEFAULT_MAX_ATTEMPTS
 
-    @classmethod
-    def from_config(cls, config, **overrides):
-        bus = config["bus"]
-        return cls(
-            retry_delays_seconds=tuple(bus["retry_delays_seconds"]),
-            max_attempts=bus["max_attempts"],
-            **overrides,
-        )
-
-    def queue(self, name):
+    def queue(self, name: str) -> QueueSpec:
         for spec in self.queues:
             if spec.name == name:
                 return spec
         raise BusError(f"no queue {name!r} in the topology")
 
-    def retry_delay_seconds(self, attempt):
+    def retry_delay_seconds(self, attempt: int) -> int:
         """The delay before attempt `attempt + 1`, growing and then staying at the longest."""
         return self.retry_delays_seconds[min(attempt, len(self.retry_delays_seconds)) - 1]
 
-    def all_queue_names(self):
+    def all_queue_names(self) -> list[str]:
         names = [INVALID_QUEUE]
         names.extend(unrouted_name(exchange) for exchange in self.exchanges)
         for spec in self.queues:
@@ -110,7 +91,7 @@ class Topology:
             names.append(dead_queue_name(spec.name))
         return names
 
-    def declare(self, channel):
+    def declare(self, channel: Any) -> None:
         """Declares everything on an open pika channel; safe to repeat."""
         quorum = {"x-queue-type": "quorum"}
         for exchange in self.exchanges:
@@ -148,7 +129,7 @@ class Topology:
             channel.queue_declare(dead_queue_name(spec.name), durable=True, arguments=quorum)
 
 
-def declare_topology(url, topology):
+def declare_topology(url: str, topology: Topology) -> None:
     """Connects, declares the topology and disconnects."""
     with open_connection(url) as connection:
         with connection.translated_errors():

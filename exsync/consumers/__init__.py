@@ -4,13 +4,12 @@ from exsync.consumers.customers import CustomersConsumer
 from exsync.consumers.errors import ConsumerError, NoteInFlightError, OrderDataError
 from exsync.consumers.order_writeback import OrderWritebackConsumer
 from exsync.consumers.orders import OrdersConsumer
-from exsync.consumers.product_export import export_products, start_writer_thread
-from exsync.consumers.runner import CONSUMERS, run_consumer
+from exsync.consumers.product_export import run_export
+from exsync.consumers.runner import run_consumer
 from exsync.consumers.shipping_methods import import_shipping_methods
 from exsync.consumers.woo_writer import WooWriter
 
 __all__ = [
-    "CONSUMERS",
     "ConsumerError",
     "CustomersConsumer",
     "NoteInFlightError",
@@ -18,8 +17,7 @@ __all__ = [
     "OrderWritebackConsumer",
     "OrdersConsumer",
     "WooWriter",
-    "export_products",
     "import_shipping_methods",
     "run_consumer",
-    "start_writer_thread",
+    "run_export",
 ]

@@ -8,7 +8,7 @@ from exsync.exchequer.write_paths import consumer_toolkit
 __all__ = ["ExchequerConnections", "fresh_after_failure", "use_broker"]
 
 # The broker a consumer process talks to, for writes sent to the Exchequer agent
-# (exchequer.write_backend: toolkit); set once by `exsync consume` (consumers/runner.py).
+# (exchequer.write_backend: toolkit); set once by `exsync consume` (exsync/cli/processes.py).
 _broker = {"url": None}
 
 

@@ -26,7 +26,7 @@ import math
 import time
 from typing import Any
 
-from exsync.bus import PermanentError
+from exsync.bus import EXCHEQUER_EXCHANGE, WOO_EXCHANGE, PermanentError, QueueSpec
 from exsync.consumers.connections import ExchequerConnections, fresh_after_failure
 from exsync.consumers.customer_accounts import account_for_shop_customer, customer_key, shop_customers_of
 from exsync.consumers.customer_mapping import (
@@ -39,7 +39,6 @@ from exsync.consumers.customer_mapping import (
 )
 from exsync.consumers.customer_shop import ShopCustomers, made_for
 from exsync.consumers.errors import ConsumerError, CustomerBusyError
-from exsync.consumers.gauges import track_state_gauges
 from exsync.exchequer import (
     InvalidDocumentError,
     UnknownAccountError,
@@ -51,15 +50,18 @@ from exsync.metrics import Metrics
 from exsync.state.lease import holder_id
 from exsync.state.links import LINKED, SHOP_DELETED, Link, LinkStore
 from exsync.threads import PerThread
-from exsync.woo import WooClient
 from exsync.woo.dates import parse_wc_gmt
 
-__all__ = ["DEFAULT_CLAIM_SECONDS", "CustomersConsumer", "build", "build_export"]
+__all__ = ["DEFAULT_CLAIM_SECONDS", "EXPORT_QUEUE", "QUEUE", "CustomersConsumer"]
 
 log = logging.getLogger(__name__)
 
 # Longer than the slowest shop call with its retries (5 attempts of 30 s); renewed before each write.
 DEFAULT_CLAIM_SECONDS = 300.0
+# the shop's customer events (`exsync consume customers`) and Exchequer's account changes
+# (`exsync consume customers-export`): one consumer class, two queues
+QUEUE = QueueSpec(name="customers.import", exchange=WOO_EXCHANGE, binding_keys=("customer.*",))
+EXPORT_QUEUE = QueueSpec(name="customers.export", exchange=EXCHEQUER_EXCHANGE, binding_keys=("account.*",))
 
 class _Connections(ExchequerConnections):
     """One thread's connections, with the sync's link store over the state tables."""
@@ -76,13 +78,13 @@ class CustomersConsumer:
     def __init__(self, *, exchequer_dsn, config, client, state_dsn=None, wp_username=None,
                  wp_application_password=None, metrics=None, clock=time.time,
                  claim_seconds=DEFAULT_CLAIM_SECONDS, holder=None):
-        self.options = config["customers"]
-        self.customer_roles = tuple(config["shop"]["reconcile"]["customer_roles"])
+        self.options = config.customers
+        self.customer_roles = tuple(config.shop.reconcile.customer_roles)
         self.names_mapping = mapping_for(config)
         self.company = self.names_mapping.company
         self.client = client
         self.metrics = metrics or Metrics()
-        self.shop = ShopCustomers(client=client, wholesale_role=self.options["wholesale_role"], metrics=self.metrics,
+        self.shop = ShopCustomers(client=client, wholesale_role=self.options.wholesale_role, metrics=self.metrics,
                                   wp_username=wp_username, wp_application_password=wp_application_password)
         self.clock = clock
         self.claim_seconds = claim_seconds
@@ -115,7 +117,7 @@ class CustomersConsumer:
     def handle_event(self, event: dict) -> dict:
         """Syncs the customers an envelope names; returns {id or code: outcome}."""
         kind = str(event.get("type") or "")
-        if not self.options["enabled"]:
+        if not self.options.enabled:
             log.info("customers: sync is off (customers.enabled: false); %s dropped", kind or "an event")
             self._count("event", "disabled")
             return {}
@@ -189,12 +191,12 @@ class CustomersConsumer:
         if link is None or link.state != LINKED:
             details = billing_details(customer.get("billing") or {}, self._fit, first_name=customer.get("first_name"),
                                       last_name=customer.get("last_name"), email=customer.get("email"))
-            if customer.get("role") == self.options["wholesale_role"]:
-                details = dataclasses.replace(details, price_band=self.options["wholesale_band"])
+            if customer.get("role") == self.options.wholesale_role:
+                details = dataclasses.replace(details, price_band=self.options.wholesale_band)
             try:
                 code, created = account_for_shop_customer(
                     backend=connections.backend, reader=connections.reader, woo_id=woo_id, details=details,
-                    match_by_email=self.options["match_by_email"], made_for=made_for(customer),
+                    match_by_email=self.options.match_by_email, made_for=made_for(customer),
                     still_linked=lambda other: (held := connections.links.get(other)) is None or held.state == LINKED)
             except InvalidDocumentError as error:
                 raise PermanentError(f"cannot create an account for shop customer {woo_id}: {error}") from error
@@ -274,9 +276,9 @@ class CustomersConsumer:
         account = self._account(code)
         if account is None:
             return self._count("exchequer", "not_a_customer_account")
-        if self.options["export_accounts"] != "all":
+        if self.options.export_accounts != "all":
             return self._count("exchequer", "not_exported")
-        view = account_view(account, wholesale_band=self.options["wholesale_band"])
+        view = account_view(account, wholesale_band=self.options.wholesale_band)
         if not view["email"]:
             return self._count("exchequer", "no_email")
         customer, created = self.shop.by_email(view["email"]), False
@@ -313,18 +315,18 @@ class CustomersConsumer:
         whatever the first-link rules would say, whichever consumer links them first."""
         if link.snapshot is not None or made_for(customer) != link.account_code:
             return False
-        link.snapshot = woo_view(customer, self._fit, wholesale_role=self.options["wholesale_role"])
+        link.snapshot = woo_view(customer, self._fit, wholesale_role=self.options.wholesale_role)
         return True
 
     # --- the merge, and the writes it asks for
 
     def _sync(self, source, customer, account, link, *, created):
         """Merges one linked pair, writes what each side lacks, records conflicts and the snapshot."""
-        woo = woo_view(customer, self._fit, wholesale_role=self.options["wholesale_role"])
-        exchequer = account_view(account, wholesale_band=self.options["wholesale_band"])
-        conflicts = self.options["conflicts"]
+        woo = woo_view(customer, self._fit, wholesale_role=self.options.wholesale_role)
+        exchequer = account_view(account, wholesale_band=self.options.wholesale_band)
+        conflicts = self.options.conflicts
         result = merge(base=link.snapshot, woo=woo, exchequer=exchequer,
-                       policy_of=lambda field: conflicts["fields"].get(field, conflicts["default"]),
+                       policy_of=conflicts.policy_of,
                        newest_side=lambda: self._newest_side(customer, account))
         connections = self._connections()
         if result.decisions:
@@ -341,7 +343,7 @@ class CustomersConsumer:
             self._renew(link.woo_id)
         if result.to_exchequer:
             changes = account_changes(result.agreed, result.to_exchequer, account=account,
-                                      wholesale_band=self.options["wholesale_band"])
+                                      wholesale_band=self.options.wholesale_band)
             try:
                 connections.backend.update_account(account.code, changes)
             except InvalidDocumentError as error:
@@ -404,26 +406,11 @@ class CustomersConsumer:
             raise ConsumerError(f"no conflict on {field} is recorded for shop customer {woo_id}")
         customer = self.client.get_customer(woo_id)
         account = self._connections().reader.account(link.account_code)
-        woo = woo_view(customer, self._fit, wholesale_role=self.options["wholesale_role"])
-        exchequer = account_view(account, wholesale_band=self.options["wholesale_band"])
+        woo = woo_view(customer, self._fit, wholesale_role=self.options.wholesale_role)
+        exchequer = account_view(account, wholesale_band=self.options.wholesale_band)
         loser = exchequer if take == "woo" else woo
         links.record_decisions(woo_id, link.account_code, [
             (field, woo[field], exchequer[field], (link.snapshot or {}).get(field), "person", take)], now=self.clock())
         # Measured from the losing value, only the winner has changed: the ordinary merge carries it across.
         link.snapshot = dict(link.snapshot or {}, **{field: loser[field]})
         return self._sync("person", customer, account, link, created=False)
-
-
-def build(settings, *, metrics):
-    """The consumer `exsync consume customers` runs: it alone exports the conflicts waiting."""
-    track_state_gauges(metrics, dsn=settings.state_dsn, mapping=mapping_for(settings.config), gauges={
-        "customer_conflicts_waiting": lambda database: LinkStore(database=database).waiting()})
-    return build_export(settings, metrics=metrics)
-
-
-def build_export(settings, *, metrics):
-    """The consumer `exsync consume customers-export` runs (and one-off syncs from the command line)."""
-    return CustomersConsumer(exchequer_dsn=settings.exchequer_dsn, state_dsn=settings.state_dsn,
-                             config=settings.config, client=WooClient.from_settings(settings, metrics=metrics),
-                             wp_username=settings.wp_username,
-                             wp_application_password=settings.wp_application_password, metrics=metrics)

@@ -19,7 +19,6 @@ import decimal
 
 from exsync.consumers.errors import OrderDataError, OrderMoneyError
 from exsync.exchequer import DocumentLine
-from exsync.schemas.config import DEFAULT_ROUNDING_MAX_DIFFERENCE
 from exsync.schemas.woo import MAX_ID, MAX_QUANTITY, OrderSchema, amount_problem, currency_places
 
 __all__ = ["CENT", "MappedLine", "OrderMapping", "check_order", "money", "order_id_of", "tax_amount",
@@ -177,24 +176,24 @@ class OrderMapping:
         self.vat = vat
         self.shipping = shipping
         self.rounding = rounding
-        self.max_difference = decimal.Decimal(str(rounding.get("max_difference", DEFAULT_ROUNDING_MAX_DIFFERENCE)))
+        self.max_difference = decimal.Decimal(str(rounding.max_difference))
         self.vat_rates = dict(vat_rates)
         self.description_chars = description_chars
-        for where, code in (("orders.vat.default", vat["default"]), ("orders.vat.untaxed", vat["untaxed"]),
-                            ("orders.rounding.vat_code", rounding["vat_code"]),
-                            *((f"orders.vat.tax_classes.{k}", v) for k, v in vat["tax_classes"].items()),
-                            *((f"orders.vat.tax_rates.{k}", v) for k, v in vat["tax_rates"].items())):
+        for where, code in (("orders.vat.default", vat.default), ("orders.vat.untaxed", vat.untaxed),
+                            ("orders.rounding.vat_code", rounding.vat_code),
+                            *((f"orders.vat.tax_classes.{k}", v) for k, v in vat.tax_classes.items()),
+                            *((f"orders.vat.tax_rates.{k}", v) for k, v in vat.tax_rates.items())):
             if code not in self.vat_rates:
                 raise OrderDataError(f"{where}: VAT code {code!r} is not one of exchequer.vat_codes")
-        if self.vat_rates[rounding["vat_code"]] != 0:
+        if self.vat_rates[rounding.vat_code] != 0:
             raise OrderDataError("orders.rounding.vat_code must be a VAT code with a 0% rate")
 
     def _vat_code(self, part, tax, tax_lines):
         """By the tax rate charged: its id or rate code when configured, else the Exchequer code with
         the same percentage; then the tax class, then the default."""
         if tax == 0:
-            return self.vat["untaxed"]
-        by_rate = self.vat["tax_rates"]
+            return self.vat.untaxed
+        by_rate = self.vat.tax_rates
         for charged in part.get("taxes") or []:
             if not isinstance(charged, dict) or tax_amount(charged.get("total")) == 0:
                 continue
@@ -202,27 +201,27 @@ class OrderMapping:
             for key in (str(charged.get("id")), rate_code):
                 if key in by_rate:
                     return by_rate[key]
-        by_class = self.vat["tax_classes"].get(str(part.get("tax_class") or ""))
+        by_class = self.vat.tax_classes.get(str(part.get("tax_class") or ""))
         percent = _rates_charged(part, tax_lines)
         if percent is not None:
             # Several rates share a rate code (GB-VAT-1 at 20 % and at 5 %): the percentage decides.
             code = vat_code_for_rate(percent, self.vat_rates,
-                                     preferred=tuple(c for c in (by_class, self.vat["default"]) if c))
+                                     preferred=tuple(c for c in (by_class, self.vat.default) if c))
             if code is not None:
                 return code
-        return by_class or self.vat["default"]
+        return by_class or self.vat.default
 
     def _description(self, text):
         return " ".join(str(text).split())[:self.description_chars]
 
     def shipping_description(self, line, titles=None):
         """The carriage description: by instance id, then method id, then the imported title."""
-        methods = self.shipping["methods"]
+        methods = self.shipping.methods
         for key in (str(line.get("instance_id") or ""), str(line.get("method_id") or "")):
             if key and key in methods:
-                return methods[key]["description"]
+                return methods[key].description
         title = (titles or {}).get(str(line.get("instance_id") or "")) or line.get("method_title")
-        default = self.shipping["default_description"]
+        default = self.shipping.default_description
         return f"{default}: {title}" if title else default
 
     def lines(self, order, *, shipping_titles=None):
@@ -273,8 +272,8 @@ class OrderMapping:
                                   f"(net + VAT); the difference {difference} is more than "
                                   f"orders.rounding.max_difference {self.max_difference}")
         if difference:
-            lines.append(DocumentLine(stock_code="", description=self._description(self.rounding["description"]),
-                                      qty=1.0, unit_net_price=float(difference), vat_code=self.rounding["vat_code"]))
+            lines.append(DocumentLine(stock_code="", description=self._description(self.rounding.description),
+                                      qty=1.0, unit_net_price=float(difference), vat_code=self.rounding.vat_code))
         return tuple(lines)
 
     def total_of(self, lines):

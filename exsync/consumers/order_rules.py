@@ -7,6 +7,9 @@ because it costs a read per line.
 
 import dataclasses
 import decimal
+from collections.abc import Sequence
+
+from exsync.schemas.sections import OrderRule
 
 __all__ = ["CUSTOMER", "DEFAULT_ACTION", "GUEST", "OrderFacts", "RuleDecision", "choose", "customer_role"]
 
@@ -74,9 +77,9 @@ def _matches(conditions, facts):
     return True
 
 
-def choose(rules, facts):
+def choose(rules: Sequence[OrderRule], facts: OrderFacts) -> RuleDecision:
     """The first rule whose conditions hold decides; none: a sales order."""
     for position, rule in enumerate(rules):
-        if _matches(rule.get("when") or {}, facts):
-            return RuleDecision(action=rule["action"], rule=rule.get("name") or f"rules[{position}]")
+        if _matches(rule.when, facts):
+            return RuleDecision(action=rule.action, rule=rule.name or f"rules[{position}]")
     return RuleDecision(action=DEFAULT_ACTION, rule="default")

@@ -20,21 +20,24 @@ fail after saving, sending the customer's e-mail), so the claim stays for the ch
 import logging
 import time
 
-from exsync.bus import PermanentError
+from exsync.bus import EXCHEQUER_EXCHANGE, PermanentError, QueueSpec
 from exsync.consumers.connections import fresh_after_failure
 from exsync.consumers.errors import NoteInFlightError
 from exsync.exchequer import connect, mapping_for
 from exsync.metrics import Metrics
 from exsync.state.orders import NOTE_DONE, NoteStore, ensure_order_tables
 from exsync.threads import PerThread
-from exsync.woo import WooApiError, WooClient, WooNotFound
+from exsync.woo import WooApiError, WooNotFound
 
-__all__ = ["DEFAULT_CLAIM_TIMEOUT_SECONDS", "OrderWritebackConsumer", "build"]
+__all__ = ["DEFAULT_CLAIM_TIMEOUT_SECONDS", "QUEUE", "OrderWritebackConsumer"]
 
 log = logging.getLogger(__name__)
 
 DEFAULT_CLAIM_TIMEOUT_SECONDS = 180.0
 COMPLETED = "completed"
+# A queue of its own rather than a share of woo.write: a note for one order must not wait behind a
+# 10,000-SKU stock batch, and only the product writer needs to be the single active consumer.
+QUEUE = QueueSpec(name="orders.writeback", exchange=EXCHEQUER_EXCHANGE, binding_keys=("order.*",))
 
 
 def _refs(data):
@@ -48,7 +51,7 @@ class OrderWritebackConsumer:
                  claim_timeout_seconds=DEFAULT_CLAIM_TIMEOUT_SECONDS, clock=time.time):
         self.state_dsn = state_dsn
         self.names_mapping = mapping_for(config)
-        self.options = config["orders"]
+        self.options = config.orders
         self.client = client
         self.metrics = metrics or Metrics()
         self.claim_timeout_seconds = claim_timeout_seconds
@@ -89,16 +92,16 @@ class OrderWritebackConsumer:
 
     def _imported(self, order_id, data):
         yield self._note(order_id, "imported", f"Imported into Exchequer as {_refs(data)}.")
-        status = self.options["imported_status"]
+        status = self.options.imported_status
         if status:
             yield self._status(order_id, status)
 
     def _progressed(self, order_id, data):
-        dispatch = self.options["dispatch"]
+        dispatch = self.options.dispatch
         for delivery in data.get("deliveries") or []:
             fields = delivery.get("user_fields") or {}
-            carrier = str(fields.get(str(dispatch["carrier_field"])) or "").strip()
-            tracking = str(fields.get(str(dispatch["tracking_field"])) or "").strip()
+            carrier = str(fields.get(str(dispatch.carrier_field)) or "").strip()
+            tracking = str(fields.get(str(dispatch.tracking_field)) or "").strip()
             text = f"Your order has been dispatched (delivery note {delivery['reference']})."
             if carrier:
                 text += f" Carrier: {carrier}."
@@ -108,7 +111,7 @@ class OrderWritebackConsumer:
         for invoice in data.get("invoices") or []:
             yield self._note(order_id, f"invoice:{invoice['reference']}",
                              f"Invoiced in Exchequer as {invoice['reference']} (order {data.get('reference', '')}).")
-        if self.options["complete_on_dispatch"] and data.get("fully_delivered"):
+        if self.options.complete_on_dispatch and data.get("fully_delivered"):
             yield self._status(order_id, COMPLETED)
 
     def _cancelled(self, order_id, data):
@@ -182,9 +185,3 @@ class OrderWritebackConsumer:
         self._notes().done(order_id, key)
         self.metrics.inc("order_notes_written", kind="status", outcome="written")
         return key
-
-
-def build(settings, *, metrics):
-    """The consumer `exsync consume orders-writeback` runs."""
-    return OrderWritebackConsumer(state_dsn=settings.state_dsn, config=settings.config,
-                                  client=WooClient.from_settings(settings, metrics=metrics), metrics=metrics)

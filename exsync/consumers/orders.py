@@ -25,12 +25,11 @@ import threading
 import time
 import uuid
 
-from exsync.bus import EXCHEQUER_EXCHANGE, PermanentError, SharedPublisher, Topology, new_event
+from exsync.bus import EXCHEQUER_EXCHANGE, WOO_EXCHANGE, PermanentError, QueueSpec, new_event
 from exsync.consumers.connections import ExchequerConnections, fresh_after_failure
 from exsync.consumers.customer_accounts import account_for_shop_customer
 from exsync.consumers.customer_mapping import AccountFitter, billing_details
 from exsync.consumers.errors import OrderDataError
-from exsync.consumers.gauges import track_state_gauges
 from exsync.consumers.order_lifecycle import EXIT_STATUSES, Lifecycle
 from exsync.consumers.order_mapping import PRODUCT, OrderMapping, money, order_id_of
 from exsync.consumers.order_rules import CUSTOMER, OrderFacts, choose, customer_role, order_meta
@@ -48,14 +47,14 @@ from exsync.metrics import Metrics
 from exsync.state.links import LinkStore
 from exsync.state.orders import OrderStore, ShippingMethodStore, ensure_order_tables
 from exsync.threads import PerThread
-from exsync.woo import WooClient, WooError, WooNotFound
+from exsync.woo import WooError, WooNotFound
 
 __all__ = [
     "CANCELLED_STATUSES",
     "EVENT_ID_NAMESPACE",
     "EVENT_SOURCE",
     "OrdersConsumer",
-    "build",
+    "QUEUE",
     "event_id",
     "order_key",
 ]
@@ -63,6 +62,8 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 EVENT_SOURCE = "exsync/orders"
+# the shop's order events, as the receiver and the reconciler publish them
+QUEUE = QueueSpec(name="orders.import", exchange=WOO_EXCHANGE, binding_keys=("order.*",))
 # The shop statuses that end an order: after import each is announced once as order.cancelled.
 CANCELLED_STATUSES = EXIT_STATUSES
 ORDER_KEY_PREFIX = "woo-order:"
@@ -158,16 +159,16 @@ class OrdersConsumer:
                  shop=None, role_cache_seconds=DEFAULT_ROLE_CACHE_SECONDS):
         self.exchequer_dsn = exchequer_dsn
         self.state_dsn = state_dsn
-        self.options = config["orders"]
-        self.lifecycle = Lifecycle(import_statuses=self.options["import_statuses"])
+        self.options = config.orders
+        self.lifecycle = Lifecycle(import_statuses=self.options.import_statuses)
         self.exchequer_options = options_for(config)
         self.names_mapping = mapping_for(config)
         self._fit = AccountFitter(mapping=self.names_mapping)
-        self.match_by_email = config["customers"]["match_by_email"]
-        self.wholesale_role = config["customers"]["wholesale_role"]
-        self.wholesale_band = config["customers"]["wholesale_band"]
-        self.mapping = OrderMapping(vat=self.options["vat"], shipping=self.options["shipping"],
-                                    rounding=self.options["rounding"], vat_rates=self.exchequer_options.vat_codes)
+        self.match_by_email = config.customers.match_by_email
+        self.wholesale_role = config.customers.wholesale_role
+        self.wholesale_band = config.customers.wholesale_band
+        self.mapping = OrderMapping(vat=self.options.vat, shipping=self.options.shipping,
+                                    rounding=self.options.rounding, vat_rates=self.exchequer_options.vat_codes)
         self.publisher = publisher
         self.metrics = metrics or Metrics()
         self.clock = clock
@@ -179,7 +180,7 @@ class OrdersConsumer:
         self.shop = shop
         self._roles = _ShopRoles(client=shop, wholesale_role=self.wholesale_role, cache_seconds=role_cache_seconds,
                                  clock=clock)
-        if self.options["credit_note_on_refund"]:
+        if self.options.credit_note_on_refund:
             log.warning("orders.credit_note_on_refund: the Exchequer write layer cannot create credit notes "
                         "(SCR); refunds are recorded and noted in the shop only")
         ensure_order_tables(self._connections().state)
@@ -203,7 +204,7 @@ class OrdersConsumer:
 
     def on_idle(self):
         """Retries parked orders every `orders.parked_retry_seconds` while the queue is quiet."""
-        if self.clock() - self._last_release >= self.options["parked_retry_seconds"]:
+        if self.clock() - self._last_release >= self.options.parked_retry_seconds:
             self._last_release = self.clock()
             try:
                 self.release_parked()
@@ -326,7 +327,7 @@ class OrdersConsumer:
             ids = sorted(str(refund.get("id")) for refund in refunds)
             self._publish("order.refunded", row.order_id, row.refs, {
                 "woo_order_id": row.order_id, "references": list(row.refs),
-                "credit_note": False if self.options["credit_note_on_refund"] else None,
+                "credit_note": False if self.options.credit_note_on_refund else None,
                 "refunds": [{"id": refund.get("id"), "reason": str(refund.get("reason") or ""),
                              "amount": str(-money(refund.get("total")))} for refund in refunds]}, *ids)
             connections.orders.add_refund_ids(row.order_id, [refund.get("id") for refund in refunds])
@@ -396,7 +397,7 @@ class OrdersConsumer:
             shipping_methods=frozenset(str(value) for line in order.get("shipping_lines") or []
                                        for value in (line.get("method_id"), line.get("instance_id")) if value),
             status=str(order.get("status") or ""), meta=order_meta(order), all_in_stock=all_in_stock)
-        decision = choose(self.options["rules"], facts)
+        decision = choose(self.options.rules, facts)
         if decision.action != "split":
             plan = decision.action
         else:
@@ -472,7 +473,7 @@ class OrdersConsumer:
     def _role(self, connections, order):
         """The customer's role for rules and a new account's band: the order's role meta (Wholesale
         Suite), else the role exsync knows (customer link, or a cached read of the shop customer)."""
-        return customer_role(order, role_meta_key=self.options["role_meta_key"],
+        return customer_role(order, role_meta_key=self.options.role_meta_key,
                              known=lambda customer_id: self._roles.role(connections.links, customer_id))
 
     def _account(self, connections, order, role):
@@ -499,7 +500,7 @@ class OrdersConsumer:
 
     def _guest_account(self, connections):
         if connections.guest_account is None:
-            code = self.options["guest_account"].upper()
+            code = self.options.guest_account.upper()
             try:
                 connections.guest_account = connections.reader.account(code).code
             except UnknownAccountError:
@@ -525,19 +526,3 @@ class OrdersConsumer:
                 continue
             imported += outcome == "imported"
         return imported
-
-
-def build(settings, *, metrics):
-    """The consumer `exsync consume orders` runs."""
-    publisher = SharedPublisher(url=settings.amqp_url, topology=Topology.from_config(settings.config),
-                                metrics=metrics)
-    # This consumer owns order tracking: it alone exports the parked and overdue counts, read at each scrape.
-    overdue_after_seconds = settings.config["orders"]["overdue_after_seconds"]
-    track_state_gauges(metrics, dsn=settings.state_dsn, mapping=mapping_for(settings.config), gauges={
-        "orders_parked": lambda database: OrderStore(database=database).counts().get("parked", 0),
-        "orders_overdue": lambda database: OrderStore(database=database).overdue_count(
-            paid_before=time.time() - overdue_after_seconds)})
-    # Without shop credentials a role the order and the customer link do not give is "customer".
-    shop = WooClient.from_settings(settings, metrics=metrics) if settings.woo_url else None
-    return OrdersConsumer(exchequer_dsn=settings.exchequer_dsn, state_dsn=settings.state_dsn,
-                          config=settings.config, publisher=publisher, metrics=metrics, shop=shop)

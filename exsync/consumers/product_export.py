@@ -9,23 +9,21 @@ runs afterwards publishes only what changes later.
 """
 
 import dataclasses
-import threading
+from collections.abc import Callable
+from typing import Any
 
-from exsync.consumers.woo_writer import FlushReport, WriterBusyError
-from exsync.consumers.woo_writer import build as build_writer
-from exsync.exchequer.capture import build_capture
-from exsync.metrics import Metrics
+from exsync.consumers.woo_writer import FlushReport, WooWriter, WriterBusyError
 
-__all__ = ["ExportReport", "WriterSink", "export_products", "start_writer_thread"]
+__all__ = ["ExportReport", "WriterSink", "run_export"]
 
 
 class WriterSink:
     """A capture sink that stores changes in the woo-writer (committed) rather than publishing them."""
 
-    def __init__(self, *, writer):
+    def __init__(self, *, writer: WooWriter) -> None:
         self.writer = writer
 
-    def send(self, *, products, stock):
+    def send(self, *, products: Any, stock: Any) -> None:
         self.writer.accept(products=products, stock=stock)
 
 
@@ -41,45 +39,18 @@ class ExportReport:
     handed_over: bool = False
 
 
-def export_products(settings, *, metrics=None, progress=None):
-    """Writes every web product to the shop; `progress(done, total)` after each shop request."""
-    metrics = metrics or Metrics()
-    writer = build_writer(settings, metrics=metrics)
-    capture, close = build_capture(settings, metrics=metrics, sink=WriterSink(writer=writer))
-    try:
-        scan = capture.run_once(force=True)
-        capture.state.release()
-        handed_over = False
-        flush = FlushReport()
-        if not scan.skipped:
-            try:
-                flush = writer.flush(progress=progress, wait_seconds=settings.config["products"]["lease_seconds"])
-            except WriterBusyError:
-                handed_over = True
-        return ExportReport(exported=scan.exported, flush=flush, failures=writer.failures(), skipped=scan.skipped,
-                            handed_over=handed_over)
-    finally:
-        close()
-        writer.close()
-
-
-def start_writer_thread(settings, *, metrics=None):
-    """Runs the woo-writer on its queue in a daemon thread (the demo's in-process writer).
-
-    Returns the Worker; `worker.stop()` ends it (the thread then closes the writer).
-    """
-    from exsync.bus import Topology, Worker
-
-    metrics = metrics or Metrics()
-    writer = build_writer(settings, metrics=metrics)
-    worker = Worker(url=settings.amqp_url, queue="woo.write", handler=writer.handle,
-                    topology=Topology.from_config(settings.config), metrics=metrics, on_idle=writer.on_idle)
-
-    def run():
+def run_export(*, capture: Any, writer: WooWriter, wait_seconds: float,
+               progress: Callable[[int, int], None] | None = None) -> ExportReport:
+    """One forced capture cycle into the writer (`capture`'s sink a WriterSink on `writer`), then a
+    flush under the writer's lease, waiting up to `wait_seconds` for it (exsync.wiring builds both)."""
+    scan = capture.run_once(force=True)
+    capture.state.release()
+    handed_over = False
+    flush = FlushReport()
+    if not scan.skipped:
         try:
-            worker.run()
-        finally:
-            writer.close()
-
-    threading.Thread(target=run, name="woo-writer", daemon=True).start()
-    return worker
+            flush = writer.flush(progress=progress, wait_seconds=wait_seconds)
+        except WriterBusyError:
+            handed_over = True
+    return ExportReport(exported=scan.exported, flush=flush, failures=writer.failures(), skipped=scan.skipped,
+                        handed_over=handed_over)

@@ -46,13 +46,16 @@ import json
 import logging
 import time
 
-from exsync.bus import PermanentError
+from exsync.bus import EXCHEQUER_EXCHANGE, WOO_EXCHANGE, PermanentError, QueueSpec
 from exsync.consumers.errors import ConsumerError
 from exsync.exchequer.capture import CaptureState
 from exsync.exchequer.errors import DuplicateKeyError, ExchequerError
 from exsync.exchequer.mapping import Column
 from exsync.exchequer.state import StateTable, create_state_tables, text_column
 from exsync.metrics import Metrics
+from exsync.schemas.config import DEFAULT_PRODUCTS_FLUSH_ITEMS as DEFAULT_FLUSH_ITEMS
+from exsync.schemas.config import DEFAULT_PRODUCTS_ITEM_RETRY_SECONDS as DEFAULT_ITEM_RETRY_SECONDS
+from exsync.schemas.config import DEFAULT_PRODUCTS_MAX_ITEM_ATTEMPTS as DEFAULT_MAX_ITEM_ATTEMPTS
 from exsync.schemas.config import (
     DEFAULT_STOCK_AUDIT_INTERVAL_SECONDS,
     DEFAULT_STOCK_CHECK_DELAY_SECONDS,
@@ -72,15 +75,18 @@ __all__ = [
     "StockAuditReport",
     "WooWriter",
     "WriterBusyError",
-    "build",
+    "QUEUE",
     "stock_moved",
 ]
 
 log = logging.getLogger(__name__)
 
-DEFAULT_FLUSH_ITEMS = 100
-DEFAULT_MAX_ITEM_ATTEMPTS = 5
-DEFAULT_ITEM_RETRY_SECONDS = 30.0
+# The shop's order events reach the writer too: a status change that moves the shop's stock (paid,
+# cancelled...) makes it check and correct those products' stock. The single active consumer:
+# the writer coalesces per SKU.
+QUEUE = QueueSpec(name="woo.write", exchange=EXCHEQUER_EXCHANGE, binding_keys=("product.*", "stock.*"),
+                  single_active_consumer=True, other_bindings=((WOO_EXCHANGE, "order.*"),))
+
 DEFAULT_PAGE_SKUS = 1000
 # Bound on SQL parameters per IN (...) list (SQLite's oldest limit is 999).
 _IN_CHUNK = 500
@@ -1049,26 +1055,3 @@ class ExchequerFreeStock:
         if self._database is not None:
             self._database.close()
             self._database = None
-
-
-def build(settings, *, metrics):
-    """The woo-writer consumer for `exsync consume woo-writer` (queue woo.write)."""
-    from exsync.exchequer.db import connect
-    from exsync.exchequer.options import mapping_for, options_for
-    from exsync.woo import WooClient
-
-    options = settings.config.get("products", {})
-    mapping = mapping_for(settings.config)
-    database = connect(settings.state_dsn, mapping=mapping)
-    free_stock = ExchequerFreeStock(dsn=settings.exchequer_dsn, mapping=mapping,
-                                    locations=options_for(settings.config).locations)
-    return WooWriter(database=database, client=WooClient.from_settings(settings, metrics=metrics), metrics=metrics,
-                     flush_items=options.get("flush_items", DEFAULT_FLUSH_ITEMS),
-                     max_item_attempts=options.get("max_item_attempts", DEFAULT_MAX_ITEM_ATTEMPTS),
-                     item_retry_seconds=options.get("item_retry_seconds", DEFAULT_ITEM_RETRY_SECONDS),
-                     free_stock=free_stock,
-                     stock_check_delay_seconds=options.get("stock_check_delay_seconds",
-                                                           DEFAULT_STOCK_CHECK_DELAY_SECONDS),
-                     stock_audit_interval_seconds=options.get("stock_audit_interval_seconds",
-                                                              DEFAULT_STOCK_AUDIT_INTERVAL_SECONDS),
-                     lease_seconds=options.get("lease_seconds", DEFAULT_WRITER_LEASE_SECONDS))

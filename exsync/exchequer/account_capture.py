@@ -26,6 +26,7 @@ from exsync.bus.topology import EXCHEQUER_EXCHANGE
 from exsync.exchequer.mapping import Column
 from exsync.exchequer.reader import ExchequerReader
 from exsync.metrics import Metrics
+from exsync.schemas.config import DEFAULT_CUSTOMER_EVENT_ITEMS as DEFAULT_EVENT_ITEMS
 from exsync.schemas.envelope import new_event
 from exsync.state import StateTable, create_state_tables
 
@@ -41,7 +42,6 @@ __all__ = [
     "recorded_account",
 ]
 
-DEFAULT_EVENT_ITEMS = 100
 SOURCE = "exsync/exchequer/capture"
 ACCOUNT_CHANGED = ("exchequer.account.changed", "account.changed")
 

@@ -8,6 +8,7 @@ concurrent writers comes from CUSTSUPP's unique key and a retry in the write bac
 import re
 
 from exsync.exchequer.errors import AccountCodeExhaustedError, MappingError
+from exsync.schemas.config import DEFAULT_ACCOUNT_CODE_PATTERN, DEFAULT_ACCOUNT_CODE_SOURCE
 
 __all__ = [
     "DEFAULT_ACCOUNT_CODE_PATTERN",
@@ -17,8 +18,6 @@ __all__ = [
     "generate_account_code",
 ]
 
-DEFAULT_ACCOUNT_CODE_PATTERN = "LLLLNN"
-DEFAULT_ACCOUNT_CODE_SOURCE = "company"
 MAX_ACCOUNT_CODE_LENGTH = 6
 PADDING_LETTER = "X"
 _PATTERN = re.compile(r"^(L+)(N+)$")

@@ -37,6 +37,7 @@ from exsync.exchequer import errors as exchequer_errors
 from exsync.exchequer.errors import AgentTimeoutError, ExchequerError, ToolkitError
 from exsync.exchequer.models import AccountDetails, DocumentLine, SalesDocument, WriteResult
 from exsync.metrics import Metrics
+from exsync.schemas.config import DEFAULT_AGENT_REPLY_TIMEOUT_SECONDS as DEFAULT_REPLY_TIMEOUT_SECONDS
 
 __all__ = [
     "COMMANDS_QUEUE",
@@ -53,7 +54,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 COMMANDS_QUEUE = "exchequer.commands"
-DEFAULT_REPLY_TIMEOUT_SECONDS = 30.0
 DEFAULT_POLL_SECONDS = 0.2
 DIRECT_REPLY_TO = "amq.rabbitmq.reply-to"
 OPERATIONS = ("create_account", "update_account", "create_sales_document")

@@ -28,12 +28,13 @@ import time
 
 from exsync.bus import EXCHEQUER_EXCHANGE, new_event
 from exsync.errors import ExsyncError
-from exsync.exchequer.account_capture import DEFAULT_EVENT_ITEMS as DEFAULT_ACCOUNT_EVENT_ITEMS
-from exsync.exchequer.account_capture import AccountCapture
 from exsync.exchequer.mapping import Column
 from exsync.exchequer.rules import ALL_LOCATIONS
-from exsync.exchequer.runs import CAPTURE, RunLog
+from exsync.exchequer.runs import CAPTURE
 from exsync.metrics import Metrics
+from exsync.schemas.config import DEFAULT_CAPTURE_EVENT_ITEMS as DEFAULT_EVENT_ITEMS
+from exsync.schemas.config import DEFAULT_CAPTURE_INTERVAL_SECONDS as DEFAULT_INTERVAL_SECONDS
+from exsync.schemas.config import DEFAULT_CAPTURE_LEASE_SECONDS as DEFAULT_LEASE_SECONDS
 from exsync.state import Lease, StateTable, create_state_tables, holder_id
 
 __all__ = [
@@ -48,16 +49,12 @@ __all__ = [
     "CaptureState",
     "ChangeCapture",
     "ProductExport",
-    "build_capture",
     "iter_exports",
-    "run_capture_once",
+    "order_progress_step",
 ]
 
 log = logging.getLogger(__name__)
 
-DEFAULT_INTERVAL_SECONDS = 15.0
-DEFAULT_EVENT_ITEMS = 500
-DEFAULT_LEASE_SECONDS = 120.0
 SOURCE = "exsync/exchequer/capture"
 PRODUCT_CHANGED = ("exchequer.product.changed", "product.changed")
 STOCK_CHANGED = ("exchequer.stock.changed", "stock.changed")
@@ -384,7 +381,7 @@ class ChangeCapture:
             self.state.release()
 
 
-def _order_progress_step(*, database, publisher, metrics):
+def order_progress_step(*, database, publisher, metrics):
     """The order engineer's OrderProgressCapture as a per-cycle step, when that module exists."""
     try:
         from exsync.exchequer.progress import OrderProgressCapture
@@ -393,63 +390,3 @@ def _order_progress_step(*, database, publisher, metrics):
             raise
         return None
     return OrderProgressCapture(database=database, publisher=publisher, metrics=metrics).run_once
-
-
-def build_capture(settings, *, metrics=None, publisher=None, sink=None):
-    """A ChangeCapture wired from the settings, and a `close()` for what it opened.
-
-    The state gets a connection of its own (even on the company's database) because the scan
-    holds a read transaction while chunks are recorded.
-    """
-    from exsync.bus import Publisher, Topology
-    from exsync.exchequer.db import connect
-    from exsync.exchequer.options import mapping_for, options_for
-    from exsync.exchequer.reader import ExchequerReader
-
-    metrics = metrics or Metrics()
-    options = settings.config.get("capture", {})
-    mapping = mapping_for(settings.config)
-    company_db = connect(settings.exchequer_dsn, mapping=mapping)
-    state_db = connect(settings.state_dsn, mapping=mapping)
-    own_publisher = None
-    if publisher is None and sink is None:
-        publisher = own_publisher = Publisher(url=settings.amqp_url, topology=Topology.from_config(settings.config),
-                                              metrics=metrics)
-    steps = []
-    if publisher is not None:
-        step = _order_progress_step(database=company_db, publisher=publisher, metrics=metrics)
-        if step is not None:
-            steps.append(step)
-        customers = settings.config.get("customers", {})
-        if customers.get("enabled", True):
-            accounts = AccountCapture(database=company_db, state_database=state_db, publisher=publisher,
-                                      company=mapping.company, metrics=metrics,
-                                      event_items=customers.get("event_items", DEFAULT_ACCOUNT_EVENT_ITEMS))
-            steps.append(accounts.run_once)
-    state = CaptureState(database=state_db, company=mapping.company,
-                         lease_seconds=options.get("lease_seconds", DEFAULT_LEASE_SECONDS)).ensure()
-    capture = ChangeCapture(
-        reader=ExchequerReader(database=company_db), state=state,
-        sink=sink or BusSink(publisher=publisher, company=mapping.company),
-        locations=options_for(settings.config).locations,
-        event_items=options.get("event_items", DEFAULT_EVENT_ITEMS), metrics=metrics, each_cycle=steps,
-        runs=RunLog(database=state_db).ensure())
-
-    def close():
-        if own_publisher is not None:
-            own_publisher.close()
-        company_db.close()
-        state_db.close()
-
-    return capture, close
-
-
-def run_capture_once(settings, *, metrics=None):
-    """One capture cycle for the configured company (the demo's hook); returns its CaptureReport."""
-    capture, close = build_capture(settings, metrics=metrics)
-    try:
-        report = capture.run_once()
-        capture.state.release()
-        return report
-    finally:
-        close()

@@ -21,11 +21,11 @@ from exsync.exchequer.db import Database
 from exsync.exchequer.errors import ConnectError, InvalidDocumentError, ToolkitError, UnknownAccountError
 from exsync.exchequer.mapping import ACCOUNT_CODE_LENGTH, DOC_TYPES
 from exsync.exchequer.models import AccountDetails, SalesDocument, WriteResult
+from exsync.schemas.config import DEFAULT_AGENT_ACCOUNT_KEY_FIELD as DEFAULT_ACCOUNT_KEY_FIELD
 
 __all__ = ["DEFAULT_ACCOUNT_KEY_FIELD", "ComToolkit", "TOOLKIT_PROG_ID"]
 
 TOOLKIT_PROG_ID = "Enterprise01.Toolkit"
-DEFAULT_ACCOUNT_KEY_FIELD = "acUserDef10"
 # TDocTypes (Enterprise01_TLB.pas L392-393).
 _DOC_TYPE_CONSTANTS = {"SQU": 7, "SOR": 8}
 _ADDRESS_LINES_DISPID = 0  # IAddressDisp.Lines, the default indexed property

@@ -24,6 +24,14 @@ import re
 import string
 
 from exsync.exchequer.errors import MappingError
+from exsync.schemas.config import (
+    DEFAULT_CATEGORY_FIELD,
+    DEFAULT_COMPANY,
+    DEFAULT_EDITION,
+    DEFAULT_STATE_SCHEMA,
+    DEFAULT_WEB_FLAG_FIELD,
+    DEFAULT_WEB_FLAG_VALUE,
+)
 
 __all__ = [
     "ACCOUNT_CODE_LENGTH",
@@ -60,13 +68,7 @@ __all__ = [
     "real48_value",
 ]
 
-DEFAULT_EDITION = "sql"
-DEFAULT_COMPANY = "ZZZZ01"
 DEFAULT_COMMON_SCHEMA = "common"
-DEFAULT_STATE_SCHEMA = "exsync"
-DEFAULT_CATEGORY_FIELD = "stUserField1"
-DEFAULT_WEB_FLAG_FIELD = "stUserField2"
-DEFAULT_WEB_FLAG_VALUE = "Y"
 # Exchequer's own eBusiness flag (stock_final.xml `stUseForEbus`, int): a site may use it as the web flag.
 EBUS_WEB_FLAG_FIELD = "stUseForEbus"
 

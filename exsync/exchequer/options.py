@@ -3,60 +3,48 @@
 import dataclasses
 
 from exsync.exchequer.accounts import AccountCodePattern
-from exsync.exchequer.agent import DEFAULT_REPLY_TIMEOUT_SECONDS
-from exsync.exchequer.comtoolkit import DEFAULT_ACCOUNT_KEY_FIELD
 from exsync.exchequer.mapping import Mapping
 from exsync.exchequer.rules import ALL_LOCATIONS
-from exsync.exchequer.writer import DEFAULT_LOCATION, DEFAULT_VAT_CODES
+from exsync.schemas.sections import Config
 
-__all__ = ["DEFAULT_AGENT_TOOLKIT", "DEFAULT_WRITE_BACKEND", "ExchequerOptions", "mapping_for", "options_for"]
-
-DEFAULT_WRITE_BACKEND = "emulator"
-DEFAULT_AGENT_TOOLKIT = "com"
+__all__ = ["ExchequerOptions", "mapping_for", "options_for"]
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class ExchequerOptions:
-    """Rules beyond names: which locations count, where lines go, VAT rates, account codes."""
+    """Rules beyond names: which locations count, where lines go, VAT rates, account codes (made by
+    `options_for`: the defaults are the configuration schema's)."""
 
-    locations: object = ALL_LOCATIONS
-    default_location: str = DEFAULT_LOCATION
-    vat_codes: dict = dataclasses.field(default_factory=lambda: dict(DEFAULT_VAT_CODES))
-    account_codes: AccountCodePattern = dataclasses.field(default_factory=AccountCodePattern)
-    write_backend: str = DEFAULT_WRITE_BACKEND
-    agent_toolkit: str = DEFAULT_AGENT_TOOLKIT
-    agent_data_directory: str | None = None
-    agent_reply_timeout_seconds: float = DEFAULT_REPLY_TIMEOUT_SECONDS
-    agent_account_key_field: str = DEFAULT_ACCOUNT_KEY_FIELD
-
-
-def _section(config):
-    return (config or {}).get("exchequer") or {}
+    locations: object
+    default_location: str
+    vat_codes: dict
+    account_codes: AccountCodePattern
+    write_backend: str
+    agent_toolkit: str
+    agent_data_directory: str | None
+    agent_reply_timeout_seconds: float
+    agent_account_key_field: str
 
 
-def mapping_for(config):
+def mapping_for(config: Config) -> Mapping:
     """The Mapping the configuration describes (an empty configuration: SQL edition, ZZZZ01)."""
-    section = _section(config)
+    section = config.exchequer
     keys = ("edition", "company", "table_prefix", "state_schema", "category_field", "web_flag_field",
             "web_flag_value", "tables", "columns")
-    return Mapping(**{key: section[key] for key in keys if section.get(key) is not None})
+    return Mapping(**{key: getattr(section, key) for key in keys if getattr(section, key) is not None})
 
 
-def options_for(config):
-    section = _section(config)
-    defaults = ExchequerOptions()
-    locations = section.get("locations", ALL_LOCATIONS)
-    account_code = section.get("account_code") or {}
-    agent = section.get("agent") or {}
+def options_for(config: Config) -> ExchequerOptions:
+    """The `exchequer:` section's rules beyond names."""
+    section = config.exchequer
     return ExchequerOptions(
-        locations=ALL_LOCATIONS if locations == ALL_LOCATIONS else tuple(locations),
-        default_location=section.get("default_location") or defaults.default_location,
-        vat_codes=dict(section.get("vat_codes") or defaults.vat_codes),
-        account_codes=AccountCodePattern(**{key: account_code[key] for key in ("pattern", "source")
-                                            if account_code.get(key)}),
-        write_backend=section.get("write_backend") or defaults.write_backend,
-        agent_toolkit=agent.get("toolkit") or defaults.agent_toolkit,
-        agent_data_directory=agent.get("data_directory"),
-        agent_reply_timeout_seconds=float(agent.get("reply_timeout_seconds") or defaults.agent_reply_timeout_seconds),
-        agent_account_key_field=agent.get("account_key_field") or defaults.agent_account_key_field,
+        locations=ALL_LOCATIONS if section.locations == ALL_LOCATIONS else tuple(section.locations),
+        default_location=section.default_location,
+        vat_codes=dict(section.vat_codes),
+        account_codes=AccountCodePattern(pattern=section.account_code.pattern, source=section.account_code.source),
+        write_backend=section.write_backend,
+        agent_toolkit=section.agent.toolkit,
+        agent_data_directory=section.agent.data_directory,
+        agent_reply_timeout_seconds=float(section.agent.reply_timeout_seconds),
+        agent_account_key_field=section.agent.account_key_field,
     )

@@ -48,6 +48,7 @@ from exsync.exchequer.mapping import ACCOUNT_CODE_LENGTH, FOLIO_COUNTER
 from exsync.exchequer.models import WriteResult
 from exsync.exchequer.schema import require_demo_company
 from exsync.metrics import Metrics
+from exsync.schemas.config import DEFAULT_LOCATION, DEFAULT_VAT_CODES
 
 __all__ = [
     "ALLOCATED_STOCK_TYPES",
@@ -65,8 +66,6 @@ __all__ = [
 
 # The configuration's default VAT codes (exchequer.vat_codes): the emulator checks them against the
 # company's evw_VATRate; the rates it writes always come from the company.
-DEFAULT_VAT_CODES = {"S": 20.0, "Z": 0.0, "E": 0.0, "5": 5.0}
-DEFAULT_LOCATION = "MAI"
 DEFAULT_MAX_ATTEMPTS = 8
 DEFAULT_RETRY_PAUSE_SECONDS = 0.02
 KIND_SALES_DOCUMENT = "sales_document"

@@ -1,8 +1,12 @@
 """The YAML configuration file: rules and mappings, validated before anything runs."""
 
 import decimal
+from collections.abc import Iterator
+from typing import Any
 
-from marshmallow import Schema, ValidationError, fields, validate, validates_schema
+from marshmallow import Schema, ValidationError, fields, post_load, validate, validates_schema
+
+from exsync.schemas import sections
 
 __all__ = ["ConfigSchema", "validate_config", "DEFAULT_DELIVERY_TIMEOUT_SECONDS", "DEFAULT_MAX_JSON_DEPTH",
            "DEFAULT_ROUNDING_MAX_DIFFERENCE"]
@@ -16,7 +20,19 @@ DEFAULT_MAX_JSON_DEPTH = 64
 DEFAULT_DELIVERY_TIMEOUT_SECONDS = 5.0
 
 
-class BusSchema(Schema):
+class _SectionSchema(Schema):
+    """A schema whose load is its section's frozen dataclass (exsync.schemas.sections)."""
+
+    section: type = dict
+
+    @post_load
+    def _as_section(self, data: dict, **kwargs: object) -> object:
+        return self.section(**data)
+
+
+class BusSchema(_SectionSchema):
+    section = sections.BusConfig
+
     prefetch = fields.Integer(load_default=DEFAULT_PREFETCH, validate=validate.Range(min=1, max=1000))
     retry_delays_seconds = fields.List(
         fields.Integer(validate=validate.Range(min=1)),
@@ -28,7 +44,9 @@ class BusSchema(Schema):
     handler_threads = fields.Integer(load_default=DEFAULT_HANDLER_THREADS, validate=validate.Range(min=1, max=64))
 
 
-class WebhookSchema(Schema):
+class WebhookSchema(_SectionSchema):
+    section = sections.WebhookConfig
+
     max_body_bytes = fields.Integer(
         load_default=DEFAULT_MAX_BODY_BYTES, validate=validate.Range(min=1024)
     )
@@ -43,7 +61,7 @@ class WebhookSchema(Schema):
 class LocationsField(fields.Field):
     """`all`, or a list of 3-character location codes."""
 
-    def _deserialize(self, value, attr, data, **kwargs):
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: object) -> str | list[str]:
         if value == "all":
             return value
         if isinstance(value, list) and value and all(isinstance(v, str) and 1 <= len(v) <= 3 for v in value):
@@ -51,40 +69,60 @@ class LocationsField(fields.Field):
         raise ValidationError("must be 'all' or a non-empty list of location codes (up to 3 characters)")
 
 
-class AccountCodeSchema(Schema):
-    pattern = fields.String(load_default="LLLLNN", validate=validate.Regexp(r"^L+N+$"))
-    source = fields.String(load_default="company", validate=validate.OneOf(["company", "surname"]))
+DEFAULT_ACCOUNT_CODE_PATTERN = "LLLLNN"
+DEFAULT_ACCOUNT_CODE_SOURCE = "company"
+
+
+class AccountCodeSchema(_SectionSchema):
+    section = sections.AccountCodeConfig
+
+    pattern = fields.String(load_default=DEFAULT_ACCOUNT_CODE_PATTERN, validate=validate.Regexp(r"^L+N+$"))
+    source = fields.String(load_default=DEFAULT_ACCOUNT_CODE_SOURCE, validate=validate.OneOf(["company", "surname"]))
 
 
 _STOCK_USER_FIELDS = [f"stUserField{n}" for n in range(1, 11)]
+DEFAULT_AGENT_REPLY_TIMEOUT_SECONDS = 30.0
+DEFAULT_AGENT_ACCOUNT_KEY_FIELD = "acUserDef10"
+DEFAULT_EDITION = "sql"
+DEFAULT_COMPANY = "ZZZZ01"
+DEFAULT_STATE_SCHEMA = "exsync"
+DEFAULT_LOCATION = "MAI"
+DEFAULT_CATEGORY_FIELD = "stUserField1"
+DEFAULT_WEB_FLAG_FIELD = "stUserField2"
+DEFAULT_WEB_FLAG_VALUE = "Y"
+DEFAULT_VAT_CODES = {"S": 20.0, "Z": 0.0, "E": 0.0, "5": 5.0}
 
 
-class ExchequerAgentSchema(Schema):
+class ExchequerAgentSchema(_SectionSchema):
     """The Exchequer agent (exsync exchequer agent), the write path to a real company."""
+    section = sections.ExchequerAgentConfig
 
     toolkit = fields.String(load_default="com", validate=validate.OneOf(["com", "emulator"]))
     data_directory = fields.String(load_default=None, allow_none=True)
-    reply_timeout_seconds = fields.Float(load_default=30.0, validate=validate.Range(min=0.1, max=3600))
-    account_key_field = fields.String(load_default="acUserDef10",
+    reply_timeout_seconds = fields.Float(load_default=DEFAULT_AGENT_REPLY_TIMEOUT_SECONDS,
+                                         validate=validate.Range(min=0.1, max=3600))
+    account_key_field = fields.String(load_default=DEFAULT_AGENT_ACCOUNT_KEY_FIELD,
                                       validate=validate.OneOf([f"acUserDef{n}" for n in range(1, 11)]))
 
 
-class ExchequerSchema(Schema):
-    edition = fields.String(load_default="sql", validate=validate.OneOf(["sql"]))
-    company = fields.String(load_default="ZZZZ01", validate=validate.Length(min=1, max=30))
+class ExchequerSchema(_SectionSchema):
+    section = sections.ExchequerConfig
+
+    edition = fields.String(load_default=DEFAULT_EDITION, validate=validate.OneOf(["sql"]))
+    company = fields.String(load_default=DEFAULT_COMPANY, validate=validate.Length(min=1, max=30))
     table_prefix = fields.String(load_default=None, allow_none=True)
-    state_schema = fields.String(load_default="exsync", validate=validate.Length(min=1, max=30))
+    state_schema = fields.String(load_default=DEFAULT_STATE_SCHEMA, validate=validate.Length(min=1, max=30))
     locations = LocationsField(load_default="all")
-    default_location = fields.String(load_default="MAI", validate=validate.Length(min=1, max=3))
-    category_field = fields.String(load_default="stUserField1", validate=validate.OneOf(_STOCK_USER_FIELDS))
+    default_location = fields.String(load_default=DEFAULT_LOCATION, validate=validate.Length(min=1, max=3))
+    category_field = fields.String(load_default=DEFAULT_CATEGORY_FIELD, validate=validate.OneOf(_STOCK_USER_FIELDS))
     # A stock user field holding web_flag_value, or Exchequer's own eBusiness flag stUseForEbus (1 on).
-    web_flag_field = fields.String(load_default="stUserField2",
+    web_flag_field = fields.String(load_default=DEFAULT_WEB_FLAG_FIELD,
                                    validate=validate.OneOf([*_STOCK_USER_FIELDS, "stUseForEbus"]))
-    web_flag_value = fields.String(load_default="Y")
+    web_flag_value = fields.String(load_default=DEFAULT_WEB_FLAG_VALUE)
     account_code = fields.Nested(AccountCodeSchema, load_default=lambda: AccountCodeSchema().load({}))
     vat_codes = fields.Dict(keys=fields.String(validate=validate.Length(equal=1)),
                             values=fields.Float(validate=validate.Range(min=0, max=100)),
-                            load_default=lambda: {"S": 20.0, "Z": 0.0, "E": 0.0, "5": 5.0})
+                            load_default=lambda: dict(DEFAULT_VAT_CODES))
     tables = fields.Dict(keys=fields.String(), values=fields.String(), load_default=dict)
     columns = fields.Dict(keys=fields.String(), values=fields.String(), load_default=dict)
     # emulator: exsync writes the demo company itself (refused anywhere else); toolkit: writes are
@@ -98,27 +136,41 @@ DEFAULT_SHOP_TIMEOUT_SECONDS = 30.0
 DEFAULT_SHOP_MAX_ATTEMPTS = 5
 DEFAULT_WEBHOOK_TOPICS = ("order.created", "order.updated", "order.deleted", "customer.created",
                           "customer.updated", "customer.deleted")
+DEFAULT_WEBHOOK_NAME_PREFIX = "exsync:"
+DEFAULT_WEBHOOK_API_VERSION = "wp_api_v3"
+DEFAULT_RECONCILE_INTERVAL_SECONDS = 60
+DEFAULT_RECONCILE_OVERLAP_SECONDS = 120
+DEFAULT_RECONCILE_INITIAL_LOOKBACK_SECONDS = 24 * 3600
+DEFAULT_CUSTOMER_ROLES = ("customer", "wholesale_customer")
 _WEBHOOK_TOPIC = r"^((order|customer|product|coupon)\.(created|updated|deleted|restored)|action\.[A-Za-z0-9_\-]+)$"
 
 
-class ShopWebhooksSchema(Schema):
+class ShopWebhooksSchema(_SectionSchema):
+    section = sections.ShopWebhooksConfig
+
     delivery_url = fields.Url(load_default=None, allow_none=True, require_tld=False, schemes={"http", "https"})
     topics = fields.List(fields.String(validate=validate.Regexp(_WEBHOOK_TOPIC)),
                          load_default=list(DEFAULT_WEBHOOK_TOPICS), validate=validate.Length(min=1))
-    name_prefix = fields.String(load_default="exsync:", validate=validate.Length(min=1, max=40))
-    api_version = fields.String(load_default="wp_api_v3", validate=validate.OneOf(["wp_api_v3", "wp_api_v2"]))
+    name_prefix = fields.String(load_default=DEFAULT_WEBHOOK_NAME_PREFIX, validate=validate.Length(min=1, max=40))
+    api_version = fields.String(load_default=DEFAULT_WEBHOOK_API_VERSION,
+                                validate=validate.OneOf(["wp_api_v3", "wp_api_v2"]))
 
 
-class ShopReconcileSchema(Schema):
-    interval_seconds = fields.Integer(load_default=60, validate=validate.Range(min=1))
-    overlap_seconds = fields.Integer(load_default=120, validate=validate.Range(min=0))
-    initial_lookback_seconds = fields.Integer(load_default=86400, validate=validate.Range(min=0))
+class ShopReconcileSchema(_SectionSchema):
+    section = sections.ShopReconcileConfig
+
+    interval_seconds = fields.Integer(load_default=DEFAULT_RECONCILE_INTERVAL_SECONDS, validate=validate.Range(min=1))
+    overlap_seconds = fields.Integer(load_default=DEFAULT_RECONCILE_OVERLAP_SECONDS, validate=validate.Range(min=0))
+    initial_lookback_seconds = fields.Integer(load_default=DEFAULT_RECONCILE_INITIAL_LOOKBACK_SECONDS,
+                                              validate=validate.Range(min=0))
     customer_roles = fields.List(fields.String(validate=validate.Length(min=1)),
-                                 load_default=lambda: ["customer", "wholesale_customer"])
+                                 load_default=lambda: list(DEFAULT_CUSTOMER_ROLES))
     register_webhooks = fields.Boolean(load_default=True)
 
 
-class ShopSchema(Schema):
+class ShopSchema(_SectionSchema):
+    section = sections.ShopConfig
+
     # the whole deployment's budget for the shop: every process takes its tokens from one row in the
     # state database (exsync.woo.ratelimit says why shared rather than divided by replicas)
     requests_per_second = fields.Float(load_default=DEFAULT_SHOP_REQUESTS_PER_SECOND,
@@ -157,18 +209,22 @@ class OrderConditionsSchema(Schema):
     all_in_stock = fields.Boolean()
 
     @validates_schema
-    def _total_range(self, data, **kwargs):
+    def _total_range(self, data: dict, **kwargs: object) -> None:
         if "min_total" in data and "max_total" in data and data["min_total"] > data["max_total"]:
             raise ValidationError("must not be more than max_total", "min_total")
 
 
-class OrderRuleSchema(Schema):
+class OrderRuleSchema(_SectionSchema):
+    section = sections.OrderRule
+
     name = fields.String(load_default="")
     when = fields.Nested(OrderConditionsSchema, load_default=dict)
     action = fields.String(required=True, validate=validate.OneOf(ORDER_ACTIONS))
 
 
-class OrderVatSchema(Schema):
+class OrderVatSchema(_SectionSchema):
+    section = sections.OrderVatConfig
+
     default = fields.String(load_default="S", validate=_VAT_CODE)
     untaxed = fields.String(load_default="Z", validate=_VAT_CODE)
     tax_classes = fields.Dict(keys=fields.String(), values=fields.String(validate=_VAT_CODE), load_default=dict)
@@ -177,18 +233,24 @@ class OrderVatSchema(Schema):
                             values=fields.String(validate=_VAT_CODE), load_default=dict)
 
 
-class ShippingMappingSchema(Schema):
+class ShippingMappingSchema(_SectionSchema):
+    section = sections.ShippingMapping
+
     description = fields.String(required=True, validate=validate.Length(min=1, max=60))
 
 
-class OrderShippingSchema(Schema):
+class OrderShippingSchema(_SectionSchema):
+    section = sections.OrderShippingConfig
+
     default_description = fields.String(load_default="Carriage", validate=validate.Length(min=1, max=60))
     # key: a method instance id (as `exsync shipping-methods` lists them) or a method id (flat_rate)
     methods = fields.Dict(keys=fields.String(validate=validate.Length(min=1)),
                           values=fields.Nested(ShippingMappingSchema), load_default=dict)
 
 
-class OrderRoundingSchema(Schema):
+class OrderRoundingSchema(_SectionSchema):
+    section = sections.OrderRoundingConfig
+
     description = fields.String(load_default="Rounding", validate=validate.Length(min=1, max=60))
     vat_code = fields.String(load_default="Z", validate=_VAT_CODE)
     # The most a rounding line may cover per order; an order whose lines are further from its
@@ -197,13 +259,17 @@ class OrderRoundingSchema(Schema):
                                     validate=validate.Range(min=0, max=100))
 
 
-class OrderDispatchSchema(Schema):
+class OrderDispatchSchema(_SectionSchema):
+    section = sections.OrderDispatchConfig
+
     # thUserField numbers of the delivery note (SDN) holding the carrier and the tracking number
     carrier_field = fields.Integer(load_default=1, validate=validate.Range(min=1, max=12))
     tracking_field = fields.Integer(load_default=2, validate=validate.Range(min=1, max=12))
 
 
-class OrdersSchema(Schema):
+class OrdersSchema(_SectionSchema):
+    section = sections.OrdersConfig
+
     import_statuses = fields.List(fields.String(validate=validate.Length(min=1)),
                                   load_default=lambda: list(DEFAULT_IMPORT_STATUSES), validate=validate.Length(min=1))
     guest_account = fields.String(load_default=DEFAULT_GUEST_ACCOUNT, validate=validate.Length(min=1, max=6))
@@ -218,8 +284,8 @@ class OrdersSchema(Schema):
     shipping = fields.Nested(OrderShippingSchema, load_default=lambda: OrderShippingSchema().load({}))
     rounding = fields.Nested(OrderRoundingSchema, load_default=lambda: OrderRoundingSchema().load({}))
     dispatch = fields.Nested(OrderDispatchSchema, load_default=lambda: OrderDispatchSchema().load({}))
-    rules = fields.List(fields.Nested(OrderRuleSchema), load_default=lambda: [{"name": "default", "when": {},
-                                                                               "action": "SOR"}])
+    rules = fields.List(fields.Nested(OrderRuleSchema), load_default=lambda: [
+        sections.OrderRule(name="default", when={}, action="SOR")])
 
 
 DEFAULT_CAPTURE_INTERVAL_SECONDS = 15.0
@@ -235,14 +301,18 @@ DEFAULT_STOCK_AUDIT_INTERVAL_SECONDS = 900.0
 DEFAULT_WRITER_LEASE_SECONDS = 120.0
 
 
-class CaptureSchema(Schema):
+class CaptureSchema(_SectionSchema):
+    section = sections.CaptureConfig
+
     interval_seconds = fields.Float(load_default=DEFAULT_CAPTURE_INTERVAL_SECONDS,
                                     validate=validate.Range(min=0.1))
     event_items = fields.Integer(load_default=DEFAULT_CAPTURE_EVENT_ITEMS, validate=validate.Range(min=1, max=10000))
     lease_seconds = fields.Float(load_default=DEFAULT_CAPTURE_LEASE_SECONDS, validate=validate.Range(min=1))
 
 
-class ProductsSchema(Schema):
+class ProductsSchema(_SectionSchema):
+    section = sections.ProductsConfig
+
     flush_items = fields.Integer(load_default=DEFAULT_PRODUCTS_FLUSH_ITEMS, validate=validate.Range(min=1))
     max_item_attempts = fields.Integer(load_default=DEFAULT_PRODUCTS_MAX_ITEM_ATTEMPTS,
                                        validate=validate.Range(min=1, max=100))
@@ -263,16 +333,20 @@ EXPORT_ACCOUNTS = ("all", "linked")
 DEFAULT_CUSTOMER_EVENT_ITEMS = 100
 
 
-class CustomerConflictsSchema(Schema):
+class CustomerConflictsSchema(_SectionSchema):
     """Who wins a field changed on both sides since the last sync: the shop, Exchequer, the side
     changed last, or a person (`manual` parks the field until `exsync customers resolve`)."""
+
+    section = sections.CustomerConflictsConfig
 
     default = fields.String(load_default="newest", validate=validate.OneOf(CONFLICT_POLICIES))
     fields_ = fields.Dict(data_key="fields", attribute="fields", keys=fields.String(validate=validate.OneOf(
         CUSTOMER_FIELDS)), values=fields.String(validate=validate.OneOf(CONFLICT_POLICIES)), load_default=dict)
 
 
-class CustomersSchema(Schema):
+class CustomersSchema(_SectionSchema):
+    section = sections.CustomersConfig
+
     # off: capture publishes no account changes and the customer consumers drop what they receive
     enabled = fields.Boolean(load_default=True)
     # which Exchequer customer accounts the shop gets: only those linked to a shop customer (edits),
@@ -291,13 +365,17 @@ class CustomersSchema(Schema):
 DEFAULT_HEALTH_STALL_SECONDS = 300.0
 
 
-class HealthSchema(Schema):
+class HealthSchema(_SectionSchema):
+    section = sections.HealthConfig
+
     # /healthz fails once a process loop (consume, capture, reconcile) has not come back, or one
     # message's handler has run, for this long; the liveness probe then restarts the pod.
     stall_seconds = fields.Float(load_default=DEFAULT_HEALTH_STALL_SECONDS, validate=validate.Range(min=1))
 
 
-class ConfigSchema(Schema):
+class ConfigSchema(_SectionSchema):
+    section = sections.Config
+
     bus = fields.Nested(BusSchema, load_default=lambda: BusSchema().load({}))
     webhook = fields.Nested(WebhookSchema, load_default=lambda: WebhookSchema().load({}))
     exchequer = fields.Nested(ExchequerSchema, load_default=lambda: ExchequerSchema().load({}))
@@ -309,32 +387,32 @@ class ConfigSchema(Schema):
     health = fields.Nested(HealthSchema, load_default=lambda: HealthSchema().load({}))
 
     @validates_schema
-    def _order_vat_codes(self, data, **kwargs):
+    def _order_vat_codes(self, data: dict, **kwargs: object) -> None:
         """The order mapping's VAT codes must be ones exchequer.vat_codes gives a rate (rounding: 0%)."""
-        rates = data["exchequer"]["vat_codes"]
-        vat, rounding = data["orders"]["vat"], data["orders"]["rounding"]
+        rates = data["exchequer"].vat_codes
+        vat, rounding = data["orders"].vat, data["orders"].rounding
         problems = {}
-        for where, code in (("vat.default", vat["default"]), ("vat.untaxed", vat["untaxed"]),
-                            ("rounding.vat_code", rounding["vat_code"]),
-                            *((f"vat.tax_classes.{k}", v) for k, v in vat["tax_classes"].items()),
-                            *((f"vat.tax_rates.{k}", v) for k, v in vat["tax_rates"].items())):
+        for where, code in (("vat.default", vat.default), ("vat.untaxed", vat.untaxed),
+                            ("rounding.vat_code", rounding.vat_code),
+                            *((f"vat.tax_classes.{k}", v) for k, v in vat.tax_classes.items()),
+                            *((f"vat.tax_rates.{k}", v) for k, v in vat.tax_rates.items())):
             if code not in rates:
                 problems[where] = [f"VAT code {code!r} is not one of exchequer.vat_codes"]
-        if rounding["vat_code"] in rates and rates[rounding["vat_code"]] != 0:
+        if rounding.vat_code in rates and rates[rounding.vat_code] != 0:
             problems["rounding.vat_code"] = ["must be a VAT code with a 0% rate"]
         if problems:
             raise ValidationError({"orders": problems})
 
     @validates_schema
-    def _wholesale_role_synced(self, data, **kwargs):
+    def _wholesale_role_synced(self, data: dict, **kwargs: object) -> None:
         """Wholesale customers must be among the roles synced, or the wholesale role would unlink them."""
-        role, roles = data["customers"]["wholesale_role"], data["shop"]["reconcile"]["customer_roles"]
+        role, roles = data["customers"].wholesale_role, data["shop"].reconcile.customer_roles
         if role not in roles:
             raise ValidationError({"customers": {"wholesale_role": [
                 f"{role!r} is not one of shop.reconcile.customer_roles ({', '.join(roles)})"]}})
 
 
-def _flatten(messages, prefix=""):
+def _flatten(messages: Any, prefix: str = "") -> Iterator[tuple[str, str]]:
     """Turns marshmallow's nested error dict into (dotted.path, message) pairs."""
     if isinstance(messages, dict):
         for key, value in messages.items():
@@ -350,7 +428,7 @@ def _flatten(messages, prefix=""):
             yield from _flatten(value, f"{prefix}[{index}]")
 
 
-def validate_config(raw):
+def validate_config(raw: object) -> tuple[sections.Config | None, list[tuple[str, str]]]:
     """Returns (config, problems): the loaded config, or None with every problem found."""
     if raw is None:
         raw = {}

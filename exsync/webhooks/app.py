@@ -15,11 +15,10 @@ from flask import Flask, Response, abort, request
 from prometheus_client import multiprocess
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from exsync.bus import BusError, SharedPublisher, Topology
-from exsync.metrics import Metrics, default_metrics
-from exsync.webhooks.receiver import Receiver
+from exsync.bus import BusError
+from exsync.metrics import Metrics
 
-__all__ = ["DEFAULT_PROBE_WAIT_SECONDS", "INTERNAL_PATHS", "DeliverySlots", "create_app", "create_app_from_settings",
+__all__ = ["DEFAULT_PROBE_WAIT_SECONDS", "INTERNAL_PATHS", "DeliverySlots", "create_app",
            "liveness_reason", "readiness_reason"]
 
 log = logging.getLogger(__name__)
@@ -157,26 +156,3 @@ def create_app(*, receiver, publisher, max_body_bytes, metrics=None, metrics_dir
 
 def _text(status, message):
     return Response(message + "\n", status=status, mimetype="text/plain")
-
-
-def create_app_from_settings(settings):
-    """The app as `exsync webhook` serves it."""
-    metrics = default_metrics()
-    webhook = settings.config["webhook"]
-    publisher = SharedPublisher(url=settings.amqp_url, topology=Topology.from_config(settings.config),
-                                metrics=metrics, publish_timeout_seconds=webhook["delivery_timeout_seconds"])
-    receiver = Receiver(secrets=settings.webhook_secrets, publisher=publisher, metrics=metrics,
-                        max_json_depth=webhook["max_json_depth"])
-    return create_app(
-        receiver=receiver,
-        publisher=publisher,
-        max_body_bytes=webhook["max_body_bytes"],
-        metrics=metrics,
-        metrics_dir=settings.metrics_dir,
-        # A burst beyond the slots waits (as many again, for half a delivery timeout at most: a burst
-        # frees slots in milliseconds, a stalled broker not for a delivery timeout); the worker's
-        # WEBHOOK_PROBE_CONNECTIONS beyond those are never taken by deliveries (gunicorn_conf).
-        slots=DeliverySlots(slots=settings.webhook_connections, waiters=settings.webhook_connections,
-                            wait_seconds=webhook["delivery_timeout_seconds"] / 2),
-        internal_port=int(settings.metrics_bind.rpartition(":")[2]) if settings.metrics_bind else None,
-    )

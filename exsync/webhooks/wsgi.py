@@ -5,10 +5,10 @@ import logging
 from exsync.config import load_settings
 from exsync.logs import configure_logging
 from exsync.redact import secrets_of
-from exsync.webhooks.app import create_app_from_settings
+from exsync.wiring import webhook_app
 
 _settings = load_settings()
 # Under gunicorn the root logger is already set up (secrets masked) by gunicorn_conf's logconfig_dict.
 if not logging.getLogger().handlers:
     configure_logging(_settings.log_level, secrets=secrets_of(_settings))
-app = create_app_from_settings(_settings)
+app = webhook_app(_settings)

@@ -2,7 +2,7 @@
 
 Everything exsync asks of the shop goes through `WooClient`, so the rules the shop imposes live in
 one place: Basic over HTTPS or OAuth 1.0a over HTTP, at most `requests_per_second` (for the whole
-deployment when made `from_settings`: see `ratelimit`), back-off with jitter on 429/5xx/transport
+deployment when made by `exsync.wiring.woo_client`: see `ratelimit`), back-off with jitter on 429/5xx/transport
 errors, a `Retry-After` pausing every request of the process to that shop (and, through the shared
 budget, of the deployment), never a retry on other 4xx, page URLs
 built from `X-WP-TotalPages` (the `Link` header can carry the wrong scheme or port), and batches
@@ -21,9 +21,11 @@ import requests
 import tenacity
 import urllib3
 
-from exsync.errors import ConfigError
 from exsync.metrics import Metrics
 from exsync.redact import redact
+from exsync.schemas.config import DEFAULT_SHOP_MAX_ATTEMPTS as DEFAULT_MAX_ATTEMPTS
+from exsync.schemas.config import DEFAULT_SHOP_REQUESTS_PER_SECOND as DEFAULT_REQUESTS_PER_SECOND
+from exsync.schemas.config import DEFAULT_SHOP_TIMEOUT_SECONDS as DEFAULT_TIMEOUT_SECONDS
 from exsync.woo.auth import DEFAULT_SIGNATURE_METHOD, DEFAULT_SIGNATURE_TYPE, auth_for
 from exsync.woo.dates import format_wc_datetime, parse_wc_gmt
 from exsync.woo.errors import (
@@ -33,7 +35,7 @@ from exsync.woo.errors import (
     WooTransportError,
     api_error_from,
 )
-from exsync.woo.ratelimit import SharedTokenBucket, TokenBucket, pause_for
+from exsync.woo.ratelimit import TokenBucket, pause_for
 
 __all__ = [
     "DEFAULT_MAX_ATTEMPTS",
@@ -53,9 +55,6 @@ log = logging.getLogger(__name__)
 
 API_PATH = "/wp-json/wc/v3/"
 WP_USERS_PATH = "/wp-json/wp/v2/users/"
-DEFAULT_TIMEOUT_SECONDS = 30.0
-DEFAULT_REQUESTS_PER_SECOND = 5.0
-DEFAULT_MAX_ATTEMPTS = 5
 DEFAULT_BACKOFF_INITIAL_SECONDS = 0.5
 DEFAULT_BACKOFF_MAX_SECONDS = 30.0
 DEFAULT_MAX_RETRY_AFTER_SECONDS = 120.0
@@ -150,14 +149,6 @@ class BatchResult:
         return [item for item in self.items if item.action == action]
 
 
-def _connect_state(settings):
-    """exsync's state database, where the deployment's shop budget is kept."""
-    from exsync.exchequer.db import connect
-    from exsync.exchequer.options import mapping_for
-
-    return connect(settings.state_dsn, mapping=mapping_for(settings.config))
-
-
 class WooClient:
     """A client for one shop's wc/v3 API; thread-safe, one token bucket shared by every thread."""
 
@@ -198,41 +189,11 @@ class WooClient:
         self._secrets = tuple(secret for secret in (consumer_key, consumer_secret) if secret)
         self._auth = auth_for(url=self.url, consumer_key=consumer_key, consumer_secret=consumer_secret,
                               signature_method=signature_method, signature_type=signature_type)
-        # `bucket`: the deployment's shared budget (from_settings), else this client's own.
+        # `bucket`: the deployment's shared budget (exsync.wiring.woo_client), else this client's own.
         self._bucket = bucket or TokenBucket(rate_per_second=requests_per_second, burst=burst)
         self._pause = pause_for(self.url)
         self._session = session or requests.Session()
         self._session.headers.setdefault("Accept", "application/json")
-
-    @classmethod
-    def from_settings(cls, settings, *, metrics=None, **overrides):
-        """A client for the shop the settings name, tuned by the `shop:` section of the config."""
-        shop = settings.config.get("shop", {})
-        missing = [name for name, value in (("EXSYNC_WOO_URL", settings.woo_url),
-                                            ("EXSYNC_WOO_CONSUMER_KEY", settings.woo_consumer_key),
-                                            ("EXSYNC_WOO_CONSUMER_SECRET", settings.woo_consumer_secret)) if not value]
-        if missing:
-            raise ConfigError([(name, "is required to talk to the shop") for name in missing])
-        requests_per_second = shop.get("requests_per_second", DEFAULT_REQUESTS_PER_SECOND)
-        state_dsn = getattr(settings, "state_dsn", None)
-        bucket = None
-        if state_dsn:
-            bucket = SharedTokenBucket(connect=lambda: _connect_state(settings), shop=settings.woo_url,
-                                       rate_per_second=requests_per_second)
-        options = {
-            "url": settings.woo_url,
-            "consumer_key": settings.woo_consumer_key,
-            "consumer_secret": settings.woo_consumer_secret,
-            "timeout_seconds": shop.get("timeout_seconds", DEFAULT_TIMEOUT_SECONDS),
-            "requests_per_second": requests_per_second,
-            "bucket": bucket,
-            "max_attempts": shop.get("max_attempts", DEFAULT_MAX_ATTEMPTS),
-            "verify": shop.get("ca_bundle") or shop.get("verify_tls", True),
-            "signature_method": shop.get("oauth_signature_method", DEFAULT_SIGNATURE_METHOD),
-            "metrics": metrics,
-        }
-        options.update(overrides)
-        return cls(**options)
 
     def close(self):
         self._session.close()

@@ -21,6 +21,10 @@ from exsync.bus import WOO_EXCHANGE, new_event
 from exsync.bus.topology import INVALID_ROUTING_PREFIX
 from exsync.errors import ExsyncError
 from exsync.metrics import Metrics
+from exsync.schemas.config import DEFAULT_CUSTOMER_ROLES
+from exsync.schemas.config import DEFAULT_RECONCILE_INITIAL_LOOKBACK_SECONDS as DEFAULT_INITIAL_LOOKBACK_SECONDS
+from exsync.schemas.config import DEFAULT_RECONCILE_INTERVAL_SECONDS as DEFAULT_INTERVAL_SECONDS
+from exsync.schemas.config import DEFAULT_RECONCILE_OVERLAP_SECONDS as DEFAULT_OVERLAP_SECONDS
 from exsync.schemas.woo import validate_body
 from exsync.woo.dates import parse_wc_gmt, utc_now
 from exsync.woo.errors import WooError
@@ -36,10 +40,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-DEFAULT_INTERVAL_SECONDS = 60
-DEFAULT_OVERLAP_SECONDS = 120
-DEFAULT_INITIAL_LOOKBACK_SECONDS = 24 * 3600
-DEFAULT_CUSTOMER_ROLES = ("customer", "wholesale_customer")
 # Webhooks are never sent for orders in draft states, so neither does the reconciler publish them.
 UNDELIVERED_ORDER_STATUSES = ("checkout-draft", "auto-draft")
 

@@ -17,8 +17,9 @@ import html
 import logging
 import threading
 
-from exsync.errors import ConfigError
 from exsync.metrics import Metrics
+from exsync.schemas.config import DEFAULT_WEBHOOK_API_VERSION as DEFAULT_API_VERSION
+from exsync.schemas.config import DEFAULT_WEBHOOK_NAME_PREFIX as DEFAULT_NAME_PREFIX
 from exsync.schemas.config import DEFAULT_WEBHOOK_TOPICS
 
 __all__ = [
@@ -34,8 +35,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-DEFAULT_NAME_PREFIX = "exsync:"
-DEFAULT_API_VERSION = "wp_api_v3"
 WEBHOOK_STATUSES = ("active", "paused", "disabled")
 
 
@@ -119,21 +118,6 @@ class WebhookRegistrar:
         self.api_version = api_version
         self.metrics = metrics or Metrics()
         self.record = record if record is not None else MemorySecretRecord()
-
-    @classmethod
-    def from_settings(cls, settings, *, client, metrics=None, record=None):
-        """The registrar the `shop.webhooks` section and the first of EXSYNC_WEBHOOK_SECRETS describe."""
-        webhooks = settings.config["shop"]["webhooks"]
-        problems = []
-        if not webhooks["delivery_url"]:
-            problems.append(("shop.webhooks.delivery_url", "is required to register webhooks"))
-        if not settings.webhook_secrets:
-            problems.append(("EXSYNC_WEBHOOK_SECRETS", "is required to register webhooks"))
-        if problems:
-            raise ConfigError(problems)
-        return cls(client=client, delivery_url=webhooks["delivery_url"], secret=settings.webhook_secrets[0],
-                   topics=webhooks["topics"], name_prefix=webhooks["name_prefix"],
-                   api_version=webhooks["api_version"], metrics=metrics, record=record)
 
     def owns(self, webhook):
         return str(webhook.get("name") or "").startswith(self.name_prefix)

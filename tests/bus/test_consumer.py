@@ -8,14 +8,15 @@ import time
 import prometheus_client
 import pytest
 
-from exsync.bus import PermanentError, Publisher, Topology, Worker, declare_topology, new_event
+from exsync import wiring
+from exsync.bus import PermanentError, Publisher, Worker, declare_topology, new_event
 from exsync.bus.consumer import ATTEMPT_HEADER, ERROR_HEADER
 from exsync.metrics import PrometheusMetrics
 from tests.support.proxy import proxy_in_front_of
 from tests.support.rabbit import queue_depth, read_messages
 from tests.support.waiting import wait_until
 
-TOPOLOGY = Topology(retry_delays_seconds=(1, 2), max_attempts=3)
+TOPOLOGY = wiring.topology(retry_delays_seconds=(1, 2), max_attempts=3)
 
 
 def publish(url, *subjects, body=None):

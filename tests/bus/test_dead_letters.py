@@ -8,7 +8,8 @@ import sys
 import prometheus_client
 import pytest
 
-from exsync.bus import INVALID_QUEUE, DeadLetters, PermanentError, Publisher, Topology, new_event
+from exsync import wiring
+from exsync.bus import INVALID_QUEUE, DeadLetters, PermanentError, Publisher, new_event
 from exsync.bus.consumer import ATTEMPT_HEADER, ERROR_HEADER, HISTORY_HEADER
 from exsync.errors import ExsyncError
 from exsync.metrics import PrometheusMetrics
@@ -26,7 +27,7 @@ def _purge(url, queue):
     finally:
         connection.close()
 
-TOPOLOGY = Topology()
+TOPOLOGY = wiring.topology()
 
 
 def exsync(*args, amqp_url, tmp_path):
@@ -116,7 +117,7 @@ def test_a_replayed_message_that_fails_again_is_retried_not_parked_at_once(amqp_
         attempts.append(message.attempt)
         raise RuntimeError("still broken")
 
-    topology = Topology(retry_delays_seconds=(1,), max_attempts=2)
+    topology = wiring.topology(retry_delays_seconds=(1,), max_attempts=2)
     with Running(url=amqp_url, queue="orders.import", handler=handler, topology=topology):
         publish_order(amqp_url, 7)
         wait_for(lambda: queue_depth(amqp_url, "orders.import.dead") == 1, "two attempts and the park")

@@ -4,13 +4,13 @@ import urllib.parse
 import prometheus_client
 import pytest
 
+from exsync import wiring
 from exsync.bus import (
     BrokerUnavailable,
     BusError,
     MessageUnroutable,
     Publisher,
     SharedPublisher,
-    Topology,
     declare_topology,
     new_event,
 )
@@ -27,7 +27,7 @@ def event(subject=1):
 
 @PUBLISHERS
 def test_a_confirmed_message_is_persistent_and_routed_by_topic(amqp_url, publisher_class):
-    with publisher_class(url=amqp_url, topology=Topology()) as publisher:
+    with publisher_class(url=amqp_url, topology=wiring.topology()) as publisher:
         publisher.publish(exchange="woo", routing_key="order.created", event=event(7))
     [(body, properties)] = read_messages(amqp_url, "orders.import", count=1)
     assert body["subject"] == "7"
@@ -37,20 +37,20 @@ def test_a_confirmed_message_is_persistent_and_routed_by_topic(amqp_url, publish
 
 @PUBLISHERS
 def test_a_message_no_queue_takes_raises_instead_of_vanishing(amqp_url, publisher_class):
-    declare_topology(amqp_url, Topology())
+    declare_topology(amqp_url, wiring.topology())
     with publisher_class(url=amqp_url) as publisher:
         with pytest.raises(MessageUnroutable):
             publisher.publish(exchange="", routing_key="no-such-queue", event=event())
 
 
 def test_a_topic_nobody_consumes_is_kept_on_the_unrouted_queue(amqp_url):
-    with Publisher(url=amqp_url, topology=Topology()) as publisher:
+    with Publisher(url=amqp_url, topology=wiring.topology()) as publisher:
         publisher.publish(exchange="woo", routing_key="coupon.created", event=event())
     assert queue_depth(amqp_url, "woo.unrouted") == 1
 
 
 def test_declaring_the_topology_twice_changes_nothing(amqp_url):
-    topology = Topology()
+    topology = wiring.topology()
     declare_topology(amqp_url, topology)
     with Publisher(url=amqp_url) as publisher:
         publisher.publish(exchange="woo", routing_key="order.updated", event=event())
@@ -60,7 +60,7 @@ def test_declaring_the_topology_twice_changes_nothing(amqp_url):
 
 @PUBLISHERS
 def test_the_publisher_reconnects_after_a_dropped_connection(amqp_url, publisher_class):
-    declare_topology(amqp_url, Topology())
+    declare_topology(amqp_url, wiring.topology())
     proxy, proxied = proxy_in_front_of(amqp_url)
     publisher = publisher_class(url=proxied)
     try:
@@ -84,7 +84,7 @@ def test_an_unreachable_broker_raises_broker_unavailable(publisher_class):
 
 
 def test_retry_queues_deadletter_back_to_their_queue(amqp_url):
-    topology = Topology(retry_delays_seconds=(1,))
+    topology = wiring.topology(retry_delays_seconds=(1,))
     declare_topology(amqp_url, topology)
     with Publisher(url=amqp_url) as publisher:
         publisher.publish(exchange="", routing_key="orders.import.retry.1s", event=event(5))
@@ -97,7 +97,7 @@ def test_threads_sharing_one_publisher_each_get_their_own_confirm(amqp_url):
     import threading
 
     errors = []
-    with SharedPublisher(url=amqp_url, topology=Topology()) as publisher:
+    with SharedPublisher(url=amqp_url, topology=wiring.topology()) as publisher:
         def send(start):
             try:
                 for subject in range(start, start + 50):
@@ -118,7 +118,7 @@ def test_threads_sharing_one_publisher_each_get_their_own_confirm(amqp_url):
 
 
 def test_a_message_handed_to_a_lost_connection_goes_again_on_a_new_one(amqp_url):
-    declare_topology(amqp_url, Topology())
+    declare_topology(amqp_url, wiring.topology())
     registry = prometheus_client.CollectorRegistry()
     with SharedPublisher(url=amqp_url, metrics=PrometheusMetrics(registry=registry)) as publisher:
         publisher.publish(exchange="woo", routing_key="order.created", event=event(1))
@@ -135,7 +135,7 @@ def test_a_message_handed_to_a_lost_connection_goes_again_on_a_new_one(amqp_url)
 
 
 def test_a_broker_refusal_is_an_error_not_an_outage_and_is_not_sent_again(amqp_url):
-    declare_topology(amqp_url, Topology())
+    declare_topology(amqp_url, wiring.topology())
     registry = prometheus_client.CollectorRegistry()
     with SharedPublisher(url=amqp_url, metrics=PrometheusMetrics(registry=registry)) as publisher:
         with pytest.raises(BusError) as raised:
@@ -164,7 +164,7 @@ def test_while_the_broker_is_down_callers_fail_at_once_until_the_pause_has_passe
 
 
 def test_a_message_pika_cannot_encode_fails_alone_and_the_connection_stays(amqp_url):
-    declare_topology(amqp_url, Topology())
+    declare_topology(amqp_url, wiring.topology())
     with SharedPublisher(url=amqp_url) as publisher:
         publisher.publish(exchange="woo", routing_key="order.created", event=event(1))
         link = publisher._link
@@ -176,7 +176,7 @@ def test_a_message_pika_cannot_encode_fails_alone_and_the_connection_stays(amqp_
 
 
 def test_after_close_a_shared_publisher_refuses_to_publish(amqp_url):
-    publisher = SharedPublisher(url=amqp_url, topology=Topology())
+    publisher = SharedPublisher(url=amqp_url, topology=wiring.topology())
     publisher.publish(exchange="woo", routing_key="order.created", event=event(1))
     publisher.close()
     with pytest.raises(BrokerUnavailable, match="closed"):
@@ -209,7 +209,7 @@ def test_a_url_naming_several_nodes_reaches_a_node_that_answers(amqp_url, publis
     dead = with_vhost(f"amqp://guest:guest@127.0.0.1:{free_port()}/", urllib.parse.urlsplit(amqp_url).path[1:])
     nodes = f"{dead},{amqp_url}"
     deadline = time.monotonic() + 10
-    with publisher_class(url=nodes, topology=Topology()) as publisher:
+    with publisher_class(url=nodes, topology=wiring.topology()) as publisher:
         while True:
             try:
                 publisher.publish(exchange="woo", routing_key="order.created", event=event(9))

@@ -3,7 +3,8 @@
 import sys
 import time
 
-from exsync.bus import Topology, Worker
+from exsync import wiring
+from exsync.bus import Worker
 from exsync.logs import configure_logging
 
 
@@ -17,7 +18,7 @@ def main(url, log_path):
         with open(log_path, "a", encoding="utf-8") as log:
             log.write(f"done {message.event['subject']}\n")
 
-    Worker(url=url, queue="orders.import", handler=handler, topology=Topology()).run()
+    Worker(url=url, queue="orders.import", handler=handler, topology=wiring.topology()).run()
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ import pytest
 from exsync.bus import PermanentError
 from exsync.config import load_settings
 from exsync.consumers.customer_accounts import customer_key
-from exsync.consumers.customers import CustomersConsumer, build, build_export
+from exsync.consumers.customers import CustomersConsumer
 from exsync.consumers.errors import ConsumerError, CustomerBusyError, LinkChangedError
 from exsync.exchequer import ExchequerReader, SqlWriteBackend, connect, edit_account
 from exsync.exchequer.account_capture import AccountCapture
@@ -17,6 +17,8 @@ from exsync.exchequer.writer import KIND_ACCOUNT
 from exsync.metrics import Metrics, PrometheusMetrics
 from exsync.schemas.config import validate_config
 from exsync.state.links import SHOP_DELETED, Link
+from exsync.wiring import build_customers as build
+from exsync.wiring import build_customers_export as build_export
 from tests.consumers.conftest import company
 
 

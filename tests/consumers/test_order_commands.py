@@ -1,6 +1,7 @@
 """The order pipeline's commands: shipping-methods, orders status, retry-parked and progress."""
 
-from exsync.bus import Topology, declare_topology
+from exsync import wiring
+from exsync.bus import declare_topology
 from exsync.cli import main
 from exsync.exchequer import connect, dispatch_order
 from exsync.state.orders import ShippingMethodStore
@@ -45,7 +46,7 @@ def test_progress_command_publishes_dispatches_of_imported_orders(sqlite_company
     [reference] = publisher.published[0][2]["data"]["references"]
     with connect(dsn) as database:
         delivery = dispatch_order(database, reference)
-    declare_topology(amqp_url, Topology())
+    declare_topology(amqp_url, wiring.topology())
     probe = bind_probe(amqp_url, exchange="exchequer", routing_key="order.progressed")
     monkeypatch.setenv("EXSYNC_EXCHEQUER_DSN", dsn)
     monkeypatch.setenv("EXSYNC_AMQP_URL", amqp_url)

@@ -10,7 +10,8 @@ import threading
 
 import pytest
 
-from exsync.bus import Publisher, Topology, Worker, declare_topology
+from exsync import wiring
+from exsync.bus import Publisher, Worker, declare_topology
 from exsync.consumers.order_lifecycle import Lifecycle
 from exsync.consumers.orders import OrdersConsumer, event_id
 from tests.consumers.conftest import company, config, event, order_body
@@ -214,7 +215,7 @@ class Running:
 @pytest.mark.slow
 def test_shuffled_lifecycles_through_rabbitmq_on_postgresql_give_one_document_each(amqp_url, pg_odbc_dsn):
     codes = company(pg_odbc_dsn)
-    declare_topology(amqp_url, Topology())
+    declare_topology(amqp_url, wiring.topology())
     probe = bind_probe(amqp_url, exchange="exchequer", routing_key="order.imported")
     lines = [(codes[0], 1, "5.00", "5.00", "1.00")]
     random.seed(11)
@@ -227,12 +228,12 @@ def test_shuffled_lifecycles_through_rabbitmq_on_postgresql_give_one_document_ea
     deliveries += never_paid * 2
     random.shuffle(deliveries)
     consumer = OrdersConsumer(exchequer_dsn=pg_odbc_dsn, config=config(),
-                              publisher=Publisher(url=amqp_url, topology=Topology()))
+                              publisher=Publisher(url=amqp_url, topology=wiring.topology()))
     running = Running()
-    running.start(Worker(url=amqp_url, queue="orders.import", handler=consumer.handle, topology=Topology(),
+    running.start(Worker(url=amqp_url, queue="orders.import", handler=consumer.handle, topology=wiring.topology(),
                          concurrency=4, prefetch=16, on_idle=consumer.on_idle))
     try:
-        with Publisher(url=amqp_url, topology=Topology()) as publisher:
+        with Publisher(url=amqp_url, topology=wiring.topology()) as publisher:
             for body in deliveries:
                 publisher.publish(exchange="woo", routing_key="order.updated", event=event(body))
         wait_for(lambda: count_documents(pg_odbc_dsn) >= len(order_ids) and all(

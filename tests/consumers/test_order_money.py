@@ -10,7 +10,8 @@ import threading
 
 import pytest
 
-from exsync.bus import PermanentError, Publisher, Topology, Worker, new_event
+from exsync import wiring
+from exsync.bus import PermanentError, Publisher, Worker, new_event
 from exsync.bus.consumer import ATTEMPT_HEADER, ERROR_HEADER
 from exsync.consumers.order_mapping import money, tax_amount
 from exsync.consumers.orders import OrdersConsumer
@@ -153,7 +154,7 @@ def test_money_in_the_mapping_refuses_what_is_not_money_and_never_rounds_it():
 def test_through_the_bus_a_hostile_order_is_parked_once_and_never_retried(amqp_url, tmp_path):
     """The real consume loop: a hostile total is acked and parked in tracking; an unusable id goes
     to the dead queue on its first attempt; no retry queue ever holds either."""
-    topology = Topology(retry_delays_seconds=(1, 2), max_attempts=3)
+    topology = wiring.topology(retry_delays_seconds=(1, 2), max_attempts=3)
     dsn = f"sqlite:///{tmp_path}/exchequer.db"
     codes = company(dsn)
     consumer = OrdersConsumer(exchequer_dsn=dsn, config=config(), publisher=RecordingPublisher())

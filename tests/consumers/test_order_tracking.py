@@ -10,11 +10,12 @@ import pytest
 
 from exsync.cli import main
 from exsync.config import load_settings
-from exsync.consumers.orders import build, event_id
+from exsync.consumers.orders import event_id
 from exsync.exchequer import ExchequerReader, connect
 from exsync.metrics import PrometheusMetrics
 from exsync.state.links import Link
 from exsync.state.orders import OrderStore, ensure_order_tables
+from exsync.wiring import build_orders as build
 from exsync.woo import WooClient
 from tests.consumers.conftest import RecordingPublisher, company, config, event, order_body
 from tests.consumers.test_orders import documents_of

@@ -5,7 +5,8 @@ import collections
 
 import pytest
 
-from exsync.bus import Publisher, Topology, Worker, declare_topology
+from exsync import wiring
+from exsync.bus import Publisher, Worker, declare_topology
 from exsync.consumers.customer_accounts import customer_key
 from exsync.consumers.customers import CustomersConsumer
 from exsync.exchequer import ExchequerReader, SqlWriteBackend, connect, edit_account
@@ -37,7 +38,7 @@ class Outcomes(Metrics):
 def test_a_registration_becomes_an_account_and_an_account_edit_reaches_the_shop_once(
         amqp_url, pg_odbc_dsn, webhook_server):  # noqa: F811
     company(pg_odbc_dsn)
-    topology = Topology()
+    topology = wiring.topology()
     declare_topology(amqp_url, topology)
     shop = SandboxShop()
     credentials = shop.add_credentials()

@@ -6,7 +6,8 @@ import threading
 
 import pytest
 
-from exsync.bus import Publisher, Topology, Worker, declare_topology
+from exsync import wiring
+from exsync.bus import Publisher, Worker, declare_topology
 from exsync.consumers.order_writeback import OrderWritebackConsumer
 from exsync.consumers.orders import OrdersConsumer
 from exsync.exchequer import ExchequerReader, connect, dispatch_order
@@ -38,7 +39,7 @@ class Running:
 @pytest.mark.slow
 def test_a_checkout_becomes_a_sales_order_and_the_shop_hears_back(amqp_url, pg_odbc_dsn, webhook_server):  # noqa: F811
     codes = company(pg_odbc_dsn)
-    declare_topology(amqp_url, Topology())
+    declare_topology(amqp_url, wiring.topology())
     shop = SandboxShop()
     seed_taxes(shop)  # GB VAT 20 % on goods and shipping, as the real shop had it
     credentials = shop.add_credentials()
@@ -55,11 +56,11 @@ def test_a_checkout_becomes_a_sales_order_and_the_shop_hears_back(amqp_url, pg_o
             shop.create_webhook({"name": f"exsync {topic}", "topic": topic, "secret": SECRET,
                                  "delivery_url": f"{webhook_server}/webhooks/woocommerce"})
         orders = OrdersConsumer(exchequer_dsn=pg_odbc_dsn, config=settings,
-                                publisher=Publisher(url=amqp_url, topology=Topology()))
+                                publisher=Publisher(url=amqp_url, topology=wiring.topology()))
         writeback = OrderWritebackConsumer(state_dsn=pg_odbc_dsn, config=settings, client=client)
-        running.start(Worker(url=amqp_url, queue="orders.import", handler=orders.handle, topology=Topology(),
+        running.start(Worker(url=amqp_url, queue="orders.import", handler=orders.handle, topology=wiring.topology(),
                              on_idle=orders.on_idle))
-        running.start(Worker(url=amqp_url, queue="orders.writeback", handler=writeback.handle, topology=Topology()))
+        running.start(Worker(url=amqp_url, queue="orders.writeback", handler=writeback.handle, topology=wiring.topology()))
         try:
             method = shop.list_zone_methods(uk_zone["id"])[0]
             order = place_order(shop, lines=[(codes[0], 2), (codes[1], 1)], shipping_line={
@@ -82,7 +83,7 @@ def test_a_checkout_becomes_a_sales_order_and_the_shop_hears_back(amqp_url, pg_o
 
             database = connect(pg_odbc_dsn)
             delivery = dispatch_order(database, reference)
-            with Publisher(url=amqp_url, topology=Topology()) as publisher:
+            with Publisher(url=amqp_url, topology=wiring.topology()) as publisher:
                 assert OrderProgressCapture(database=database, publisher=publisher).run_once() == 1
             wait_for(lambda: shop.get_order(order["id"])["status"] == "completed", "the order to be completed")
             customer_notes = [n["note"] for n in shop.notes[order["id"]] if n["customer_note"]]

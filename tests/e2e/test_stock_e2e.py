@@ -8,13 +8,14 @@ import signal
 import subprocess
 import sys
 
-from exsync.bus import Publisher, Topology, declare_topology, new_event
+from exsync import wiring
+from exsync.bus import Publisher, declare_topology, new_event
 from exsync.config import Settings, load_settings
 from exsync.consumers.orders import OrdersConsumer
-from exsync.consumers.product_export import export_products, start_writer_thread
 from exsync.exchequer import ExchequerReader, adjust_stock, change_price, connect
-from exsync.exchequer.capture import CaptureState, build_capture, iter_exports
+from exsync.exchequer.capture import CaptureState, iter_exports
 from exsync.schemas.config import validate_config
+from exsync.wiring import build_capture, export_products, start_writer_thread
 from exsync.woo.sandbox import place_order
 from tests.consumers.conftest import RecordingPublisher, company, event
 from tests.support.products import demo_company, empty_component_stock, sandbox_shop, set_category, web_products
@@ -33,7 +34,7 @@ def shop_products(shop):
 def test_exchequer_changes_reach_the_shop_through_the_bus(tmp_path, amqp_url):
     dsn = demo_company(tmp_path / "exchequer.db")
     state_dsn = f"sqlite:///{tmp_path}/state.db"
-    declare_topology(amqp_url, Topology())
+    declare_topology(amqp_url, wiring.topology())
     with sandbox_shop() as (shop, server, _, credentials), connect(dsn) as database:
         settings = Settings(amqp_url=amqp_url, exchequer_dsn=dsn, state_dsn=state_dsn, woo_url=server.url,
                             woo_consumer_key=credentials.consumer_key,
@@ -83,7 +84,7 @@ def test_exchequer_changes_reach_the_shop_through_the_bus(tmp_path, amqp_url):
 def test_capture_runs_on_its_interval_as_a_process_and_gives_its_lease_back(tmp_path, amqp_url):
     dsn = demo_company(tmp_path / "exchequer.db", items=10, boms=0)
     state_dsn = f"sqlite:///{tmp_path}/state.db"
-    declare_topology(amqp_url, Topology())
+    declare_topology(amqp_url, wiring.topology())
     probe = bind_probe(amqp_url, exchange="exchequer", routing_key="stock.changed")
     env = {**os.environ, "EXSYNC_EXCHEQUER_DSN": dsn, "EXSYNC_STATE_DSN": state_dsn, "EXSYNC_AMQP_URL": amqp_url}
     process = subprocess.Popen([sys.executable, "-m", "exsync.cli", "capture", "--interval-seconds", "0.3"], env=env,
@@ -122,7 +123,7 @@ def _stop(process):
 def test_a_cancellation_in_the_shop_is_corrected_by_the_writer_process_on_postgresql(tmp_path, amqp_url,
                                                                                       pg_odbc_dsn):
     codes = company(pg_odbc_dsn)
-    declare_topology(amqp_url, Topology())
+    declare_topology(amqp_url, wiring.topology())
     with sandbox_shop() as (shop, server, client, credentials):
         env = _writer_env(tmp_path, dsn=pg_odbc_dsn, amqp_url=amqp_url, server=server, credentials=credentials)
         settings = load_settings(env)
@@ -141,7 +142,7 @@ def test_a_cancellation_in_the_shop_is_corrected_by_the_writer_process_on_postgr
                 orders.close()
             client.update_order_status(order["id"], "cancelled")
             assert shop_products(shop)[code]["stock_quantity"] == free[code]  # the shop put its 3 back
-            with Publisher(url=amqp_url, topology=Topology()) as publisher:
+            with Publisher(url=amqp_url, topology=wiring.topology()) as publisher:
                 cancelled = client.get_order(order["id"])
                 publisher.publish(exchange="woo", routing_key="order.updated", event=new_event(
                     type="woo.order.updated", source=server.url, subject=str(order["id"]), data=cancelled))
@@ -157,7 +158,7 @@ def test_two_writers_meet_without_a_crash_on_postgresql(tmp_path, amqp_url, pg_o
     """`exsync consume woo-writer` flushing what capture published while `exsync export products` flushes the
     same rows: one writes at a time (the lease), categories are made once, nobody dies."""
     company(pg_odbc_dsn)
-    declare_topology(amqp_url, Topology())
+    declare_topology(amqp_url, wiring.topology())
     with sandbox_shop(item_latency_seconds=0.002) as (shop, server, _, credentials):
         env = _writer_env(tmp_path, dsn=pg_odbc_dsn, amqp_url=amqp_url, server=server, credentials=credentials,
                           products={"flush_items": 1})

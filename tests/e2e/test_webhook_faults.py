@@ -13,7 +13,8 @@ import time
 import pytest
 import requests
 
-from exsync.bus import Topology, declare_topology
+from exsync import wiring
+from exsync.bus import declare_topology
 from tests.e2e.test_webhook_process import SECRET, running_webhook
 from tests.support.proxy import proxy_in_front_of
 from tests.support.rabbit import queue_depth
@@ -66,7 +67,7 @@ class Probes:
 
 @pytest.mark.slow
 def test_a_stalled_broker_never_starves_probes_and_readyz_follows_the_confirms(amqp_url, tmp_path):
-    declare_topology(amqp_url, Topology())
+    declare_topology(amqp_url, wiring.topology())
     proxy, proxied = proxy_in_front_of(amqp_url)
     body = woo_json(fixture("order_727.json"))
     headers = delivery_headers(body, secret=SECRET, topic="order.created")
@@ -126,7 +127,7 @@ def test_a_stalled_broker_never_starves_probes_and_readyz_follows_the_confirms(a
 
 @pytest.mark.slow
 def test_a_chunked_body_over_the_limit_is_413_not_a_truncated_401(amqp_url, tmp_path):
-    declare_topology(amqp_url, Topology())
+    declare_topology(amqp_url, wiring.topology())
     limit_bytes = 64 * 1024
     config = _config(tmp_path, max_body_bytes=limit_bytes)
     order = {**fixture("order_727.json"), "customer_note": "x" * (limit_bytes + 10_000)}

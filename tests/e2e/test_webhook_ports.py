@@ -5,14 +5,15 @@ import os
 import pytest
 import requests
 
-from exsync.bus import Topology, declare_topology
+from exsync import wiring
+from exsync.bus import declare_topology
 from exsync.demo import exsync_process
 from tests.support.net import free_port, wait_for_port
 
 
 @pytest.mark.slow
 def test_metrics_and_readiness_answer_only_on_the_internal_port(amqp_url, tmp_path):
-    declare_topology(amqp_url, Topology())
+    declare_topology(amqp_url, wiring.topology())
     public, internal = free_port(), free_port()
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "EXSYNC_AMQP_URL": amqp_url,
            "EXSYNC_WEBHOOK_SECRETS": "a-secret", "EXSYNC_BIND": f"127.0.0.1:{public}",

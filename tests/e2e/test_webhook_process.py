@@ -8,7 +8,8 @@ import time
 import pytest
 import requests
 
-from exsync.bus import Topology, declare_topology
+from exsync import wiring
+from exsync.bus import declare_topology
 from exsync.bus.shared_publisher import DEFAULT_RECONNECT_PAUSE_SECONDS
 from exsync.demo import exsync_process
 from tests.support.net import free_port, wait_for_port
@@ -47,7 +48,7 @@ def webhook_server(amqp_url, tmp_path):
 
 @pytest.mark.slow
 def test_documented_order_signed_and_delivered_arrives_on_a_bound_queue(amqp_url, webhook_server):
-    declare_topology(amqp_url, Topology())
+    declare_topology(amqp_url, wiring.topology())
     probe = bind_probe(amqp_url, exchange="woo", routing_key="order.created")
     order = fixture("order_727.json")
     body = woo_json(order)
@@ -84,7 +85,7 @@ def test_documented_order_signed_and_delivered_arrives_on_a_bound_queue(amqp_url
 
 @pytest.mark.slow
 def test_concurrent_deliveries_are_each_stored_once(amqp_url, webhook_server):
-    declare_topology(amqp_url, Topology())
+    declare_topology(amqp_url, wiring.topology())
     bodies = [woo_json({**fixture("order_727.json"), "id": 1000 + n}) for n in range(60)]
 
     def deliver(body):
@@ -101,7 +102,7 @@ def test_concurrent_deliveries_are_each_stored_once(amqp_url, webhook_server):
 
 @pytest.mark.slow
 def test_a_broker_outage_gives_503_then_deliveries_are_stored_again(amqp_url, tmp_path):
-    declare_topology(amqp_url, Topology())
+    declare_topology(amqp_url, wiring.topology())
     proxy, proxied = proxy_in_front_of(amqp_url)
     body = woo_json(fixture("order_727.json"))
     headers = delivery_headers(body, secret=SECRET, topic="order.created")

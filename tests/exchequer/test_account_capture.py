@@ -4,7 +4,8 @@ import dataclasses
 
 import pytest
 
-from exsync.bus import Publisher, PublishNotConfirmed, Topology, declare_topology
+from exsync import wiring
+from exsync.bus import Publisher, PublishNotConfirmed, declare_topology
 from exsync.config import Settings
 from exsync.exchequer import (
     AccountCapture,
@@ -17,8 +18,8 @@ from exsync.exchequer import (
     recorded_account,
     seed,
 )
-from exsync.exchequer.capture import build_capture
 from exsync.schemas.config import validate_config
+from exsync.wiring import build_capture
 from tests.support.products import CountingMetrics, demo_company
 from tests.support.rabbit import bind_probe, queue_depth, read_messages
 
@@ -211,7 +212,7 @@ def test_build_capture_runs_the_account_step_only_when_customers_are_enabled(tmp
 
 
 def test_changes_reach_the_exchequer_exchange_and_the_customers_export_queue(tmp_path, amqp_url):
-    topology = Topology()
+    topology = wiring.topology()
     declare_topology(amqp_url, topology)
     probe = bind_probe(amqp_url, exchange="exchequer", routing_key="account.changed")
     with connect(f"sqlite:///{tmp_path}/exchequer.db") as database:

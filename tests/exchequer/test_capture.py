@@ -6,16 +6,17 @@ import types
 
 import pytest
 
-from exsync.bus import PublishNotConfirmed, Topology, declare_topology
+from exsync import wiring
+from exsync.bus import PublishNotConfirmed, declare_topology
 from exsync.config import Settings
 from exsync.exchequer import ExchequerReader, adjust_stock, change_price, connect, init_schema, seed
 from exsync.exchequer.capture import (
     CaptureState,
     ChangeCapture,
-    build_capture,
     iter_exports,
 )
 from exsync.schemas.config import validate_config
+from exsync.wiring import build_capture
 from tests.support.products import ListSink, demo_company, empty_component_stock, set_category, web_products
 from tests.support.rabbit import bind_probe, queue_depth, read_messages
 
@@ -171,7 +172,7 @@ def test_with_locations_configured_only_their_stock_changes_a_quantity(company):
 
 
 def test_events_go_to_the_exchequer_exchange_and_reach_the_woo_write_queue(company, amqp_url, tmp_path):
-    declare_topology(amqp_url, Topology())
+    declare_topology(amqp_url, wiring.topology())
     probe = bind_probe(amqp_url, exchange="exchequer", routing_key="#")
     dsn = f"sqlite:///{tmp_path}/exchequer.db"
     settings = Settings(amqp_url=amqp_url, exchequer_dsn=dsn, state_dsn=dsn,

@@ -17,7 +17,8 @@ import time
 
 import requests
 
-from exsync.bus import Topology, declare_topology
+from exsync import wiring
+from exsync.bus import declare_topology
 from exsync.bus.connection import node_urls
 from exsync.config import child_environment
 from exsync.demo import exsync_process
@@ -165,7 +166,7 @@ def stage(*, amqp_url, dsn, directory, broker_proxy=False, database_proxy=False,
     from tests.support.proxy import TcpProxy, proxy_in_front_of
 
     codes = company(dsn)[:4]
-    declare_topology(amqp_url, Topology())
+    declare_topology(amqp_url, wiring.topology())
     broker, receiver_amqp_url = proxy_in_front_of(amqp_url) if broker_proxy else (None, amqp_url)
     database = TcpProxy(target_host="127.0.0.1", target_port=5432).start() if database_proxy else None
     processes_dsn = with_port(dsn, database.port) if database else dsn
@@ -329,7 +330,7 @@ def count_documents(dsn, totals):
 
 def pending_messages(amqp_url, queue="orders.import"):
     """Messages still on `queue` and its retry queues (not its dead-letter queue)."""
-    names = [name for name in Topology().all_queue_names() if name == queue or name.startswith(queue + ".retry.")]
+    names = [name for name in wiring.topology().all_queue_names() if name == queue or name.startswith(queue + ".retry.")]
     return sum(queue_depth(amqp_url, name) for name in names)
 
 

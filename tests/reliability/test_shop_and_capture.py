@@ -8,7 +8,8 @@ import time
 
 import pytest
 
-from exsync.bus import Topology, declare_topology
+from exsync import wiring
+from exsync.bus import declare_topology
 from exsync.exchequer import connect
 from exsync.woo.sandbox import Faults, SandboxServer, SandboxShop
 from tests.reliability.support import Pipeline, record_figures
@@ -122,7 +123,7 @@ def test_chaos_capture_killed_mid_cycle_loses_no_change(amqp_url, run_dir):
     dsn = demo_company(run_dir / "exchequer.db", items=20000, boms=50)
     with connect(dsn) as database:
         web = set(web_products(database))
-    declare_topology(amqp_url, Topology())
+    declare_topology(amqp_url, wiring.topology())
     probe = bind_probe(amqp_url, exchange="exchequer", routing_key="product.changed")
     state = f"sqlite:///{run_dir / 'state.db'}"
     with Pipeline(directory=run_dir, amqp_url=amqp_url, exchequer_dsn=dsn, config_text=CAPTURE_CONFIG) as pipeline:

@@ -4,7 +4,8 @@
 import prometheus_client
 import pytest
 
-from exsync.bus import INVALID_QUEUE, Publisher, Topology, declare_topology
+from exsync import wiring
+from exsync.bus import INVALID_QUEUE, Publisher, declare_topology
 from exsync.metrics import PrometheusMetrics
 from exsync.webhooks import Receiver, create_app
 from tests.support.proxy import proxy_in_front_of
@@ -18,7 +19,7 @@ MAX_BODY_BYTES = 64 * 1024
 
 @pytest.fixture
 def bus(amqp_url):
-    topology = Topology()
+    topology = wiring.topology()
     declare_topology(amqp_url, topology)
     probe = bind_probe(amqp_url, exchange="woo", routing_key="#")
     return amqp_url, topology, probe
@@ -172,7 +173,7 @@ def test_other_topics_are_published_under_their_topic(bus, topic, payload):
 
 def test_broker_unreachable_gives_503_and_readyz_says_so(amqp_url):
     proxy, proxied = proxy_in_front_of(amqp_url)
-    client, registry, publisher = make_client(proxied, Topology())
+    client, registry, publisher = make_client(proxied, wiring.topology())
     body = woo_json(fixture("order_727.json"))
     headers = delivery_headers(body, secret=SECRET, topic="order.created")
     try:
@@ -191,5 +192,5 @@ def test_broker_unreachable_gives_503_and_readyz_says_so(amqp_url):
 
 
 def test_healthz_answers_without_the_broker():
-    client, _, _ = make_client("amqp://guest:guest@127.0.0.1:1/", Topology())
+    client, _, _ = make_client("amqp://guest:guest@127.0.0.1:1/", wiring.topology())
     assert client.get("/healthz").status_code == 200

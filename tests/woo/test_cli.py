@@ -6,7 +6,8 @@ import subprocess
 import sys
 import time
 
-from exsync.bus import Topology, declare_topology
+from exsync import wiring
+from exsync.bus import declare_topology
 from exsync.exchequer import StateValues, connect
 from exsync.schemas.config import validate_config
 from exsync.woo import WooClient
@@ -89,7 +90,7 @@ def test_the_reconcilers_watermark_survives_a_restart(sandbox, credentials, shop
                                                     pg_odbc_dsn):
     """Each `reconcile --once` is a new process, as a restarted pod is: the second carries on from the
     watermark the first left in the state database instead of replaying the look-back window."""
-    declare_topology(amqp_url, Topology.from_config(validate_config({})[0]))
+    declare_topology(amqp_url, wiring.topology(validate_config({})[0]))
     probe = bind_probe(amqp_url, exchange="woo", routing_key="order.updated")
     seed_catalogue(shop, count=1)
     orders = [place_order(shop, lines=[("SKU-0001", 1)]) for _ in range(2)]
@@ -134,7 +135,7 @@ def test_reconcile_without_a_state_database_names_the_variable(sandbox, credenti
 
 def test_reconcile_once_leaves_the_webhooks_alone_when_told_to(sandbox, credentials, shop, receiver, amqp_url,
                                                                tmp_path):
-    declare_topology(amqp_url, Topology.from_config(validate_config({})[0]))
+    declare_topology(amqp_url, wiring.topology(validate_config({})[0]))
     env = _env(EXSYNC_WOO_URL=sandbox.url, EXSYNC_WOO_CONSUMER_KEY=credentials.consumer_key,
                EXSYNC_WOO_CONSUMER_SECRET=credentials.consumer_secret, EXSYNC_AMQP_URL=amqp_url,
                EXSYNC_STATE_DSN=f"sqlite:///{tmp_path / 'state.db'}",

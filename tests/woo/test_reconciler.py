@@ -5,7 +5,8 @@ import time
 
 import pytest
 
-from exsync.bus import BrokerUnavailable, Publisher, Topology, declare_topology
+from exsync import wiring
+from exsync.bus import BrokerUnavailable, Publisher, declare_topology
 from exsync.exchequer import StateValues, connect
 from exsync.schemas.config import validate_config
 from exsync.webhooks.signature import verify_signature
@@ -20,7 +21,7 @@ SECRET = "reconciler-secret"
 
 @pytest.fixture
 def bus(amqp_url):
-    declare_topology(amqp_url, Topology.from_config(validate_config({})[0]))
+    declare_topology(amqp_url, wiring.topology(validate_config({})[0]))
     publisher = Publisher(url=amqp_url)
     yield amqp_url, publisher
     publisher.close()
