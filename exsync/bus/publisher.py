@@ -7,6 +7,7 @@ import time
 
 import pika
 import pika.exceptions
+import tenacity
 
 from exsync.bus.connection import CONNECTION_ERRORS, open_connection
 from exsync.bus.errors import BrokerUnavailable, BusError, MessageUnroutable, PublishNotConfirmed
@@ -17,6 +18,18 @@ __all__ = ["Publisher", "counted_publish", "encode_event", "message_properties"]
 log = logging.getLogger(__name__)
 
 PERSISTENT = pika.DeliveryMode.Persistent
+# A publish that lost its connection is tried once more on a new one.
+PUBLISH_ATTEMPTS = 2
+
+
+class _ConnectionDropped(Exception):
+    """The connection died under a publish (internal: its cause is pika's error; retried once)."""
+
+
+def _log_reconnect(retry_state: tenacity.RetryCallState) -> None:
+    error = retry_state.outcome.exception()
+    if isinstance(error, _ConnectionDropped):
+        log.warning("publish failed (%r); reconnecting once", error.__cause__)
 
 
 def encode_event(event):
@@ -109,32 +122,40 @@ class Publisher:
     def _publish_with_reconnect(self, exchange, routing_key, body, properties):
         # One retry after a dropped connection: a broker restart or an idle connection closed by a
         # proxy should not fail a request. A second failure means the broker really is down.
-        for attempt in (1, 2):
-            try:
-                if self._channel is None or not self._connection.is_open:
-                    self._discard()
-                    self._open()
-                self._channel.basic_publish(exchange, routing_key, body, properties, mandatory=True)
-                return
-            except pika.exceptions.UnroutableError as error:
-                raise MessageUnroutable(
-                    f"no queue bound for {exchange!r} / {routing_key!r}: the message was returned"
-                ) from error
-            except pika.exceptions.NackError as error:
-                raise PublishNotConfirmed(f"the broker nacked the message to {exchange!r} / {routing_key!r}") from error
-            except pika.exceptions.ChannelClosedByBroker as error:
+        retrying = tenacity.Retrying(
+            stop=tenacity.stop_after_attempt(PUBLISH_ATTEMPTS),
+            retry=tenacity.retry_if_exception_type((_ConnectionDropped, BrokerUnavailable)),
+            before_sleep=_log_reconnect,
+            reraise=True,
+        )
+        try:
+            retrying(self._publish_once, exchange, routing_key, body, properties)
+        except _ConnectionDropped as dropped:
+            self.metrics.set("bus_connected", 0, client="publisher")
+            raise BrokerUnavailable(f"cannot publish to RabbitMQ: {dropped.__cause__!r}") from dropped.__cause__
+
+    def _publish_once(self, exchange, routing_key, body, properties):
+        """One attempt: (re)opens the connection if needed and publishes, translating pika's errors."""
+        try:
+            if self._channel is None or not self._connection.is_open:
                 self._discard()
-                raise BusError(f"the broker closed the channel publishing to {exchange!r}: {error}") from error
-            except CONNECTION_ERRORS as error:
-                self._discard()
-                if attempt == 2:
-                    self.metrics.set("bus_connected", 0, client="publisher")
-                    raise BrokerUnavailable(f"cannot publish to RabbitMQ: {error!r}") from error
-                log.warning("publish failed (%r); reconnecting once", error)
-            except BrokerUnavailable:
-                self._discard()
-                if attempt == 2:
-                    raise
+                self._open()
+            self._channel.basic_publish(exchange, routing_key, body, properties, mandatory=True)
+        except pika.exceptions.UnroutableError as error:
+            raise MessageUnroutable(
+                f"no queue bound for {exchange!r} / {routing_key!r}: the message was returned"
+            ) from error
+        except pika.exceptions.NackError as error:
+            raise PublishNotConfirmed(f"the broker nacked the message to {exchange!r} / {routing_key!r}") from error
+        except pika.exceptions.ChannelClosedByBroker as error:
+            self._discard()
+            raise BusError(f"the broker closed the channel publishing to {exchange!r}: {error}") from error
+        except CONNECTION_ERRORS as error:
+            self._discard()
+            raise _ConnectionDropped() from error
+        except BrokerUnavailable:
+            self._discard()
+            raise
 
     def check(self):
         """Raises BrokerUnavailable unless a connection is (or can be) open: the readiness probe."""
