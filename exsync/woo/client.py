@@ -302,36 +302,37 @@ class WooClient:
         self._bucket.acquire()
         # A pause that began while this request waited for its token holds it too.
         self._pause.wait()
-        started = time.monotonic()
         status_label = "error"
         try:
-            try:
-                response = self._session.request(method, url, params=params, json=json, auth=auth,
-                                                 timeout=self.timeout_seconds, verify=self.verify,
-                                                 allow_redirects=False)
-            except requests.exceptions.SSLError as error:
-                failure = WooTransportError(f"TLS with {self.url} failed: {self._redacted(error)}", sent=False)
-                failure.retryable = False
-                raise failure from error
-            except requests.exceptions.ReadTimeout as error:
-                raise WooTransportError(f"{self.url} did not answer within {self.timeout_seconds} s",
-                                        sent=True) from error
-            except requests.exceptions.ConnectionError as error:
-                raise WooTransportError(f"cannot reach {self.url}: {self._redacted(error)}",
-                                        sent=not _refused(error)) from error
-            except requests.exceptions.RequestException as error:
-                raise WooTransportError(f"request to {self.url} failed: {self._redacted(error)}",
-                                        sent=True) from error
-            status_label = str(response.status_code)
-            try:
-                return self._read(response)
-            except WooError as error:
-                self._pause_all(error)
-                raise
+            with self.metrics.timed("woo_request_duration_seconds", method=method, endpoint=endpoint):
+                response = self._session_request(method, url, params, json, auth)
+                status_label = str(response.status_code)
+                try:
+                    return self._read(response)
+                except WooError as error:
+                    self._pause_all(error)
+                    raise
         finally:
-            self.metrics.observe("woo_request_duration_seconds", time.monotonic() - started,
-                                 method=method, endpoint=endpoint)
             self.metrics.inc("woo_requests", method=method, endpoint=endpoint, status=status_label)
+
+    def _session_request(self, method, url, params, json, auth):
+        """One HTTP exchange; requests' errors become WooTransportError (`sent`: the shop may have it)."""
+        try:
+            return self._session.request(method, url, params=params, json=json, auth=auth,
+                                         timeout=self.timeout_seconds, verify=self.verify, allow_redirects=False)
+        except requests.exceptions.SSLError as error:
+            failure = WooTransportError(f"TLS with {self.url} failed: {self._redacted(error)}", sent=False)
+            failure.retryable = False
+            raise failure from error
+        except requests.exceptions.ReadTimeout as error:
+            raise WooTransportError(f"{self.url} did not answer within {self.timeout_seconds} s",
+                                    sent=True) from error
+        except requests.exceptions.ConnectionError as error:
+            raise WooTransportError(f"cannot reach {self.url}: {self._redacted(error)}",
+                                    sent=not _refused(error)) from error
+        except requests.exceptions.RequestException as error:
+            raise WooTransportError(f"request to {self.url} failed: {self._redacted(error)}",
+                                    sent=True) from error
 
     def _redacted(self, text):
         return redact(text, secrets=self._secrets)
