@@ -139,7 +139,7 @@ class Worker:
         """True while connected to the broker and consuming (the readiness check)."""
         return self._consuming.is_set()
 
-    def run(self):
+    def run(self) -> None:
         """Consumes until stopped, reconnecting with back-off while the broker is away."""
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, self.stop)

@@ -4,6 +4,8 @@ import contextlib
 import json
 import logging
 import time
+from collections.abc import Iterator
+from typing import Any
 
 import pika
 import pika.exceptions
@@ -49,7 +51,7 @@ def message_properties(event, headers=None):
 
 
 @contextlib.contextmanager
-def counted_publish(metrics, exchange):
+def counted_publish(metrics: Metrics, exchange: str) -> Iterator[None]:
     """Records one publish's outcome and, when confirmed, how long the confirm took."""
     label = exchange or "default"
     try:
@@ -107,7 +109,8 @@ class Publisher:
             self._connection.close()
         self._connection = self._channel = None
 
-    def publish(self, *, exchange, routing_key, event, headers=None):
+    def publish(self, *, exchange: str, routing_key: str, event: dict[str, Any],
+                headers: dict[str, Any] | None = None) -> None:
         """Sends one envelope and waits for the broker's confirm.
 
         Raises MessageUnroutable, PublishNotConfirmed or BrokerUnavailable; on return the
