@@ -16,8 +16,6 @@ from exsync.netutil import LOCALHOST, free_port, wait_for_port, wait_until
 __all__ = ["BENCH_AMQP_URL", "bench_vhost", "purge_queues", "free_port", "wait_for_port", "server", "run_wrk",
            "cpu_seconds", "process_tree", "broker_pid", "listener_pid", "RequestCounter", "until"]
 
-T = TypeVar("T")
-
 BENCH_VHOST = "exsync-bench"
 BENCH_AMQP_URL = f"amqp://guest:guest@127.0.0.1:5672/{BENCH_VHOST}"
 
@@ -195,6 +193,9 @@ class RequestCounter(Metrics):
     def inc(self, name, amount=1, **labels):
         if name == "woo_requests":
             self.requests += amount
+
+
+T = TypeVar("T")
 
 
 def until(predicate: Callable[[], T], what: str, *, timeout_seconds: float, interval_seconds: float = 0.2) -> T:
