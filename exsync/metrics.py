@@ -243,6 +243,7 @@ class PrometheusMetrics(Metrics):
     def _make(self, spec):
         registry = self._registry
         full_name = f"exsync_{spec.name}"
+        metric: prometheus_client.Counter | prometheus_client.Histogram | prometheus_client.Gauge
         if spec.kind == "counter":
             metric = prometheus_client.Counter(full_name, spec.documentation, spec.labels, registry=registry)
         elif spec.kind == "histogram":

@@ -160,10 +160,13 @@ class Worker:
             self.metrics.set("bus_connected", 0, client="consumer")
 
         def before_sleep(retry_state: tenacity.RetryCallState) -> None:
-            delay = retry_state.next_action.sleep
-            log.warning("queue=%s broker unavailable (%s); reconnecting in %.1f s", self.queue,
-                        retry_state.outcome.exception(), delay)
+            delay = retry_state.upcoming_sleep
+            error = retry_state.outcome.exception() if retry_state.outcome is not None else None
+            log.warning("queue=%s broker unavailable (%s); reconnecting in %.1f s", self.queue, error, delay)
             self.heartbeat(waiting_seconds=delay)
+
+        def sleep(seconds: float) -> None:
+            self._stopping.wait(seconds)  # stop() ends the wait at once
 
         return tenacity.Retrying(
             retry=tenacity.retry_if_exception_type(BrokerUnavailable),
@@ -172,15 +175,15 @@ class Worker:
                                            max=self.reconnect_max_seconds),
             after=broker_lost,
             before_sleep=before_sleep,
-            sleep=self._stopping.wait,
+            sleep=sleep,
             retry_error_callback=lambda _: None,
         )
 
     def _consume(self):
         self.heartbeat()
         connection = open_connection(self.url)
-        inbox = collections.deque()
-        running = {}
+        inbox: collections.deque[Message] = collections.deque()
+        running: dict[concurrent.futures.Future, Message] = {}
         try:
             with connection.translated_errors():
                 channel = connection.pika.channel()

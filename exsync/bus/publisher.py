@@ -11,7 +11,7 @@ import pika
 import pika.exceptions
 import tenacity
 
-from exsync.bus.connection import CONNECTION_ERRORS, open_connection
+from exsync.bus.connection import CONNECTION_ERRORS, Connection, open_connection
 from exsync.bus.errors import BrokerUnavailable, BusError, MessageUnroutable, PublishNotConfirmed
 from exsync.metrics import Metrics
 
@@ -29,7 +29,7 @@ class _ConnectionDropped(Exception):
 
 
 def _log_reconnect(retry_state: tenacity.RetryCallState) -> None:
-    error = retry_state.outcome.exception()
+    error = retry_state.outcome.exception() if retry_state.outcome is not None else None
     if isinstance(error, _ConnectionDropped):
         log.warning("publish failed (%r); reconnecting once", error.__cause__)
 
@@ -81,10 +81,10 @@ class Publisher:
         self.topology = topology
         self.metrics = metrics or Metrics()
         self._connect = connect
-        self._connection = None
-        self._channel = None
+        self._connection: Connection | None = None
+        self._channel: Any = None
 
-    def _open(self):
+    def _open(self) -> tuple[Connection, Any]:
         try:
             connection = self._connect(self.url)
         except BrokerUnavailable:
@@ -103,6 +103,15 @@ class Publisher:
             raise
         self._connection, self._channel = connection, channel
         self.metrics.set("bus_connected", 1, client="publisher")
+        return connection, channel
+
+    def _ready(self) -> tuple[Connection, Any]:
+        """The open connection and its channel, (re)opened when there is none or it closed."""
+        connection, channel = self._connection, self._channel
+        if connection is None or channel is None or not connection.is_open:
+            self._discard()
+            connection, channel = self._open()
+        return connection, channel
 
     def _discard(self):
         if self._connection is not None:
@@ -139,10 +148,8 @@ class Publisher:
     def _publish_once(self, exchange, routing_key, body, properties):
         """One attempt: (re)opens the connection if needed and publishes, translating pika's errors."""
         try:
-            if self._channel is None or not self._connection.is_open:
-                self._discard()
-                self._open()
-            self._channel.basic_publish(exchange, routing_key, body, properties, mandatory=True)
+            _, channel = self._ready()
+            channel.basic_publish(exchange, routing_key, body, properties, mandatory=True)
         except pika.exceptions.UnroutableError as error:
             raise MessageUnroutable(
                 f"no queue bound for {exchange!r} / {routing_key!r}: the message was returned"
@@ -159,13 +166,11 @@ class Publisher:
             self._discard()
             raise
 
-    def check(self):
+    def check(self) -> None:
         """Raises BrokerUnavailable unless a connection is (or can be) open: the readiness probe."""
-        if self._channel is None or not self._connection.is_open:
-            self._discard()
-            self._open()
-        with self._connection.translated_errors():
-            self._connection.pika.process_data_events(time_limit=0)
+        connection, _ = self._ready()
+        with connection.translated_errors():
+            connection.pika.process_data_events(time_limit=0)
 
     def close(self):
         self._discard()

@@ -193,7 +193,7 @@ class WooClient(WooTransport):
         operations = [(action, index, item)
                       for action, items in (("create", create), ("update", update), ("delete", delete))
                       for index, item in enumerate(items)]
-        results = []
+        results: list[BatchItemResult] = []
         endpoint = normalise_route(route)
         limit = self.batch_limit
         position = 0
@@ -282,7 +282,8 @@ class WooClient(WooTransport):
         of orders falls back to page numbers. `dates_are_gmt` matters: without it WooCommerce
         compares against the site's local times.
         """
-        bound, page, seen = modified_after, 1, set()
+        bound, page = modified_after, 1
+        seen: set[tuple[int, str | None]] = set()
         while True:
             result = self.list_page("orders", page=page, per_page=per_page, params={
                 "modified_after": format_wc_datetime(bound), "dates_are_gmt": "true", "orderby": "modified",
