@@ -37,10 +37,11 @@ from exsync.exchequer.capture import iter_exports
 from exsync.exchequer.runs import RECONCILE, RunLog
 from exsync.exchequer.writer import KIND_ACCOUNT
 from exsync.logs import configure_logging
+from exsync.netutil import wait_until
+from exsync.sandbox import SandboxServer, SandboxShop, php_json_dumps, place_order, seed_customers, seed_shipping
 from exsync.state.orders import OrderStore, ensure_order_tables
 from exsync.webhooks import compute_signature
 from exsync.woo import Reconciler, WebhookRegistrar
-from exsync.woo.sandbox import SandboxServer, SandboxShop, php_json_dumps, place_order, seed_customers, seed_shipping
 from exsync.woo.state import MemoryStore
 
 __all__ = ["main"]
@@ -75,14 +76,6 @@ customers:
 """
 
 
-def wait_until(predicate, timeout_seconds=20.0, interval_seconds=0.1):
-    deadline = time.monotonic() + timeout_seconds
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval_seconds)
-    return None
 
 
 def _free_port():

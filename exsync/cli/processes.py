@@ -98,7 +98,7 @@ def cmd_capture(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_sandbox(settings: Settings, args: argparse.Namespace) -> int:
-    from exsync.woo.sandbox import (
+    from exsync.sandbox import (
         Faults,
         SandboxServer,
         SandboxShop,

@@ -6,8 +6,8 @@ from exsync.bus import PermanentError
 from exsync.consumers.errors import NoteInFlightError
 from exsync.consumers.order_writeback import OrderWritebackConsumer
 from exsync.exchequer import connect
+from exsync.sandbox import place_order
 from exsync.state.orders import NoteStore
-from exsync.woo.sandbox import place_order
 from tests.consumers.conftest import config
 
 

@@ -14,9 +14,9 @@ from exsync.config import Settings, load_settings
 from exsync.consumers.orders import OrdersConsumer
 from exsync.exchequer import ExchequerReader, adjust_stock, change_price, connect
 from exsync.exchequer.capture import CaptureState, iter_exports
+from exsync.sandbox import place_order
 from exsync.schemas.config import validate_config
 from exsync.wiring import build_capture, export_products, start_writer_thread
-from exsync.woo.sandbox import place_order
 from tests.consumers.conftest import RecordingPublisher, company, event
 from tests.support.products import demo_company, empty_component_stock, sandbox_shop, set_category, web_products
 from tests.support.rabbit import bind_probe, read_messages

@@ -11,7 +11,7 @@ import pytest
 from exsync import wiring
 from exsync.bus import declare_topology
 from exsync.exchequer import connect
-from exsync.woo.sandbox import Faults, SandboxServer, SandboxShop
+from exsync.sandbox import Faults, SandboxServer, SandboxShop
 from tests.reliability.support import Pipeline, record_figures
 from tests.support.products import demo_company, web_products
 from tests.support.rabbit import bind_probe, queue_depth, read_messages

@@ -5,8 +5,8 @@ import threading
 
 from werkzeug.serving import WSGIRequestHandler, make_server
 
-from exsync.woo.sandbox.app import SandboxApp
-from exsync.woo.sandbox.shop import SandboxShop
+from exsync.sandbox.app import SandboxApp
+from exsync.sandbox.shop import SandboxShop
 
 __all__ = ["DEFAULT_HOST", "SandboxServer"]
 
