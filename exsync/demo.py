@@ -10,7 +10,6 @@ stock and dispatches an order in Exchequer, cuts the webhooks, and prints what e
 import contextlib
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -37,7 +36,7 @@ from exsync.exchequer.capture import iter_exports
 from exsync.exchequer.runs import RECONCILE, RunLog
 from exsync.exchequer.writer import KIND_ACCOUNT
 from exsync.logs import configure_logging
-from exsync.netutil import wait_until
+from exsync.netutil import LOCALHOST, free_port, wait_for_port, wait_until
 from exsync.sandbox import SandboxServer, SandboxShop, php_json_dumps, place_order, seed_customers, seed_shipping
 from exsync.state.orders import OrderStore, ensure_order_tables
 from exsync.webhooks import compute_signature
@@ -74,25 +73,6 @@ orders:
 customers:
   export_accounts: all
 """
-
-
-
-
-def _free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _wait_for_port(port, timeout_seconds=30):
-    if not wait_until(lambda: _port_answers(port), timeout_seconds):
-        raise RuntimeError(f"nothing answered on port {port}")
-
-
-def _port_answers(port):
-    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
-        return True
-    return False
 
 
 def show_order(client, store, order_id, label):
@@ -270,7 +250,7 @@ def run(settings):
         subprocess.run([sys.executable, "-m", "exsync.cli", "shipping-methods"], env=env, check=True,
                        stdout=open(os.path.join(DEMO_DIR, "shipping-methods.log"), "wb"))
         say("   exsync shipping-methods: the shop's zones and method instances imported for the mapping")
-        port, metrics_port = _free_port(), _free_port()
+        port, metrics_port = free_port(), free_port()
         # Only the receiver's gunicorn workers share a metrics directory; the others serve their own.
         metrics_dir = os.path.abspath(os.path.join(DEMO_DIR, "metrics"))
         log = lambda name: os.path.join(DEMO_DIR, f"{name}.log")  # noqa: E731
@@ -280,7 +260,7 @@ def run(settings):
         for name in ("orders", "orders-writeback", "woo-writer", "customers", "customers-export"):
             stack.enter_context(exsync_process(["consume", name], env=env, log_path=log(name)))
         stack.enter_context(exsync_process(["capture"], env=env, log_path=log("capture")))
-        _wait_for_port(port)
+        wait_for_port(LOCALHOST, port)
         receiver_url = f"http://127.0.0.1:{port}"
         say(f"   exsync webhook (gunicorn) at {receiver_url}; exsync consume orders, orders-writeback, "
             f"woo-writer, customers, customers-export; exsync capture every {CAPTURE_INTERVAL_SECONDS} s "
