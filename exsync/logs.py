@@ -59,6 +59,10 @@ def make_formatter(kind: str | None = None) -> logging.Formatter:
     return _TextFormatter(TEXT_FORMAT)
 
 
+class _ExsyncHandler(logging.StreamHandler):
+    """The root handler configure_logging adds: its class tells it from others' on the next call."""
+
+
 def configure_logging(level: str = "INFO", *, kind: str | None = None, stream: IO[str] | None = None,
                       secrets: Iterable[str] = ()) -> str:
     """One handler on the root logger (replacing any from an earlier call), in the chosen format.
@@ -68,10 +72,9 @@ def configure_logging(level: str = "INFO", *, kind: str | None = None, stream: I
     """
     kind = kind or log_format(stream=stream)
     root = logging.getLogger()
-    for handler in [h for h in root.handlers if getattr(h, "_exsync", False)]:
+    for handler in [h for h in root.handlers if isinstance(h, _ExsyncHandler)]:
         root.removeHandler(handler)
-    handler = logging.StreamHandler(stream or sys.stderr)
-    setattr(handler, "_exsync", True)  # the mark that finds exsync's own handler on the next call
+    handler = _ExsyncHandler(stream or sys.stderr)
     handler.setFormatter(make_formatter(kind))
     root.addHandler(handler)
     for each in root.handlers:
@@ -103,9 +106,8 @@ class AccessLogFields(logging.Filter):
             value = atoms[atom]
             if value not in (None, "", "-"):
                 setattr(record, field, value)
-        status = getattr(record, "status", None)
-        if isinstance(status, str) and status.isdigit():
-            setattr(record, "status", int(status))
+        if hasattr(record, "status") and isinstance(record.status, str) and record.status.isdigit():
+            record.status = int(record.status)
         if hasattr(record, "duration_seconds"):
             record.duration_seconds = float(record.duration_seconds)
         return True
