@@ -1,6 +1,7 @@
 """The `exchequer:` section of the configuration, turned into a Mapping and the layer's options."""
 
 import dataclasses
+from typing import Any
 
 from exsync.exchequer.accounts import AccountCodePattern
 from exsync.exchequer.agent import DEFAULT_REPLY_TIMEOUT_SECONDS
@@ -19,9 +20,9 @@ DEFAULT_AGENT_TOOLKIT = "com"
 class ExchequerOptions:
     """Rules beyond names: which locations count, where lines go, VAT rates, account codes."""
 
-    locations: object = ALL_LOCATIONS
+    locations: str | tuple[str, ...] = ALL_LOCATIONS
     default_location: str = DEFAULT_LOCATION
-    vat_codes: dict = dataclasses.field(default_factory=lambda: dict(DEFAULT_VAT_CODES))
+    vat_codes: dict[str, float] = dataclasses.field(default_factory=lambda: dict(DEFAULT_VAT_CODES))
     account_codes: AccountCodePattern = dataclasses.field(default_factory=AccountCodePattern)
     write_backend: str = DEFAULT_WRITE_BACKEND
     agent_toolkit: str = DEFAULT_AGENT_TOOLKIT
@@ -30,11 +31,11 @@ class ExchequerOptions:
     agent_account_key_field: str = DEFAULT_ACCOUNT_KEY_FIELD
 
 
-def _section(config):
+def _section(config: dict[str, Any] | None) -> dict[str, Any]:
     return (config or {}).get("exchequer") or {}
 
 
-def mapping_for(config):
+def mapping_for(config: dict[str, Any] | None) -> Mapping:
     """The Mapping the configuration describes (an empty configuration: SQL edition, ZZZZ01)."""
     section = _section(config)
     keys = ("edition", "company", "table_prefix", "state_schema", "category_field", "web_flag_field",
@@ -42,7 +43,7 @@ def mapping_for(config):
     return Mapping(**{key: section[key] for key in keys if section.get(key) is not None})
 
 
-def options_for(config):
+def options_for(config: dict[str, Any] | None) -> ExchequerOptions:
     section = _section(config)
     defaults = ExchequerOptions()
     locations = section.get("locations", ALL_LOCATIONS)
