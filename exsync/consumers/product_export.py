@@ -10,11 +10,17 @@ runs afterwards publishes only what changes later.
 
 import dataclasses
 import threading
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
 
-from exsync.consumers.woo_writer import FlushReport, WriterBusyError
+from exsync.consumers.woo_writer import FlushReport, WooWriter, WriterBusyError
 from exsync.consumers.woo_writer import build as build_writer
 from exsync.exchequer.capture import build_capture
 from exsync.metrics import Metrics
+
+if TYPE_CHECKING:  # for annotations only: the bus's Worker is imported where it is started
+    from exsync.bus import Worker
+    from exsync.config import Settings
 
 __all__ = ["ExportReport", "WriterSink", "export_products", "start_writer_thread"]
 
@@ -22,10 +28,10 @@ __all__ = ["ExportReport", "WriterSink", "export_products", "start_writer_thread
 class WriterSink:
     """A capture sink that stores changes in the woo-writer (committed) rather than publishing them."""
 
-    def __init__(self, *, writer):
+    def __init__(self, *, writer: WooWriter) -> None:
         self.writer = writer
 
-    def send(self, *, products, stock):
+    def send(self, *, products: Iterable[Any], stock: Iterable[Any]) -> None:
         self.writer.accept(products=products, stock=stock)
 
 
@@ -35,13 +41,14 @@ class ExportReport:
 
     exported: int
     flush: FlushReport
-    failures: list
+    failures: list[tuple[Any, ...]]  # (sku, attempts, error), as WooWriter.failures() gives them
     skipped: bool
     # the woo-writer's lease stayed taken: the changes are stored for the running writer to send
     handed_over: bool = False
 
 
-def export_products(settings, *, metrics=None, progress=None):
+def export_products(settings: "Settings", *, metrics: Metrics | None = None,
+                    progress: Callable[[int, int], object] | None = None) -> ExportReport:
     """Writes every web product to the shop; `progress(done, total)` after each shop request."""
     metrics = metrics or Metrics()
     writer = build_writer(settings, metrics=metrics)
@@ -63,7 +70,7 @@ def export_products(settings, *, metrics=None, progress=None):
         writer.close()
 
 
-def start_writer_thread(settings, *, metrics=None):
+def start_writer_thread(settings: "Settings", *, metrics: Metrics | None = None) -> "Worker":
     """Runs the woo-writer on its queue in a daemon thread (the demo's in-process writer).
 
     Returns the Worker; `worker.stop()` ends it (the thread then closes the writer).
@@ -75,7 +82,7 @@ def start_writer_thread(settings, *, metrics=None):
     worker = Worker(url=settings.amqp_url, queue="woo.write", handler=writer.handle,
                     topology=Topology.from_config(settings.config), metrics=metrics, on_idle=writer.on_idle)
 
-    def run():
+    def run() -> None:
         try:
             worker.run()
         finally:

@@ -1,12 +1,13 @@
 """The `exchequer:` section of the configuration, turned into a Mapping and the layer's options."""
 
 import dataclasses
+from collections.abc import Mapping
 from typing import Any
 
 from exsync.exchequer.accounts import AccountCodePattern
 from exsync.exchequer.agent import DEFAULT_REPLY_TIMEOUT_SECONDS
 from exsync.exchequer.comtoolkit import DEFAULT_ACCOUNT_KEY_FIELD
-from exsync.exchequer.mapping import Mapping
+from exsync.exchequer.mapping import Mapping as ExchequerMapping
 from exsync.exchequer.rules import ALL_LOCATIONS
 from exsync.exchequer.writer import DEFAULT_LOCATION, DEFAULT_VAT_CODES
 
@@ -31,19 +32,19 @@ class ExchequerOptions:
     agent_account_key_field: str = DEFAULT_ACCOUNT_KEY_FIELD
 
 
-def _section(config: dict[str, Any] | None) -> dict[str, Any]:
+def _section(config: Mapping[str, Any] | None) -> Mapping[str, Any]:
     return (config or {}).get("exchequer") or {}
 
 
-def mapping_for(config: dict[str, Any] | None) -> Mapping:
+def mapping_for(config: Mapping[str, Any] | None) -> ExchequerMapping:
     """The Mapping the configuration describes (an empty configuration: SQL edition, ZZZZ01)."""
     section = _section(config)
     keys = ("edition", "company", "table_prefix", "state_schema", "category_field", "web_flag_field",
             "web_flag_value", "tables", "columns")
-    return Mapping(**{key: section[key] for key in keys if section.get(key) is not None})
+    return ExchequerMapping(**{key: section[key] for key in keys if section.get(key) is not None})
 
 
-def options_for(config: dict[str, Any] | None) -> ExchequerOptions:
+def options_for(config: Mapping[str, Any] | None) -> ExchequerOptions:
     section = _section(config)
     defaults = ExchequerOptions()
     locations = section.get("locations", ALL_LOCATIONS)
