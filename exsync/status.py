@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import pika.exceptions
 
 from exsync.bus import INVALID_QUEUE, Topology, dead_queue_name, open_connection, retry_queue_name, unrouted_name
-from exsync.errors import ExsyncError
+from exsync.errors import ConfigError, ExsyncError
 
 if TYPE_CHECKING:  # for annotations only: exsync.config imports the schemas, which need nothing from here
     from exsync.config import Settings
@@ -98,6 +98,8 @@ def _state(report: StatusReport, settings: "Settings", now: float, parked_shown:
     from exsync.exchequer import connect, mapping_for
     from exsync.exchequer.runs import CAPTURE, RECONCILE, STOCK_AUDIT, RunLog
 
+    if not settings.state_dsn:
+        raise ConfigError([("EXSYNC_STATE_DSN", "is not set")])  # reported like any part that cannot be read
     with connect(settings.state_dsn, mapping=mapping_for(settings.config)) as database:
         ensure_tables(database)
         orders = OrderStore(database=database)

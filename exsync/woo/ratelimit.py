@@ -186,6 +186,7 @@ class SharedTokenBucket:
     def _take(self, database: Database) -> float:
         """Takes a token: 0 when taken, else the seconds to wait before trying again."""
         dialect, table = database.dialect, self._table_sql
+        assert table is not None  # _db(), which handed us `database`, has named it
         now = self._clock()
         with database.transaction() as cursor:
             row = cursor.execute(dialect.for_update(
