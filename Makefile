@@ -58,7 +58,7 @@ demo: system-deps services install
 bench: system-deps services install
 	$(BIN)/python -m bench
 
-# mypy reads its settings (the files it checks, the strictness) from setup.cfg's [mypy].
+# mypy reads its settings (the files it checks, the strictness) from pyproject.toml's [tool.mypy].
 lint: install
 	$(BIN)/ruff check exsync tests bench
 	$(BIN)/mypy
