@@ -44,7 +44,8 @@ system-deps:
 services:
 	bash scripts/services.sh
 
-test: system-deps services install
+# Lint (ruff, then mypy) first: a type error fails the run before the ten-minute suite starts.
+test: system-deps services install lint
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 # The full fault scenarios of tests/reliability (heavy: about 20 minutes); figures to bench/results.json.
@@ -57,8 +58,10 @@ demo: system-deps services install
 bench: system-deps services install
 	$(BIN)/python -m bench
 
+# mypy reads its settings (the files it checks, the strictness) from pyproject.toml's [tool.mypy].
 lint: install
 	$(BIN)/ruff check exsync tests bench
+	$(BIN)/mypy
 
 clean:
 	rm -rf $(VENV) $(CHECKOV_VENV) var build *.egg-info

@@ -18,6 +18,8 @@ import socketserver
 import threading
 import time
 import wsgiref.simple_server
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 import prometheus_client
 
@@ -31,25 +33,29 @@ DEFAULT_STALL_SECONDS = DEFAULT_HEALTH_STALL_SECONDS
 # How long a readiness check waits for an earlier one still in progress (under the probe's timeout).
 DEFAULT_CHECK_WAIT_SECONDS = 2.0
 
+# A WSGI application: (environ, start_response) -> the body's chunks.
+WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
 
 class Liveness:
     """When the process loop last showed life, and how long it may be silent before it counts as stuck."""
 
-    def __init__(self, *, stall_seconds=DEFAULT_STALL_SECONDS, clock=time.monotonic):
+    def __init__(self, *, stall_seconds: float = DEFAULT_STALL_SECONDS,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.stall_seconds = stall_seconds
         self._clock = clock
         self._lock = threading.Lock()
         self._due = clock() + stall_seconds
-        self._busy_since = None
+        self._busy_since: float | None = None
 
-    def beat(self, *, waiting_seconds=0.0, busy_since=None):
+    def beat(self, *, waiting_seconds: float = 0.0, busy_since: float | None = None) -> None:
         """The loop made progress now; it may next wait `waiting_seconds` normally, and the oldest
         work in hand (a handler) started at `busy_since` (a `clock()` value) or none is running."""
         with self._lock:
             self._due = self._clock() + waiting_seconds + self.stall_seconds
             self._busy_since = busy_since
 
-    def problem(self):
+    def problem(self) -> str | None:
         """None while alive, else why not."""
         now = self._clock()
         with self._lock:
@@ -64,14 +70,14 @@ class Liveness:
 class Readiness:
     """Named checks, each a callable that raises when the process cannot do its work."""
 
-    def __init__(self, checks=None):
+    def __init__(self, checks: Mapping[str, Callable[[], object]] | None = None) -> None:
         self.checks = dict(checks or {})
 
-    def add(self, name, check):
+    def add(self, name: str, check: Callable[[], object]) -> "Readiness":
         self.checks[name] = check
         return self
 
-    def failures(self):
+    def failures(self) -> list[str]:
         """The names of the checks that failed (their errors are logged, not returned)."""
         failed = []
         for name, check in self.checks.items():
@@ -87,15 +93,16 @@ class HeldCheck:
     """A readiness check on a connection of its own: opened on the first probe, kept between probes
     (no connection churn every few seconds), dropped after a failure so the next probe reopens it."""
 
-    def __init__(self, *, open, probe, close, wait_seconds=DEFAULT_CHECK_WAIT_SECONDS):
+    def __init__(self, *, open: Callable[[], Any], probe: Callable[[Any], object], close: Callable[[Any], object],
+                 wait_seconds: float = DEFAULT_CHECK_WAIT_SECONDS) -> None:
         self._open = open
         self._probe = probe
         self._close = close
         self._lock = threading.Lock()  # probes may overlap; a connection serves one thread at a time
         self._wait_seconds = wait_seconds
-        self._held = None
+        self._held: Any = None
 
-    def __call__(self):
+    def __call__(self) -> None:
         # A probe still waiting on a dead server (a login timeout) holds the lock: the next ones
         # answer "not ready" at once instead of piling up behind it.
         if not self._lock.acquire(timeout=self._wait_seconds):
@@ -105,7 +112,7 @@ class HeldCheck:
         finally:
             self._lock.release()
 
-    def _check(self):
+    def _check(self) -> None:
         if self._held is None:
             self._held = self._open()
         try:
@@ -119,17 +126,18 @@ class HeldCheck:
             raise
 
 
-def _text(start_response, status, message):
+def _text(start_response: Callable[..., object], status: str, message: str) -> list[bytes]:
     body = (message + "\n").encode()
     start_response(status, [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(body)))])
     return [body]
 
 
-def health_app(*, liveness=None, readiness=None, registry=prometheus_client.REGISTRY):
+def health_app(*, liveness: Liveness | None = None, readiness: Readiness | None = None,
+               registry: prometheus_client.CollectorRegistry = prometheus_client.REGISTRY) -> WsgiApp:
     """The WSGI app: /healthz, /readyz, and /metrics (everything else is Prometheus's app)."""
     metrics_app = prometheus_client.make_wsgi_app(registry)
 
-    def app(environ, start_response):
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
         if path == "/healthz":
             problem = liveness.problem() if liveness is not None else None
@@ -147,7 +155,7 @@ def health_app(*, liveness=None, readiness=None, registry=prometheus_client.REGI
 
 
 class _QuietHandler(wsgiref.simple_server.WSGIRequestHandler):
-    def log_message(self, format, *args):
+    def log_message(self, format: str, *args: Any) -> None:
         """Probes every few seconds would drown the process's own log."""
 
 
@@ -158,22 +166,24 @@ class _ThreadingServer(socketserver.ThreadingMixIn, wsgiref.simple_server.WSGISe
 class HealthServer:
     """The health and metrics port of one process, served on daemon threads."""
 
-    def __init__(self, *, port, app, host="0.0.0.0"):
+    def __init__(self, *, port: int, app: WsgiApp, host: str = "0.0.0.0") -> None:
         self._server = wsgiref.simple_server.make_server(host, port, app, server_class=_ThreadingServer,
                                                          handler_class=_QuietHandler)
         self.port = self._server.server_port
         self._thread = threading.Thread(target=self._server.serve_forever, name="health-server", daemon=True)
 
-    def start(self):
+    def start(self) -> "HealthServer":
         self._thread.start()
         return self
 
-    def stop(self):
+    def stop(self) -> None:
         self._server.shutdown()
         self._server.server_close()
 
 
-def serve_health(port, *, liveness=None, readiness=None, registry=prometheus_client.REGISTRY, host="0.0.0.0"):
+def serve_health(port: int, *, liveness: Liveness | None = None, readiness: Readiness | None = None,
+                 registry: prometheus_client.CollectorRegistry = prometheus_client.REGISTRY,
+                 host: str = "0.0.0.0") -> HealthServer:
     """Starts serving /metrics, /healthz and /readyz on `port`; returns the HealthServer."""
     return HealthServer(port=port, host=host,
                         app=health_app(liveness=liveness, readiness=readiness, registry=registry)).start()

@@ -10,6 +10,8 @@ gunicorn's error and access logs go through the same formatter (`gunicorn_logcon
 import logging
 import os
 import sys
+from collections.abc import Iterable, Mapping
+from typing import IO, Any, cast
 
 from pythonjsonlogger.json import JsonFormatter
 
@@ -28,7 +30,7 @@ JSON_FIELDS = ("asctime", "levelname", "name", "process", "message")
 JSON_RENAMED = {"asctime": "time", "levelname": "level", "name": "logger"}
 
 
-def log_format(environ=None, stream=None):
+def log_format(environ: Mapping[str, str] | None = None, stream: IO[str] | None = None) -> str:
     """json or text: EXSYNC_LOG_FORMAT, else text on a terminal and JSON everywhere else."""
     environ = os.environ if environ is None else environ
     chosen = (environ.get("EXSYNC_LOG_FORMAT") or "").strip().lower()
@@ -41,14 +43,14 @@ def log_format(environ=None, stream=None):
 class _TextFormatter(logging.Formatter):
     """The text line, with the id fields a record carries appended as key=value."""
 
-    def format(self, record):
+    def format(self, record: logging.LogRecord) -> str:
         line = super().format(record)
         fields = " ".join(f"{name}={getattr(record, name)}" for name in FIELDS
                           if getattr(record, name, None) not in (None, ""))
         return f"{line} [{fields}]" if fields else line
 
 
-def make_formatter(kind=None):
+def make_formatter(kind: str | None = None) -> logging.Formatter:
     """The formatter for `kind` (json or text; default: log_format())."""
     kind = kind or log_format()
     if kind == "json":
@@ -57,7 +59,12 @@ def make_formatter(kind=None):
     return _TextFormatter(TEXT_FORMAT)
 
 
-def configure_logging(level="INFO", *, kind=None, stream=None, secrets=()):
+class _ExsyncHandler(logging.StreamHandler):
+    """The root handler configure_logging adds: its class tells it from others' on the next call."""
+
+
+def configure_logging(level: str = "INFO", *, kind: str | None = None, stream: IO[str] | None = None,
+                      secrets: Iterable[str] = ()) -> str:
     """One handler on the root logger (replacing any from an earlier call), in the chosen format.
 
     `secrets`: literal values (exsync.redact.secrets_of(settings)) masked in every record; the filter
@@ -65,10 +72,9 @@ def configure_logging(level="INFO", *, kind=None, stream=None, secrets=()):
     """
     kind = kind or log_format(stream=stream)
     root = logging.getLogger()
-    for handler in [h for h in root.handlers if getattr(h, "_exsync", False)]:
+    for handler in [h for h in root.handlers if isinstance(h, _ExsyncHandler)]:
         root.removeHandler(handler)
-    handler = logging.StreamHandler(stream or sys.stderr)
-    handler._exsync = True
+    handler = _ExsyncHandler(stream or sys.stderr)
     handler.setFormatter(make_formatter(kind))
     root.addHandler(handler)
     for each in root.handlers:
@@ -90,22 +96,24 @@ class AccessLogFields(logging.Filter):
              "delivery_id": "{x-wc-webhook-delivery-id}i", "webhook_id": "{x-wc-webhook-id}i",
              "topic": "{x-wc-webhook-topic}i"}
 
-    def filter(self, record):
-        atoms = record.args if isinstance(record.args, dict) or hasattr(record.args, "keys") else None
+    def filter(self, record: logging.LogRecord) -> bool:
+        # gunicorn hands its atoms as a mapping in place of the format arguments.
+        atoms = (cast(Mapping[str, Any], record.args)
+                 if isinstance(record.args, dict) or hasattr(record.args, "keys") else None)
         if atoms is None:
             return True
         for field, atom in self.ATOMS.items():
             value = atoms[atom]
             if value not in (None, "", "-"):
                 setattr(record, field, value)
-        if isinstance(getattr(record, "status", None), str) and record.status.isdigit():
+        if hasattr(record, "status") and isinstance(record.status, str) and record.status.isdigit():
             record.status = int(record.status)
         if hasattr(record, "duration_seconds"):
             record.duration_seconds = float(record.duration_seconds)
         return True
 
 
-def gunicorn_logconfig(level="INFO", kind=None, secrets=()):
+def gunicorn_logconfig(level: str = "INFO", kind: str | None = None, secrets: Iterable[str] = ()) -> dict[str, Any]:
     """gunicorn's `logconfig_dict`: its error and access logs in exsync's format, on stderr and stdout,
     with `secrets` (and every shape exsync.redact knows) masked."""
     formatter = {"()": "exsync.logs.make_formatter", "kind": kind or log_format()}

@@ -14,6 +14,7 @@ that quotes a URL or a connection string), so each rule finds its own shape insi
 
 import logging
 import re
+from collections.abc import Iterable
 
 __all__ = ["MASK", "RedactingFilter", "redact", "redact_odbc", "redact_url", "secrets_in", "secrets_of"]
 
@@ -39,7 +40,7 @@ _AUTHORIZATION = re.compile(r"(?i)(?P<key>['\"]?(?:proxy-)?authorization['\"]?\s
                             r"(?P<value>(?:[A-Za-z][\w\-]*\s+)?[^'\r\n}]*)")
 
 
-def redact_odbc(dsn: str, *, _pattern: re.Pattern = _ODBC_PAIR) -> str:
+def redact_odbc(dsn: str, *, _pattern: re.Pattern[str] = _ODBC_PAIR) -> str:
     """An ODBC connection string with every secret-named value (PWD, Password...) masked."""
     return _pattern.sub(lambda m: f"{m['key']}{m['eq']}{MASK}", dsn)
 
@@ -50,7 +51,7 @@ def redact_url(url: str) -> str:
     return _QUERY_SECRET.sub(lambda m: f"{m['key']}{MASK}", text)
 
 
-def redact(text: object, *, secrets: tuple | list = ()) -> str:
+def redact(text: object, *, secrets: Iterable[str] = ()) -> str:
     """`text` (made a string) with everything this module knows as secret masked."""
     text = str(text)
     for secret in sorted({s for s in secrets if s and len(s) >= MIN_SECRET_CHARS}, key=len, reverse=True):
@@ -60,7 +61,7 @@ def redact(text: object, *, secrets: tuple | list = ()) -> str:
     return redact_odbc(text, _pattern=_ODBC_PAIR_IN_TEXT)
 
 
-def secrets_in(text: str) -> tuple:
+def secrets_in(text: str | None) -> tuple[str, ...]:
     """The passwords written in a URL or an ODBC connection string, as written and as meant."""
     found = [m["password"] for m in _URL_USERINFO.finditer(text or "") if m["password"]]
     for match in _ODBC_PAIR.finditer(text or ""):
@@ -73,7 +74,7 @@ def secrets_in(text: str) -> tuple:
     return tuple(found)
 
 
-def secrets_of(settings: object) -> tuple:
+def secrets_of(settings: object) -> tuple[str, ...]:
     """The literal secrets a Settings holds (webhook secrets, shop keys, passwords in DSNs/URLs)."""
     found = list(getattr(settings, "webhook_secrets", ()) or ())
     for name in ("woo_consumer_key", "woo_consumer_secret", "wp_application_password"):
@@ -92,7 +93,7 @@ class RedactingFilter(logging.Filter):
     library (pika, urllib3) writes on its own.
     """
 
-    def __init__(self, *, secrets: tuple | list = ()):
+    def __init__(self, *, secrets: Iterable[str] = ()) -> None:
         super().__init__()
         self.secrets = tuple(secrets)
 

@@ -8,11 +8,16 @@ something a person must look at.
 
 import dataclasses
 import time
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
 
 import pika.exceptions
 
-from exsync.bus import INVALID_QUEUE, dead_queue_name, open_connection, retry_queue_name, unrouted_name
-from exsync.errors import ExsyncError
+from exsync.bus import INVALID_QUEUE, Topology, dead_queue_name, open_connection, retry_queue_name, unrouted_name
+from exsync.errors import ConfigError, ExsyncError
+
+if TYPE_CHECKING:  # for annotations only: exsync.config imports the schemas, which need nothing from here
+    from exsync.config import Settings
 
 __all__ = ["QueueState", "JobState", "StatusReport", "collect_status", "render_status",
            "DEFAULT_STALE_SECONDS", "DEFAULT_PARKED_ORDERS_SHOWN"]
@@ -43,24 +48,24 @@ class JobState:
 
 @dataclasses.dataclass(kw_only=True)
 class StatusReport:
-    queues: list = dataclasses.field(default_factory=list)
+    queues: list[QueueState] = dataclasses.field(default_factory=list)
     invalid: int | None = None
-    unrouted: dict = dataclasses.field(default_factory=dict)
-    parked_orders: list = dataclasses.field(default_factory=list)
+    unrouted: dict[str, int | None] = dataclasses.field(default_factory=dict)
+    parked_orders: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     parked_orders_total: int | None = None
     conflicts_waiting: int | None = None
-    jobs: list = dataclasses.field(default_factory=list)
-    webhooks: list | None = None
-    errors: dict = dataclasses.field(default_factory=dict)
-    needs_attention: list = dataclasses.field(default_factory=list)
+    jobs: list[JobState] = dataclasses.field(default_factory=list)
+    webhooks: list[dict[str, Any]] | None = None
+    errors: dict[str, str] = dataclasses.field(default_factory=dict)
+    needs_attention: list[str] = dataclasses.field(default_factory=list)
 
-    def as_dict(self):
+    def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
 
-def _depths(url, names):
+def _depths(url: str, names: Iterable[str]) -> dict[str, tuple[int, int] | None]:
     """queue -> (ready messages, consumers), None for a queue that does not exist."""
-    found = {}
+    found: dict[str, tuple[int, int] | None] = {}
     with open_connection(url) as connection, connection.translated_errors():
         channel = connection.pika.channel()
         for name in names:
@@ -74,7 +79,7 @@ def _depths(url, names):
     return found
 
 
-def _queues(report, url, topology):
+def _queues(report: StatusReport, url: str, topology: Topology) -> None:
     names = topology.all_queue_names()
     depths = _depths(url, names)
     for spec in topology.queues:
@@ -87,12 +92,14 @@ def _queues(report, url, topology):
     report.unrouted = {unrouted_name(e): (depths.get(unrouted_name(e)) or (None, None))[0] for e in topology.exchanges}
 
 
-def _state(report, settings, now, parked_shown):
+def _state(report: StatusReport, settings: "Settings", now: float, parked_shown: int) -> None:
     from exsync.exchequer.runs import CAPTURE, RECONCILE, STOCK_AUDIT, RunLog
     from exsync.state.links import LinkStore
     from exsync.state.orders import OrderStore, ensure_order_tables
     from exsync.wiring import state_database
 
+    if not settings.state_dsn:
+        raise ConfigError([("EXSYNC_STATE_DSN", "is not set")])  # reported like any part that cannot be read
     with state_database(settings) as database:
         ensure_order_tables(database)
         orders = OrderStore(database=database)
@@ -111,7 +118,7 @@ def _state(report, settings, now, parked_shown):
                                     age_seconds=age, outcome=run.outcome, detail=run.detail))
 
 
-def _webhooks(report, settings):
+def _webhooks(report: StatusReport, settings: "Settings") -> None:
     from exsync.wiring import woo_client
 
     if not settings.woo_url:
@@ -123,7 +130,7 @@ def _webhooks(report, settings):
                            for w in client.iter_webhooks() if str(w.get("name", "")).startswith(prefix)]
 
 
-def _attention(report, stale_seconds):
+def _attention(report: StatusReport, stale_seconds: Mapping[str, float]) -> None:
     found = report.needs_attention
     for where, error in report.errors.items():
         found.append(f"{where}: cannot be read ({error})")
@@ -152,8 +159,9 @@ def _attention(report, stale_seconds):
             found.append(f"webhook {webhook['id']} ({webhook['topic']}) is {webhook['status']}")
 
 
-def collect_status(settings, *, topology=None, now=None, stale_seconds=None,
-                   parked_shown=DEFAULT_PARKED_ORDERS_SHOWN):
+def collect_status(settings: "Settings", *, topology: Topology | None = None, now: float | None = None,
+                   stale_seconds: Mapping[str, float] | None = None,
+                   parked_shown: int = DEFAULT_PARKED_ORDERS_SHOWN) -> StatusReport:
     """Everything `exsync status` shows; never raises for a part it cannot read."""
     if topology is None:
         from exsync.wiring import topology as configured
@@ -161,7 +169,8 @@ def collect_status(settings, *, topology=None, now=None, stale_seconds=None,
         topology = configured(settings)
     now = time.time() if now is None else now
     report = StatusReport()
-    for where, read in (("broker", lambda: _queues(report, settings.amqp_url, topology)),
+    # No broker URL: the bus says "no RabbitMQ URL given", reported like any unreadable part.
+    for where, read in (("broker", lambda: _queues(report, settings.amqp_url or "", topology)),
                         ("state database", lambda: _state(report, settings, now, parked_shown)),
                         ("shop", lambda: _webhooks(report, settings))):
         try:
@@ -172,7 +181,7 @@ def collect_status(settings, *, topology=None, now=None, stale_seconds=None,
     return report
 
 
-def _age(seconds):
+def _age(seconds: float | None) -> str:
     if seconds is None:
         return "never"
     if seconds < 120:
@@ -184,11 +193,11 @@ def _age(seconds):
     return f"{seconds / 86400:.1f} d"
 
 
-def _count(value):
+def _count(value: object) -> str:
     return "?" if value is None else str(value)
 
 
-def render_status(report):
+def render_status(report: StatusReport) -> str:
     """The report as text for a terminal."""
     lines = [f"{'queue':<20} {'ready':>7} {'consumers':>9} {'retrying':>8} {'dead':>6}"]
     for queue in report.queues:

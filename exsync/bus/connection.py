@@ -1,6 +1,8 @@
 """Opening RabbitMQ connections; the one place pika's connection errors are translated."""
 
 import contextlib
+from collections.abc import Iterator
+from typing import Any
 
 import pika
 import pika.exceptions
@@ -27,7 +29,7 @@ CONNECTION_ERRORS = (
 )
 
 
-def node_urls(url):
+def node_urls(url: str) -> list[str]:
     """The URLs in `url`: one broker, or the nodes of a RabbitMQ cluster separated by commas."""
     urls = [part.strip() for part in url.split(",") if part.strip()]
     if not urls:
@@ -35,8 +37,8 @@ def node_urls(url):
     return urls
 
 
-def connection_parameters(url, *, heartbeat_seconds=DEFAULT_HEARTBEAT_SECONDS,
-                          connect_timeout_seconds=DEFAULT_CONNECT_TIMEOUT_SECONDS):
+def connection_parameters(url: str, *, heartbeat_seconds: int = DEFAULT_HEARTBEAT_SECONDS,
+                          connect_timeout_seconds: float = DEFAULT_CONNECT_TIMEOUT_SECONDS) -> list[Any]:
     """pika's parameters for each node `url` names, in order: one attempt each, bounded waits,
     heartbeats on. A connection tries the nodes in turn, so a cluster outlives one lost node."""
     listed = []
@@ -55,8 +57,8 @@ def connection_parameters(url, *, heartbeat_seconds=DEFAULT_HEARTBEAT_SECONDS,
 class Connection:
     """A pika BlockingConnection whose failures surface as BrokerUnavailable."""
 
-    def __init__(self, *, url, heartbeat_seconds=DEFAULT_HEARTBEAT_SECONDS,
-                 connect_timeout_seconds=DEFAULT_CONNECT_TIMEOUT_SECONDS):
+    def __init__(self, *, url: str, heartbeat_seconds: int = DEFAULT_HEARTBEAT_SECONDS,
+                 connect_timeout_seconds: float = DEFAULT_CONNECT_TIMEOUT_SECONDS) -> None:
         parameters = connection_parameters(url, heartbeat_seconds=heartbeat_seconds,
                                            connect_timeout_seconds=connect_timeout_seconds)
         self.url = url
@@ -67,11 +69,11 @@ class Connection:
                                     f"{redact(repr(error), secrets=secrets_in(url))}") from error
 
     @property
-    def is_open(self):
+    def is_open(self) -> bool:
         return self.pika.is_open
 
     @contextlib.contextmanager
-    def translated_errors(self):
+    def translated_errors(self) -> Iterator[None]:
         try:
             yield
         except pika.exceptions.ChannelClosedByBroker as error:
@@ -81,29 +83,29 @@ class Connection:
         except CONNECTION_ERRORS as error:
             raise BrokerUnavailable(f"RabbitMQ connection failed: {error!r}") from error
 
-    def check(self):
+    def check(self) -> None:
         """Raises BrokerUnavailable unless the connection still answers (a readiness probe)."""
         with self.translated_errors():
             self.pika.process_data_events(time_limit=0)
 
-    def close(self):
+    def close(self) -> None:
         try:
             if self.pika.is_open:
                 self.pika.close()
         except CONNECTION_ERRORS:
             pass  # closing a dead connection: nothing left to release
 
-    def __enter__(self):
+    def __enter__(self) -> "Connection":
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
 
-def open_connection(url, **kwargs):
+def open_connection(url: str, **kwargs: Any) -> Connection:
     return Connection(url=url, **kwargs)
 
 
-def _safe(url):
+def _safe(url: str) -> str:
     """The URL (each node's, comma-separated) without its password, for messages and logs."""
     return redact_url(url)

@@ -14,11 +14,14 @@ again against the current schema and, if it passes, published to exchange `woo` 
 as the receiver would have; one that still fails stays parked with the new errors.
 """
 
+import builtins
 import dataclasses
 import datetime
 import hashlib
 import json
 import logging
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import pika
 import pika.exceptions
@@ -26,7 +29,7 @@ import pika.exceptions
 from exsync.bus.connection import open_connection
 from exsync.bus.consumer import ATTEMPT_HEADER, ERROR_HEADER, FAILED_AT_HEADER, HISTORY_HEADER, QUEUE_HEADER
 from exsync.bus.errors import BusError, MessageUnroutable, PublishNotConfirmed
-from exsync.bus.topology import INVALID_QUEUE, WOO_EXCHANGE, dead_queue_name
+from exsync.bus.topology import INVALID_QUEUE, WOO_EXCHANGE, Topology, dead_queue_name
 from exsync.metrics import Metrics
 from exsync.schemas.envelope import new_event
 from exsync.schemas.woo import TOPIC_SHAPE, validate_body
@@ -38,7 +41,7 @@ log = logging.getLogger(__name__)
 KEEP, REPLAY, DROP = "keep", "replay", "drop"
 
 
-def parked_queue_names(topology):
+def parked_queue_names(topology: Topology) -> list[str]:
     """Every queue a message is parked on: each consuming queue's `.dead`, and `woo.invalid`."""
     return [dead_queue_name(spec.name) for spec in topology.queues] + [INVALID_QUEUE]
 
@@ -57,15 +60,15 @@ class DeadLetter:
     failed_at: str | None
     replays: int = 0
 
-    def as_dict(self):
+    def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
 
-def _text(value):
+def _text(value: object) -> Any:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
 
 
-def _event(body):
+def _event(body: bytes) -> dict[str, Any] | None:
     try:
         event = json.loads(body)
     except ValueError:
@@ -73,7 +76,7 @@ def _event(body):
     return event if isinstance(event, dict) else None
 
 
-def _message_id(properties, body):
+def _message_id(properties: Any, body: bytes) -> str:
     """The message's id (the envelope's), or a digest of a body that has none."""
     if properties.message_id:
         return properties.message_id
@@ -81,7 +84,7 @@ def _message_id(properties, body):
     return str(event.get("id") or "sha256:" + hashlib.sha256(body).hexdigest()[:16])
 
 
-def _invalid_errors(event):
+def _invalid_errors(event: dict[str, Any] | None) -> str:
     errors = ((event or {}).get("data") or {}).get("errors")
     return json.dumps(errors, sort_keys=True)[:500] if errors else "failed validation"
 
@@ -89,13 +92,14 @@ def _invalid_errors(event):
 class DeadLetters:
     """List, replay and drop the messages parked on one queue of `topology`."""
 
-    def __init__(self, *, url, topology, metrics=None, clock=None):
+    def __init__(self, *, url: str, topology: Topology, metrics: Metrics | None = None,
+                 clock: Callable[[], datetime.datetime] | None = None) -> None:
         self.url = url
         self.topology = topology
         self.metrics = metrics or Metrics()
         self.clock = clock or (lambda: datetime.datetime.now(datetime.timezone.utc))
 
-    def parked_queue(self, name):
+    def parked_queue(self, name: str) -> str:
         """`Q` or `Q.dead` -> `Q.dead` (Q a consuming queue); the invalid-delivery queue as it is."""
         names = parked_queue_names(self.topology)
         if name in names:
@@ -104,12 +108,13 @@ class DeadLetters:
             return dead_queue_name(name)
         raise BusError(f"no parked queue {name!r}; one of {', '.join(names)}")
 
-    def list(self, queue, *, limit=None):
+    # `list` names this method inside the class: the signatures after it say builtins.list.
+    def list(self, queue: str, *, limit: int | None = None) -> list[DeadLetter]:
         """The messages parked on `queue`, oldest first, every one left in place."""
         queue = self.parked_queue(queue)
-        seen = []
+        seen: list[DeadLetter] = []
 
-        def keep(letter, *_):
+        def keep(letter: DeadLetter, *_: object) -> tuple[str, None]:
             if limit is None or len(seen) < limit:
                 seen.append(letter)
             return KEEP, None
@@ -117,13 +122,15 @@ class DeadLetters:
         self._each(queue, keep)
         return seen
 
-    def replay(self, queue, *, ids=None):
+    def replay(self, queue: str, *,
+               ids: Iterable[str] | None = None) -> tuple[builtins.list[DeadLetter], builtins.list[DeadLetter]]:
         """Sends back the messages with these ids (None: all); returns (replayed, still parked) letters."""
         queue = self.parked_queue(queue)
         wanted = None if ids is None else set(ids)
-        replayed, refused = [], []
+        replayed: list[DeadLetter] = []
+        refused: list[DeadLetter] = []
 
-        def choose(letter, properties, body):
+        def choose(letter: DeadLetter, properties: Any, body: bytes) -> tuple[str, Any]:
             if wanted is not None and letter.id not in wanted:
                 return KEEP, None
             if queue == INVALID_QUEUE:
@@ -143,13 +150,13 @@ class DeadLetters:
         self._missing(queue, wanted, replayed + refused)
         return replayed, refused
 
-    def drop(self, queue, *, ids):
+    def drop(self, queue: str, *, ids: Iterable[str]) -> builtins.list[DeadLetter]:
         """Deletes the messages with these ids; returns the letters dropped."""
         queue = self.parked_queue(queue)
         wanted = set(ids)
-        dropped = []
+        dropped: list[DeadLetter] = []
 
-        def choose(letter, *_):
+        def choose(letter: DeadLetter, *_: object) -> tuple[str, None]:
             if letter.id in wanted:
                 dropped.append(letter)
                 return DROP, None
@@ -164,12 +171,12 @@ class DeadLetters:
 
     # --- the walk over a queue
 
-    def _missing(self, queue, wanted, found):
+    def _missing(self, queue: str, wanted: set[str] | None, found: builtins.list[DeadLetter]) -> None:
         missing = sorted((wanted or set()) - {letter.id for letter in found})
         if missing:
             raise BusError(f"no message {', '.join(missing)} on {queue}")
 
-    def _letter(self, queue, method, properties, body):
+    def _letter(self, queue: str, method: Any, properties: Any, body: bytes) -> DeadLetter:
         headers = properties.headers or {}
         event = _event(body) or {}
         if queue == INVALID_QUEUE:
@@ -184,7 +191,7 @@ class DeadLetters:
             type=event.get("type") or properties.type, routing_key=method.routing_key, attempts=attempts,
             last_error=last_error, failed_at=failed_at, replays=len(headers.get(HISTORY_HEADER) or ()))
 
-    def _each(self, queue, choose):
+    def _each(self, queue: str, choose: Callable[[DeadLetter, Any, bytes], tuple[str, Any]]) -> None:
         """Takes each message on `queue` once; `choose(letter, properties, body)` says what becomes of it.
 
         It returns (KEEP, None or a new body), (REPLAY, (exchange, routing key, body,
@@ -209,7 +216,7 @@ class DeadLetters:
                 channel.basic_ack(method.delivery_tag)
             channel.close()
 
-    def _publish(self, channel, exchange, routing_key, body, properties):
+    def _publish(self, channel: Any, exchange: str, routing_key: str, body: bytes, properties: Any) -> None:
         try:
             channel.basic_publish(exchange, routing_key, body, properties, mandatory=True)
         except pika.exceptions.UnroutableError as error:
@@ -221,22 +228,23 @@ class DeadLetters:
 
     # --- what a replay sends
 
-    def _history_entry(self, letter):
+    def _history_entry(self, letter: DeadLetter) -> dict[str, Any]:
         return {"queue": letter.queue, "attempts": letter.attempts, "last_error": letter.last_error,
                 "failed_at": letter.failed_at or "", "replayed_at": self.clock().isoformat(timespec="seconds")}
 
-    def _reset(self, letter, properties):
+    def _reset(self, letter: DeadLetter, properties: Any) -> Any:
         headers = dict(properties.headers or {})
         for name in (ATTEMPT_HEADER, ERROR_HEADER, FAILED_AT_HEADER, QUEUE_HEADER):
             headers.pop(name, None)
         headers[HISTORY_HEADER] = [*(headers.get(HISTORY_HEADER) or ()), self._history_entry(letter)]
         return _with_headers(properties, headers)
 
-    def _revalidated(self, letter, properties, body):
+    def _revalidated(self, letter: DeadLetter, properties: Any, body: bytes) -> tuple[Any, Any]:
         """(the publish of a woo.invalid message as the receiver would make it now, None), or
         (None, the current schema's errors) when it still fails."""
         event = _event(body) or {}
-        data = event.get("data") if isinstance(event.get("data"), dict) else {}
+        raw = event.get("data")
+        data = raw if isinstance(raw, dict) else {}
         topic, payload = data.get("topic"), data.get("body")
         if not isinstance(topic, str) or not TOPIC_SHAPE.match(topic):
             return None, {"X-WC-Webhook-Topic": [f"missing or not a topic: {topic!r}"]}
@@ -254,7 +262,7 @@ class DeadLetters:
                 _with_headers(properties, headers, type=replayed["type"])), None
 
 
-def _with_errors(body, errors):
+def _with_errors(body: bytes, errors: object) -> bytes:
     """A woo.invalid body carrying the current schema's errors instead of those it was parked with."""
     event = _event(body)
     if event is None or not isinstance(event.get("data"), dict):
@@ -263,7 +271,7 @@ def _with_errors(body, errors):
     return json.dumps(event, separators=(",", ":")).encode("utf-8")
 
 
-def _with_headers(properties, headers, **changes):
+def _with_headers(properties: Any, headers: dict[str, Any], **changes: Any) -> Any:
     fields = {name: getattr(properties, name) for name in (
         "content_type", "content_encoding", "delivery_mode", "priority", "correlation_id", "reply_to",
         "expiration", "message_id", "timestamp", "type", "user_id", "app_id", "cluster_id")}

@@ -2,8 +2,12 @@
 
 import logging
 import time
+from typing import TYPE_CHECKING, Any
 
 from exsync.metrics import Metrics
+
+if TYPE_CHECKING:  # the consumer imports this module: the Message type is for annotations only
+    from exsync.bus.consumer import Message
 
 __all__ = ["Middleware", "LoggingMiddleware", "MetricsMiddleware", "OUTCOMES", "message_fields"]
 
@@ -13,14 +17,14 @@ OUTCOMES = ("ok", "retried", "parked")
 class Middleware:
     """Hooks around each message; override what you need."""
 
-    def before_process(self, message):
+    def before_process(self, message: "Message") -> None:
         pass
 
-    def after_process(self, message, *, outcome, error=None):
+    def after_process(self, message: "Message", *, outcome: str, error: BaseException | None = None) -> None:
         """Called once the message's fate is settled: outcome is one of OUTCOMES."""
 
 
-def message_fields(message, outcome=None):
+def message_fields(message: "Message", outcome: str | None = None) -> dict[str, Any]:
     """The log fields (exsync.logs.FIELDS) that tie a line to a message and its delivery."""
     event = message.event or {}
     fields = {"event_id": message.event_id, "queue": message.queue, "attempt": message.attempt,
@@ -34,10 +38,10 @@ def message_fields(message, outcome=None):
 
 
 class LoggingMiddleware(Middleware):
-    def __init__(self, *, logger=None):
+    def __init__(self, *, logger: logging.Logger | None = None) -> None:
         self.log = logger or logging.getLogger("exsync.bus.consumer")
 
-    def after_process(self, message, *, outcome, error=None):
+    def after_process(self, message: "Message", *, outcome: str, error: BaseException | None = None) -> None:
         fields = message_fields(message, outcome)
         if outcome == "retried":
             self.log.warning("queue=%s event=%s attempt=%d failed, retrying: %s",
@@ -50,13 +54,13 @@ class LoggingMiddleware(Middleware):
 
 
 class MetricsMiddleware(Middleware):
-    def __init__(self, *, metrics=None):
+    def __init__(self, *, metrics: Metrics | None = None) -> None:
         self.metrics = metrics or Metrics()
 
-    def before_process(self, message):
+    def before_process(self, message: "Message") -> None:
         message.started_at = time.perf_counter()
 
-    def after_process(self, message, *, outcome, error=None):
+    def after_process(self, message: "Message", *, outcome: str, error: BaseException | None = None) -> None:
         self.metrics.observe("bus_handler_duration_seconds", time.perf_counter() - message.started_at,
                              queue=message.queue)
         self.metrics.inc("bus_messages_consumed", queue=message.queue, outcome=outcome)

@@ -8,29 +8,33 @@ them two accounts.
 """
 
 import dataclasses
+from collections.abc import Callable
 
 from exsync.consumers.customer_mapping import placeholder_contact
 from exsync.exchequer import UnknownAccountError
-from exsync.exchequer.writer import KIND_ACCOUNT
+from exsync.exchequer.models import AccountDetails
+from exsync.exchequer.reader import ExchequerReader
+from exsync.exchequer.writer import KIND_ACCOUNT, Toolkit
 
 __all__ = ["CUSTOMER_KEY_PREFIX", "account_for_shop_customer", "customer_key", "shop_customers_of"]
 
 CUSTOMER_KEY_PREFIX = "woo-customer:"
 
 
-def customer_key(customer_id):
+def customer_key(customer_id: int | str) -> str:
     """The external key linking a registered shop customer to an Exchequer account."""
     return f"{CUSTOMER_KEY_PREFIX}{int(customer_id)}"
 
 
-def shop_customers_of(backend, code):
+def shop_customers_of(backend: Toolkit, code: str) -> list[int]:
     """The ids of the shop customers linked to account `code`."""
     keys = backend.keys_of(KIND_ACCOUNT, code, prefix=CUSTOMER_KEY_PREFIX)
     return [int(key[len(CUSTOMER_KEY_PREFIX):]) for key in keys if key[len(CUSTOMER_KEY_PREFIX):].isdigit()]
 
 
-def account_for_shop_customer(*, backend, reader, woo_id, details, match_by_email, made_for=None,
-                              still_linked=lambda woo_id: True):
+def account_for_shop_customer(*, backend: Toolkit, reader: ExchequerReader, woo_id: int, details: AccountDetails,
+                              match_by_email: bool, made_for: str | None = None,
+                              still_linked: Callable[[int], bool] = lambda woo_id: True) -> tuple[str, bool]:
     """(code, created): shop customer `woo_id`'s account, linked by key, the account the customer
     was made from (`made_for`, when the customer sync created it in the shop), matched by e-mail, or
     made from `details` (InvalidDocumentError when it cannot be). An account whose only shop
@@ -39,7 +43,7 @@ def account_for_shop_customer(*, backend, reader, woo_id, details, match_by_emai
     linked = backend.existing_reference(KIND_ACCOUNT, key)
     if linked:
         return linked, False
-    def free(code):
+    def free(code: str) -> bool:
         return not any(still_linked(other) for other in shop_customers_of(backend, code))
 
     if made_for and free(made_for):

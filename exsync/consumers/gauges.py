@@ -8,9 +8,13 @@ scrape time by the one consumer that owns it, it is always the table's.
 import logging
 import math
 import threading
+from collections.abc import Callable, Mapping
 
 from exsync.errors import ExsyncError
 from exsync.exchequer import connect
+from exsync.exchequer.db import Database
+from exsync.exchequer.mapping import Mapping as ExchequerMapping
+from exsync.metrics import Metrics
 
 __all__ = ["StateReading", "track_state_gauges"]
 
@@ -21,14 +25,14 @@ class StateReading:
     """`read(database)` on a state-database connection of its own (the scrape's thread is not the
     consumer's); NaN, logged, while the database cannot answer."""
 
-    def __init__(self, *, dsn, mapping, read):
+    def __init__(self, *, dsn: str, mapping: ExchequerMapping, read: Callable[[Database], float]) -> None:
         self.dsn = dsn
         self.mapping = mapping
         self.read = read
         self._lock = threading.Lock()
-        self._database = None
+        self._database: Database | None = None
 
-    def __call__(self):
+    def __call__(self) -> float:
         with self._lock:
             try:
                 if self._database is None:
@@ -39,7 +43,7 @@ class StateReading:
                 self.close()
                 return math.nan
 
-    def close(self):
+    def close(self) -> None:
         database, self._database = self._database, None
         if database is not None:
             try:
@@ -48,9 +52,10 @@ class StateReading:
                 pass  # already broken; nothing left to release
 
 
-def track_state_gauges(metrics, *, dsn, mapping, gauges):
+def track_state_gauges(metrics: Metrics, *, dsn: str, mapping: ExchequerMapping,
+                       gauges: Mapping[str, Callable[[Database], float]]) -> list[StateReading]:
     """Registers `gauges` (name -> read(database)) with `metrics`; returns the readings (to close)."""
-    readings = []
+    readings: list[StateReading] = []
     for name, read in gauges.items():
         reading = StateReading(dsn=dsn, mapping=mapping, read=read)
         metrics.track(name, reading)

@@ -14,6 +14,9 @@ or its status is `refunded` (money came back, so it was taken). A custom status 
 proves payment only when it is listed in `import_statuses` or the body carries `date_paid`.
 """
 
+from collections.abc import Iterable, Mapping
+from typing import Any
+
 __all__ = ["EXIT_STATUSES", "FORWARD_STATUSES", "Lifecycle"]
 
 FORWARD_STATUSES = ("pending", "on-hold", "processing", "completed")
@@ -23,24 +26,24 @@ _PAID_RANK = FORWARD_STATUSES.index("processing")
 _REFUNDED = "refunded"
 
 
-def _rank(status):
+def _rank(status: str) -> int:
     return FORWARD_STATUSES.index(status) if status in FORWARD_STATUSES else -1
 
 
-def _carries_date_paid(body):
+def _carries_date_paid(body: Mapping[str, Any]) -> bool:
     return bool(body.get("date_paid_gmt") or body.get("date_paid"))
 
 
 class Lifecycle:
     """The lifecycle rule for one configuration's `orders.import_statuses`."""
 
-    def __init__(self, *, import_statuses):
+    def __init__(self, *, import_statuses: Iterable[object]) -> None:
         self.import_statuses = frozenset(str(status) for status in import_statuses)
         ranks = [_rank(status) for status in self.import_statuses if status in FORWARD_STATUSES]
         # The first forward status imported; None when only custom statuses are.
         self._threshold = min(ranks) if ranks else None
 
-    def shows_payment(self, body: dict) -> bool:
+    def shows_payment(self, body: Mapping[str, Any]) -> bool:
         """Whether this version of an order proves it has been paid (see the module's text)."""
         status = str(body.get("status") or "")
         if status in self.import_statuses and status not in EXIT_STATUSES:

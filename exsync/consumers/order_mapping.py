@@ -16,6 +16,8 @@ OrderMoneyError (permanent: the order is parked with the reason, never retried).
 
 import dataclasses
 import decimal
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 from exsync.consumers.errors import OrderDataError, OrderMoneyError
 from exsync.exchequer import DocumentLine
@@ -34,7 +36,7 @@ FEE = "fee"
 DEFAULT_DESCRIPTION_CHARS = 60
 
 
-def _amount(value, *, places):
+def _amount(value: object, *, places: int | None) -> decimal.Decimal:
     if isinstance(value, bool) or not isinstance(value, (str, int, float, decimal.Decimal, type(None))):
         raise OrderMoneyError(f"{value!r} is not an amount of money")
     try:
@@ -47,7 +49,7 @@ def _amount(value, *, places):
     return amount
 
 
-def money(value, *, places=EXCHEQUER_PLACES):
+def money(value: object, *, places: int = EXCHEQUER_PLACES) -> decimal.Decimal:
     """A money string (or number) as Decimal pennies: finite, within bounds, at most `places` places.
 
     Missing ("" or None) is zero. Anything else raises OrderMoneyError, never rounds: "10.434" is
@@ -56,12 +58,12 @@ def money(value, *, places=EXCHEQUER_PLACES):
     return _amount(value, places=places).quantize(CENT)
 
 
-def tax_amount(value):
+def tax_amount(value: object) -> decimal.Decimal:
     """A line's `taxes[].total`, which WooCommerce leaves unrounded ("10.434"): finite and bounded."""
     return _amount(value, places=None)
 
 
-def order_id_of(data):
+def order_id_of(data: object) -> int:
     """The order id in a body: a JSON integer from 1 to MAX_ID (a float id such as 800006.7 is not one)."""
     value = data.get("id") if isinstance(data, dict) else None
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_ID:
@@ -69,14 +71,14 @@ def order_id_of(data):
     return value
 
 
-def check_order(order):
+def check_order(order: object) -> None:
     """Raises OrderDataError naming what the order schema refuses in `order` (the receiver's check, again)."""
     errors = _ORDER_SCHEMA.validate(order) if isinstance(order, dict) else {"_schema": ["not an object"]}
     if errors:
         raise OrderDataError(f"the order fails its schema: {_flatten(errors)}"[:250])
 
 
-def _flatten(errors, prefix=""):
+def _flatten(errors: object, prefix: str = "") -> str:
     """marshmallow's nested error dict as `path: message; ...`."""
     if isinstance(errors, dict):
         return "; ".join(_flatten(value, f"{prefix}{key}." if prefix or key != "_schema" else "")
@@ -86,7 +88,7 @@ def _flatten(errors, prefix=""):
     return f"{prefix.rstrip('.')}: {errors}" if prefix else str(errors)
 
 
-def _quantity(item):
+def _quantity(item: Mapping[str, Any]) -> decimal.Decimal:
     quantity = item.get("quantity")
     if isinstance(quantity, bool) or not isinstance(quantity, int) or not 1 <= quantity <= MAX_QUANTITY:
         raise OrderMoneyError(f"line {item.get('id')!r} has quantity {quantity!r}, not a whole number "
@@ -94,11 +96,11 @@ def _quantity(item):
     return decimal.Decimal(quantity)
 
 
-def _parts(order):
+def _parts(order: Mapping[str, Any]) -> list[Any]:
     return [*(order.get("line_items") or []), *(order.get("shipping_lines") or []), *(order.get("fee_lines") or [])]
 
 
-def totals_include_tax(order):
+def totals_include_tax(order: Mapping[str, Any]) -> bool:
     """Whether this order's line totals include tax: only when it says prices include tax and
     its own arithmetic (the order total) agrees, since WooCommerce normally stores them net."""
     if not order.get("prices_include_tax"):
@@ -110,7 +112,8 @@ def totals_include_tax(order):
     return tax != 0 and gross + tax != total and gross == total
 
 
-def vat_code_for_rate(rate_percent, vat_rates, *, preferred=()):
+def vat_code_for_rate(rate_percent: object, vat_rates: Mapping[str, float], *,
+                      preferred: Iterable[str] = ()) -> str | None:
     """The Exchequer VAT code whose rate is `rate_percent` (the shop's tax line `rate_percent`), the
     `preferred` codes first when several share the rate; None when no code has it. `vat_rates` is
     the company's code -> rate table, whatever it is read from."""
@@ -123,7 +126,7 @@ def vat_code_for_rate(rate_percent, vat_rates, *, preferred=()):
     return None
 
 
-def _rates_charged(part, tax_lines):
+def _rates_charged(part: Mapping[str, Any], tax_lines: Mapping[str, Any]) -> decimal.Decimal | None:
     """The total rate (percent) the shop charged on this part, from its taxes and the order's tax
     lines; None if a charged rate's percentage is not known (shops before WooCommerce 5.7)."""
     total = decimal.Decimal(0)
@@ -151,7 +154,7 @@ class MappedLine:
     net: decimal.Decimal
     vat_code: str
 
-    def document_line(self):
+    def document_line(self) -> DocumentLine:
         # Exchequer multiplies qty by the unit price and rounds to the penny; a unit price carried
         # to 6 places gives back the line's net for any sensible quantity, the rounding line the rest.
         unit = (self.net / self.qty).quantize(decimal.Decimal("0.000001"))
@@ -159,7 +162,7 @@ class MappedLine:
                             unit_net_price=float(unit), vat_code=self.vat_code)
 
 
-def exchequer_total(lines, vat_rates):
+def exchequer_total(lines: Iterable[DocumentLine], vat_rates: Mapping[str, float]) -> decimal.Decimal:
     """Net + VAT of DocumentLines as the SQL backend computes them (float, rounded per line)."""
     total = decimal.Decimal("0")
     for line in lines:
@@ -172,7 +175,9 @@ def exchequer_total(lines, vat_rates):
 class OrderMapping:
     """The configured mapping from an order's lines to document lines (`orders:` vat, shipping, rounding)."""
 
-    def __init__(self, *, vat, shipping, rounding, vat_rates, description_chars=DEFAULT_DESCRIPTION_CHARS):
+    def __init__(self, *, vat: Mapping[str, Any], shipping: Mapping[str, Any], rounding: Mapping[str, Any],
+                 vat_rates: Mapping[str, float],
+                 description_chars: int = DEFAULT_DESCRIPTION_CHARS) -> None:
         self.vat = vat
         self.shipping = shipping
         self.rounding = rounding
@@ -188,7 +193,7 @@ class OrderMapping:
         if self.vat_rates[rounding.vat_code] != 0:
             raise OrderDataError("orders.rounding.vat_code must be a VAT code with a 0% rate")
 
-    def _vat_code(self, part, tax, tax_lines):
+    def _vat_code(self, part: Mapping[str, Any], tax: decimal.Decimal, tax_lines: Mapping[str, Any]) -> str:
         """By the tax rate charged: its id or rate code when configured, else the Exchequer code with
         the same percentage; then the tax class, then the default."""
         if tax == 0:
@@ -211,10 +216,10 @@ class OrderMapping:
                 return code
         return by_class or self.vat.default
 
-    def _description(self, text):
+    def _description(self, text: object) -> str:
         return " ".join(str(text).split())[:self.description_chars]
 
-    def shipping_description(self, line, titles=None):
+    def shipping_description(self, line: Mapping[str, Any], titles: Mapping[str, str] | None = None) -> str:
         """The carriage description: by instance id, then method id, then the imported title."""
         methods = self.shipping.methods
         for key in (str(line.get("instance_id") or ""), str(line.get("method_id") or "")):
@@ -224,7 +229,7 @@ class OrderMapping:
         default = self.shipping.default_description
         return f"{default}: {title}" if title else default
 
-    def lines(self, order, *, shipping_titles=None):
+    def lines(self, order: Mapping[str, Any], *, shipping_titles: Mapping[str, str] | None = None) -> list[MappedLine]:
         """The order's lines as MappedLines: products (by SKU), carriage, fees; zero lines left out.
 
         Raises OrderDataError for a body the order schema refuses, OrderMoneyError for money that
@@ -239,7 +244,7 @@ class OrderMapping:
                 money(part.get(name), places=places)
         included = totals_include_tax(order)
         tax_lines = {str(line.get("rate_id")): line for line in order.get("tax_lines") or [] if isinstance(line, dict)}
-        mapped = []
+        mapped: list[MappedLine] = []
         for item in order.get("line_items") or []:
             quantity = _quantity(item)
             total, tax = money(item.get("total")), money(item.get("total_tax"))
@@ -260,7 +265,8 @@ class OrderMapping:
                                      vat_code=self._vat_code(part, tax, tax_lines)))
         return mapped
 
-    def document_lines(self, mapped, *, target_total):
+    def document_lines(self, mapped: Sequence[MappedLine], *,
+                       target_total: decimal.Decimal) -> tuple[DocumentLine, ...]:
         """DocumentLines for `mapped`, with a rounding line when Exchequer's net + VAT would differ
         from `target_total` (Decimal)."""
         lines = [line.document_line() for line in mapped]
@@ -276,5 +282,5 @@ class OrderMapping:
                                       qty=1.0, unit_net_price=float(difference), vat_code=self.rounding.vat_code))
         return tuple(lines)
 
-    def total_of(self, lines):
+    def total_of(self, lines: Iterable[DocumentLine]) -> decimal.Decimal:
         return exchequer_total(lines, self.vat_rates)

@@ -7,7 +7,8 @@ because it costs a read per line.
 
 import dataclasses
 import decimal
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 from exsync.schemas.sections import OrderRule
 
@@ -25,10 +26,10 @@ class OrderFacts:
     payment_method: str
     role: str
     total: decimal.Decimal
-    shipping_methods: frozenset
+    shipping_methods: frozenset[str]
     status: str
-    meta: dict
-    all_in_stock: object
+    meta: dict[str, Any]
+    all_in_stock: Callable[[], bool]
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -39,7 +40,8 @@ class RuleDecision:
     rule: str
 
 
-def customer_role(order, *, role_meta_key, known=lambda customer_id: CUSTOMER):
+def customer_role(order: Mapping[str, Any], *, role_meta_key: str,
+                  known: Callable[[int], str] = lambda customer_id: CUSTOMER) -> str:
     """guest for customer_id 0; otherwise the role the order's meta records (Wholesale Suite writes
     it), else `known(customer_id)`: the role exsync knows the customer by (a shop without the
     plugin records no role on its orders)."""
@@ -50,13 +52,13 @@ def customer_role(order, *, role_meta_key, known=lambda customer_id: CUSTOMER):
     return str(meta.get(role_meta_key) or known(customer_id))
 
 
-def order_meta(order):
+def order_meta(order: Mapping[str, Any]) -> dict[str, Any]:
     """The order's meta_data as {key: value} (the last entry of a repeated key wins)."""
     return {str(entry.get("key")): entry.get("value") for entry in order.get("meta_data") or []
             if isinstance(entry, dict) and entry.get("key")}
 
 
-def _matches(conditions, facts):
+def _matches(conditions: Mapping[str, Any], facts: OrderFacts) -> bool:
     if "payment_method" in conditions and facts.payment_method not in conditions["payment_method"]:
         return False
     if "role" in conditions and facts.role not in conditions["role"]:

@@ -19,15 +19,24 @@ fail after saving, sending the customer's e-mail), so the claim stays for the ch
 
 import logging
 import time
+from collections.abc import Callable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from exsync.bus import EXCHEQUER_EXCHANGE, PermanentError, QueueSpec
 from exsync.consumers.connections import fresh_after_failure
 from exsync.consumers.errors import NoteInFlightError
 from exsync.exchequer import connect, mapping_for
 from exsync.metrics import Metrics
+from exsync.schemas.sections import Config
 from exsync.state.orders import NOTE_DONE, NoteStore, ensure_order_tables
 from exsync.threads import PerThread
-from exsync.woo import WooApiError, WooNotFound
+from exsync.woo import WooApiError, WooClient, WooNotFound
+
+if TYPE_CHECKING:  # for annotations only: the consumer imports the bus below it
+    from exsync.bus.consumer import Message
+
+# What a write to the shop returns.
+_Written = TypeVar("_Written")
 
 __all__ = ["DEFAULT_CLAIM_TIMEOUT_SECONDS", "QUEUE", "OrderWritebackConsumer"]
 
@@ -40,15 +49,16 @@ COMPLETED = "completed"
 QUEUE = QueueSpec(name="orders.writeback", exchange=EXCHEQUER_EXCHANGE, binding_keys=("order.*",))
 
 
-def _refs(data):
+def _refs(data: Mapping[str, Any]) -> str:
     return ", ".join(data.get("references") or []) or "its documents"
 
 
 class OrderWritebackConsumer:
     """Handles `exchequer.order.*` envelopes against one shop; several threads may call `handle`."""
 
-    def __init__(self, *, state_dsn, config, client, metrics=None,
-                 claim_timeout_seconds=DEFAULT_CLAIM_TIMEOUT_SECONDS, clock=time.time):
+    def __init__(self, *, state_dsn: str, config: Config, client: WooClient, metrics: Metrics | None = None,
+                 claim_timeout_seconds: float = DEFAULT_CLAIM_TIMEOUT_SECONDS,
+                 clock: Callable[[], float] = time.time) -> None:
         self.state_dsn = state_dsn
         self.names_mapping = mapping_for(config)
         self.options = config.orders
@@ -61,18 +71,19 @@ class OrderWritebackConsumer:
             close=lambda notes: notes.database.close())
         ensure_order_tables(self._notes().database)
 
-    def _notes(self):
+    def _notes(self) -> NoteStore:
         return self._per_thread.get()
 
-    def close(self):
+    def close(self) -> None:
         self._per_thread.close()
         self.client.close()
 
-    def handle(self, message):
+    def handle(self, message: "Message") -> None:
         with fresh_after_failure(self._per_thread):
+            assert message.event is not None  # the Worker parks a body that is not a JSON object
             self.handle_event(message.event)
 
-    def handle_event(self, event):
+    def handle_event(self, event: dict[str, Any]) -> list[str]:
         """Applies one envelope; returns the note keys written by this call."""
         data = event.get("data")
         if not isinstance(data, dict) or "woo_order_id" not in data:
@@ -90,13 +101,13 @@ class OrderWritebackConsumer:
 
     # --- the events
 
-    def _imported(self, order_id, data):
+    def _imported(self, order_id: int, data: Mapping[str, Any]) -> Iterator[str | None]:
         yield self._note(order_id, "imported", f"Imported into Exchequer as {_refs(data)}.")
         status = self.options.imported_status
         if status:
             yield self._status(order_id, status)
 
-    def _progressed(self, order_id, data):
+    def _progressed(self, order_id: int, data: Mapping[str, Any]) -> Iterator[str | None]:
         dispatch = self.options.dispatch
         for delivery in data.get("deliveries") or []:
             fields = delivery.get("user_fields") or {}
@@ -114,13 +125,13 @@ class OrderWritebackConsumer:
         if self.options.complete_on_dispatch and data.get("fully_delivered"):
             yield self._status(order_id, COMPLETED)
 
-    def _cancelled(self, order_id, data):
+    def _cancelled(self, order_id: int, data: Mapping[str, Any]) -> Iterator[str | None]:
         # The order was paid, so it is in Exchequer, whether it was imported before or after its end.
         yield self._note(order_id, "cancelled",
                          f"Order {data.get('status') or 'cancelled'} in the shop after it was paid. Exchequer "
                          f"{_refs(data)} left in place for review: Exchequer documents are never deleted.")
 
-    def _refunded(self, order_id, data):
+    def _refunded(self, order_id: int, data: Mapping[str, Any]) -> Iterator[str | None]:
         for refund in data.get("refunds") or []:
             text = f"Refund of {refund.get('amount')} recorded"
             if refund.get("reason"):
@@ -132,7 +143,7 @@ class OrderWritebackConsumer:
 
     # --- exactly once
 
-    def _claim(self, order_id, key, already_done):
+    def _claim(self, order_id: int, key: str, already_done: Callable[[], bool]) -> bool:
         """True when this caller should do the write; False when it is done already."""
         notes = self._notes()
         held = notes.claim(order_id, key)
@@ -149,7 +160,7 @@ class OrderWritebackConsumer:
         notes.reclaim(order_id, key)
         return True
 
-    def _refusable(self, order_id, key, write):
+    def _refusable(self, order_id: int, key: str, write: Callable[[], _Written]) -> _Written:
         try:
             return write()
         except WooApiError as error:
@@ -157,10 +168,10 @@ class OrderWritebackConsumer:
                 self._notes().release(order_id, key)
             raise
 
-    def _note(self, order_id, key, text, *, customer_note=False):
+    def _note(self, order_id: int, key: str, text: str, *, customer_note: bool = False) -> str | None:
         kind = key.partition(":")[0]
 
-        def in_shop():
+        def in_shop() -> bool:
             return any(note.get("note") == text for note in self.client.list_order_notes(order_id))
 
         if not self._claim(order_id, key, in_shop):
@@ -172,10 +183,10 @@ class OrderWritebackConsumer:
         self.metrics.inc("order_notes_written", kind=kind, outcome="written")
         return key
 
-    def _status(self, order_id, status):
+    def _status(self, order_id: int, status: str) -> str | None:
         key = f"status:{status}"
 
-        def in_shop():
+        def in_shop() -> bool:
             return self.client.get_order(order_id).get("status") == status
 
         if not self._claim(order_id, key, in_shop):

@@ -9,7 +9,7 @@ runs afterwards publishes only what changes later.
 """
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from exsync.consumers.woo_writer import FlushReport, WooWriter, WriterBusyError
@@ -23,7 +23,7 @@ class WriterSink:
     def __init__(self, *, writer: WooWriter) -> None:
         self.writer = writer
 
-    def send(self, *, products: Any, stock: Any) -> None:
+    def send(self, *, products: Iterable[Any], stock: Iterable[Any]) -> None:
         self.writer.accept(products=products, stock=stock)
 
 
@@ -33,7 +33,7 @@ class ExportReport:
 
     exported: int
     flush: FlushReport
-    failures: list
+    failures: list[tuple[Any, ...]]  # (sku, attempts, error), as WooWriter.failures() gives them
     skipped: bool
     # the woo-writer's lease stayed taken: the changes are stored for the running writer to send
     handed_over: bool = False

@@ -1,7 +1,12 @@
 """Imports the shop's shipping zones and method instances into the table the order mapping reads."""
 
-from exsync.state.orders import ShippingMethod
+from typing import TYPE_CHECKING
+
+from exsync.state.orders import ShippingMethod, ShippingMethodStore
 from exsync.woo import WooNotFound
+
+if TYPE_CHECKING:  # for annotations only
+    from exsync.woo.client import WooClient
 
 __all__ = ["import_shipping_methods"]
 
@@ -10,11 +15,11 @@ __all__ = ["import_shipping_methods"]
 REST_OF_WORLD_ZONE_ID = 0
 
 
-def import_shipping_methods(*, client, store):
+def import_shipping_methods(*, client: "WooClient", store: ShippingMethodStore) -> list[ShippingMethod]:
     """Reads every zone's method instances and replaces the stored ones; returns them."""
     zones = {int(zone["id"]): zone.get("name") or "" for zone in client.list_shipping_zones()}
     zones.setdefault(REST_OF_WORLD_ZONE_ID, "Rest of the world")
-    methods = []
+    methods: list[ShippingMethod] = []
     for zone_id, zone_name in sorted(zones.items()):
         try:
             instances = client.list_shipping_zone_methods(zone_id)

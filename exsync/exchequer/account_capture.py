@@ -21,9 +21,13 @@ The customers consumer reads the same table: an account whose current fingerprin
 import dataclasses
 import hashlib
 import time
+from collections.abc import Iterable
 
+from exsync.bus.protocols import EventPublisher
 from exsync.bus.topology import EXCHEQUER_EXCHANGE
+from exsync.exchequer.db import Database
 from exsync.exchequer.mapping import Column
+from exsync.exchequer.models import AccountDetails
 from exsync.exchequer.reader import ExchequerReader
 from exsync.metrics import Metrics
 from exsync.schemas.config import DEFAULT_CUSTOMER_EVENT_ITEMS as DEFAULT_EVENT_ITEMS
@@ -55,18 +59,18 @@ ACCOUNT_CAPTURE_TABLES = (
 )
 
 
-def _fingerprint(fields):
+def _fingerprint(fields: Iterable[str | None]) -> str:
     text = "\x1f".join((field or "").strip() for field in fields)
     return hashlib.blake2b(text.encode("utf-8"), digest_size=8).hexdigest()
 
 
-def account_fingerprint(account):
+def account_fingerprint(account: AccountDetails) -> str:
     """A short hash of what the shop side syncs of an account (an Account or AccountDetails)."""
     return _fingerprint((account.company, account.contact, *account.address, account.post_code, account.email,
                          account.phone, account.price_band))
 
 
-def ensure_account_state(state_database):
+def ensure_account_state(state_database: Database) -> None:
     """Creates the account capture's state table where missing (for readers that may start first)."""
     create_state_tables(state_database, ACCOUNT_CAPTURE_TABLES)
 
@@ -79,7 +83,7 @@ class RecordedAccount:
     changed_at: float
 
 
-def recorded_account(state_database, company, code):
+def recorded_account(state_database: Database, company: str, code: str) -> "RecordedAccount | None":
     """The RecordedAccount of `code` in `company`, or None if capture has not recorded it."""
     table = ACCOUNT_CAPTURE_TABLES[0].sql_name(state_database)
     with state_database.transaction(write=False) as cursor:
@@ -88,7 +92,7 @@ def recorded_account(state_database, company, code):
     return None if row is None else RecordedAccount(fingerprint=row[0], changed_at=float(row[1]))
 
 
-def account_changed_at(state_database, company, code):
+def account_changed_at(state_database: Database, company: str, code: str) -> float | None:
     """When capture first saw the account's recorded fingerprint (unix time), or None."""
     recorded = recorded_account(state_database, company, code)
     return None if recorded is None else recorded.changed_at
@@ -97,8 +101,8 @@ def account_changed_at(state_database, company, code):
 class AccountCapture:
     """One company's customer-account capture; `run_once()` returns the accounts published."""
 
-    def __init__(self, *, database, state_database, publisher, company, metrics=None,
-                 event_items=DEFAULT_EVENT_ITEMS):
+    def __init__(self, *, database: Database, state_database: Database, publisher: EventPublisher, company: str,
+                 metrics: Metrics | None = None, event_items: int = DEFAULT_EVENT_ITEMS) -> None:
         self.reader = ExchequerReader(database=database)
         self.state_database = state_database
         self.publisher = publisher
@@ -109,24 +113,25 @@ class AccountCapture:
         # code -> (hash of the raw fields, their fingerprint) as the last run saw them: a cache of a
         # pure function, so the steady state skips the formatting and blake2b (hash() is per
         # process, so it is never stored).
-        self._fingerprints = {}
+        self._fingerprints: dict[str, tuple[int, str]] = {}
         ensure_account_state(state_database)
 
-    def recorded(self, code):
+    def recorded(self, code: str) -> RecordedAccount | None:
         """The RecordedAccount of `code`, or None."""
         return recorded_account(self.state_database, self.company, code)
 
-    def _known(self):
+    def _known(self) -> dict[str, str]:
         """code -> fingerprint as last recorded."""
         with self.state_database.transaction(write=False) as cursor:
             cursor.execute(f'SELECT "code", "fingerprint" FROM {self.table} WHERE "company" = ?', (self.company,))
             return dict(cursor.iterate())
 
-    def _scan(self, known):
+    def _scan(self, known: dict[str, str]) -> tuple[list[tuple[str, str, float]], list[str]]:
         """(changed, vanished): [(code, fingerprint, seen_at)] for new or changed customers, and the
         recorded codes no customer has any more. `known` is consumed."""
-        changed = []
-        previous, fingerprints = self._fingerprints, {}
+        changed: list[tuple[str, str, float]] = []
+        previous = self._fingerprints
+        fingerprints: dict[str, tuple[int, str]] = {}
         # Read to the end before anything is written: the state may share the company's connection,
         # which holds the read transaction while the stream is open.
         for row in self.reader.iter_customer_fields():
@@ -140,19 +145,19 @@ class AccountCapture:
         self._fingerprints = fingerprints
         return changed, sorted(known)
 
-    def _forget(self, codes):
+    def _forget(self, codes: Iterable[str]) -> None:
         with self.state_database.transaction() as cursor:
             cursor.executemany(f'DELETE FROM {self.table} WHERE "company" = ? AND "code" = ?',
                                [(self.company, code) for code in codes])
 
-    def _publish(self, chunk):
+    def _publish(self, chunk: list[tuple[str, str, float]]) -> None:
         event_type, routing_key = ACCOUNT_CHANGED
         event = new_event(type=event_type, source=SOURCE, subject=self.company, data={
             "company": self.company,
             "accounts": [{"code": code, "seen_at": seen_at} for code, _, seen_at in chunk]})
         self.publisher.publish(exchange=EXCHEQUER_EXCHANGE, routing_key=routing_key, event=event)
 
-    def _record(self, chunk, known_codes):
+    def _record(self, chunk: list[tuple[str, str, float]], known_codes: set[str]) -> None:
         with self.state_database.transaction() as cursor:
             cursor.executemany(
                 f'UPDATE {self.table} SET "fingerprint" = ?, "changed_at" = ? WHERE "company" = ? AND "code" = ?',
@@ -163,7 +168,7 @@ class AccountCapture:
                 [(self.company, code, fingerprint, seen_at) for code, fingerprint, seen_at in chunk
                  if code not in known_codes])
 
-    def run_once(self):
+    def run_once(self) -> int:
         known = self._known()
         known_codes = set(known)
         changed, vanished = self._scan(known)

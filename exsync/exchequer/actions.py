@@ -9,8 +9,12 @@ and shrinks tlStockDeductQty, reduces in-stock and allocated (and picked) on STO
 order line's tlABSLineNo (`tlSOPABSLineNo`), never at its position.
 """
 
+import contextlib
 import datetime
+from collections.abc import Mapping
+from typing import Any
 
+from exsync.exchequer.db import Cursor, Database, Row
 from exsync.exchequer.errors import InvalidDocumentError, UnknownDocumentError
 from exsync.exchequer.ledger import (
     company_settings,
@@ -34,6 +38,7 @@ from exsync.exchequer.mapping import (
     pascal_bytes,
     pascal_text,
 )
+from exsync.exchequer.models import FreeStockSettings
 from exsync.exchequer.schema import require_demo_company
 from exsync.exchequer.writer import ALLOCATED_STOCK_TYPES
 
@@ -52,12 +57,12 @@ __all__ = [
 ]
 
 
-def _transaction(database, what):
+def _transaction(database: Database, what: str) -> contextlib.AbstractContextManager[Cursor]:
     require_demo_company(database, what)
     return database.transaction()
 
 
-def adjust_stock(database, *, stock_code, location, qty):
+def adjust_stock(database: Database, *, stock_code: str, location: str, qty: float) -> None:
     """A stock adjustment: `qty` more (or fewer) in stock at `location` and in total."""
     with _transaction(database, "a stock adjustment") as cursor:
         stock_records(cursor, [stock_code])
@@ -72,7 +77,7 @@ _ORDER_LINE_COLUMNS = (
     "{lines.stock_deduct_qty}, {lines.qty_mul}")
 
 
-def _order(cursor, reference):
+def _order(cursor: Cursor, reference: str) -> tuple[Row, list[tuple[Any, ...]]]:
     header = cursor.run("SELECT {documents.folio}, {documents.doc_type}, {documents.account_code}, "
                         "{documents.next_line_no}, {documents.trans_date} "
                         "FROM {documents} WHERE {documents.our_ref} = ?", (reference,)).fetchone()
@@ -86,17 +91,17 @@ def _order(cursor, reference):
     return header, lines
 
 
-def _stock_line(cursor, code):
+def _stock_line(cursor: Cursor, code: str) -> bool:
     return bool(code) and stock_records(cursor, [code])[code][0] in ALLOCATED_STOCK_TYPES
 
 
-def pick_order(database, reference, quantities=None):
+def pick_order(database: Database, reference: str, quantities: Mapping[int, float] | None = None) -> None:
     """Picks a sales order's stock lines: `quantities` maps tlABSLineNo to quantities (default:
     everything not yet picked or delivered). Raises picked on the lines, the items and locations."""
     with _transaction(database, "picking") as cursor:
         header, lines = _order(cursor, reference)
         settings = company_settings(cursor)
-        changes = {}
+        changes: dict[tuple[str, str], tuple[float, float, float]] = {}
         for abs_no, code, _, qty, delivered, written_off, picked, location, _, _, _, _ in lines:
             if not _stock_line(cursor, code):
                 continue
@@ -111,7 +116,8 @@ def pick_order(database, reference, quantities=None):
         move_stock(cursor, changes, use_multi_locations=settings.use_multi_locations)
 
 
-def _order_moved(cursor, folio, reference, account_code, outstanding_value_change, date):
+def _order_moved(cursor: Cursor, folio: int, reference: str, account_code: str, outstanding_value_change: float,
+                 date: str) -> None:
     """After a delivery or write-off: thTotalOrderOS and the customer's order balance follow
     (`Update_SOPOS`, BTS1.pas L2394; `UpdateCustOrdBal`), and a finished order's run number becomes
     -42 (`OrdPSRunNo`)."""
@@ -127,7 +133,8 @@ def _order_moved(cursor, folio, reference, account_code, outstanding_value_chang
         cursor.run("UPDATE {lines} SET {lines.run_no} = ? WHERE {lines.folio} = ?", (COMPLETED_ORDER_RUN_NO, folio))
 
 
-def _raise_from_order(cursor, *, doc_type, reference, date, folio, account_code, lines, rates):
+def _raise_from_order(cursor: Cursor, *, doc_type: str, reference: str, date: datetime.date | None, folio: int,
+                      account_code: str, lines: list[dict[str, Any]], rates: Mapping[str, float]) -> str:
     new_reference = take_reference(cursor, doc_type)
     # Deliveries take their folio from AFL, invoices from FOL (`SetNextDocNos`, Sysu1.pas L372-420).
     new_folio = take_folio(cursor, FOLIO_COUNTER if doc_type == "SDN" else "FOL")
@@ -140,7 +147,8 @@ def _raise_from_order(cursor, *, doc_type, reference, date, folio, account_code,
     return new_reference
 
 
-def dispatch_order(database, reference, quantities=None, *, date=None):
+def dispatch_order(database: Database, reference: str, quantities: Mapping[int, float] | None = None, *,
+                   date: datetime.date | None = None) -> str:
     """Raises a delivery note (SDN) for a sales order and returns its reference.
 
     `quantities` maps tlABSLineNo to quantities; by default everything outstanding goes.
@@ -150,7 +158,9 @@ def dispatch_order(database, reference, quantities=None, *, date=None):
         settings = company_settings(cursor)
         rates = vat_rates(cursor)
         folio, account_code = header[0], header[2]
-        delivery, changes, value = [], {}, 0.0
+        delivery: list[dict[str, Any]] = []
+        changes: dict[tuple[str, str], tuple[float, float, float]] = {}
+        value = 0.0
         for abs_no, code, description, qty, delivered, written_off, picked, location, net, vat_code, deduct, \
                 mul in lines:
             outstanding = float(qty) - float(delivered) - float(written_off)
@@ -180,19 +190,19 @@ def dispatch_order(database, reference, quantities=None, *, date=None):
         return sdn
 
 
-def invoice_order(database, reference, *, date=None):
+def invoice_order(database: Database, reference: str, *, date: datetime.date | None = None) -> str:
     """Raises an invoice (SIN) for what a sales order has delivered and not yet invoiced."""
     with _transaction(database, "an invoice") as cursor:
         header, lines = _order(cursor, reference)
         rates = vat_rates(cursor)
         folio, account_code = header[0], header[2]
-        invoiced = {}
+        invoiced: dict[int, float] = {}
         for sop_abs_line_no, qty in cursor.run(
                 "SELECT l.{lines.sop_abs_line_no}, l.{lines.qty} FROM {lines} l "
                 "JOIN {documents} d ON d.{documents.folio} = l.{lines.folio} "
                 "WHERE l.{lines.sop_folio} = ? AND d.{documents.doc_type} = ?", (folio, DOC_TYPES["SIN"])).fetchall():
             invoiced[sop_abs_line_no] = invoiced.get(sop_abs_line_no, 0.0) + float(qty)
-        invoice = []
+        invoice: list[dict[str, Any]] = []
         for abs_no, code, description, _, delivered, _, _, location, net, vat_code, _, _ in lines:
             amount = float(delivered) - invoiced.get(abs_no, 0.0)
             if amount <= 0:
@@ -206,7 +216,7 @@ def invoice_order(database, reference, *, date=None):
                                  account_code=account_code, lines=invoice, rates=rates)
 
 
-def cancel_order(database, reference):
+def cancel_order(database: Database, reference: str) -> float:
     """Writes off what is left of a sales order (tlQtyWOFF), as a user cancelling it in Exchequer does:
     its allocation is released (tlStockDeductQty 0) and the order is finished. Documents are never
     deleted. Returns the quantity written off."""
@@ -214,7 +224,8 @@ def cancel_order(database, reference):
         header, lines = _order(cursor, reference)
         settings = company_settings(cursor)
         folio = header[0]
-        changes, value, total = {}, 0.0, 0.0
+        changes: dict[tuple[str, str], tuple[float, float, float]] = {}
+        value, total = 0.0, 0.0
         for abs_no, code, _, qty, delivered, written_off, picked, location, net, _, deduct, _ in lines:
             outstanding = float(qty) - float(delivered) - float(written_off)
             if outstanding <= 0:
@@ -232,8 +243,9 @@ def cancel_order(database, reference):
         return total
 
 
-def insert_order_line(database, reference, *, position, stock_code, qty, unit_net_price, vat_code="S",
-                      location="MAI", description=None):
+def insert_order_line(database: Database, reference: str, *, position: int, stock_code: str, qty: float,
+                      unit_net_price: float, vat_code: str = "S", location: str = "MAI",
+                      description: str | None = None) -> int:
     """Inserts a line into a sales order at display position `position` (1 = first), as a user editing
     the order in Exchequer: the lines after it move down (tlLineNo), the new line takes the order's
     next absolute number (thNextLineNumber) and allocates. Returns the new line's tlABSLineNo."""
@@ -267,12 +279,13 @@ def insert_order_line(database, reference, *, position, stock_code, qty, unit_ne
         return abs_no
 
 
-def recalculated_allocations(database):
+def recalculated_allocations(database: Database) -> tuple[dict[str, float], dict[tuple[str, str], float]]:
     """What Exchequer's `esp_RecalculateStock` (020 - Stored Procedures/210 - esp_RecalculateStock.sql)
     would set as allocated: Σ tlStockDeductQty of SOR lines (classified by tlDocType, L116, L569-572)
     with tlYear after the audit year (L153), by item and by (item, location). Returns (by item, by
     (item, location))."""
-    by_item, by_location = {}, {}
+    by_item: dict[str, float] = {}
+    by_location: dict[tuple[str, str], float] = {}
     with database.transaction(write=False) as cursor:
         audit_year = company_settings(cursor).audit_year
         for code, location, deduct in cursor.run(
@@ -287,13 +300,13 @@ def recalculated_allocations(database):
     return by_item, by_location
 
 
-def edit_account(database, code, **changes):
+def edit_account(database: Database, code: str, **changes: Any) -> str:
     """Changes an account's fields (AccountDetails names: company, email, price_band...)."""
     with _transaction(database, "an account edit") as cursor:
         return update_account_row(cursor, code, changes)
 
 
-def change_price(database, *, stock_code, band, price):
+def change_price(database: Database, *, stock_code: str, band: str, price: float) -> None:
     """Sets an item's selling price in one band (A..H)."""
     if band not in PRICE_BANDS or len(band) != 1:
         raise InvalidDocumentError(f"price band {band!r} is not one of {PRICE_BANDS}")
@@ -309,7 +322,7 @@ _SYSTEM_FLAGS = {"excludes_sales_orders": "free_ex_all", "allocate_when_picked":
                  "credit_check": "use_credit_chk"}
 
 
-def set_system_flags(database, **flags):
+def set_system_flags(database: Database, **flags: bool) -> None:
     """Changes system settings on the 'SYS' record of EXCHQSS (names: the keys of _SYSTEM_FLAGS)."""
     unknown = set(flags) - set(_SYSTEM_FLAGS)
     if unknown:
@@ -324,7 +337,7 @@ def set_system_flags(database, **flags):
                        (*(int(bool(value)) for value in flags.values()), position))
 
 
-def set_free_stock_settings(database, settings):
+def set_free_stock_settings(database: Database, settings: FreeStockSettings) -> None:
     """Changes the system settings that choose the free-stock rule."""
     set_system_flags(database, excludes_sales_orders=settings.excludes_sales_orders,
                      allocate_when_picked=settings.allocate_when_picked,

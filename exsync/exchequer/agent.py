@@ -27,17 +27,24 @@ import logging
 import threading
 import time
 import uuid
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import pika
 import pika.exceptions
 
-from exsync.bus.connection import open_connection
+from exsync.bus.connection import Connection, open_connection
 from exsync.bus.errors import BrokerUnavailable
 from exsync.exchequer import errors as exchequer_errors
 from exsync.exchequer.errors import AgentTimeoutError, ExchequerError, ToolkitError
 from exsync.exchequer.models import AccountDetails, DocumentLine, SalesDocument, WriteResult
 from exsync.metrics import Metrics
 from exsync.schemas.config import DEFAULT_AGENT_REPLY_TIMEOUT_SECONDS as DEFAULT_REPLY_TIMEOUT_SECONDS
+
+if TYPE_CHECKING:  # the toolkits the agent performs with, for annotations only (they import the ledger)
+    from exsync.exchequer.comtoolkit import ComToolkit
+    from exsync.exchequer.keys import KeyStore
+    from exsync.exchequer.writer import ToolkitEmulator
 
 __all__ = [
     "COMMANDS_QUEUE",
@@ -62,12 +69,12 @@ _RAISED_AGAIN = ("InvalidDocumentError", "UnknownAccountError", "UnknownStockIte
                  "ToolkitError", "NotADemoCompanyError")
 
 
-def declare_commands_queue(channel):
+def declare_commands_queue(channel: Any) -> None:
     """The commands queue: durable and quorum, like every queue of exsync's (bus/topology.py)."""
     channel.queue_declare(queue=COMMANDS_QUEUE, durable=True, arguments={"x-queue-type": "quorum"})
 
 
-def encode_document(document: SalesDocument) -> dict:
+def encode_document(document: SalesDocument) -> dict[str, Any]:
     return {"external_key": document.external_key, "doc_type": document.doc_type,
             "account_code": document.account_code, "date": document.date.isoformat(),
             "your_ref": document.your_ref, "long_your_ref": document.long_your_ref,
@@ -75,7 +82,7 @@ def encode_document(document: SalesDocument) -> dict:
             "lines": [dataclasses.asdict(line) for line in document.lines]}
 
 
-def decode_document(data: dict) -> SalesDocument:
+def decode_document(data: dict[str, Any]) -> SalesDocument:
     return SalesDocument(external_key=data["external_key"], doc_type=data["doc_type"],
                          account_code=data["account_code"], date=datetime.date.fromisoformat(data["date"]),
                          your_ref=data.get("your_ref", ""), long_your_ref=data.get("long_your_ref", ""),
@@ -83,12 +90,12 @@ def decode_document(data: dict) -> SalesDocument:
                          lines=tuple(DocumentLine(**line) for line in data["lines"]))
 
 
-def _details(data):
+def _details(data: dict[str, Any]) -> AccountDetails:
     return AccountDetails(**{**data, "address": tuple(data.get("address") or ()),
                              "user_defs": tuple(data.get("user_defs") or ())})
 
 
-def perform(toolkit, operation: str, args: dict) -> dict:
+def perform(toolkit: "ComToolkit | ToolkitEmulator", operation: str, args: dict[str, Any]) -> dict[str, Any]:
     """Runs one command on a Toolkit; returns the JSON-able result."""
     if operation == "create_sales_document":
         result = toolkit.create_sales_document(decode_document(args["document"]))
@@ -109,7 +116,9 @@ def perform(toolkit, operation: str, args: dict) -> dict:
 class ToolkitAgent:
     """Takes commands from the queue one at a time and performs them through `toolkit`."""
 
-    def __init__(self, *, url, toolkit, metrics=None, connect=open_connection, poll_seconds=DEFAULT_POLL_SECONDS):
+    def __init__(self, *, url: str, toolkit: "ComToolkit | ToolkitEmulator", metrics: Metrics | None = None,
+                 connect: Callable[[str], Connection] = open_connection,
+                 poll_seconds: float = DEFAULT_POLL_SECONDS) -> None:
         self.url = url
         self.toolkit = toolkit
         self.metrics = metrics or Metrics()
@@ -117,7 +126,7 @@ class ToolkitAgent:
         self.poll_seconds = poll_seconds
         self._stop = threading.Event()
 
-    def stop(self, *_signal_args):
+    def stop(self, *_signal_args: object) -> None:
         self._stop.set()
 
     def run(self) -> None:
@@ -130,7 +139,7 @@ class ToolkitAgent:
                 log.warning("agent: broker unavailable (%s); retrying", error)
                 self._stop.wait(1.0)
 
-    def _serve(self, channel):
+    def _serve(self, channel: Any) -> None:
         declare_commands_queue(channel)
         channel.basic_qos(prefetch_count=1)
         log.info("agent: serving %s", COMMANDS_QUEUE)
@@ -149,7 +158,7 @@ class ToolkitAgent:
             channel.basic_ack(method.delivery_tag)
         channel.cancel()
 
-    def handle(self, body: bytes | str) -> dict:
+    def handle(self, body: bytes | str) -> dict[str, Any]:
         """The reply to one command body (never raises: a failure is an answer)."""
         started = time.monotonic()
         try:
@@ -178,24 +187,24 @@ class AgentToolkit:
     link_account and record (exsync.exchequer.keys.KeyStore), kept in the state database.
     """
 
-    def __init__(self, *, url, keys, reply_timeout_seconds=DEFAULT_REPLY_TIMEOUT_SECONDS, metrics=None,
-                 connect=open_connection):
+    def __init__(self, *, url: str, keys: "KeyStore", reply_timeout_seconds: float = DEFAULT_REPLY_TIMEOUT_SECONDS,
+                 metrics: Metrics | None = None, connect: Callable[[str], Connection] = open_connection) -> None:
         self.url = url
         self.keys = keys
         self.reply_timeout_seconds = reply_timeout_seconds
         self.metrics = metrics or Metrics()
         self.connect = connect
-        self._connection = None
-        self._channel = None
-        self._replies = {}
-        self._waiting = set()
+        self._connection: Connection | None = None
+        self._channel: Any = None
+        self._replies: dict[str, bytes] = {}
+        self._waiting: set[str] = set()
 
     # --- exsync's own key record (no Exchequer write)
 
     def existing_reference(self, kind: str, external_key: str) -> str | None:
         return self.keys.existing_reference(kind, external_key)
 
-    def keys_of(self, kind: str, reference: str, *, prefix: str = "") -> list:
+    def keys_of(self, kind: str, reference: str, *, prefix: str = "") -> list[str]:
         return self.keys.keys_of(kind, reference, prefix=prefix)
 
     def link_account(self, *, external_key: str, code: str) -> str:
@@ -212,7 +221,7 @@ class AgentToolkit:
         self.keys.record("account", external_key, result["reference"])
         return WriteResult(reference=result["reference"], created=result["created"])
 
-    def update_account(self, code: str, changes: dict) -> str:
+    def update_account(self, code: str, changes: dict[str, Any]) -> str:
         return self._call("update_account", {"code": code, "changes": dict(changes)})["reference"]
 
     def create_sales_document(self, document: SalesDocument) -> WriteResult:
@@ -225,7 +234,7 @@ class AgentToolkit:
 
     # --- the round trip
 
-    def _open(self):
+    def _open(self) -> Any:
         if self._channel is None or not self._channel.is_open:
             self.close()
             self._connection = self.connect(self.url)
@@ -236,18 +245,20 @@ class AgentToolkit:
             self._channel = channel
         return self._channel
 
-    def _on_reply(self, _channel, _method, properties, body):
+    def _on_reply(self, _channel: Any, _method: Any, properties: Any, body: bytes) -> None:
         # A late answer to a command this client gave up on (its retry asks again) is dropped.
         if properties.correlation_id in self._waiting:
             self._replies[properties.correlation_id] = body
 
-    def _call(self, operation, args):
+    def _call(self, operation: str, args: dict[str, Any]) -> dict[str, Any]:
         started = time.monotonic()
         command_id = str(uuid.uuid4())
         body = json.dumps({"id": command_id, "operation": operation, "args": args})
         self._waiting.add(command_id)
         try:
             channel = self._open()
+            connection = self._connection
+            assert connection is not None  # _open() has just opened it
             channel.basic_publish(exchange="", routing_key=COMMANDS_QUEUE, body=body, mandatory=True,
                                   properties=pika.BasicProperties(
                                       delivery_mode=2, correlation_id=command_id, reply_to=DIRECT_REPLY_TO,
@@ -260,7 +271,7 @@ class AgentToolkit:
                     raise AgentTimeoutError(
                         f"no answer from the Exchequer agent to {operation} within {self.reply_timeout_seconds:g} s "
                         f"(the command waits in {COMMANDS_QUEUE}; the write is retried and is idempotent)")
-                self._connection.pika.process_data_events(time_limit=min(left, DEFAULT_POLL_SECONDS))
+                connection.pika.process_data_events(time_limit=min(left, DEFAULT_POLL_SECONDS))
         except (pika.exceptions.AMQPError, BrokerUnavailable) as error:
             self.close()
             raise AgentTimeoutError(f"cannot reach the Exchequer agent's queue: {error}") from error
@@ -273,7 +284,7 @@ class AgentToolkit:
         error_class = getattr(exchequer_errors, name, None) if name in _RAISED_AGAIN else None
         raise (error_class or ToolkitError)(f"the Exchequer agent refused {operation}: {reply.get('message')}")
 
-    def close(self):
+    def close(self) -> None:
         if self._connection is not None:
             try:
                 self._connection.close()

@@ -16,6 +16,8 @@ account with the same long your-ref (`thLongYourRefTrans`, the shop's order numb
 whose key user field (`account_key_field`) holds the external key.
 """
 
+from typing import Any
+
 from exsync.exchequer.accounts import AccountCodePattern, generate_account_code
 from exsync.exchequer.db import Database
 from exsync.exchequer.errors import ConnectError, InvalidDocumentError, ToolkitError, UnknownAccountError
@@ -36,8 +38,8 @@ _ACCOUNT_FIELDS = {"company": "acCompany", "contact": "acContact", "email": "acE
 class ComToolkit:
     """Exchequer's COM Toolkit for one company (its data directory); `database` reads the same company."""
 
-    def __init__(self, *, data_directory: str, database: Database,
-                 account_key_field: str = DEFAULT_ACCOUNT_KEY_FIELD, account_codes: AccountCodePattern | None = None):
+    def __init__(self, *, data_directory: str, database: Database, account_key_field: str = DEFAULT_ACCOUNT_KEY_FIELD,
+                 account_codes: AccountCodePattern | None = None) -> None:
         try:
             import pythoncom
             import win32com.client
@@ -57,20 +59,20 @@ class ComToolkit:
     def close(self) -> None:
         self.toolkit.CloseToolkit()
 
-    def _check(self, status, what):
+    def _check(self, status: int, what: str) -> None:
         if status != 0:
             raise ToolkitError(f"{what}: Toolkit error {status}: {self.toolkit.LastErrorString}", code=status)
 
     # --- reads that make the writes idempotent
 
-    def _existing_document(self, document):
+    def _existing_document(self, document: SalesDocument) -> str | None:
         with self.database.transaction(write=False) as cursor:
             return cursor.scalar("SELECT {documents.our_ref} FROM {documents} WHERE {documents.long_your_ref_text} = ? "
                                  "AND {documents.doc_type} = ? AND {documents.account_code} = ?",
                                  (document.long_your_ref, DOC_TYPES[document.doc_type],
                                   document.account_code.upper()))
 
-    def _existing_account(self, external_key):
+    def _existing_account(self, external_key: str) -> str | None:
         column = self.database.dialect.quote(self.account_key_field)
         with self.database.transaction(write=False) as cursor:
             return cursor.scalar(f"SELECT {{accounts.code}} FROM {{accounts}} WHERE {column} = ?", (external_key,))
@@ -106,7 +108,7 @@ class ComToolkit:
         self._check(transaction.Save(True), f"saving {document.doc_type} for {document.external_key}")
         return WriteResult(reference=str(transaction.thOurRef).strip(), created=True)
 
-    def _set_account(self, account, details_fields):
+    def _set_account(self, account: Any, details_fields: dict[str, Any]) -> None:
         for field, value in details_fields.items():
             if field == "address":
                 address = account.acAddress
@@ -142,7 +144,7 @@ class ComToolkit:
         self._check(account.Save(), f"saving account {code} for {external_key}")
         return WriteResult(reference=code.upper(), created=True)
 
-    def update_account(self, code: str, changes: dict) -> str:
+    def update_account(self, code: str, changes: dict[str, Any]) -> str:
         customer = self.toolkit.Customer
         if customer.GetEqual(customer.BuildCodeIndex(code.upper())) != 0:
             raise UnknownAccountError(f"no account {code!r}")

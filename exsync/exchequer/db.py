@@ -10,8 +10,10 @@ import contextlib
 import os
 import re
 import sqlite3
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any
 
-from exsync.exchequer.dialect import SQLITE, dialect_for_dbms
+from exsync.exchequer.dialect import SQLITE, Dialect, dialect_for_dbms
 from exsync.exchequer.errors import (
     ConnectError,
     DatabaseError,
@@ -19,7 +21,7 @@ from exsync.exchequer.errors import (
     DuplicateKeyError,
     RetryableError,
 )
-from exsync.exchequer.mapping import Mapping
+from exsync.exchequer.mapping import BoundNames, Mapping
 from exsync.redact import redact, redact_odbc, secrets_in
 
 __all__ = [
@@ -52,10 +54,14 @@ DRIVER_PACKAGES = {
     "pervasive odbc unicode interface": None,
     "zen odbc unicode interface": None,
 }
+# A row as the driver gives it: a tuple (sqlite3) or a pyodbc.Row, read by index.
+Row = Any
+# Statement parameters, `?` placeholders in order.
+Params = Sequence[Any]
 _DRIVER_PATTERN = re.compile(r"(?:^|;)\s*driver\s*=\s*(\{[^}]*\}|[^;]*)", re.IGNORECASE)
 
 
-def _sqlstate(error):
+def _sqlstate(error: BaseException) -> str | None:
     args = getattr(error, "args", ())
     if args and isinstance(args[0], str) and len(args[0]) == 5:
         return args[0]
@@ -65,19 +71,19 @@ def _sqlstate(error):
 class Cursor:
     """A DB-API cursor whose driver exceptions come out as exsync.exchequer.errors."""
 
-    def __init__(self, *, raw, database):
+    def __init__(self, *, raw: Any, database: "Database") -> None:
         self._raw = raw
         self._database = database
         self.names = database.names
 
-    def execute(self, sql, params=()):
+    def execute(self, sql: str, params: Params = ()) -> "Cursor":
         try:
             self._raw.execute(sql, params)
         except self._database.driver_errors as error:
             raise self._database.translate(error, sql) from error
         return self
 
-    def executemany(self, sql, rows):
+    def executemany(self, sql: str, rows: Iterable[Params]) -> "Cursor":
         rows = list(rows)
         if not rows:
             return self
@@ -98,40 +104,40 @@ class Cursor:
                 self._raw.fast_executemany = True
         return self
 
-    def run(self, template, params=()):
+    def run(self, template: str, params: Params = ()) -> "Cursor":
         """Executes a mapping template (`{stock.code}` style names) with `?` parameters."""
         return self.execute(self.names.sql(template), params)
 
-    def _fetch(self, method, *args):
+    def _fetch(self, method: Callable[..., Any], *args: Any) -> Any:
         try:
             return method(*args)
         except self._database.driver_errors as error:
             raise self._database.translate(error, "fetch") from error
 
-    def fetchone(self):
+    def fetchone(self) -> Row | None:
         return self._fetch(self._raw.fetchone)
 
-    def fetchall(self):
+    def fetchall(self) -> list[Row]:
         return self._fetch(self._raw.fetchall)
 
-    def fetchmany(self, rows=DEFAULT_FETCH_ROWS):
+    def fetchmany(self, rows: int = DEFAULT_FETCH_ROWS) -> list[Row]:
         return self._fetch(self._raw.fetchmany, rows)
 
-    def iterate(self, rows=DEFAULT_FETCH_ROWS):
+    def iterate(self, rows: int = DEFAULT_FETCH_ROWS) -> Iterator[Row]:
         """Yields the result's rows, holding at most `rows` of them at a time."""
         while batch := self.fetchmany(rows):
             yield from batch
 
-    def scalar(self, template, params=()):
+    def scalar(self, template: str, params: Params = ()) -> Any:
         row = self.run(template, params).fetchone()
         return None if row is None else row[0]
 
     @property
-    def rowcount(self):
+    def rowcount(self) -> int:
         return self._raw.rowcount
 
     @property
-    def column_names(self):
+    def column_names(self) -> list[str]:
         """The names of the last SELECT's columns (DB-API `description`)."""
         return [column[0] for column in self._raw.description or ()]
 
@@ -139,16 +145,17 @@ class Cursor:
 class Database:
     """One connection to an Exchequer company (and, by default, the integration's state)."""
 
-    def __init__(self, *, raw, dialect, mapping, driver_errors, dsn_label):
+    def __init__(self, *, raw: Any, dialect: Dialect, mapping: Mapping,
+                 driver_errors: tuple[type[BaseException], ...], dsn_label: str) -> None:
         self.raw = raw
         self.dialect = dialect
         self.mapping = mapping
-        self.names = mapping.bind(dialect)
+        self.names: BoundNames = mapping.bind(dialect)
         self.driver_errors = driver_errors
         self.dsn_label = dsn_label
         self._in_transaction = False
 
-    def translate(self, error, sql):
+    def translate(self, error: BaseException, sql: str) -> DatabaseError:
         """The exsync error for a driver exception raised by `sql`."""
         dialect = self.dialect
         message = f"{error} [in: {' '.join(sql.split())[:300]}]"
@@ -166,7 +173,7 @@ class Database:
         return DatabaseError(message, sqlstate=sqlstate)
 
     @contextlib.contextmanager
-    def transaction(self, *, write=True):
+    def transaction(self, *, write: bool = True) -> Iterator[Cursor]:
         """One database transaction: commits when the block ends, rolls back if it raises.
 
         `write` takes SQLite's write lock at the start (BEGIN IMMEDIATE) so two writers queue
@@ -191,7 +198,7 @@ class Database:
                     raw_cursor.close()
             self._in_transaction = False
 
-    def _begin(self, write):
+    def _begin(self, write: bool) -> Any:
         try:
             raw_cursor = self.raw.cursor()
             if self.dialect is SQLITE:
@@ -202,7 +209,7 @@ class Database:
         except self.driver_errors as error:
             raise self.translate(error, "BEGIN") from error
 
-    def _end(self, *, commit):
+    def _end(self, *, commit: bool) -> None:
         try:
             if commit:
                 self.raw.commit()
@@ -215,21 +222,21 @@ class Database:
                 self.raw.rollback()
             raise self.translate(error, "COMMIT") from error
 
-    def close(self):
+    def close(self) -> None:
         with contextlib.suppress(*self.driver_errors):
             self.raw.close()
 
-    def __enter__(self):
+    def __enter__(self) -> "Database":
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"Database({self.dialect.name}, {self.dsn_label}, {self.mapping!r})"
 
 
-def _connect_sqlite(dsn, mapping, busy_timeout_seconds):
+def _connect_sqlite(dsn: str, mapping: Mapping, busy_timeout_seconds: float) -> Database:
     path = dsn[len(SQLITE_SCHEME):]
     if not path:
         raise ConnectError(f"{dsn!r} names no file (sqlite:///relative/path or sqlite:////absolute/path)")
@@ -249,19 +256,19 @@ def _connect_sqlite(dsn, mapping, busy_timeout_seconds):
                     dsn_label=dsn)
 
 
-def _named_driver(dsn):
+def _named_driver(dsn: str) -> str | None:
     match = _DRIVER_PATTERN.search(dsn)
     if not match:
         return None
     return match.group(1).strip().strip("{}").strip() or None
 
 
-def _odbc_label(dsn):
+def _odbc_label(dsn: str) -> str:
     """The connection string without secrets, for messages and logs."""
     return redact_odbc(dsn)
 
 
-def _connect_odbc(dsn, mapping, login_timeout_seconds):
+def _connect_odbc(dsn: str, mapping: Mapping, login_timeout_seconds: float) -> Database:
     try:
         import pyodbc
     except ImportError as error:
@@ -288,8 +295,8 @@ def _connect_odbc(dsn, mapping, login_timeout_seconds):
                     dsn_label=label)
 
 
-def connect(dsn, *, mapping=None, busy_timeout_seconds=DEFAULT_BUSY_TIMEOUT_SECONDS,
-            login_timeout_seconds=DEFAULT_LOGIN_TIMEOUT_SECONDS):
+def connect(dsn: str, *, mapping: Mapping | None = None, busy_timeout_seconds: float = DEFAULT_BUSY_TIMEOUT_SECONDS,
+            login_timeout_seconds: float = DEFAULT_LOGIN_TIMEOUT_SECONDS) -> Database:
     """Opens `dsn` (an ODBC connection string, or sqlite:///path) with `mapping` (default: SQL edition)."""
     mapping = mapping or Mapping()
     if dsn.startswith(SQLITE_SCHEME):
@@ -299,7 +306,7 @@ def connect(dsn, *, mapping=None, busy_timeout_seconds=DEFAULT_BUSY_TIMEOUT_SECO
     return _connect_odbc(dsn, mapping, login_timeout_seconds)
 
 
-def ping(database):
+def ping(database: Database) -> None:
     """Raises a DatabaseError unless `database` answers a trivial query (a readiness probe)."""
     with database.transaction(write=False) as cursor:
         cursor.execute("SELECT 1").fetchone()

@@ -6,6 +6,7 @@ versus TOP, insert-if-absent, and which driver errors mean "duplicate key" or "t
 """
 
 import dataclasses
+from collections.abc import Sequence
 
 __all__ = ["DIALECTS", "MSSQL", "PERVASIVE", "POSTGRESQL", "SQLITE", "Dialect", "dialect_for_dbms"]
 
@@ -29,10 +30,10 @@ class Dialect:
     bytes_type: str = "BLOB"
     bit_type: str = "SMALLINT"
 
-    def quote(self, identifier):
+    def quote(self, identifier: str) -> str:
         return '"' + identifier.replace('"', '""') + '"'
 
-    def column_type(self, kind):
+    def column_type(self, kind: str) -> str:
         if kind.startswith("standin:"):
             kind = kind[len("standin:"):]
         if kind == "identity":
@@ -53,7 +54,7 @@ class Dialect:
             return self.bytes_type.format(size=size)
         raise ValueError(f"unknown column kind {kind!r}")
 
-    def pascal_text(self, column_sql):
+    def pascal_text(self, column_sql: str) -> str:
         """An expression reading the text of a Pascal short string column, as Exchequer's
         `common.GetString(col, 1)` does (ifn_BinaryConversionFunctions.sql)."""
         if self.name == "postgresql":
@@ -68,7 +69,7 @@ class Dialect:
         return (f"CAST(substr({column_sql}, 2, coalesce(unicode(CAST(substr({column_sql}, 1, 1) AS TEXT)), 0)) "
                 "AS TEXT)")
 
-    def generated(self, column_sql, expression):
+    def generated(self, column_sql: str, expression: str) -> str:
         """A column computed from others (the replica's stand-in for Exchequer's computed columns)."""
         if self.name == "postgresql":
             return f"{column_sql} TEXT GENERATED ALWAYS AS ({expression}) STORED"
@@ -76,7 +77,7 @@ class Dialect:
             return f"{column_sql} AS ({expression})"
         return f"{column_sql} TEXT GENERATED ALWAYS AS ({expression}) VIRTUAL"
 
-    def create_view(self, view_sql, view_literal, select_sql):
+    def create_view(self, view_sql: str, view_literal: str, select_sql: str) -> str:
         """A CREATE VIEW that leaves an existing view alone."""
         if self.name == "mssql":
             literal = view_literal.replace("'", "''")
@@ -86,11 +87,11 @@ class Dialect:
             return f"CREATE OR REPLACE VIEW {view_sql} AS {select_sql}"
         return f"CREATE VIEW IF NOT EXISTS {view_sql} AS {select_sql}"
 
-    def string_default(self):
+    def string_default(self) -> str:
         """Exchequer's strings are NOT NULL and empty rather than missing."""
         return "NOT NULL DEFAULT ''"
 
-    def limit(self, select_sql, rows):
+    def limit(self, select_sql: str, rows: int) -> str:
         """Restricts a `SELECT ...` to its first `rows` rows."""
         rows = int(rows)
         if self.limit_style == "top":
@@ -98,14 +99,14 @@ class Dialect:
             return f"{head}SELECT TOP {rows} {rest}"
         return f"{select_sql} LIMIT {rows}"
 
-    def locked(self, table_sql):
+    def locked(self, table_sql: str) -> str:
         """The table reference in a FROM clause that reads rows for update."""
         return table_sql + self.lock_table_hint
 
-    def for_update(self, select_sql):
+    def for_update(self, select_sql: str) -> str:
         return select_sql + self.lock_suffix
 
-    def insert_if_absent(self, table_sql, columns, key_columns):
+    def insert_if_absent(self, table_sql: str, columns: Sequence[str], key_columns: Sequence[str]) -> str:
         """An INSERT that does nothing when a row with the same key exists (one row, `?` values)."""
         names = ", ".join(columns)
         marks = ", ".join("?" for _ in columns)
@@ -116,12 +117,12 @@ class Dialect:
         return (f"INSERT INTO {table_sql} ({names}) SELECT {marks} "
                 f"WHERE NOT EXISTS (SELECT 1 FROM {table_sql} WHERE {where})")
 
-    def insert_if_absent_params(self, values, key_values):
+    def insert_if_absent_params(self, values: Sequence[object], key_values: Sequence[object]) -> tuple[object, ...]:
         if self.insert_ignore_style == "on_conflict":
             return tuple(values)
         return (*values, *key_values)
 
-    def create_schema(self, schema):
+    def create_schema(self, schema: str) -> str | None:
         """A statement creating `schema` if missing, or None where schemas do not exist."""
         if not self.supports_schemas:
             return None
@@ -130,14 +131,15 @@ class Dialect:
             return f"IF SCHEMA_ID('{literal}') IS NULL EXEC('CREATE SCHEMA {self.quote(schema)}')"
         return f"CREATE SCHEMA IF NOT EXISTS {self.quote(schema)}"
 
-    def create_table(self, table_sql, table_literal, body):
+    def create_table(self, table_sql: str, table_literal: str, body: str) -> str:
         """A CREATE TABLE that leaves an existing table alone (`table_literal`: its name as text)."""
         if self.name == "mssql":
             literal = table_literal.replace("'", "''")
             return f"IF OBJECT_ID('{literal}') IS NULL CREATE TABLE {table_sql} ({body})"
         return f"CREATE TABLE IF NOT EXISTS {table_sql} ({body})"
 
-    def create_index(self, index_name, schema, table_sql, columns, *, unique):
+    def create_index(self, index_name: str, schema: str | None, table_sql: str, columns: Sequence[str], *,
+                     unique: bool) -> str:
         """A CREATE INDEX that leaves an existing index alone."""
         kind = "UNIQUE INDEX" if unique else "INDEX"
         cols = ", ".join(columns)
@@ -147,10 +149,10 @@ class Dialect:
                     f"CREATE {kind} {self.quote(index_name)} ON {table_sql} ({cols})")
         return f"CREATE {kind} IF NOT EXISTS {self.quote(index_name)} ON {table_sql} ({cols})"
 
-    def is_unique_violation(self, sqlstate):
+    def is_unique_violation(self, sqlstate: str | None) -> bool:
         return sqlstate in _UNIQUE_SQLSTATES
 
-    def is_retryable(self, sqlstate):
+    def is_retryable(self, sqlstate: str | None) -> bool:
         return sqlstate in _RETRY_SQLSTATES
 
 
@@ -171,7 +173,7 @@ PERVASIVE = Dialect(name="pervasive", supports_schemas=False, identity="IDENTITY
 DIALECTS = {d.name: d for d in (SQLITE, POSTGRESQL, MSSQL, PERVASIVE)}
 
 
-def dialect_for_dbms(dbms_name):
+def dialect_for_dbms(dbms_name: str | None) -> Dialect | None:
     """The dialect for an ODBC connection's SQL_DBMS_NAME, or None if exsync does not know it."""
     lowered = (dbms_name or "").lower()
     if "postgres" in lowered:

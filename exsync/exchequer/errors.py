@@ -4,6 +4,8 @@ pyodbc and sqlite3 exceptions are translated where they enter (exsync.exchequer.
 never see a driver's own exception types.
 """
 
+from collections.abc import Iterable
+
 from exsync.errors import ExsyncError
 from exsync.state.errors import DuplicateRowError
 
@@ -45,7 +47,7 @@ class ConnectError(ExchequerError):
 class DriverNotInstalledError(ConnectError):
     """The DSN names an ODBC driver that unixODBC does not know."""
 
-    def __init__(self, *, driver, package, installed):
+    def __init__(self, *, driver: str, package: str | None, installed: Iterable[str]) -> None:
         self.driver = driver
         self.package = package
         self.installed = tuple(installed)
@@ -57,7 +59,7 @@ class DriverNotInstalledError(ConnectError):
 class DatabaseError(ExchequerError):
     """A statement failed; `sqlstate` holds the driver's SQLSTATE where it gave one."""
 
-    def __init__(self, message, *, sqlstate=None):
+    def __init__(self, message: str, *, sqlstate: str | None = None) -> None:
         self.sqlstate = sqlstate
         super().__init__(message)
 
@@ -94,7 +96,7 @@ class InvalidDocumentError(ExchequerError):
 class BomCycleError(ExchequerError):
     """Bills of materials contain each other; `items` lists the cycle in order."""
 
-    def __init__(self, items):
+    def __init__(self, items: Iterable[str]) -> None:
         self.items = tuple(items)
         super().__init__("bill of materials cycle: " + " -> ".join(self.items))
 
@@ -114,7 +116,7 @@ class NotADemoCompanyError(ExchequerError):
 class ToolkitError(ExchequerError):
     """Exchequer's Toolkit (or its emulator) refused a save; `code` is the Toolkit's error number."""
 
-    def __init__(self, message, *, code=None):
+    def __init__(self, message: str, *, code: int | None = None) -> None:
         super().__init__(message)
         self.code = code
 

@@ -10,7 +10,10 @@ Each rule cites the vendor routine it follows (adv-hack/Exchequer; see ../shared
 import dataclasses
 import datetime
 import time
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
+from exsync.exchequer.db import Cursor
 from exsync.exchequer.errors import (
     InvalidDocumentError,
     MappingError,
@@ -27,6 +30,7 @@ from exsync.exchequer.mapping import (
     RUN_NO,
     STOCK_CODE_LENGTH,
     VAT_ANALYSIS,
+    BoundNames,
     pascal_bytes,
     pascal_text,
 )
@@ -77,7 +81,7 @@ class CompanySettings:
     credit_check: bool = False
 
 
-def company_settings(cursor):
+def company_settings(cursor: Cursor) -> CompanySettings:
     row = cursor.run("SELECT {settings.use_multi_locations}, {settings.deduct_bom_components}, "
                      "{settings.audit_year} FROM {settings}").fetchone()
     # QUAllocFlg and UseCreditChk are not in the view: the 'SYS' record of EXCHQSS, found by
@@ -94,13 +98,13 @@ def company_settings(cursor):
                            audit_year=int(row[2] or 0), quotes_allocate=quotes, credit_check=credit)
 
 
-def vat_rates(cursor):
+def vat_rates(cursor: Cursor) -> dict[str, float]:
     """{VAT code: rate %} from the company's evw_VATRate."""
     return {code: float(rate or 0.0) for code, rate in cursor.run(
         "SELECT {vat_rates.code}, {vat_rates.rate} FROM {vat_rates}").fetchall() if code and code.strip()}
 
 
-def next_number(cursor, counter_type):
+def next_number(cursor: Cursor, counter_type: str) -> int:
     """Takes the next number of an EXCHQNUM counter (`GetNextCount`, ENTRPRSE/R&D/Sysu1.pas L230-280),
     holding its row lock until commit."""
     dialect = cursor.names.dialect
@@ -114,7 +118,7 @@ def next_number(cursor, counter_type):
     return int(row[0])
 
 
-def take_reference(cursor, doc_type):
+def take_reference(cursor: Cursor, doc_type: str) -> str:
     """The next unused reference of a type (`SetNextDocNos` loops until `CheckExsists` finds none,
     ENTRPRSE/R&D/Sysu1.pas L372-420)."""
     while True:
@@ -123,7 +127,7 @@ def take_reference(cursor, doc_type):
             return reference
 
 
-def take_folio(cursor, counter):
+def take_folio(cursor: Cursor, counter: str) -> int:
     """The next unused folio from the AFL or FOL row (the same loop: the two rows share one key space)."""
     while True:
         folio = next_number(cursor, counter)
@@ -131,7 +135,7 @@ def take_folio(cursor, counter):
             return folio
 
 
-def format_reference(doc_type, number):
+def format_reference(doc_type: str, number: int) -> str:
     """SOR000123: the type and a six-digit counter."""
     if number > MAX_REFERENCE_NUMBER:
         raise InvalidDocumentError(f"{doc_type} counter passed {MAX_REFERENCE_NUMBER}: Exchequer's "
@@ -139,7 +143,7 @@ def format_reference(doc_type, number):
     return f"{doc_type}{number:06d}"
 
 
-def trans_date(value):
+def trans_date(value: datetime.date | str) -> str:
     """Exchequer's YYYYMMDD text for a date (a date, or already such text)."""
     if isinstance(value, datetime.date):
         return value.strftime("%Y%m%d")
@@ -149,12 +153,12 @@ def trans_date(value):
     return text
 
 
-def full_stock_code(code):
+def full_stock_code(code: str) -> str:
     """`FullStockCode`: upper case, padded to StkLen (ENTRPRSE/R&D/BTKeys1U.pas L1042-1045)."""
     return code.upper().ljust(STOCK_CODE_LENGTH) if code else ""
 
 
-def check_fits(names, table, column, value):
+def check_fits(names: BoundNames, table: str, column: str, value: str) -> str:
     """Raises InvalidDocumentError when a text is longer than the mapped column allows."""
     kind = names.mapping.tables[table].kind(column)
     if kind.startswith(("str:", "pstr:")) and len(value) > int(kind.partition(":")[2]):
@@ -163,9 +167,9 @@ def check_fits(names, table, column, value):
     return value
 
 
-def stock_records(cursor, codes):
+def stock_records(cursor: Cursor, codes: Iterable[str]) -> dict[str, tuple[str, int]]:
     """{code: (stType, stFolioNum)}; UnknownStockItemError names the first code missing."""
-    found = {}
+    found: dict[str, tuple[str, int]] = {}
     for code in sorted(set(codes)):
         row = cursor.run("SELECT {stock.type}, {stock.folio} FROM {stock} WHERE {stock.code} = ?",
                          (code,)).fetchone()
@@ -175,32 +179,35 @@ def stock_records(cursor, codes):
     return found
 
 
-def stock_types(cursor, codes):
+def stock_types(cursor: Cursor, codes: Iterable[str]) -> dict[str, str]:
     """The stType of each code; UnknownStockItemError names the first code missing."""
     return {code: record[0] for code, record in stock_records(cursor, codes).items()}
 
 
-def require_account(cursor, code):
+def require_account(cursor: Cursor, code: str) -> str:
     row = cursor.run("SELECT {accounts.code} FROM {accounts} WHERE {accounts.code} = ?", (code.upper(),)).fetchone()
     if row is None:
         raise UnknownAccountError(f"no account {code!r}")
     return row[0]
 
 
-def _stamp(now=None):
+def _stamp(now: time.struct_time | None = None) -> tuple[str, str]:
     now = now or time.localtime()
     return time.strftime("%Y%m%d", now), time.strftime("%H%M%S", now)
 
 
-def _year_period(date):
+def _year_period(date: str) -> tuple[int, int]:
     """Exchequer's year (year - 1900) and period of a date; the demo company's periods are months."""
     day = datetime.date(int(date[:4]), int(date[4:6]), int(date[6:]))
     return day.year - 1900, day.month
 
 
-def insert_document(cursor, *, doc_type, our_ref, folio, account_code, date, your_ref="", long_your_ref="",
-                    user_fields=None, lines, vat_rates, delivery_address=(), delivery_post_code="",
-                    hold_flag=0, remit_no="", delivery_note_ref=""):
+def insert_document(cursor: Cursor, *, doc_type: str, our_ref: str, folio: int, account_code: str,
+                    date: datetime.date | str, your_ref: str = "", long_your_ref: str = "",
+                    user_fields: Mapping[int, str] | None = None, lines: Sequence[Mapping[str, Any]],
+                    vat_rates: Mapping[str, float], delivery_address: Iterable[str] = (),
+                    delivery_post_code: str = "", hold_flag: int = 0, remit_no: str = "",
+                    delivery_note_ref: str = "") -> tuple[float, float, float]:
     """Writes a DOCUMENT header and its DETAILS lines with what the Toolkit sets on save.
 
     `lines` are dicts with stock_code, description, qty, net_value (per unit), vat_code, location, and
@@ -213,8 +220,8 @@ def insert_document(cursor, *, doc_type, our_ref, folio, account_code, date, you
     date_text = trans_date(date)
     year, period = _year_period(date_text)
     total_net = total_vat = order_os = 0.0
-    analysis = {}
-    rows = []
+    analysis: dict[str, float] = {}
+    rows: list[tuple[Any, ...]] = []
     for line_no, line in enumerate(lines, start=1):
         vat_code = line["vat_code"]
         if vat_code not in vat_rates:
@@ -278,13 +285,14 @@ def insert_document(cursor, *, doc_type, our_ref, folio, account_code, date, you
     return round(total_net, 2), round(total_vat, 2), round(order_os, 2)
 
 
-def _location_row(cursor, code, location):
+def _location_row(cursor: Cursor, code: str, location: str) -> Any:
     return cursor.run("SELECT {stock_locations.position_id} FROM {stock_locations} "
                       "WHERE {stock_locations.stock_code} = ? AND {stock_locations.location} = ? "
                       "ORDER BY {stock_locations.position_id}", (code, location)).fetchone()
 
 
-def move_stock(cursor, changes, *, use_multi_locations=True):
+def move_stock(cursor: Cursor, changes: Mapping[tuple[str, str], tuple[float, float, float]], *,
+               use_multi_locations: bool = True) -> None:
     """Adds to an item's figures and, with multi-location on, to its location's (`Stock_Deduct` and
     `Stock_MLocDeduct`, ENTRPRSE/DLLTK/BTS1.pas L1380-1440, L1648-1740): `changes` maps (code,
     location) to (in_stock, allocated, picked) deltas. A missing location record is created with the
@@ -320,7 +328,7 @@ def move_stock(cursor, changes, *, use_multi_locations=True):
                    "WHERE {stock_locations.position_id} = ?", (in_stock, allocated, picked, day, now, row[0]))
 
 
-def post_order_balance(cursor, *, account_code, year, period, amount):
+def post_order_balance(cursor: Cursor, *, account_code: str, year: int, period: int, amount: float) -> None:
     """Adds `amount` to the customer's committed order balance in HISTORY, class 'U', for the period and
     the year to date (`UpdateOrdBal` -> `Post_To_Hist`/`Post_To_CYTDHist` with the value as `PCleared`,
     ENTRPRSE/DLLTK/BTS1.pas L2191-2340, ENTRPRSE/R&D/Sysu1.pas L1649)."""
@@ -337,7 +345,7 @@ def post_order_balance(cursor, *, account_code, year, period, amount):
                        "VALUES (?, ?, 0, ?, ?, 0, 0, ?)", (code, ex_class, year, row_period, round(amount, 2)))
 
 
-def committed_balance(cursor, account_code):
+def committed_balance(cursor: Cursor, account_code: str) -> float:
     """The account's committed order balance: Σ class 'U' year-to-date rows (`WithinCreditLimit`)."""
     code = pascal_bytes(account_code.upper().ljust(20), 20)
     value = cursor.scalar("SELECT SUM({history.cleared}) FROM {history} WHERE {history.ex_class} = ? "
@@ -346,7 +354,7 @@ def committed_balance(cursor, account_code):
     return float(value or 0.0)
 
 
-def add_audit_note(cursor, *, folio, text):
+def add_audit_note(cursor: Cursor, *, folio: int, text: str) -> None:
     """An audit note: an EXCHQCHK 'N' record keyed by the folio (`AuditNote.AddNote`,
     ENTRPRSE/R&D/AuditNotes.pas L127, L209)."""
     key = pascal_bytes(str(folio), 10)
@@ -357,9 +365,9 @@ def add_audit_note(cursor, *, folio, text):
                (NOTE_RECORD_PREFIX, ord("A"), key, "A", int(line_no) + 1, text[:100], TOOLKIT_OPERATOR))
 
 
-def account_columns(names, details_fields):
+def account_columns(names: BoundNames, details_fields: Mapping[str, Any]) -> list[tuple[str, Any]]:
     """(logical column, value) pairs for the AccountDetails fields given, length-checked."""
-    pairs = []
+    pairs: list[tuple[str, Any]] = []
     for field, value in details_fields.items():
         if field not in ACCOUNT_FIELDS:
             raise InvalidDocumentError(f"accounts have no field {field!r} (fields: {', '.join(ACCOUNT_FIELDS)})")
@@ -378,7 +386,7 @@ def account_columns(names, details_fields):
     return [(column, check_fits(names, "accounts", column, value)) for column, value in pairs]
 
 
-def update_account_row(cursor, code, changes):
+def update_account_row(cursor: Cursor, code: str, changes: Mapping[str, Any]) -> str:
     """Applies field changes to an account and stamps acLastUsed/acTimeStamp (`EX_STOREACCOUNT`,
     ENTRPRSE/DLLTK/DLL01U.pas L625, L702); UnknownAccountError when there is none."""
     names = cursor.names

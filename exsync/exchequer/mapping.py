@@ -23,6 +23,7 @@ import math
 import re
 import string
 
+from exsync.exchequer.dialect import Dialect
 from exsync.exchequer.errors import MappingError
 from exsync.schemas.config import (
     DEFAULT_CATEGORY_FIELD,
@@ -102,7 +103,7 @@ VAT_ANALYSIS = {"S": "Standard", "E": "Exempt", "Z": "Zero", **{str(n): f"Rate{n
 VAT_RATE_SLOTS = 18  # EXCHQSS 'VAT' record VATRate1..18 (ExchqSS_Final.xml L202-399)
 
 
-def pascal_bytes(text, size):
+def pascal_bytes(text: str, size: int) -> bytes:
     """A Pascal short string of `size` characters as Exchequer stores it: length byte, text, NUL padding."""
     raw = text.encode("latin-1")
     if len(raw) > size:
@@ -110,7 +111,7 @@ def pascal_bytes(text, size):
     return bytes([len(raw)]) + raw + b"\x00" * (size - len(raw))
 
 
-def pascal_text(raw):
+def pascal_text(raw: bytes | bytearray | memoryview | None) -> str:
     """The text of a Pascal short string (`common.GetString(col, 1)`); '' for NULL or empty."""
     if not raw:
         return ""
@@ -118,7 +119,7 @@ def pascal_text(raw):
     return raw[1:1 + raw[0]].decode("latin-1")
 
 
-def real48_bytes(value):
+def real48_bytes(value: float) -> bytes:
     """A Turbo Pascal Real48 (6 bytes: exponent biased by 129, then a 39-bit fraction and the sign bit),
     the form of EXCHQCHK's QtyUsed (split over the last byte of EXCHQCHKcode3 and QtyUsed)."""
     if value == 0:
@@ -131,7 +132,7 @@ def real48_bytes(value):
     return bytes([exponent + 128]) + packed.to_bytes(5, "little")
 
 
-def real48_value(raw):
+def real48_value(raw: bytes | bytearray | memoryview) -> float:
     """The number a Real48's six bytes hold (`common.EntDouble`)."""
     raw = bytes(raw)
     if len(raw) != 6 or raw[0] == 0:
@@ -142,7 +143,7 @@ def real48_value(raw):
     return sign * (1 + fraction) * 2.0 ** (raw[0] - 129)
 
 
-def folio_bytes(folio, size):
+def folio_bytes(folio: int, size: int) -> bytes:
     """A folio number as Exchequer keys it in a binary code column: a length byte of 4, then the int32
     little-endian (read back by `common.GetFolio(col, 1)`, bytes 2-5), NUL padding."""
     return bytes([4]) + int(folio).to_bytes(4, "little", signed=True) + bytes(size - 5)
@@ -157,7 +158,7 @@ class Column:
     unique: bool = False
 
     @property
-    def writable(self):
+    def writable(self) -> bool:
         return not self.kind.startswith("read:") and self.kind != "identity"
 
 
@@ -173,27 +174,27 @@ class TableSpec:
     """
 
     name: str
-    columns: dict
+    columns: dict[str, Column]
     home: str = "company"
-    unique: tuple = ()
-    indexes: tuple = ()
-    aliases: dict = dataclasses.field(default_factory=dict)
+    unique: tuple[tuple[str, ...], ...] = ()
+    indexes: tuple[tuple[str, ...], ...] = ()
+    aliases: dict[str, str] = dataclasses.field(default_factory=dict)
     source: str = ""
     view: bool = False
     nullable: bool = False
 
-    def physical(self, logical):
+    def physical(self, logical: str) -> str:
         if logical in self.columns:
             return self.columns[logical].name
         if logical in self.aliases:
             return self.columns[self.aliases[logical]].name
         raise MappingError(f"table {self.name} has no column {logical!r} in the mapping")
 
-    def kind(self, logical):
+    def kind(self, logical: str) -> str:
         return self.columns[self.aliases.get(logical, logical)].kind
 
 
-def _numbered(logical, physical, count, kind, start=1):
+def _numbered(logical: str, physical: str, count: int, kind: str, start: int = 1) -> dict[str, Column]:
     return {f"{logical}_{n}": Column(f"{physical}{n}", kind) for n in range(start, count + 1)}
 
 
@@ -201,7 +202,7 @@ _SCHEMAS = "ExchSQL/SQLEmulator/Schemas/"
 _VIEWS = _SCHEMAS + "SQLScripts/015 - Views & TVFs/"
 
 
-def _sql_edition():
+def _sql_edition() -> dict[str, TableSpec]:
     identity = {"position_id": Column("PositionId", "identity")}
     return {
         "accounts": TableSpec("CUSTSUPP", {
@@ -445,10 +446,11 @@ class Mapping:
     integration's own tables go in `state_schema`, or get `state_schema + "_"` as a prefix.
     """
 
-    def __init__(self, *, edition=DEFAULT_EDITION, company=DEFAULT_COMPANY, table_prefix=None,
-                 common_schema=DEFAULT_COMMON_SCHEMA, state_schema=DEFAULT_STATE_SCHEMA,
-                 category_field=DEFAULT_CATEGORY_FIELD, web_flag_field=DEFAULT_WEB_FLAG_FIELD,
-                 web_flag_value=DEFAULT_WEB_FLAG_VALUE, tables=None, columns=None):
+    def __init__(self, *, edition: str = DEFAULT_EDITION, company: str = DEFAULT_COMPANY,
+                 table_prefix: str | None = None, common_schema: str = DEFAULT_COMMON_SCHEMA,
+                 state_schema: str = DEFAULT_STATE_SCHEMA, category_field: str = DEFAULT_CATEGORY_FIELD,
+                 web_flag_field: str = DEFAULT_WEB_FLAG_FIELD, web_flag_value: str = DEFAULT_WEB_FLAG_VALUE,
+                 tables: dict[str, str] | None = None, columns: dict[str, str] | None = None) -> None:
         if edition not in EDITIONS:
             raise MappingError(f"unknown Exchequer edition {edition!r}; known: {', '.join(EDITIONS)}")
         if not USER_FIELD_PATTERN.match(category_field):
@@ -484,24 +486,24 @@ class Mapping:
             "category": by_physical[category_field], "web_flag": by_physical[web_flag_field]})
         self.tables = specs
 
-    def bind(self, dialect):
+    def bind(self, dialect: Dialect) -> "BoundNames":
         return BoundNames(mapping=self, dialect=dialect)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"Mapping(edition={self.edition!r}, company={self.company!r}, table_prefix={self.table_prefix!r})"
 
 
 class _TableRef:
     """Formats as the qualified table name; attributes are its quoted column names."""
 
-    def __init__(self, names, logical):
+    def __init__(self, names: "BoundNames", logical: str) -> None:
         self._names = names
         self._spec = names.mapping.tables[logical]
 
-    def __format__(self, spec):
+    def __format__(self, spec: str) -> str:
         return self._names.qualified(self._spec)
 
-    def __getattr__(self, logical):
+    def __getattr__(self, logical: str) -> str:
         return self._names.dialect.quote(self._spec.physical(logical))
 
 
@@ -509,13 +511,13 @@ class BoundNames:
     """A mapping bound to a dialect: formats SQL templates such as
     `SELECT {stock.code} FROM {stock} WHERE {stock.type} = ?` into the site's names."""
 
-    def __init__(self, *, mapping, dialect):
+    def __init__(self, *, mapping: Mapping, dialect: Dialect) -> None:
         self.mapping = mapping
         self.dialect = dialect
         self._refs = {logical: _TableRef(self, logical) for logical in mapping.tables}
-        self._cache = {}
+        self._cache: dict[str, str] = {}
 
-    def sql(self, template):
+    def sql(self, template: str) -> str:
         text = self._cache.get(template)
         if text is None:
             try:
@@ -525,14 +527,14 @@ class BoundNames:
             self._cache[template] = text
         return text
 
-    def schema_of(self, spec):
+    def schema_of(self, spec: TableSpec) -> str | None:
         """The schema a table lives in, or None on databases without schemas."""
         if not self.dialect.supports_schemas:
             return None
         return {"company": self.mapping.company, "common": self.mapping.common_schema,
                 "state": self.mapping.state_schema}[spec.home]
 
-    def qualified(self, spec):
+    def qualified(self, spec: TableSpec) -> str:
         schema = self.schema_of(spec)
         if schema is not None:
             return f"{self.dialect.quote(schema)}.{self.dialect.quote(spec.name)}"
@@ -542,13 +544,13 @@ class BoundNames:
             prefix = self.mapping.table_prefix or ""
         return self.dialect.quote(prefix + spec.name)
 
-    def table(self, logical):
+    def table(self, logical: str) -> str:
         return self.qualified(self.mapping.tables[logical])
 
-    def state_table(self, name):
+    def state_table(self, name: str) -> str:
         """Where one of the integration's own tables called `name` lives: `"exsync"."name"`, or
         `"exsync_name"` on databases without schemas (for the other packages' state tables)."""
         return self.qualified(TableSpec(name, {}, home="state"))
 
-    def column(self, logical_table, logical_column):
+    def column(self, logical_table: str, logical_column: str) -> str:
         return self.dialect.quote(self.mapping.tables[logical_table].physical(logical_column))

@@ -80,7 +80,7 @@ class AccountDetails:
     price_band: str = "A"
     user_defs: tuple = ()
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         address = tuple(self.address)[:5]
         object.__setattr__(self, "address", address + ("",) * (5 - len(address)))
         object.__setattr__(self, "user_defs", tuple(self.user_defs)[:10])
@@ -114,10 +114,10 @@ class SalesDocument:
     doc_type: str
     account_code: str
     date: datetime.date
-    lines: tuple
+    lines: tuple[DocumentLine, ...]
     your_ref: str = ""
     long_your_ref: str = ""
-    user_fields: dict = dataclasses.field(default_factory=dict)  # {1..12: text} -> thUserFieldN
+    user_fields: dict[int, str] = dataclasses.field(default_factory=dict)  # {1..12: text} -> thUserFieldN
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -173,7 +173,7 @@ class Document:
     """A transaction header with its lines."""
 
     header: DocumentHeader
-    lines: tuple
+    lines: tuple[StoredLine, ...]
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -194,16 +194,16 @@ class OrderProgress:
     """A sales order's progress: its lines, and the delivery notes and invoices raised from it."""
 
     reference: str
-    lines: tuple
-    deliveries: tuple
-    invoices: tuple
+    lines: tuple[LineProgress, ...]
+    deliveries: tuple[str, ...]
+    invoices: tuple[str, ...]
 
     @property
-    def fully_delivered(self):
+    def fully_delivered(self) -> bool:
         return all(line.qty_delivered >= line.qty for line in self.lines)
 
     @property
-    def fully_invoiced(self):
+    def fully_invoiced(self) -> bool:
         return all(line.qty_invoiced >= line.qty for line in self.lines)
 
 

@@ -12,8 +12,11 @@ rather than losing one.
 """
 
 import time
+from typing import Any
 
+from exsync.bus.protocols import EventPublisher
 from exsync.bus.topology import EXCHEQUER_EXCHANGE
+from exsync.exchequer.db import Database
 from exsync.exchequer.mapping import DOC_TYPE_NAMES, DOC_TYPES
 from exsync.exchequer.reader import ExchequerReader
 from exsync.exchequer.writer import KIND_SALES_DOCUMENT
@@ -31,7 +34,8 @@ ROUTING_KEY = "order.progressed"
 class OrderProgressCapture:
     """Publishes the progress of imported sales orders; `run_once()` returns the events published."""
 
-    def __init__(self, *, database, publisher, metrics=None, key_prefix=ORDER_KEY_PREFIX):
+    def __init__(self, *, database: Database, publisher: EventPublisher, metrics: Metrics | None = None,
+                 key_prefix: str = ORDER_KEY_PREFIX) -> None:
         self.database = database
         self.publisher = publisher
         self.metrics = metrics or Metrics()
@@ -41,7 +45,7 @@ class OrderProgressCapture:
         self._quote = database.dialect.quote
         self._ensure_table()
 
-    def _ensure_table(self):
+    def _ensure_table(self) -> None:
         dialect = self.database.dialect
         schema = self.database.mapping.state_schema if dialect.supports_schemas else None
         columns = (f"{self._quote('reference')} VARCHAR(16) {dialect.string_default()}, "
@@ -50,13 +54,14 @@ class OrderProgressCapture:
         literal = f"{schema}.{PROGRESS_TABLE}" if schema else self.table.strip('"')
         index = self.table.replace('"', "").replace(".", "_") + "_reference_document_key"
         with self.database.transaction() as cursor:
-            if schema is not None:
-                cursor.execute(dialect.create_schema(schema))
+            create_schema = dialect.create_schema(schema) if schema is not None else None
+            if create_schema is not None:
+                cursor.execute(create_schema)
             cursor.execute(dialect.create_table(self.table, literal, columns))
             cursor.execute(dialect.create_index(index, schema, self.table,
                                                 [self._quote("reference"), self._quote("document")], unique=True))
 
-    def _raised(self):
+    def _raised(self) -> dict[tuple[int, str], list[tuple[str, str]]]:
         """{(woo order id, SOR reference): [(document, doc type name), ...]} not yet published."""
         with self.database.transaction(write=False) as cursor:
             rows = cursor.run(
@@ -71,7 +76,7 @@ class OrderProgressCapture:
                  DOC_TYPES["SIN"])).fetchall()
             published = {(row[0], row[1]) for row in cursor.execute(
                 f"SELECT {self._quote('reference')}, {self._quote('document')} FROM {self.table}").fetchall()}
-        raised = {}
+        raised: dict[tuple[int, str], list[tuple[str, str]]] = {}
         for key, order_ref, document, doc_type in rows:
             if (order_ref, document) in published:
                 continue
@@ -82,19 +87,19 @@ class OrderProgressCapture:
                 (document, DOC_TYPE_NAMES.get(doc_type, str(doc_type))))
         return raised
 
-    def _user_fields(self, reference):
+    def _user_fields(self, reference: str) -> dict[str, Any]:
         columns = ", ".join(f"{{documents.user_field_{n}}}" for n in range(1, 13))
         with self.database.transaction(write=False) as cursor:
             row = cursor.run(f"SELECT {columns} FROM {{documents}} WHERE {{documents.our_ref}} = ?",
                              (reference,)).fetchone()
         return {str(n): value for n, value in enumerate(row or (), start=1) if value}
 
-    def run_once(self):
+    def run_once(self) -> int:
         published = 0
         for (order_id, order_ref), documents in sorted(self._raised().items()):
             progress = self.reader.order_progress(order_ref)
             documents = sorted(set(documents))
-            entries = {"SDN": [], "SIN": []}
+            entries: dict[str, list[dict[str, Any]]] = {"SDN": [], "SIN": []}
             for document, doc_type in documents:
                 entries[doc_type].append({"reference": document, "user_fields": self._user_fields(document)})
             event = new_event(type="exchequer.order.progressed", source=EVENT_SOURCE, subject=str(order_id), data={

@@ -7,13 +7,16 @@ Stock is streamed page by page (keyset pagination on the stock code), so memory 
 whatever the driver buffers: psqlODBC, for one, fetches a whole result set unless told not to.
 """
 
-from exsync.exchequer.db import DEFAULT_FETCH_ROWS
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from exsync.exchequer.db import DEFAULT_FETCH_ROWS, Cursor, Database, Row
 from exsync.exchequer.errors import (
     UnknownAccountError,
     UnknownDocumentError,
     UnknownStockItemError,
 )
-from exsync.exchequer.ledger import company_settings, vat_rates
+from exsync.exchequer.ledger import CompanySettings, company_settings, vat_rates
 from exsync.exchequer.mapping import DOC_TYPE_NAMES, DOC_TYPES, NO_PRICE_BANDS
 from exsync.exchequer.models import (
     Account,
@@ -25,6 +28,7 @@ from exsync.exchequer.models import (
     LocationStock,
     OrderProgress,
     StockItem,
+    StockLevel,
     StoredLine,
 )
 from exsync.exchequer.rules import ALL_LOCATIONS, StockRules
@@ -75,25 +79,25 @@ _CUSTOMER_FIELD_COLUMNS = (
 )
 
 
-def price_band(value):
+def price_band(value: str | None) -> str:
     """acDiscountBand as exsync uses it: a band letter, or '' for none (' ' and '%' in Exchequer)."""
     return "" if value is None or value in NO_PRICE_BANDS else value.strip()
 
 
-def _account(row):
+def _account(row: Row) -> Account:
     return Account(code=row[0], cust_supp=row[1], company=row[2], contact=row[3], address=tuple(row[4:9]),
                    post_code=row[9], email=row[10], phone=row[11], price_band=price_band(row[12]),
                    user_defs=tuple(row[13:23]))
 
 
-def _header(row):
+def _header(row: Row) -> DocumentHeader:
     return DocumentHeader(our_ref=row[0], folio=row[1], doc_type=DOC_TYPE_NAMES.get(row[2], str(row[2])),
                           account_code=row[3], run_no=row[4], trans_date=row[5], your_ref=row[6],
                           long_your_ref=(row[7] or "").rstrip(), net_value=float(row[8]), total_vat=float(row[9]),
                           total_order_os=float(row[10]), hold_flag=int(row[11]))
 
 
-def _line(row):
+def _line(row: Row) -> StoredLine:
     return StoredLine(line_no=row[0], abs_line_no=row[1], stock_code=(row[2] or "").rstrip(), description=row[3],
                       qty=float(row[4]), qty_delivered=float(row[5]), qty_picked=float(row[6]), location=row[7],
                       net_value=float(row[8]), vat_code=row[9], vat_amount=float(row[10]), sop_folio=row[11],
@@ -101,7 +105,7 @@ def _line(row):
                       doc_type=DOC_TYPE_NAMES.get(row[14], str(row[14])))
 
 
-def _number(value):
+def _number(value: float | None) -> float:
     """A StockLocation figure: the table is made by SELECT ... INTO, so its columns may hold NULL."""
     return 0.0 if value is None else float(value)
 
@@ -113,12 +117,12 @@ class ExchequerReader:
     transaction until it is exhausted or closed; writes meanwhile go through another Database.
     """
 
-    def __init__(self, *, database, page_rows=DEFAULT_PAGE_ROWS):
+    def __init__(self, *, database: Database, page_rows: int = DEFAULT_PAGE_ROWS) -> None:
         self.database = database
         self.page_rows = page_rows
         self._web_flag_value = database.mapping.web_flag_value
 
-    def free_stock_settings(self):
+    def free_stock_settings(self) -> FreeStockSettings:
         with self.database.transaction(write=False) as cursor:
             row = cursor.run("SELECT {settings.free_stock_excludes_sales_orders}, "
                              "{settings.orders_allocate_when_picked}, {settings.works_orders_allocate_when_picked} "
@@ -128,28 +132,28 @@ class ExchequerReader:
         return FreeStockSettings(excludes_sales_orders=bool(row[0]), allocate_when_picked=bool(row[1]),
                                  works_orders_allocate_when_picked=bool(row[2]))
 
-    def company_settings(self):
+    def company_settings(self) -> CompanySettings:
         """The settings the Toolkit's save consults: multi-location, BOM components, audit year, quotes."""
         with self.database.transaction(write=False) as cursor:
             return company_settings(cursor)
 
-    def vat_rates(self):
+    def vat_rates(self) -> dict[str, float]:
         """{VAT code: rate %} from the company's evw_VATRate."""
         with self.database.transaction(write=False) as cursor:
             return vat_rates(cursor)
 
-    def stock_rules(self, locations=ALL_LOCATIONS):
+    def stock_rules(self, locations: str | Iterable[str] = ALL_LOCATIONS) -> StockRules:
         """The rules as this company's settings and the given location scope make them."""
         return StockRules(settings=self.free_stock_settings(), locations=locations)
 
-    def locations(self):
+    def locations(self) -> list[tuple[str, str]]:
         """(code, name) of every location, by code."""
         with self.database.transaction(write=False) as cursor:
             rows = cursor.run("SELECT {locations.code}, {locations.name} FROM {locations} "
                               "ORDER BY {locations.code}").fetchall()
         return [(row[0], row[1]) for row in rows]
 
-    def _item(self, row, location_rows):
+    def _item(self, row: Row, location_rows: Iterable[Row]) -> StockItem:
         return StockItem(
             row[0], row[1], row[2], row[3], row[4], float(row[5]), float(row[6]), float(row[7]),
             float(row[8]), float(row[9]), float(row[10]), row[11], str(row[12]).strip() == self._web_flag_value,
@@ -159,7 +163,7 @@ class ExchequerReader:
             float(row[13]), float(row[14]),
         )
 
-    def _stock_pages(self, cursor, columns):
+    def _stock_pages(self, cursor: Cursor, columns: str) -> Iterator[list[Row]]:
         """Lists of STOCK rows (`columns` first the code), in code order, `page_rows` at a time."""
         page_sql = self.database.dialect.limit(
             self.database.names.sql(f"SELECT {columns} FROM {{stock}} WHERE {{stock.code}} > ? "
@@ -173,7 +177,7 @@ class ExchequerReader:
                 return
             after = page[-1][0]
 
-    def iter_stock_items(self):
+    def iter_stock_items(self) -> Iterator[StockItem]:
         """Yields every stock item with its locations, in code order, a page at a time."""
         locations_sql = self.database.names.sql(
             f"SELECT {_LOCATION_COLUMNS} FROM {{stock_locations}} "
@@ -181,13 +185,13 @@ class ExchequerReader:
             "ORDER BY {stock_locations.stock_code}, {stock_locations.location}")
         with self.database.transaction(write=False) as cursor:
             for page in self._stock_pages(cursor, _STOCK_COLUMNS):
-                by_code = {}
+                by_code: dict[str, list[Row]] = {}
                 for location_row in cursor.execute(locations_sql, (page[0][0], page[-1][0])).fetchall():
                     by_code.setdefault(location_row[0], []).append(location_row)
                 for row in page:
                     yield self._item(row, by_code.get(row[0], ()))
 
-    def iter_free_stock(self, rules):
+    def iter_free_stock(self, rules: StockRules) -> Iterator[tuple[Any, ...]]:
         """Yields a plain tuple per stock item, in code order, a page at a time: (code, type, free
         stock, web enabled, description, band A price, band B price, category). Change capture's lean
         path: nothing is built per item or per location.
@@ -217,7 +221,7 @@ class ExchequerReader:
                                                       float(alloc_wor), float(picked_wor)),
                                str(web).strip() == web_value, description, band_a, band_b, category)
                     continue
-                free = {}
+                free: dict[str, float] = {}
                 if located:
                     for code, in_stock, allocated, picked, alloc_wor, picked_wor in cursor.execute(
                             locations_sql, (page[0][0], page[-1][0], *located)).fetchall():
@@ -227,7 +231,7 @@ class ExchequerReader:
                     yield (code, stock_type, free.get(code, 0), str(web).strip() == web_value, description,
                            band_a, band_b, category)
 
-    def stock_item(self, code):
+    def stock_item(self, code: str) -> StockItem:
         with self.database.transaction(write=False) as cursor:
             row = cursor.run(f"SELECT {_STOCK_COLUMNS} FROM {{stock}} WHERE {{stock.code}} = ?", (code,)).fetchone()
             if row is None:
@@ -237,10 +241,10 @@ class ExchequerReader:
                                    (row[0],)).fetchall()
         return self._item(row, locations)
 
-    def bom_components(self):
+    def bom_components(self) -> dict[str, tuple[BomComponent, ...]]:
         """Every bill of materials: parent code -> its components (with each component's type), read
         through the company's evw_BillOfMaterials (its binary folio and quantity decoded by Exchequer)."""
-        boms = {}
+        boms: dict[str, list[BomComponent]] = {}
         with self.database.transaction(write=False) as cursor:
             cursor.run(
                 "SELECT p.{stock.code}, b.{bom_view.component_code}, b.{bom_view.qty_used}, c.{stock.type} "
@@ -252,12 +256,12 @@ class ExchequerReader:
                     BomComponent(parent, component, float(qty_used), component_type or ""))
         return {parent: tuple(components) for parent, components in boms.items()}
 
-    def stock_levels(self, locations=ALL_LOCATIONS):
+    def stock_levels(self, locations: str | Iterable[str] = ALL_LOCATIONS) -> Iterator[StockLevel]:
         """Free stock (and could-build for BOMs) of every item, streamed."""
         rules = self.stock_rules(locations)
         return rules.levels(self.iter_stock_items(), self.bom_components())
 
-    def account(self, code):
+    def account(self, code: str) -> Account:
         """The account with this code (codes are held upper case, as Exchequer keeps them)."""
         with self.database.transaction(write=False) as cursor:
             row = cursor.run(f"SELECT {_ACCOUNT_COLUMNS} FROM {{accounts}} WHERE {{accounts.code}} = ?",
@@ -266,7 +270,7 @@ class ExchequerReader:
             raise UnknownAccountError(f"no account {code!r}")
         return _account(row)
 
-    def accounts_by_email(self, email):
+    def accounts_by_email(self, email: str) -> list[Account]:
         """Every account with this e-mail address, compared case-insensitively."""
         with self.database.transaction(write=False) as cursor:
             rows = cursor.run(f"SELECT {_ACCOUNT_COLUMNS} FROM {{accounts}} "
@@ -274,14 +278,14 @@ class ExchequerReader:
                               (email.strip().lower(),)).fetchall()
         return [_account(row) for row in rows]
 
-    def iter_accounts(self):
+    def iter_accounts(self) -> Iterator[Account]:
         """Yields every account, in code order."""
         with self.database.transaction(write=False) as cursor:
             cursor.run(f"SELECT {_ACCOUNT_COLUMNS} FROM {{accounts}} ORDER BY {{accounts.code}}")
             for row in cursor.iterate():
                 yield _account(row)
 
-    def iter_customer_fields(self):
+    def iter_customer_fields(self) -> Iterator[Row]:
         """Yields (code, company, contact, address 1-5, post code, e-mail, phone, price band) of every
         customer account, as plain tuples: the lean path account capture takes each cycle."""
         with self.database.transaction(write=False) as cursor:
@@ -289,12 +293,12 @@ class ExchequerReader:
                        "ORDER BY {accounts.code}")
             yield from cursor.iterate()
 
-    def document(self, reference):
+    def document(self, reference: str) -> Document:
         """A transaction (header and lines) by its reference, e.g. SOR000123."""
         with self.database.transaction(write=False) as cursor:
             return self._document(cursor, reference)
 
-    def _document(self, cursor, reference):
+    def _document(self, cursor: Cursor, reference: str) -> Document:
         row = cursor.run(f"SELECT {_HEADER_COLUMNS} FROM {{documents}} WHERE {{documents.our_ref}} = ?",
                          (reference,)).fetchone()
         if row is None:
@@ -304,7 +308,7 @@ class ExchequerReader:
                            "ORDER BY {lines.line_no}, {lines.abs_line_no}", (header.folio,)).fetchall()
         return Document(header=header, lines=tuple(_line(line) for line in lines))
 
-    def order_progress(self, reference):
+    def order_progress(self, reference: str) -> OrderProgress:
         """How far a sales order has got: delivered and invoiced per line, and the SDNs and SINs.
 
         Delivery and invoice lines name the order line by its tlABSLineNo (tlSOPABSLineNo), which
@@ -317,7 +321,9 @@ class ExchequerReader:
                 "FROM {lines} l JOIN {documents} d ON d.{documents.folio} = l.{lines.folio} "
                 "WHERE l.{lines.sop_folio} = ? ORDER BY d.{documents.folio}, l.{lines.abs_line_no}",
                 (order.header.folio,)).fetchall()
-        deliveries, invoices, invoiced = [], [], {}
+        deliveries: list[str] = []
+        invoices: list[str] = []
+        invoiced: dict[int, float] = {}
         for doc_type, our_ref, sop_abs_line_no, qty in raised:
             if doc_type == DOC_TYPES["SDN"] and our_ref not in deliveries:
                 deliveries.append(our_ref)

@@ -6,7 +6,9 @@ progress without reaching into the job's pod; the jobs' metrics say the same to 
 
 import dataclasses
 import time
+from collections.abc import Callable
 
+from exsync.exchequer.db import Database
 from exsync.exchequer.mapping import Column
 from exsync.state import StateTable, create_state_tables
 
@@ -38,16 +40,16 @@ class Run:
 class RunLog:
     """Reads and records job runs on one Database (one thread's)."""
 
-    def __init__(self, *, database, clock=time.time):
+    def __init__(self, *, database: Database, clock: Callable[[], float] = time.time) -> None:
         self.database = database
         self.clock = clock
         self.table_sql = RUNS_TABLE.sql_name(database)
 
-    def ensure(self):
+    def ensure(self) -> "RunLog":
         create_state_tables(self.database, (RUNS_TABLE,))
         return self
 
-    def record(self, job, *, ok, detail=""):
+    def record(self, job: str, *, ok: bool, detail: object = "") -> None:
         """One run of `job` ended: ok, or failed with `detail` (an error message)."""
         now = self.clock()
         detail = str(detail)[:MAX_DETAIL_CHARS]
@@ -63,7 +65,7 @@ class RunLog:
                 cursor.execute(f'INSERT INTO {self.table_sql} ("job", "last_run_at", "last_success_at", "outcome", '
                                '"detail") VALUES (?, ?, ?, ?, ?)', (job, now, now if ok else 0, outcome, detail))
 
-    def all(self):
+    def all(self) -> dict[str, Run]:
         """job -> Run, for every job that ever recorded a run."""
         with self.database.transaction(write=False) as cursor:
             rows = cursor.execute(f'SELECT "job", "last_run_at", "last_success_at", "outcome", "detail" '

@@ -10,15 +10,20 @@ refused with NotADemoCompanyError, and so are `seed` and the Toolkit emulator's 
 """
 
 import time
+from collections.abc import Iterator
+from typing import Any
 
-from exsync.exchequer.dialect import PERVASIVE
+from exsync.exchequer.db import Database
+from exsync.exchequer.dialect import PERVASIVE, Dialect
 from exsync.exchequer.errors import DatabaseError, MappingError, NotADemoCompanyError
 from exsync.exchequer.mapping import (
     BOM_RECORD_PREFIX,
     BOM_SUB_TYPE,
     FOLIO_COUNTER,
     VAT_RATE_SLOTS,
+    BoundNames,
     Column,
+    TableSpec,
     pascal_bytes,
 )
 from exsync.state import StateTable, create_state_tables
@@ -51,7 +56,7 @@ DEMO_MARK_TABLE = StateTable(name="demo_company", key=("company",), columns={
 })
 
 
-def _default_sql(dialect, kind):
+def _default_sql(dialect: Dialect, kind: str) -> str:
     if kind.startswith(("str:", "read:")):
         return "DEFAULT ''"
     if kind.startswith(("pstr:", "bytes:")):
@@ -59,7 +64,7 @@ def _default_sql(dialect, kind):
     return "DEFAULT 0"
 
 
-def _column_sql(names, spec, column):
+def _column_sql(names: BoundNames, spec: TableSpec, column: Column) -> str:
     dialect = names.dialect
     quoted = dialect.quote(column.name)
     if column.kind == "identity":
@@ -71,7 +76,7 @@ def _column_sql(names, spec, column):
     return f"{quoted} {dialect.column_type(column.kind)}{null} {_default_sql(dialect, column.kind)}"
 
 
-def _settings_view(names):
+def _settings_view(names: BoundNames) -> str:
     """evw_SystemSettings (005 - evw_SystemSettings.sql): the 'SYS' record of EXCHQSS, renamed."""
     text = names.dialect.pascal_text(names.column("system_setup", "id_code"))
     return names.sql(
@@ -86,7 +91,7 @@ def _settings_view(names):
         f"FROM {{system_setup}} WHERE {text} = 'SYS'")
 
 
-def _vat_view(names):
+def _vat_view(names: BoundNames) -> str:
     """evw_VATRate (100 - evw_VATRate.sql): one row per rate slot of the 'VAT' record of EXCHQSS."""
     text = names.dialect.pascal_text(names.column("system_setup", "id_code"))
     parts = []
@@ -99,7 +104,7 @@ def _vat_view(names):
     return " UNION ALL ".join(parts)
 
 
-def _bom_view(names):
+def _bom_view(names: BoundNames) -> str:
     """evw_BillOfMaterials (255 - evw_BillOfMaterials.sql), the columns exsync reads."""
     return names.sql(
         "SELECT {bom.position_id} AS {bom_view.position_id}, {bom.component_folio} AS {bom_view.component_folio}, "
@@ -111,9 +116,9 @@ def _bom_view(names):
 _VIEWS = {"settings": _settings_view, "vat_rates": _vat_view, "bom_view": _bom_view}
 
 
-def _statements(names):
+def _statements(names: BoundNames) -> Iterator[str | None]:
     dialect = names.dialect
-    schemas = []
+    schemas: list[str] = []
     for spec in names.mapping.tables.values():
         schema = names.schema_of(spec)
         if schema is not None and schema not in schemas:
@@ -142,7 +147,7 @@ def _statements(names):
                                   build(names))
 
 
-def _company_exists(database):
+def _company_exists(database: Database) -> bool:
     """Whether the company's accounts table exists (its own transaction: a failed statement aborts one)."""
     try:
         with database.transaction(write=False) as cursor:
@@ -152,7 +157,7 @@ def _company_exists(database):
     return True
 
 
-def is_demo_company(database):
+def is_demo_company(database: Database) -> bool:
     """Whether `init_schema` marked this database's company as an exsync demo company."""
     table = DEMO_MARK_TABLE.sql_name(database)
     try:
@@ -164,7 +169,7 @@ def is_demo_company(database):
     return bool(row and row[0])
 
 
-def require_demo_company(database, what):
+def require_demo_company(database: Database, what: str) -> None:
     """Raises NotADemoCompanyError unless the database is an exsync demo company."""
     if not is_demo_company(database):
         raise NotADemoCompanyError(
@@ -173,21 +178,22 @@ def require_demo_company(database, what):
             "written only through its Toolkit: set exchequer.write_backend to toolkit and run the agent.")
 
 
-def _setup_rows(names, first_number):
+def _setup_rows(names: BoundNames, first_number: int) -> tuple[list[dict[str, Any]], list[tuple[str, int]]]:
     """The system setup records and counters of a new demo company (calendar-year periods)."""
     today = time.gmtime()
-    sys_row = {"id_code": pascal_bytes("SYS", 3), "free_ex_all": 0, "use_pick4all": 0, "use_wiss4all": 0,
+    sys_row: dict[str, Any] = {
+               "id_code": pascal_bytes("SYS", 3), "free_ex_all": 0, "use_pick4all": 0, "use_wiss4all": 0,
                "dead_bom": 0, "del_pick_only": 0, "use_mloc": 1, "audit_yr": DEMO_AUDIT_YEAR,
                "current_year": today.tm_year - 1900, "current_period": today.tm_mon, "qu_alloc_flg": 0,
                "use_credit_chk": 1}
-    vat_row = {"id_code": pascal_bytes("VAT", 3)}
+    vat_row: dict[str, Any] = {"id_code": pascal_bytes("VAT", 3)}
     for n, (code, description, rate) in enumerate(DEMO_VAT_RATES, start=1):
         vat_row.update({f"vat_{n}_code": code, f"vat_{n}_desc": description, f"vat_{n}_rate": rate,
                         f"vat_{n}_include": 0})
     return [sys_row, vat_row], [(counter, first_number) for counter in COUNTER_TYPES]
 
 
-def init_schema(database, *, first_number=DEFAULT_FIRST_NUMBER):
+def init_schema(database: Database, *, first_number: int = DEFAULT_FIRST_NUMBER) -> None:
     """Makes (or completes) the demo company: marks an empty database, creates what is missing.
 
     NotADemoCompanyError for a database whose company tables exsync did not create.

@@ -13,8 +13,11 @@ batches, all in one transaction. Only an exsync demo company is seeded.
 import dataclasses
 import datetime
 import random
+from collections.abc import Iterable, Iterator
+from typing import Any
 
 from exsync.exchequer.accounts import AccountCodePattern
+from exsync.exchequer.db import Cursor, Database
 from exsync.exchequer.errors import AccountCodeExhaustedError, SeedError
 from exsync.exchequer.ledger import (
     format_reference,
@@ -69,12 +72,12 @@ class SeedSummary:
     backlog_orders: int = 0
 
 
-def _location_codes(count):
+def _location_codes(count: int) -> list[str]:
     return ["MAI"] + [f"W{n:02d}" for n in range(2, count + 1)]
 
 
-def _batched(cursor, sql, rows, batch_rows):
-    batch = []
+def _batched(cursor: Cursor, sql: str, rows: Iterable[tuple[Any, ...]], batch_rows: int) -> None:
+    batch: list[tuple[Any, ...]] = []
     for row in rows:
         batch.append(row)
         if len(batch) >= batch_rows:
@@ -83,7 +86,9 @@ def _batched(cursor, sql, rows, batch_rows):
     cursor.executemany(sql, batch)
 
 
-def _stock_row(code, folio, description, stock_type, parent, totals, prices, category, web_flag):
+def _stock_row(code: str, folio: int, description: str, stock_type: str, parent: str,
+               totals: tuple[float, ...], prices: tuple[float, float], category: str,
+               web_flag: str | int) -> tuple[Any, ...]:
     in_stock, allocated, picked, on_order = totals
     band_a, band_b = prices
     return (code, folio, description, stock_type, parent, in_stock, allocated, picked, on_order, band_a, band_b,
@@ -91,30 +96,32 @@ def _stock_row(code, folio, description, stock_type, parent, totals, prices, cat
 
 
 class _Seeder:
-    def __init__(self, *, rng, items, locations, boms, accounts, web_flag_value, web_flag_is_int=False):
+    def __init__(self, *, rng: random.Random, items: int, locations: int, boms: int, accounts: int,
+                 web_flag_value: str, web_flag_is_int: bool = False) -> None:
         self.rng = rng
         self.items = items
         self.location_codes = _location_codes(locations)
         self.boms = boms
         self.accounts = accounts
         # stUseForEbus is an int (1 on); a user field holds the configured text.
-        self.web_flag_value = int(web_flag_value) if web_flag_is_int else web_flag_value
-        self.web_off = 0 if web_flag_is_int else "N"
-        self.folios = {}
-        self.stock_rows = []
-        self.location_rows = []
-        self.products = []
-        self.description_only = []
-        self.backlog = []  # (code, location, allocated, picked): lines of the open orders
+        self.web_flag_value: str | int = int(web_flag_value) if web_flag_is_int else web_flag_value
+        self.web_off: str | int = 0 if web_flag_is_int else "N"
+        self.folios: dict[str, int] = {}
+        self.stock_rows: list[tuple[Any, ...]] = []
+        self.location_rows: list[tuple[Any, ...]] = []
+        self.products: list[str] = []
+        self.description_only: list[str] = []
+        # (code, location, allocated, picked): lines of the open orders
+        self.backlog: list[tuple[str, str, float, float]] = []
         self.folio = 0
 
-    def _next_folio(self, code=None):
+    def _next_folio(self, code: str | None = None) -> int:
         self.folio += 1
         if code is not None:
             self.folios[code] = self.folio
         return self.folio
 
-    def _item_type(self, n):
+    def _item_type(self, n: int) -> str:
         # Fixed positions rather than chance, so even a ten-item company has one of each.
         if n % 50 == 7:
             return "D"
@@ -122,7 +129,7 @@ class _Seeder:
             return "X"
         return "P"
 
-    def stock(self):
+    def stock(self) -> Iterator[tuple[Any, ...]]:
         rng = self.rng
         for category, prefix in CATEGORIES:
             yield _stock_row(f"GRP-{prefix}", self._next_folio(), category, "G", "", (0.0, 0.0, 0.0, 0.0),
@@ -158,14 +165,14 @@ class _Seeder:
             yield _stock_row(code, self._next_folio(code), description, stock_type, f"GRP-{prefix}", tuple(totals),
                              (band_a, band_b), category, web)
 
-    def bills(self):
+    def bills(self) -> Iterator[tuple[tuple[Any, ...], list[tuple[Any, ...]]]]:
         """(stock row, component rows) for each kit; kit 2 onwards may contain an earlier kit. A
         component row is EXCHQCHK's BillMatType: the parent folio binary in EXCHQCHKcode1, the
         component folio in EXCHQCHKcode3, whose last byte with QtyUsed holds the Real48 quantity
         (exchqchk_final.xml L54-62; icc_AddBinaryConversionColumns.sql), and the replica's stand-ins
         for the computed columns Exchqchkcode1Trans5, Exchqchkcode3Trans2 and QtyUsedTrans."""
         rng = self.rng
-        kits = []
+        kits: list[str] = []
         for n in range(1, self.boms + 1):
             code = f"KIT-{n:05d}"
             folio = self._next_folio()
@@ -180,7 +187,7 @@ class _Seeder:
             row = _stock_row(code, folio, f"Kit {n}: {len(components)} parts", "M", "", (0.0, 0.0, 0.0, 0.0),
                              (band_a, round(band_a * 0.8, 2)), "Kits", self.web_flag_value)
             self.folios[code] = folio
-            rows = []
+            rows: list[tuple[Any, ...]] = []
             for component, qty in components:
                 real = real48_bytes(qty)
                 component_folio = self.folios[component]
@@ -189,9 +196,9 @@ class _Seeder:
                              folio, component_folio, qty))
             yield row, rows
 
-    def account_rows(self, pattern):
+    def account_rows(self, pattern: AccountCodePattern) -> Iterator[tuple[Any, ...]]:
         rng = self.rng
-        counters = {}
+        counters: dict[str, int] = {}
         for n in range(1, self.accounts + 1):
             first, surname = rng.choice(_FIRST_NAMES), rng.choice(_SURNAMES)
             company = "" if rng.random() < 0.3 else \
@@ -214,8 +221,8 @@ class _Seeder:
                    "20261101", "090000")
 
 
-def seed(database, *, items, locations, boms, accounts, seed_value=DEFAULT_SEED, batch_rows=DEFAULT_BATCH_ROWS,
-         account_codes=None):
+def seed(database: Database, *, items: int, locations: int, boms: int, accounts: int, seed_value: int = DEFAULT_SEED,
+         batch_rows: int = DEFAULT_BATCH_ROWS, account_codes: AccountCodePattern | None = None) -> SeedSummary:
     """Fills an initialised, empty company; SeedError if it already holds stock."""
     if locations < 1 or items < 2 or boms < 0 or accounts < 0:
         raise SeedError("seed needs at least 1 location and 2 items, and no negative counts")
@@ -254,7 +261,7 @@ def seed(database, *, items, locations, boms, accounts, seed_value=DEFAULT_SEED,
                            [(code, "Main warehouse" if code == "MAI" else f"Warehouse {code[1:].lstrip('0')}")
                             for code in seeder.location_codes])
 
-        def stock_rows():
+        def stock_rows() -> Iterator[tuple[Any, ...]]:
             for row in seeder.stock():
                 counts["stock"] += 1
                 yield row
@@ -266,15 +273,16 @@ def seed(database, *, items, locations, boms, accounts, seed_value=DEFAULT_SEED,
         _batched(cursor, stock_sql, stock_rows(), batch_rows)
         counts["locations"] += len(seeder.location_rows)
         cursor.executemany(location_sql, seeder.location_rows)
-        kit_rows, component_rows = [], []
+        kit_rows: list[tuple[Any, ...]] = []
+        component_rows: list[tuple[Any, ...]] = []
         for row, components in seeder.bills():
             kit_rows.append(row)
             component_rows.extend(components)
         cursor.executemany(stock_sql, kit_rows)
         cursor.executemany(bom_sql, component_rows)
-        codes = []
+        codes: list[str] = []
 
-        def account_rows():
+        def account_rows() -> Iterator[tuple[Any, ...]]:
             for row in seeder.account_rows(account_codes or AccountCodePattern()):
                 codes.append(row[0])
                 yield row
@@ -286,7 +294,7 @@ def seed(database, *, items, locations, boms, accounts, seed_value=DEFAULT_SEED,
                        bom_rows=len(component_rows), backlog_orders=backlog)
 
 
-def _backlog_orders(cursor, backlog, account_codes):
+def _backlog_orders(cursor: Cursor, backlog: list[tuple[str, str, float, float]], account_codes: list[str]) -> int:
     """The open sales orders behind the seeded allocations and picks, written as the Toolkit writes an
     SOR (ledger.insert_document): tlStockDeductQty is each line's allocation, tlQtyPicked its pick.
     The STOCK and StockLocation figures were inserted with the same totals. The company is empty, so
@@ -299,7 +307,7 @@ def _backlog_orders(cursor, backlog, account_codes):
               for start in range(0, len(backlog), BACKLOG_LINES_PER_ORDER)]
     first_sor = _take_numbers(cursor, "SOR", len(chunks))
     first_folio = _take_numbers(cursor, FOLIO_COUNTER, len(chunks))
-    balances = {}
+    balances: dict[str, float] = {}
     for number, chunk in enumerate(chunks):
         account = account_codes[number % len(account_codes)]
         lines = [{"stock_code": code, "description": code, "qty": allocated, "net_value": 1.0, "vat_code": "S",
@@ -316,7 +324,7 @@ def _backlog_orders(cursor, backlog, account_codes):
     return len(chunks)
 
 
-def _take_numbers(cursor, counter_type, count):
+def _take_numbers(cursor: Cursor, counter_type: str, count: int) -> int:
     """The first of `count` consecutive numbers of a counter (the company holds no documents yet)."""
     first = next_number(cursor, counter_type)
     cursor.run("UPDATE {counters} SET {counters.next_number} = ? WHERE {counters.counter_type} = ?",

@@ -3,14 +3,18 @@
 
 from exsync.exchequer.agent import AgentToolkit
 from exsync.exchequer.comtoolkit import ComToolkit
+from exsync.exchequer.db import Database
 from exsync.exchequer.errors import MappingError
 from exsync.exchequer.keys import KeyStore
-from exsync.exchequer.writer import ToolkitEmulator
+from exsync.exchequer.options import ExchequerOptions
+from exsync.exchequer.writer import Toolkit, ToolkitEmulator
+from exsync.metrics import Metrics
 
 __all__ = ["agent_side_toolkit", "consumer_toolkit"]
 
 
-def consumer_toolkit(*, options, company, state, amqp_url=None, metrics=None):
+def consumer_toolkit(*, options: ExchequerOptions, company: Database, state: Database, amqp_url: str | None = None,
+                     metrics: Metrics | None = None) -> Toolkit:
     """The Toolkit a consumer writes through: the emulator (demo company), or the agent's client."""
     if options.write_backend == "toolkit":
         if not amqp_url:
@@ -22,7 +26,8 @@ def consumer_toolkit(*, options, company, state, amqp_url=None, metrics=None):
                            account_codes=options.account_codes, metrics=metrics)
 
 
-def agent_side_toolkit(*, options, company, metrics=None):
+def agent_side_toolkit(*, options: ExchequerOptions, company: Database,
+                       metrics: Metrics | None = None) -> ComToolkit | ToolkitEmulator:
     """The Toolkit the agent performs commands with: Exchequer's COM Toolkit, or the emulator."""
     if options.agent_toolkit == "com":
         if not options.agent_data_directory:

@@ -47,7 +47,7 @@ from exsync.exchequer.ledger import (
     vat_rates,
 )
 from exsync.exchequer.mapping import ACCOUNT_CODE_LENGTH, FOLIO_COUNTER
-from exsync.exchequer.models import WriteResult
+from exsync.exchequer.models import AccountDetails, SalesDocument, WriteResult
 from exsync.exchequer.schema import require_demo_company
 from exsync.metrics import Metrics
 from exsync.schemas.config import DEFAULT_LOCATION, DEFAULT_VAT_CODES
@@ -80,19 +80,22 @@ ALLOCATED_STOCK_TYPES = ("P", "M", "X")
 class Toolkit(typing.Protocol):
     """What the integration asks of Exchequer's Toolkit; the emulator and the agent client provide it."""
 
-    def create_account(self, *, external_key, details, code=None) -> WriteResult:
+    def create_account(self, *, external_key: str, details: AccountDetails, code: str | None = None) -> WriteResult:
         """Creates a customer account (code generated unless given); the result's reference is its code."""
 
-    def update_account(self, code, changes) -> str:
+    def update_account(self, code: str, changes: dict[str, typing.Any]) -> str:
         """Changes fields of an account (AccountDetails field names); returns its code."""
 
-    def link_account(self, *, external_key, code) -> str:
+    def link_account(self, *, external_key: str, code: str) -> str:
         """Points an external key at an existing account; returns the code the key points at."""
 
-    def keys_of(self, kind, reference, *, prefix="") -> list:
+    def existing_reference(self, kind: str, external_key: str) -> str | None:
+        """The reference an external key of `kind` was written as, or None."""
+
+    def keys_of(self, kind: str, reference: str, *, prefix: str = "") -> list[str]:
         """The external keys of `kind` written as `reference`."""
 
-    def create_sales_document(self, document) -> WriteResult:
+    def create_sales_document(self, document: SalesDocument) -> WriteResult:
         """Creates an SOR or SQU with its lines; the result's reference is e.g. SOR000123."""
 
 

@@ -2,6 +2,7 @@
 
 import datetime
 import uuid
+from typing import Any
 
 from marshmallow import EXCLUDE, Schema, fields, validate
 
@@ -27,7 +28,8 @@ class EnvelopeSchema(Schema):
     data = fields.Raw(load_default=None, allow_none=True)
 
 
-def new_event(*, type, source, subject, data, id=None, time=None, **extensions):
+def new_event(*, type: str, source: str, subject: object, data: Any, id: str | None = None, time: str | None = None,
+              **extensions: Any) -> dict[str, Any]:
     """Builds an envelope; `extensions` become extra CloudEvents attributes (lower-case names)."""
     return {
         "specversion": SPECVERSION,

@@ -6,6 +6,8 @@ checked; the whole raw body travels on the bus, so nothing unchecked is dropped.
 
 import decimal
 import re
+from collections.abc import Mapping
+from typing import Any
 
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, validates_schema
 
@@ -41,18 +43,21 @@ CURRENCY_PLACES = {
 }
 
 
-def currency_places(currency):
+def currency_places(currency: str | None) -> int:
     """The decimal places money is written with in `currency` (2 unless ISO 4217 says otherwise)."""
     return CURRENCY_PLACES.get(str(currency or "").upper(), DEFAULT_CURRENCY_PLACES)
 
 
-def amount_problem(value, *, places=None, minimum=-MAX_AMOUNT):
+def amount_problem(value: decimal.Decimal, *, places: int | None = None,
+                   minimum: decimal.Decimal | int = -MAX_AMOUNT) -> str | None:
     """Why a Decimal cannot be money (None when it can): not finite, out of bounds, too many places."""
     if not value.is_finite():
         return f"{value} is not a finite amount"
     if value < minimum or value > MAX_AMOUNT:
         return f"{value} is outside {minimum} to {MAX_AMOUNT}"
-    if places is not None and value.as_tuple().exponent < -places:
+    # A finite value's exponent is an int (only NaN and infinities have a letter there).
+    exponent = value.as_tuple().exponent
+    if places is not None and isinstance(exponent, int) and exponent < -places:
         return f"{value} has more than {places} decimal places"
     return None
 
@@ -69,13 +74,15 @@ class Money(fields.Field):
     `taxes[].total`, its `price`): bounded, never checked for places.
     """
 
-    def __init__(self, *, allow_blank=False, minimum=-MAX_AMOUNT, detail=False, **kwargs):
+    def __init__(self, *, allow_blank: bool = False, minimum: decimal.Decimal | int = -MAX_AMOUNT, detail: bool = False,
+                 **kwargs: Any) -> None:
         self.allow_blank = allow_blank
         self.minimum = minimum
         self.detail = detail
         super().__init__(**kwargs)
 
-    def _deserialize(self, value, attr, data, **kwargs):
+    def _deserialize(self, value: Any, attr: str | None, data: Mapping[str, Any] | None,
+                     **kwargs: Any) -> decimal.Decimal | None:
         if isinstance(value, bool) or not isinstance(value, (str, int, float)):
             raise ValidationError("Not a money amount.")
         if value == "" and self.allow_blank:
@@ -90,7 +97,7 @@ class Money(fields.Field):
         return amount
 
 
-def _whole(value, *, minimum, maximum, what):
+def _whole(value: object, *, minimum: int, maximum: int, what: str) -> int:
     # A float is never a whole number here, even 800006.0: WooCommerce writes integers as integers,
     # and a float id truncated would land on another order's id.
     if isinstance(value, bool) or not isinstance(value, int):
@@ -103,18 +110,18 @@ def _whole(value, *, minimum, maximum, what):
 class Id(fields.Field):
     """A WooCommerce id: a JSON integer from `minimum` (1, or 0 for "none") to MAX_ID."""
 
-    def __init__(self, *, minimum=1, **kwargs):
+    def __init__(self, *, minimum: int = 1, **kwargs: Any) -> None:
         self.minimum = minimum
         super().__init__(**kwargs)
 
-    def _deserialize(self, value, attr, data, **kwargs):
+    def _deserialize(self, value: Any, attr: str | None, data: Mapping[str, Any] | None, **kwargs: Any) -> int:
         return _whole(value, minimum=self.minimum, maximum=MAX_ID, what="An id")
 
 
 class Quantity(fields.Field):
     """A line's quantity: a positive JSON integer up to MAX_QUANTITY."""
 
-    def _deserialize(self, value, attr, data, **kwargs):
+    def _deserialize(self, value: Any, attr: str | None, data: Mapping[str, Any] | None, **kwargs: Any) -> int:
         return _whole(value, minimum=1, maximum=MAX_QUANTITY, what="A quantity")
 
 
@@ -219,10 +226,10 @@ class OrderSchema(_Open):
     meta_data = fields.List(fields.Nested(MetaSchema), load_default=list)
 
     @validates_schema
-    def _currency_places(self, data, **kwargs):
+    def _currency_places(self, data: dict[str, Any], **kwargs: Any) -> None:
         """Every amount the order writes as money has at most its currency's places."""
         places = currency_places(data.get("currency"))
-        problems = {}
+        problems: dict[str, list[str]] = {}
         for name in ("total", "shipping_total", "total_tax"):
             problem = isinstance(data.get(name), decimal.Decimal) and amount_problem(data[name], places=places)
             if problem:
@@ -273,7 +280,7 @@ _RESOURCE_SCHEMAS = {"order": OrderSchema(), "customer": CustomerSchema(), "prod
 _DELETED_SCHEMA = DeletedSchema()
 
 
-def schema_for_topic(topic):
+def schema_for_topic(topic: str) -> Schema | None:
     """The schema that checks a topic's body, or None for topics exsync passes on unchecked."""
     resource, _, event = topic.partition(".")
     if resource not in _RESOURCE_SCHEMAS:
@@ -281,7 +288,7 @@ def schema_for_topic(topic):
     return _DELETED_SCHEMA if event == "deleted" else _RESOURCE_SCHEMAS[resource]
 
 
-def validate_body(topic, body):
+def validate_body(topic: str, body: Any) -> dict[str, Any]:
     """Returns the schema's error messages for a body under a topic ({} when it is valid)."""
     schema = schema_for_topic(topic)
     if schema is None:

@@ -17,7 +17,10 @@
 import logging
 import threading
 import time
+from collections.abc import Callable
+from typing import TypeVar
 
+from exsync.exchequer.db import Database
 from exsync.exchequer.errors import DuplicateKeyError, ExchequerError
 from exsync.exchequer.mapping import Column
 from exsync.state import StateTable, create_state_tables
@@ -45,7 +48,8 @@ BUDGET_TABLES = (
 class TokenBucket:
     """Allows `rate_per_second` requests on average with bursts of up to `burst`; thread-safe."""
 
-    def __init__(self, *, rate_per_second, burst=None, clock=time.monotonic, sleep=time.sleep):
+    def __init__(self, *, rate_per_second: float, burst: float | None = None,
+                 clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], object] = time.sleep) -> None:
         if rate_per_second <= 0:
             raise ValueError("rate_per_second must be positive")
         self.rate_per_second = float(rate_per_second)
@@ -56,7 +60,7 @@ class TokenBucket:
         self._updated = clock()
         self._lock = threading.Lock()
 
-    def acquire(self):
+    def acquire(self) -> float:
         """Blocks until a token is free, then takes it; returns the seconds waited."""
         waited = 0.0
         while True:
@@ -72,32 +76,33 @@ class TokenBucket:
             self._sleep(shortfall_seconds)
             waited += shortfall_seconds
 
-    def pause(self, seconds):
+    def pause(self, seconds: float) -> None:
         """A process-local bucket has nobody to tell: the process's Pause does the waiting."""
 
-    def close(self):
+    def close(self) -> None:
         pass
 
 
 class Pause:
     """Holds every request of a process to one shop until a time the shop asked for; thread-safe."""
 
-    def __init__(self, *, clock=time.monotonic, sleep=time.sleep):
+    def __init__(self, *, clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], object] = time.sleep) -> None:
         self._clock = clock
         self._sleep = sleep
         self._until = 0.0
         self._lock = threading.Lock()
 
-    def extend(self, seconds):
+    def extend(self, seconds: float) -> None:
         """Nothing goes to the shop for `seconds` from now (a longer pause already set stays)."""
         with self._lock:
             self._until = max(self._until, self._clock() + max(0.0, seconds))
 
-    def remaining_seconds(self):
+    def remaining_seconds(self) -> float:
         with self._lock:
             return max(0.0, self._until - self._clock())
 
-    def wait(self):
+    def wait(self) -> float:
         """Blocks while the pause lasts; returns the seconds waited."""
         waited = 0.0
         while (remaining := self.remaining_seconds()) > 0:
@@ -106,15 +111,19 @@ class Pause:
         return waited
 
 
-_pauses = {}
+_pauses: dict[str, Pause] = {}
 _pauses_lock = threading.Lock()
 
 
-def pause_for(shop_url):
+def pause_for(shop_url: str) -> Pause:
     """The process's one Pause for a shop (every client of the process to that shop shares it)."""
     key = shop_url.rstrip("/")
     with _pauses_lock:
         return _pauses.setdefault(key, Pause())
+
+
+# What a piece of work run on the shared row returns.
+_Result = TypeVar("_Result")
 
 
 class SharedTokenBucket:
@@ -124,8 +133,10 @@ class SharedTokenBucket:
     process's own bucket, used while the database cannot be reached.
     """
 
-    def __init__(self, *, connect, shop, rate_per_second, burst=None, fallback=None, clock=time.time,
-                 sleep=time.sleep, reconnect_seconds=DEFAULT_RECONNECT_SECONDS):
+    def __init__(self, *, connect: Callable[[], Database], shop: str, rate_per_second: float,
+                 burst: float | None = None, fallback: TokenBucket | None = None,
+                 clock: Callable[[], float] = time.time, sleep: Callable[[float], object] = time.sleep,
+                 reconnect_seconds: float = DEFAULT_RECONNECT_SECONDS) -> None:
         if rate_per_second <= 0:
             raise ValueError("rate_per_second must be positive")
         self.shop = shop.rstrip("/")[:200]
@@ -136,13 +147,13 @@ class SharedTokenBucket:
         self._connect = connect
         self._clock = clock
         self._sleep = sleep
-        self._database = None
-        self._table_sql = None
+        self._database: Database | None = None
+        self._table_sql: str | None = None
         self._down_until = 0.0
         # One Database carries one transaction at a time: the process's threads take turns.
         self._lock = threading.Lock()
 
-    def _db(self):
+    def _db(self) -> Database:
         if self._database is None:
             database = self._connect()
             try:
@@ -154,7 +165,7 @@ class SharedTokenBucket:
             self._table_sql = BUDGET_TABLES[0].sql_name(database)
         return self._database
 
-    def _shared(self, work):
+    def _shared(self, work: Callable[[Database], _Result]) -> _Result | None:
         """Runs `work(database)` under the lock; None (use the fallback) while the database is away."""
         with self._lock:
             if time.monotonic() < self._down_until:
@@ -172,9 +183,10 @@ class SharedTokenBucket:
                     self._database = None
                 return None
 
-    def _take(self, database):
+    def _take(self, database: Database) -> float:
         """Takes a token: 0 when taken, else the seconds to wait before trying again."""
         dialect, table = database.dialect, self._table_sql
+        assert table is not None  # _db(), which handed us `database`, has named it
         now = self._clock()
         with database.transaction() as cursor:
             row = cursor.execute(dialect.for_update(
@@ -194,7 +206,7 @@ class SharedTokenBucket:
                 return 0.0
             return (1 - tokens) / self.rate_per_second
 
-    def acquire(self):
+    def acquire(self) -> float:
         """Blocks until the deployment's budget has a token for this request; returns the seconds waited."""
         waited = 0.0
         while True:
@@ -210,11 +222,11 @@ class SharedTokenBucket:
             self._sleep(wait)
             waited += wait
 
-    def pause(self, seconds):
+    def pause(self, seconds: float) -> None:
         """Holds every process's requests to the shop for `seconds` (the shop's Retry-After)."""
         until = self._clock() + max(0.0, seconds)
 
-        def work(database):
+        def work(database: Database) -> None:
             table = self._table_sql
             with database.transaction() as cursor:
                 cursor.execute(f'UPDATE {table} SET "paused_until" = ? WHERE "shop" = ? AND "paused_until" < ?',
@@ -222,7 +234,7 @@ class SharedTokenBucket:
 
         self._shared(work)
 
-    def close(self):
+    def close(self) -> None:
         with self._lock:
             if self._database is not None:
                 self._database.close()

@@ -16,11 +16,16 @@ import hmac
 import html
 import logging
 import threading
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 
 from exsync.metrics import Metrics
 from exsync.schemas.config import DEFAULT_WEBHOOK_API_VERSION as DEFAULT_API_VERSION
 from exsync.schemas.config import DEFAULT_WEBHOOK_NAME_PREFIX as DEFAULT_NAME_PREFIX
 from exsync.schemas.config import DEFAULT_WEBHOOK_TOPICS
+
+if TYPE_CHECKING:  # for annotations only: the client's package imports this module
+    from exsync.woo.client import WooClient
 
 __all__ = [
     "DEFAULT_API_VERSION",
@@ -48,12 +53,12 @@ class WebhookAction:
     changes: tuple[str, ...] = ()
 
 
-def _same_secret(stored, wanted):
+def _same_secret(stored: str | None, wanted: str) -> bool:
     # WooCommerce may hand back the secret HTML-escaped; it signs with the decoded form.
     return stored == wanted or html.unescape(stored or "") == wanted
 
 
-def secret_fingerprint(*, secret, api_version, webhook_id):
+def secret_fingerprint(*, secret: str, api_version: str, webhook_id: int) -> str:
     """What the record keeps of the secret and API version set on one webhook: an HMAC keyed by
     the secret, so the record gives nothing away and cannot be checked against guesses offline
     without the webhook's id, and a different webhook with the same secret has another."""
@@ -80,19 +85,19 @@ class SecretRecord:
 class MemorySecretRecord(SecretRecord):
     """A record for one process (tests, the demo): a restart pushes every secret once more."""
 
-    def __init__(self):
-        self._fingerprints = {}
+    def __init__(self) -> None:
+        self._fingerprints: dict[int, str] = {}
         self._lock = threading.Lock()
 
-    def get(self, webhook_id):
+    def get(self, webhook_id: int) -> str | None:
         with self._lock:
             return self._fingerprints.get(int(webhook_id))
 
-    def set(self, webhook_id, fingerprint):
+    def set(self, webhook_id: int, fingerprint: str) -> None:
         with self._lock:
             self._fingerprints[int(webhook_id)] = fingerprint
 
-    def forget(self, webhook_id):
+    def forget(self, webhook_id: int) -> None:
         with self._lock:
             self._fingerprints.pop(int(webhook_id), None)
 
@@ -104,8 +109,10 @@ class WebhookRegistrar:
     passes one in the state database so that a restart does not push every secret again).
     """
 
-    def __init__(self, *, client, delivery_url, secret, topics=DEFAULT_WEBHOOK_TOPICS, name_prefix=DEFAULT_NAME_PREFIX,
-                 api_version=DEFAULT_API_VERSION, metrics=None, record=None):
+    def __init__(self, *, client: "WooClient", delivery_url: str, secret: str,
+                 topics: Iterable[str] = DEFAULT_WEBHOOK_TOPICS, name_prefix: str = DEFAULT_NAME_PREFIX,
+                 api_version: str = DEFAULT_API_VERSION, metrics: Metrics | None = None,
+                 record: SecretRecord | None = None) -> None:
         if not delivery_url:
             raise ValueError("the webhook delivery URL is required")
         if not secret:
@@ -117,18 +124,19 @@ class WebhookRegistrar:
         self.name_prefix = name_prefix
         self.api_version = api_version
         self.metrics = metrics or Metrics()
-        self.record = record if record is not None else MemorySecretRecord()
+        self.record: SecretRecord = record if record is not None else MemorySecretRecord()
 
-    def owns(self, webhook):
+    def owns(self, webhook: dict[str, Any]) -> bool:
         return str(webhook.get("name") or "").startswith(self.name_prefix)
 
-    def sync(self):
+    def sync(self) -> list[WebhookAction]:
         """One pass over the shop's webhooks; returns what was done, one WebhookAction per owned webhook."""
         owned = sorted((w for w in self.client.iter_webhooks() if self.owns(w)), key=lambda w: w["id"])
-        by_topic = {}
+        by_topic: dict[str, list[dict[str, Any]]] = {}
         for webhook in owned:
             by_topic.setdefault(webhook["topic"], []).append(webhook)
-        actions, statuses = [], []
+        actions: list[WebhookAction] = []
+        statuses: list[str] = []
         for topic in self.topics:
             candidates = by_topic.pop(topic, [])
             if not candidates:
@@ -156,10 +164,10 @@ class WebhookRegistrar:
             self.metrics.set("woo_webhooks", statuses.count(status), status=status)
         return actions
 
-    def _fingerprint(self, webhook_id):
+    def _fingerprint(self, webhook_id: int) -> str:
         return secret_fingerprint(secret=self.secret, api_version=self.api_version, webhook_id=webhook_id)
 
-    def _secret_changes(self, webhook):
+    def _secret_changes(self, webhook: dict[str, Any]) -> dict[str, str]:
         """The secret and API version to push: only what the shop shows differs, or (as WooCommerce
         shows neither) what the record says was set differs or was never recorded."""
         fingerprint = self._fingerprint(webhook["id"])
@@ -174,8 +182,8 @@ class WebhookRegistrar:
             return {}
         return {"secret": self.secret, "api_version": self.api_version}
 
-    def _repair(self, webhook):
-        changes = {}
+    def _repair(self, webhook: dict[str, Any]) -> WebhookAction:
+        changes: dict[str, str] = {}
         if webhook.get("delivery_url") != self.delivery_url:
             changes["delivery_url"] = self.delivery_url
         changes.update(self._secret_changes(webhook))
@@ -196,7 +204,7 @@ class WebhookRegistrar:
         return WebhookAction(action="reactivated" if reactivate and not fields else "repaired",
                              topic=webhook["topic"], webhook_id=webhook["id"], changes=tuple(sorted(changes)))
 
-    def _delete(self, webhook, *, reason):
+    def _delete(self, webhook: dict[str, Any], *, reason: str) -> WebhookAction:
         self.client.delete_webhook(webhook["id"])
         self.record.forget(webhook["id"])
         log.info("webhook %s (%s) deleted: %s", webhook["id"], webhook["topic"], reason)

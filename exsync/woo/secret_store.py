@@ -3,8 +3,11 @@ secret (and API version) exsync last set, so that `register-webhooks` and every 
 write nothing to an unchanged shop, across restarts. The secret itself is never stored."""
 
 import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from exsync.exchequer import DuplicateKeyError, ExchequerError
+from exsync.exchequer.db import Cursor, Database
 from exsync.exchequer.mapping import Column
 from exsync.state import StateTable, create_state_tables
 from exsync.woo.errors import StateStoreError
@@ -22,6 +25,10 @@ WEBHOOK_SECRET_TABLES = (
 )
 
 
+# What a piece of work on the record returns.
+_Result = TypeVar("_Result")
+
+
 class WebhookSecretStore(SecretRecord):
     """The record of one shop (by its URL) in the state tables.
 
@@ -30,17 +37,17 @@ class WebhookSecretStore(SecretRecord):
     carries on as it does when the shop is away.
     """
 
-    def __init__(self, *, connect, shop_url):
+    def __init__(self, *, connect: Callable[[], Database], shop_url: str) -> None:
         self._connect = connect
         self.shop = shop_url.rstrip("/")
-        self._database = None
+        self._database: Database | None = None
         self._lock = threading.Lock()
 
     @property
-    def table_sql(self):
+    def table_sql(self) -> str:
         return WEBHOOK_SECRET_TABLES[0].sql_name(self._open())
 
-    def _open(self):
+    def _open(self) -> Database:
         if self._database is None:
             database = self._connect()
             try:
@@ -51,7 +58,7 @@ class WebhookSecretStore(SecretRecord):
             self._database = database
         return self._database
 
-    def _run(self, work):
+    def _run(self, work: Callable[[Cursor, str], _Result]) -> _Result:
         with self._lock:
             try:
                 database = self._open()
@@ -63,16 +70,16 @@ class WebhookSecretStore(SecretRecord):
                 self.close()
                 raise StateStoreError(f"the webhook secret record is unavailable: {error}") from error
 
-    def get(self, webhook_id):
-        def read(cursor, table):
+    def get(self, webhook_id: int) -> str | None:
+        def read(cursor: Cursor, table: str) -> Any:
             return cursor.execute(f'SELECT "fingerprint" FROM {table} WHERE "shop" = ? AND "webhook_id" = ?',
                                   (self.shop, int(webhook_id))).fetchone()
 
         row = self._run(read)
         return row[0] if row else None
 
-    def set(self, webhook_id, fingerprint):
-        def write(cursor, table):
+    def set(self, webhook_id: int, fingerprint: str) -> None:
+        def write(cursor: Cursor, table: str) -> None:
             cursor.execute(f'UPDATE {table} SET "fingerprint" = ? WHERE "shop" = ? AND "webhook_id" = ?',
                            (fingerprint, self.shop, int(webhook_id)))
             if cursor.rowcount == 0:
@@ -86,11 +93,11 @@ class WebhookSecretStore(SecretRecord):
             # wins, as on the shop itself), in a new transaction since the failed one is spent.
             self._run(write)
 
-    def forget(self, webhook_id):
+    def forget(self, webhook_id: int) -> None:
         self._run(lambda cursor, table: cursor.execute(f'DELETE FROM {table} WHERE "shop" = ? AND "webhook_id" = ?',
                                                        (self.shop, int(webhook_id))))
 
-    def close(self):
+    def close(self) -> None:
         if self._database is not None:
             database, self._database = self._database, None
             database.close()

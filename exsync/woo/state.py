@@ -10,21 +10,21 @@ __all__ = ["MemoryStore", "StateStore"]
 class StateStore:
     """Get and set string values by key; implementations must make a `set` durable before returning."""
 
-    def get(self, key):
+    def get(self, key: str) -> str | None:
         raise NotImplementedError
 
-    def set(self, key, value):
+    def set(self, key: str, value: str) -> None:
         raise NotImplementedError
 
 
 class MemoryStore(StateStore):
     """Keeps values in the process (tests, one-off runs)."""
 
-    def __init__(self):
-        self._values = {}
+    def __init__(self) -> None:
+        self._values: dict[str, str] = {}
 
-    def get(self, key):
+    def get(self, key: str) -> str | None:
         return self._values.get(key)
 
-    def set(self, key, value):
+    def set(self, key: str, value: str) -> None:
         self._values[key] = value
