@@ -10,11 +10,12 @@ tests set what they use.
 import dataclasses
 import os
 from collections.abc import Mapping
+from typing import Any
 
 import yaml
 
 from exsync.errors import ConfigError
-from exsync.schemas.config import validate_config
+from exsync.schemas.config import default_config, validate_config
 from exsync.schemas.sections import Config
 
 __all__ = ["Settings", "load_settings", "child_environment", "DEFAULT_BIND", "ENDPOINT_VARIABLES",
@@ -63,9 +64,10 @@ class Settings:
     metrics_dir: str | None = None
     log_level: str = DEFAULT_LOG_LEVEL
     # the YAML file, typed (exsync.schemas.sections); an empty file's defaults when there is none
-    config: Config = dataclasses.field(default_factory=lambda: validate_config({})[0])
+    config: Config = dataclasses.field(default_factory=default_config)
 
-    def replace(self, **changes: object) -> "Settings":
+    # Any: each field has its own type, which dataclasses.replace checks when it builds the copy.
+    def replace(self, **changes: Any) -> "Settings":
         return dataclasses.replace(self, **changes)
 
     def require(self, *variables: str) -> "Settings":
@@ -81,6 +83,12 @@ class Settings:
         if problems:
             raise ConfigError(problems)
         return self
+
+    def endpoint(self, variable: str) -> str:
+        """The value of `variable` (an ENDPOINT_VARIABLES key); ConfigError, as `require`, when it is not set."""
+        self.require(variable)
+        value: str = getattr(self, ENDPOINT_VARIABLES[variable])
+        return value
 
 
 def _positive_int(environ: Mapping[str, str], name: str, default: int, problems: list[tuple[str, str]]) -> int:
@@ -120,7 +128,7 @@ def load_settings(environ: Mapping[str, str] | None = None, *, read_file: bool =
     problems = [(old, f"was renamed: set {new} instead") for old, new in RENAMED_VARIABLES.items() if old in environ]
     secrets = tuple(s for s in (p.strip() for p in environ.get("EXSYNC_WEBHOOK_SECRETS", "").split(",")) if s)
     config_path = environ.get("EXSYNC_CONFIG") or None
-    config = validate_config({})[0]
+    config = default_config()
     if config_path and read_file:
         loaded, file_problems = read_config_file(config_path)
         problems.extend(file_problems)

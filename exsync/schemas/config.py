@@ -8,8 +8,8 @@ from marshmallow import Schema, ValidationError, fields, post_load, validate, va
 
 from exsync.schemas import sections
 
-__all__ = ["ConfigSchema", "validate_config", "DEFAULT_DELIVERY_TIMEOUT_SECONDS", "DEFAULT_MAX_JSON_DEPTH",
-           "DEFAULT_ROUNDING_MAX_DIFFERENCE"]
+__all__ = ["ConfigSchema", "default_config", "validate_config", "DEFAULT_DELIVERY_TIMEOUT_SECONDS",
+           "DEFAULT_MAX_JSON_DEPTH", "DEFAULT_ROUNDING_MAX_DIFFERENCE"]
 
 DEFAULT_RETRY_DELAYS_SECONDS = (5, 30, 300)
 DEFAULT_MAX_ATTEMPTS = 5
@@ -426,6 +426,13 @@ def _flatten(messages: Any, prefix: str = "") -> Iterator[tuple[str, str]]:
     else:
         for index, value in enumerate(messages):
             yield from _flatten(value, f"{prefix}[{index}]")
+
+
+def default_config() -> sections.Config:
+    """The configuration an empty file gives: every section with the schema's defaults."""
+    # marshmallow types load() as Any: the schema's post_load builds the Config.
+    config: sections.Config = ConfigSchema().load({})
+    return config
 
 
 def validate_config(raw: object) -> tuple[sections.Config | None, list[tuple[str, str]]]:

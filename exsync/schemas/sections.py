@@ -10,7 +10,7 @@ gives them; an order rule's `when` stays a dict because a condition left out mea
 
 import dataclasses
 import decimal
-from typing import Any
+from typing import Any, ClassVar
 
 __all__ = [
     "AccountCodeConfig",
@@ -37,12 +37,14 @@ __all__ = [
     "WebhookConfig",
 ]
 
-_frozen = dataclasses.dataclass(frozen=True, kw_only=True)
 
 
 class Section:
     """A loaded section; `section["key"]` reads `section.key`, so the file's dotted paths
     (`config["bus"]["max_attempts"]`) still read what they name."""
+
+    # Every section is a dataclass; declared here so `dataclasses.fields(self)` type-checks.
+    __dataclass_fields__: ClassVar[dict[str, "dataclasses.Field[Any]"]]
 
     def __getitem__(self, key: str) -> Any:
         if not isinstance(key, str) or key not in {field.name for field in dataclasses.fields(self)}:
@@ -50,7 +52,7 @@ class Section:
         return getattr(self, key)
 
 
-@_frozen
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class BusConfig(Section):
     prefetch: int
     retry_delays_seconds: list[int]
@@ -58,20 +60,20 @@ class BusConfig(Section):
     handler_threads: int
 
 
-@_frozen
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class WebhookConfig(Section):
     max_body_bytes: int
     max_json_depth: int
     delivery_timeout_seconds: float
 
 
-@_frozen
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class AccountCodeConfig(Section):
     pattern: str
     source: str
 
 
-@_frozen
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class ExchequerAgentConfig(Section):
     toolkit: str
     data_directory: str | None
@@ -79,7 +81,7 @@ class ExchequerAgentConfig(Section):
     account_key_field: str
 
 
-@_frozen
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class ExchequerConfig(Section):
     edition: str
     company: str
@@ -98,7 +100,7 @@ class ExchequerConfig(Section):
     agent: ExchequerAgentConfig
 
 
-@_frozen
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class ShopWebhooksConfig(Section):
     delivery_url: str | None
     topics: list[str]
@@ -106,7 +108,7 @@ class ShopWebhooksConfig(Section):
     api_version: str
 
 
-@_frozen
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class ShopReconcileConfig(Section):
     interval_seconds: int
     overlap_seconds: int
@@ -115,7 +117,7 @@ class ShopReconcileConfig(Section):
     register_webhooks: bool
 
 
-@_frozen
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class ShopConfig(Section):
     requests_per_second: float
     timeout_seconds: float
@@ -127,14 +129,14 @@ class ShopConfig(Section):
     reconcile: ShopReconcileConfig
 
 
-@_frozen
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class OrderRule(Section):
     name: str
     when: dict[str, Any]
     action: str
 
 
-@_frozen
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class OrderVatConfig(Section):
     default: str
     untaxed: str
@@ -142,31 +144,31 @@ class OrderVatConfig(Section):
     tax_rates: dict[str, str]
 
 
-@_frozen
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class ShippingMapping(Section):
     description: str
 
 
-@_frozen
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class OrderShippingConfig(Section):
     default_description: str
     methods: dict[str, ShippingMapping]
 
 
-@_frozen
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class OrderRoundingConfig(Section):
     description: str
     vat_code: str
     max_difference: decimal.Decimal
 
 
-@_frozen
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class OrderDispatchConfig(Section):
     carrier_field: int
     tracking_field: int
 
 
-@_frozen
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class OrdersConfig(Section):
     import_statuses: list[str]
     guest_account: str
@@ -183,14 +185,14 @@ class OrdersConfig(Section):
     rules: list[OrderRule]
 
 
-@_frozen
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class CaptureConfig(Section):
     interval_seconds: float
     event_items: int
     lease_seconds: float
 
 
-@_frozen
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class ProductsConfig(Section):
     flush_items: int
     max_item_attempts: int
@@ -200,7 +202,7 @@ class ProductsConfig(Section):
     lease_seconds: float
 
 
-@_frozen
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class CustomerConflictsConfig(Section):
     default: str
     # field -> policy, for the fields whose policy is not `default`
@@ -210,7 +212,7 @@ class CustomerConflictsConfig(Section):
         return self.fields.get(field, self.default)
 
 
-@_frozen
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class CustomersConfig(Section):
     enabled: bool
     export_accounts: str
@@ -221,12 +223,12 @@ class CustomersConfig(Section):
     event_items: int
 
 
-@_frozen
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class HealthConfig(Section):
     stall_seconds: float
 
 
-@_frozen
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class Config(Section):
     """The whole file."""
 
