@@ -11,7 +11,7 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-from exsync.state.errors import DuplicateRowError
+from exsync.state.errors import DuplicateRowError, StateError
 from exsync.state.tables import StateColumn, StateDatabase, StateTable, create_state_tables
 
 __all__ = [
@@ -159,8 +159,9 @@ class OrderStore(_Store):
         order_id = int(body["id"])
         modified = str(body.get("date_modified_gmt") or "")
         now = time.time()
-        fields = {"number": str(body.get("number") or order_id)[:32], "status": str(body.get("status") or "")[:32],
-                  "currency": str(body.get("currency") or "")[:8], "total": str(body.get("total") or "")[:32],
+        number, status = str(body.get("number") or order_id)[:32], str(body.get("status") or "")[:32]
+        total = str(body.get("total") or "")[:32]
+        fields = {"number": number, "status": status, "currency": str(body.get("currency") or "")[:8], "total": total,
                   "date_modified_gmt": modified, "body": json.dumps(body, separators=(",", ":")), "updated_at": now}
         assignments = ", ".join(f"{self._quote(name)} = ?" for name in fields)
         dialect = self.database.dialect
@@ -171,8 +172,8 @@ class OrderStore(_Store):
             cursor.execute(dialect.insert_if_absent(self.table, columns, key), dialect.insert_if_absent_params(
                 (order_id, *fields.values(), now, paid_at), (order_id,)))
             if cursor.rowcount == 1:
-                return TrackedOrder(order_id=order_id, number=fields["number"], status=fields["status"],
-                                    total=fields["total"], date_modified_gmt=modified, import_state="", reason="",
+                return TrackedOrder(order_id=order_id, number=number, status=status,
+                                    total=total, date_modified_gmt=modified, import_state="", reason="",
                                     refs=(), plan="", cancel_published=False, refund_ids=(),
                                     body=body, imported_at=0.0, paid_at=paid_at), True
             # Held already: the version check and the change are one statement, so they cannot interleave.
@@ -233,6 +234,8 @@ class OrderStore(_Store):
 
     def add_refund_ids(self, order_id: int, refund_ids: Iterable[object]) -> None:
         row = self.get(order_id)
+        if row is None:
+            raise StateError(f"order {order_id} is not tracked: its refunds have nowhere to go")
         ids = list(row.refund_ids) + [str(i) for i in refund_ids if str(i) not in row.refund_ids]
         self._set(order_id, refund_ids=",".join(ids)[:255])
 
@@ -248,7 +251,7 @@ class OrderStore(_Store):
         with self.database.transaction(write=False) as cursor:
             rows = cursor.execute(f"SELECT {self._quote('import_state')}, COUNT(*) FROM {self.table} "
                                   f"GROUP BY {self._quote('import_state')}").fetchall()
-        counts = {}
+        counts: dict[str, int] = {}
         for state, count in rows:
             label = state or IN_PROGRESS
             counts[label] = counts.get(label, 0) + int(count)

@@ -44,6 +44,8 @@ class StateDatabase(Protocol):
 
     def transaction(self, *, write: bool = True) -> AbstractContextManager[Any]: ...
 
+    def close(self) -> None: ...
+
 
 @dataclasses.dataclass(frozen=True)
 class StateColumn:
@@ -116,8 +118,8 @@ def _create(database: StateDatabase, tables: tuple[StateTable, ...]) -> None:
             literal = table_sql.replace('"', "")
             body = ", ".join(_column_sql(dialect, column) for column in table.columns.values())
             if table.key:
-                keys = ", ".join(dialect.quote(table.columns[name].name) for name in table.key)
-                body += f", PRIMARY KEY ({keys})"
+                key_sql = ", ".join(dialect.quote(table.columns[name].name) for name in table.key)
+                body += f", PRIMARY KEY ({key_sql})"
             cursor.execute(dialect.create_table(table_sql, literal, body))
             _upgrade(cursor, dialect, table_sql, schema, table)
             bare = literal.replace(".", "_")
