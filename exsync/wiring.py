@@ -33,7 +33,7 @@ from exsync.exchequer.options import mapping_for, options_for
 from exsync.exchequer.reader import ExchequerReader
 from exsync.exchequer.runs import RunLog
 from exsync.metrics import Metrics
-from exsync.schemas.config import validate_config
+from exsync.schemas.config import default_config
 from exsync.schemas.sections import Config
 from exsync.state.links import LinkStore
 from exsync.state.orders import OrderStore
@@ -70,7 +70,7 @@ QUEUES: tuple[QueueSpec, ...] = (orders.QUEUE, customers.QUEUE, order_writeback.
 
 def _config(settings_or_config: Settings | Config | None) -> Config:
     if settings_or_config is None:
-        return validate_config({})[0]
+        return default_config()
     return settings_or_config.config if isinstance(settings_or_config, Settings) else settings_or_config
 
 
@@ -92,12 +92,12 @@ def connect_to(settings: Settings, dsn: str) -> Database:
 
 def company_database(settings: Settings) -> Database:
     """The Exchequer company's database."""
-    return connect_to(settings, settings.exchequer_dsn)
+    return connect_to(settings, settings.endpoint("EXSYNC_EXCHEQUER_DSN"))
 
 
 def state_database(settings: Settings) -> Database:
     """exsync's own state tables' database (which may be the company's)."""
-    return connect_to(settings, settings.state_dsn)
+    return connect_to(settings, settings.endpoint("EXSYNC_STATE_DSN"))
 
 
 def publisher(settings: Settings, *, metrics: Metrics | None = None) -> Publisher:
@@ -114,19 +114,20 @@ def woo_client(settings: Settings, *, metrics: Metrics | None = None, **override
     """A client for the shop the settings name, tuned by the `shop:` section; with a state database
     its request budget is the deployment's, shared through the state database."""
     shop = settings.config.shop
-    missing = [name for name, value in (("EXSYNC_WOO_URL", settings.woo_url),
-                                        ("EXSYNC_WOO_CONSUMER_KEY", settings.woo_consumer_key),
-                                        ("EXSYNC_WOO_CONSUMER_SECRET", settings.woo_consumer_secret)) if not value]
-    if missing:
+    url, key, secret = settings.woo_url, settings.woo_consumer_key, settings.woo_consumer_secret
+    if not (url and key and secret):
+        missing = [name for name, value in (("EXSYNC_WOO_URL", url), ("EXSYNC_WOO_CONSUMER_KEY", key),
+                                            ("EXSYNC_WOO_CONSUMER_SECRET", secret)) if not value]
         raise ConfigError([(name, "is required to talk to the shop") for name in missing])
     bucket = None
     if settings.state_dsn:
-        bucket = SharedTokenBucket(connect=lambda: state_database(settings), shop=settings.woo_url,
+        bucket = SharedTokenBucket(connect=lambda: state_database(settings), shop=url,
                                    rate_per_second=shop.requests_per_second)
-    options = {
-        "url": settings.woo_url,
-        "consumer_key": settings.woo_consumer_key,
-        "consumer_secret": settings.woo_consumer_secret,
+    # Any: the keyword arguments of WooClient, each its own type, which `overrides` may replace.
+    options: dict[str, Any] = {
+        "url": url,
+        "consumer_key": key,
+        "consumer_secret": secret,
         "timeout_seconds": shop.timeout_seconds,
         "requests_per_second": shop.requests_per_second,
         "bucket": bucket,
@@ -148,10 +149,11 @@ def registrar(settings: Settings, *, client: WooClient, metrics: Metrics | None 
         problems.append(("shop.webhooks.delivery_url", "is required to register webhooks"))
     if not settings.webhook_secrets:
         problems.append(("EXSYNC_WEBHOOK_SECRETS", "is required to register webhooks"))
-    if problems:
+    delivery_url = webhooks.delivery_url
+    if problems or not delivery_url:
         raise ConfigError(problems)
     record = WebhookSecretStore(connect=lambda: state_database(settings), shop_url=client.url)
-    return WebhookRegistrar(client=client, delivery_url=webhooks.delivery_url, secret=settings.webhook_secrets[0],
+    return WebhookRegistrar(client=client, delivery_url=delivery_url, secret=settings.webhook_secrets[0],
                             topics=webhooks.topics, name_prefix=webhooks.name_prefix,
                             api_version=webhooks.api_version, metrics=metrics, record=record)
 
@@ -169,8 +171,8 @@ def build_capture(settings: Settings, *, metrics: Metrics | None = None, publish
     metrics = metrics or Metrics()
     config = settings.config
     mapping = mapping_for(config)
-    company_db = connect(settings.exchequer_dsn, mapping=mapping)
-    state_db = connect(settings.state_dsn, mapping=mapping)
+    company_db = connect(settings.endpoint("EXSYNC_EXCHEQUER_DSN"), mapping=mapping)
+    state_db = connect(settings.endpoint("EXSYNC_STATE_DSN"), mapping=mapping)
     own_publisher = None
     if publisher is None and sink is None:
         publisher = own_publisher = Publisher(url=settings.amqp_url, topology=topology(config), metrics=metrics)
@@ -219,20 +221,21 @@ def build_orders(settings: Settings, *, metrics: Metrics) -> OrdersConsumer:
     """The consumer `exsync consume orders` runs."""
     # This consumer owns order tracking: it alone exports the parked and overdue counts, read at each scrape.
     overdue_after_seconds = settings.config.orders.overdue_after_seconds
-    track_state_gauges(metrics, dsn=settings.state_dsn, mapping=mapping_for(settings.config), gauges={
+    state_dsn = settings.endpoint("EXSYNC_STATE_DSN")
+    track_state_gauges(metrics, dsn=state_dsn, mapping=mapping_for(settings.config), gauges={
         "orders_parked": lambda database: OrderStore(database=database).counts().get("parked", 0),
         "orders_overdue": lambda database: OrderStore(database=database).overdue_count(
             paid_before=time.time() - overdue_after_seconds)})
     # Without shop credentials a role the order and the customer link do not give is "customer".
     shop = woo_client(settings, metrics=metrics) if settings.woo_url else None
-    return OrdersConsumer(exchequer_dsn=settings.exchequer_dsn, state_dsn=settings.state_dsn,
+    return OrdersConsumer(exchequer_dsn=settings.exchequer_dsn, state_dsn=state_dsn,
                           config=settings.config, publisher=shared_publisher(settings, metrics=metrics),
                           metrics=metrics, shop=shop)
 
 
 def build_order_writeback(settings: Settings, *, metrics: Metrics) -> OrderWritebackConsumer:
     """The consumer `exsync consume orders-writeback` runs."""
-    return OrderWritebackConsumer(state_dsn=settings.state_dsn, config=settings.config,
+    return OrderWritebackConsumer(state_dsn=settings.endpoint("EXSYNC_STATE_DSN"), config=settings.config,
                                   client=woo_client(settings, metrics=metrics), metrics=metrics)
 
 
@@ -242,7 +245,7 @@ def build_woo_writer(settings: Settings, *, metrics: Metrics | None) -> WooWrite
     mapping = mapping_for(settings.config)
     free_stock = ExchequerFreeStock(dsn=settings.exchequer_dsn, mapping=mapping,
                                     locations=options_for(settings.config).locations)
-    return WooWriter(database=connect(settings.state_dsn, mapping=mapping),
+    return WooWriter(database=connect(settings.endpoint("EXSYNC_STATE_DSN"), mapping=mapping),
                      client=woo_client(settings, metrics=metrics), metrics=metrics,
                      flush_items=products.flush_items, max_item_attempts=products.max_item_attempts,
                      item_retry_seconds=products.item_retry_seconds, free_stock=free_stock,
@@ -261,7 +264,8 @@ def build_customers_export(settings: Settings, *, metrics: Metrics) -> Customers
 
 def build_customers(settings: Settings, *, metrics: Metrics) -> CustomersConsumer:
     """The consumer `exsync consume customers` runs: it alone exports the conflicts waiting."""
-    track_state_gauges(metrics, dsn=settings.state_dsn, mapping=mapping_for(settings.config), gauges={
+    state_dsn = settings.endpoint("EXSYNC_STATE_DSN")
+    track_state_gauges(metrics, dsn=state_dsn, mapping=mapping_for(settings.config), gauges={
         "customer_conflicts_waiting": lambda database: LinkStore(database=database).waiting()})
     return build_customers_export(settings, metrics=metrics)
 

@@ -1,12 +1,17 @@
 """What several commands share: health endpoints, the databases a process checks, printing."""
 
 import argparse
+import functools
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from exsync import wiring
 from exsync.config import Settings
 from exsync.metrics import Metrics
 from exsync.woo.registrar import WebhookAction
+
+if TYPE_CHECKING:  # imported where used, as the other commands' modules are
+    from exsync.health import Liveness, Readiness
 
 __all__ = ["databases", "health", "print_webhook_actions", "shop_metrics", "wait_for_signal"]
 
@@ -18,7 +23,7 @@ def shop_metrics(args: argparse.Namespace) -> Metrics:
 
 
 def health(settings: Settings, args: argparse.Namespace, *, amqp: bool = False,
-            dsns: tuple | list = ()) -> tuple:
+            dsns: Iterable[tuple[str, str]] = ()) -> "tuple[Liveness, Readiness]":
     """The process's Liveness and Readiness, served with its metrics on --metrics-port when given.
 
     Readiness checks the broker (`amqp`) and each database in `dsns` on connections of its own,
@@ -31,11 +36,11 @@ def health(settings: Settings, args: argparse.Namespace, *, amqp: bool = False,
     liveness = Liveness(stall_seconds=settings.config.health.stall_seconds)
     readiness = Readiness()
     if amqp:
-        readiness.add("broker", HeldCheck(open=lambda: open_connection(settings.amqp_url),
+        readiness.add("broker", HeldCheck(open=lambda: open_connection(settings.endpoint("EXSYNC_AMQP_URL")),
                                           probe=lambda connection: connection.check(),
                                           close=lambda connection: connection.close()))
     for name, dsn in dsns:
-        readiness.add(name, HeldCheck(open=lambda dsn=dsn: wiring.connect_to(settings, dsn),
+        readiness.add(name, HeldCheck(open=functools.partial(wiring.connect_to, settings, dsn),
                                       probe=ping, close=lambda database: database.close()))
     if getattr(args, "metrics_port", None):
         shop_metrics(args)  # registers exsync's metrics before the first scrape
@@ -45,9 +50,9 @@ def health(settings: Settings, args: argparse.Namespace, *, amqp: bool = False,
 
 def databases(settings: Settings, *, exchequer: bool = True) -> list[tuple[str, str]]:
     """(check name, DSN) of the databases a process uses: the company's (if `exchequer`) and the state's."""
-    dsns = [("database", settings.exchequer_dsn)] if exchequer else []
+    dsns = [("database", settings.endpoint("EXSYNC_EXCHEQUER_DSN"))] if exchequer else []
     if not exchequer or settings.state_dsn != settings.exchequer_dsn:
-        dsns.append(("state-database", settings.state_dsn))
+        dsns.append(("state-database", settings.endpoint("EXSYNC_STATE_DSN")))
     return dsns
 
 

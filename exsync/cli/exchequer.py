@@ -56,8 +56,8 @@ def cmd_exchequer_agent(settings: Settings, args: argparse.Namespace) -> int:
         options = dataclasses.replace(options, agent_toolkit=args.toolkit)
     metrics = default_metrics()
     with wiring.company_database(settings) as database:
-        agent = ToolkitAgent(url=settings.amqp_url, toolkit=agent_side_toolkit(options=options, company=database,
-                                                                               metrics=metrics), metrics=metrics)
+        toolkit = agent_side_toolkit(options=options, company=database, metrics=metrics)
+        agent = ToolkitAgent(url=settings.endpoint("EXSYNC_AMQP_URL"), toolkit=toolkit, metrics=metrics)
         signal.signal(signal.SIGTERM, agent.stop)
         signal.signal(signal.SIGINT, agent.stop)
         print(f"exchequer agent: {options.agent_toolkit} toolkit on {database!r}", flush=True)

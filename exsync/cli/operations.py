@@ -188,7 +188,7 @@ def _dead_letters(settings: Settings) -> "DeadLetters":
     from exsync.bus.dead_letters import DeadLetters
     from exsync.metrics import default_metrics
 
-    return DeadLetters(url=settings.amqp_url, topology=wiring.topology(settings),
+    return DeadLetters(url=settings.endpoint("EXSYNC_AMQP_URL"), topology=wiring.topology(settings),
                        metrics=default_metrics())
 
 

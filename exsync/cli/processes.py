@@ -40,7 +40,7 @@ def cmd_topology(settings: Settings, args: argparse.Namespace) -> int:
     from exsync.bus import declare_topology
 
     topology = wiring.topology(settings)
-    declare_topology(settings.amqp_url, topology)
+    declare_topology(settings.endpoint("EXSYNC_AMQP_URL"), topology)
     for queue in topology.all_queue_names():
         print(queue)
     return 0
@@ -71,9 +71,9 @@ def cmd_capture(settings: Settings, args: argparse.Namespace) -> int:
     import signal
     import threading
 
-    liveness = None
+    heartbeat = None
     if not args.once:
-        liveness, _ = health(settings, args, amqp=True, dsns=databases(settings))
+        heartbeat = health(settings, args, amqp=True, dsns=databases(settings))[0].beat
     capture, close = wiring.build_capture(settings, metrics=shop_metrics(args))
     try:
         if args.once:
@@ -89,7 +89,7 @@ def cmd_capture(settings: Settings, args: argparse.Namespace) -> int:
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
         try:
             interval_seconds = args.interval_seconds or settings.config.capture.interval_seconds
-            capture.run_forever(interval_seconds=interval_seconds, stop=stop, heartbeat=liveness.beat)
+            capture.run_forever(interval_seconds=interval_seconds, stop=stop, heartbeat=heartbeat)
         except KeyboardInterrupt:
             pass
         return 0
@@ -147,9 +147,9 @@ def cmd_reconcile(settings: Settings, args: argparse.Namespace) -> int:
 
     options = settings.config.shop.reconcile
     metrics = shop_metrics(args)
-    liveness = None
+    heartbeat = None
     if not args.once:
-        liveness, _ = health(settings, args, amqp=True, dsns=databases(settings, exchequer=False))
+        heartbeat = health(settings, args, amqp=True, dsns=databases(settings, exchequer=False))[0].beat
     client = wiring.woo_client(settings, metrics=metrics)
     registrar = None
     if options.register_webhooks:
@@ -179,7 +179,7 @@ def cmd_reconcile(settings: Settings, args: argparse.Namespace) -> int:
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
         try:
             reconciler.run_forever(interval_seconds=args.interval_seconds or options.interval_seconds, stop=stop,
-                                   heartbeat=liveness.beat)
+                                   heartbeat=heartbeat)
         except KeyboardInterrupt:
             pass
         return 0
