@@ -78,7 +78,8 @@ class Observer:
     def take(self, *, count: int | None = None, timeout_seconds: float = 15,
              where: Callable[[str], bool] = lambda key: True) -> list[tuple[str, str, dict]]:
         """Events whose routing key passes `where`: `count` of them, or all that come within the timeout."""
-        events, deadline = [], time.monotonic() + timeout_seconds
+        events: list[tuple[str, str, dict]] = []
+        deadline = time.monotonic() + timeout_seconds
         with self._channel() as channel:
             while (count is None or len(events) < count) and time.monotonic() < deadline:
                 method, _, body = channel.basic_get(PROBE_QUEUE, auto_ack=True)

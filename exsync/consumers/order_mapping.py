@@ -21,6 +21,7 @@ from typing import Any
 
 from exsync.consumers.errors import OrderDataError, OrderMoneyError
 from exsync.exchequer import DocumentLine
+from exsync.schemas.sections import OrderRoundingConfig, OrderShippingConfig, OrderVatConfig
 from exsync.schemas.woo import MAX_ID, MAX_QUANTITY, OrderSchema, amount_problem, currency_places
 
 __all__ = ["CENT", "MappedLine", "OrderMapping", "check_order", "money", "order_id_of", "tax_amount",
@@ -175,7 +176,7 @@ def exchequer_total(lines: Iterable[DocumentLine], vat_rates: Mapping[str, float
 class OrderMapping:
     """The configured mapping from an order's lines to document lines (`orders:` vat, shipping, rounding)."""
 
-    def __init__(self, *, vat: Mapping[str, Any], shipping: Mapping[str, Any], rounding: Mapping[str, Any],
+    def __init__(self, *, vat: OrderVatConfig, shipping: OrderShippingConfig, rounding: OrderRoundingConfig,
                  vat_rates: Mapping[str, float],
                  description_chars: int = DEFAULT_DESCRIPTION_CHARS) -> None:
         self.vat = vat
