@@ -160,23 +160,25 @@ class ToolkitAgent:
 
     def handle(self, body: bytes | str) -> dict[str, Any]:
         """The reply to one command body (never raises: a failure is an answer)."""
-        started = time.monotonic()
-        try:
-            command = json.loads(body)
-            operation = command["operation"]
-        except (ValueError, KeyError, TypeError) as error:
-            return {"id": None, "ok": False, "error": "ToolkitError", "message": f"malformed command: {error}"}
-        try:
-            result = perform(self.toolkit, operation, command.get("args") or {})
-            outcome = "created" if result.get("created") else "done"
-            reply = {"id": command.get("id"), "ok": True, "result": result}
-        except ExchequerError as error:
-            outcome = "failed"
-            log.warning("agent: %s %s failed: %s", operation, command.get("id"), error)
-            reply = {"id": command.get("id"), "ok": False, "error": type(error).__name__, "message": str(error)}
-        self.metrics.inc("exchequer_agent_commands", operation=operation, outcome=outcome)
-        self.metrics.observe("exchequer_agent_command_duration_seconds", time.monotonic() - started,
-                             operation=operation)
+        # Only a command that was performed and answered is timed: not a malformed one, nor an
+        # unexpected error on its way out.
+        with self.metrics.timed("exchequer_agent_command_duration_seconds", observe_errors=False) as timing:
+            try:
+                command = json.loads(body)
+                operation = command["operation"]
+            except (ValueError, KeyError, TypeError) as error:
+                timing.skip()
+                return {"id": None, "ok": False, "error": "ToolkitError", "message": f"malformed command: {error}"}
+            timing.labels["operation"] = operation
+            try:
+                result = perform(self.toolkit, operation, command.get("args") or {})
+                outcome = "created" if result.get("created") else "done"
+                reply = {"id": command.get("id"), "ok": True, "result": result}
+            except ExchequerError as error:
+                outcome = "failed"
+                log.warning("agent: %s %s failed: %s", operation, command.get("id"), error)
+                reply = {"id": command.get("id"), "ok": False, "error": type(error).__name__, "message": str(error)}
+            self.metrics.inc("exchequer_agent_commands", operation=operation, outcome=outcome)
         return reply
 
 
