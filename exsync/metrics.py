@@ -11,7 +11,8 @@ import dataclasses
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any
 
 import prometheus_client
 
@@ -189,16 +190,16 @@ class Timing:
 class Metrics:
     """The interface; records nothing."""
 
-    def inc(self, name, amount=1, **labels):
+    def inc(self, name: str, amount: float = 1, **labels: str) -> None:
         pass
 
-    def observe(self, name, value, **labels):
+    def observe(self, name: str, value: float, **labels: str) -> None:
         pass
 
-    def set(self, name, value, **labels):
+    def set(self, name: str, value: float, **labels: str) -> None:
         pass
 
-    def track(self, name, read):
+    def track(self, name: str, read: Callable[[], float]) -> None:
         """Makes gauge `name` (no labels) read `read()` whenever it is collected."""
 
     @contextlib.contextmanager
@@ -221,16 +222,18 @@ class Metrics:
 
 
 NullMetrics = Metrics
+_Metric = prometheus_client.Counter | prometheus_client.Histogram | prometheus_client.Gauge
 
 
 class PrometheusMetrics(Metrics):
     """Records to prometheus_client (multiprocess-safe when PROMETHEUS_MULTIPROC_DIR is set)."""
 
-    def __init__(self, *, registry=prometheus_client.REGISTRY, specs=SPECS):
-        self._metrics = {}
-        self._children = {}
+    def __init__(self, *, registry: prometheus_client.CollectorRegistry = prometheus_client.REGISTRY,
+                 specs: Iterable[Spec] = SPECS) -> None:
+        self._metrics: dict[str, _Metric] = {}
+        self._children: dict[tuple[object, ...], Any] = {}
         self._registry = registry
-        self._deferred = {}
+        self._deferred: dict[str, Spec] = {}
         self._lock = threading.Lock()
         for spec in specs:
             if spec.kind == "gauge" and not spec.labels:
@@ -240,10 +243,10 @@ class PrometheusMetrics(Metrics):
                 continue
             self._metrics[spec.name] = self._make(spec)
 
-    def _make(self, spec):
+    def _make(self, spec: Spec) -> "_Metric":
         registry = self._registry
         full_name = f"exsync_{spec.name}"
-        metric: prometheus_client.Counter | prometheus_client.Histogram | prometheus_client.Gauge
+        metric: _Metric
         if spec.kind == "counter":
             metric = prometheus_client.Counter(full_name, spec.documentation, spec.labels, registry=registry)
         elif spec.kind == "histogram":
@@ -258,7 +261,7 @@ class PrometheusMetrics(Metrics):
             raise ValueError(f"unknown metric kind {spec.kind!r} for {spec.name}")
         return metric
 
-    def _metric(self, name):
+    def _metric(self, name: str) -> "_Metric":
         metric = self._metrics.get(name)
         if metric is None:
             with self._lock:
@@ -267,7 +270,8 @@ class PrometheusMetrics(Metrics):
                     metric = self._metrics[name] = self._make(self._deferred[name])
         return metric
 
-    def _child(self, name, labels):
+    # Any: a labelled child or the metric itself, whichever kind the name's spec made.
+    def _child(self, name: str, labels: dict[str, str]) -> Any:
         key = (name, *labels.items())
         child = self._children.get(key)
         if child is None:
@@ -276,31 +280,34 @@ class PrometheusMetrics(Metrics):
             child = self._children[key] = metric.labels(**labels) if labels else metric
         return child
 
-    def inc(self, name, amount=1, **labels):
+    def inc(self, name: str, amount: float = 1, **labels: str) -> None:
         self._child(name, labels).inc(amount)
 
-    def observe(self, name, value, **labels):
+    def observe(self, name: str, value: float, **labels: str) -> None:
         self._child(name, labels).observe(value)
 
-    def set(self, name, value, **labels):
+    def set(self, name: str, value: float, **labels: str) -> None:
         self._child(name, labels).set(value)
 
-    def track(self, name, read):
+    def track(self, name: str, read: Callable[[], float]) -> None:
         # For a count that lives in a database: read at scrape time, so it is never stale and one
         # process (the count's owner) exports it. Not for gunicorn's multiprocess mode.
-        self._metric(name).set_function(read)
+        metric = self._metric(name)
+        if not isinstance(metric, prometheus_client.Gauge):
+            raise ValueError(f"{name} is a {type(metric).__name__}: only a gauge is read at scrape time")
+        metric.set_function(read)
 
 
-_default = None
+_default: "PrometheusMetrics | None" = None
 
 
-def build_labels(environ=None):
+def build_labels(environ: Mapping[str, str] | None = None) -> dict[str, str]:
     """The version and commit exsync_build_info carries."""
     environ = os.environ if environ is None else environ
     return {"version": __version__, "commit": environ.get("EXSYNC_COMMIT") or "unknown"}
 
 
-def default_metrics():
+def default_metrics() -> PrometheusMetrics:
     """The process's PrometheusMetrics, made once (prometheus_client allows one per name)."""
     global _default
     if _default is None:
