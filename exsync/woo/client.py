@@ -10,7 +10,7 @@ most 100 items with each item's own answer, and one method per resource exsync u
 import dataclasses
 import datetime
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import requests
@@ -186,10 +186,10 @@ class WooClient(WooTransport):
         return BatchResult(items=results)
 
     @staticmethod
-    def _match_answers(chunk, body):
+    def _match_answers(chunk: Sequence[tuple[str, int, JsonObject]], body: Any) -> list["BatchItemResult"]:
         """Pairs each sent item with the answer in the same position of the same action's list."""
         answers = {action: list((body or {}).get(action) or []) for action in BATCH_ACTIONS}
-        results = []
+        results: list[BatchItemResult] = []
         for action, index, item in chunk:
             queue = answers[action]
             if not queue:
@@ -252,7 +252,10 @@ class WooClient(WooTransport):
                 yield fresh
             if len(result.items) < per_page:
                 return
-            next_bound = parse_wc_gmt(result.items[-1]["date_modified_gmt"]) - datetime.timedelta(seconds=1)
+            last_modified = parse_wc_gmt(result.items[-1]["date_modified_gmt"])
+            if last_modified is None:
+                raise WooProtocolError(f"order {result.items[-1]['id']} has no date_modified_gmt to walk by")
+            next_bound = last_modified - datetime.timedelta(seconds=1)
             if next_bound > bound:
                 bound, page = next_bound, 1
             else:

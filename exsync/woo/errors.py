@@ -4,6 +4,8 @@ A REST failure keeps WooCommerce's own `code` (e.g. `woocommerce_rest_product_in
 HTTP `status`, so callers branch on facts the shop reported rather than on message text.
 """
 
+from typing import Any
+
 from exsync.errors import ExsyncError
 
 __all__ = [
@@ -25,10 +27,10 @@ __all__ = [
 class WooError(ExsyncError):
     """Anything the shop side of exsync raises on purpose."""
 
-    code = None
-    status = None
-    retryable = False
-    retry_after_seconds = None
+    code: str | None = None
+    status: int | None = None
+    retryable: bool = False
+    retry_after_seconds: float | None = None
 
 
 class WooTransportError(WooError):
@@ -36,7 +38,7 @@ class WooTransportError(WooError):
 
     retryable = True
 
-    def __init__(self, message, *, sent=False):
+    def __init__(self, message: str, *, sent: bool = False) -> None:
         super().__init__(message)
         # A read timeout means the request may have been applied; only idempotent calls retry then.
         self.sent = sent
@@ -45,7 +47,7 @@ class WooTransportError(WooError):
 class WooProtocolError(WooError):
     """The shop answered with something that is not WooCommerce's JSON (a proxy's page, a captcha)."""
 
-    def __init__(self, message, *, status=None):
+    def __init__(self, message: str, *, status: int | None = None) -> None:
         super().__init__(message)
         self.status = status
 
@@ -53,7 +55,8 @@ class WooProtocolError(WooError):
 class WooApiError(WooError):
     """WooCommerce answered with its error body `{"code", "message", "data": {"status"}}`."""
 
-    def __init__(self, *, code, message, status, data=None, retry_after_seconds=None):
+    def __init__(self, *, code: str, message: str, status: int, data: Any = None,
+                 retry_after_seconds: float | None = None) -> None:
         super().__init__(f"{status} {code}: {message}")
         self.code = code
         self.message = message
@@ -98,7 +101,7 @@ _BY_STATUS = {400: WooBadRequest, 401: WooAuthError, 403: WooAuthError, 404: Woo
               429: WooRateLimited}
 
 
-def api_error_from(*, status, body, retry_after_seconds=None):
+def api_error_from(*, status: int, body: Any, retry_after_seconds: float | None = None) -> WooApiError:
     """Builds the matching WooApiError from an HTTP status and a decoded WooCommerce error body."""
     code, message, data = "http_error", f"HTTP {status}", None
     if isinstance(body, dict):

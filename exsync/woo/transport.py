@@ -63,7 +63,7 @@ def normalise_route(route: str) -> str:
     return "/".join("{id}" if _ID_SEGMENT.match(part) else part for part in path.split("/"))
 
 
-def _retry_after_seconds(value):
+def _retry_after_seconds(value: str | None) -> float | None:
     """Reads `Retry-After` as seconds (it may be a number or an HTTP date)."""
     if not value:
         return None
@@ -79,12 +79,20 @@ def _retry_after_seconds(value):
     return max(0.0, when.timestamp() - time.time())
 
 
-def _refused(error):
+def _refused(error: requests.exceptions.RequestException) -> bool:
     """True when the connection was never made, so the request cannot have reached the shop."""
     if isinstance(error, requests.exceptions.ConnectTimeout):
         return True
     reason = getattr(error.args[0], "reason", None) if error.args else None
     return isinstance(reason, urllib3.exceptions.NewConnectionError)
+
+
+def _failure(retry_state: tenacity.RetryCallState) -> WooError:
+    """The error a retried attempt raised: only a WooError is retried (see `should_retry`)."""
+    error = retry_state.outcome.exception() if retry_state.outcome is not None else None
+    if not isinstance(error, WooError):
+        raise TypeError(f"a retry after {error!r}, which is not a WooError")
+    return error
 
 
 @dataclasses.dataclass(frozen=True)
@@ -166,8 +174,9 @@ class WooTransport:
                           json=json, auth=self._auth,
                           idempotent=method.upper() != "POST" if idempotent is None else idempotent)
 
-    def _send(self, method, url, endpoint, *, params, json, auth, idempotent):
-        def should_retry(error):
+    def _send(self, method: str, url: str, endpoint: str, *, params: dict[str, Any] | None, json: Any, auth: Any,
+              idempotent: bool) -> WooResponse:
+        def should_retry(error: BaseException) -> bool:
             if not isinstance(error, WooError) or not error.retryable:
                 return False
             if isinstance(error, WooTransportError) and error.sent and not idempotent:
@@ -175,8 +184,8 @@ class WooTransport:
             # A Retry-After longer than we are willing to block is the caller's to schedule.
             return error.retry_after_seconds is None or error.retry_after_seconds <= self.max_retry_after_seconds
 
-        def before_sleep(retry_state):
-            error = retry_state.outcome.exception()
+        def before_sleep(retry_state: tenacity.RetryCallState) -> None:
+            error = _failure(retry_state)
             reason = "transport" if isinstance(error, WooTransportError) else str(error.status)
             self.metrics.inc("woo_request_retries", endpoint=endpoint, reason=reason)
             for listener in self.retry_listeners:
@@ -193,8 +202,8 @@ class WooTransport:
         )
         return retrying(self._attempt, method, url, endpoint, params, json, auth)
 
-    def _wait_seconds(self, retry_state):
-        error = retry_state.outcome.exception()
+    def _wait_seconds(self, retry_state: tenacity.RetryCallState) -> float:
+        error = _failure(retry_state)
         ceiling = min(self.backoff_max_seconds,
                       self.backoff_initial_seconds * 2 ** (retry_state.attempt_number - 1))
         if error is not None and error.retry_after_seconds is not None:
@@ -202,14 +211,15 @@ class WooTransport:
             return error.retry_after_seconds + random.uniform(0, min(1.0, 0.1 * error.retry_after_seconds))
         return random.uniform(0, ceiling)
 
-    def _pause_all(self, error):
+    def _pause_all(self, error: WooError) -> None:
         """A 429/503 with Retry-After holds every request of the process (and the deployment) to the shop."""
         if error.status in PAUSING_STATUSES and error.retry_after_seconds:
             seconds = min(error.retry_after_seconds, self.max_retry_after_seconds)
             self._pause.extend(seconds)
             self._bucket.pause(seconds)
 
-    def _attempt(self, method, url, endpoint, params, json, auth):
+    def _attempt(self, method: str, url: str, endpoint: str, params: dict[str, Any] | None, json: Any,
+                 auth: Any) -> WooResponse:
         self._pause.wait()
         self._bucket.acquire()
         # A pause that began while this request waited for its token holds it too.
@@ -227,7 +237,8 @@ class WooTransport:
         finally:
             self.metrics.inc("woo_requests", method=method, endpoint=endpoint, status=status_label)
 
-    def _session_request(self, method, url, params, json, auth):
+    def _session_request(self, method: str, url: str, params: dict[str, Any] | None, json: Any,
+                         auth: Any) -> requests.Response:
         """One HTTP exchange; requests' errors become WooTransportError (`sent`: the shop may have it)."""
         try:
             return self._session.request(method, url, params=params, json=json, auth=auth,
@@ -246,10 +257,10 @@ class WooTransport:
             raise WooTransportError(f"request to {self.url} failed: {self._redacted(error)}",
                                     sent=True) from error
 
-    def _redacted(self, text):
+    def _redacted(self, text: object) -> str:
         return redact(text, secrets=self._secrets)
 
-    def _read(self, response):
+    def _read(self, response: requests.Response) -> WooResponse:
         status = response.status_code
         try:
             body = response.json() if response.content else None
