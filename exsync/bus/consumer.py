@@ -15,13 +15,15 @@ import logging
 import signal
 import threading
 import time
+from collections.abc import Callable, Iterable
+from typing import Any, Self
 
 import tenacity
 
-from exsync.bus.connection import open_connection
+from exsync.bus.connection import Connection, open_connection
 from exsync.bus.errors import BrokerUnavailable, PermanentError
-from exsync.bus.middleware import LoggingMiddleware, MetricsMiddleware
-from exsync.bus.topology import dead_queue_name, retry_queue_name
+from exsync.bus.middleware import LoggingMiddleware, MetricsMiddleware, Middleware
+from exsync.bus.topology import Topology, dead_queue_name, retry_queue_name
 from exsync.metrics import Metrics
 from exsync.schemas.config import DEFAULT_PREFETCH
 
@@ -49,30 +51,30 @@ class Message:
     queue: str
     routing_key: str
     body: bytes
-    headers: dict
-    properties: object
+    headers: dict[str, Any]
+    properties: Any  # pika.BasicProperties (pika has no types)
     delivery_tag: int
     redelivered: bool
-    event: dict | None = None
+    event: dict[str, Any] | None = None
     started_at: float = 0.0
     handed_at: float = 0.0  # time.monotonic() when a handler got it, for the liveness check
 
     @property
-    def attempt(self):
+    def attempt(self) -> int:
         """1 on the first delivery to the handler, counting every retry since."""
         return int(self.headers.get(ATTEMPT_HEADER, 1))
 
     @property
-    def replayed(self):
+    def replayed(self) -> bool:
         """True on the first delivery after `exsync dead-letters replay` sent it back."""
         return bool(self.headers.get(HISTORY_HEADER)) and ATTEMPT_HEADER not in self.headers
 
     @property
-    def event_id(self):
+    def event_id(self) -> Any:
         return (self.event or {}).get("id", "?")
 
     @classmethod
-    def from_delivery(cls, queue, method, properties, body):
+    def from_delivery(cls, queue: str, method: Any, properties: Any, body: bytes) -> Self:
         message = cls(
             queue=queue,
             routing_key=method.routing_key,
@@ -102,10 +104,12 @@ class Worker:
     (an `exsync.health.Liveness.beat`): a handler that hangs or a loop that stops turning shows there.
     """
 
-    def __init__(self, *, url, queue, handler, topology, prefetch=DEFAULT_PREFETCH, concurrency=1, metrics=None,
-                 middleware=None, on_idle=None, heartbeat=None, poll_seconds=DEFAULT_POLL_SECONDS,
-                 reconnect_min_seconds=DEFAULT_RECONNECT_MIN_SECONDS,
-                 reconnect_max_seconds=DEFAULT_RECONNECT_MAX_SECONDS):
+    def __init__(self, *, url: str, queue: str, handler: Callable[[Message], object], topology: Topology,
+                 prefetch: int = DEFAULT_PREFETCH, concurrency: int = 1, metrics: Metrics | None = None,
+                 middleware: Iterable[Middleware] | None = None, on_idle: Callable[[], object] | None = None,
+                 heartbeat: Callable[..., object] | None = None, poll_seconds: float = DEFAULT_POLL_SECONDS,
+                 reconnect_min_seconds: float = DEFAULT_RECONNECT_MIN_SECONDS,
+                 reconnect_max_seconds: float = DEFAULT_RECONNECT_MAX_SECONDS) -> None:
         self.url = url
         self.queue = queue
         self.handler = handler
@@ -114,10 +118,10 @@ class Worker:
         self.prefetch = max(prefetch, self.concurrency)
         metrics = metrics or Metrics()
         self.metrics = metrics
-        self.middleware = list(middleware) if middleware is not None else [
+        self.middleware: list[Middleware] = list(middleware) if middleware is not None else [
             LoggingMiddleware(), MetricsMiddleware(metrics=metrics)]
         self.on_idle = on_idle
-        self.heartbeat = heartbeat or (lambda **_: None)
+        self.heartbeat: Callable[..., object] = heartbeat or (lambda **_: None)
         self.poll_seconds = poll_seconds
         self.reconnect_min_seconds = reconnect_min_seconds
         self.reconnect_max_seconds = reconnect_max_seconds
@@ -127,15 +131,15 @@ class Worker:
                                                                thread_name_prefix=f"handler-{queue}")
         topology.queue(queue)  # fail early on a queue the topology does not know
 
-    def stop(self, *_signal_args):
+    def stop(self, *_signal_args: object) -> None:
         self._stopping.set()
 
     @property
-    def stopping(self):
+    def stopping(self) -> bool:
         return self._stopping.is_set()
 
     @property
-    def consuming(self):
+    def consuming(self) -> bool:
         """True while connected to the broker and consuming (the readiness check)."""
         return self._consuming.is_set()
 
@@ -179,11 +183,11 @@ class Worker:
             retry_error_callback=lambda _: None,
         )
 
-    def _consume(self):
+    def _consume(self) -> None:
         self.heartbeat()
         connection = open_connection(self.url)
         inbox: collections.deque[Message] = collections.deque()
-        running: dict[concurrent.futures.Future, Message] = {}
+        running: dict[concurrent.futures.Future[object], Message] = {}
         try:
             with connection.translated_errors():
                 channel = connection.pika.channel()
@@ -217,7 +221,8 @@ class Worker:
                 future.cancel()
             connection.close()
 
-    def _start(self, connection, channel, message, running):
+    def _start(self, connection: Connection, channel: Any, message: Message,
+               running: dict[concurrent.futures.Future[object], Message]) -> None:
         for middleware in self.middleware:
             middleware.before_process(message)
         if message.event is None:
@@ -229,7 +234,7 @@ class Worker:
         future.add_done_callback(lambda _: connection.pika.add_callback_threadsafe(lambda: None))
         running[future] = message
 
-    def _finish(self, channel, message, error):
+    def _finish(self, channel: Any, message: Message, error: BaseException | None) -> None:
         if error is not None and not isinstance(error, Exception):
             raise error
         if error is None:
@@ -245,7 +250,7 @@ class Worker:
         for middleware in self.middleware:
             middleware.after_process(message, outcome=outcome, error=error)
 
-    def _forward(self, channel, message, queue, error, *, attempt):
+    def _forward(self, channel: Any, message: Message, queue: str, error: BaseException, *, attempt: int) -> None:
         headers = dict(message.headers)
         headers[ATTEMPT_HEADER] = attempt
         headers[ERROR_HEADER] = f"{type(error).__name__}: {error}"[:MAX_ERROR_HEADER_CHARS]

@@ -4,8 +4,8 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, Self
 
 import pika
 import pika.exceptions
@@ -13,6 +13,7 @@ import tenacity
 
 from exsync.bus.connection import CONNECTION_ERRORS, Connection, open_connection
 from exsync.bus.errors import BrokerUnavailable, BusError, MessageUnroutable, PublishNotConfirmed
+from exsync.bus.topology import Topology
 from exsync.metrics import Metrics
 
 __all__ = ["Publisher", "counted_publish", "encode_event", "message_properties"]
@@ -34,11 +35,11 @@ def _log_reconnect(retry_state: tenacity.RetryCallState) -> None:
         log.warning("publish failed (%r); reconnecting once", error.__cause__)
 
 
-def encode_event(event):
+def encode_event(event: Mapping[str, Any]) -> bytes:
     return json.dumps(event, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
-def message_properties(event, headers=None):
+def message_properties(event: Mapping[str, Any], headers: dict[str, Any] | None = None) -> pika.BasicProperties:
     return pika.BasicProperties(
         content_type="application/json",
         delivery_mode=PERSISTENT,
@@ -76,7 +77,8 @@ class Publisher:
     `SharedPublisher`.
     """
 
-    def __init__(self, *, url, topology=None, metrics=None, connect=open_connection):
+    def __init__(self, *, url: str, topology: Topology | None = None, metrics: Metrics | None = None,
+                 connect: Callable[[str], Connection] = open_connection) -> None:
         self.url = url
         self.topology = topology
         self.metrics = metrics or Metrics()
@@ -113,7 +115,7 @@ class Publisher:
             connection, channel = self._open()
         return connection, channel
 
-    def _discard(self):
+    def _discard(self) -> None:
         if self._connection is not None:
             self._connection.close()
         self._connection = self._channel = None
@@ -130,7 +132,8 @@ class Publisher:
         with counted_publish(self.metrics, exchange):
             self._publish_with_reconnect(exchange, routing_key, body, properties)
 
-    def _publish_with_reconnect(self, exchange, routing_key, body, properties):
+    def _publish_with_reconnect(self, exchange: str, routing_key: str, body: bytes,
+                                properties: pika.BasicProperties) -> None:
         # One retry after a dropped connection: a broker restart or an idle connection closed by a
         # proxy should not fail a request. A second failure means the broker really is down.
         retrying = tenacity.Retrying(
@@ -145,7 +148,7 @@ class Publisher:
             self.metrics.set("bus_connected", 0, client="publisher")
             raise BrokerUnavailable(f"cannot publish to RabbitMQ: {dropped.__cause__!r}") from dropped.__cause__
 
-    def _publish_once(self, exchange, routing_key, body, properties):
+    def _publish_once(self, exchange: str, routing_key: str, body: bytes, properties: pika.BasicProperties) -> None:
         """One attempt: (re)opens the connection if needed and publishes, translating pika's errors."""
         try:
             _, channel = self._ready()
@@ -172,11 +175,11 @@ class Publisher:
         with connection.translated_errors():
             connection.pika.process_data_events(time_limit=0)
 
-    def close(self):
+    def close(self) -> None:
         self._discard()
 
-    def __enter__(self):
+    def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         self.close()
