@@ -102,7 +102,7 @@ def state_database(settings: Settings) -> Database:
 
 def publisher(settings: Settings, *, metrics: Metrics | None = None) -> Publisher:
     """A confirming publisher to the settings' broker, declaring the topology."""
-    return Publisher(url=settings.amqp_url, topology=topology(settings), metrics=metrics)
+    return Publisher(url=settings.endpoint("EXSYNC_AMQP_URL"), topology=topology(settings), metrics=metrics)
 
 
 def shared_publisher(settings: Settings, *, metrics: Metrics | None = None, **options: Any) -> SharedPublisher:
@@ -175,7 +175,8 @@ def build_capture(settings: Settings, *, metrics: Metrics | None = None, publish
     state_db = connect(settings.endpoint("EXSYNC_STATE_DSN"), mapping=mapping)
     own_publisher = None
     if publisher is None and sink is None:
-        publisher = own_publisher = Publisher(url=settings.amqp_url, topology=topology(config), metrics=metrics)
+        publisher = own_publisher = Publisher(url=settings.endpoint("EXSYNC_AMQP_URL"), topology=topology(config),
+                                              metrics=metrics)
     steps = []
     if publisher is not None:
         step = order_progress_step(database=company_db, publisher=publisher, metrics=metrics)
@@ -312,7 +313,7 @@ def worker(settings: Settings, name: str, consumer: Any, *, metrics: Metrics,
            heartbeat: Callable[[], None] | None = None) -> Worker:
     """The bus Worker that runs `consumer` (consumer `name`'s) on its queue."""
     bus = settings.config.bus
-    return Worker(url=settings.amqp_url, queue=_PROCESSES[name].queue.name, handler=consumer.handle,
+    return Worker(url=settings.endpoint("EXSYNC_AMQP_URL"), queue=_PROCESSES[name].queue.name, handler=consumer.handle,
                   topology=topology(settings), prefetch=bus.prefetch,
                   concurrency=bus.handler_threads if getattr(consumer, "thread_safe", False) else 1,
                   metrics=metrics, on_idle=getattr(consumer, "on_idle", None), heartbeat=heartbeat)
@@ -344,7 +345,7 @@ def start_writer_thread(settings: Settings, *, metrics: Metrics | None = None) -
     """
     metrics = metrics or Metrics()
     writer = build_woo_writer(settings, metrics=metrics)
-    running = Worker(url=settings.amqp_url, queue=woo_writer.QUEUE.name, handler=writer.handle,
+    running = Worker(url=settings.endpoint("EXSYNC_AMQP_URL"), queue=woo_writer.QUEUE.name, handler=writer.handle,
                      topology=topology(settings), metrics=metrics, on_idle=writer.on_idle)
 
     def run() -> None:

@@ -29,7 +29,7 @@ __all__ = [
 
 
 def cmd_export_products(settings: Settings, args: argparse.Namespace) -> int:
-    def progress(done, total):
+    def progress(done: int, total: int) -> None:
         print(f"\rexport: {done}/{total} products", end="", file=sys.stderr, flush=True)
 
     report = wiring.export_products(settings, progress=progress)

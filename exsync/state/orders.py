@@ -8,7 +8,7 @@ short transaction of its own on the database it was given; a database serves one
 import dataclasses
 import json
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from exsync.state.errors import DuplicateRowError, StateError
@@ -119,7 +119,7 @@ class _Store:
         self.table = database.names.state_table(self.TABLE)
         self._quote = database.dialect.quote
 
-    def _columns(self, names):
+    def _columns(self, names: Iterable[str]) -> str:
         return ", ".join(self._quote(name) for name in names)
 
 
@@ -128,7 +128,7 @@ class OrderStore(_Store):
 
     TABLE = TRACKING
 
-    def _select(self, where, lock=False):
+    def _select(self, where: str, lock: bool = False) -> str:
         dialect = self.database.dialect
         sql = (f"SELECT {self._columns(_TRACKING_COLUMNS)} FROM {dialect.locked(self.table) if lock else self.table} "
                f"WHERE {where}")
@@ -139,7 +139,7 @@ class OrderStore(_Store):
             row = cursor.execute(self._select(f"{self._quote('order_id')} = ?"), (int(order_id),)).fetchone()
         return None if row is None else _tracked(row)
 
-    def _ensure_row(self, cursor, order_id):
+    def _ensure_row(self, cursor: Any, order_id: int) -> TrackedOrder:
         dialect = self.database.dialect
         now = time.time()
         key = [self._quote("order_id")]
@@ -195,7 +195,7 @@ class OrderStore(_Store):
                            f"{self._quote('status')} = 'deleted', {self._quote('updated_at')} = ? "
                            f"WHERE {self._quote('order_id')} = ?", (time.time(), int(order_id)))
 
-    def _set(self, order_id, **values):
+    def _set(self, order_id: int, **values: object) -> None:
         assignments = ", ".join(f"{self._quote(name)} = ?" for name in values)
         with self.database.transaction() as cursor:
             cursor.execute(f"UPDATE {self.table} SET {assignments}, {self._quote('updated_at')} = ? "
@@ -260,7 +260,7 @@ class OrderStore(_Store):
     # Paid and not imported: every state but imported and deleted (listed for the index on the state).
     _NOT_IMPORTED = ("", "received", "parked", "cancelled")
 
-    def _overdue_where(self):
+    def _overdue_where(self) -> str:
         states = ", ".join("?" for _ in self._NOT_IMPORTED)
         return (f"{self._quote('import_state')} IN ({states}) AND {self._quote('paid_at')} > 0 "
                 f"AND {self._quote('paid_at')} <= ? AND {self._quote('refs')} = ''")
@@ -278,7 +278,7 @@ class OrderStore(_Store):
             return int(cursor.execute(f"SELECT COUNT(*) FROM {self.table} WHERE {self._overdue_where()}",
                                       (*self._NOT_IMPORTED, paid_before)).fetchone()[0])
 
-    def _ended_where(self, statuses):
+    def _ended_where(self, statuses: Sequence[str]) -> str:
         marks = ", ".join("?" for _ in statuses)
         return f"{self._quote('status')} IN ({marks}) AND {self._quote('refs')} <> ''"
 
