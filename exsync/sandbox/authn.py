@@ -35,11 +35,11 @@ class Credentials:
     permissions: str = "read_write"
 
 
-def _rfc3986(text):
+def _rfc3986(text: object) -> str:
     return urllib.parse.quote(str(text), safe="~")
 
 
-def _auth_error(message):
+def _auth_error(message: str) -> SandboxRestError:
     return SandboxRestError("woocommerce_rest_authentication_error", message, 401)
 
 
@@ -65,7 +65,9 @@ class Authenticator:
             return self._basic(query, basic)
         return self._oauth(method=method, base_url=base_url, path=path, query=query, form=form, headers=headers)
 
-    def _basic(self, query, basic):
+    def _basic(self, query: Mapping[str, str], basic: tuple[str, str] | None) -> Credentials | None:
+        key: str | None
+        secret: str | None
         if basic is not None:
             key, secret = basic
         else:
@@ -79,7 +81,8 @@ class Authenticator:
             raise _auth_error("Consumer secret is invalid.")
         return credentials
 
-    def _oauth(self, *, method, base_url, path, query, form, headers):
+    def _oauth(self, *, method: str, base_url: str, path: str, query: Mapping[str, str], form: Mapping[str, str],
+               headers: Mapping[str, str]) -> Credentials | None:
         params = dict(query)
         params.update(form)
         header = (headers.get("Authorization") or "").strip()
@@ -110,7 +113,7 @@ class Authenticator:
         self._check_timestamp_and_nonce(credentials.consumer_key, params["oauth_timestamp"], params["oauth_nonce"])
         return credentials
 
-    def _check_timestamp_and_nonce(self, key, timestamp, nonce):
+    def _check_timestamp_and_nonce(self, key: str, timestamp: str, nonce: str) -> None:
         now = self._clock()
         try:
             stamp = int(timestamp)

@@ -128,7 +128,7 @@ class WebhookDeliverer:
         if self._thread is not None:
             self._thread.join(timeout=5)
 
-    def _run(self):
+    def _run(self) -> None:
         while True:
             with self._condition:
                 while not self._queue and not self._stopping:
@@ -153,12 +153,12 @@ class WebhookDeliverer:
                     self._in_flight -= 1
                     self._condition.notify_all()
 
-    def _delivery_id(self, webhook_id):
+    def _delivery_id(self, webhook_id: int) -> str:
         # wp_hash(id . time()): deliveries of one webhook within the same second share it.
         message = f"{webhook_id}{int(time.time())}".encode()
         return hmac.new(self._salt, message, hashlib.md5).hexdigest()
 
-    def _deliver(self, webhook_id, resource_id):
+    def _deliver(self, webhook_id: int, resource_id: int) -> None:
         payload = self.shop.delivery_payload(webhook_id, resource_id)
         if payload is None:
             return
@@ -206,7 +206,7 @@ class WebhookDeliverer:
                     self.shop.webhooks[webhook_id]["pending_delivery"] = False
         return ok
 
-    def _post(self, url, body, headers):
+    def _post(self, url: str, body: bytes, headers: dict[str, str]) -> tuple[int | None, str | None]:
         try:
             response = requests.post(url, data=body, headers=headers, timeout=self.timeout_seconds,
                                      allow_redirects=False)

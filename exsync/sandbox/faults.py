@@ -52,7 +52,7 @@ class Storm:
         self._asked_at: float | None = None
         self._quiet_until = -1.0
 
-    def _note_arrival(self):
+    def _note_arrival(self) -> None:
         """Counts requests that came while the last Retry-After was still running (a client that
         waits as asked sends none: issue 11 §7), for one client at a time."""
         now = time.monotonic()

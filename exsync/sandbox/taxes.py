@@ -65,7 +65,7 @@ def format_rate(value: Any) -> str:
     return f"{decimal.Decimal(str(value)).quantize(decimal.Decimal('0.0001')):f}"
 
 
-def _class_slug(value):
+def _class_slug(value: object) -> str:
     """The REST `class` (standard, reduced-rate...) as a product's `tax_class` ('' is standard)."""
     return "" if value in (None, "", "standard") else str(value)
 
