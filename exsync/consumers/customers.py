@@ -24,6 +24,7 @@ import dataclasses
 import logging
 import math
 import time
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from exsync.bus import EXCHEQUER_EXCHANGE, WOO_EXCHANGE, PermanentError, QueueSpec
@@ -40,6 +41,7 @@ from exsync.consumers.customer_mapping import (
 from exsync.consumers.customer_shop import ShopCustomers, made_for
 from exsync.consumers.errors import ConsumerError, CustomerBusyError
 from exsync.exchequer import (
+    Account,
     InvalidDocumentError,
     UnknownAccountError,
     mapping_for,
@@ -47,9 +49,11 @@ from exsync.exchequer import (
 )
 from exsync.exchequer.account_capture import account_fingerprint, ensure_account_state, recorded_account
 from exsync.metrics import Metrics
+from exsync.schemas.sections import Config
 from exsync.state.lease import holder_id
 from exsync.state.links import LINKED, SHOP_DELETED, Link, LinkStore
 from exsync.threads import PerThread
+from exsync.woo import WooClient
 from exsync.woo.dates import parse_wc_gmt
 
 __all__ = ["DEFAULT_CLAIM_SECONDS", "EXPORT_QUEUE", "QUEUE", "CustomersConsumer"]
@@ -66,7 +70,7 @@ EXPORT_QUEUE = QueueSpec(name="customers.export", exchange=EXCHEQUER_EXCHANGE, b
 class _Connections(ExchequerConnections):
     """One thread's connections, with the sync's link store over the state tables."""
 
-    def __init__(self, **connections):
+    def __init__(self, **connections: Any) -> None:
         super().__init__(**connections)
         self.links = LinkStore(database=self.state)
         ensure_account_state(self.state)
@@ -75,9 +79,10 @@ class _Connections(ExchequerConnections):
 class CustomersConsumer:
     """Handles `woo.customer.*` and `exchequer.account.changed` envelopes (one at a time)."""
 
-    def __init__(self, *, exchequer_dsn, config, client, state_dsn=None, wp_username=None,
-                 wp_application_password=None, metrics=None, clock=time.time,
-                 claim_seconds=DEFAULT_CLAIM_SECONDS, holder=None):
+    def __init__(self, *, exchequer_dsn: str, config: Config, client: WooClient, state_dsn: str | None = None,
+                 wp_username: str | None = None, wp_application_password: str | None = None,
+                 metrics: Metrics | None = None, clock: Callable[[], float] = time.time,
+                 claim_seconds: float = DEFAULT_CLAIM_SECONDS, holder: str | None = None) -> None:
         self.options = config.customers
         self.customer_roles = tuple(config.shop.reconcile.customer_roles)
         self.names_mapping = mapping_for(config)
@@ -97,7 +102,7 @@ class CustomersConsumer:
             close=_Connections.close)
         self._connections()
 
-    def _connections(self):
+    def _connections(self) -> _Connections:
         return self._per_thread.get()
 
     @property
@@ -137,9 +142,11 @@ class CustomersConsumer:
         log.info("customers: nothing to do for %s", kind or "an event without a type")
         return {}
 
-    def _sync_accounts(self, codes):
+    def _sync_accounts(self, codes: list[str]) -> dict[str, str]:
         """Syncs each account of a capture event; one the shop refuses does not hold up the rest."""
-        outcomes, refused, busy = {}, [], []
+        outcomes: dict[str, str] = {}
+        refused: list[str] = []
+        busy: list[str] = []
         for code in codes:
             try:
                 outcomes[code] = self.sync_account(code)
@@ -158,12 +165,12 @@ class CustomersConsumer:
             raise PermanentError("; ".join(refused))
         return outcomes
 
-    def _renew(self, woo_id):
+    def _renew(self, woo_id: int) -> None:
         """Extends the customer's lease before a write; CustomerBusyError if it passed to another worker."""
         if not self.links.renew(woo_id, holder=self.holder, now=self.clock(), seconds=self.claim_seconds):
             raise CustomerBusyError(f"the lease on shop customer {woo_id} passed to another worker mid-sync")
 
-    def _claimed(self, woo_id, work):
+    def _claimed(self, woo_id: int, work: Callable[[], str]) -> str:
         """Runs `work()` holding the customer's lease; CustomerBusyError (retried) while another holds it."""
         links = self.links
         if not links.claim(woo_id, holder=self.holder, now=self.clock(), seconds=self.claim_seconds):
@@ -179,7 +186,7 @@ class CustomersConsumer:
         """Brings one shop customer and its account in step (linking or creating the account)."""
         return self._claimed(woo_id, lambda: self._sync_customer(int(woo_id)))
 
-    def _sync_customer(self, woo_id):
+    def _sync_customer(self, woo_id: int) -> str:
         customer = self.shop.get(woo_id)
         if customer is None:
             return self._shop_deleted(woo_id)
@@ -210,14 +217,14 @@ class CustomersConsumer:
                                  "which is no longer in Exchequer") from error
         return self._sync("shop", customer, account, link, created=created)
 
-    def _is_customer(self, customer):
+    def _is_customer(self, customer: Mapping[str, Any]) -> bool:
         return not self.customer_roles or customer.get("role") in self.customer_roles
 
     def shop_deleted(self, woo_id: int) -> str:
         """The shop deleted a customer: the account stays (it has a ledger), the link is ended."""
         return self._claimed(woo_id, lambda: self._shop_deleted(int(woo_id)))
 
-    def _shop_deleted(self, woo_id, *, link=None):
+    def _shop_deleted(self, woo_id: int, *, link: Link | None = None) -> str:
         links = self.links
         link = link or links.get(woo_id)
         if link is None:
@@ -236,6 +243,7 @@ class CustomersConsumer:
         connections = self._connections()
         links = connections.links
         link = links.by_account(code)
+        target: int | None
         if link is not None and link.state == LINKED:
             target = link.woo_id
         else:
@@ -246,14 +254,14 @@ class CustomersConsumer:
             return self._claimed(target, lambda: self._sync_linked_account(code, target))
         return self._export_account(code)
 
-    def _account(self, code):
+    def _account(self, code: str) -> Account | None:
         try:
             account = self._connections().reader.account(code)
         except UnknownAccountError:
             return None
         return account if account.cust_supp == "C" else None
 
-    def _sync_linked_account(self, code, woo_id):
+    def _sync_linked_account(self, code: str, woo_id: int) -> str:
         account = self._account(code)
         if account is None:
             return self._count("exchequer", "not_a_customer_account")
@@ -271,7 +279,7 @@ class CustomersConsumer:
             return self._count("exchequer", "not_a_customer")
         return self._sync("exchequer", customer, account, link, created=False)
 
-    def _export_account(self, code):
+    def _export_account(self, code: str) -> str:
         """An account no shop customer is linked to: a new shop customer, or the one with its e-mail."""
         account = self._account(code)
         if account is None:
@@ -290,7 +298,7 @@ class CustomersConsumer:
             return self._count("exchequer", "not_a_customer")
         return self._claimed(customer["id"], lambda: self._link_new(account.code, int(customer["id"])))
 
-    def _link_new(self, code, woo_id):
+    def _link_new(self, code: str, woo_id: int) -> str:
         """Links the account to the shop customer found or made for it, then syncs them as they are now."""
         linked = self._connections().backend.link_account(external_key=customer_key(woo_id), code=code)
         if linked != code:
@@ -309,7 +317,7 @@ class CustomersConsumer:
         created = self._start_from_made(link, customer)
         return self._sync("exchequer", customer, account, link, created=created)
 
-    def _start_from_made(self, link, customer):
+    def _start_from_made(self, link: Link, customer: dict[str, Any]) -> bool:
         """True when the export made this customer from the link's account and they were never synced:
         what was sent is then agreed, so only what creation could not carry (the role) goes now,
         whatever the first-link rules would say, whichever consumer links them first."""
@@ -320,7 +328,7 @@ class CustomersConsumer:
 
     # --- the merge, and the writes it asks for
 
-    def _sync(self, source, customer, account, link, *, created):
+    def _sync(self, source: str, customer: dict[str, Any], account: Account, link: Link, *, created: bool) -> str:
         """Merges one linked pair, writes what each side lacks, records conflicts and the snapshot."""
         woo = woo_view(customer, self._fit, wholesale_role=self.options.wholesale_role)
         exchequer = account_view(account, wholesale_band=self.options.wholesale_band)
@@ -374,7 +382,7 @@ class CustomersConsumer:
                      ", ".join(result.to_exchequer) or "-")
         return self._count(source, outcome)
 
-    def _newest_side(self, customer, account):
+    def _newest_side(self, customer: Mapping[str, Any], account: Account) -> str:
         """The side changed last: the shop's modification time against when capture first saw the
         account as it is (now, when capture has not seen it yet: its change is after the last cycle).
 
@@ -383,13 +391,15 @@ class CustomersConsumer:
         modified = parse_wc_gmt(customer.get("date_modified_gmt"))
         woo_at = modified.timestamp() if modified is not None else 0.0
         recorded = recorded_account(self._connections().state, self.company, account.code)
-        seen = recorded is not None and recorded.fingerprint == account_fingerprint(account)
-        exchequer_at = recorded.changed_at if seen else self.clock()
+        if recorded is not None and recorded.fingerprint == account_fingerprint(account):
+            exchequer_at = recorded.changed_at
+        else:
+            exchequer_at = self.clock()
         if modified is not None and math.floor(exchequer_at) == math.floor(woo_at):
             return "manual"
         return "woo" if woo_at > exchequer_at else "exchequer"
 
-    def _count(self, source, outcome):
+    def _count(self, source: str, outcome: str) -> str:
         self.metrics.inc("customer_syncs", source=source, outcome=outcome)
         return outcome
 
@@ -399,7 +409,7 @@ class CustomersConsumer:
         """Settles a recorded conflict: `take` (`woo` or `exchequer`) wins and goes to the other side."""
         return self._claimed(woo_id, lambda: self._resolve(int(woo_id), field, take))
 
-    def _resolve(self, woo_id, field, take):
+    def _resolve(self, woo_id: int, field: str, take: str) -> str:
         links = self.links
         link = links.get(woo_id)
         if link is None or not any(conflict.field == field for conflict in links.conflicts(woo_id)):
