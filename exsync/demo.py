@@ -8,21 +8,25 @@ stock and dispatches an order in Exchequer, cuts the webhooks, and prints what e
 """
 
 import contextlib
+import functools
 import os
 import shutil
 import subprocess
 import sys
 import time
+from typing import Any
 
 import requests
 
 from exsync import wiring
 from exsync.bus import declare_topology
-from exsync.config import child_environment, load_settings, read_config_file
+from exsync.config import Settings, child_environment, load_settings, read_config_file
 from exsync.consumers.customer_accounts import customer_key
 from exsync.demo_support import DEMO_DIR, Observer, expect, exsync_process, purge, say, step
 from exsync.errors import ConfigError
 from exsync.exchequer import (
+    Account,
+    Database,
     ExchequerReader,
     SqlWriteBackend,
     adjust_stock,
@@ -40,7 +44,7 @@ from exsync.netutil import LOCALHOST, free_port, wait_for_port, wait_until
 from exsync.sandbox import SandboxServer, SandboxShop, php_json_dumps, place_order, seed_customers, seed_shipping
 from exsync.state.orders import OrderStore, ensure_order_tables
 from exsync.webhooks import compute_signature
-from exsync.woo import Reconciler, WebhookRegistrar
+from exsync.woo import Reconciler, WebhookRegistrar, WooClient
 from exsync.woo.state import MemoryStore
 
 __all__ = ["main"]
@@ -75,7 +79,7 @@ customers:
 """
 
 
-def show_order(client, store, order_id, label):
+def show_order(client: WooClient, store: OrderStore, order_id: int, label: str) -> None:
     tracked = store.get(order_id)
     order = client.get_order(order_id)
     notes = sorted(client.list_order_notes(order_id), key=lambda note: note["id"])
@@ -88,7 +92,7 @@ def show_order(client, store, order_id, label):
         say(f"       note ({who}): {note['note']}")
 
 
-def show_totals(client, reader, store, order_id):
+def show_totals(client: WooClient, reader: ExchequerReader, store: OrderStore, order_id: int) -> None:
     """The shop's total beside the Exchequer documents' net + VAT: equal to the penny."""
     tracked = store.get(order_id)
     if not tracked or not tracked.refs:
@@ -102,14 +106,15 @@ def show_totals(client, reader, store, order_id):
         f"{net:.2f} + VAT {vat:.2f}")
 
 
-def enable_taxes(client):
+def enable_taxes(client: WooClient) -> Any:
     """Taxes on as a shop manager turns them on: the setting, then GB VAT at 20 %, shipping too."""
     client.request("PUT", "settings/general/woocommerce_calc_taxes", json={"value": "yes"})
     return client.request("POST", "taxes", json={"country": "GB", "rate": "20.0000", "name": "VAT", "priority": 1,
                                                  "shipping": True, "class": "standard"}).body
 
 
-def show_customers(client, database, shop, settings, seeded):
+def show_customers(client: WooClient, database: Database, shop: SandboxShop, settings: Settings,
+                   seeded: list[Account]) -> None:
     """Accounts become shop customers, a registration becomes an account, edits go both ways."""
     reader = ExchequerReader(database=database)
     with_email = [account for account in seeded if account.email and account.cust_supp == "C"]
@@ -145,17 +150,27 @@ def show_customers(client, database, shop, settings, seeded):
         f"{time.monotonic() - started:.1f} s: phone {customer['billing']['phone']}, role {customer['role']}")
 
     client.update_customer(registered["id"], {"billing": {"postcode": "SW1Y 4LE"}})
-    account = expect(wait_until(lambda: (a := reader.account(code)).post_code == "SW1Y 4LE" and a),
-                     "the shop's edit reaching the account")
+    def edited_account() -> Account | None:
+        account = reader.account(code)
+        return account if account.post_code == "SW1Y 4LE" else None
+
+    account = expect(wait_until(edited_account), "the shop's edit reaching the account")
     say(f"   post code changed in the shop -> account {code} post code {account.post_code}; "
         "our own writes came back as 'unchanged', nothing echoed")
 
 
-def _exchequer_quantity(database, code):
+def _settled(store: OrderStore, order_id: int) -> bool:
+    """The order was imported or parked: the order consumer is done with it."""
+    tracked = store.get(order_id)
+    return tracked is not None and tracked.import_state in ("imported", "parked")
+
+
+def _exchequer_quantity(database: Database, code: str) -> Any:
     return next(export.quantity for export in iter_exports(ExchequerReader(database=database)) if export.sku == code)
 
 
-def show_cancelled_after_import(client, shop, store, database, code):
+def show_cancelled_after_import(client: WooClient, shop: SandboxShop, store: OrderStore, database: Database,
+                                code: str) -> None:
     """An order paid, imported (its SOR allocates the stock), then cancelled in the shop, which puts its
     stock back while the SOR stays: the woo-writer hears the cancellation and corrects the shop."""
     shop_quantity = lambda: client.products_by_sku([code])[code]["stock_quantity"]  # noqa: E731
@@ -163,7 +178,8 @@ def show_cancelled_after_import(client, shop, store, database, code):
     wait_until(lambda: (t := store.get(order["id"])) and t.import_state == "imported", timeout_seconds=20)
     settled = _exchequer_quantity(database, code)
     wait_until(lambda: shop_quantity() == settled, timeout_seconds=CAPTURE_INTERVAL_SECONDS + 10)
-    say(f"   order {order['id']} for 3 x {code} imported as {store.get(order['id']).refs[0]}: the shop shows "
+    sor = expect(store.get(order["id"]), f"order {order['id']}'s tracking").refs[0]
+    say(f"   order {order['id']} for 3 x {code} imported as {sor}: the shop shows "
         f"{shop_quantity()}, Exchequer's free stock {settled}")
     client.update_order_status(order["id"], "cancelled")
     cancelled_at = time.monotonic()
@@ -177,7 +193,7 @@ def show_cancelled_after_import(client, shop, store, database, code):
         f"(a {STOCK_CHECK_DELAY_SECONDS} s settling delay, the webhook's delivery, one read, one write)")
 
 
-def run(settings):
+def run(settings: Settings) -> int:
     if os.path.exists(DEMO_DIR):
         shutil.rmtree(DEMO_DIR)
     os.makedirs(DEMO_DIR)
@@ -188,8 +204,9 @@ def run(settings):
     if problems:
         raise ConfigError(problems)
     dsn = f"sqlite:///{os.path.abspath(os.path.join(DEMO_DIR, 'exchequer.db'))}"
+    amqp_url = settings.amqp_url or DEMO_AMQP_URL
     settings = settings.replace(exchequer_dsn=dsn, state_dsn=dsn, webhook_secrets=(DEMO_SECRET,),
-                                amqp_url=settings.amqp_url or DEMO_AMQP_URL, config=config, config_path=config_path)
+                                amqp_url=amqp_url, config=config, config_path=config_path)
 
     step("1. The demo Exchequer company")
     database = wiring.company_database(settings)
@@ -207,11 +224,11 @@ def run(settings):
 
     step("2. RabbitMQ topology")
     topology = wiring.topology(settings)
-    declare_topology(settings.amqp_url, topology)
+    declare_topology(amqp_url, topology)
     say(f"   exchanges woo, exchequer; {len(topology.all_queue_names())} durable quorum queues "
         "(consumer queues, retry queues with growing delays, dead-letter queues)")
-    purge(settings.amqp_url, topology)
-    observer = Observer(settings.amqp_url)
+    purge(amqp_url, topology)
+    observer = Observer(amqp_url)
 
     with contextlib.ExitStack() as stack:
         stack.callback(observer.close)
@@ -242,7 +259,7 @@ def run(settings):
 
         step("5. exsync's processes")
         env = child_environment(
-            EXSYNC_AMQP_URL=settings.amqp_url, EXSYNC_WEBHOOK_SECRETS=DEMO_SECRET, EXSYNC_CONFIG=config_path,
+            EXSYNC_AMQP_URL=amqp_url, EXSYNC_WEBHOOK_SECRETS=DEMO_SECRET, EXSYNC_CONFIG=config_path,
             EXSYNC_EXCHEQUER_DSN=dsn, EXSYNC_STATE_DSN=dsn, EXSYNC_WOO_URL=sandbox.url,
             EXSYNC_WOO_CONSUMER_KEY=credentials.consumer_key, EXSYNC_WOO_CONSUMER_SECRET=credentials.consumer_secret,
             EXSYNC_WP_USERNAME="admin", EXSYNC_WP_APPLICATION_PASSWORD=wp_password, EXSYNC_LOG_LEVEL="INFO")
@@ -298,7 +315,7 @@ def run(settings):
         ensure_order_tables(state_db)
         store = OrderStore(database=state_db)
         for order, _ in placed:
-            wait_until(lambda o=order: (t := store.get(o["id"])) and t.import_state in ("imported", "parked"))
+            wait_until(functools.partial(_settled, store, order["id"]))
         wait_until(lambda: all(any(n["note"].startswith("Imported") for n in client.list_order_notes(o["id"]))
                                for o, _ in placed[:3]), timeout_seconds=20)
         reader = ExchequerReader(database=database)
@@ -328,7 +345,7 @@ def run(settings):
 
         step("10. Exchequer dispatches the first order: the customer is told")
         first = placed[0][0]["id"]
-        sor = store.get(first).refs[0]
+        sor = expect(store.get(first), f"order {first}'s tracking").refs[0]
         sdn = dispatch_order(database, sor)
         say(f"   delivery note {sdn} raised against {sor} in Exchequer")
         by_item, by_location = recalculated_allocations(database)
@@ -391,7 +408,7 @@ def run(settings):
     return 0
 
 
-def main():
+def main() -> int:
     configure_logging("WARNING")
     return run(load_settings())
 

@@ -31,7 +31,7 @@ def step(title: str) -> None:
     say(f"== {title}")
 
 
-def expect(value: T, what: str) -> T:
+def expect(value: T | None, what: str) -> T:
     """`value`, or a clear stop when what the demo waited for did not happen."""
     if not value:
         raise RuntimeError(f"{what} did not happen in time; the logs are in {DEMO_DIR}/")

@@ -257,7 +257,7 @@ def build_woo_writer(settings: Settings, *, metrics: Metrics | None) -> WooWrite
 
 def build_customers_export(settings: Settings, *, metrics: Metrics) -> CustomersConsumer:
     """The consumer `exsync consume customers-export` runs (and one-off syncs from the command line)."""
-    return CustomersConsumer(exchequer_dsn=settings.exchequer_dsn, state_dsn=settings.state_dsn,
+    return CustomersConsumer(exchequer_dsn=settings.endpoint("EXSYNC_EXCHEQUER_DSN"), state_dsn=settings.state_dsn,
                              config=settings.config, client=woo_client(settings, metrics=metrics),
                              wp_username=settings.wp_username,
                              wp_application_password=settings.wp_application_password, metrics=metrics)
