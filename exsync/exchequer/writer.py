@@ -14,10 +14,13 @@ waits on the unique index, then finds the key taken, rolls back and returns the 
 
 import time
 import typing
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import tenacity
 
 from exsync.exchequer.accounts import AccountCodePattern, generate_account_code
+from exsync.exchequer.db import Cursor, Database
 from exsync.exchequer.errors import (
     DuplicateKeyError,
     InvalidDocumentError,
@@ -118,8 +121,10 @@ class ToolkitEmulator:
     evw_VATRate: a disagreement is a MappingError at the first write, not a silently different VAT.
     """
 
-    def __init__(self, *, database, vat_codes=None, default_location=DEFAULT_LOCATION, account_codes=None,
-                 metrics=None, max_attempts=DEFAULT_MAX_ATTEMPTS, retry_pause_seconds=DEFAULT_RETRY_PAUSE_SECONDS):
+    def __init__(self, *, database: Database, vat_codes: Mapping[str, float] | None = None,
+                 default_location: str = DEFAULT_LOCATION, account_codes: AccountCodePattern | None = None,
+                 metrics: Metrics | None = None, max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+                 retry_pause_seconds: float = DEFAULT_RETRY_PAUSE_SECONDS) -> None:
         self.database = database
         self.expected_vat_codes = None if vat_codes is None else dict(vat_codes)
         self.default_location = default_location
@@ -129,7 +134,7 @@ class ToolkitEmulator:
         self.retry_pause_seconds = retry_pause_seconds
         self._checked = False
 
-    def _check_company(self):
+    def _check_company(self) -> None:
         """Once per emulator: the company must be a demo company, its VAT rates what the config says."""
         if self._checked:
             return
@@ -149,29 +154,30 @@ class ToolkitEmulator:
 
     # --- the integration's own key table
 
-    def existing_reference(self, kind, external_key):
+    def existing_reference(self, kind: str, external_key: str) -> str | None:
         """What a key was written as, or None."""
         with self.database.transaction(write=False) as cursor:
             return self._claimed(cursor, kind, external_key)
 
-    def _claimed(self, cursor, kind, external_key):
+    def _claimed(self, cursor: Cursor, kind: str, external_key: str) -> str | None:
         return cursor.scalar("SELECT {external_keys.reference} FROM {external_keys} "
                              "WHERE {external_keys.kind} = ? AND {external_keys.external_key} = ?",
                              (kind, external_key))
 
-    def _claim(self, cursor, kind, external_key):
+    def _claim(self, cursor: Cursor, kind: str, external_key: str) -> None:
         try:
             cursor.run("INSERT INTO {external_keys} ({external_keys.kind}, {external_keys.external_key}, "
                        "{external_keys.reference}) VALUES (?, ?, '')", (kind, external_key))
         except DuplicateKeyError as error:
             raise _AlreadyWritten() from error
 
-    def _record(self, cursor, kind, external_key, reference):
+    def _record(self, cursor: Cursor, kind: str, external_key: str, reference: str) -> None:
         cursor.run("UPDATE {external_keys} SET {external_keys.reference} = ? "
                    "WHERE {external_keys.kind} = ? AND {external_keys.external_key} = ?",
                    (reference, kind, external_key))
 
-    def _write_once(self, operation, kind, external_key, body):
+    def _write_once(self, operation: str, kind: str, external_key: str,
+                    body: Callable[[Cursor], str]) -> WriteResult:
         """Runs `body(cursor)` in a transaction that first claims the key; retries deadlocks and
         (for generated account codes) duplicate codes; returns the WriteResult."""
         check_fits(self.database.names, "external_keys", "external_key", external_key)
@@ -193,16 +199,21 @@ class ToolkitEmulator:
         try:
             reference = retrying(self._write_claimed, kind, external_key, body)
         except _AlreadyWritten:
-            reference = self.existing_reference(kind, external_key)
+            winner = self.existing_reference(kind, external_key)
+            if winner is None:
+                # The claim lost to a committed row of the same key, which is gone again: someone deleted it.
+                self._count(operation, "failed", started)
+                raise ToolkitError(f"the {kind} key {external_key!r} was taken, then removed, "
+                                   "while it was written") from None
             self._count(operation, "existing", started)
-            return WriteResult(reference=reference, created=False)
+            return WriteResult(reference=winner, created=False)
         except Exception:
             self._count(operation, "failed", started)
             raise
         self._count(operation, "created", started)
         return WriteResult(reference=reference, created=True)
 
-    def _write_claimed(self, kind, external_key, body):
+    def _write_claimed(self, kind: str, external_key: str, body: Callable[[Cursor], str]) -> str:
         """One attempt: claims the key, runs `body(cursor)` and records what it wrote, in one transaction."""
         with self.database.transaction() as cursor:
             self._claim(cursor, kind, external_key)
@@ -210,18 +221,18 @@ class ToolkitEmulator:
             self._record(cursor, kind, external_key, reference)
         return reference
 
-    def _count(self, operation, outcome, started):
+    def _count(self, operation: str, outcome: str, started: float) -> None:
         self.metrics.inc("exchequer_writes", operation=operation, outcome=outcome)
         self.metrics.observe("exchequer_write_duration_seconds", time.monotonic() - started, operation=operation)
 
     # --- accounts
 
-    def create_account(self, *, external_key, details, code=None):
+    def create_account(self, *, external_key: str, details: AccountDetails, code: str | None = None) -> WriteResult:
         fields = {field: getattr(details, field) for field in ACCOUNT_FIELDS}
         if not (details.company.strip() or details.contact.strip()):
             raise InvalidDocumentError("an account needs a company or a contact name")
 
-        def body(cursor):
+        def body(cursor: Cursor) -> str:
             names = cursor.names
             pairs = account_columns(names, fields)
             if code is not None:
@@ -254,19 +265,19 @@ class ToolkitEmulator:
 
         return self._write_once("create_account", KIND_ACCOUNT, external_key, body)
 
-    def link_account(self, *, external_key, code):
+    def link_account(self, *, external_key: str, code: str) -> str:
         """Points `external_key` at an existing account (a shop customer matched to it); returns the
         code the key points at, which is another one when the key was linked before."""
-        def body(cursor):
+        def body(cursor: Cursor) -> str:
             return require_account(cursor, code)
 
         return self._write_once("link_account", KIND_ACCOUNT, external_key, body).reference
 
-    def keys_of(self, kind, reference, *, prefix=""):
+    def keys_of(self, kind: str, reference: str, *, prefix: str = "") -> list[str]:
         """The external keys of `kind` written as `reference` (e.g. the shop customers linked to an account)."""
         return KeyStore(state=self.database, company=self.database).keys_of(kind, reference, prefix=prefix)
 
-    def update_account(self, code, changes):
+    def update_account(self, code: str, changes: Mapping[str, Any]) -> str:
         self._check_company()
         started = time.monotonic()
         try:
@@ -280,7 +291,7 @@ class ToolkitEmulator:
 
     # --- sales documents
 
-    def create_sales_document(self, document):
+    def create_sales_document(self, document: SalesDocument) -> WriteResult:
         if document.doc_type not in SALES_DOCUMENT_TYPES:
             raise InvalidDocumentError(f"document type {document.doc_type!r} is not one of {SALES_DOCUMENT_TYPES}")
         if not document.lines:
@@ -290,12 +301,13 @@ class ToolkitEmulator:
                 raise InvalidDocumentError(f"line {number}: quantity {line.qty!r} must be more than 0")
         date = trans_date(document.date)
 
-        def body(cursor):
+        def body(cursor: Cursor) -> str:
             return self._save_document(cursor, document, date)
 
         return self._write_once("create_sales_document", KIND_SALES_DOCUMENT, document.external_key, body)
 
-    def _explode_kit(self, cursor, code, qty, depth=0):
+    def _explode_kit(self, cursor: Cursor, code: str, qty: float,
+                     depth: int = 0) -> tuple[float, list[tuple[str, float, float]]]:
         """A kit sold with DeductBOMComponents on: its line allocates what the kit's own free stock
         covers, and the shortfall is exploded into its components (`Qty := QtyShort x QtyUsed`,
         recursively; `Gen_StockDeduct`, ENTRPRSE/DLLTK/DLLTH_UP.PAS L3216-3320, called from
@@ -306,9 +318,11 @@ class ToolkitEmulator:
             raise InvalidDocumentError(f"bill of materials {code} nests more than 20 deep (a cycle?)")
         row = cursor.run("SELECT {stock.qty_in_stock}, {stock.qty_allocated}, {stock.folio} FROM {stock} "
                          "WHERE {stock.code} = ?", (code,)).fetchone()
+        if row is None:
+            raise InvalidDocumentError(f"no stock item {code!r} (a bill of materials names it)")
         own = min(qty, max(0.0, float(row[0]) - float(row[1])))
         shortfall = qty - own
-        exploded = []
+        exploded: list[tuple[str, float, float]] = []
         if shortfall > 0:
             for component, qty_used, stock_type in cursor.run(
                     "SELECT b.{bom_view.component_code}, b.{bom_view.qty_used}, c.{stock.type} FROM {bom_view} b "
@@ -325,7 +339,7 @@ class ToolkitEmulator:
                     exploded.append((component, needed, needed))
         return own, exploded
 
-    def _save_document(self, cursor, document, date):
+    def _save_document(self, cursor: Cursor, document: SalesDocument, date: str) -> str:
         """`ITransaction.Save` -> `EX_STORETRANS` -> `ValidTrans` (ENTRPRSE/COMTK/OTRANS.PAS L2180-2330,
         ENTRPRSE/DLLTK/DLLTH_UP.PAS L7405-7720) for a new SOR or SQU."""
         settings = company_settings(cursor)
@@ -341,7 +355,8 @@ class ToolkitEmulator:
             raise ToolkitError(f"account {account_code} is not active (acAccStatus {status})", code=30002)
         records = stock_records(cursor, [line.stock_code for line in document.lines if line.stock_code])
         allocates = document.doc_type == "SOR" or (document.doc_type == "SQU" and settings.quotes_allocate)
-        lines, allocations = [], {}
+        lines: list[dict[str, Any]] = []
+        allocations: dict[tuple[str, str], tuple[float, float, float]] = {}
         for number, line in enumerate(document.lines, start=1):
             if line.vat_code not in rates:
                 raise InvalidDocumentError(f"line {number}: VAT code {line.vat_code!r} is not one of the company's "
@@ -351,7 +366,7 @@ class ToolkitEmulator:
             if line.stock_code and settings.use_multi_locations:
                 location = line.location or (account_location or "").strip() or self.default_location
             deduct = 0.0
-            components = ()
+            components: list[tuple[str, float, float]] = []
             if line.stock_code and allocates and records[line.stock_code][0] in ALLOCATED_STOCK_TYPES:
                 # DeductQty = (Qty - (QtyWOff + QtyDel)) x QtyMul, stored in tlStockDeductQty; it raises
                 # stQtyAllocated and LsQtyAlloc (`Stock_Deduct`, ENTRPRSE/DLLTK/BTS1.pas L1720-1740;
@@ -391,7 +406,8 @@ class ToolkitEmulator:
         return reference
 
 
-def _allocate(allocations, code, location, qty):
+def _allocate(allocations: dict[tuple[str, str], tuple[float, float, float]], code: str, location: str,
+              qty: float) -> None:
     previous = allocations.get((code, location), (0.0, 0.0, 0.0))
     allocations[(code, location)] = (0.0, previous[1] + qty, 0.0)
 
