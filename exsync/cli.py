@@ -178,7 +178,7 @@ def cmd_sandbox(settings, args):
                           else {"delivery_delay_seconds": args.delivery_delay_seconds}))
     credentials = shop.add_credentials(consumer_key=settings.woo_consumer_key,
                                        consumer_secret=settings.woo_consumer_secret)
-    server = SandboxServer(shop=shop, host=args.host, port=args.port).start()
+    server = SandboxServer(shop=shop, host=args.host, port=args.port, workers=args.workers).start()
     if args.products:
         seed_catalogue(shop, count=args.products)
     if args.customers:
@@ -657,6 +657,8 @@ def build_parser():
     sandbox.add_argument("--latency-seconds", type=float, default=0.0, help="added to every request")
     sandbox.add_argument("--item-latency-seconds", type=float, default=0.0,
                          help="added per batch item and per single write (real hosts: 0.04-0.06)")
+    sandbox.add_argument("--workers", type=int, default=None,
+                         help="PHP workers: requests served at once, the rest wait (default: no limit)")
     sandbox.add_argument("--delivery-delay-seconds", type=float, default=None,
                          help="webhook lag after the event, as Action Scheduler gives (default about a second; "
                               "real shops: 1-60)")

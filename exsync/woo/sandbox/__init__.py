@@ -17,6 +17,7 @@ from exsync.woo.sandbox.seed import (
 )
 from exsync.woo.sandbox.server import SandboxServer
 from exsync.woo.sandbox.shop import SandboxShop
+from exsync.woo.sandbox.workers import WorkerPool
 
 __all__ = [
     "USER_AGENT",
@@ -24,6 +25,7 @@ __all__ = [
     "Fault",
     "Faults",
     "Storm",
+    "WorkerPool",
     "SandboxServer",
     "SandboxShop",
     "php_json_dumps",

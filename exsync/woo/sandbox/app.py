@@ -19,6 +19,7 @@ from werkzeug.wrappers import Request, Response
 from exsync.woo.errors import SandboxRestError
 from exsync.woo.sandbox.phpjson import php_json_dumps
 from exsync.woo.sandbox.shop import invalid_params
+from exsync.woo.sandbox.workers import WorkerPool
 
 __all__ = ["API_PREFIX", "LoggedRequest", "SandboxApp"]
 
@@ -94,8 +95,9 @@ class SandboxApp:
     """The WSGI application serving one SandboxShop; `request_log` keeps the latest requests that arrived
     (a host's access log: how a test measures what a client sent, and when)."""
 
-    def __init__(self, *, shop, link_base_url=None):
+    def __init__(self, *, shop, link_base_url=None, workers: WorkerPool | None = None):
         self.shop = shop
+        self.workers = workers or WorkerPool()
         self.request_log = collections.deque(maxlen=DEFAULT_REQUEST_LOG_ENTRIES)
         # Real shops behind proxies write `Link` URLs with the wrong scheme or port; clients must not follow them.
         self.link_base_url = link_base_url
@@ -135,6 +137,11 @@ class SandboxApp:
                                     status=fault.status, headers=headers, content_type="text/html")
                 response.from_firewall = True  # a proxy's page: WordPress never saw the request
                 return response
+        # WordPress runs in one of the host's PHP workers: beyond them, requests wait their turn.
+        with self.workers.serving():
+            return self._serve(request)
+
+    def _serve(self, request):
         try:
             adapter = self.url_map.bind_to_environ(request.environ)
             endpoint, ids = adapter.match()

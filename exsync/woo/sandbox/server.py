@@ -7,6 +7,7 @@ from werkzeug.serving import WSGIRequestHandler, make_server
 
 from exsync.woo.sandbox.app import SandboxApp
 from exsync.woo.sandbox.shop import SandboxShop
+from exsync.woo.sandbox.workers import WorkerPool
 
 __all__ = ["DEFAULT_HOST", "SandboxServer"]
 
@@ -27,11 +28,15 @@ class _QuietHandler(WSGIRequestHandler):
 class SandboxServer:
     """A sandbox shop listening on `host:port` (0 picks a free port); a context manager.
 
-    Pass `ssl_context=(cert_file, key_file)` to serve HTTPS, where WooCommerce takes Basic auth.
+    Pass `ssl_context=(cert_file, key_file)` to serve HTTPS, where WooCommerce takes Basic auth, and
+    `workers=K` to serve at most K requests at once (a host's PHP-FPM pool; the rest wait).
     """
 
-    def __init__(self, *, shop=None, host=DEFAULT_HOST, port=0, ssl_context=None, link_base_url=None):
+    def __init__(self, *, shop=None, host=DEFAULT_HOST, port=0, ssl_context=None, link_base_url=None,
+                 workers: int | None = None):
         self.shop = shop or SandboxShop()
+        # The host's PHP workers (None: as many as ask, the default); requests beyond them queue.
+        self.workers = WorkerPool(workers=workers)
         self.host = host
         self.port = port
         self.ssl_context = ssl_context
@@ -51,7 +56,7 @@ class SandboxServer:
         return f"{scheme}://{self.host}:{self.port}"
 
     def _bind(self):
-        app = self._app = SandboxApp(shop=self.shop, link_base_url=self.link_base_url)
+        app = self._app = SandboxApp(shop=self.shop, link_base_url=self.link_base_url, workers=self.workers)
         self._server = make_server(self.host, self.port, app, threaded=True, request_handler=_QuietHandler,
                                    ssl_context=self.ssl_context)
         self.port = self._server.server_port
