@@ -16,6 +16,7 @@ import logging
 import random
 import re
 import time
+from collections.abc import Callable
 
 import requests
 import tenacity
@@ -203,6 +204,9 @@ class WooClient:
         self._pause = pause_for(self.url)
         self._session = session or requests.Session()
         self._session.headers.setdefault("Accept", "application/json")
+        # Called with each error about to be retried (on the thread that sent it): how a caller keeping
+        # several requests in flight hears of 429/503/timeouts the retries hide from its results.
+        self.retry_listeners: list[Callable[[WooError], None]] = []
 
     @classmethod
     def from_settings(cls, settings, *, metrics=None, **overrides):
@@ -269,6 +273,8 @@ class WooClient:
             error = retry_state.outcome.exception()
             reason = "transport" if isinstance(error, WooTransportError) else str(error.status)
             self.metrics.inc("woo_request_retries", endpoint=endpoint, reason=reason)
+            for listener in self.retry_listeners:
+                listener(error)
             log.warning("shop %s %s failed (%s); attempt %d of %d", method, endpoint, error,
                         retry_state.attempt_number, self.max_attempts)
 
