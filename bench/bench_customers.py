@@ -17,9 +17,9 @@ from exsync.consumers.customers import CustomersConsumer
 from exsync.exchequer import connect, edit_account, init_schema, seed
 from exsync.exchequer.account_capture import AccountCapture
 from exsync.metrics import Metrics
+from exsync.sandbox import SandboxServer, SandboxShop
 from exsync.schemas.config import validate_config
 from exsync.woo import WooClient
-from exsync.woo.sandbox import SandboxServer, SandboxShop
 
 BENCH_DIR = os.path.join("var", "bench")
 ACCOUNTS = 20_000

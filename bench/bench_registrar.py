@@ -12,10 +12,10 @@ import os
 from bench.results import record
 from bench.support import free_port, remove_sqlite
 from exsync.exchequer import connect
+from exsync.sandbox import SandboxServer, SandboxShop
 from exsync.schemas.config import DEFAULT_WEBHOOK_TOPICS
 from exsync.woo import WebhookRegistrar, WooClient
 from exsync.woo.registrar import MemorySecretRecord
-from exsync.woo.sandbox import SandboxServer, SandboxShop
 from exsync.woo.secret_store import WebhookSecretStore
 
 BENCH_DIR = os.path.join("var", "bench")

@@ -25,13 +25,13 @@ from exsync.consumers.state import OrderStore, ensure_tables
 from exsync.consumers.woo_writer import ExchequerFreeStock, WooWriter
 from exsync.exchequer import ExchequerReader, connect, init_schema, mapping_for, seed
 from exsync.exchequer.capture import CaptureState, ChangeCapture, iter_exports
+from exsync.sandbox import SandboxServer, SandboxShop, place_order
 from exsync.schemas.config import (
     DEFAULT_CAPTURE_INTERVAL_SECONDS,
     DEFAULT_STOCK_CHECK_DELAY_SECONDS,
     validate_config,
 )
 from exsync.woo import WooClient
-from exsync.woo.sandbox import SandboxServer, SandboxShop, place_order
 
 BENCH_DIR = os.path.join("var", "bench")
 ITEMS = 5_250  # about 5,040 stocked products

@@ -25,9 +25,9 @@ from bench.support import bench_vhost, broker_pid, cpu_seconds, free_port, proce
 from exsync.bus import WOO_EXCHANGE, Topology, new_event
 from exsync.bus.publisher import encode_event, message_properties
 from exsync.config import DEFAULT_WEBHOOK_CONNECTIONS
+from exsync.sandbox import php_json_dumps
 from exsync.webhooks.serve import gunicorn_command
 from exsync.webhooks.signature import compute_signature
-from exsync.woo.sandbox import php_json_dumps
 
 WORKERS = 2
 WORKER_CONNECTIONS = DEFAULT_WEBHOOK_CONNECTIONS

@@ -18,8 +18,8 @@ from exsync.consumers.product_export import WriterSink
 from exsync.consumers.woo_writer import WooWriter
 from exsync.exchequer import ExchequerReader, connect, init_schema, seed
 from exsync.exchequer.capture import CaptureState, ChangeCapture
+from exsync.sandbox import Faults, SandboxServer, SandboxShop
 from exsync.woo import WooClient
-from exsync.woo.sandbox import Faults, SandboxServer, SandboxShop
 
 BENCH_DIR = os.path.join("var", "bench")
 ITEMS = 10_500  # about 10,080 stocked products: enough for 10,000 changes

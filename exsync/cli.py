@@ -163,7 +163,7 @@ def _wait_for_signal():
 
 
 def cmd_sandbox(settings, args):
-    from exsync.woo.sandbox import (
+    from exsync.sandbox import (
         Faults,
         SandboxServer,
         SandboxShop,

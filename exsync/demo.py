@@ -42,9 +42,9 @@ from exsync.exchequer.capture import iter_exports
 from exsync.exchequer.runs import RECONCILE, RunLog
 from exsync.exchequer.writer import KIND_ACCOUNT
 from exsync.logs import configure_logging
+from exsync.sandbox import SandboxServer, SandboxShop, php_json_dumps, place_order, seed_customers, seed_shipping
 from exsync.webhooks import compute_signature
 from exsync.woo import Reconciler, WebhookRegistrar, WooClient
-from exsync.woo.sandbox import SandboxServer, SandboxShop, php_json_dumps, place_order, seed_customers, seed_shipping
 from exsync.woo.state import MemoryStore
 
 __all__ = ["main"]

@@ -1,6 +1,6 @@
 """Everything that knows WooCommerce's REST API: the client, the registrar, the reconciler.
 
-The sandbox shop used by tests, the demo and the benchmarks is `exsync.woo.sandbox`.
+The sandbox shop used by tests, the demo and the benchmarks is `exsync.sandbox`.
 """
 
 from exsync.woo.client import (

@@ -7,7 +7,6 @@ HTTP `status`, so callers branch on facts the shop reported rather than on messa
 from exsync.errors import ExsyncError
 
 __all__ = [
-    "SandboxRestError",
     "StateStoreError",
     "WooApiError",
     "WooAuthError",
@@ -113,13 +112,3 @@ def api_error_from(*, status, body, retry_after_seconds=None):
     return error_class(code=code, message=message, status=status, data=data,
                        retry_after_seconds=retry_after_seconds)
 
-
-class SandboxRestError(WooError):
-    """Inside the sandbox shop: a request it refuses, rendered as WooCommerce's error body."""
-
-    def __init__(self, code, message, status, data=None):
-        super().__init__(f"{status} {code}: {message}")
-        self.code = code
-        self.message = message
-        self.status = status
-        self.data = data

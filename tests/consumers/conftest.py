@@ -113,8 +113,8 @@ def event(body, topic="order.updated"):
 @pytest.fixture
 def sandbox_shop():
     """A sandbox shop over real HTTP with a catalogue and shipping zones; (shop, client, credentials)."""
+    from exsync.sandbox import SandboxServer, SandboxShop, seed_catalogue, seed_shipping
     from exsync.woo import WooClient
-    from exsync.woo.sandbox import SandboxServer, SandboxShop, seed_catalogue, seed_shipping
 
     shop = SandboxShop()
     credentials = shop.add_credentials()

@@ -20,7 +20,7 @@ def _exsync(*args, dsn, server, credentials, config):
 
 
 def test_sync_then_a_manual_conflict_listed_and_resolved(tmp_path, sandbox_shop):
-    from exsync.woo.sandbox import SandboxServer
+    from exsync.sandbox import SandboxServer
 
     shop, _, credentials = sandbox_shop
     dsn = f"sqlite:///{tmp_path}/exchequer.db"

@@ -222,8 +222,8 @@ def test_a_field_changed_on_both_sides_follows_its_policy(sandbox_shop, make_syn
 
 
 def test_newest_takes_the_side_changed_last(tmp_path, sqlite_company_dsn):
+    from exsync.sandbox import SandboxServer, SandboxShop
     from exsync.woo import WooClient
-    from exsync.woo.sandbox import SandboxServer, SandboxShop
 
     dsn = sqlite_company_dsn
     shop_time = datetime.datetime(2030, 1, 1, tzinfo=datetime.UTC)
@@ -266,8 +266,8 @@ class _Confirming:
 def test_newest_within_the_same_second_is_a_conflict_not_a_silent_win(tmp_path, company_db, request):
     """Issue 12 §6: a shop edit and an Exchequer edit within one second went Exchequer's way and the shop's
     value vanished. The shop keeps whole seconds, so neither can be called newer: a person decides."""
+    from exsync.sandbox import SandboxServer, SandboxShop
     from exsync.woo import WooClient
-    from exsync.woo.sandbox import SandboxServer, SandboxShop
 
     dsn = f"sqlite:///{tmp_path}/exchequer.db" if company_db == "sqlite" else request.getfixturevalue("pg_odbc_dsn")
     company(dsn)

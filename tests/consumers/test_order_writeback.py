@@ -7,7 +7,7 @@ from exsync.consumers.errors import NoteInFlightError
 from exsync.consumers.order_writeback import OrderWritebackConsumer
 from exsync.consumers.state import NoteStore
 from exsync.exchequer import connect
-from exsync.woo.sandbox import place_order
+from exsync.sandbox import place_order
 from tests.consumers.conftest import config
 
 

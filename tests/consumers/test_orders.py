@@ -11,7 +11,7 @@ from exsync.consumers.order_mapping import vat_code_for_rate
 from exsync.consumers.orders import order_key
 from exsync.exchequer import DatabaseError, ExchequerReader, connect
 from exsync.exchequer.writer import KIND_ACCOUNT, KIND_SALES_DOCUMENT, SqlWriteBackend
-from exsync.woo.sandbox import SandboxShop, place_order, seed_taxes
+from exsync.sandbox import SandboxShop, place_order, seed_taxes
 from tests.consumers.conftest import company, event, order_body
 from tests.support.woo import fixture
 

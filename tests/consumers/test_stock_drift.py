@@ -14,8 +14,8 @@ from exsync.consumers.orders import OrdersConsumer
 from exsync.consumers.woo_writer import STOCK_FIELDS, WRITER_LEASE, ExchequerFreeStock, WooWriter, stock_moved
 from exsync.exchequer import ExchequerReader, connect, mapping_for
 from exsync.exchequer.capture import CaptureState, iter_exports
+from exsync.sandbox import place_order
 from exsync.schemas.config import validate_config
-from exsync.woo.sandbox import place_order
 from tests.consumers.conftest import RecordingPublisher, company, config, event
 from tests.support.products import CountingMetrics, demo_company, sandbox_shop
 

@@ -12,8 +12,8 @@ from exsync.exchequer import ExchequerReader, SqlWriteBackend, connect, edit_acc
 from exsync.exchequer.account_capture import AccountCapture
 from exsync.exchequer.writer import KIND_ACCOUNT
 from exsync.metrics import Metrics
+from exsync.sandbox import SandboxServer, SandboxShop
 from exsync.woo import WooClient
-from exsync.woo.sandbox import SandboxServer, SandboxShop
 from tests.consumers.conftest import company
 from tests.consumers.test_customers import customers_config, register
 from tests.e2e.test_orders_e2e import Running

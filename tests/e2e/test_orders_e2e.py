@@ -11,8 +11,8 @@ from exsync.consumers.order_writeback import OrderWritebackConsumer
 from exsync.consumers.orders import OrdersConsumer
 from exsync.exchequer import ExchequerReader, connect, dispatch_order
 from exsync.exchequer.progress import OrderProgressCapture
+from exsync.sandbox import SandboxServer, SandboxShop, place_order, seed_shipping, seed_taxes
 from exsync.woo import WooClient
-from exsync.woo.sandbox import SandboxServer, SandboxShop, place_order, seed_shipping, seed_taxes
 from tests.consumers.conftest import company, config
 from tests.e2e.test_webhook_process import SECRET, webhook_server  # noqa: F401 - the fixture
 from tests.support.waiting import wait_for

@@ -14,8 +14,8 @@ from exsync.consumers.orders import OrdersConsumer
 from exsync.consumers.product_export import export_products, start_writer_thread
 from exsync.exchequer import ExchequerReader, adjust_stock, change_price, connect
 from exsync.exchequer.capture import CaptureState, build_capture, iter_exports
+from exsync.sandbox import place_order
 from exsync.schemas.config import validate_config
-from exsync.woo.sandbox import place_order
 from tests.consumers.conftest import RecordingPublisher, company, event
 from tests.support.products import demo_company, empty_component_stock, sandbox_shop, set_category, web_products
 from tests.support.rabbit import bind_probe, read_messages

@@ -10,7 +10,7 @@ import pytest
 
 from exsync.bus import Topology, declare_topology
 from exsync.exchequer import connect
-from exsync.woo.sandbox import Faults, SandboxServer, SandboxShop
+from exsync.sandbox import Faults, SandboxServer, SandboxShop
 from tests.reliability.support import Pipeline, record_figures
 from tests.support.products import demo_company, web_products
 from tests.support.rabbit import bind_probe, queue_depth, read_messages

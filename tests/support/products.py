@@ -5,8 +5,8 @@ import contextlib
 
 from exsync.exchequer import ExchequerReader, connect, init_schema, seed
 from exsync.metrics import Metrics
+from exsync.sandbox import SandboxServer, SandboxShop
 from exsync.woo import WooClient
-from exsync.woo.sandbox import SandboxServer, SandboxShop
 
 __all__ = ["CountingMetrics", "ListSink", "demo_company", "sandbox_shop", "set_category", "web_products",
            "empty_component_stock"]
@@ -82,7 +82,7 @@ def empty_component_stock(database, code):
 @contextlib.contextmanager
 def sandbox_shop(*, item_latency_seconds=0.0, metrics=None, max_attempts=2):
     """A sandbox shop over real HTTP and a client for it: yields (shop, server, client, credentials)."""
-    from exsync.woo.sandbox import Faults
+    from exsync.sandbox import Faults
 
     shop = SandboxShop(faults=Faults(item_latency_seconds=item_latency_seconds))
     credentials = shop.add_credentials()

@@ -3,8 +3,8 @@
 import json
 import pathlib
 
+from exsync.sandbox import php_json_dumps
 from exsync.webhooks.signature import compute_signature
-from exsync.woo.sandbox import php_json_dumps
 
 __all__ = ["fixture", "woo_json", "delivery_headers"]
 

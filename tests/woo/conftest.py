@@ -9,8 +9,8 @@ from werkzeug.serving import WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
 from exsync.metrics import Metrics
+from exsync.sandbox import SandboxServer, SandboxShop
 from exsync.woo import WooClient
-from exsync.woo.sandbox import SandboxServer, SandboxShop
 
 
 class RecordingMetrics(Metrics):

@@ -8,9 +8,9 @@ import time
 
 from exsync.bus import Topology, declare_topology
 from exsync.exchequer import StateValues, connect
+from exsync.sandbox import place_order, seed_catalogue
 from exsync.schemas.config import validate_config
 from exsync.woo import WooClient
-from exsync.woo.sandbox import place_order, seed_catalogue
 from tests.support.net import free_port, wait_for_port
 from tests.support.rabbit import bind_probe, read_messages
 

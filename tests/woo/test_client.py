@@ -6,6 +6,7 @@ import time
 
 import pytest
 
+from exsync.sandbox import SandboxServer, SandboxShop, place_order, seed_catalogue
 from exsync.woo import (
     WooAuthError,
     WooBadRequest,
@@ -16,7 +17,6 @@ from exsync.woo import (
     WooTransportError,
     normalise_route,
 )
-from exsync.woo.sandbox import SandboxServer, SandboxShop, place_order, seed_catalogue
 from tests.support.net import free_port
 
 

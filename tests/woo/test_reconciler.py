@@ -7,11 +7,11 @@ import pytest
 
 from exsync.bus import BrokerUnavailable, Publisher, Topology, declare_topology
 from exsync.exchequer import StateValues, connect
+from exsync.sandbox import place_order, seed_catalogue, seed_customers
 from exsync.schemas.config import validate_config
 from exsync.webhooks.signature import verify_signature
 from exsync.woo import MemoryStore, Reconciler, WebhookRegistrar
 from exsync.woo.dates import parse_wc_gmt
-from exsync.woo.sandbox import place_order, seed_catalogue, seed_customers
 from tests.support.net import free_port
 from tests.support.rabbit import bind_probe, read_messages
 

@@ -12,9 +12,9 @@ import time
 import pytest
 
 from exsync.exchequer.errors import ConnectError
+from exsync.sandbox import SandboxServer, SandboxShop
 from exsync.woo import WooClient
 from exsync.woo.ratelimit import SharedTokenBucket, TokenBucket
-from exsync.woo.sandbox import SandboxServer, SandboxShop
 from tests.support.products import CountingMetrics
 from tests.support.waiting import wait_for
 

@@ -3,8 +3,7 @@
 import json
 import re
 
-from exsync.webhooks.signature import verify_signature
-from exsync.woo.sandbox import (
+from exsync.sandbox import (
     USER_AGENT,
     SandboxServer,
     SandboxShop,
@@ -12,6 +11,7 @@ from exsync.woo.sandbox import (
     seed_catalogue,
     seed_customers,
 )
+from exsync.webhooks.signature import verify_signature
 
 SECRET = "s3cret-&-more"
 

@@ -4,8 +4,8 @@ import decimal
 
 import pytest
 
+from exsync.sandbox import place_order, seed_catalogue, seed_taxes
 from exsync.woo import WooBadRequest, WooNotFound
-from exsync.woo.sandbox import place_order, seed_catalogue, seed_taxes
 
 D = decimal.Decimal
 

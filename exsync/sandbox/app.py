@@ -11,22 +11,27 @@ import logging
 import math
 import time
 import urllib.parse
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from werkzeug.exceptions import BadRequest, HTTPException
-from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Request, Response
 
-from exsync.woo.errors import SandboxRestError
-from exsync.woo.sandbox.phpjson import php_json_dumps
-from exsync.woo.sandbox.shop import invalid_params
-from exsync.woo.sandbox.workers import WorkerPool
+from exsync.sandbox.errors import SandboxRestError
+from exsync.sandbox.phpjson import php_json_dumps
+from exsync.sandbox.routes import API_PREFIX, url_map
+from exsync.sandbox.shop import invalid_params
+from exsync.sandbox.workers import WorkerPool
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIEnvironment
+
+    from exsync.sandbox.shop import SandboxShop
 
 __all__ = ["API_PREFIX", "LoggedRequest", "SandboxApp"]
 
 log = logging.getLogger(__name__)
 
-API_PREFIX = "/wp-json/wc/v3"
-WP_PREFIX = "/wp-json/wp/v2"
 MAX_PER_PAGE = 100
 DEFAULT_PER_PAGE = 10
 DEFAULT_REQUEST_LOG_ENTRIES = 100_000
@@ -36,38 +41,6 @@ _CANNOT = {"GET": ("woocommerce_rest_cannot_view", "Sorry, you cannot list resou
            "PUT": ("woocommerce_rest_cannot_edit", "Sorry, you are not allowed to edit this resource."),
            "PATCH": ("woocommerce_rest_cannot_edit", "Sorry, you are not allowed to edit this resource."),
            "DELETE": ("woocommerce_rest_cannot_delete", "Sorry, you are not allowed to delete this resource.")}
-
-
-def _rules():
-    api, wp = API_PREFIX, WP_PREFIX
-    return Map([
-        Rule(f"{api}/products", endpoint="products", methods=["GET", "POST"]),
-        Rule(f"{api}/products/batch", endpoint="products_batch", methods=["POST", "PUT", "PATCH"]),
-        Rule(f"{api}/products/categories", endpoint="categories", methods=["GET", "POST"]),
-        Rule(f"{api}/products/categories/<int:item_id>", endpoint="category", methods=["GET"]),
-        Rule(f"{api}/products/<int:item_id>", endpoint="product", methods=["GET", "PUT", "PATCH", "DELETE"]),
-        Rule(f"{api}/customers", endpoint="customers", methods=["GET", "POST"]),
-        Rule(f"{api}/customers/batch", endpoint="customers_batch", methods=["POST", "PUT", "PATCH"]),
-        Rule(f"{api}/customers/<int:item_id>", endpoint="customer", methods=["GET", "PUT", "PATCH", "DELETE"]),
-        Rule(f"{api}/orders", endpoint="orders", methods=["GET", "POST"]),
-        Rule(f"{api}/orders/batch", endpoint="orders_batch", methods=["POST", "PUT", "PATCH"]),
-        Rule(f"{api}/orders/<int:item_id>", endpoint="order", methods=["GET", "PUT", "PATCH", "DELETE"]),
-        Rule(f"{api}/orders/<int:item_id>/notes", endpoint="order_notes", methods=["GET", "POST"]),
-        Rule(f"{api}/orders/<int:item_id>/refunds", endpoint="order_refunds", methods=["GET", "POST"]),
-        Rule(f"{api}/reports/orders/totals", endpoint="order_totals", methods=["GET"]),
-        Rule(f"{api}/shipping/zones", endpoint="zones", methods=["GET"]),
-        Rule(f"{api}/shipping/zones/<int:item_id>", endpoint="zone", methods=["GET"]),
-        Rule(f"{api}/shipping/zones/<int:item_id>/methods", endpoint="zone_methods", methods=["GET"]),
-        Rule(f"{api}/shipping_methods", endpoint="shipping_methods", methods=["GET"]),
-        Rule(f"{api}/webhooks", endpoint="webhooks", methods=["GET", "POST"]),
-        Rule(f"{api}/webhooks/<int:item_id>", endpoint="webhook", methods=["GET", "PUT", "PATCH", "DELETE"]),
-        Rule(f"{api}/settings/<group>", endpoint="settings", methods=["GET"]),
-        Rule(f"{api}/settings/<group>/<name>", endpoint="setting", methods=["GET", "PUT", "PATCH"]),
-        Rule(f"{api}/taxes", endpoint="taxes", methods=["GET", "POST"]),
-        Rule(f"{api}/taxes/classes", endpoint="tax_classes", methods=["GET"]),
-        Rule(f"{api}/taxes/<int:item_id>", endpoint="tax", methods=["GET", "PUT", "PATCH", "DELETE"]),
-        Rule(f"{wp}/users/<int:item_id>", endpoint="wp_user", methods=["GET", "POST", "PUT", "PATCH"]),
-    ], strict_slashes=False)
 
 
 def _error_response(error):
@@ -95,18 +68,19 @@ class SandboxApp:
     """The WSGI application serving one SandboxShop; `request_log` keeps the latest requests that arrived
     (a host's access log: how a test measures what a client sent, and when)."""
 
-    def __init__(self, *, shop, link_base_url=None, workers: WorkerPool | None = None):
+    def __init__(self, *, shop: "SandboxShop", link_base_url: str | None = None,
+                 workers: WorkerPool | None = None) -> None:
         self.shop = shop
         self.workers = workers or WorkerPool()
         self.request_log = collections.deque(maxlen=DEFAULT_REQUEST_LOG_ENTRIES)
         # Real shops behind proxies write `Link` URLs with the wrong scheme or port; clients must not follow them.
         self.link_base_url = link_base_url
-        self.url_map = _rules()
+        self.url_map = url_map()
 
-    def __call__(self, environ, start_response):
+    def __call__(self, environ: "WSGIEnvironment", start_response: "StartResponse") -> Iterable[bytes]:
         return self.handle(Request(environ))(environ, start_response)
 
-    def handle(self, request):
+    def handle(self, request: Request) -> Response:
         response = self._respond(request)
         if not getattr(response, "from_firewall", False):
             # WordPress sends its API's discovery link on every answer, errors included.
@@ -141,7 +115,7 @@ class SandboxApp:
         with self.workers.serving():
             return self._serve(request)
 
-    def _serve(self, request):
+    def _serve(self, request: Request) -> Response:
         try:
             adapter = self.url_map.bind_to_environ(request.environ)
             endpoint, ids = adapter.match()

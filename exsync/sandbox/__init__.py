@@ -1,23 +1,24 @@
 """A faithful stand-in for a WooCommerce shop, served over real HTTP for tests, the demo and benchmarks."""
 
-from exsync.woo.sandbox.delivery import (
+from exsync.sandbox.delivery import (
     USER_AGENT,
     DeliveryRecord,
     sign_body,
     wp_specialchars_decode,
 )
-from exsync.woo.sandbox.faults import Fault, Faults, Storm
-from exsync.woo.sandbox.phpjson import php_json_dumps
-from exsync.woo.sandbox.seed import (
+from exsync.sandbox.errors import SandboxRestError
+from exsync.sandbox.faults import Fault, Faults, Storm
+from exsync.sandbox.phpjson import php_json_dumps
+from exsync.sandbox.seed import (
     place_order,
     seed_catalogue,
     seed_customers,
     seed_shipping,
     seed_taxes,
 )
-from exsync.woo.sandbox.server import SandboxServer
-from exsync.woo.sandbox.shop import SandboxShop
-from exsync.woo.sandbox.workers import WorkerPool
+from exsync.sandbox.server import SandboxServer
+from exsync.sandbox.shop import SandboxShop
+from exsync.sandbox.workers import WorkerPool
 
 __all__ = [
     "USER_AGENT",
@@ -25,6 +26,7 @@ __all__ = [
     "Fault",
     "Faults",
     "Storm",
+    "SandboxRestError",
     "WorkerPool",
     "SandboxServer",
     "SandboxShop",

@@ -14,7 +14,7 @@ import threading
 import time
 import urllib.parse
 
-from exsync.woo.errors import SandboxRestError
+from exsync.sandbox.errors import SandboxRestError
 
 __all__ = ["OAUTH_WINDOW_SECONDS", "Authenticator", "Credentials"]
 

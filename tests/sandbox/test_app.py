@@ -7,6 +7,12 @@ import pytest
 import requests
 from oauthlib import oauth1
 
+from exsync.sandbox import (
+    SandboxServer,
+    SandboxShop,
+    seed_catalogue,
+    seed_customers,
+)
 from exsync.woo import (
     WooApiError,
     WooAuthError,
@@ -15,12 +21,6 @@ from exsync.woo import (
     WooClient,
 )
 from exsync.woo.dates import format_wc_datetime, parse_wc_gmt
-from exsync.woo.sandbox import (
-    SandboxServer,
-    SandboxShop,
-    seed_catalogue,
-    seed_customers,
-)
 
 
 def test_batch_above_100_items_is_refused_whole(client):

@@ -4,7 +4,7 @@ import time
 
 import requests
 
-from exsync.woo.sandbox import Faults, SandboxServer, SandboxShop
+from exsync.sandbox import Faults, SandboxServer, SandboxShop
 
 
 def test_a_storm_answers_its_share_of_requests_with_retry_after_then_passes():

@@ -21,7 +21,7 @@ import time
 
 import requests
 
-from exsync.woo.sandbox.phpjson import php_json_dumps
+from exsync.sandbox.phpjson import php_json_dumps
 
 __all__ = [
     "USER_AGENT",

@@ -5,9 +5,9 @@ import threading
 
 from werkzeug.serving import WSGIRequestHandler, make_server
 
-from exsync.woo.sandbox.app import SandboxApp
-from exsync.woo.sandbox.shop import SandboxShop
-from exsync.woo.sandbox.workers import WorkerPool
+from exsync.sandbox.app import SandboxApp
+from exsync.sandbox.shop import SandboxShop
+from exsync.sandbox.workers import WorkerPool
 
 __all__ = ["DEFAULT_HOST", "SandboxServer"]
 

@@ -15,11 +15,11 @@ import secrets
 import threading
 import time
 
-from exsync.woo.errors import SandboxRestError
-from exsync.woo.sandbox.authn import Authenticator, Credentials
-from exsync.woo.sandbox.delivery import DEFAULT_DELIVERY_DELAY_SECONDS, WC_VERSION, WP_VERSION, WebhookDeliverer
-from exsync.woo.sandbox.faults import Faults
-from exsync.woo.sandbox.taxes import (
+from exsync.sandbox.authn import Authenticator, Credentials
+from exsync.sandbox.delivery import DEFAULT_DELIVERY_DELAY_SECONDS, WC_VERSION, WP_VERSION, WebhookDeliverer
+from exsync.sandbox.errors import SandboxRestError
+from exsync.sandbox.faults import Faults
+from exsync.sandbox.taxes import (
     SETTINGS,
     TAX_CLASSES,
     TaxRates,

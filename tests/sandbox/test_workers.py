@@ -6,8 +6,8 @@ import time
 import pytest
 import requests
 
+from exsync.sandbox import Faults, SandboxServer, SandboxShop, WorkerPool
 from exsync.woo import WooClient
-from exsync.woo.sandbox import Faults, SandboxServer, SandboxShop, WorkerPool
 
 ITEM_LATENCY_SECONDS = 0.2
 
