@@ -35,10 +35,10 @@ from bench.support import (
 )
 from exsync.bus import Publisher, SharedPublisher, Topology, Worker, new_event
 from exsync.consumers.orders import OrdersConsumer
-from exsync.consumers.state import OrderStore
 from exsync.exchequer import adjust_stock, connect, init_schema, seed
 from exsync.sandbox import php_json_dumps
 from exsync.schemas.config import DEFAULT_HANDLER_THREADS, validate_config
+from exsync.state.orders import OrderStore
 from exsync.webhooks.signature import compute_signature
 
 PG_SERVER = "Driver={PostgreSQL Unicode};Server=127.0.0.1;Port=5432;Uid=postgres;"

@@ -21,7 +21,6 @@ from bench.results import record
 from bench.support import BENCH_AMQP_URL, RequestCounter, bench_vhost, free_port, remove_sqlite, server, until
 from exsync.bus import Topology
 from exsync.consumers.product_export import WriterSink
-from exsync.consumers.state import OrderStore, ensure_tables
 from exsync.consumers.woo_writer import ExchequerFreeStock, WooWriter
 from exsync.exchequer import ExchequerReader, connect, init_schema, mapping_for, seed
 from exsync.exchequer.capture import CaptureState, ChangeCapture, iter_exports
@@ -31,6 +30,7 @@ from exsync.schemas.config import (
     DEFAULT_STOCK_CHECK_DELAY_SECONDS,
     validate_config,
 )
+from exsync.state.orders import OrderStore, ensure_order_tables
 from exsync.woo import WooClient
 
 BENCH_DIR = os.path.join("var", "bench")
@@ -117,7 +117,7 @@ def _repair_seconds():
             shop_quantity = lambda: client.products_by_sku([code])[code]["stock_quantity"]  # noqa: E731
             order = place_order(shop, lines=[(code, 3)])
             with connect(company_dsn) as database:
-                ensure_tables(database)
+                ensure_order_tables(database)
                 store = OrderStore(database=database)
                 until(lambda: (t := store.get(order["id"])) and t.import_state == "imported", "the import",
                       timeout_seconds=REPAIR_TIMEOUT_SECONDS)

@@ -406,15 +406,15 @@ def cmd_shipping_methods(settings, args):
     import threading
 
     from exsync.consumers.shipping_methods import import_shipping_methods
-    from exsync.consumers.state import ShippingMethodStore, ensure_tables
     from exsync.exchequer import connect, mapping_for
+    from exsync.state.orders import ShippingMethodStore, ensure_order_tables
     from exsync.woo import WooClient
 
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     with connect(settings.state_dsn, mapping=mapping_for(settings.config)) as database, \
             WooClient.from_settings(settings) as client:
-        ensure_tables(database)
+        ensure_order_tables(database)
         store = ShippingMethodStore(database=database)
         while True:
             for method in import_shipping_methods(client=client, store=store):
@@ -444,13 +444,13 @@ def cmd_orders_retry_parked(settings, args):
 
 def cmd_orders_status(settings, args):
     from exsync.consumers.order_lifecycle import EXIT_STATUSES
-    from exsync.consumers.state import OrderStore, ensure_tables
     from exsync.exchequer import connect, mapping_for
+    from exsync.state.orders import OrderStore, ensure_order_tables
 
     overdue_after_seconds = settings.config["orders"]["overdue_after_seconds"]
     now = time.time()
     with connect(settings.state_dsn, mapping=mapping_for(settings.config)) as database:
-        ensure_tables(database)
+        ensure_order_tables(database)
         store = OrderStore(database=database)
         for state, count in sorted(store.counts().items()):
             print(f"{state}: {count}")
@@ -482,8 +482,8 @@ def cmd_orders_progress(settings, args):
 
 
 def cmd_customers_conflicts(settings, args):
-    from exsync.consumers.customers import LinkStore
     from exsync.exchequer import connect, mapping_for
+    from exsync.state.links import LinkStore
 
     with connect(settings.state_dsn, mapping=mapping_for(settings.config)) as database:
         store = LinkStore(database=database)

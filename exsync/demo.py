@@ -24,7 +24,6 @@ from exsync.bus import Publisher, Topology, declare_topology
 from exsync.config import child_environment, load_settings, read_config_file
 from exsync.consumers.customer_accounts import customer_key
 from exsync.consumers.product_export import export_products
-from exsync.consumers.state import OrderStore, ensure_tables
 from exsync.errors import ConfigError
 from exsync.exchequer import (
     ExchequerReader,
@@ -43,6 +42,7 @@ from exsync.exchequer.runs import RECONCILE, RunLog
 from exsync.exchequer.writer import KIND_ACCOUNT
 from exsync.logs import configure_logging
 from exsync.sandbox import SandboxServer, SandboxShop, php_json_dumps, place_order, seed_customers, seed_shipping
+from exsync.state.orders import OrderStore, ensure_order_tables
 from exsync.webhooks import compute_signature
 from exsync.woo import Reconciler, WebhookRegistrar, WooClient
 from exsync.woo.state import MemoryStore
@@ -419,7 +419,7 @@ def run(settings):
         ]
         shop.wait_for_deliveries(timeout_seconds=10)
         state_db = stack.enter_context(connect(dsn, mapping=mapping_for(settings.config)))
-        ensure_tables(state_db)
+        ensure_order_tables(state_db)
         store = OrderStore(database=state_db)
         for order, _ in placed:
             wait_until(lambda o=order: (t := store.get(o["id"])) and t.import_state in ("imported", "parked"))

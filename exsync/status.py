@@ -88,13 +88,13 @@ def _queues(report, url, topology):
 
 
 def _state(report, settings, now, parked_shown):
-    from exsync.consumers.customers import LinkStore
-    from exsync.consumers.state import OrderStore, ensure_tables
     from exsync.exchequer import connect, mapping_for
     from exsync.exchequer.runs import CAPTURE, RECONCILE, STOCK_AUDIT, RunLog
+    from exsync.state.links import LinkStore
+    from exsync.state.orders import OrderStore, ensure_order_tables
 
     with connect(settings.state_dsn, mapping=mapping_for(settings.config)) as database:
-        ensure_tables(database)
+        ensure_order_tables(database)
         orders = OrderStore(database=database)
         report.parked_orders_total = orders.counts().get("parked", 0)
         report.parked_orders = [{"order_id": row.order_id, "number": row.number, "status": row.status,

@@ -3,11 +3,11 @@
 import time
 
 from exsync.config import load_settings
-from exsync.consumers.customers import LinkStore
-from exsync.consumers.state import OrderStore, ensure_tables
 from exsync.exchequer import connect
 from exsync.exchequer.mapping import Mapping
 from exsync.exchequer.runs import CAPTURE, RECONCILE, RunLog
+from exsync.state.links import LinkStore
+from exsync.state.orders import OrderStore, ensure_order_tables
 from exsync.status import collect_status, render_status
 from tests.support.net import free_port
 
@@ -17,7 +17,7 @@ NOW = 1_800_000_000.0
 def test_status_reads_the_state_tables_and_says_what_needs_a_person(tmp_path):
     dsn = f"sqlite:///{tmp_path / 'state.db'}"
     with connect(dsn, mapping=Mapping()) as database:
-        ensure_tables(database)
+        ensure_order_tables(database)
         orders = OrderStore(database=database)
         orders.record_version({"id": 42, "number": "1042", "status": "processing", "total": "9.99",
                                "date_modified_gmt": "2026-01-01T00:00:00", "currency": "GBP"})

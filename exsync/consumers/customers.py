@@ -21,300 +21,44 @@ the external key `woo-customer:<id>` the orders consumer also uses (see customer
 """
 
 import dataclasses
-import json
 import logging
 import math
-import os
-import secrets
-import socket
 import time
 
 from exsync.bus import PermanentError
 from exsync.consumers.connections import ExchequerConnections, fresh_after_failure
 from exsync.consumers.customer_accounts import account_for_shop_customer, customer_key, shop_customers_of
 from exsync.consumers.customer_mapping import (
-    FIELDS,
     AccountFitter,
     account_changes,
     account_view,
     billing_details,
     merge,
-    woo_changes,
     woo_view,
 )
-from exsync.consumers.errors import ConsumerError, CustomerBusyError, LinkChangedError
+from exsync.consumers.customer_shop import ShopCustomers, made_for
+from exsync.consumers.errors import ConsumerError, CustomerBusyError
 from exsync.consumers.gauges import track_state_gauges
 from exsync.exchequer import (
-    DuplicateKeyError,
     InvalidDocumentError,
     UnknownAccountError,
     mapping_for,
     options_for,
 )
 from exsync.exchequer.account_capture import account_fingerprint, ensure_account_state, recorded_account
-from exsync.exchequer.mapping import Column
-from exsync.exchequer.state import StateTable, create_state_tables, text_column
 from exsync.metrics import Metrics
+from exsync.state.lease import holder_id
+from exsync.state.links import LINKED, SHOP_DELETED, Link, LinkStore
 from exsync.threads import PerThread
-from exsync.woo import WooApiError, WooBadRequest, WooClient, WooNotFound
+from exsync.woo import WooClient
 from exsync.woo.dates import parse_wc_gmt
 
-__all__ = [
-    "CUSTOMER_TABLES",
-    "DEFAULT_CLAIM_SECONDS",
-    "LINKED",
-    "SHOP_DELETED",
-    "Conflict",
-    "CustomersConsumer",
-    "Decision",
-    "Link",
-    "LinkStore",
-    "build",
-    "build_export",
-]
+__all__ = ["DEFAULT_CLAIM_SECONDS", "CustomersConsumer", "build", "build_export"]
 
 log = logging.getLogger(__name__)
 
-LINKED = "linked"
-SHOP_DELETED = "shop_deleted"
 # Longer than the slowest shop call with its retries (5 attempts of 30 s); renewed before each write.
 DEFAULT_CLAIM_SECONDS = 300.0
-_EMAIL_TAKEN = "registration-error-email-exists"
-_NO_SUCH_CUSTOMER = "woocommerce_rest_invalid_id"
-# WooCommerce 9.5+ lets REST change the e-mail of these roles only.
-EMAIL_EDITABLE_ROLES = ("customer", "subscriber")
-EXSYNC_ACCOUNT_META = "_exsync_account"
-
-CUSTOMER_TABLES = (
-    StateTable(name="customer_links", key=("woo_id",), columns={
-        "woo_id": Column("woo_id", "int"),
-        "account_code": Column("account_code", "str:10"),
-        "state": Column("state", "str:16"),
-        "snapshot": text_column("snapshot"),
-        "version": Column("version", "int"),
-        "synced_at": Column("synced_at", "float"),
-        "claimed_by": Column("claimed_by", "str:100"),
-        "claimed_until": Column("claimed_until", "float"),
-    }),
-    StateTable(name="customer_conflicts", key=("woo_id", "field"), columns={
-        "woo_id": Column("woo_id", "int"),
-        "field": Column("field", "str:16"),
-        "account_code": Column("account_code", "str:10"),
-        "woo_value": Column("woo_value", "str:1000"),
-        "exchequer_value": Column("exchequer_value", "str:1000"),
-        "base_value": Column("base_value", "str:1000"),
-        "noticed_at": Column("noticed_at", "float"),
-    }),
-    # every value a policy (or a person) decided against: nothing overridden without a trace
-    StateTable(name="customer_decisions", key=("woo_id", "field", "decided_at"), columns={
-        "woo_id": Column("woo_id", "int"),
-        "field": Column("field", "str:16"),
-        "decided_at": Column("decided_at", "float"),
-        "account_code": Column("account_code", "str:10"),
-        "woo_value": Column("woo_value", "str:1000"),
-        "exchequer_value": Column("exchequer_value", "str:1000"),
-        "base_value": Column("base_value", "str:1000"),
-        "policy": Column("policy", "str:16"),
-        "winner": Column("winner", "str:16"),
-    }),
-)
-
-
-def _made_for(customer):
-    """The account code a shop customer was created for by the export, from its meta (or None)."""
-    for meta in customer.get("meta_data") or []:
-        if isinstance(meta, dict) and meta.get("key") == EXSYNC_ACCOUNT_META and meta.get("value"):
-            return str(meta["value"])
-    return None
-
-
-def _dump(view):
-    return json.dumps(view, sort_keys=True)
-
-
-def _updated(cursor):
-    """Rows an UPDATE matched; the lease and the version check are meaningless without it."""
-    if cursor.rowcount < 0:
-        raise ConsumerError("the state database's driver does not report updated rows")
-    return cursor.rowcount
-
-
-@dataclasses.dataclass(kw_only=True)
-class Link:
-    """A shop customer linked to an account, with the view both sides last agreed on.
-
-    `version` counts the saves; a save is refused (LinkChangedError) when the stored version is no
-    longer the one read, so a sync never stores a snapshot over a newer one.
-    """
-
-    woo_id: int
-    account_code: str
-    state: str = LINKED
-    snapshot: dict | None = None
-    version: int = 0
-    synced_at: float = 0.0
-
-
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class Conflict:
-    """A field both sides changed differently, waiting for a person (`exsync customers resolve`)."""
-
-    woo_id: int
-    field: str
-    account_code: str
-    woo_value: object
-    exchequer_value: object
-    base_value: object
-    noticed_at: float
-
-
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class Decision:
-    """A field both sides held differently, and who decided which value stays (`winner`: woo,
-    exchequer, or manual when it was left for a person); the loser's value is kept here."""
-
-    woo_id: int
-    field: str
-    account_code: str
-    woo_value: object
-    exchequer_value: object
-    base_value: object
-    policy: str
-    winner: str
-    decided_at: float
-
-
-def _cut(value):
-    """A value as stored in a 1,000-character column (JSON, cut rather than refused)."""
-    return json.dumps(value)[:1000]
-
-
-def _loads(text):
-    try:
-        return json.loads(text)
-    except ValueError:
-        return text  # cut to the column: shown as stored
-
-
-class LinkStore:
-    """The sync's own tables: links with their snapshots and claims, and conflicts awaiting a person."""
-
-    def __init__(self, *, database):
-        self.database = database
-        self.links_sql = CUSTOMER_TABLES[0].sql_name(database)
-        self.conflicts_sql = CUSTOMER_TABLES[1].sql_name(database)
-        self.decisions_sql = CUSTOMER_TABLES[2].sql_name(database)
-        create_state_tables(database, CUSTOMER_TABLES)
-
-    def _link(self, where, value):
-        # An account linked to a customer deleted in the shop and to one who registered again: the live one.
-        with self.database.transaction(write=False) as cursor:
-            row = cursor.execute(f'SELECT "woo_id", "account_code", "state", "snapshot", "version", "synced_at" '
-                                 f'FROM {self.links_sql} WHERE "{where}" = ? AND "version" > 0 '
-                                 f'ORDER BY CASE WHEN "state" = ? THEN 0 ELSE 1 END, "woo_id" DESC',
-                                 (value, LINKED)).fetchone()
-        if row is None:
-            return None
-        return Link(woo_id=int(row[0]), account_code=row[1], state=row[2], snapshot=json.loads(row[3]) if row[3]
-                    else None, version=int(row[4]), synced_at=float(row[5]))
-
-    def get(self, woo_id):
-        """The link of shop customer `woo_id`, or None."""
-        return self._link("woo_id", int(woo_id))
-
-    def by_account(self, code):
-        """The link of account `code`, or None."""
-        return self._link("account_code", code)
-
-    def claim(self, woo_id, *, holder, now, seconds):
-        """Takes the customer's lease for `seconds`; False while another holder's lease runs."""
-        with self.database.transaction() as cursor:
-            cursor.execute(f'UPDATE {self.links_sql} SET "claimed_by" = ?, "claimed_until" = ? WHERE "woo_id" = ? '
-                           f'AND ("claimed_until" < ? OR "claimed_by" = ?)', (holder, now + seconds, int(woo_id),
-                                                                             now, holder))
-            if _updated(cursor):
-                return True
-            try:
-                # A customer never synced gets a row holding only the claim (version 0: no link yet).
-                cursor.execute(f'INSERT INTO {self.links_sql} ("woo_id", "claimed_by", "claimed_until") '
-                               f'VALUES (?, ?, ?)', (int(woo_id), holder, now + seconds))
-            except DuplicateKeyError:
-                return False
-            return True
-
-    def renew(self, woo_id, *, holder, now, seconds):
-        """Extends `holder`'s own lease, even one run out that nobody took; False once another holder
-        claimed the customer, even if they have released it since (they may have written)."""
-        with self.database.transaction() as cursor:
-            cursor.execute(f'UPDATE {self.links_sql} SET "claimed_until" = ? WHERE "woo_id" = ? AND "claimed_by" = ?',
-                           (now + seconds, int(woo_id), holder))
-            return bool(_updated(cursor))
-
-    def release(self, woo_id, *, holder):
-        with self.database.transaction() as cursor:
-            cursor.execute(f'UPDATE {self.links_sql} SET "claimed_until" = 0 WHERE "woo_id" = ? AND "claimed_by" = ?',
-                           (int(woo_id), holder))
-
-    def save(self, link):
-        """Stores the link if its version is still the one read; LinkChangedError otherwise."""
-        with self.database.transaction() as cursor:
-            cursor.execute(f'UPDATE {self.links_sql} SET "account_code" = ?, "state" = ?, "snapshot" = ?, '
-                           f'"version" = ?, "synced_at" = ? WHERE "woo_id" = ? AND "version" = ?',
-                           (link.account_code, link.state, _dump(link.snapshot) if link.snapshot is not None else "",
-                            link.version + 1, link.synced_at, link.woo_id, link.version))
-            if not _updated(cursor):
-                raise LinkChangedError(f"shop customer {link.woo_id} was synced by another worker meanwhile")
-        link.version += 1
-
-    def record_conflicts(self, woo_id, account_code, conflicts, *, now):
-        """Keeps the conflicts found for a customer, and drops its earlier ones that no longer stand."""
-        with self.database.transaction() as cursor:
-            cursor.execute(f'DELETE FROM {self.conflicts_sql} WHERE "woo_id" = ?', (int(woo_id),))
-            cursor.executemany(
-                f'INSERT INTO {self.conflicts_sql} ("woo_id", "field", "account_code", "woo_value", '
-                f'"exchequer_value", "base_value", "noticed_at") VALUES (?, ?, ?, ?, ?, ?, ?)',
-                [(int(woo_id), field, account_code, json.dumps(woo_value), json.dumps(exchequer_value),
-                  json.dumps(base_value), now) for field, woo_value, exchequer_value, base_value in conflicts])
-
-    def conflicts(self, woo_id=None):
-        """The conflicts waiting, of one customer or of all."""
-        where, params = ('WHERE "woo_id" = ?', (int(woo_id),)) if woo_id is not None else ("", ())
-        with self.database.transaction(write=False) as cursor:
-            rows = cursor.execute(f'SELECT "woo_id", "field", "account_code", "woo_value", "exchequer_value", '
-                                  f'"base_value", "noticed_at" FROM {self.conflicts_sql} {where} '
-                                  f'ORDER BY "woo_id", "field"', params).fetchall()
-        return [Conflict(woo_id=int(row[0]), field=row[1], account_code=row[2], woo_value=json.loads(row[3]),
-                         exchequer_value=json.loads(row[4]), base_value=json.loads(row[5]),
-                         noticed_at=float(row[6])) for row in rows]
-
-    def record_decisions(self, woo_id, account_code, decisions, *, now):
-        """Keeps every decision a policy (or a person) made between two values of a customer."""
-        rows = []
-        for offset, (field, woo_value, exchequer_value, base_value, policy, winner) in enumerate(decisions):
-            # Decisions of one sync share its time; the offset keeps each its own key.
-            rows.append((int(woo_id), field, now + offset * 1e-6, account_code, _cut(woo_value),
-                         _cut(exchequer_value), _cut(base_value), policy, winner))
-        with self.database.transaction() as cursor:
-            cursor.executemany(
-                f'INSERT INTO {self.decisions_sql} ("woo_id", "field", "decided_at", "account_code", "woo_value", '
-                f'"exchequer_value", "base_value", "policy", "winner") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)', rows)
-
-    def decisions(self, woo_id=None):
-        """The decisions recorded, of one customer or of all, newest first."""
-        where, params = ('WHERE "woo_id" = ?', (int(woo_id),)) if woo_id is not None else ("", ())
-        with self.database.transaction(write=False) as cursor:
-            rows = cursor.execute(f'SELECT "woo_id", "field", "account_code", "woo_value", "exchequer_value", '
-                                  f'"base_value", "policy", "winner", "decided_at" FROM {self.decisions_sql} '
-                                  f'{where} ORDER BY "decided_at" DESC, "woo_id", "field"', params).fetchall()
-        return [Decision(woo_id=int(row[0]), field=row[1], account_code=row[2], woo_value=_loads(row[3]),
-                         exchequer_value=_loads(row[4]), base_value=_loads(row[5]), policy=row[6], winner=row[7],
-                         decided_at=float(row[8])) for row in rows]
-
-    def waiting(self):
-        """How many conflicts wait for a person."""
-        with self.database.transaction(write=False) as cursor:
-            return int(cursor.execute(f"SELECT COUNT(*) FROM {self.conflicts_sql}").fetchone()[0])
-
 
 class _Connections(ExchequerConnections):
     """One thread's connections, with the sync's link store over the state tables."""
@@ -336,12 +80,12 @@ class CustomersConsumer:
         self.names_mapping = mapping_for(config)
         self.company = self.names_mapping.company
         self.client = client
-        self.wp_username = wp_username
-        self.wp_application_password = wp_application_password
         self.metrics = metrics or Metrics()
+        self.shop = ShopCustomers(client=client, wholesale_role=self.options["wholesale_role"], metrics=self.metrics,
+                                  wp_username=wp_username, wp_application_password=wp_application_password)
         self.clock = clock
         self.claim_seconds = claim_seconds
-        self.holder = holder or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+        self.holder = holder or holder_id()
         self._fit = AccountFitter(mapping=self.names_mapping)
         exchequer_options = options_for(config)
         self._per_thread = PerThread(
@@ -433,7 +177,7 @@ class CustomersConsumer:
         return self._claimed(woo_id, lambda: self._sync_customer(int(woo_id)))
 
     def _sync_customer(self, woo_id):
-        customer = self._shop_customer(woo_id)
+        customer = self.shop.get(woo_id)
         if customer is None:
             return self._shop_deleted(woo_id)
         if not self._is_customer(customer):
@@ -449,7 +193,7 @@ class CustomersConsumer:
             try:
                 code, created = account_for_shop_customer(
                     backend=connections.backend, reader=connections.reader, woo_id=woo_id, details=details,
-                    match_by_email=self.options["match_by_email"], made_for=_made_for(customer),
+                    match_by_email=self.options["match_by_email"], made_for=made_for(customer),
                     still_linked=lambda other: (held := connections.links.get(other)) is None or held.state == LINKED)
             except InvalidDocumentError as error:
                 raise PermanentError(f"cannot create an account for shop customer {woo_id}: {error}") from error
@@ -462,16 +206,6 @@ class CustomersConsumer:
             raise PermanentError(f"shop customer {woo_id} is linked to account {link.account_code}, "
                                  "which is no longer in Exchequer") from error
         return self._sync("shop", customer, account, link, created=created)
-
-    def _shop_customer(self, woo_id):
-        """The shop customer, or None when the shop says there is no such customer (a missing route,
-        a hidden API, is not a deletion: that error goes up and the event is retried)."""
-        try:
-            return self.client.get_customer(woo_id)
-        except WooNotFound as error:
-            if error.code == _NO_SUCH_CUSTOMER:
-                return None
-            raise
 
     def _is_customer(self, customer):
         return not self.customer_roles or customer.get("role") in self.customer_roles
@@ -527,7 +261,7 @@ class CustomersConsumer:
             return self._count("exchequer", "linked_elsewhere")
         if link.state != LINKED:
             return self._count("exchequer", "shop_deleted")
-        customer = self._shop_customer(woo_id)
+        customer = self.shop.get(woo_id)
         if customer is None:
             return self._shop_deleted(woo_id)
         if not self._is_customer(customer):
@@ -544,9 +278,9 @@ class CustomersConsumer:
         view = account_view(account, wholesale_band=self.options["wholesale_band"])
         if not view["email"]:
             return self._count("exchequer", "no_email")
-        customer, created = self._customer_by_email(view["email"]), False
+        customer, created = self.shop.by_email(view["email"]), False
         if customer is None:
-            customer, created = self._create_customer(account, view)
+            customer, created = self.shop.create(account.code, view)
         if not self._is_customer(customer):
             log.warning("customers: account %s has the e-mail of shop user %s, whose role is %s; neither is changed",
                         account.code, customer["id"], customer.get("role"))
@@ -563,7 +297,7 @@ class CustomersConsumer:
         link = self.links.get(woo_id) or Link(woo_id=woo_id, account_code=code)
         if link.state != LINKED:
             return self._count("exchequer", "shop_deleted")
-        customer = self._shop_customer(woo_id)
+        customer = self.shop.get(woo_id)
         if customer is None:
             return self._shop_deleted(woo_id, link=link)
         account = self._account(code)
@@ -576,33 +310,10 @@ class CustomersConsumer:
         """True when the export made this customer from the link's account and they were never synced:
         what was sent is then agreed, so only what creation could not carry (the role) goes now,
         whatever the first-link rules would say, whichever consumer links them first."""
-        if link.snapshot is not None or _made_for(customer) != link.account_code:
+        if link.snapshot is not None or made_for(customer) != link.account_code:
             return False
         link.snapshot = woo_view(customer, self._fit, wholesale_role=self.options["wholesale_role"])
         return True
-
-    def _create_customer(self, account, view):
-        """(customer, created): a new shop customer made from the account, or the one that registered
-        with its e-mail meanwhile."""
-        changes, _ = woo_changes(view, [field for field in FIELDS if field != "wholesale"])
-        # Shops that do not generate passwords refuse a customer without one; the customer can reset it.
-        changes["password"] = secrets.token_urlsafe(24)
-        # The import consumer links this customer to this account whatever e-mails match (see customer_accounts).
-        changes["meta_data"] = [{"key": EXSYNC_ACCOUNT_META, "value": account.code}]
-        try:
-            return self.client.create_customer(changes), True
-        except WooApiError as error:
-            if error.code == _EMAIL_TAKEN:
-                customer = self._customer_by_email(view["email"])
-                if customer is not None:
-                    return customer, False
-            raise self._refused(f"cannot create a shop customer for account {account.code}", error) from error
-
-    def _customer_by_email(self, email):
-        for customer in self.client.iter_customers(role="all", params={"email": email}):
-            if str(customer.get("email") or "").lower() == email:
-                return customer
-        return None
 
     # --- the merge, and the writes it asks for
 
@@ -637,7 +348,7 @@ class CustomersConsumer:
             for field in result.to_exchequer:
                 self.metrics.inc("customer_fields_synced", side="exchequer", field=field)
         if result.to_woo:
-            self._write_shop(customer, woo, result)
+            self.shop.write(customer, woo, result)
         now = self.clock()
         if result.conflicts or connections.links.conflicts(link.woo_id):
             connections.links.record_conflicts(link.woo_id, account.code, result.conflicts, now=now)
@@ -659,69 +370,6 @@ class CustomersConsumer:
                      link.woo_id, account.code, outcome, source, ", ".join(result.to_woo) or "-",
                      ", ".join(result.to_exchequer) or "-")
         return self._count(source, outcome)
-
-    def _write_shop(self, customer, woo, result):
-        """Gives the shop the fields the merge sent its way; what it cannot take stays pending."""
-        woo_id = int(customer["id"])
-        if "email" in result.to_woo:
-            if not result.agreed["email"]:
-                # A shop customer must have an e-mail: an account that lost its own does not take the shop's away.
-                self._pending(result, "email", woo)
-            elif customer.get("role") not in EMAIL_EDITABLE_ROLES:
-                self._email_refused(woo_id, woo, result, f"the shop lets REST change the e-mail of "
-                                                        f"{', '.join(EMAIL_EDITABLE_ROLES)} only")
-        changes, wholesale = woo_changes(result.agreed, result.to_woo)
-        try:
-            if changes:
-                try:
-                    self.client.update_customer(woo_id, changes)
-                except WooBadRequest as error:
-                    if "email" not in changes:
-                        raise
-                    # Most likely the e-mail (another user has it): that field waits for a person, the
-                    # rest goes now; if the rest is refused too, that error stands.
-                    self._email_refused(woo_id, woo, result, str(error))
-                    changes, _ = woo_changes(result.agreed, result.to_woo)
-                    if changes:
-                        self.client.update_customer(woo_id, changes)
-            if wholesale is not None:
-                self._set_role(woo_id, wholesale, woo, result)
-        except WooApiError as error:
-            raise self._refused(f"shop customer {woo_id}", error) from error
-        for field in result.to_woo:
-            self.metrics.inc("customer_fields_synced", side="woo", field=field)
-
-    def _email_refused(self, woo_id, woo, result, reason):
-        log.warning("customers: the shop does not take e-mail %r for customer %s (%s); left for a person, and only "
-                    "`exsync customers resolve %s email --take woo` can settle it", result.agreed["email"], woo_id,
-                    reason, woo_id)
-        result.conflicts.append(("email", woo["email"], result.agreed["email"], woo["email"]))
-        self._pending(result, "email", woo)
-
-    @staticmethod
-    def _pending(result, field, woo):
-        """Leaves `field` as the shop has it: agreed at that value, so Exchequer's stays a change to send."""
-        result.to_woo.remove(field)
-        result.agreed[field] = woo[field]
-
-    def _set_role(self, woo_id, wholesale, woo, result):
-        if not (self.wp_username and self.wp_application_password):
-            self._pending(result, "wholesale", woo)
-            log.warning("customers: shop customer %s should %s wholesale, but changing a role needs "
-                        "EXSYNC_WP_USERNAME and EXSYNC_WP_APPLICATION_PASSWORD", woo_id,
-                        "become" if wholesale else "no longer be")
-            self.metrics.inc("customer_roles_skipped")
-            return
-        role = self.options["wholesale_role"] if wholesale else "customer"
-        self.client.set_user_roles(woo_id, [role], username=self.wp_username,
-                                   application_password=self.wp_application_password)
-
-    def _refused(self, what, error):
-        """A 400 will not pass by itself: park it with the shop's reason. Anything else (401/403 after
-        a key or password change, 404 from a hidden route, 5xx) is retried until someone fixes it."""
-        if isinstance(error, WooBadRequest):
-            return PermanentError(f"{what}: the shop refused the change: {error}")
-        return error
 
     def _newest_side(self, customer, account):
         """The side changed last: the shop's modification time against when capture first saw the

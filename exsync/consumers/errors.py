@@ -2,6 +2,7 @@
 
 from exsync.bus.errors import PermanentError
 from exsync.errors import ExsyncError
+from exsync.state.errors import LinkChangedError
 
 __all__ = ["ConsumerError", "CustomerBusyError", "LinkChangedError", "NoteInFlightError", "OrderDataError",
            "OrderMoneyError"]
@@ -24,10 +25,6 @@ class OrderMoneyError(OrderDataError):
 
 class NoteInFlightError(ConsumerError):
     """Another worker claimed this note moments ago and has not finished: retry later."""
-
-
-class LinkChangedError(ConsumerError):
-    """Another worker synced the same customer while this sync ran: retry from fresh state."""
 
 
 class CustomerBusyError(ConsumerError):

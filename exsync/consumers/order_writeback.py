@@ -23,9 +23,9 @@ import time
 from exsync.bus import PermanentError
 from exsync.consumers.connections import fresh_after_failure
 from exsync.consumers.errors import NoteInFlightError
-from exsync.consumers.state import NOTE_DONE, NoteStore, ensure_tables
 from exsync.exchequer import connect, mapping_for
 from exsync.metrics import Metrics
+from exsync.state.orders import NOTE_DONE, NoteStore, ensure_order_tables
 from exsync.threads import PerThread
 from exsync.woo import WooApiError, WooClient, WooNotFound
 
@@ -56,7 +56,7 @@ class OrderWritebackConsumer:
         self._per_thread = PerThread(
             make=lambda: NoteStore(database=connect(state_dsn, mapping=self.names_mapping)),
             close=lambda notes: notes.database.close())
-        ensure_tables(self._notes().database)
+        ensure_order_tables(self._notes().database)
 
     def _notes(self):
         return self._per_thread.get()

@@ -29,13 +29,11 @@ from exsync.bus import EXCHEQUER_EXCHANGE, PermanentError, SharedPublisher, Topo
 from exsync.consumers.connections import ExchequerConnections, fresh_after_failure
 from exsync.consumers.customer_accounts import account_for_shop_customer
 from exsync.consumers.customer_mapping import AccountFitter, billing_details
-from exsync.consumers.customers import LinkStore
 from exsync.consumers.errors import OrderDataError
 from exsync.consumers.gauges import track_state_gauges
 from exsync.consumers.order_lifecycle import EXIT_STATUSES, Lifecycle
 from exsync.consumers.order_mapping import PRODUCT, OrderMapping, money, order_id_of
 from exsync.consumers.order_rules import CUSTOMER, OrderFacts, choose, customer_role, order_meta
-from exsync.consumers.state import OrderStore, ShippingMethodStore, ensure_tables
 from exsync.errors import ExsyncError
 from exsync.exchequer import (
     AccountDetails,
@@ -47,6 +45,8 @@ from exsync.exchequer import (
     options_for,
 )
 from exsync.metrics import Metrics
+from exsync.state.links import LinkStore
+from exsync.state.orders import OrderStore, ShippingMethodStore, ensure_order_tables
 from exsync.threads import PerThread
 from exsync.woo import WooClient, WooError, WooNotFound
 
@@ -182,7 +182,7 @@ class OrdersConsumer:
         if self.options["credit_note_on_refund"]:
             log.warning("orders.credit_note_on_refund: the Exchequer write layer cannot create credit notes "
                         "(SCR); refunds are recorded and noted in the shop only")
-        ensure_tables(self._connections().state)
+        ensure_order_tables(self._connections().state)
 
     # --- connections
 

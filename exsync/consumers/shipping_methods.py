@@ -1,6 +1,6 @@
 """Imports the shop's shipping zones and method instances into the table the order mapping reads."""
 
-from exsync.consumers.state import ShippingMethod
+from exsync.state.orders import ShippingMethod
 from exsync.woo import WooNotFound
 
 __all__ = ["import_shipping_methods"]

@@ -82,8 +82,8 @@ from exsync.exchequer.rules import (
 )
 from exsync.exchequer.schema import init_schema, is_demo_company, require_demo_company
 from exsync.exchequer.seed import SeedSummary, seed
-from exsync.exchequer.state import StateValues
 from exsync.exchequer.writer import SqlWriteBackend, Toolkit, ToolkitEmulator, WriteBackend
+from exsync.state import StateValues
 
 __all__ = [
     "ALL_LOCATIONS",

@@ -25,9 +25,9 @@ import time
 from exsync.bus.topology import EXCHEQUER_EXCHANGE
 from exsync.exchequer.mapping import Column
 from exsync.exchequer.reader import ExchequerReader
-from exsync.exchequer.state import StateTable, create_state_tables
 from exsync.metrics import Metrics
 from exsync.schemas.envelope import new_event
+from exsync.state import StateTable, create_state_tables
 
 __all__ = [
     "ACCOUNT_CAPTURE_TABLES",

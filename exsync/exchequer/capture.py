@@ -23,11 +23,8 @@ import dataclasses
 import hashlib
 import logging
 import math
-import os
-import socket
 import threading
 import time
-import uuid
 
 from exsync.bus import EXCHEQUER_EXCHANGE, new_event
 from exsync.errors import ExsyncError
@@ -36,8 +33,8 @@ from exsync.exchequer.account_capture import AccountCapture
 from exsync.exchequer.mapping import Column
 from exsync.exchequer.rules import ALL_LOCATIONS
 from exsync.exchequer.runs import CAPTURE, RunLog
-from exsync.exchequer.state import StateTable, create_state_tables
 from exsync.metrics import Metrics
+from exsync.state import Lease, StateTable, create_state_tables, holder_id
 
 __all__ = [
     "CAPTURE_TABLES",
@@ -154,10 +151,13 @@ class CaptureState:
     def __init__(self, *, database, company, holder=None, lease_seconds=DEFAULT_LEASE_SECONDS):
         self.database = database
         self.company = company
-        self.holder = holder or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.holder = holder or holder_id()
         self.lease_seconds = lease_seconds
         self.items_sql = CAPTURE_TABLES[0].sql_name(database)
         self.cursor_sql = CAPTURE_TABLES[1].sql_name(database)
+        # The company's row of the cursor table carries its lease (the woo-writer's has a row too).
+        self.lease = Lease(database=database, table=CAPTURE_TABLES[1]).held(
+            (company,), holder=self.holder, seconds=lease_seconds)
 
     def ensure(self):
         create_state_tables(self.database, CAPTURE_TABLES)
@@ -171,23 +171,10 @@ class CaptureState:
 
     def acquire(self):
         """Takes or renews the lease; False while another holder's lease is unexpired."""
-        now = time.time()
-        with self.database.transaction() as cursor:
-            row = self._locked_cursor_row(cursor)
-            if row is None:
-                cursor.execute(f'INSERT INTO {self.cursor_sql} ("company", "sequence", "holder", "lease_expires") '
-                               "VALUES (?, 0, ?, ?)", (self.company, self.holder, now + self.lease_seconds))
-                return True
-            if row[1] != self.holder and float(row[2]) > now:
-                return False
-            cursor.execute(f'UPDATE {self.cursor_sql} SET "holder" = ?, "lease_expires" = ? WHERE "company" = ?',
-                           (self.holder, now + self.lease_seconds, self.company))
-            return True
+        return self.lease.claim()
 
     def release(self):
-        with self.database.transaction() as cursor:
-            cursor.execute(f'UPDATE {self.cursor_sql} SET "lease_expires" = 0 WHERE "company" = ? AND "holder" = ?',
-                           (self.company, self.holder))
+        self.lease.release()
 
     def reserve(self, count):
         """Commits `count` new sequence numbers and renews the lease; returns the first, or None if

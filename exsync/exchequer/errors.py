@@ -5,6 +5,7 @@ never see a driver's own exception types.
 """
 
 from exsync.errors import ExsyncError
+from exsync.state.errors import DuplicateRowError
 
 __all__ = [
     "AgentTimeoutError",
@@ -61,8 +62,9 @@ class DatabaseError(ExchequerError):
         super().__init__(message)
 
 
-class DuplicateKeyError(DatabaseError):
-    """A unique key refused a row (the basis of idempotent writes and account-code retries)."""
+class DuplicateKeyError(DatabaseError, DuplicateRowError):
+    """A unique key refused a row (the basis of idempotent writes and account-code retries); a
+    DuplicateRowError, so exsync's state tables, below this layer, catch it too."""
 
 
 class RetryableError(DatabaseError):

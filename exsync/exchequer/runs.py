@@ -8,7 +8,7 @@ import dataclasses
 import time
 
 from exsync.exchequer.mapping import Column
-from exsync.exchequer.state import StateTable, create_state_tables
+from exsync.state import StateTable, create_state_tables
 
 __all__ = ["RUNS_TABLE", "Run", "RunLog", "CAPTURE", "RECONCILE", "STOCK_AUDIT", "MAX_DETAIL_CHARS"]
 

@@ -21,7 +21,7 @@ from exsync.exchequer.mapping import (
     Column,
     pascal_bytes,
 )
-from exsync.exchequer.state import StateTable, create_state_tables
+from exsync.state import StateTable, create_state_tables
 
 __all__ = [
     "COUNTER_TYPES",

@@ -20,7 +20,7 @@ import time
 
 from exsync.exchequer.errors import DuplicateKeyError, ExchequerError
 from exsync.exchequer.mapping import Column
-from exsync.exchequer.state import StateTable, create_state_tables
+from exsync.state import StateTable, create_state_tables
 
 __all__ = ["BUDGET_TABLES", "Pause", "SharedTokenBucket", "TokenBucket", "pause_for"]
 

@@ -6,7 +6,7 @@ import threading
 
 from exsync.exchequer import DuplicateKeyError, ExchequerError
 from exsync.exchequer.mapping import Column
-from exsync.exchequer.state import StateTable, create_state_tables
+from exsync.state import StateTable, create_state_tables
 from exsync.woo.errors import StateStoreError
 from exsync.woo.registrar import SecretRecord
 

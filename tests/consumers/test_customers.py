@@ -9,13 +9,14 @@ import pytest
 from exsync.bus import PermanentError
 from exsync.config import load_settings
 from exsync.consumers.customer_accounts import customer_key
-from exsync.consumers.customers import SHOP_DELETED, CustomersConsumer, Link, build, build_export
+from exsync.consumers.customers import CustomersConsumer, build, build_export
 from exsync.consumers.errors import ConsumerError, CustomerBusyError, LinkChangedError
 from exsync.exchequer import ExchequerReader, SqlWriteBackend, connect, edit_account
 from exsync.exchequer.account_capture import AccountCapture
 from exsync.exchequer.writer import KIND_ACCOUNT
 from exsync.metrics import Metrics, PrometheusMetrics
 from exsync.schemas.config import validate_config
+from exsync.state.links import SHOP_DELETED, Link
 from tests.consumers.conftest import company
 
 

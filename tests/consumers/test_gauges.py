@@ -3,17 +3,17 @@ import math
 import prometheus_client
 
 from exsync.consumers.gauges import StateReading, track_state_gauges
-from exsync.consumers.state import OrderStore, ensure_tables
 from exsync.exchequer import connect
 from exsync.exchequer.mapping import Mapping
 from exsync.metrics import PrometheusMetrics
+from exsync.state.orders import OrderStore, ensure_order_tables
 
 
 def test_a_state_gauge_is_read_at_each_scrape_and_survives_the_database_going_away(tmp_path):
     dsn = f"sqlite:///{tmp_path / 'state.db'}"
     mapping = Mapping()
     with connect(dsn, mapping=mapping) as database:
-        ensure_tables(database)
+        ensure_order_tables(database)
     registry = prometheus_client.CollectorRegistry()
     [reading] = track_state_gauges(PrometheusMetrics(registry=registry), dsn=dsn, mapping=mapping, gauges={
         "orders_parked": lambda database: OrderStore(database=database).counts().get("parked", 0)})

@@ -2,8 +2,8 @@
 
 from exsync.bus import Topology, declare_topology
 from exsync.cli import main
-from exsync.consumers.state import ShippingMethodStore
 from exsync.exchequer import connect, dispatch_order
+from exsync.state.orders import ShippingMethodStore
 from tests.consumers.conftest import event, order_body
 from tests.support.rabbit import bind_probe, read_messages
 

@@ -10,11 +10,11 @@ import pytest
 
 from exsync.cli import main
 from exsync.config import load_settings
-from exsync.consumers.customers import Link
 from exsync.consumers.orders import build, event_id
-from exsync.consumers.state import OrderStore, ensure_tables
 from exsync.exchequer import ExchequerReader, connect
 from exsync.metrics import PrometheusMetrics
+from exsync.state.links import Link
+from exsync.state.orders import OrderStore, ensure_order_tables
 from exsync.woo import WooClient
 from tests.consumers.conftest import RecordingPublisher, company, config, event, order_body
 from tests.consumers.test_orders import documents_of
@@ -178,8 +178,8 @@ def test_order_ids_beyond_32_bits_are_tracked_and_an_older_table_is_upgraded(pg_
                            '"updated_at" DOUBLE PRECISION NOT NULL DEFAULT 0)')
             cursor.execute(f'INSERT INTO {table} ("order_id", "status", "import_state") VALUES (7, \'pending\', '
                            '\'received\')')
-        ensure_tables(database)
-        ensure_tables(database)  # idempotent
+        ensure_order_tables(database)
+        ensure_order_tables(database)  # idempotent
         with database.transaction(write=False) as cursor:
             types = dict(cursor.execute("SELECT column_name, data_type FROM information_schema.columns WHERE "
                                         "table_schema = 'exsync' AND table_name IN ('order_tracking', 'order_notes') "
@@ -265,15 +265,15 @@ def test_an_older_tracking_table_on_sqlite_gains_its_new_column(tmp_path):
                            'NOT NULL DEFAULT \'\', "import_state" VARCHAR(16) NOT NULL DEFAULT \'\')')
             cursor.execute(f'INSERT INTO {table} ("order_id", "status", "import_state") VALUES (8, \'pending\', '
                            '\'received\')')
-        ensure_tables(database)
-        ensure_tables(database)
+        ensure_order_tables(database)
+        ensure_order_tables(database)
         tracked = OrderStore(database=database).get(8)
         assert (tracked.import_state, tracked.paid_at, tracked.refs) == ("received", 0.0, ())
 
 
 def test_a_late_decision_never_overwrites_an_import_another_worker_finished(tmp_path):
     with connect(f"sqlite:///{tmp_path}/state.db") as database:
-        ensure_tables(database)
+        ensure_order_tables(database)
         store = OrderStore(database=database)
         # Worker A held a newer unpaid version; worker B imported on a stale paid copy meanwhile.
         store.record_version(order_body(9, lines=[("A-1", 1, "5.00", "5.00", "1.00")], status="pending"))

@@ -5,9 +5,9 @@ import pytest
 from exsync.bus import PermanentError
 from exsync.consumers.errors import NoteInFlightError
 from exsync.consumers.order_writeback import OrderWritebackConsumer
-from exsync.consumers.state import NoteStore
 from exsync.exchequer import connect
 from exsync.sandbox import place_order
+from exsync.state.orders import NoteStore
 from tests.consumers.conftest import config
 
 

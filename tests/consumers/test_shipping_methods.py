@@ -1,15 +1,15 @@
 """Shipping methods imported from the sandbox shop, and the carriage line they describe."""
 
 from exsync.consumers.shipping_methods import import_shipping_methods
-from exsync.consumers.state import ShippingMethodStore, ensure_tables
 from exsync.exchequer import ExchequerReader, connect
+from exsync.state.orders import ShippingMethodStore, ensure_order_tables
 from tests.consumers.conftest import event, order_body
 
 
 def test_zones_and_instances_are_imported_and_replaced(sandbox_shop, tmp_path):
     shop, client, _ = sandbox_shop
     with connect(f"sqlite:///{tmp_path}/state.db") as database:
-        ensure_tables(database)
+        ensure_order_tables(database)
         store = ShippingMethodStore(database=database)
         import_shipping_methods(client=client, store=store)
         assert [(m.zone_name, m.method_id, m.title, m.enabled) for m in store.all()] == [

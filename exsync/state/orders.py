@@ -1,27 +1,31 @@
-"""The order pipeline's own tables: order tracking, notes written to the shop, imported shipping methods.
+"""The order pipeline's stores: order tracking, notes written to the shop, imported shipping methods.
 
 They live beside the Exchequer company's tables in the integration's state schema (or with its
 prefix where there are no schemas), reached through `BoundNames.state_table`. Every method runs one
-short transaction of its own on the Database it was given; a Database serves one thread.
+short transaction of its own on the database it was given; a database serves one thread.
 """
 
 import dataclasses
 import json
 import time
+from collections.abc import Iterable
+from typing import Any
 
-from exsync.exchequer import DuplicateKeyError
+from exsync.state.errors import DuplicateRowError
+from exsync.state.tables import StateColumn, StateDatabase, StateTable, create_state_tables
 
 __all__ = [
+    "IN_PROGRESS",
     "NOTE_CLAIMED",
     "NOTE_DONE",
-    "IN_PROGRESS",
     "ORDER_STATES",
+    "ORDER_TABLES",
     "NoteStore",
     "OrderStore",
     "ShippingMethod",
     "ShippingMethodStore",
     "TrackedOrder",
-    "ensure_tables",
+    "ensure_order_tables",
 ]
 
 # received: seen, not (yet) for import; imported: became documents; parked: waits for a person or a
@@ -36,78 +40,35 @@ TRACKING = "order_tracking"
 NOTES = "order_notes"
 SHIPPING = "shipping_methods"
 
-# Shop ids are 64-bit (bigint): WordPress post ids are BIGINT UNSIGNED.
-_TABLES = {
-    TRACKING: (
-        [("order_id", "bigint"), ("number", "str:32"), ("status", "str:32"), ("currency", "str:8"),
-         ("total", "str:32"), ("date_modified_gmt", "str:32"), ("import_state", "str:16"),
-         ("reason", "str:255"), ("refs", "str:100"), ("plan", "str:255"), ("cancel_published", "int"),
-         ("refund_ids", "str:255"), ("body", "text"),
-         ("first_seen_at", "float"), ("imported_at", "float"), ("updated_at", "float"), ("paid_at", "float")],
-        [("order_id",)], [("import_state",), ("status",)]),
-    NOTES: (
-        [("order_id", "bigint"), ("note_key", "str:64"), ("state", "str:8"), ("claimed_at", "float"),
-         ("note_id", "bigint")],
-        [("order_id", "note_key")], []),
-    SHIPPING: (
-        [("instance_id", "str:32"), ("zone_id", "int"), ("zone_name", "str:100"), ("method_id", "str:64"),
-         ("title", "str:200"), ("enabled", "int"), ("refreshed_at", "float")],
-        [("instance_id",)], []),
-}
+
+def _table(name: str, columns: list[tuple[str, str]], **keys: Any) -> StateTable:
+    return StateTable(name=name, columns={column: StateColumn(column, kind) for column, kind in columns}, **keys)
 
 
-def _column_type(dialect, kind):
-    if kind == "text":
-        return "VARCHAR(MAX)" if dialect.name == "mssql" else "TEXT"
-    if kind == "bigint":
-        return "BIGINT"
-    return dialect.column_type(kind)
+# Shop ids are 64-bit (bigint): WordPress post ids are BIGINT UNSIGNED. These tables were made
+# before state tables had primary keys: a unique key stands in for it.
+ORDER_TABLES = (
+    _table(TRACKING, [
+        ("order_id", "bigint"), ("number", "str:32"), ("status", "str:32"), ("currency", "str:8"),
+        ("total", "str:32"), ("date_modified_gmt", "str:32"), ("import_state", "str:16"),
+        ("reason", "str:255"), ("refs", "str:100"), ("plan", "str:255"), ("cancel_published", "int"),
+        ("refund_ids", "str:255"), ("body", "text"),
+        ("first_seen_at", "float"), ("imported_at", "float"), ("updated_at", "float"), ("paid_at", "float")],
+        uniques=(("order_id",),), indexes=(("import_state",), ("status",))),
+    _table(NOTES, [
+        ("order_id", "bigint"), ("note_key", "str:64"), ("state", "str:8"), ("claimed_at", "float"),
+        ("note_id", "bigint")],
+        uniques=(("order_id", "note_key"),)),
+    _table(SHIPPING, [
+        ("instance_id", "str:32"), ("zone_id", "int"), ("zone_name", "str:100"), ("method_id", "str:64"),
+        ("title", "str:200"), ("enabled", "int"), ("refreshed_at", "float")],
+        uniques=(("instance_id",),)),
+)
 
 
-def _column_sql(dialect, name, kind):
-    return (f"{dialect.quote(name)} {_column_type(dialect, kind)} "
-            + (dialect.string_default() if kind.startswith("str:") else
-               "NULL" if kind == "text" else "NOT NULL DEFAULT 0"))
-
-
-def _upgrade(cursor, dialect, table_sql, schema, table, columns):
-    """Brings a table made by an earlier version up to date: adds the columns it lacks and, on
-    PostgreSQL, widens 32-bit id columns to BIGINT (SQLite's INTEGER is 64-bit already)."""
-    present = set(cursor.execute(f"SELECT * FROM {table_sql} WHERE 1 = 0").column_names)
-    for name, kind in columns:
-        if name not in present:
-            # IF NOT EXISTS: two processes starting at once may both find the column missing.
-            keyword = "ADD COLUMN IF NOT EXISTS" if dialect.name == "postgresql" else "ADD"
-            cursor.execute(f"ALTER TABLE {table_sql} {keyword} {_column_sql(dialect, name, kind)}")
-    if dialect.name != "postgresql":
-        return
-    wide = [name for name, kind in columns if kind == "bigint"]
-    narrow = [row[0] for row in cursor.execute(
-        "SELECT column_name FROM information_schema.columns WHERE table_schema = ? AND table_name = ? "
-        "AND data_type = 'integer'", (schema or "public", table)).fetchall() if row[0] in wide]
-    for name in narrow:
-        cursor.execute(f"ALTER TABLE {table_sql} ALTER COLUMN {dialect.quote(name)} TYPE BIGINT")
-
-
-def ensure_tables(database):
+def ensure_order_tables(database: StateDatabase) -> None:
     """Creates the pipeline's tables and indexes where missing, and upgrades older ones (idempotent)."""
-    names = database.names
-    dialect = database.dialect
-    schema = database.mapping.state_schema if dialect.supports_schemas else None
-    with database.transaction() as cursor:
-        if schema is not None:
-            cursor.execute(dialect.create_schema(schema))
-        for table, (columns, uniques, indexes) in _TABLES.items():
-            table_sql = names.state_table(table)
-            literal = f"{schema}.{table}" if schema else table_sql.strip('"')
-            body = ", ".join(_column_sql(dialect, name, kind) for name, kind in columns)
-            cursor.execute(dialect.create_table(table_sql, literal, body))
-            _upgrade(cursor, dialect, table_sql, schema, table, columns)
-            bare = table_sql.replace('"', "").replace(".", "_")
-            for unique, keys in [(True, key) for key in uniques] + [(False, key) for key in indexes]:
-                index_name = f"{bare}_{'_'.join(keys)}_{'key' if unique else 'idx'}"
-                cursor.execute(dialect.create_index(index_name, schema, table_sql,
-                                                    [dialect.quote(key) for key in keys], unique=unique))
+    create_state_tables(database, ORDER_TABLES)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -121,10 +82,10 @@ class TrackedOrder:
     date_modified_gmt: str
     import_state: str
     reason: str
-    refs: tuple
+    refs: tuple[str, ...]
     plan: str
     cancel_published: bool
-    refund_ids: tuple
+    refund_ids: tuple[str, ...]
     body: dict | None
     imported_at: float
     # when exsync first saw a version proving the order paid (0: never); stale versions count too
@@ -135,11 +96,11 @@ _TRACKING_COLUMNS = ("order_id", "number", "status", "total", "date_modified_gmt
                      "plan", "cancel_published", "refund_ids", "body", "imported_at", "paid_at")
 
 
-def _split(text):
+def _split(text: str | None) -> tuple[str, ...]:
     return tuple(part for part in (text or "").split(",") if part)
 
 
-def _tracked(row):
+def _tracked(row: Any) -> TrackedOrder:
     values = dict(zip(_TRACKING_COLUMNS, row, strict=True))
     return TrackedOrder(
         order_id=int(values["order_id"]), number=values["number"], status=values["status"], total=values["total"],
@@ -151,7 +112,9 @@ def _tracked(row):
 
 
 class _Store:
-    def __init__(self, *, database):
+    TABLE = ""  # each store names its table
+
+    def __init__(self, *, database: StateDatabase) -> None:
         self.database = database
         self.table = database.names.state_table(self.TABLE)
         self._quote = database.dialect.quote
@@ -171,7 +134,7 @@ class OrderStore(_Store):
                f"WHERE {where}")
         return dialect.for_update(sql) if lock else sql
 
-    def get(self, order_id):
+    def get(self, order_id: int) -> TrackedOrder | None:
         with self.database.transaction(write=False) as cursor:
             row = cursor.execute(self._select(f"{self._quote('order_id')} = ?"), (int(order_id),)).fetchone()
         return None if row is None else _tracked(row)
@@ -185,7 +148,7 @@ class OrderStore(_Store):
         return _tracked(cursor.execute(self._select(f"{self._quote('order_id')} = ?", lock=True),
                                        (int(order_id),)).fetchone())
 
-    def record_version(self, body, *, paid=False):
+    def record_version(self, body: dict, *, paid: bool = False) -> tuple[TrackedOrder, bool]:
         """Holds `body` if it is not older than the version held; returns (row, accepted).
 
         A `date_modified_gmt` older than the one held loses (accepted False, the body held stays);
@@ -223,7 +186,7 @@ class OrderStore(_Store):
             row = cursor.execute(self._select(f"{self._quote('order_id')} = ?"), (order_id,)).fetchone()
         return _tracked(row), accepted
 
-    def record_deleted(self, order_id):
+    def record_deleted(self, order_id: int) -> None:
         """Marks an order deleted in the shop (its Exchequer documents stay: they are never deleted)."""
         with self.database.transaction() as cursor:
             self._ensure_row(cursor, order_id)
@@ -237,7 +200,7 @@ class OrderStore(_Store):
             cursor.execute(f"UPDATE {self.table} SET {assignments}, {self._quote('updated_at')} = ? "
                            f"WHERE {self._quote('order_id')} = ?", (*values.values(), time.time(), int(order_id)))
 
-    def claim_plan(self, order_id, plan):
+    def claim_plan(self, order_id: int, plan: str) -> str:
         """Stores the document plan unless one is stored; returns the plan that holds (first wins),
         so a retry after a crash writes the same documents even if stock has moved since."""
         with self.database.transaction() as cursor:
@@ -247,11 +210,11 @@ class OrderStore(_Store):
             return cursor.execute(f"SELECT {self._quote('plan')} FROM {self.table} WHERE {self._quote('order_id')} = ?",
                                   (int(order_id),)).fetchone()[0]
 
-    def mark_imported(self, order_id, refs):
+    def mark_imported(self, order_id: int, refs: Iterable[str]) -> None:
         """Records the documents an order became (after `exchequer.order.imported` was published)."""
         self._set(order_id, import_state="imported", reason="", refs=",".join(refs), imported_at=time.time())
 
-    def mark(self, order_id, state, reason=""):
+    def mark(self, order_id: int, state: str, reason: str = "") -> None:
         """Sets a state before import; an order another worker imported meanwhile stays imported."""
         if state not in ORDER_STATES:
             raise ValueError(f"unknown order state {state!r}")
@@ -260,7 +223,7 @@ class OrderStore(_Store):
                            f"{self._quote('updated_at')} = ? WHERE {self._quote('order_id')} = ? "
                            f"AND {self._quote('refs')} = ''", (state, reason[:255], time.time(), int(order_id)))
 
-    def mark_cancel_published(self, order_id):
+    def mark_cancel_published(self, order_id: int) -> bool:
         """Records that the order's end after import was announced; True for the first caller only."""
         with self.database.transaction() as cursor:
             cursor.execute(f"UPDATE {self.table} SET {self._quote('cancel_published')} = 1, "
@@ -268,19 +231,19 @@ class OrderStore(_Store):
                            f"AND {self._quote('cancel_published')} = 0", (time.time(), int(order_id)))
             return cursor.rowcount == 1
 
-    def add_refund_ids(self, order_id, refund_ids):
+    def add_refund_ids(self, order_id: int, refund_ids: Iterable[object]) -> None:
         row = self.get(order_id)
         ids = list(row.refund_ids) + [str(i) for i in refund_ids if str(i) not in row.refund_ids]
         self._set(order_id, refund_ids=",".join(ids)[:255])
 
-    def parked(self, limit=100):
+    def parked(self, limit: int = 100) -> list[TrackedOrder]:
         """Parked orders, oldest first."""
         sql = self.database.dialect.limit(
             self._select(f"{self._quote('import_state')} = 'parked'") + f" ORDER BY {self._quote('order_id')}", limit)
         with self.database.transaction(write=False) as cursor:
             return [_tracked(row) for row in cursor.execute(sql).fetchall()]
 
-    def counts(self):
+    def counts(self) -> dict[str, int]:
         """Orders by import state, exactly (a blank state counts as IN_PROGRESS, never as received)."""
         with self.database.transaction(write=False) as cursor:
             rows = cursor.execute(f"SELECT {self._quote('import_state')}, COUNT(*) FROM {self.table} "
@@ -299,7 +262,7 @@ class OrderStore(_Store):
         return (f"{self._quote('import_state')} IN ({states}) AND {self._quote('paid_at')} > 0 "
                 f"AND {self._quote('paid_at')} <= ? AND {self._quote('refs')} = ''")
 
-    def overdue(self, *, paid_before, limit=100):
+    def overdue(self, *, paid_before: float, limit: int = 100) -> list[TrackedOrder]:
         """Orders seen paid at or before `paid_before` (epoch seconds) and not imported, oldest first."""
         sql = self.database.dialect.limit(
             self._select(self._overdue_where()) + f" ORDER BY {self._quote('paid_at')}, {self._quote('order_id')}",
@@ -307,7 +270,7 @@ class OrderStore(_Store):
         with self.database.transaction(write=False) as cursor:
             return [_tracked(row) for row in cursor.execute(sql, (*self._NOT_IMPORTED, paid_before)).fetchall()]
 
-    def overdue_count(self, *, paid_before):
+    def overdue_count(self, *, paid_before: float) -> int:
         with self.database.transaction(write=False) as cursor:
             return int(cursor.execute(f"SELECT COUNT(*) FROM {self.table} WHERE {self._overdue_where()}",
                                       (*self._NOT_IMPORTED, paid_before)).fetchone()[0])
@@ -316,7 +279,7 @@ class OrderStore(_Store):
         marks = ", ".join("?" for _ in statuses)
         return f"{self._quote('status')} IN ({marks}) AND {self._quote('refs')} <> ''"
 
-    def ended_after_import(self, *, statuses, limit=100):
+    def ended_after_import(self, *, statuses: Iterable[str], limit: int = 100) -> list[TrackedOrder]:
         """Imported orders whose shop status is now one of `statuses` (their documents stay), newest first."""
         statuses = tuple(statuses)
         sql = self.database.dialect.limit(
@@ -325,7 +288,7 @@ class OrderStore(_Store):
         with self.database.transaction(write=False) as cursor:
             return [_tracked(row) for row in cursor.execute(sql, statuses).fetchall()]
 
-    def ended_after_import_count(self, *, statuses):
+    def ended_after_import_count(self, *, statuses: Iterable[str]) -> int:
         statuses = tuple(statuses)
         with self.database.transaction(write=False) as cursor:
             return int(cursor.execute(f"SELECT COUNT(*) FROM {self.table} WHERE {self._ended_where(statuses)}",
@@ -337,7 +300,7 @@ class NoteStore(_Store):
 
     TABLE = NOTES
 
-    def claim(self, order_id, note_key):
+    def claim(self, order_id: int, note_key: str) -> tuple[str, float] | None:
         """Returns None when this caller now holds the claim, else (state, claimed_at) of the row held."""
         try:
             with self.database.transaction() as cursor:
@@ -345,7 +308,7 @@ class NoteStore(_Store):
                 cursor.execute(f"INSERT INTO {self.table} ({columns}) VALUES (?, ?, ?, ?)",
                                (int(order_id), note_key[:64], NOTE_CLAIMED, time.time()))
             return None
-        except DuplicateKeyError:
+        except DuplicateRowError:
             pass
         with self.database.transaction(write=False) as cursor:
             row = cursor.execute(f"SELECT {self._columns(('state', 'claimed_at'))} FROM {self.table} "
@@ -353,26 +316,26 @@ class NoteStore(_Store):
                                  (int(order_id), note_key[:64])).fetchone()
         return row[0], float(row[1])
 
-    def reclaim(self, order_id, note_key):
+    def reclaim(self, order_id: int, note_key: str) -> None:
         with self.database.transaction() as cursor:
             cursor.execute(f"UPDATE {self.table} SET {self._quote('claimed_at')} = ? "
                            f"WHERE {self._quote('order_id')} = ? AND {self._quote('note_key')} = ?",
                            (time.time(), int(order_id), note_key[:64]))
 
-    def release(self, order_id, note_key):
+    def release(self, order_id: int, note_key: str) -> None:
         """Drops a claim whose write the shop refused, so the next delivery tries at once."""
         with self.database.transaction() as cursor:
             cursor.execute(f"DELETE FROM {self.table} WHERE {self._quote('order_id')} = ? AND "
                            f"{self._quote('note_key')} = ? AND {self._quote('state')} = ?",
                            (int(order_id), note_key[:64], NOTE_CLAIMED))
 
-    def done(self, order_id, note_key, note_id=0):
+    def done(self, order_id: int, note_key: str, note_id: int = 0) -> None:
         with self.database.transaction() as cursor:
             cursor.execute(f"UPDATE {self.table} SET {self._quote('state')} = ?, {self._quote('note_id')} = ? "
                            f"WHERE {self._quote('order_id')} = ? AND {self._quote('note_key')} = ?",
                            (NOTE_DONE, int(note_id or 0), int(order_id), note_key[:64]))
 
-    def keys(self, order_id):
+    def keys(self, order_id: int) -> dict[str, str]:
         """{note key: state} for one order."""
         with self.database.transaction(write=False) as cursor:
             rows = cursor.execute(f"SELECT {self._columns(('note_key', 'state'))} FROM {self.table} "
@@ -400,7 +363,7 @@ class ShippingMethodStore(_Store):
 
     TABLE = SHIPPING
 
-    def replace_all(self, methods):
+    def replace_all(self, methods: Iterable["ShippingMethod"]) -> None:
         now = time.time()
         with self.database.transaction() as cursor:
             cursor.execute(f"DELETE FROM {self.table}")
@@ -410,7 +373,7 @@ class ShippingMethodStore(_Store):
                 [(m.instance_id[:32], int(m.zone_id), m.zone_name[:100], m.method_id[:64], m.title[:200],
                   1 if m.enabled else 0, now) for m in methods])
 
-    def all(self):
+    def all(self) -> list["ShippingMethod"]:
         with self.database.transaction(write=False) as cursor:
             rows = cursor.execute(f"SELECT {self._columns(_SHIPPING_COLUMNS)} FROM {self.table} "
                                   f"ORDER BY {self._quote('zone_id')}, {self._quote('instance_id')}").fetchall()
