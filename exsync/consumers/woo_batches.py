@@ -19,8 +19,8 @@ import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from exsync.consumers.stores.products import PendingChange, Settled
 from exsync.metrics import Metrics
+from exsync.state.products import PendingChange, Settled
 from exsync.woo import WooError
 from exsync.woo.errors import WooTransportError
 

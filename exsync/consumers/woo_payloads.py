@@ -9,7 +9,7 @@ with the stock status derived from it. Only what differs from the last values wr
 import html
 from typing import Any
 
-from exsync.consumers.stores.products import PendingChange, WriterStore
+from exsync.state.products import PendingChange, WriterStore
 from exsync.woo import WooApiError
 
 __all__ = [

@@ -25,10 +25,10 @@ from typing import Any
 
 from exsync.bus import PermanentError
 from exsync.consumers.errors import ConsumerError
-from exsync.consumers.stores.products import KnownProduct, WriterStore
 from exsync.consumers.woo_payloads import stock_status
 from exsync.exchequer.errors import ExchequerError
 from exsync.metrics import Metrics
+from exsync.state.products import KnownProduct, WriterStore
 from exsync.woo.client import MAX_BATCH_ITEMS, MAX_PER_PAGE
 
 __all__ = [

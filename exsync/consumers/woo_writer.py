@@ -15,11 +15,11 @@ The shop's API is the bottleneck (tens of ms an item), so the writer never write
   `max_item_attempts` it is marked failed (kept, visible in the pending table) and not retried.
 
 What is sent is built in `woo_payloads`; the stock checks and audit are `woo_stock`'s; every
-statement on the writer's tables is `WriterStore`'s (`consumers.stores.products`).
+statement on the writer's tables is `WriterStore`'s (`exsync.state.products`).
 
 Only one process writes a shop's products at a time: every write (flush, correction) happens
-under the writer's lease, a row in the state database kept by the capture's lease mechanism
-(`CaptureState`, keyed `WRITER_LEASE`), so `exsync export products` and `exsync audit stock`
+under the writer's lease (exsync.state's `Lease`, on the capture cursor table's row keyed
+`WRITER_LEASE`), so `exsync export products` and `exsync audit stock`
 wait for a running consumer's flush to end rather than racing it. A unique-key race in the
 writer's own tables means another process stored the same row first: the transaction is run
 again against what is now there, never a dead process.
@@ -33,16 +33,6 @@ from typing import Any
 
 from exsync.bus import PermanentError
 from exsync.consumers.errors import ConsumerError
-from exsync.consumers.stores.products import (
-    WRITER_TABLES,
-    Failure,
-    IncomingChange,
-    KnownProduct,
-    PendingChange,
-    Refusal,
-    Settled,
-    WriterStore,
-)
 from exsync.consumers.woo_batches import (
     AdaptiveConcurrency,
     Batch,
@@ -79,6 +69,16 @@ from exsync.schemas.config import (
     DEFAULT_STOCK_AUDIT_INTERVAL_SECONDS,
     DEFAULT_STOCK_CHECK_DELAY_SECONDS,
     DEFAULT_WRITER_LEASE_SECONDS,
+)
+from exsync.state.products import (
+    WRITER_TABLES,
+    Failure,
+    IncomingChange,
+    KnownProduct,
+    PendingChange,
+    Refusal,
+    Settled,
+    WriterStore,
 )
 from exsync.woo import WooError
 from exsync.woo.client import MAX_BATCH_ITEMS
@@ -154,8 +154,8 @@ class WooWriter(StockChecks):
         self.categories = Categories(store=self.store, client=client)
         # Kept across flushes: a shop that pushed back stays at the lower limit until clean batches grow it.
         self.concurrency = AdaptiveConcurrency(maximum=max_concurrent_requests, metrics=self.metrics)
-        # The capture's lease mechanism, on a row of its own: one writer of the shop's products.
-        self.lease = CaptureState(database=database, company=WRITER_LEASE, lease_seconds=lease_seconds).ensure()
+        # The one Lease (exsync.state), on a row of the capture's cursor table: one writer of the shop's products.
+        self.lease = CaptureState(database=database, company=WRITER_LEASE, lease_seconds=lease_seconds).ensure().lease
         self._holding = 0
         self._audit: Iterator[None] | None = None
         self._audit_report: StockAuditReport | None = None
@@ -182,7 +182,7 @@ class WooWriter(StockChecks):
                 self._holding -= 1
             return
         deadline = time.monotonic() + wait_seconds
-        while not self.lease.acquire():
+        while not self.lease.claim():
             if time.monotonic() >= deadline:
                 raise WriterBusyError("another process is writing the shop's products (the woo-writer's lease)")
             time.sleep(min(0.2, max(0.01, deadline - time.monotonic())))
@@ -195,7 +195,7 @@ class WooWriter(StockChecks):
 
     def _renew(self) -> None:
         """Renews the lease before a write; WriterBusyError if it passed to another process."""
-        if not self.lease.acquire():
+        if not self.lease.claim():
             raise WriterBusyError("the woo-writer's lease passed to another process mid-write")
 
     # -- storing what arrives ---------------------------------------------------------------------

@@ -14,9 +14,8 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, NamedTuple, TypeVar
 
-from exsync.exchequer.errors import DuplicateKeyError
-from exsync.exchequer.mapping import Column
-from exsync.exchequer.state import StateTable, create_state_tables, text_column
+from exsync.state.errors import DuplicateRowError
+from exsync.state.tables import StateColumn, StateDatabase, StateTable, create_state_tables, text_column
 
 __all__ = [
     "WRITER_TABLES",
@@ -34,50 +33,50 @@ log = logging.getLogger(__name__)
 # Bound on SQL parameters per IN (...) list (SQLite's oldest limit is 999).
 _IN_CHUNK = 500
 _DUPLICATE_ATTEMPTS = 3
-_SKU = Column("sku", "str:40")
+_SKU = StateColumn("sku", "str:40")
 _T = TypeVar("_T")
 
 WRITER_TABLES = (
     StateTable(name="woo_pending", key=("sku",), columns={
         "sku": _SKU,
-        "product_sequence": Column("product_sequence", "int"),
+        "product_sequence": StateColumn("product_sequence", "int"),
         "product": text_column("product"),
-        "stock_sequence": Column("stock_sequence", "int"),
-        "quantity": Column("quantity", "int"),
-        "attempts": Column("attempts", "int"),
-        "failed": Column("failed", "int"),
-        "error": Column("error", "str:1000"),
-        "retry_at": Column("retry_at", "float"),
+        "stock_sequence": StateColumn("stock_sequence", "int"),
+        "quantity": StateColumn("quantity", "int"),
+        "attempts": StateColumn("attempts", "int"),
+        "failed": StateColumn("failed", "int"),
+        "error": StateColumn("error", "str:1000"),
+        "retry_at": StateColumn("retry_at", "float"),
     }),
     StateTable(name="woo_products", key=("sku",), columns={
         "sku": _SKU,
-        "product_id": Column("product_id", "int"),
-        "product_sequence": Column("product_sequence", "int"),
-        "stock_sequence": Column("stock_sequence", "int"),
+        "product_id": StateColumn("product_id", "int"),
+        "product_sequence": StateColumn("product_sequence", "int"),
+        "stock_sequence": StateColumn("stock_sequence", "int"),
         "written": text_column("written"),
     }),
     StateTable(name="woo_categories", key=("name",), columns={
-        "name": Column("name", "str:200"),
-        "category_id": Column("category_id", "int"),
+        "name": StateColumn("name", "str:200"),
+        "category_id": StateColumn("category_id", "int"),
     }),
     # SKUs whose shop stock is to be read and corrected from `due_at` on (marked by order events)
     StateTable(name="woo_stock_checks", key=("sku",), columns={
         "sku": _SKU,
-        "due_at": Column("due_at", "float"),
-        "reason": Column("reason", "str:40"),
+        "due_at": StateColumn("due_at", "float"),
+        "reason": StateColumn("reason", "str:40"),
     }),
     # the side of the stock line each shop order was last seen on (1: the shop holds its stock)
     StateTable(name="woo_order_stock", key=("order_id",), columns={
-        "order_id": Column("order_id", "int"),
-        "held": Column("held", "int"),
+        "order_id": StateColumn("order_id", "int"),
+        "held": StateColumn("held", "int"),
     }),
     # the last stock audit that finished, so a restart keeps the schedule
     StateTable(name="woo_stock_audit", key=("name",), columns={
-        "name": Column("name", "str:40"),
-        "finished_at": Column("finished_at", "float"),
-        "checked": Column("checked", "int"),
-        "drifted": Column("drifted", "int"),
-        "corrected": Column("corrected", "int"),
+        "name": StateColumn("name", "str:40"),
+        "finished_at": StateColumn("finished_at", "float"),
+        "checked": StateColumn("checked", "int"),
+        "drifted": StateColumn("drifted", "int"),
+        "corrected": StateColumn("corrected", "int"),
     }),
 )
 
@@ -151,7 +150,7 @@ def again_on_duplicate(work: Callable[[], _T]) -> _T:
     for attempt in range(1, _DUPLICATE_ATTEMPTS + 1):
         try:
             return work()
-        except DuplicateKeyError:
+        except DuplicateRowError:
             if attempt == _DUPLICATE_ATTEMPTS:
                 raise
             log.info("woo-writer: another process stored the same row first; reading it again")
@@ -170,7 +169,7 @@ def _dumps(values: dict) -> str:
 class WriterStore:
     """The woo-writer's tables in the state database (`database`: an exsync database connection)."""
 
-    def __init__(self, *, database: Any) -> None:
+    def __init__(self, *, database: StateDatabase) -> None:
         self.database = database
         (self._pending, self._products, self._categories, self._checks, self._orders,
          self._audit) = (table.sql_name(database) for table in WRITER_TABLES)
@@ -344,7 +343,7 @@ class WriterStore:
             with self.database.transaction() as cursor:
                 cursor.execute(f'INSERT INTO {self._categories} ("name", "category_id") VALUES (?, ?)',
                                (name, category_id))
-        except DuplicateKeyError:
+        except DuplicateRowError:
             with self.database.transaction(write=False) as cursor:
                 row = cursor.execute(f'SELECT "category_id" FROM {self._categories} WHERE "name" = ?',
                                      (name,)).fetchone()
