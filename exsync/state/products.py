@@ -286,9 +286,12 @@ class WriterStore:
             # The product was deleted in the shop: forget its id, so the next attempt finds or creates it.
             cursor.executemany(f'UPDATE {self._products} SET "product_id" = 0, "written" = \'\' WHERE "sku" = ?',
                                [(r.sku,) for r in refused if r.forget_product])
-            cursor.executemany(f'UPDATE {self._pending} SET "attempts" = ?, "failed" = ?, "error" = ?, '
-                               '"retry_at" = ? WHERE "sku" = ?',
-                               [(r.attempts, int(r.give_up), r.error[:1000], r.retry_at, r.sku) for r in refused])
+            # One statement a refusal: psqlODBC sizes a batch's text buffers from its first row, so a
+            # longer error message further down would not fit (and refusals are few).
+            for r in refused:
+                cursor.execute(f'UPDATE {self._pending} SET "attempts" = ?, "failed" = ?, "error" = ?, '
+                               '"retry_at" = ? WHERE "sku" = ?', (r.attempts, int(r.give_up), r.error[:1000],
+                                                                  r.retry_at, r.sku))
 
     # -- products known in the shop ---------------------------------------------------------------
 
