@@ -14,11 +14,14 @@ The machine may be shared with other work: each key says so in its conditions; t
 per-item cost is a sleep, so what the writer's own CPU costs shows as a shortfall from the ideal.
 """
 
+import contextlib
 import os
+import secrets
+import sys
 import time
 
 from bench.results import record
-from bench.support import RequestCounter, remove_sqlite
+from bench.support import RequestCounter, cpu_seconds, free_port, remove_sqlite, server
 from exsync.consumers.product_export import WriterSink
 from exsync.consumers.woo_writer import WooWriter
 from exsync.exchequer import ExchequerReader, connect, init_schema, seed
@@ -127,49 +130,67 @@ def _efficiency():
                        "ideal_items_per_second": ideal, "requests": report.requests, "machine": MACHINE})
 
 
+@contextlib.contextmanager
+def _shop_process(*, workers, item_latency_seconds):
+    """`exsync sandbox --workers K` in a process of its own, as a shop is another host: in-process its
+    Python would share the writer's interpreter lock. Yields (url, consumer key, secret, its pid)."""
+    port = free_port()
+    key, secret = "ck_" + secrets.token_hex(20), "cs_" + secrets.token_hex(20)
+    env = {"EXSYNC_WOO_CONSUMER_KEY": key, "EXSYNC_WOO_CONSUMER_SECRET": secret, "EXSYNC_LOG_LEVEL": "WARNING"}
+    command = [sys.executable, "-m", "exsync.cli", "sandbox", "--port", str(port), "--products", "0", "--customers",
+               "0", "--workers", str(workers), "--item-latency-seconds", str(item_latency_seconds)]
+    with server(command, port=port, env=env) as process:
+        yield f"http://127.0.0.1:{port}", key, secret, process.pid
+
+
 def _concurrent():
     """K workers at 50 ms an item: the export of 10,000 new products, then 10,000 changed SKUs."""
-    shop, server, credentials = _shop(item_latency_seconds=ITEM_LATENCY_SECONDS, workers=CONCURRENT_WORKERS)
     counter = RequestCounter()
     state_dsn = _fresh(os.path.join(BENCH_DIR, "writer_concurrent.db"))
     ideal = CONCURRENT_WORKERS / ITEM_LATENCY_SECONDS
-    with connect(state_dsn) as writer_db:
+    shop = _shop_process(workers=CONCURRENT_WORKERS, item_latency_seconds=ITEM_LATENCY_SECONDS)
+    with shop as (url, key, secret, pid), connect(state_dsn) as writer_db:
+        client = WooClient(url=url, consumer_key=key, consumer_secret=secret, requests_per_second=50, metrics=counter)
         # One batch in flight per worker: more would only queue at the host (and near its timeout).
-        writer = WooWriter(database=writer_db, client=_client(server, credentials, counter),
-                           max_concurrent_requests=CONCURRENT_WORKERS)
+        writer = WooWriter(database=writer_db, client=client, max_concurrent_requests=CONCURRENT_WORKERS)
         skus = [f"CON-{n:05d}" for n in range(CONCURRENT_ITEMS)]
         writer.accept(products=[{"sku": sku, "description": f"Product {sku}", "regular_price": "10.00",
                                  "wholesale_price": "8.00", "category": "Bench", "sequence": 1} for sku in skus],
                       stock=[{"sku": sku, "quantity": 1, "sequence": 1} for sku in skus])
-        started = time.perf_counter()
+        # Where the time goes beside the shop's 50 ms an item: this process's CPU (the writer) and the shop's.
+        started, writer_cpu, shop_cpu = time.perf_counter(), time.process_time(), cpu_seconds([pid])
         export = writer.flush()
         export_seconds = time.perf_counter() - started
-        export_busy = server.workers.peak_busy
+        export_cpu = {"writer_cpu_seconds": round(time.process_time() - writer_cpu, 1),
+                      "shop_cpu_seconds": round(cpu_seconds([pid]) - shop_cpu, 1)}
         writer.accept(stock=[{"sku": sku, "quantity": 2, "sequence": 2} for sku in skus])
-        started = time.perf_counter()
+        started, writer_cpu, shop_cpu = time.perf_counter(), time.process_time(), cpu_seconds([pid])
         report = writer.flush()
         elapsed = time.perf_counter() - started
+        update_cpu = {"writer_cpu_seconds": round(time.process_time() - writer_cpu, 1),
+                      "shop_cpu_seconds": round(cpu_seconds([pid]) - shop_cpu, 1)}
         concurrency = writer.concurrency
         writer.close()
-    server.stop()
     if export.created != CONCURRENT_ITEMS or report.updated != CONCURRENT_ITEMS:
         raise RuntimeError(f"expected {CONCURRENT_ITEMS} created and updated, got {export.created} and "
                            f"{report.updated}")
     conditions = {"workers": CONCURRENT_WORKERS, "item_latency_seconds": ITEM_LATENCY_SECONDS,
                   "max_concurrent_requests": concurrency.maximum, "halvings": concurrency.halvings,
-                  "ideal_items_per_second": ideal, "peak_workers_busy": server.workers.peak_busy,
-                  "shop": "sandbox over HTTP, K PHP workers, the rest queue", "machine": MACHINE}
+                  "ideal_items_per_second": ideal, "machine": MACHINE,
+                  "shop": "exsync sandbox --workers K in its own process over HTTP (the rest queue), "
+                          "on the same two cores"}
     measured = report.updated / elapsed
     record("writer_concurrent_efficiency", value=round(measured / ideal, 3), unit="ratio", goal=">= 0.85",
-           conditions={**conditions, "items": report.updated, "seconds": round(elapsed, 2),
+           conditions={**conditions, **update_cpu, "items": report.updated, "seconds": round(elapsed, 2),
                        "items_per_second": round(measured, 2), "requests": report.requests})
     record("export_10k_seconds", value=round(export_seconds, 1), unit="seconds",
            goal=f"information (ideal {CONCURRENT_ITEMS / ideal:.0f} s at K = {CONCURRENT_WORKERS})",
-           conditions={**conditions, "created": export.created, "requests": export.requests,
-                       "peak_workers_busy": export_busy,
+           conditions={**conditions, **export_cpu, "created": export.created, "requests": export.requests,
                        "efficiency": round(export.created / export_seconds / ideal, 3),
                        "path": "writer.accept of 10,000 new SKUs (product and stock), then one flush: "
-                               "the flush `exsync export products` runs after its scan"})
+                               "the flush `exsync export products` runs after its scan",
+                       "shop_cost": "the sandbox checks a new SKU's uniqueness by scanning every product, under "
+                                    "its lock: 0.4 ms a create at 1,000 products, 1.8 ms at 9,000, beyond the 50"})
 
 
 def run():
