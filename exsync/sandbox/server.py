@@ -32,8 +32,9 @@ class SandboxServer:
     `workers=K` to serve at most K requests at once (a host's PHP-FPM pool; the rest wait).
     """
 
-    def __init__(self, *, shop=None, host=DEFAULT_HOST, port=0, ssl_context=None, link_base_url=None,
-                 workers: int | None = None):
+    def __init__(self, *, shop: SandboxShop | None = None, host: str = DEFAULT_HOST, port: int = 0,
+                 ssl_context: tuple[str, str] | None = None, link_base_url: str | None = None,
+                 workers: int | None = None) -> None:
         self.shop = shop or SandboxShop()
         # The host's PHP workers (None: as many as ask, the default); requests beyond them queue.
         self.workers = WorkerPool(workers=workers)
