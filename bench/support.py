@@ -4,13 +4,14 @@ import contextlib
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
-import time
+from collections.abc import Callable, Iterator
+from typing import TypeVar
 
 from exsync.metrics import Metrics
+from exsync.netutil import LOCALHOST, free_port, wait_for_port, wait_until
 
 __all__ = ["BENCH_AMQP_URL", "bench_vhost", "purge_queues", "free_port", "wait_for_port", "server", "run_wrk",
            "cpu_seconds", "process_tree", "broker_pid", "listener_pid", "RequestCounter", "until"]
@@ -103,30 +104,13 @@ def broker_pid(port=5672):
     return listener_pid(port)
 
 
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_for_port(port, timeout_seconds=30):
-    deadline = time.monotonic() + timeout_seconds
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise TimeoutError(f"nothing listening on {port}")
-
-
 @contextlib.contextmanager
-def server(command, *, port, env=None):
+def server(command: list[str], *, port: int, env: dict[str, str] | None = None) -> Iterator[subprocess.Popen]:
     """Runs a server process until the block ends; its output goes to a temporary log."""
     log = tempfile.TemporaryFile()
     process = subprocess.Popen(command, env={**os.environ, **(env or {})}, stdout=log, stderr=subprocess.STDOUT)
     try:
-        wait_for_port(port)
+        wait_for_port(LOCALHOST, port)
         yield process
     finally:
         process.terminate()
@@ -211,10 +195,11 @@ class RequestCounter(Metrics):
             self.requests += amount
 
 
-def until(predicate, what, *, timeout_seconds, interval_seconds=0.2):
-    """The first truthy value of `predicate()` (exsync.demo.wait_until), or RuntimeError naming `what`."""
-    from exsync.demo import wait_until
+T = TypeVar("T")
 
+
+def until(predicate: Callable[[], T], what: str, *, timeout_seconds: float, interval_seconds: float = 0.2) -> T:
+    """The first truthy value of `predicate()` (exsync.netutil.wait_until), or RuntimeError naming `what`."""
     value = wait_until(predicate, timeout_seconds=timeout_seconds, interval_seconds=interval_seconds)
     if not value:
         raise RuntimeError(f"gave up waiting for {what}")

@@ -41,6 +41,7 @@ from exsync.exchequer.capture import iter_exports
 from exsync.exchequer.runs import RECONCILE, RunLog
 from exsync.exchequer.writer import KIND_ACCOUNT
 from exsync.logs import configure_logging
+from exsync.netutil import wait_until
 from exsync.sandbox import SandboxServer, SandboxShop, php_json_dumps, place_order, seed_customers, seed_shipping
 from exsync.state.orders import OrderStore, ensure_order_tables
 from exsync.webhooks import compute_signature
@@ -95,16 +96,6 @@ def expect(value, what):
     if not value:
         raise RuntimeError(f"{what} did not happen in time; the logs are in {DEMO_DIR}/")
     return value
-
-
-def wait_until(predicate, timeout_seconds=20.0, interval_seconds=0.1):
-    deadline = time.monotonic() + timeout_seconds
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval_seconds)
-    return None
 
 
 def _free_port():

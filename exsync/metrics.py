@@ -6,16 +6,19 @@ libraries and tests need no Prometheus. `PrometheusMetrics` registers every metr
 counters exposed with `_total`, never an id as a label).
 """
 
+import contextlib
 import dataclasses
 import os
 import threading
+import time
+from collections.abc import Iterator
 
 import prometheus_client
 
 from exsync import __version__
 
-__all__ = ["Metrics", "NullMetrics", "PrometheusMetrics", "Spec", "SPECS", "LATENCY_BUCKETS_SECONDS", "build_labels",
-           "default_metrics"]
+__all__ = ["Metrics", "NullMetrics", "PrometheusMetrics", "Spec", "SPECS", "Timing", "LATENCY_BUCKETS_SECONDS",
+           "build_labels", "default_metrics"]
 
 LATENCY_BUCKETS_SECONDS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 
@@ -174,6 +177,18 @@ SPECS = (
 )
 
 
+@dataclasses.dataclass(kw_only=True)
+class Timing:
+    """What a `Metrics.timed()` block is handed: `labels` to complete with what is known only at the
+    end (an outcome), and `skip()` for a block whose time should not count (it ended another way)."""
+
+    labels: dict[str, str]
+    skipped: bool = False
+
+    def skip(self) -> None:
+        self.skipped = True
+
+
 class Metrics:
     """The interface; records nothing."""
 
@@ -188,6 +203,24 @@ class Metrics:
 
     def track(self, name, read):
         """Makes gauge `name` (no labels) read `read()` whenever it is collected."""
+
+    @contextlib.contextmanager
+    def timed(self, name: str, *, observe_errors: bool = True, **labels: str) -> Iterator[Timing]:
+        """Observes how long the block took (seconds, `time.perf_counter`) as histogram `name`.
+
+        A block that raises is observed too unless `observe_errors` is false (a duration of what
+        succeeded). Recording goes through `observe`, so the null base records nothing and a
+        subclass that only overrides `observe` sees every timing.
+        """
+        timing = Timing(labels=dict(labels))
+        started = time.perf_counter()
+        failed = True
+        try:
+            yield timing
+            failed = False
+        finally:
+            if not timing.skipped and (observe_errors or not failed):
+                self.observe(name, time.perf_counter() - started, **timing.labels)
 
 
 NullMetrics = Metrics
@@ -213,6 +246,7 @@ class PrometheusMetrics(Metrics):
     def _make(self, spec):
         registry = self._registry
         full_name = f"exsync_{spec.name}"
+        metric: prometheus_client.Counter | prometheus_client.Histogram | prometheus_client.Gauge
         if spec.kind == "counter":
             metric = prometheus_client.Counter(full_name, spec.documentation, spec.labels, registry=registry)
         elif spec.kind == "histogram":

@@ -87,3 +87,29 @@ def test_a_publisher_that_cannot_reach_the_broker_says_so_in_its_gauge():
             publisher.check()
         assert sample(registry, "exsync_bus_connected", client="publisher") == 0
         publisher.close()
+
+
+def test_timed_observes_the_block_with_the_labels_it_completes():
+    registry = prometheus_client.CollectorRegistry()
+    metrics = PrometheusMetrics(registry=registry)
+    with metrics.timed("webhook_request_duration_seconds") as timing:
+        timing.labels["outcome"] = "accepted"
+    with pytest.raises(ValueError), metrics.timed("woo_reconciler_run_duration_seconds", outcome="error"):
+        raise ValueError("a pass that fails is timed too")
+    with pytest.raises(ValueError), metrics.timed("bus_publish_duration_seconds", observe_errors=False,
+                                                  exchange="woo"):
+        raise ValueError("only confirmed publishes are timed")
+    with metrics.timed("webhook_request_duration_seconds", outcome="parked") as timing:
+        timing.skip()
+
+    assert sample(registry, "exsync_webhook_request_duration_seconds_count", outcome="accepted") == 1
+    assert sample(registry, "exsync_woo_reconciler_run_duration_seconds_count", outcome="error") == 1
+    assert sample(registry, "exsync_bus_publish_duration_seconds_count", exchange="woo") is None
+    assert sample(registry, "exsync_webhook_request_duration_seconds_count", outcome="parked") is None
+
+
+def test_the_null_implementation_times_nothing_but_runs_the_block():
+    ran = []
+    with Metrics().timed("webhook_request_duration_seconds", outcome="accepted") as timing:
+        ran.append(timing.labels)
+    assert ran == [{"outcome": "accepted"}]

@@ -16,6 +16,8 @@ import signal
 import threading
 import time
 
+import tenacity
+
 from exsync.bus.connection import open_connection
 from exsync.bus.errors import BrokerUnavailable, PermanentError
 from exsync.bus.middleware import LoggingMiddleware, MetricsMiddleware
@@ -137,32 +139,51 @@ class Worker:
         """True while connected to the broker and consuming (the readiness check)."""
         return self._consuming.is_set()
 
-    def run(self):
+    def run(self) -> None:
         """Consumes until stopped, reconnecting with back-off while the broker is away."""
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, self.stop)
             signal.signal(signal.SIGINT, self.stop)
-        delay = self.reconnect_min_seconds
         try:
             while not self._stopping.is_set():
-                try:
-                    self._consume()
-                    delay = self.reconnect_min_seconds
-                except BrokerUnavailable as error:
-                    self.metrics.set("bus_connected", 0, client="consumer")
-                    log.warning("queue=%s broker unavailable (%s); reconnecting in %.1f s", self.queue, error, delay)
-                    self.heartbeat(waiting_seconds=delay)
-                    self._stopping.wait(delay)
-                    delay = min(delay * 2, self.reconnect_max_seconds)
+                # A fresh back-off for each consuming session: the first wait after it ends is short.
+                self._reconnecting()(self._consume)
         finally:
             self._executor.shutdown(wait=True)
         log.info("queue=%s worker stopped", self.queue)
 
+    def _reconnecting(self) -> tenacity.Retrying:
+        """Runs `_consume` again while the broker is away: waits double from the minimum to the maximum,
+        cut short by `stop()`; stopping while the broker is away ends the run quietly."""
+
+        def broker_lost(retry_state: tenacity.RetryCallState) -> None:
+            self.metrics.set("bus_connected", 0, client="consumer")
+
+        def before_sleep(retry_state: tenacity.RetryCallState) -> None:
+            delay = retry_state.upcoming_sleep
+            error = retry_state.outcome.exception() if retry_state.outcome is not None else None
+            log.warning("queue=%s broker unavailable (%s); reconnecting in %.1f s", self.queue, error, delay)
+            self.heartbeat(waiting_seconds=delay)
+
+        def sleep(seconds: float) -> None:
+            self._stopping.wait(seconds)  # stop() ends the wait at once
+
+        return tenacity.Retrying(
+            retry=tenacity.retry_if_exception_type(BrokerUnavailable),
+            stop=lambda _: self._stopping.is_set(),
+            wait=tenacity.wait_exponential(multiplier=self.reconnect_min_seconds, min=self.reconnect_min_seconds,
+                                           max=self.reconnect_max_seconds),
+            after=broker_lost,
+            before_sleep=before_sleep,
+            sleep=sleep,
+            retry_error_callback=lambda _: None,
+        )
+
     def _consume(self):
         self.heartbeat()
         connection = open_connection(self.url)
-        inbox = collections.deque()
-        running = {}
+        inbox: collections.deque[Message] = collections.deque()
+        running: dict[concurrent.futures.Future, Message] = {}
         try:
             with connection.translated_errors():
                 channel = connection.pika.channel()

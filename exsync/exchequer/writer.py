@@ -15,6 +15,8 @@ waits on the unique index, then finds the key taken, rolls back and returns the 
 import time
 import typing
 
+import tenacity
+
 from exsync.exchequer.accounts import AccountCodePattern, generate_account_code
 from exsync.exchequer.errors import (
     DuplicateKeyError,
@@ -177,30 +179,34 @@ class ToolkitEmulator:
         if existing:
             self._count(operation, "existing", started)
             return WriteResult(reference=existing, created=False)
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                with self.database.transaction() as cursor:
-                    self._claim(cursor, kind, external_key)
-                    reference = body(cursor)
-                    self._record(cursor, kind, external_key, reference)
-            except _AlreadyWritten:
-                reference = self.existing_reference(kind, external_key)
-                self._count(operation, "existing", started)
-                return WriteResult(reference=reference, created=False)
-            except (RetryableError, _CodeTaken):
-                if attempt >= self.max_attempts:
-                    self._count(operation, "failed", started)
-                    raise
-                self.metrics.inc("exchequer_write_retries", operation=operation)
-                time.sleep(self.retry_pause_seconds * attempt)
-                continue
-            except Exception:
-                self._count(operation, "failed", started)
-                raise
-            self._count(operation, "created", started)
-            return WriteResult(reference=reference, created=True)
+        # A deadlock or a lost race for a generated code passes when tried again a little later
+        # (the pause grows with each attempt); anything else fails the write at once.
+        retrying = tenacity.Retrying(
+            stop=tenacity.stop_after_attempt(self.max_attempts),
+            retry=tenacity.retry_if_exception_type((RetryableError, _CodeTaken)),
+            wait=tenacity.wait_incrementing(start=self.retry_pause_seconds, increment=self.retry_pause_seconds),
+            before_sleep=lambda _: self.metrics.inc("exchequer_write_retries", operation=operation),
+            reraise=True,
+        )
+        try:
+            reference = retrying(self._write_claimed, kind, external_key, body)
+        except _AlreadyWritten:
+            reference = self.existing_reference(kind, external_key)
+            self._count(operation, "existing", started)
+            return WriteResult(reference=reference, created=False)
+        except Exception:
+            self._count(operation, "failed", started)
+            raise
+        self._count(operation, "created", started)
+        return WriteResult(reference=reference, created=True)
+
+    def _write_claimed(self, kind, external_key, body):
+        """One attempt: claims the key, runs `body(cursor)` and records what it wrote, in one transaction."""
+        with self.database.transaction() as cursor:
+            self._claim(cursor, kind, external_key)
+            reference = body(cursor)
+            self._record(cursor, kind, external_key, reference)
+        return reference
 
     def _count(self, operation, outcome, started):
         self.metrics.inc("exchequer_writes", operation=operation, outcome=outcome)

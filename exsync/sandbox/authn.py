@@ -13,6 +13,7 @@ import hmac
 import threading
 import time
 import urllib.parse
+from collections.abc import Callable, Mapping
 
 from exsync.sandbox.errors import SandboxRestError
 
@@ -45,18 +46,20 @@ def _auth_error(message):
 class Authenticator:
     """Finds the API key a request was made with; raises SandboxRestError for failed attempts."""
 
-    def __init__(self, *, clock=time.time):
-        self._keys = {}
-        self._nonces = {}
+    def __init__(self, *, clock: Callable[[], float] = time.time) -> None:
+        self._keys: dict[str, Credentials] = {}
+        self._nonces: dict[str, dict[str, int]] = {}
         self._lock = threading.Lock()
         self._clock = clock
 
-    def add(self, credentials):
+    def add(self, credentials: Credentials) -> Credentials:
         with self._lock:
             self._keys[credentials.consumer_key] = credentials
         return credentials
 
-    def authenticate(self, *, method, base_url, path, https, query, form, headers, basic):
+    def authenticate(self, *, method: str, base_url: str, path: str, https: bool, query: Mapping[str, str],
+                     form: Mapping[str, str], headers: Mapping[str, str],
+                     basic: tuple[str, str] | None) -> Credentials | None:
         """The Credentials used, None when none were offered (the caller answers `cannot_view`)."""
         if https:
             return self._basic(query, basic)

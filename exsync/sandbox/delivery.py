@@ -18,10 +18,14 @@ import logging
 import secrets
 import threading
 import time
+from typing import TYPE_CHECKING, Any
 
 import requests
 
 from exsync.sandbox.phpjson import php_json_dumps
+
+if TYPE_CHECKING:
+    from exsync.sandbox.shop import SandboxShop
 
 __all__ = [
     "USER_AGENT",
@@ -47,14 +51,14 @@ _ENTITIES = (("&lt;", "<"), ("&gt;", ">"), ("&quot;", '"'), ("&#039;", "'"), ("&
              ("&amp;", "&"))
 
 
-def wp_specialchars_decode(text):
+def wp_specialchars_decode(text: str) -> str:
     """WordPress's `wp_specialchars_decode(..., ENT_QUOTES)`, applied to the secret before signing."""
     for entity, character in _ENTITIES:
         text = text.replace(entity, character)
     return text
 
 
-def sign_body(body, secret):
+def sign_body(body: bytes, secret: str) -> str:
     """The `X-WC-Webhook-Signature` value for these exact bytes."""
     key = wp_specialchars_decode(secret).encode("utf-8")
     return base64.b64encode(hmac.new(key, body, hashlib.sha256).digest()).decode("ascii")
@@ -79,20 +83,21 @@ class DeliveryRecord:
 class WebhookDeliverer:
     """The shop's delivery queue and the one thread that drains it."""
 
-    def __init__(self, *, shop, timeout_seconds=60.0, delay_seconds=DEFAULT_DELIVERY_DELAY_SECONDS):
+    def __init__(self, *, shop: "SandboxShop", timeout_seconds: float = 60.0,
+                 delay_seconds: float = DEFAULT_DELIVERY_DELAY_SECONDS) -> None:
         self.shop = shop
         self.timeout_seconds = timeout_seconds
         self.delay_seconds = delay_seconds
-        self.records = []
-        self._queue = collections.deque()
-        self._pending = set()
+        self.records: list[DeliveryRecord] = []
+        self._queue: collections.deque[tuple[float, tuple[int, Any]]] = collections.deque()
+        self._pending: set[tuple[int, Any]] = set()
         self._in_flight = 0
         self._condition = threading.Condition()
-        self._thread = None
+        self._thread: threading.Thread | None = None
         self._stopping = False
         self._salt = secrets.token_bytes(16)
 
-    def enqueue(self, *, webhook_id, resource_id):
+    def enqueue(self, *, webhook_id: int, resource_id: Any) -> None:
         """Schedules a delivery unless one for this webhook and resource is already waiting."""
         key = (webhook_id, resource_id)
         with self._condition:
@@ -105,7 +110,7 @@ class WebhookDeliverer:
                 self._thread.start()
             self._condition.notify_all()
 
-    def wait_until_idle(self, timeout_seconds=10.0):
+    def wait_until_idle(self, timeout_seconds: float = 10.0) -> bool:
         """Blocks until every queued delivery has been sent; returns False on timeout."""
         deadline = time.monotonic() + timeout_seconds
         with self._condition:
@@ -116,7 +121,7 @@ class WebhookDeliverer:
                 self._condition.wait(remaining)
         return True
 
-    def stop(self):
+    def stop(self) -> None:
         with self._condition:
             self._stopping = True
             self._condition.notify_all()
@@ -180,7 +185,7 @@ class WebhookDeliverer:
         if self.shop.record_delivery_outcome(webhook["id"], ok):
             self.ping(webhook["id"])
 
-    def ping(self, webhook_id):
+    def ping(self, webhook_id: int) -> bool:
         """Sends the ping synchronously; only HTTP 200 counts, and then the webhook stops pinging."""
         with self.shop.lock:
             webhook = self.shop.webhooks.get(webhook_id)

@@ -9,6 +9,7 @@ import dataclasses
 import random
 import threading
 import time
+from collections.abc import Iterable
 
 __all__ = ["Fault", "Faults", "Storm"]
 
@@ -25,7 +26,7 @@ class Fault:
     route_prefix: str | None = None
     body: bytes = b""
 
-    def matches(self, method, route):
+    def matches(self, method: str, route: str) -> bool:
         return ((self.method is None or self.method.upper() == method.upper())
                 and (self.route_prefix is None or route.startswith(self.route_prefix)))
 
@@ -37,7 +38,7 @@ class Storm:
 
     rate: float
     duration_seconds: float
-    statuses: tuple = (429, 503)
+    statuses: tuple[int, ...] = (429, 503)
     retry_after_seconds: float = 1.0
     route_prefix: str | None = None
     seed: int | None = None
@@ -46,9 +47,9 @@ class Storm:
     started_at: float = dataclasses.field(default_factory=time.monotonic)
     answered: collections.Counter = dataclasses.field(default_factory=collections.Counter)
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         self._random = random.Random(self.seed)
-        self._asked_at = None
+        self._asked_at: float | None = None
         self._quiet_until = -1.0
 
     def _note_arrival(self):
@@ -58,10 +59,10 @@ class Storm:
         if self._asked_at is not None and self._asked_at + self.in_flight_seconds < now < self._quiet_until:
             self.answered["inside_retry_after"] += 1
 
-    def active(self):
+    def active(self) -> bool:
         return time.monotonic() - self.started_at < self.duration_seconds
 
-    def take(self, method, route):
+    def take(self, method: str, route: str) -> Fault | None:
         """A fault for this request, or None (the storm passed over it, or is over)."""
         if not self.active() or (self.route_prefix is not None and not route.startswith(self.route_prefix)):
             return None
@@ -79,15 +80,16 @@ class Storm:
 class Faults:
     """The sandbox's latency settings and queue of injected faults; thread-safe."""
 
-    def __init__(self, *, latency_seconds=0.0, item_latency_seconds=0.0):
+    def __init__(self, *, latency_seconds: float = 0.0, item_latency_seconds: float = 0.0) -> None:
         self.latency_seconds = latency_seconds
         self.item_latency_seconds = item_latency_seconds
-        self._faults = []
+        self._faults: list[Fault] = []
         self._lock = threading.Lock()
-        self.storm = None
+        self.storm: Storm | None = None
 
-    def inject(self, *, status=None, retry_after_seconds=None, delay_seconds=0.0, count=1, method=None,
-               route_prefix=None, body=b""):
+    def inject(self, *, status: int | None = None, retry_after_seconds: float | None = None,
+               delay_seconds: float = 0.0, count: int = 1, method: str | None = None,
+               route_prefix: str | None = None, body: bytes = b"") -> Fault:
         """Queues a fault: `status` (e.g. 429 or 503, with `Retry-After`) and/or a `delay_seconds` stall.
 
         `route_prefix` matches the wc/v3 route (e.g. `products/batch`); `count` requests are affected.
@@ -98,8 +100,9 @@ class Faults:
             self._faults.append(fault)
         return fault
 
-    def start_storm(self, *, rate, duration_seconds, statuses=(429, 503), retry_after_seconds=1.0,
-                    route_prefix=None, seed=None):
+    def start_storm(self, *, rate: float, duration_seconds: float, statuses: Iterable[int] = (429, 503),
+                    retry_after_seconds: float = 1.0, route_prefix: str | None = None,
+                    seed: int | None = None) -> Storm:
         """Starts a Storm (replacing one still blowing); returns it, to read what it answered."""
         storm = Storm(rate=rate, duration_seconds=duration_seconds, statuses=tuple(statuses),
                       retry_after_seconds=retry_after_seconds, route_prefix=route_prefix, seed=seed)
@@ -107,12 +110,12 @@ class Faults:
             self.storm = storm
         return storm
 
-    def clear(self):
+    def clear(self) -> None:
         with self._lock:
             self._faults.clear()
             self.storm = None
 
-    def take(self, method, route):
+    def take(self, method: str, route: str) -> Fault | None:
         """The first queued fault matching this request, used up by one; else the storm's, if any."""
         with self._lock:
             if self.storm is not None and (fault := self.storm.take(method, route)) is not None:

@@ -8,6 +8,7 @@ Amounts are Decimals here; the shop turns them into WooCommerce's strings.
 """
 
 import decimal
+from typing import Any
 
 __all__ = [
     "DEFAULT_BASE_COUNTRY",
@@ -48,18 +49,18 @@ SETTINGS = {
 }
 
 
-def round_tax(value):
+def round_tax(value: Any) -> decimal.Decimal:
     """`wc_round_tax_total`: to the penny, half up."""
     return decimal.Decimal(value).quantize(CENT, rounding=decimal.ROUND_HALF_UP)
 
 
-def unrounded(value):
+def unrounded(value: Any) -> str:
     """An unrounded tax as WooCommerce prints it: `10.434`, `2`, never an exponent."""
     text = format(decimal.Decimal(value).quantize(_UNROUNDED, rounding=decimal.ROUND_HALF_UP), "f")
     return text.rstrip("0").rstrip(".") if "." in text else text
 
 
-def format_rate(value):
+def format_rate(value: Any) -> str:
     """A rate as WooCommerce stores it: four decimals (`20.0000`)."""
     return f"{decimal.Decimal(str(value)).quantize(decimal.Decimal('0.0001')):f}"
 
@@ -72,20 +73,21 @@ def _class_slug(value):
 class TaxRates:
     """The shop's tax rates (`/taxes`) and WC_Tax's lookups and sums over them."""
 
-    def __init__(self):
-        self.rates = {}
+    def __init__(self) -> None:
+        self.rates: dict[int, dict[str, Any]] = {}
 
     @staticmethod
-    def rate_code(rate):
+    def rate_code(rate: dict[str, Any]) -> str:
         """`WC_Tax::get_rate_code`: country, state, name (or TAX) and priority, e.g. GB-VAT-1."""
         parts = [rate["country"], rate["state"], rate["name"] or "TAX", str(rate["priority"])]
         return "-".join(part for part in parts if part).upper()
 
     @staticmethod
-    def label(rate):
+    def label(rate: dict[str, Any]) -> str:
         return rate["name"] or "Tax"
 
-    def find(self, *, country, state="", postcode="", city="", tax_class="", shipping=False):
+    def find(self, *, country: str, state: str = "", postcode: str = "", city: str = "", tax_class: str | None = "",
+             shipping: bool = False) -> list[dict[str, Any]]:
         """`WC_Tax::find_rates` (or find_shipping_rates): the matching rates, one per priority."""
         tax_class = _class_slug(tax_class)
         matching = []
@@ -111,7 +113,7 @@ class TaxRates:
         return chosen
 
     @staticmethod
-    def calc(price, rates, *, inclusive=False):
+    def calc(price: Any, rates: list[dict[str, Any]], *, inclusive: bool = False) -> dict[int, decimal.Decimal]:
         """`WC_Tax::calc_tax`: {rate id: unrounded tax} for `price` (a Decimal)."""
         price = decimal.Decimal(price)
         taxes = {rate["id"]: decimal.Decimal(0) for rate in rates}

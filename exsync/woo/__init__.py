@@ -28,6 +28,7 @@ from exsync.woo.ratelimit import TokenBucket
 from exsync.woo.reconciler import Reconciler, ReconcileReport
 from exsync.woo.registrar import WebhookAction, WebhookRegistrar
 from exsync.woo.state import MemoryStore, StateStore
+from exsync.woo.transport import WooTransport
 
 __all__ = [
     "BatchItemResult",
@@ -52,6 +53,7 @@ __all__ = [
     "WooRateLimited",
     "WooResponse",
     "WooServerError",
+    "WooTransport",
     "WooTransportError",
     "normalise_route",
 ]

@@ -105,6 +105,7 @@ def api_error_from(*, status, body, retry_after_seconds=None):
         code = str(body.get("code") or code)
         message = str(body.get("message") or message)
         data = body.get("data")
+    error_class: type[WooApiError]
     if status >= 500:
         error_class = WooServerError
     else:

@@ -1,25 +1,28 @@
 """Waiting in tests for something another process or thread does."""
 
-import time
+from collections.abc import Callable
+from typing import TypeVar
 
 import pytest
 
+from exsync import netutil
+
 __all__ = ["wait_until", "wait_for"]
 
+T = TypeVar("T")
 
-def wait_until(predicate, *, timeout_seconds=15.0, interval_seconds=0.05):
-    """Polls `predicate` until it returns something true, and returns that; None at the deadline."""
-    deadline = time.monotonic() + timeout_seconds
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            return None
-        time.sleep(interval_seconds)
+# Tests poll more often than the demo: a test waits for one thing at a time and wants it soon.
+TEST_WAIT_SECONDS = 15.0
+TEST_POLL_INTERVAL_SECONDS = 0.05
 
 
-def wait_for(condition, what, *, timeout_seconds=30.0):
+def wait_until(predicate: Callable[[], T], *, timeout_seconds: float = TEST_WAIT_SECONDS,
+               interval_seconds: float = TEST_POLL_INTERVAL_SECONDS) -> T | None:
+    """exsync.netutil.wait_until with the tests' defaults: the first truthy value, or None at the deadline."""
+    return netutil.wait_until(predicate, timeout_seconds, interval_seconds)
+
+
+def wait_for(condition: Callable[[], T], what: str, *, timeout_seconds: float = 30.0) -> T:
     """Like wait_until, but the test fails, naming `what`, when the deadline passes."""
     value = wait_until(condition, timeout_seconds=timeout_seconds)
     if not value:
