@@ -24,6 +24,7 @@ import dataclasses
 import logging
 import math
 import time
+from typing import Any
 
 from exsync.bus import PermanentError
 from exsync.consumers.connections import ExchequerConnections, fresh_after_failure
@@ -98,20 +99,20 @@ class CustomersConsumer:
         return self._per_thread.get()
 
     @property
-    def links(self):
+    def links(self) -> LinkStore:
         return self._connections().links
 
-    def close(self):
+    def close(self) -> None:
         self._per_thread.close()
         self.client.close()
 
     # --- the consumer interface
 
-    def handle(self, message):
+    def handle(self, message: Any) -> None:
         with fresh_after_failure(self._per_thread):
             self.handle_event(message.event)
 
-    def handle_event(self, event):
+    def handle_event(self, event: dict) -> dict:
         """Syncs the customers an envelope names; returns {id or code: outcome}."""
         kind = str(event.get("type") or "")
         if not self.options["enabled"]:
@@ -172,7 +173,7 @@ class CustomersConsumer:
 
     # --- from the shop
 
-    def sync_customer(self, woo_id):
+    def sync_customer(self, woo_id: int) -> str:
         """Brings one shop customer and its account in step (linking or creating the account)."""
         return self._claimed(woo_id, lambda: self._sync_customer(int(woo_id)))
 
@@ -210,7 +211,7 @@ class CustomersConsumer:
     def _is_customer(self, customer):
         return not self.customer_roles or customer.get("role") in self.customer_roles
 
-    def shop_deleted(self, woo_id):
+    def shop_deleted(self, woo_id: int) -> str:
         """The shop deleted a customer: the account stays (it has a ledger), the link is ended."""
         return self._claimed(woo_id, lambda: self._shop_deleted(int(woo_id)))
 
@@ -227,7 +228,7 @@ class CustomersConsumer:
 
     # --- from Exchequer
 
-    def sync_account(self, code):
+    def sync_account(self, code: str) -> str:
         """Brings one Exchequer account and its shop customer in step (creating the customer when
         `customers.export_accounts` is `all`)."""
         connections = self._connections()
@@ -392,7 +393,7 @@ class CustomersConsumer:
 
     # --- a person's decisions
 
-    def resolve(self, woo_id, field, take):
+    def resolve(self, woo_id: int, field: str, take: str) -> str:
         """Settles a recorded conflict: `take` (`woo` or `exchequer`) wins and goes to the other side."""
         return self._claimed(woo_id, lambda: self._resolve(int(woo_id), field, take))
 

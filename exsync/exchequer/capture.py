@@ -169,11 +169,11 @@ class CaptureState:
                                  f'{dialect.locked(self.cursor_sql)} WHERE "company" = ?')
         return cursor.execute(sql, (self.company,)).fetchone()
 
-    def acquire(self):
+    def acquire(self) -> bool:
         """Takes or renews the lease; False while another holder's lease is unexpired."""
         return self.lease.claim()
 
-    def release(self):
+    def release(self) -> None:
         self.lease.release()
 
     def reserve(self, count):

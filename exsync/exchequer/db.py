@@ -38,6 +38,8 @@ SQLITE_SCHEME = "sqlite:///"
 DEFAULT_FETCH_ROWS = 1000
 DEFAULT_BUSY_TIMEOUT_SECONDS = 30.0
 DEFAULT_LOGIN_TIMEOUT_SECONDS = 15
+# The widest text parameter psqlODBC describes (and fast_executemany then sizes its buffers to).
+_FAST_TEXT_CHARS = 255
 # ODBC driver names (lower case) and the Debian package that provides each; None: vendor-only.
 DRIVER_PACKAGES = {
     "postgresql unicode": "odbc-postgresql",
@@ -81,8 +83,11 @@ class Cursor:
             return self
         # pyodbc's fast_executemany binds a varbinary whose first byte is NUL as a zero-length buffer
         # (HY090 from psqlODBC); Exchequer's Pascal strings and binary keys start with such bytes.
+        # psqlODBC also describes every text parameter as 255 characters wide, so a longer string
+        # (a customer decision's value, a refusal's text) is refused as truncated: the slow path binds each.
         fast = getattr(self._raw, "fast_executemany", False)
-        if fast and any(isinstance(value, (bytes, bytearray)) for value in rows[0]):
+        if fast and (any(isinstance(value, (bytes, bytearray)) for value in rows[0])
+                     or any(isinstance(value, str) and len(value) > _FAST_TEXT_CHARS for row in rows for value in row)):
             self._raw.fast_executemany = False
         try:
             self._raw.executemany(sql, rows)

@@ -1,11 +1,15 @@
 """exsync's own state: its tables, one lease, and the stores the consumers keep their rows in.
 
-The package stands below the Exchequer layer and the consumers (it imports neither): they hand it
-a database connection (the Exchequer layer's, see StateDatabase) and keep their rules to themselves.
+- tables.py: `StateTable` declares a table (columns, primary key, unique keys, indexes);
+  `create_state_tables` creates what is missing and upgrades older tables.
+- lease.py: `Lease` (claim, renew, release over a holder and an expiry) and `holder_id()`.
+- values.py: `StateValues`, small named values (the reconciler's watermarks).
+- orders.py, links.py: the order pipeline's and the customer sync's stores (their SQL; the rules
+  stay in the consumers).
 
-    create_state_tables(database, ORDER_TABLES)
-    lease = Lease(database=database, table=CURSOR_TABLE).held(("ZZZZ01",), holder=holder_id(), seconds=120)
-    if lease.claim(): ...
+The package stands below the Exchequer layer and the consumers (it imports neither), so capture
+and the consumers both use it: they hand it a database connection (the Exchequer layer's, see
+`StateDatabase`), and the database layer's DuplicateKeyError is this package's DuplicateRowError.
 """
 
 from exsync.state.errors import DuplicateRowError, LinkChangedError, StateError

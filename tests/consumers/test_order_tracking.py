@@ -255,29 +255,3 @@ def test_an_unreachable_shop_parks_an_order_whose_role_is_unknown(sqlite_company
     consumer._roles.client = client  # the shop is back (customer 9 is not there: an ordinary customer)
     assert consumer.release_parked() == 1
     assert doc_type(dsn, 801) == "SOR"
-
-
-def test_an_older_tracking_table_on_sqlite_gains_its_new_column(tmp_path):
-    with connect(f"sqlite:///{tmp_path}/state.db") as database:
-        table = database.names.state_table("order_tracking")
-        with database.transaction() as cursor:
-            cursor.execute(f'CREATE TABLE {table} ("order_id" INTEGER NOT NULL DEFAULT 0, "status" VARCHAR(32) '
-                           'NOT NULL DEFAULT \'\', "import_state" VARCHAR(16) NOT NULL DEFAULT \'\')')
-            cursor.execute(f'INSERT INTO {table} ("order_id", "status", "import_state") VALUES (8, \'pending\', '
-                           '\'received\')')
-        ensure_order_tables(database)
-        ensure_order_tables(database)
-        tracked = OrderStore(database=database).get(8)
-        assert (tracked.import_state, tracked.paid_at, tracked.refs) == ("received", 0.0, ())
-
-
-def test_a_late_decision_never_overwrites_an_import_another_worker_finished(tmp_path):
-    with connect(f"sqlite:///{tmp_path}/state.db") as database:
-        ensure_order_tables(database)
-        store = OrderStore(database=database)
-        # Worker A held a newer unpaid version; worker B imported on a stale paid copy meanwhile.
-        store.record_version(order_body(9, lines=[("A-1", 1, "5.00", "5.00", "1.00")], status="pending"))
-        store.mark_imported(9, ["SOR000009"])
-        store.mark(9, "received", "status 'pending' is not paid yet; not imported")
-        assert (store.get(9).import_state, store.get(9).reason) == ("imported", "")
-        assert store.counts() == {"imported": 1}

@@ -59,3 +59,14 @@ def test_driver_errors_are_translated_and_roll_back(backend, request, tmp_path):
         assert "no_such_table" in str(raised.value)
         with database.transaction(write=False) as cursor:
             assert [tuple(row) for row in cursor.execute("SELECT k FROM t ORDER BY k").fetchall()] == [(1,)]
+
+
+def test_many_rows_with_text_wider_than_the_driver_describes_are_written_whole(pg_odbc_dsn):
+    # psqlODBC describes text parameters as 255 characters: the fast path would refuse these as truncated.
+    rows = [("short",), ("x" * 300,)]
+    with connect(pg_odbc_dsn) as database:
+        with database.transaction() as cursor:
+            cursor.execute("CREATE TABLE wide (a VARCHAR(1000))")
+            cursor.executemany("INSERT INTO wide (a) VALUES (?)", rows)
+        with database.transaction(write=False) as cursor:
+            assert sorted(len(row[0]) for row in cursor.execute("SELECT a FROM wide").fetchall()) == [5, 300]

@@ -1,17 +1,11 @@
 import pytest
 
 from exsync.exchequer import connect
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def state_dsn(request, tmp_path):
-    """A state database of this test's own: a SQLite file, or a fresh PostgreSQL database."""
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path}/state.db"
-    return request.getfixturevalue("pg_odbc_dsn")
+from tests.exchequer.conftest import dsn  # noqa: F401 (a fixture: an empty database on each backend in turn)
 
 
 @pytest.fixture
-def state_database(state_dsn):
-    with connect(state_dsn) as database:
+def state_database(dsn):  # noqa: F811
+    """A connected state database of this test's own, SQLite and PostgreSQL in turn."""
+    with connect(dsn) as database:
         yield database
