@@ -286,12 +286,9 @@ class WriterStore:
             # The product was deleted in the shop: forget its id, so the next attempt finds or creates it.
             cursor.executemany(f'UPDATE {self._products} SET "product_id" = 0, "written" = \'\' WHERE "sku" = ?',
                                [(r.sku,) for r in refused if r.forget_product])
-            # One statement a refusal: psqlODBC sizes a batch's text buffers from its first row, so a
-            # longer error message further down would not fit (and refusals are few).
-            for r in refused:
-                cursor.execute(f'UPDATE {self._pending} SET "attempts" = ?, "failed" = ?, "error" = ?, '
-                               '"retry_at" = ? WHERE "sku" = ?', (r.attempts, int(r.give_up), r.error[:1000],
-                                                                  r.retry_at, r.sku))
+            cursor.executemany(f'UPDATE {self._pending} SET "attempts" = ?, "failed" = ?, "error" = ?, '
+                               '"retry_at" = ? WHERE "sku" = ?',
+                               [(r.attempts, int(r.give_up), r.error[:1000], r.retry_at, r.sku) for r in refused])
 
     # -- products known in the shop ---------------------------------------------------------------
 

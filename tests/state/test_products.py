@@ -106,3 +106,10 @@ def test_the_last_audit_is_kept(store):
     store.record_audit(finished_at=100.0, checked=3, drifted=1, corrected=1)
     store.record_audit(finished_at=200.0, checked=4, drifted=0, corrected=0)
     assert store.last_audit() == 200.0
+
+
+def test_long_values_after_short_ones_are_stored(store):
+    """psqlODBC describes text parameters as 255 wide: a longer product document after a short one."""
+    store.accept([IncomingChange(sku="A", product_sequence=1, product={"name": "a"}),
+                  IncomingChange(sku="B", product_sequence=1, product={"name": "b" * 600})])
+    assert [p.product["name"] for p in store.pending_page(after="", limit=5)] == ["a", "b" * 600]
