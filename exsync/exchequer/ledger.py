@@ -104,13 +104,20 @@ def next_number(cursor, counter_type):
     """Takes the next number of an EXCHQNUM counter (`GetNextCount`, ENTRPRSE/R&D/Sysu1.pas L230-280),
     holding its row lock until commit."""
     dialect = cursor.names.dialect
-    select = dialect.for_update(
-        "SELECT {counters.next_number} FROM " + dialect.locked("{counters}") + " WHERE {counters.counter_type} = ?")
-    row = cursor.run(select, (counter_type,)).fetchone()
+    increment = ("UPDATE {counters} SET {counters.next_number} = {counters.next_number} + 1 "
+                 "WHERE {counters.counter_type} = ?")
+    if dialect.update_returning:
+        # The same row lock and the same number in one statement: every transaction that writes a
+        # document waits on this row, so each round trip taken while holding it counts.
+        row = cursor.run(increment + " RETURNING {counters.next_number} - 1", (counter_type,)).fetchone()
+    else:
+        select = dialect.for_update("SELECT {counters.next_number} FROM " + dialect.locked("{counters}")
+                                    + " WHERE {counters.counter_type} = ?")
+        row = cursor.run(select, (counter_type,)).fetchone()
+        if row is not None:
+            cursor.run(increment, (counter_type,))
     if row is None:
         raise MappingError(f"the counters table has no {counter_type!r} row (run `exsync exchequer init`)")
-    cursor.run("UPDATE {counters} SET {counters.next_number} = {counters.next_number} + 1 "
-               "WHERE {counters.counter_type} = ?", (counter_type,))
     return int(row[0])
 
 
@@ -278,12 +285,6 @@ def insert_document(cursor, *, doc_type, our_ref, folio, account_code, date, you
     return round(total_net, 2), round(total_vat, 2), round(order_os, 2)
 
 
-def _location_row(cursor, code, location):
-    return cursor.run("SELECT {stock_locations.position_id} FROM {stock_locations} "
-                      "WHERE {stock_locations.stock_code} = ? AND {stock_locations.location} = ? "
-                      "ORDER BY {stock_locations.position_id}", (code, location)).fetchone()
-
-
 def move_stock(cursor, changes, *, use_multi_locations=True):
     """Adds to an item's figures and, with multi-location on, to its location's (`Stock_Deduct` and
     `Stock_MLocDeduct`, ENTRPRSE/DLLTK/BTS1.pas L1380-1440, L1648-1740): `changes` maps (code,
@@ -303,21 +304,23 @@ def move_stock(cursor, changes, *, use_multi_locations=True):
                    (in_stock, allocated, picked, day, now, code))
         if not location or not use_multi_locations:
             continue
-        row = _location_row(cursor, code, location)
-        if row is None:
+        # The location's first record (by position) found and changed in one statement.
+        update = ("UPDATE {stock_locations} SET "
+                  "{stock_locations.qty_in_stock} = COALESCE({stock_locations.qty_in_stock}, 0) + ?, "
+                  "{stock_locations.qty_allocated} = COALESCE({stock_locations.qty_allocated}, 0) + ?, "
+                  "{stock_locations.qty_picked} = COALESCE({stock_locations.qty_picked}, 0) + ?, "
+                  "{stock_locations.last_used} = ?, {stock_locations.last_time} = ? "
+                  "WHERE {stock_locations.position_id} = (SELECT MIN({stock_locations.position_id}) "
+                  "FROM {stock_locations} WHERE {stock_locations.stock_code} = ? AND {stock_locations.location} = ?)")
+        params = (in_stock, allocated, picked, day, now, code, location)
+        if not cursor.run(update, params).rowcount:
             cursor.run("INSERT INTO {stock_locations} ({stock_locations.stock_code}, {stock_locations.stock_folio}, "
                        "{stock_locations.location}, {stock_locations.qty_in_stock}, {stock_locations.qty_allocated}, "
                        "{stock_locations.qty_picked}, {stock_locations.qty_on_order}, {stock_locations.qty_alloc_wor}, "
                        "{stock_locations.qty_picked_wor}, {stock_locations.cost_price}, {stock_locations.last_used}, "
                        "{stock_locations.last_time}) SELECT {stock.code}, {stock.folio}, ?, 0, 0, 0, 0, 0, 0, 0, ?, ? "
                        "FROM {stock} WHERE {stock.code} = ?", (location, day, now, code))
-            row = _location_row(cursor, code, location)
-        cursor.run("UPDATE {stock_locations} SET "
-                   "{stock_locations.qty_in_stock} = COALESCE({stock_locations.qty_in_stock}, 0) + ?, "
-                   "{stock_locations.qty_allocated} = COALESCE({stock_locations.qty_allocated}, 0) + ?, "
-                   "{stock_locations.qty_picked} = COALESCE({stock_locations.qty_picked}, 0) + ?, "
-                   "{stock_locations.last_used} = ?, {stock_locations.last_time} = ? "
-                   "WHERE {stock_locations.position_id} = ?", (in_stock, allocated, picked, day, now, row[0]))
+            cursor.run(update, params)
 
 
 def post_order_balance(cursor, *, account_code, year, period, amount):
@@ -350,11 +353,12 @@ def add_audit_note(cursor, *, folio, text):
     """An audit note: an EXCHQCHK 'N' record keyed by the folio (`AuditNote.AddNote`,
     ENTRPRSE/R&D/AuditNotes.pas L127, L209)."""
     key = pascal_bytes(str(folio), 10)
-    line_no = cursor.scalar("SELECT COUNT(*) FROM {bom} WHERE {bom.record_prefix} = ? AND {bom.note_folio} = ?",
-                            (NOTE_RECORD_PREFIX, key)) or 0
+    # The line number counted in the INSERT itself: one round trip inside the document's transaction.
     cursor.run("INSERT INTO {bom} ({bom.record_prefix}, {bom.sub_type}, {bom.note_folio}, {bom.note_type}, "
-               "{bom.note_line_no}, {bom.note_line}, {bom.note_user}) VALUES (?, ?, ?, ?, ?, ?, ?)",
-               (NOTE_RECORD_PREFIX, ord("A"), key, "A", int(line_no) + 1, text[:100], TOOLKIT_OPERATOR))
+               "{bom.note_line_no}, {bom.note_line}, {bom.note_user}) "
+               "SELECT ?, ?, ?, ?, COUNT(*) + 1, ?, ? FROM {bom} "
+               "WHERE {bom.record_prefix} = ? AND {bom.note_folio} = ?",
+               (NOTE_RECORD_PREFIX, ord("A"), key, "A", text[:100], TOOLKIT_OPERATOR, NOTE_RECORD_PREFIX, key))
 
 
 def account_columns(names, details_fields):
