@@ -37,9 +37,7 @@ from exsync.exchequer.product_scan import (
     SentProducts,
     export_of,
     iter_exports,
-    raw_hash,
     row_fingerprint,
-    web_rows,
 )
 from exsync.exchequer.rules import ALL_LOCATIONS
 from exsync.exchequer.runs import CAPTURE, RunLog
@@ -281,18 +279,14 @@ class ChangeCapture:
             raise
 
     def _scan_rows(self, report, force, sent):
-        counter = [0]
+        counts = [0, 0]
         chunk, chunk_seen_at = [], None
-        unchanged = sent.unchanged
         # The steady state is "nothing changed": per row a hash of the raw product fields and one
-        # comparison with the record. The fingerprint (formatting and blake2b) is computed only for
-        # raw fields not yet seen to give the recorded fingerprint, a ProductExport only for what goes out.
-        for row, quantity in web_rows(self.reader, self.locations, counter):
-            report.exported += 1
+        # comparison with the record (SentProducts.candidates). The fingerprint (formatting and
+        # blake2b) is computed only for raw fields not yet seen to give the recorded fingerprint, a
+        # ProductExport only for what goes out.
+        for row, quantity, raw in sent.candidates(self.reader, self.locations, force=force, counts=counts):
             sku = row[0]
-            raw = raw_hash(row)
-            if not force and unchanged(sku, raw, quantity):
-                continue
             fingerprint = row_fingerprint(row)
             changed = sent.compare(sku, raw, fingerprint, quantity)
             if changed is None or force:
@@ -310,7 +304,7 @@ class ChangeCapture:
                 chunk = []
         if chunk:
             self._send(chunk, chunk_seen_at, report, sent)
-        report.rows_scanned = counter[0]
+        report.rows_scanned, report.exported = counts
 
     def _send(self, chunk, seen_at, report, sent):
         first = self.state.reserve(len(chunk))

@@ -145,6 +145,31 @@ class SentProducts:
     def __contains__(self, sku: str) -> bool:
         return sku in self._entries
 
+    def candidates(self, reader, locations=ALL_LOCATIONS, *, force: bool = False,
+                   counts: list | None = None) -> Iterator[tuple[tuple, int, int]]:
+        """(row, quantity, raw hash) of each web row (as `web_rows`) not known to be unchanged: the
+        steady state's loop, kept to one generator and no call per row. `counts`, a two-element
+        list, gets the rows scanned and the web rows seen added to it."""
+        rules = reader.stock_rules(locations)
+        floor = math.floor
+        get = self._entries.get
+        scanned = exported = 0
+        for row, built in rules.with_could_build(reader.iter_free_stock(rules), reader.bom_components()):
+            scanned += 1
+            if not row[3]:
+                continue
+            exported += 1
+            quantity = max(0, floor((row[2] if built is None else built) + _FLOOR_TOLERANCE))
+            raw = _RAW_SEEN | (hash(row[4:8]) & _RAW_HASH_MASK)
+            if not force:
+                entry = get(row[0])
+                if entry is not None and entry & _RAW_MASK == raw and entry >> _QUANTITY_SHIFT == quantity:
+                    continue
+            yield row, quantity, raw
+        if counts is not None:
+            counts[0] += scanned
+            counts[1] += exported
+
     def unchanged(self, sku: str, raw: int, quantity: int) -> bool:
         entry = self._entries.get(sku)
         return entry is not None and entry & _RAW_MASK == raw and entry >> _QUANTITY_SHIFT == quantity
