@@ -100,42 +100,60 @@ def vat_rates(cursor):
         "SELECT {vat_rates.code}, {vat_rates.rate} FROM {vat_rates}").fetchall() if code and code.strip()}
 
 
+_INCREMENT = ("UPDATE {counters} SET {counters.next_number} = {counters.next_number} + 1 "
+              "WHERE {counters.counter_type} = ?")
+
+
 def next_number(cursor, counter_type):
     """Takes the next number of an EXCHQNUM counter (`GetNextCount`, ENTRPRSE/R&D/Sysu1.pas L230-280),
     holding its row lock until commit."""
     dialect = cursor.names.dialect
-    increment = ("UPDATE {counters} SET {counters.next_number} = {counters.next_number} + 1 "
-                 "WHERE {counters.counter_type} = ?")
     if dialect.update_returning:
         # The same row lock and the same number in one statement: every transaction that writes a
         # document waits on this row, so each round trip taken while holding it counts.
-        row = cursor.run(increment + " RETURNING {counters.next_number} - 1", (counter_type,)).fetchone()
+        row = cursor.run(_INCREMENT + " RETURNING {counters.next_number} - 1", (counter_type,)).fetchone()
     else:
         select = dialect.for_update("SELECT {counters.next_number} FROM " + dialect.locked("{counters}")
                                     + " WHERE {counters.counter_type} = ?")
         row = cursor.run(select, (counter_type,)).fetchone()
         if row is not None:
-            cursor.run(increment, (counter_type,))
+            cursor.run(_INCREMENT, (counter_type,))
     if row is None:
         raise MappingError(f"the counters table has no {counter_type!r} row (run `exsync exchequer init`)")
     return int(row[0])
 
 
+def _take_unused(cursor, counter_type, column, value_of, value_sql, value_params=()):
+    """The value (`value_of(number)`) of the next number of a counter that no document has in
+    `column` (`SetNextDocNos` loops until `CheckExsists` finds none). Where the dialect returns
+    from an UPDATE, each try is one statement: the number taken and the value looked up together
+    (`value_sql`: the value in SQL, from the row's new next number), since the counter row stays
+    locked for every statement that follows until commit."""
+    count = "SELECT COUNT(*) FROM {documents} WHERE " + column + " = "
+    while True:
+        if cursor.names.dialect.update_returning:
+            row = cursor.run(f"{_INCREMENT} RETURNING {{counters.next_number}} - 1, ({count}{value_sql})",
+                             (counter_type, *value_params)).fetchone()
+            if row is None:
+                raise MappingError(f"the counters table has no {counter_type!r} row (run `exsync exchequer init`)")
+            value, taken = value_of(int(row[0])), row[1]
+        else:
+            value = value_of(next_number(cursor, counter_type))
+            taken = cursor.scalar(count + "?", (value,))
+        if not taken:
+            return value
+
+
 def take_reference(cursor, doc_type):
     """The next unused reference of a type (`SetNextDocNos` loops until `CheckExsists` finds none,
     ENTRPRSE/R&D/Sysu1.pas L372-420)."""
-    while True:
-        reference = format_reference(doc_type, next_number(cursor, doc_type))
-        if not cursor.scalar("SELECT COUNT(*) FROM {documents} WHERE {documents.our_ref} = ?", (reference,)):
-            return reference
+    return _take_unused(cursor, doc_type, "{documents.our_ref}", lambda number: format_reference(doc_type, number),
+                        "? || LPAD(CAST({counters.next_number} - 1 AS VARCHAR), 6, '0')", (doc_type,))
 
 
 def take_folio(cursor, counter):
     """The next unused folio from the AFL or FOL row (the same loop: the two rows share one key space)."""
-    while True:
-        folio = next_number(cursor, counter)
-        if not cursor.scalar("SELECT COUNT(*) FROM {documents} WHERE {documents.folio} = ?", (folio,)):
-            return folio
+    return _take_unused(cursor, counter, "{documents.folio}", int, "{counters.next_number} - 1")
 
 
 def format_reference(doc_type, number):
