@@ -10,6 +10,7 @@ Each rule cites the vendor routine it follows (adv-hack/Exchequer; see ../shared
 import dataclasses
 import datetime
 import time
+import typing
 
 from exsync.exchequer.errors import (
     InvalidDocumentError,
@@ -30,6 +31,9 @@ from exsync.exchequer.mapping import (
     pascal_bytes,
     pascal_text,
 )
+
+if typing.TYPE_CHECKING:
+    from exsync.exchequer.db import Cursor
 
 __all__ = [
     "ACCOUNT_FIELDS",
@@ -104,7 +108,7 @@ _INCREMENT = ("UPDATE {counters} SET {counters.next_number} = {counters.next_num
               "WHERE {counters.counter_type} = ?")
 
 
-def next_number(cursor, counter_type):
+def next_number(cursor: "Cursor", counter_type: str) -> int:
     """Takes the next number of an EXCHQNUM counter (`GetNextCount`, ENTRPRSE/R&D/Sysu1.pas L230-280),
     holding its row lock until commit."""
     dialect = cursor.names.dialect
@@ -144,14 +148,14 @@ def _take_unused(cursor, counter_type, column, value_of, value_sql, value_params
             return value
 
 
-def take_reference(cursor, doc_type):
+def take_reference(cursor: "Cursor", doc_type: str) -> str:
     """The next unused reference of a type (`SetNextDocNos` loops until `CheckExsists` finds none,
     ENTRPRSE/R&D/Sysu1.pas L372-420)."""
     return _take_unused(cursor, doc_type, "{documents.our_ref}", lambda number: format_reference(doc_type, number),
                         "? || LPAD(CAST({counters.next_number} - 1 AS VARCHAR), 6, '0')", (doc_type,))
 
 
-def take_folio(cursor, counter):
+def take_folio(cursor: "Cursor", counter: str) -> int:
     """The next unused folio from the AFL or FOL row (the same loop: the two rows share one key space)."""
     return _take_unused(cursor, counter, "{documents.folio}", int, "{counters.next_number} - 1")
 
@@ -303,7 +307,7 @@ def insert_document(cursor, *, doc_type, our_ref, folio, account_code, date, you
     return round(total_net, 2), round(total_vat, 2), round(order_os, 2)
 
 
-def move_stock(cursor, changes, *, use_multi_locations=True):
+def move_stock(cursor: "Cursor", changes: dict, *, use_multi_locations: bool = True) -> None:
     """Adds to an item's figures and, with multi-location on, to its location's (`Stock_Deduct` and
     `Stock_MLocDeduct`, ENTRPRSE/DLLTK/BTS1.pas L1380-1440, L1648-1740): `changes` maps (code,
     location) to (in_stock, allocated, picked) deltas. A missing location record is created with the
@@ -367,7 +371,7 @@ def committed_balance(cursor, account_code):
     return float(value or 0.0)
 
 
-def add_audit_note(cursor, *, folio, text):
+def add_audit_note(cursor: "Cursor", *, folio: int, text: str) -> None:
     """An audit note: an EXCHQCHK 'N' record keyed by the folio (`AuditNote.AddNote`,
     ENTRPRSE/R&D/AuditNotes.pas L127, L209)."""
     key = pascal_bytes(str(folio), 10)
