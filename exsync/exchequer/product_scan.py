@@ -113,16 +113,11 @@ def iter_exports(reader, *, locations=ALL_LOCATIONS, counter: list | None = None
         yield export_of(row, quantity)
 
 
-def raw_hash(row: tuple) -> int:
-    """A per-process hash of a web_rows row's raw product fields (never 0); equal fields, equal hash."""
-    return _RAW_SEEN | (hash(row[4:8]) & _RAW_HASH_MASK)
-
-
 class SentProducts:
     """sku -> the product fingerprint and quantity the capture state last recorded, one int each.
 
-    `unchanged(sku, raw, quantity)` is the steady state's test: true when the recorded quantity is
-    `quantity` and these raw fields were already seen to give the recorded fingerprint.
+    `candidates()` is the steady state's scan: a row passes over when the recorded quantity is its
+    quantity and its raw fields (a per-process hash) were already seen to give the recorded fingerprint.
     """
 
     __slots__ = ("_entries",)
@@ -169,10 +164,6 @@ class SentProducts:
         if counts is not None:
             counts[0] += scanned
             counts[1] += exported
-
-    def unchanged(self, sku: str, raw: int, quantity: int) -> bool:
-        entry = self._entries.get(sku)
-        return entry is not None and entry & _RAW_MASK == raw and entry >> _QUANTITY_SHIFT == quantity
 
     def compare(self, sku: str, raw: int, digest: str, quantity: int) -> tuple[bool, bool] | None:
         """(product changed, stock changed) against the record, None for a SKU never recorded; a
