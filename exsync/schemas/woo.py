@@ -9,6 +9,8 @@ import re
 
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, validates_schema
 
+from exsync.schemas.compiled import compile_check
+
 __all__ = [
     "MAX_AMOUNT",
     "MAX_ID",
@@ -271,9 +273,12 @@ class DeletedSchema(_Open):
 # Made once: building a schema with nested fields costs more than validating a body with it.
 _RESOURCE_SCHEMAS = {"order": OrderSchema(), "customer": CustomerSchema(), "product": ProductSchema()}
 _DELETED_SCHEMA = DeletedSchema()
+# Each schema compiled into a check that answers "certainly valid" at a fraction of marshmallow's cost
+# (the receiver checks every delivery); anything it is not sure of goes to marshmallow, which decides.
+_CHECKS = {id(schema): compile_check(schema) for schema in (*_RESOURCE_SCHEMAS.values(), _DELETED_SCHEMA)}
 
 
-def schema_for_topic(topic):
+def schema_for_topic(topic: str) -> Schema | None:
     """The schema that checks a topic's body, or None for topics exsync passes on unchecked."""
     resource, _, event = topic.partition(".")
     if resource not in _RESOURCE_SCHEMAS:
@@ -281,9 +286,12 @@ def schema_for_topic(topic):
     return _DELETED_SCHEMA if event == "deleted" else _RESOURCE_SCHEMAS[resource]
 
 
-def validate_body(topic, body):
+def validate_body(topic: str, body: object) -> dict:
     """Returns the schema's error messages for a body under a topic ({} when it is valid)."""
     schema = schema_for_topic(topic)
     if schema is None:
+        return {}
+    check = _CHECKS.get(id(schema))
+    if check is not None and check(body):
         return {}
     return schema.validate(body)
