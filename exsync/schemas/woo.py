@@ -6,6 +6,7 @@ checked; the whole raw body travels on the bus, so nothing unchecked is dropped.
 
 import decimal
 import re
+from typing import Any
 
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, validates_schema
 
@@ -286,7 +287,7 @@ def schema_for_topic(topic: str) -> Schema | None:
     return _DELETED_SCHEMA if event == "deleted" else _RESOURCE_SCHEMAS[resource]
 
 
-def validate_body(topic: str, body: object) -> dict:
+def validate_body(topic: str, body: Any) -> dict[str, Any]:
     """Returns the schema's error messages for a body under a topic ({} when it is valid)."""
     schema = schema_for_topic(topic)
     if schema is None:
