@@ -35,16 +35,22 @@ MAX_TOPIC_CHARS = 200
 # Routing-key prefixes exsync uses for its own messages on the woo exchange: a delivery's topic
 # must never route there (a signed `invalid.order` would otherwise land on the parking queue).
 OWN_TOPIC_PREFIXES = (INVALID_ROUTING_PREFIX,)
-_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
+# A JSON string, quotes included: written "unrolled" (runs of plain characters, then one escape)
+# so the engine takes a run in one step instead of trying two alternatives per character.
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
 _NOT_BRACKETS = bytes(set(range(256)) - set(b"[]{}"))
 
 
-def json_depth_exceeds(body, limit):
+def json_depth_exceeds(body: bytes, limit: int) -> bool:
     """Whether JSON `body` (bytes) nests arrays/objects deeper than `limit`, checked before parsing.
 
-    Strings are cut out first (a bracket in a string does not nest), then only brackets are
-    counted, so a 5 MB body costs two passes in C and a loop over its brackets alone.
+    No body nests deeper than it has opening brackets, so most bodies are cleared by counting
+    them (two passes in C). Otherwise strings are cut out first (a bracket in a string does not
+    nest), then only brackets are counted, so a 5 MB body costs two passes in C and a loop over
+    its brackets alone.
     """
+    if body.count(b"[") + body.count(b"{") <= limit:
+        return False
     depth = 0
     for byte in _JSON_STRING.sub(b"", body).translate(None, _NOT_BRACKETS):
         if byte in b"[{":
