@@ -25,7 +25,8 @@ import threading
 import time
 import uuid
 
-from exsync.bus import EXCHEQUER_EXCHANGE, PermanentError, SharedPublisher, Topology, new_event
+from exsync.bus import EXCHEQUER_EXCHANGE, PermanentError, SharedPublisher, Topology
+from exsync.bus.events import publish_event
 from exsync.consumers.connections import ExchequerConnections, fresh_after_failure
 from exsync.consumers.customer_accounts import account_for_shop_customer
 from exsync.consumers.customer_mapping import AccountFitter, billing_details
@@ -333,9 +334,9 @@ class OrdersConsumer:
 
     def _publish(self, routing_key, order_id, references, data, *extra):
         event_type = f"exchequer.{routing_key}"
-        event = new_event(type=event_type, source=EVENT_SOURCE, subject=str(order_id), data=data,
-                          id=event_id(event_type, order_id, references, *extra))
-        self.publisher.publish(exchange=EXCHEQUER_EXCHANGE, routing_key=routing_key, event=event)
+        publish_event(self.publisher, exchange=EXCHEQUER_EXCHANGE, routing_key=routing_key, type=event_type,
+                      source=EVENT_SOURCE, subject=str(order_id), data=data,
+                      id=event_id(event_type, order_id, references, *extra))
 
     # --- documents
 

@@ -22,12 +22,12 @@ import dataclasses
 import hashlib
 import time
 
+from exsync.bus.events import publish_event
 from exsync.bus.topology import EXCHEQUER_EXCHANGE
 from exsync.exchequer.mapping import Column
 from exsync.exchequer.reader import ExchequerReader
 from exsync.exchequer.state import StateTable, create_state_tables
 from exsync.metrics import Metrics
-from exsync.schemas.envelope import new_event
 
 __all__ = [
     "ACCOUNT_CAPTURE_TABLES",
@@ -147,10 +147,10 @@ class AccountCapture:
 
     def _publish(self, chunk):
         event_type, routing_key = ACCOUNT_CHANGED
-        event = new_event(type=event_type, source=SOURCE, subject=self.company, data={
-            "company": self.company,
-            "accounts": [{"code": code, "seen_at": seen_at} for code, _, seen_at in chunk]})
-        self.publisher.publish(exchange=EXCHEQUER_EXCHANGE, routing_key=routing_key, event=event)
+        publish_event(self.publisher, exchange=EXCHEQUER_EXCHANGE, routing_key=routing_key, type=event_type,
+                      source=SOURCE, subject=self.company, data={
+                          "company": self.company,
+                          "accounts": [{"code": code, "seen_at": seen_at} for code, _, seen_at in chunk]})
 
     def _record(self, chunk, known_codes):
         with self.state_database.transaction() as cursor:

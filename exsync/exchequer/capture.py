@@ -29,7 +29,8 @@ import threading
 import time
 import uuid
 
-from exsync.bus import EXCHEQUER_EXCHANGE, new_event
+from exsync.bus import EXCHEQUER_EXCHANGE
+from exsync.bus.events import publish_event
 from exsync.errors import ExsyncError
 from exsync.exchequer.account_capture import DEFAULT_EVENT_ITEMS as DEFAULT_ACCOUNT_EVENT_ITEMS
 from exsync.exchequer.account_capture import AccountCapture
@@ -236,9 +237,8 @@ class BusSink:
     def send(self, *, products, stock):
         for (event_type, routing_key), items in ((PRODUCT_CHANGED, products), (STOCK_CHANGED, stock)):
             if items:
-                event = new_event(type=event_type, source=SOURCE, subject=self.company,
-                                  data={"company": self.company, "items": items})
-                self.publisher.publish(exchange=EXCHEQUER_EXCHANGE, routing_key=routing_key, event=event)
+                publish_event(self.publisher, exchange=EXCHEQUER_EXCHANGE, routing_key=routing_key, type=event_type,
+                              source=SOURCE, subject=self.company, data={"company": self.company, "items": items})
 
 
 @dataclasses.dataclass(kw_only=True)
