@@ -250,6 +250,13 @@ class SharedPublisher:
         self._connect_failure = None
         self._connect_failed_at = -math.inf
         self._links_made = 0
+        # One retry on a new connection, as Publisher does: a connection dropped since the last
+        # message (a broker restart, a proxy's idle timeout) is only noticed when a message fails
+        # on it. A broker that is down fails in _current, and that is not retried. Made once: it is
+        # on every publish's path (its state per call is kept per thread by tenacity).
+        self._attempts = tenacity.Retrying(stop=tenacity.stop_after_attempt(PUBLISH_ATTEMPTS),
+                                           retry=tenacity.retry_if_exception_type(_LinkLost),
+                                           before_sleep=self._retrying, wait=tenacity.wait_none(), reraise=True)
 
     def _usable(self, link):
         return link is not None and not link.closed.is_set()
@@ -332,22 +339,16 @@ class SharedPublisher:
         body = getattr(event, "encoded", None) or encode_event(event)
         properties = message_properties(event, headers)
         deadline = None if self.publish_timeout_seconds is None else time.monotonic() + self.publish_timeout_seconds
-
-        def retrying(retry_state: tenacity.RetryCallState) -> None:
-            self.metrics.inc("bus_publish_retries", exchange=exchange or "default")
-            log.warning("publish failed (%s); reconnecting once", retry_state.outcome.exception())
-
-        # One retry on a new connection, as Publisher does: a connection dropped since the last
-        # message (a broker restart, a proxy's idle timeout) is only noticed when a message fails
-        # on it. A broker that is down fails in _current, and that is not retried.
-        attempts = tenacity.Retrying(stop=tenacity.stop_after_attempt(PUBLISH_ATTEMPTS),
-                                     retry=tenacity.retry_if_exception_type(_LinkLost), before_sleep=retrying,
-                                     wait=tenacity.wait_none(), reraise=True)
         with counted_publish(self.metrics, exchange):
             try:
-                attempts(self._attempt, exchange, routing_key, body, properties, deadline)
+                self._attempts(self._attempt, exchange, routing_key, body, properties, deadline)
             except _LinkLost as lost:
                 raise lost.error from lost.error.__cause__
+
+    def _retrying(self, retry_state: tenacity.RetryCallState) -> None:
+        exchange = retry_state.args[0]
+        self.metrics.inc("bus_publish_retries", exchange=exchange or "default")
+        log.warning("publish failed (%s); reconnecting once", retry_state.outcome.exception())
 
     def _attempt(self, exchange, routing_key, body, properties, deadline):
         link = self._current(deadline)
