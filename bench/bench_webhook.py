@@ -17,6 +17,7 @@ Each server's CPU per request and the broker's per message are recorded with the
 
 import contextlib
 import json
+import os
 import pathlib
 import statistics
 import sys
@@ -185,7 +186,8 @@ def run():
         errors = figures[name]["non_2xx"] + figures[name]["paced"]["non_2xx"]
         if errors:
             raise RuntimeError(f"{name} answered {errors} requests with an error")
-    conditions = {"workers": WORKERS, "worker_class": "gevent", "worker_connections": WORKER_CONNECTIONS,
+    conditions = {"load_average_1m_at_end": round(os.getloadavg()[0], 2),
+                  "workers": WORKERS, "worker_class": "gevent", "worker_connections": WORKER_CONNECTIONS,
                   "connections": CONNECTIONS, "duration_seconds": DURATION_SECONDS, "load_generator": "wrk",
                   "broker_on_this_machine": broker is not None,
                   "broker_cpu_counts": "all the broker did during the run, whoever asked",
