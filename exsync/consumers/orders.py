@@ -23,7 +23,8 @@ import logging
 import time
 import uuid
 
-from exsync.bus import EXCHEQUER_EXCHANGE, WOO_EXCHANGE, PermanentError, QueueSpec, new_event
+from exsync.bus import EXCHEQUER_EXCHANGE, WOO_EXCHANGE, PermanentError, QueueSpec
+from exsync.bus.events import publish_event
 from exsync.consumers.connections import ExchequerConnections, fresh_after_failure
 from exsync.consumers.customer_mapping import AccountFitter
 from exsync.consumers.errors import OrderDataError
@@ -277,9 +278,10 @@ class OrdersConsumer:
 
     def _publish(self, routing_key, order_id, references, data, *extra):
         event_type = f"exchequer.{routing_key}"
-        event = new_event(type=event_type, source=EVENT_SOURCE, subject=str(order_id), data=data,
-                          id=event_id(event_type, order_id, references, *extra))
-        self.publisher.publish(exchange=EXCHEQUER_EXCHANGE, routing_key=routing_key, event=event)
+        publish_event(self.publisher, exchange=EXCHEQUER_EXCHANGE, routing_key=routing_key, type=event_type,
+                      source=EVENT_SOURCE, subject=str(order_id), data=data,
+                      id=event_id(event_type, order_id, references, *extra))
+
     # --- parked orders
 
     def release_parked(self, limit=DEFAULT_PARKED_BATCH):

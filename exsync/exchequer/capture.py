@@ -24,7 +24,8 @@ import logging
 import threading
 import time
 
-from exsync.bus import EXCHEQUER_EXCHANGE, new_event
+from exsync.bus import EXCHEQUER_EXCHANGE
+from exsync.bus.events import publish_event
 from exsync.errors import ExsyncError
 from exsync.exchequer.mapping import Column
 from exsync.exchequer.product_scan import (
@@ -169,9 +170,8 @@ class BusSink:
     def send(self, *, products, stock):
         for (event_type, routing_key), items in ((PRODUCT_CHANGED, products), (STOCK_CHANGED, stock)):
             if items:
-                event = new_event(type=event_type, source=SOURCE, subject=self.company,
-                                  data={"company": self.company, "items": items})
-                self.publisher.publish(exchange=EXCHEQUER_EXCHANGE, routing_key=routing_key, event=event)
+                publish_event(self.publisher, exchange=EXCHEQUER_EXCHANGE, routing_key=routing_key, type=event_type,
+                              source=SOURCE, subject=self.company, data={"company": self.company, "items": items})
 
 
 @dataclasses.dataclass(kw_only=True)
