@@ -2,7 +2,8 @@
 
 Keys: webhook_throughput_ratio (receiver requests/s ÷ bare requests/s at saturation, goal >= 0.5),
 webhook_p99_added_seconds (at saturation, goal <= 10 ms), webhook_paced_p99_added_seconds (the same
-at one paced rate both servers can sustain: at saturation each p99 is mostly its own queueing) and
+at one paced rate both servers can sustain: at saturation each p99 is mostly its own queueing; the
+median of PACED_RUNS runs, goal <= 10 ms in at least PACED_RUNS_GOAL of them, the count recorded) and
 webhook_gevent_gain_ratio (the receiver on gevent workers ÷ the same receiver on gthread workers,
 the measure behind exsync's worker class), and webhook_cpu_ratio_to_floor: the receiver's CPU per
 delivery (its processes plus the broker's) ÷ the floor of durability measured in the same run, the
@@ -14,8 +15,11 @@ Each server's CPU per request and the broker's per message are recorded with the
 /proc around the measured run, so where the time goes is on record beside the ratio.
 """
 
+import contextlib
 import json
+import os
 import pathlib
+import statistics
 import sys
 import threading
 import time
@@ -39,6 +43,11 @@ DURATION_SECONDS = 10
 # 16 connections each pausing 80 ms on average after an answer: about 190 deliveries/s, far above a shop's
 # webhook rate and well below what either server sustains here.
 PACED_PAUSE_MS = 80
+# The paced comparison is repeated (bare, then receiver, side by side each time): its goal is to hold
+# in at least PACED_RUNS_GOAL of PACED_RUNS runs, as a p99 of 2,000 requests moves with the machine.
+PACED_RUNS = 10
+PACED_RUNS_GOAL = 9
+PACED_P99_ADDED_GOAL_SECONDS = 0.010
 SECRET = "bench-secret"
 ORDER = pathlib.Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "woo" / "order_727.json"
 
@@ -128,6 +137,30 @@ def _raw_publisher(amqp_url, *, body, broker):
             "broker_cpu_ms_per_message": round(broker_cpu / messages * 1000, 3)}
 
 
+def _paced_runs(servers, *, body, headers):
+    """The paced p99 of the bare endpoint and of the receiver in each of PACED_RUNS runs, both
+    servers up throughout and measured one after the other each time."""
+    paced = dict(body=body, headers=headers, connections=CONNECTIONS, pause_ms=PACED_PAUSE_MS)
+    with contextlib.ExitStack() as stack:
+        urls = {}
+        for name, command, env in servers:
+            port = free_port()
+            env = {**env, "EXSYNC_BIND": f"127.0.0.1:{port}"}
+            if "bench.bare_app:app" in command:
+                command = command + ["-b", f"127.0.0.1:{port}"]
+            stack.enter_context(server(command, port=port, env=env))
+            urls[name] = f"http://127.0.0.1:{port}/webhooks/woocommerce"
+            run_wrk(urls[name], duration_seconds=WARM_UP_SECONDS, **paced)
+        runs = []
+        for _ in range(PACED_RUNS):
+            figures = {name: run_wrk(url, duration_seconds=DURATION_SECONDS, **paced) for name, url in urls.items()}
+            errors = figures["receiver"]["non_2xx"]
+            if errors:
+                raise RuntimeError(f"the receiver answered {errors} paced requests with an error")
+            runs.append({name: figures[name]["p99_seconds"] for name in urls})
+    return runs
+
+
 def run():
     body = php_json_dumps(json.loads(ORDER.read_text()))
     headers = {
@@ -146,12 +179,16 @@ def run():
             time.sleep(1)  # let the broker settle the last run's messages before the next
         figures["raw_publisher"] = _raw_publisher(amqp_url, body=body, broker=broker)
         print(f"raw_publisher: {figures['raw_publisher']}", flush=True)
+        paced_runs = _paced_runs([each for each in _servers(amqp_url) if each[0] in ("bare", "receiver")],
+                                 body=body, headers=headers)
+        print(f"paced runs (p99 seconds): {paced_runs}", flush=True)
     bare, receiver, gthread = figures["bare"], figures["receiver"], figures["receiver_gthread"]
     for name in ("receiver", "receiver_gthread"):
         errors = figures[name]["non_2xx"] + figures[name]["paced"]["non_2xx"]
         if errors:
             raise RuntimeError(f"{name} answered {errors} requests with an error")
-    conditions = {"workers": WORKERS, "worker_class": "gevent", "worker_connections": WORKER_CONNECTIONS,
+    conditions = {"load_average_1m_at_end": round(os.getloadavg()[0], 2),
+                  "workers": WORKERS, "worker_class": "gevent", "worker_connections": WORKER_CONNECTIONS,
                   "connections": CONNECTIONS, "duration_seconds": DURATION_SECONDS, "load_generator": "wrk",
                   "broker_on_this_machine": broker is not None,
                   "broker_cpu_counts": "all the broker did during the run, whoever asked",
@@ -170,9 +207,13 @@ def run():
                                 "routing key, quorum queue and concurrency) CPU per message, publisher + broker"})
     record("webhook_p99_added_seconds", value=round(receiver["p99_seconds"] - bare["p99_seconds"], 4),
            unit="seconds", goal="<= 0.010", conditions=conditions)
-    record("webhook_paced_p99_added_seconds",
-           value=round(receiver["paced"]["p99_seconds"] - bare["paced"]["p99_seconds"], 4), unit="seconds",
-           goal="<= 0.010", conditions={**conditions, "pause_ms_after_each_answer": PACED_PAUSE_MS})
+    added = [round(each["receiver"] - each["bare"], 4) for each in paced_runs]
+    met = sum(value <= PACED_P99_ADDED_GOAL_SECONDS for value in added)
+    record("webhook_paced_p99_added_seconds", value=round(statistics.median(added), 4), unit="seconds",
+           goal=f"<= {PACED_P99_ADDED_GOAL_SECONDS} in at least {PACED_RUNS_GOAL} of {PACED_RUNS} runs",
+           conditions={**conditions, "pause_ms_after_each_answer": PACED_PAUSE_MS, "value": "median of the runs",
+                       "runs": PACED_RUNS, "runs_meeting_goal": met, "added_seconds_per_run": added,
+                       "goal_met": met >= PACED_RUNS_GOAL})
     record("webhook_gevent_gain_ratio",
            value=round(receiver["requests_per_second"] / gthread["requests_per_second"], 3), unit="ratio",
            goal="> 1 (else gthread workers)",

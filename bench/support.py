@@ -16,7 +16,8 @@ from exsync.netutil import LOCALHOST, free_port, wait_for_port, wait_until
 __all__ = ["BENCH_AMQP_URL", "bench_vhost", "purge_queues", "free_port", "wait_for_port", "server", "run_wrk",
            "cpu_seconds", "process_tree", "broker_pid", "listener_pid", "RequestCounter", "until"]
 
-BENCH_VHOST = "exsync-bench"
+# EXSYNC_BENCH_VHOST: a vhost of one's own, so benchmarks run side by side do not purge each other's queues.
+BENCH_VHOST = os.environ.get("EXSYNC_BENCH_VHOST", "exsync-bench")
 BENCH_AMQP_URL = f"amqp://guest:guest@127.0.0.1:5672/{BENCH_VHOST}"
 
 

@@ -145,6 +145,9 @@ SPECS = (
                        "exsync_woo_requests_total over created+updated gives requests per changed SKU."),
     Spec(name="woo_writer_batch_items", kind="histogram", buckets=(1, 5, 10, 25, 50, 75, 90, 100),
          documentation="Items in each products batch request the writer sent."),
+    Spec(name="woo_writer_concurrency", kind="gauge",
+         documentation="Product batches the writer may have in flight now (halved on 429/503/timeout, "
+                       "grown by one after clean batches, never above shop.max_concurrent_requests)."),
     Spec(name="woo_writer_pending", kind="gauge",
          documentation="SKUs stored by the writer and not yet written to the shop (failed ones excluded)."),
     Spec(name="stock_drift_found", kind="counter", labels=("source",),

@@ -56,9 +56,15 @@ def redact(text: object, *, secrets: Iterable[str] = ()) -> str:
     text = str(text)
     for secret in sorted({s for s in secrets if s and len(s) >= MIN_SECRET_CHARS}, key=len, reverse=True):
         text = text.replace(secret, MASK)
-    text = _AUTHORIZATION.sub(lambda m: f"{m['key']}{MASK}", text)
-    text = redact_url(text)
-    return redact_odbc(text, _pattern=_ODBC_PAIR_IN_TEXT)
+    # Each rule runs only where its shape can be: every access-log line passes through here, and
+    # most hold no `=`, no `://...@` and no "authorization" (case folding aside: non-ASCII text
+    # always runs the case-insensitive rule).
+    if not text.isascii() or "authorization" in text.lower():
+        text = _AUTHORIZATION.sub(lambda m: f"{m['key']}{MASK}", text)
+    has_equals = "=" in text
+    if has_equals or "%3" in text or ("://" in text and "@" in text):
+        text = redact_url(text)
+    return redact_odbc(text, _pattern=_ODBC_PAIR_IN_TEXT) if has_equals else text
 
 
 def secrets_in(text: str | None) -> tuple[str, ...]:

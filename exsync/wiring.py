@@ -252,7 +252,8 @@ def build_woo_writer(settings: Settings, *, metrics: Metrics | None) -> WooWrite
                      item_retry_seconds=products.item_retry_seconds, free_stock=free_stock,
                      stock_check_delay_seconds=products.stock_check_delay_seconds,
                      stock_audit_interval_seconds=products.stock_audit_interval_seconds,
-                     lease_seconds=products.lease_seconds)
+                     lease_seconds=products.lease_seconds,
+                     max_concurrent_requests=settings.config.shop.max_concurrent_requests)
 
 
 def build_customers_export(settings: Settings, *, metrics: Metrics) -> CustomersConsumer:

@@ -13,9 +13,11 @@ import math
 import re
 import threading
 import time
+from typing import Any
 
 import pika
 import pika.exceptions
+import tenacity
 
 from exsync.bus.connection import DEFAULT_CONNECT_TIMEOUT_SECONDS, connection_parameters
 from exsync.bus.errors import BrokerUnavailable, BusError, MessageUnroutable, PublishNotConfirmed
@@ -35,6 +37,8 @@ DEFAULT_RECONNECT_PAUSE_SECONDS = 1.0
 # A broker that is well confirms in milliseconds; a confirm this late means a stalled broker (a
 # partition, a blocked connection) even though the connection still looks open.
 DEFAULT_CONFIRM_OVERDUE_SECONDS = 2.0
+# A message whose connection was lost before its confirm is sent once more, on a new connection.
+PUBLISH_ATTEMPTS = 2
 
 
 _NO_EXCHANGE = re.compile(r"no exchange '([^']*)'")
@@ -58,6 +62,14 @@ def _lost(error, *, sent, exchange=None):
     failure = BrokerUnavailable(f"RabbitMQ connection lost{' before the confirm' if sent else ''}: {error!r}")
     failure.__cause__ = error
     return failure
+
+
+class _LinkLost(Exception):
+    """A link failed under a message (internal): the message goes once more on a new link."""
+
+    def __init__(self, error: BrokerUnavailable) -> None:
+        super().__init__(str(error))
+        self.error = error
 
 
 class _Link:
@@ -238,6 +250,13 @@ class SharedPublisher:
         self._connect_failure = None
         self._connect_failed_at = -math.inf
         self._links_made = 0
+        # One retry on a new connection, as Publisher does: a connection dropped since the last
+        # message (a broker restart, a proxy's idle timeout) is only noticed when a message fails
+        # on it. A broker that is down fails in _current, and that is not retried. Made once: it is
+        # on every publish's path (its state per call is kept per thread by tenacity).
+        self._attempts = tenacity.Retrying(stop=tenacity.stop_after_attempt(PUBLISH_ATTEMPTS),
+                                           retry=tenacity.retry_if_exception_type(_LinkLost),
+                                           before_sleep=self._retrying, wait=tenacity.wait_none(), reraise=True)
 
     def _usable(self, link):
         return link is not None and not link.closed.is_set()
@@ -308,30 +327,35 @@ class SharedPublisher:
             raise BrokerUnavailable(f"cannot connect to RabbitMQ: {link.failure!r}") from link.failure
         return link
 
-    def publish(self, *, exchange, routing_key, event, headers=None):
+    def publish(self, *, exchange: str, routing_key: str, event: dict[str, Any],
+                headers: dict[str, Any] | None = None) -> None:
         """Sends one envelope and waits for the broker's confirm; raises like Publisher.publish.
 
         At least once: a message whose connection was lost before its confirm is sent again on a
         new connection (with the same message id), so it may be stored twice. A message not
-        confirmed in time (PublishNotConfirmed) may be stored as well.
+        confirmed in time (PublishNotConfirmed) may be stored as well. An envelope written already
+        (exsync.bus.events.Envelope) is sent as written.
         """
-        body = encode_event(event)
+        body = getattr(event, "encoded", None) or encode_event(event)
         properties = message_properties(event, headers)
         deadline = None if self.publish_timeout_seconds is None else time.monotonic() + self.publish_timeout_seconds
         with counted_publish(self.metrics, exchange):
-            for attempt in (1, 2):
-                link = self._current(deadline)  # a broker that is down fails here, and is not retried
-                try:
-                    self._send(link, exchange, routing_key, body, properties, deadline)
-                    return
-                except BrokerUnavailable as error:
-                    # One retry on a new connection, as Publisher does: a connection dropped since
-                    # the last message (a broker restart, a proxy's idle timeout) is only noticed
-                    # when a message fails on it.
-                    if attempt == 2:
-                        raise
-                    self.metrics.inc("bus_publish_retries", exchange=exchange or "default")
-                    log.warning("publish failed (%s); reconnecting once", error)
+            try:
+                self._attempts(self._attempt, exchange, routing_key, body, properties, deadline)
+            except _LinkLost as lost:
+                raise lost.error from lost.error.__cause__
+
+    def _retrying(self, retry_state: tenacity.RetryCallState) -> None:
+        exchange = retry_state.args[0]
+        self.metrics.inc("bus_publish_retries", exchange=exchange or "default")
+        log.warning("publish failed (%s); reconnecting once", retry_state.outcome.exception())
+
+    def _attempt(self, exchange, routing_key, body, properties, deadline):
+        link = self._current(deadline)
+        try:
+            self._send(link, exchange, routing_key, body, properties, deadline)
+        except BrokerUnavailable as error:
+            raise _LinkLost(error) from error
 
     def _send(self, link, exchange, routing_key, body, properties, deadline=None):
         future = link.submit(exchange, routing_key, body, properties)

@@ -88,6 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
     sandbox.add_argument("--latency-seconds", type=float, default=0.0, help="added to every request")
     sandbox.add_argument("--item-latency-seconds", type=float, default=0.0,
                          help="added per batch item and per single write (real hosts: 0.04-0.06)")
+    sandbox.add_argument("--workers", type=int, default=None,
+                         help="PHP workers: requests served at once, the rest wait (default: no limit)")
     sandbox.add_argument("--delivery-delay-seconds", type=float, default=None,
                          help="webhook lag after the event, as Action Scheduler gives (default about a second; "
                               "real shops: 1-60)")

@@ -113,7 +113,7 @@ def cmd_sandbox(settings: Settings, args: argparse.Namespace) -> int:
                           else {"delivery_delay_seconds": args.delivery_delay_seconds}))
     credentials = shop.add_credentials(consumer_key=settings.woo_consumer_key,
                                        consumer_secret=settings.woo_consumer_secret)
-    server = SandboxServer(shop=shop, host=args.host, port=args.port).start()
+    server = SandboxServer(shop=shop, host=args.host, port=args.port, workers=args.workers).start()
     if args.products:
         seed_catalogue(shop, count=args.products)
     if args.customers:

@@ -18,26 +18,22 @@ what it announces, so a repeat (a concurrent duplicate, a redelivery after a cra
 same id and consumers can drop it.
 """
 
-import dataclasses
 import datetime
 import logging
-import threading
 import time
 import uuid
 
-from exsync.bus import EXCHEQUER_EXCHANGE, WOO_EXCHANGE, PermanentError, QueueSpec, new_event
+from exsync.bus import EXCHEQUER_EXCHANGE, WOO_EXCHANGE, PermanentError, QueueSpec
+from exsync.bus.events import publish_event
 from exsync.consumers.connections import ExchequerConnections, fresh_after_failure
-from exsync.consumers.customer_accounts import account_for_shop_customer
-from exsync.consumers.customer_mapping import AccountFitter, billing_details
+from exsync.consumers.customer_mapping import AccountFitter
 from exsync.consumers.errors import OrderDataError
+from exsync.consumers.order_documents import OrderDocuments, Parked, ShopRoles, order_key
 from exsync.consumers.order_lifecycle import EXIT_STATUSES, Lifecycle
-from exsync.consumers.order_mapping import PRODUCT, OrderMapping, money, order_id_of
-from exsync.consumers.order_rules import CUSTOMER, OrderFacts, choose, customer_role, order_meta
+from exsync.consumers.order_mapping import OrderMapping, money, order_id_of
 from exsync.errors import ExsyncError
 from exsync.exchequer import (
-    AccountDetails,
     InvalidDocumentError,
-    SalesDocument,
     UnknownAccountError,
     UnknownStockItemError,
     mapping_for,
@@ -47,7 +43,6 @@ from exsync.metrics import Metrics
 from exsync.state.links import LinkStore
 from exsync.state.orders import OrderStore, ShippingMethodStore, ensure_order_tables
 from exsync.threads import PerThread
-from exsync.woo import WooError, WooNotFound
 
 __all__ = [
     "CANCELLED_STATUSES",
@@ -66,21 +61,11 @@ EVENT_SOURCE = "exsync/orders"
 QUEUE = QueueSpec(name="orders.import", exchange=WOO_EXCHANGE, binding_keys=("order.*",))
 # The shop statuses that end an order: after import each is announced once as order.cancelled.
 CANCELLED_STATUSES = EXIT_STATUSES
-ORDER_KEY_PREFIX = "woo-order:"
-QUOTE_KEY_SUFFIX = ":quote"
-GUEST_ACCOUNT_COMPANY = "Web sales (guest orders)"
 DEFAULT_PARKED_BATCH = 100
-SHIPPING_TITLES_SECONDS = 60.0
 # A shop customer's role read over REST is kept this long (no webhook fires for a role change).
 DEFAULT_ROLE_CACHE_SECONDS = 300.0
-DEFAULT_ROLE_CACHE_ENTRIES = 10_000
 # Fixed forever: changing it would change every announcement's id.
 EVENT_ID_NAMESPACE = uuid.UUID("5d0f6a3e-2b9c-5c1e-9f7a-0e6b0c1d2a40")
-
-
-def order_key(order_id):
-    """The external key of the document an order becomes (its quotation part adds `:quote`)."""
-    return f"{ORDER_KEY_PREFIX}{int(order_id)}"
 
 
 def event_id(event_type: str, order_id: int, references, *extra) -> str:
@@ -88,11 +73,6 @@ def event_id(event_type: str, order_id: int, references, *extra) -> str:
     repeat of one announcement carries the same id and its consumers can deduplicate."""
     name = "|".join([event_type, str(int(order_id)), ",".join(references), *(str(part) for part in extra)])
     return str(uuid.uuid5(EVENT_ID_NAMESPACE, name))
-
-
-class _Parked(Exception):
-    """The order cannot be imported yet; its reason goes in tracking (internal control flow)."""
-
 
 class _Connections(ExchequerConnections):
     """One thread's connections, with the order pipeline's stores and caches over them."""
@@ -105,46 +85,6 @@ class _Connections(ExchequerConnections):
         self.stock_rules = None
         self.shipping_titles = None
         self.guest_account = None
-
-
-class _ShopRoles:
-    """A registered customer's role when the order's meta does not name it: as the customer sync
-    last agreed it with the shop (the link's snapshot), else one read of the shop customer, kept
-    `cache_seconds` (thread-safe)."""
-
-    def __init__(self, *, client, wholesale_role, cache_seconds, clock, entries=DEFAULT_ROLE_CACHE_ENTRIES):
-        self.client = client
-        self.wholesale_role = wholesale_role
-        self.cache_seconds = cache_seconds
-        self.clock = clock
-        self.entries = entries
-        self._cache = {}
-        self._lock = threading.Lock()
-
-    def role(self, links, customer_id):
-        link = links.get(customer_id)
-        if link is not None and link.snapshot and "wholesale" in link.snapshot:
-            return self.wholesale_role if link.snapshot["wholesale"] else CUSTOMER
-        if self.client is None:
-            return CUSTOMER
-        now = self.clock()
-        with self._lock:
-            cached = self._cache.get(customer_id)
-        if cached is not None and now - cached[1] < self.cache_seconds:
-            return cached[0]
-        try:
-            role = str(self.client.get_customer(customer_id).get("role") or CUSTOMER)
-        except WooNotFound:
-            role = CUSTOMER  # deleted in the shop: an ordinary customer as far as rules go
-        except WooError as error:
-            # A rule on the role cannot be decided: wait (parked, retried) rather than guess.
-            raise _Parked(f"the role of shop customer {customer_id} is unknown: {error}") from error
-        with self._lock:
-            if len(self._cache) >= self.entries:
-                self._cache.clear()
-            self._cache[customer_id] = (role, now)
-        return role
-
 
 class OrdersConsumer:
     """Handles `woo.order.*` envelopes; safe to call from several threads (each gets its connections).
@@ -178,8 +118,12 @@ class OrdersConsumer:
             close=_Connections.close)
         self._last_release = clock()
         self.shop = shop
-        self._roles = _ShopRoles(client=shop, wholesale_role=self.wholesale_role, cache_seconds=role_cache_seconds,
-                                 clock=clock)
+        self._roles = ShopRoles(client=shop, wholesale_role=self.wholesale_role, cache_seconds=role_cache_seconds,
+                                clock=clock)
+        self._builder = OrderDocuments(
+            options=self.options, mapping=self.mapping, exchequer_options=self.exchequer_options, fit=self._fit,
+            roles=self._roles, clock=clock, match_by_email=self.match_by_email,
+            wholesale_role=self.wholesale_role, wholesale_band=self.wholesale_band)
         if self.options.credit_note_on_refund:
             log.warning("orders.credit_note_on_refund: the Exchequer write layer cannot create credit notes "
                         "(SCR); refunds are recorded and noted in the shop only")
@@ -282,16 +226,16 @@ class OrdersConsumer:
     def _import(self, connections, order_id, order):
         started = time.perf_counter()
         try:
-            documents = self._documents(connections, order_id, order)
+            documents = self._builder.documents(connections, order_id, order)
             references = [connections.backend.create_sales_document(document).reference for document in documents]
         except UnknownStockItemError as error:
             # The writer (or a free-stock read) met an item that is not there: name the SKUs.
-            unknown = self._unknown_skus(connections, order)
+            unknown = self._builder.unknown_skus(connections, order)
             return self._park(connections, order_id, f"unknown SKU {', '.join(unknown)}" if unknown else str(error))
         except (InvalidDocumentError, UnknownAccountError, OrderDataError) as error:
             # OrderDataError: the body or its money is refused (permanently); parked with the reason.
             return self._park(connections, order_id, str(error))
-        except _Parked as parked:
+        except Parked as parked:
             return self._park(connections, order_id, str(parked))
         # Published before it is recorded: a crash in between finds the documents by their keys
         # and publishes again, with the same event id (the write-back writes each note once).
@@ -334,180 +278,9 @@ class OrdersConsumer:
 
     def _publish(self, routing_key, order_id, references, data, *extra):
         event_type = f"exchequer.{routing_key}"
-        event = new_event(type=event_type, source=EVENT_SOURCE, subject=str(order_id), data=data,
-                          id=event_id(event_type, order_id, references, *extra))
-        self.publisher.publish(exchange=EXCHEQUER_EXCHANGE, routing_key=routing_key, event=event)
-
-    # --- documents
-
-    @staticmethod
-    def _require_skus(mapped):
-        """_Parked names the first product line without a SKU; whether each SKU is a stock item the
-        writer checks inside its transaction (UnknownStockItemError), saving a read per order."""
-        for number, line in enumerate(mapped, start=1):
-            if line.kind == PRODUCT and not line.stock_code:
-                raise _Parked(f"line {number} ({line.description}) has no SKU")
-
-    def _unknown_skus(self, connections, order):
-        """The order's SKUs that are no stock item, in line order."""
-        codes = list(dict.fromkeys(str(item.get("sku") or "").strip() for item in order.get("line_items") or []))
-        codes = [code for code in codes if code]
-        if not codes:
-            return []
-        marks = ", ".join("?" for _ in codes)
-        with connections.exchequer.transaction(write=False) as cursor:
-            known = {row[0] for row in cursor.run(
-                f"SELECT {{stock.code}} FROM {{stock}} WHERE {{stock.code}} IN ({marks})", codes).fetchall()}
-        return [code for code in codes if code not in known]
-
-    def _in_free_stock(self, connections, lines):
-        """Whether each product line is covered by free stock, lines of one item counted together."""
-        if connections.stock_rules is None:
-            connections.stock_rules = connections.reader.stock_rules(self.exchequer_options.locations)
-        left = {}
-        for line in lines:
-            if line.stock_code not in left:
-                left[line.stock_code] = connections.stock_rules.free(connections.reader.stock_item(line.stock_code))
-        covered = []
-        for line in lines:
-            enough = left[line.stock_code] >= float(line.qty)
-            left[line.stock_code] -= float(line.qty)
-            covered.append(enough)
-        return covered
-
-    def _plan(self, connections, order_id, order, mapped, role):
-        """"SOR", "SQU", or "split:<indexes of product lines in free stock>".
-
-        A plan that depended on stock is stored first (the first stored wins), so a retry after a
-        crash writes the same documents even if stock has moved since.
-        """
-        products = [line for line in mapped if line.kind == PRODUCT]
-        covered = None
-
-        def all_in_stock():
-            nonlocal covered
-            if covered is None:
-                covered = self._in_free_stock(connections, products)
-            return all(covered)
-
-        facts = OrderFacts(
-            payment_method=str(order.get("payment_method") or ""),
-            role=role,
-            total=money(order.get("total")),
-            shipping_methods=frozenset(str(value) for line in order.get("shipping_lines") or []
-                                       for value in (line.get("method_id"), line.get("instance_id")) if value),
-            status=str(order.get("status") or ""), meta=order_meta(order), all_in_stock=all_in_stock)
-        decision = choose(self.options.rules, facts)
-        if decision.action != "split":
-            plan = decision.action
-        else:
-            all_in_stock()
-            plan = "split:" + ",".join(str(index) for index, ok in enumerate(covered) if ok)
-        if covered is None:
-            return plan
-        return connections.orders.claim_plan(order_id, plan)
-
-    def _documents(self, connections, order_id, order):
-        mapped = self.mapping.lines(order, shipping_titles=self._shipping_titles(connections))
-        if not mapped:
-            raise _Parked("the order has no lines to import")
-        self._require_skus(mapped)
-        role = self._role(connections, order)
-        plan = self._plan(connections, order_id, order, mapped, role)
-        account = self._account(connections, order, role)
-        products = [line for line in mapped if line.kind == PRODUCT]
-        others = [line for line in mapped if line.kind != PRODUCT]
-        if plan.startswith("split:"):
-            chosen = {int(index) for index in plan[len("split:"):].split(",") if index}
-            ordered = [line for index, line in enumerate(products) if index in chosen]
-            quoted = [line for index, line in enumerate(products) if index not in chosen]
-        elif plan == "SQU":
-            ordered, quoted = [], products
-        else:
-            ordered, quoted = products, []
-        # Carriage, fees and the rounding go with the sales order when there is one.
-        parts = []
-        if ordered or (not quoted and plan != "SQU"):
-            parts.append(("SOR", order_key(order_id), ordered + others))
-            if quoted:
-                parts.append(("SQU", order_key(order_id) + QUOTE_KEY_SUFFIX, quoted))
-        else:
-            parts.append(("SQU", order_key(order_id), quoted + others))
-        total = money(order.get("total"))
-        documents = []
-        head_lines = None
-        for position, (doc_type, key, lines) in enumerate(parts):
-            if position == 0:
-                head_lines = lines
-                continue
-            document_lines = tuple(line.document_line() for line in lines)
-            total -= self.mapping.total_of(document_lines)
-            documents.append(self._document(order, doc_type=doc_type, key=key, account=account, lines=document_lines))
-        head_type, head_key, _ = parts[0]
-        documents.insert(0, self._document(order, doc_type=head_type, key=head_key, account=account,
-                                           lines=self.mapping.document_lines(head_lines, target_total=total)))
-        return documents
-
-    def _shipping_titles(self, connections):
-        """Imported shipping method titles by instance id, read again every SHIPPING_TITLES_SECONDS."""
-        if connections.shipping_titles is None or self.clock() - connections.shipping_titles[0] >= \
-                SHIPPING_TITLES_SECONDS:
-            titles = {method.instance_id: method.title for method in connections.shipping.all()}
-            connections.shipping_titles = (self.clock(), titles)
-        return connections.shipping_titles[1]
-
-    def _document(self, order, *, doc_type, key, account, lines):
-        number = str(order.get("number") or order["id"])
-        created = str(order.get("date_created_gmt") or "")[:10]
-        try:
-            date = datetime.date.fromisoformat(created)
-        except ValueError:
-            date = datetime.datetime.now(datetime.timezone.utc).date()
-        if not lines:
-            raise _Parked(f"the {doc_type} part has no lines")
-        return SalesDocument(external_key=key, doc_type=doc_type, account_code=account, date=date,
-                             lines=lines, your_ref=number[:10], long_your_ref=f"WOO-{number}"[:20])
-
-    # --- accounts
-
-    def _role(self, connections, order):
-        """The customer's role for rules and a new account's band: the order's role meta (Wholesale
-        Suite), else the role exsync knows (customer link, or a cached read of the shop customer)."""
-        return customer_role(order, role_meta_key=self.options.role_meta_key,
-                             known=lambda customer_id: self._roles.role(connections.links, customer_id))
-
-    def _account(self, connections, order, role):
-        """The account the order goes on: the registered customer's (created when missing), a
-        guest's by e-mail, or the configured guest account."""
-        billing = order.get("billing") or {}
-        customer_id = int(order.get("customer_id") or 0)
-        if customer_id:
-            details = billing_details(billing, self._fit)
-            if role == self.wholesale_role:
-                details = dataclasses.replace(details, price_band=self.wholesale_band)
-            try:
-                return account_for_shop_customer(
-                    backend=connections.backend, reader=connections.reader, woo_id=customer_id,
-                    details=details, match_by_email=self.match_by_email)[0]
-            except InvalidDocumentError as error:
-                raise _Parked(f"cannot create an account for customer {customer_id}: {error}") from error
-        email = str(billing.get("email") or "").strip()
-        if email:
-            matches = [account for account in connections.reader.accounts_by_email(email) if account.cust_supp == "C"]
-            if matches:
-                return matches[0].code
-        return self._guest_account(connections)
-
-    def _guest_account(self, connections):
-        if connections.guest_account is None:
-            code = self.options.guest_account.upper()
-            try:
-                connections.guest_account = connections.reader.account(code).code
-            except UnknownAccountError:
-                connections.guest_account = connections.backend.create_account(
-                    external_key=f"guest-account:{code}", code=code,
-                    details=AccountDetails(company=GUEST_ACCOUNT_COMPANY)).reference
-        return connections.guest_account
+        publish_event(self.publisher, exchange=EXCHEQUER_EXCHANGE, routing_key=routing_key, type=event_type,
+                      source=EVENT_SOURCE, subject=str(order_id), data=data,
+                      id=event_id(event_type, order_id, references, *extra))
 
     # --- parked orders
 

@@ -23,6 +23,7 @@ import hashlib
 import time
 from collections.abc import Iterable
 
+from exsync.bus.events import publish_event
 from exsync.bus.protocols import EventPublisher
 from exsync.bus.topology import EXCHEQUER_EXCHANGE
 from exsync.exchequer.db import Database
@@ -31,7 +32,6 @@ from exsync.exchequer.models import AccountDetails
 from exsync.exchequer.reader import ExchequerReader
 from exsync.metrics import Metrics
 from exsync.schemas.config import DEFAULT_CUSTOMER_EVENT_ITEMS as DEFAULT_EVENT_ITEMS
-from exsync.schemas.envelope import new_event
 from exsync.state import StateTable, create_state_tables
 
 __all__ = [
@@ -152,10 +152,10 @@ class AccountCapture:
 
     def _publish(self, chunk: list[tuple[str, str, float]]) -> None:
         event_type, routing_key = ACCOUNT_CHANGED
-        event = new_event(type=event_type, source=SOURCE, subject=self.company, data={
-            "company": self.company,
-            "accounts": [{"code": code, "seen_at": seen_at} for code, _, seen_at in chunk]})
-        self.publisher.publish(exchange=EXCHEQUER_EXCHANGE, routing_key=routing_key, event=event)
+        publish_event(self.publisher, exchange=EXCHEQUER_EXCHANGE, routing_key=routing_key, type=event_type,
+                      source=SOURCE, subject=self.company, data={
+                          "company": self.company,
+                          "accounts": [{"code": code, "seen_at": seen_at} for code, _, seen_at in chunk]})
 
     def _record(self, chunk: list[tuple[str, str, float]], known_codes: set[str]) -> None:
         with self.state_database.transaction() as cursor:

@@ -1,10 +1,10 @@
 """Change capture: turns what changed in Exchequer's web products into events on the bus.
 
 Exchequer keeps no change timestamps, so each cycle streams the web-enabled items (the mapping's
-web flag), computes what the shop shows of each (description, band A and B prices, category,
-free stock over the configured locations; for a bill of materials the kit rule: its own free stock
-plus what its components could build, never below 0), and compares a
-fingerprint of the product fields and the quantity with what the last cycle recorded.
+web flag), computes what the shop shows of each (product_scan.py), and compares a fingerprint of
+the product fields and the quantity with what the last cycle recorded. The record is read from
+the state once and then kept in step in memory (compactly: product_scan.SentProducts), read again
+only when the state's sequence shows another writer.
 
 Changes go out in chunks of up to `event_items` SKUs: one `exchequer.product.changed` event
 (routing key `product.changed`) and one `exchequer.stock.changed` event (`stock.changed`) per
@@ -20,15 +20,21 @@ Each cycle also runs the per-cycle steps (order progress, customer accounts) und
 """
 
 import dataclasses
-import hashlib
 import logging
-import math
 import threading
 import time
 
-from exsync.bus import EXCHEQUER_EXCHANGE, new_event
+from exsync.bus import EXCHEQUER_EXCHANGE
+from exsync.bus.events import publish_event
 from exsync.errors import ExsyncError
 from exsync.exchequer.mapping import Column
+from exsync.exchequer.product_scan import (
+    ProductExport,
+    SentProducts,
+    export_of,
+    iter_exports,
+    row_fingerprint,
+)
 from exsync.exchequer.rules import ALL_LOCATIONS
 from exsync.exchequer.runs import CAPTURE
 from exsync.metrics import Metrics
@@ -58,8 +64,6 @@ log = logging.getLogger(__name__)
 SOURCE = "exsync/exchequer/capture"
 PRODUCT_CHANGED = ("exchequer.product.changed", "product.changed")
 STOCK_CHANGED = ("exchequer.stock.changed", "stock.changed")
-# Quantities are floats: 2.9999999999 free should show as 3, not 2.
-_FLOOR_TOLERANCE = 1e-9
 
 _COMPANY = Column("company", "str:30")
 CAPTURE_TABLES = (
@@ -77,69 +81,6 @@ CAPTURE_TABLES = (
         "lease_expires": Column("lease_expires", "float"),
     }),
 )
-
-
-def _money(value):
-    return f"{float(value):.2f}"
-
-
-def _fingerprint(description, regular_price, wholesale_price, category):
-    text = f"{description}\x1f{regular_price}\x1f{wholesale_price}\x1f{category}"
-    return hashlib.blake2b(text.encode("utf-8"), digest_size=8).hexdigest()
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class ProductExport:
-    """What the shop shows of one web product: the values capture fingerprints and publishes."""
-
-    sku: str
-    description: str
-    regular_price: str
-    wholesale_price: str
-    category: str
-    quantity: int
-
-    def fingerprint(self):
-        """A short hash of the product fields (the quantity is compared on its own)."""
-        return _fingerprint(self.description, self.regular_price, self.wholesale_price, self.category)
-
-    def product_item(self, sequence):
-        return {"sku": self.sku, "description": self.description, "regular_price": self.regular_price,
-                "wholesale_price": self.wholesale_price, "category": self.category, "sequence": sequence}
-
-    def stock_item(self, sequence):
-        return {"sku": self.sku, "quantity": self.quantity, "sequence": sequence}
-
-
-def _web_rows(reader, locations, counter):
-    """(row, quantity) per web-enabled item, rows as ExchequerReader.iter_free_stock gives them;
-    bills of materials come last, their quantity what could be built."""
-    rules = reader.stock_rules(locations)
-    floor = math.floor
-    scanned = 0
-    for row, built in rules.with_could_build(reader.iter_free_stock(rules), reader.bom_components()):
-        scanned += 1
-        if row[3]:
-            available = row[2] if built is None else built
-            yield row, max(0, floor(available + _FLOOR_TOLERANCE))
-    if counter is not None:
-        counter[0] += scanned
-
-
-def _export(row, quantity):
-    return ProductExport(sku=row[0], description=row[4].strip(), regular_price=_money(row[5]),
-                         wholesale_price=_money(row[6]), category=row[7].strip(), quantity=quantity)
-
-
-def iter_exports(reader, *, locations=ALL_LOCATIONS, counter=None):
-    """Yields a ProductExport per web-enabled item, streamed; bills of materials come last.
-
-    Every item is read (a BOM's components need not be web products), but only bills of materials
-    are held, until every component's free stock has been seen. `counter`, a one-element list,
-    counts the rows scanned (once the stream is exhausted).
-    """
-    for row, quantity in _web_rows(reader, locations, counter):
-        yield _export(row, quantity)
 
 
 class CaptureState:
@@ -190,12 +131,21 @@ class CaptureState:
                                  (self.company,)).fetchone()
         return 0 if row is None else int(row[0])
 
-    def load(self):
+    def _recorded(self, cursor):
+        """(sku, product fingerprint, quantity) rows as last recorded, streamed."""
+        cursor.execute(f'SELECT "sku", "product_fingerprint", "quantity" FROM {self.items_sql} '
+                       'WHERE "company" = ?', (self.company,))
+        return cursor.iterate()
+
+    def load(self) -> dict:
         """sku -> (product fingerprint, quantity) as last recorded."""
         with self.database.transaction(write=False) as cursor:
-            cursor.execute(f'SELECT "sku", "product_fingerprint", "quantity" FROM {self.items_sql} '
-                           'WHERE "company" = ?', (self.company,))
-            return {sku: (fingerprint, int(quantity)) for sku, fingerprint, quantity in cursor.iterate()}
+            return {sku: (fingerprint, int(quantity)) for sku, fingerprint, quantity in self._recorded(cursor)}
+
+    def load_sent(self) -> SentProducts:
+        """What `load` gives, streamed into the compact SentProducts (no row is held twice)."""
+        with self.database.transaction(write=False) as cursor:
+            return SentProducts.from_rows(self._recorded(cursor))
 
     def record(self, entries):
         """Stores (sku, fingerprint, quantity, sequence, is_new) entries in one transaction."""
@@ -220,9 +170,8 @@ class BusSink:
     def send(self, *, products, stock):
         for (event_type, routing_key), items in ((PRODUCT_CHANGED, products), (STOCK_CHANGED, stock)):
             if items:
-                event = new_event(type=event_type, source=SOURCE, subject=self.company,
-                                  data={"company": self.company, "items": items})
-                self.publisher.publish(exchange=EXCHEQUER_EXCHANGE, routing_key=routing_key, event=event)
+                publish_event(self.publisher, exchange=EXCHEQUER_EXCHANGE, routing_key=routing_key, type=event_type,
+                              source=SOURCE, subject=self.company, data={"company": self.company, "items": items})
 
 
 @dataclasses.dataclass(kw_only=True)
@@ -254,10 +203,11 @@ class ChangeCapture:
         self.event_items = event_items
         self.metrics = metrics or Metrics()
         self.each_cycle = tuple(each_cycle)
-        # sku -> (hash of the raw product fields, their fingerprint) as the last full scan saw them:
-        # a cache of a pure function, so it holds whatever the state says; hash() is per process,
-        # so it is never stored.
-        self._fingerprints = {}
+        # What the state recorded (SentProducts), kept in step with each chunk recorded, and the
+        # state's sequence after this capture's last reservation: a different sequence at the start
+        # of a cycle means another writer (a replica that held the lease meanwhile), so it is read again.
+        self._sent = None
+        self._sent_sequence = None
 
     def run_once(self, *, force=False):
         """One cycle. With `force`, every web product counts as changed (a full export)."""
@@ -298,50 +248,55 @@ class ChangeCapture:
         except ExsyncError as error:
             log.warning("capture: cannot record the cycle in the state database: %s", error)
 
+    def _sent_products(self):
+        sequence = self.state.sequence()
+        if self._sent is None or sequence != self._sent_sequence:
+            self._sent, self._sent_sequence = self.state.load_sent(), sequence
+        return self._sent
+
     def _scan(self, report, force):
-        known = self.state.load()
-        counter = [0]
+        try:
+            self._scan_rows(report, force, self._sent_products())
+        except BaseException:
+            # A chunk may have been recorded without the memory hearing of it: read the state again.
+            self._sent = None
+            raise
+
+    def _scan_rows(self, report, force, sent):
+        counts = [0, 0]
         chunk, chunk_seen_at = [], None
-        previous, fingerprints = self._fingerprints, {}
-        # The steady state is "nothing changed": per row a hash of the raw product fields, looked
-        # up in the last cycle's fingerprints, and two comparisons. The fingerprint (formatting and
-        # blake2b) is computed only for fields that differ, a ProductExport only for what goes out.
-        for row, quantity in _web_rows(self.reader, self.locations, counter):
-            report.exported += 1
+        # The steady state is "nothing changed": per row a hash of the raw product fields and one
+        # comparison with the record (SentProducts.candidates). The fingerprint (formatting and
+        # blake2b) is computed only for raw fields not yet seen to give the recorded fingerprint, a
+        # ProductExport only for what goes out.
+        for row, quantity, raw in sent.candidates(self.reader, self.locations, force=force, counts=counts):
             sku = row[0]
-            raw = hash(row[4:8])
-            cached = previous.pop(sku, None)
-            if cached is None or cached[0] != raw:
-                cached = (raw, _fingerprint(row[4].strip(), _money(row[5]), _money(row[6]), row[7].strip()))
-            fingerprints[sku] = cached
-            fingerprint = cached[1]
-            # Popping as we go lets the known state shrink while the scan runs.
-            old = known.pop(sku, None)
-            if old is None or force:
-                entry = (_export(row, quantity), fingerprint, True, True, old is None)
+            fingerprint = row_fingerprint(row)
+            changed = sent.compare(sku, raw, fingerprint, quantity)
+            if changed is None or force:
+                entry = (export_of(row, quantity), fingerprint, raw, True, True, changed is None)
             else:
-                product_changed, stock_changed = old[0] != fingerprint, old[1] != quantity
+                product_changed, stock_changed = changed
                 if not (product_changed or stock_changed):
                     continue
-                entry = (_export(row, quantity), fingerprint, product_changed, stock_changed, False)
+                entry = (export_of(row, quantity), fingerprint, raw, product_changed, stock_changed, False)
             if not chunk:
                 chunk_seen_at = time.monotonic()
             chunk.append(entry)
             if len(chunk) >= self.event_items:
-                self._send(chunk, chunk_seen_at, report)
+                self._send(chunk, chunk_seen_at, report, sent)
                 chunk = []
         if chunk:
-            self._send(chunk, chunk_seen_at, report)
-        self._fingerprints = fingerprints
-        report.rows_scanned = counter[0]
+            self._send(chunk, chunk_seen_at, report, sent)
+        report.rows_scanned, report.exported = counts
 
-    def _send(self, chunk, seen_at, report):
+    def _send(self, chunk, seen_at, report, sent):
         first = self.state.reserve(len(chunk))
         if first is None:
             raise _LeaseLost()
         self.metrics.set("capture_lag_seconds", time.monotonic() - seen_at)
         products, stock, entries = [], [], []
-        for offset, (export, fingerprint, product_changed, stock_changed, new) in enumerate(chunk):
+        for offset, (export, fingerprint, _, product_changed, stock_changed, new) in enumerate(chunk):
             sequence = first + offset
             if product_changed:
                 products.append(export.product_item(sequence))
@@ -350,6 +305,9 @@ class ChangeCapture:
             entries.append((export.sku, fingerprint, export.quantity, sequence, new))
         self.sink.send(products=products, stock=stock)
         self.state.record(entries)
+        for export, fingerprint, raw, *_ in chunk:
+            sent.set(export.sku, raw, fingerprint, export.quantity)
+        self._sent_sequence = first + len(chunk) - 1
         report.products_changed += len(products)
         report.stock_changed += len(stock)
         self.metrics.inc("capture_changes_published", len(products), kind="product")

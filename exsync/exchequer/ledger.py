@@ -104,35 +104,60 @@ def vat_rates(cursor: Cursor) -> dict[str, float]:
         "SELECT {vat_rates.code}, {vat_rates.rate} FROM {vat_rates}").fetchall() if code and code.strip()}
 
 
+_INCREMENT = ("UPDATE {counters} SET {counters.next_number} = {counters.next_number} + 1 "
+              "WHERE {counters.counter_type} = ?")
+
+
 def next_number(cursor: Cursor, counter_type: str) -> int:
     """Takes the next number of an EXCHQNUM counter (`GetNextCount`, ENTRPRSE/R&D/Sysu1.pas L230-280),
     holding its row lock until commit."""
     dialect = cursor.names.dialect
-    select = dialect.for_update(
-        "SELECT {counters.next_number} FROM " + dialect.locked("{counters}") + " WHERE {counters.counter_type} = ?")
-    row = cursor.run(select, (counter_type,)).fetchone()
+    if dialect.update_returning:
+        # The same row lock and the same number in one statement: every transaction that writes a
+        # document waits on this row, so each round trip taken while holding it counts.
+        row = cursor.run(_INCREMENT + " RETURNING {counters.next_number} - 1", (counter_type,)).fetchone()
+    else:
+        select = dialect.for_update("SELECT {counters.next_number} FROM " + dialect.locked("{counters}")
+                                    + " WHERE {counters.counter_type} = ?")
+        row = cursor.run(select, (counter_type,)).fetchone()
+        if row is not None:
+            cursor.run(_INCREMENT, (counter_type,))
     if row is None:
         raise MappingError(f"the counters table has no {counter_type!r} row (run `exsync exchequer init`)")
-    cursor.run("UPDATE {counters} SET {counters.next_number} = {counters.next_number} + 1 "
-               "WHERE {counters.counter_type} = ?", (counter_type,))
     return int(row[0])
+
+
+def _take_unused(cursor, counter_type, column, value_of, value_sql, value_params=()):
+    """The value (`value_of(number)`) of the next number of a counter that no document has in
+    `column` (`SetNextDocNos` loops until `CheckExsists` finds none). Where the dialect returns
+    from an UPDATE, each try is one statement: the number taken and the value looked up together
+    (`value_sql`: the value in SQL, from the row's new next number), since the counter row stays
+    locked for every statement that follows until commit."""
+    count = "SELECT COUNT(*) FROM {documents} WHERE " + column + " = "
+    while True:
+        if cursor.names.dialect.update_returning:
+            row = cursor.run(f"{_INCREMENT} RETURNING {{counters.next_number}} - 1, ({count}{value_sql})",
+                             (counter_type, *value_params)).fetchone()
+            if row is None:
+                raise MappingError(f"the counters table has no {counter_type!r} row (run `exsync exchequer init`)")
+            value, taken = value_of(int(row[0])), row[1]
+        else:
+            value = value_of(next_number(cursor, counter_type))
+            taken = cursor.scalar(count + "?", (value,))
+        if not taken:
+            return value
 
 
 def take_reference(cursor: Cursor, doc_type: str) -> str:
     """The next unused reference of a type (`SetNextDocNos` loops until `CheckExsists` finds none,
     ENTRPRSE/R&D/Sysu1.pas L372-420)."""
-    while True:
-        reference = format_reference(doc_type, next_number(cursor, doc_type))
-        if not cursor.scalar("SELECT COUNT(*) FROM {documents} WHERE {documents.our_ref} = ?", (reference,)):
-            return reference
+    return _take_unused(cursor, doc_type, "{documents.our_ref}", lambda number: format_reference(doc_type, number),
+                        "? || LPAD(CAST({counters.next_number} - 1 AS VARCHAR), 6, '0')", (doc_type,))
 
 
 def take_folio(cursor: Cursor, counter: str) -> int:
     """The next unused folio from the AFL or FOL row (the same loop: the two rows share one key space)."""
-    while True:
-        folio = next_number(cursor, counter)
-        if not cursor.scalar("SELECT COUNT(*) FROM {documents} WHERE {documents.folio} = ?", (folio,)):
-            return folio
+    return _take_unused(cursor, counter, "{documents.folio}", int, "{counters.next_number} - 1")
 
 
 def format_reference(doc_type: str, number: int) -> str:
@@ -285,12 +310,6 @@ def insert_document(cursor: Cursor, *, doc_type: str, our_ref: str, folio: int, 
     return round(total_net, 2), round(total_vat, 2), round(order_os, 2)
 
 
-def _location_row(cursor: Cursor, code: str, location: str) -> Any:
-    return cursor.run("SELECT {stock_locations.position_id} FROM {stock_locations} "
-                      "WHERE {stock_locations.stock_code} = ? AND {stock_locations.location} = ? "
-                      "ORDER BY {stock_locations.position_id}", (code, location)).fetchone()
-
-
 def move_stock(cursor: Cursor, changes: Mapping[tuple[str, str], tuple[float, float, float]], *,
                use_multi_locations: bool = True) -> None:
     """Adds to an item's figures and, with multi-location on, to its location's (`Stock_Deduct` and
@@ -311,21 +330,23 @@ def move_stock(cursor: Cursor, changes: Mapping[tuple[str, str], tuple[float, fl
                    (in_stock, allocated, picked, day, now, code))
         if not location or not use_multi_locations:
             continue
-        row = _location_row(cursor, code, location)
-        if row is None:
+        # The location's first record (by position) found and changed in one statement.
+        update = ("UPDATE {stock_locations} SET "
+                  "{stock_locations.qty_in_stock} = COALESCE({stock_locations.qty_in_stock}, 0) + ?, "
+                  "{stock_locations.qty_allocated} = COALESCE({stock_locations.qty_allocated}, 0) + ?, "
+                  "{stock_locations.qty_picked} = COALESCE({stock_locations.qty_picked}, 0) + ?, "
+                  "{stock_locations.last_used} = ?, {stock_locations.last_time} = ? "
+                  "WHERE {stock_locations.position_id} = (SELECT MIN({stock_locations.position_id}) "
+                  "FROM {stock_locations} WHERE {stock_locations.stock_code} = ? AND {stock_locations.location} = ?)")
+        params = (in_stock, allocated, picked, day, now, code, location)
+        if not cursor.run(update, params).rowcount:
             cursor.run("INSERT INTO {stock_locations} ({stock_locations.stock_code}, {stock_locations.stock_folio}, "
                        "{stock_locations.location}, {stock_locations.qty_in_stock}, {stock_locations.qty_allocated}, "
                        "{stock_locations.qty_picked}, {stock_locations.qty_on_order}, {stock_locations.qty_alloc_wor}, "
                        "{stock_locations.qty_picked_wor}, {stock_locations.cost_price}, {stock_locations.last_used}, "
                        "{stock_locations.last_time}) SELECT {stock.code}, {stock.folio}, ?, 0, 0, 0, 0, 0, 0, 0, ?, ? "
                        "FROM {stock} WHERE {stock.code} = ?", (location, day, now, code))
-            row = _location_row(cursor, code, location)
-        cursor.run("UPDATE {stock_locations} SET "
-                   "{stock_locations.qty_in_stock} = COALESCE({stock_locations.qty_in_stock}, 0) + ?, "
-                   "{stock_locations.qty_allocated} = COALESCE({stock_locations.qty_allocated}, 0) + ?, "
-                   "{stock_locations.qty_picked} = COALESCE({stock_locations.qty_picked}, 0) + ?, "
-                   "{stock_locations.last_used} = ?, {stock_locations.last_time} = ? "
-                   "WHERE {stock_locations.position_id} = ?", (in_stock, allocated, picked, day, now, row[0]))
+            cursor.run(update, params)
 
 
 def post_order_balance(cursor: Cursor, *, account_code: str, year: int, period: int, amount: float) -> None:
@@ -358,11 +379,12 @@ def add_audit_note(cursor: Cursor, *, folio: int, text: str) -> None:
     """An audit note: an EXCHQCHK 'N' record keyed by the folio (`AuditNote.AddNote`,
     ENTRPRSE/R&D/AuditNotes.pas L127, L209)."""
     key = pascal_bytes(str(folio), 10)
-    line_no = cursor.scalar("SELECT COUNT(*) FROM {bom} WHERE {bom.record_prefix} = ? AND {bom.note_folio} = ?",
-                            (NOTE_RECORD_PREFIX, key)) or 0
+    # The line number counted in the INSERT itself: one round trip inside the document's transaction.
     cursor.run("INSERT INTO {bom} ({bom.record_prefix}, {bom.sub_type}, {bom.note_folio}, {bom.note_type}, "
-               "{bom.note_line_no}, {bom.note_line}, {bom.note_user}) VALUES (?, ?, ?, ?, ?, ?, ?)",
-               (NOTE_RECORD_PREFIX, ord("A"), key, "A", int(line_no) + 1, text[:100], TOOLKIT_OPERATOR))
+               "{bom.note_line_no}, {bom.note_line}, {bom.note_user}) "
+               "SELECT ?, ?, ?, ?, COUNT(*) + 1, ?, ? FROM {bom} "
+               "WHERE {bom.record_prefix} = ? AND {bom.note_folio} = ?",
+               (NOTE_RECORD_PREFIX, ord("A"), key, "A", text[:100], TOOLKIT_OPERATOR, NOTE_RECORD_PREFIX, key))
 
 
 def account_columns(names: BoundNames, details_fields: Mapping[str, Any]) -> list[tuple[str, Any]]:

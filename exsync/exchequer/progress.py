@@ -14,6 +14,7 @@ rather than losing one.
 import time
 from typing import Any
 
+from exsync.bus.events import publish_event
 from exsync.bus.protocols import EventPublisher
 from exsync.bus.topology import EXCHEQUER_EXCHANGE
 from exsync.exchequer.db import Database
@@ -21,7 +22,6 @@ from exsync.exchequer.mapping import DOC_TYPE_NAMES, DOC_TYPES
 from exsync.exchequer.reader import ExchequerReader
 from exsync.exchequer.writer import KIND_SALES_DOCUMENT
 from exsync.metrics import Metrics
-from exsync.schemas.envelope import new_event
 
 __all__ = ["EVENT_SOURCE", "ORDER_KEY_PREFIX", "PROGRESS_TABLE", "OrderProgressCapture"]
 
@@ -102,14 +102,14 @@ class OrderProgressCapture:
             entries: dict[str, list[dict[str, Any]]] = {"SDN": [], "SIN": []}
             for document, doc_type in documents:
                 entries[doc_type].append({"reference": document, "user_fields": self._user_fields(document)})
-            event = new_event(type="exchequer.order.progressed", source=EVENT_SOURCE, subject=str(order_id), data={
+            publish_event(self.publisher, exchange=EXCHEQUER_EXCHANGE, routing_key=ROUTING_KEY,
+                          type="exchequer.order.progressed", source=EVENT_SOURCE, subject=str(order_id), data={
                 "woo_order_id": order_id, "reference": order_ref, "deliveries": entries["SDN"],
                 "invoices": entries["SIN"], "fully_delivered": progress.fully_delivered,
                 "fully_invoiced": progress.fully_invoiced,
                 "lines": [{"abs_line_no": line.abs_line_no, "line_no": line.line_no, "sku": line.stock_code,
                            "qty": line.qty, "qty_delivered": line.qty_delivered, "qty_invoiced": line.qty_invoiced}
                           for line in progress.lines]})
-            self.publisher.publish(exchange=EXCHEQUER_EXCHANGE, routing_key=ROUTING_KEY, event=event)
             now = time.time()
             with self.database.transaction() as cursor:
                 cursor.executemany(

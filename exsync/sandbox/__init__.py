@@ -18,6 +18,7 @@ from exsync.sandbox.seed import (
 )
 from exsync.sandbox.server import SandboxServer
 from exsync.sandbox.shop import SandboxShop
+from exsync.sandbox.workers import WorkerPool
 
 __all__ = [
     "USER_AGENT",
@@ -26,6 +27,7 @@ __all__ = [
     "Faults",
     "Storm",
     "SandboxRestError",
+    "WorkerPool",
     "SandboxServer",
     "SandboxShop",
     "php_json_dumps",

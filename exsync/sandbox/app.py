@@ -21,6 +21,7 @@ from exsync.sandbox.errors import SandboxRestError
 from exsync.sandbox.phpjson import php_json_dumps
 from exsync.sandbox.routes import API_PREFIX, url_map
 from exsync.sandbox.shop import invalid_params
+from exsync.sandbox.workers import WorkerPool
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
@@ -67,8 +68,10 @@ class SandboxApp:
     """The WSGI application serving one SandboxShop; `request_log` keeps the latest requests that arrived
     (a host's access log: how a test measures what a client sent, and when)."""
 
-    def __init__(self, *, shop: "SandboxShop", link_base_url: str | None = None) -> None:
+    def __init__(self, *, shop: "SandboxShop", link_base_url: str | None = None,
+                 workers: WorkerPool | None = None) -> None:
         self.shop = shop
+        self.workers = workers or WorkerPool()
         self.request_log = collections.deque(maxlen=DEFAULT_REQUEST_LOG_ENTRIES)
         # Real shops behind proxies write `Link` URLs with the wrong scheme or port; clients must not follow them.
         self.link_base_url = link_base_url
@@ -108,6 +111,11 @@ class SandboxApp:
                                     status=fault.status, headers=headers, content_type="text/html")
                 response.from_firewall = True  # a proxy's page: WordPress never saw the request
                 return response
+        # WordPress runs in one of the host's PHP workers: beyond them, requests wait their turn.
+        with self.workers.serving():
+            return self._serve(request)
+
+    def _serve(self, request: Request) -> Response:
         try:
             adapter = self.url_map.bind_to_environ(request.environ)
             endpoint, ids = adapter.match()

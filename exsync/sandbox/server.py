@@ -3,10 +3,11 @@
 import logging
 import threading
 
-from werkzeug.serving import WSGIRequestHandler, make_server
+from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
 from exsync.sandbox.app import SandboxApp
 from exsync.sandbox.shop import SandboxShop
+from exsync.sandbox.workers import WorkerPool
 
 __all__ = ["DEFAULT_HOST", "SandboxServer"]
 
@@ -27,18 +28,23 @@ class _QuietHandler(WSGIRequestHandler):
 class SandboxServer:
     """A sandbox shop listening on `host:port` (0 picks a free port); a context manager.
 
-    Pass `ssl_context=(cert_file, key_file)` to serve HTTPS, where WooCommerce takes Basic auth.
+    Pass `ssl_context=(cert_file, key_file)` to serve HTTPS, where WooCommerce takes Basic auth, and
+    `workers=K` to serve at most K requests at once (a host's PHP-FPM pool; the rest wait).
     """
 
-    def __init__(self, *, shop=None, host=DEFAULT_HOST, port=0, ssl_context=None, link_base_url=None):
+    def __init__(self, *, shop: SandboxShop | None = None, host: str = DEFAULT_HOST, port: int = 0,
+                 ssl_context: tuple[str, str] | None = None, link_base_url: str | None = None,
+                 workers: int | None = None) -> None:
         self.shop = shop or SandboxShop()
+        # The host's PHP workers (None: as many as ask, the default); requests beyond them queue.
+        self.workers = WorkerPool(workers=workers)
         self.host = host
         self.port = port
         self.ssl_context = ssl_context
         self.link_base_url = link_base_url
-        self._server = None
-        self._thread = None
-        self._app = None
+        self._server: BaseWSGIServer | None = None
+        self._thread: threading.Thread | None = None
+        self._app: SandboxApp | None = None
 
     @property
     def request_log(self):
@@ -50,19 +56,20 @@ class SandboxServer:
         scheme = "https" if self.ssl_context else "http"
         return f"{scheme}://{self.host}:{self.port}"
 
-    def _bind(self):
-        app = self._app = SandboxApp(shop=self.shop, link_base_url=self.link_base_url)
-        self._server = make_server(self.host, self.port, app, threaded=True, request_handler=_QuietHandler,
-                                   ssl_context=self.ssl_context)
-        self.port = self._server.server_port
+    def _bind(self) -> BaseWSGIServer:
+        app = self._app = SandboxApp(shop=self.shop, link_base_url=self.link_base_url, workers=self.workers)
+        bound = self._server = make_server(self.host, self.port, app, threaded=True, request_handler=_QuietHandler,
+                                           ssl_context=self.ssl_context)
+        self.port = bound.server_port
         self.shop.home_url = self.url + "/"
+        return bound
 
-    def start(self):
+    def start(self) -> "SandboxServer":
         """Binds, points the shop's home URL here, and serves on a daemon thread."""
-        self._bind()
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": POLL_SECONDS},
-                                        name="sandbox-shop", daemon=True)
-        self._thread.start()
+        bound = self._bind()
+        thread = self._thread = threading.Thread(target=bound.serve_forever, kwargs={"poll_interval": POLL_SECONDS},
+                                                 name="sandbox-shop", daemon=True)
+        thread.start()
         return self
 
     def stop(self):

@@ -134,6 +134,8 @@ class ExchequerSchema(_SectionSchema):
 DEFAULT_SHOP_REQUESTS_PER_SECOND = 5.0
 DEFAULT_SHOP_TIMEOUT_SECONDS = 30.0
 DEFAULT_SHOP_MAX_ATTEMPTS = 5
+# product batches the woo-writer keeps in flight at most (a host serves several PHP requests at once)
+DEFAULT_SHOP_MAX_CONCURRENT_REQUESTS = 2
 DEFAULT_WEBHOOK_TOPICS = ("order.created", "order.updated", "order.deleted", "customer.created",
                           "customer.updated", "customer.deleted")
 DEFAULT_WEBHOOK_NAME_PREFIX = "exsync:"
@@ -177,6 +179,8 @@ class ShopSchema(_SectionSchema):
                                        validate=validate.Range(min=0.01, max=1000))
     timeout_seconds = fields.Float(load_default=DEFAULT_SHOP_TIMEOUT_SECONDS, validate=validate.Range(min=1))
     max_attempts = fields.Integer(load_default=DEFAULT_SHOP_MAX_ATTEMPTS, validate=validate.Range(min=1, max=20))
+    max_concurrent_requests = fields.Integer(load_default=DEFAULT_SHOP_MAX_CONCURRENT_REQUESTS,
+                                             validate=validate.Range(min=1, max=32))
     verify_tls = fields.Boolean(load_default=True)
     ca_bundle = fields.String(load_default=None, allow_none=True)
     oauth_signature_method = fields.String(load_default="HMAC-SHA256",

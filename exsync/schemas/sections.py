@@ -122,6 +122,7 @@ class ShopConfig(Section):
     requests_per_second: float
     timeout_seconds: float
     max_attempts: int
+    max_concurrent_requests: int
     verify_tls: bool
     ca_bundle: str | None
     oauth_signature_method: str

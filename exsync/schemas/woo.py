@@ -11,6 +11,8 @@ from typing import Any
 
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, validates_schema
 
+from exsync.schemas.compiled import compile_check
+
 __all__ = [
     "MAX_AMOUNT",
     "MAX_ID",
@@ -278,6 +280,9 @@ class DeletedSchema(_Open):
 # Made once: building a schema with nested fields costs more than validating a body with it.
 _RESOURCE_SCHEMAS = {"order": OrderSchema(), "customer": CustomerSchema(), "product": ProductSchema()}
 _DELETED_SCHEMA = DeletedSchema()
+# Each schema compiled into a check that answers "certainly valid" at a fraction of marshmallow's cost
+# (the receiver checks every delivery); anything it is not sure of goes to marshmallow, which decides.
+_CHECKS = {id(schema): compile_check(schema) for schema in (*_RESOURCE_SCHEMAS.values(), _DELETED_SCHEMA)}
 
 
 def schema_for_topic(topic: str) -> Schema | None:
@@ -292,5 +297,8 @@ def validate_body(topic: str, body: Any) -> dict[str, Any]:
     """Returns the schema's error messages for a body under a topic ({} when it is valid)."""
     schema = schema_for_topic(topic)
     if schema is None:
+        return {}
+    check = _CHECKS.get(id(schema))
+    if check is not None and check(body):
         return {}
     return schema.validate(body)

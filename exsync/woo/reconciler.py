@@ -17,15 +17,14 @@ import logging
 import threading
 import time
 
-from exsync.bus import WOO_EXCHANGE, new_event
-from exsync.bus.topology import INVALID_ROUTING_PREFIX
+from exsync.bus import WOO_EXCHANGE
+from exsync.bus.events import woo_event
 from exsync.errors import ExsyncError
 from exsync.metrics import Metrics
 from exsync.schemas.config import DEFAULT_CUSTOMER_ROLES
 from exsync.schemas.config import DEFAULT_RECONCILE_INITIAL_LOOKBACK_SECONDS as DEFAULT_INITIAL_LOOKBACK_SECONDS
 from exsync.schemas.config import DEFAULT_RECONCILE_INTERVAL_SECONDS as DEFAULT_INTERVAL_SECONDS
 from exsync.schemas.config import DEFAULT_RECONCILE_OVERLAP_SECONDS as DEFAULT_OVERLAP_SECONDS
-from exsync.schemas.woo import validate_body
 from exsync.woo.dates import parse_wc_gmt, utc_now
 from exsync.woo.errors import WooError
 
@@ -91,18 +90,14 @@ class Reconciler:
             return self._clock() - self.initial_lookback
         return watermark - self.overlap
 
-    def _publish(self, resource, body):
+    def _publish(self, resource: str, body: dict) -> bool:
         """Publishes one REST body the way the webhook receiver publishes a delivery; True if parked."""
-        topic = f"{resource}.updated"
-        errors = validate_body(topic, body)
-        if errors:
-            log.warning("%s %s from the shop failed its schema, parked: %s", resource, body.get("id"), errors)
-            event = new_event(type="woo.invalid", source=self.source, subject=body.get("id"),
-                              data={"topic": topic, "errors": errors, "body": body})
-            self.publisher.publish(exchange=WOO_EXCHANGE, routing_key=f"{INVALID_ROUTING_PREFIX}.{topic}", event=event)
+        routed = woo_event(topic=f"{resource}.updated", payload=body, source=self.source)
+        if routed.parked:
+            log.warning("%s %s from the shop failed its schema, parked: %s", resource, body.get("id"), routed.errors)
+        self.publisher.publish(exchange=WOO_EXCHANGE, routing_key=routed.routing_key, event=routed.event)
+        if routed.parked:
             return True
-        event = new_event(type=f"woo.{topic}", source=self.source, subject=str(body["id"]), data=body)
-        self.publisher.publish(exchange=WOO_EXCHANGE, routing_key=topic, event=event)
         self.metrics.inc("woo_reconciler_published", resource=resource)
         return False
 

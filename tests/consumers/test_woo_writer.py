@@ -248,7 +248,7 @@ def test_a_pending_row_another_process_stored_first_is_updated_not_a_crash(pg_od
     with sandbox_shop() as (_, _, client, _), connect(pg_odbc_dsn) as first_db, connect(pg_odbc_dsn) as second_db:
         first = WooWriter(database=first_db, client=client)
         second = WooWriter(database=second_db, client=client)
-        original, raced = second._select_in, []
+        original, raced = second.store._select_in, []
 
         def select_then_race(cursor, sql_prefix, skus):
             rows = original(cursor, sql_prefix, skus)
@@ -257,7 +257,7 @@ def test_a_pending_row_another_process_stored_first_is_updated_not_a_crash(pg_od
                 raced.append(first.accept(stock=[stock("SKU-1", 1, 5)]))
             return rows
 
-        second._select_in = select_then_race
+        second.store._select_in = select_then_race
         assert second.accept(stock=[stock("SKU-1", 2, 6)]) == (1, 0)
         assert raced == [(1, 0)] and second.pending_count() == 1
         assert second.flush().created == 1

@@ -277,3 +277,27 @@ def test_each_cycle_is_recorded_for_exsync_status_and_a_good_one_stamps_the_stal
     run = runs.all()[CAPTURE]
     assert run.outcome == "ok" and run.last_success_at >= before
     assert good.get_sample_value("exsync_capture_last_success_timestamp_seconds") >= before
+
+
+def test_a_capture_reads_the_record_again_after_another_replica_recorded_changes(company, tmp_path):
+    # A keeps what it recorded in memory; B (another replica) records a change meanwhile, and the
+    # item then changes back to what A last sent: A must send it, not trust its own memory.
+    database, state_database = company
+    with connect(f"sqlite:///{tmp_path}/exchequer.db") as other_state:
+        first_sink, second_sink = ListSink(), ListSink()
+        first = _capture(database, state_database, first_sink, lease_seconds=60)
+        second = _capture(database, other_state, second_sink, lease_seconds=60)
+        first.run_once()
+        first.state.release()
+        code = next(code for code, item in web_products(database).items() if item.type == "P")
+        before = first_sink.stock()[code]["quantity"]
+        adjust_stock(database, stock_code=code, location="MAI", qty=3)
+        assert second.run_once().stock_changed == 1 and second_sink.stock()[code]["quantity"] == before + 3
+        second.state.release()
+        adjust_stock(database, stock_code=code, location="MAI", qty=-3)
+        first_sink.chunks.clear()
+        report = first.run_once()
+        assert (report.stock_changed, report.products_changed) == (1, 0)
+        assert first_sink.stock()[code]["quantity"] == before
+        first_sink.chunks.clear()
+        assert first.run_once().stock_changed == 0 and first_sink.chunks == []
