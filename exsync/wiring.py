@@ -244,7 +244,7 @@ def build_woo_writer(settings: Settings, *, metrics: Metrics | None) -> WooWrite
     """The woo-writer (`exsync consume woo-writer`, the stock audit, the product export)."""
     products = settings.config.products
     mapping = mapping_for(settings.config)
-    free_stock = ExchequerFreeStock(dsn=settings.exchequer_dsn, mapping=mapping,
+    free_stock = ExchequerFreeStock(dsn=settings.endpoint("EXSYNC_EXCHEQUER_DSN"), mapping=mapping,
                                     locations=options_for(settings.config).locations)
     return WooWriter(database=connect(settings.endpoint("EXSYNC_STATE_DSN"), mapping=mapping),
                      client=woo_client(settings, metrics=metrics), metrics=metrics,

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from exsync.consumers.woo_writer import FlushReport, WooWriter, WriterBusyError
+from exsync.state.products import Failure
 
 __all__ = ["ExportReport", "WriterSink", "run_export"]
 
@@ -33,7 +34,7 @@ class ExportReport:
 
     exported: int
     flush: FlushReport
-    failures: list[tuple[Any, ...]]  # (sku, attempts, error), as WooWriter.failures() gives them
+    failures: list[Failure]  # (sku, attempts, error), as WooWriter.failures() gives them
     skipped: bool
     # the woo-writer's lease stayed taken: the changes are stored for the running writer to send
     handed_over: bool = False

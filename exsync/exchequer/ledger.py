@@ -10,8 +10,8 @@ Each rule cites the vendor routine it follows (adv-hack/Exchequer; see ../shared
 import dataclasses
 import datetime
 import time
-from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, TypeVar
 
 from exsync.exchequer.db import Cursor
 from exsync.exchequer.errors import (
@@ -127,7 +127,11 @@ def next_number(cursor: Cursor, counter_type: str) -> int:
     return int(row[0])
 
 
-def _take_unused(cursor, counter_type, column, value_of, value_sql, value_params=()):
+_Value = TypeVar("_Value", str, int)
+
+
+def _take_unused(cursor: Cursor, counter_type: str, column: str, value_of: Callable[[int], _Value], value_sql: str,
+                 value_params: Sequence[object] = ()) -> _Value:
     """The value (`value_of(number)`) of the next number of a counter that no document has in
     `column` (`SetNextDocNos` loops until `CheckExsists` finds none). Where the dialect returns
     from an UPDATE, each try is one statement: the number taken and the value looked up together
