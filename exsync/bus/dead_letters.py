@@ -29,10 +29,10 @@ import pika.exceptions
 from exsync.bus.connection import open_connection
 from exsync.bus.consumer import ATTEMPT_HEADER, ERROR_HEADER, FAILED_AT_HEADER, HISTORY_HEADER, QUEUE_HEADER
 from exsync.bus.errors import BusError, MessageUnroutable, PublishNotConfirmed
+from exsync.bus.events import woo_event
 from exsync.bus.topology import INVALID_QUEUE, WOO_EXCHANGE, Topology, dead_queue_name
 from exsync.metrics import Metrics
-from exsync.schemas.envelope import new_event
-from exsync.schemas.woo import TOPIC_SHAPE, validate_body
+from exsync.schemas.woo import TOPIC_SHAPE
 
 __all__ = ["DeadLetter", "DeadLetters", "parked_queue_names"]
 
@@ -250,15 +250,16 @@ class DeadLetters:
             return None, {"X-WC-Webhook-Topic": [f"missing or not a topic: {topic!r}"]}
         if not isinstance(payload, dict):
             return None, {"body": ["not a JSON object"]}
-        errors = validate_body(topic, payload)
-        if errors:
-            return None, errors
         extensions = {key: event[key] for key in ("wcwebhookid", "wcdeliveryid") if key in event}
-        replayed = new_event(id=event.get("id"), type=f"woo.{topic}", source=event.get("source") or "woocommerce",
-                             subject=payload.get("id", payload.get("arg")), data=payload, **extensions)
+        # the receiver's own path: validated under the current schema, then routed as woo.<topic>
+        routed = woo_event(topic=topic, payload=payload, source=event.get("source") or "woocommerce",
+                           id=event.get("id"), **extensions)
+        if routed.errors:
+            return None, routed.errors
+        replayed = routed.event
         headers = dict(properties.headers or {})
         headers[HISTORY_HEADER] = [*(headers.get(HISTORY_HEADER) or ()), self._history_entry(letter)]
-        return (WOO_EXCHANGE, topic, json.dumps(replayed, separators=(",", ":")).encode("utf-8"),
+        return (WOO_EXCHANGE, routed.routing_key, json.dumps(replayed, separators=(",", ":")).encode("utf-8"),
                 _with_headers(properties, headers, type=replayed["type"])), None
 
 
