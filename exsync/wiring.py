@@ -229,7 +229,7 @@ def build_orders(settings: Settings, *, metrics: Metrics) -> OrdersConsumer:
             paid_before=time.time() - overdue_after_seconds)})
     # Without shop credentials a role the order and the customer link do not give is "customer".
     shop = woo_client(settings, metrics=metrics) if settings.woo_url else None
-    return OrdersConsumer(exchequer_dsn=settings.exchequer_dsn, state_dsn=state_dsn,
+    return OrdersConsumer(exchequer_dsn=settings.endpoint("EXSYNC_EXCHEQUER_DSN"), state_dsn=state_dsn,
                           config=settings.config, publisher=shared_publisher(settings, metrics=metrics),
                           metrics=metrics, shop=shop)
 
