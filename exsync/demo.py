@@ -377,8 +377,8 @@ def run(settings: Settings) -> int:
         reconciler = Reconciler(client=client, publisher=publisher, store=MemoryStore(), registrar=registrar,
                                 initial_lookback_seconds=3600,
                                 on_pass=lambda ok, detail: runs.record(RECONCILE, ok=ok, detail=detail))
-        report = reconciler.run_once()
-        say(f"   the reconciler published {report.orders_published} orders and {report.customers_published} "
+        reconciled = reconciler.run_once()
+        say(f"   the reconciler published {reconciled.orders_published} orders and {reconciled.customers_published} "
             "customers modified since its watermark")
         for action in registrar.sync():
             say(f"   registrar: {action.action} webhook {action.webhook_id} ({action.topic})")

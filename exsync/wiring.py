@@ -107,7 +107,8 @@ def publisher(settings: Settings, *, metrics: Metrics | None = None) -> Publishe
 
 def shared_publisher(settings: Settings, *, metrics: Metrics | None = None, **options: Any) -> SharedPublisher:
     """The thread-safe publisher (consumers on several threads, the webhook receiver)."""
-    return SharedPublisher(url=settings.amqp_url, topology=topology(settings), metrics=metrics, **options)
+    return SharedPublisher(url=settings.endpoint("EXSYNC_AMQP_URL"), topology=topology(settings), metrics=metrics,
+                           **options)
 
 
 def woo_client(settings: Settings, *, metrics: Metrics | None = None, **overrides: Any) -> WooClient:
@@ -229,7 +230,7 @@ def build_orders(settings: Settings, *, metrics: Metrics) -> OrdersConsumer:
             paid_before=time.time() - overdue_after_seconds)})
     # Without shop credentials a role the order and the customer link do not give is "customer".
     shop = woo_client(settings, metrics=metrics) if settings.woo_url else None
-    return OrdersConsumer(exchequer_dsn=settings.exchequer_dsn, state_dsn=state_dsn,
+    return OrdersConsumer(exchequer_dsn=settings.endpoint("EXSYNC_EXCHEQUER_DSN"), state_dsn=state_dsn,
                           config=settings.config, publisher=shared_publisher(settings, metrics=metrics),
                           metrics=metrics, shop=shop)
 

@@ -10,14 +10,23 @@ orders consumer writes. `Parked` says the order cannot be imported yet, with the
 import dataclasses
 import datetime
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from exsync.consumers.customer_accounts import account_for_shop_customer
 from exsync.consumers.customer_mapping import AccountFitter, billing_details
-from exsync.consumers.order_mapping import PRODUCT, OrderMapping, money
+from exsync.consumers.order_mapping import PRODUCT, MappedLine, OrderMapping, money
 from exsync.consumers.order_rules import CUSTOMER, OrderFacts, choose, customer_role, order_meta
-from exsync.exchequer import AccountDetails, InvalidDocumentError, SalesDocument, UnknownAccountError
+from exsync.exchequer import AccountDetails, DocumentLine, InvalidDocumentError, SalesDocument, UnknownAccountError
+from exsync.exchequer.options import ExchequerOptions
+from exsync.schemas.sections import OrdersConfig
+from exsync.state.links import LinkStore
 from exsync.woo import WooClient, WooError, WooNotFound
+
+if TYPE_CHECKING:
+    # For the annotations only: the orders consumer, which imports this module, defines the
+    # connections (stores and caches) a thread plans its orders over.
+    from exsync.consumers.orders import _Connections
 
 __all__ = [
     "DEFAULT_ROLE_CACHE_ENTRIES",
@@ -59,10 +68,10 @@ class ShopRoles:
         self.cache_seconds = cache_seconds
         self.clock = clock
         self.entries = entries
-        self._cache = {}
+        self._cache: dict[int, tuple[str, float]] = {}
         self._lock = threading.Lock()
 
-    def role(self, links, customer_id: int) -> str:
+    def role(self, links: LinkStore, customer_id: int) -> str:
         link = links.get(customer_id)
         if link is not None and link.snapshot and "wholesale" in link.snapshot:
             return self.wholesale_role if link.snapshot["wholesale"] else CUSTOMER
@@ -90,7 +99,8 @@ class ShopRoles:
 class OrderDocuments:
     """Plans and builds an order's documents over one thread's connections (see the module's text)."""
 
-    def __init__(self, *, options: dict, mapping: OrderMapping, exchequer_options, fit: AccountFitter,
+    def __init__(self, *, options: OrdersConfig, mapping: OrderMapping, exchequer_options: ExchequerOptions,
+                 fit: AccountFitter,
                  roles: ShopRoles, clock: Callable[[], float], match_by_email: bool, wholesale_role: str,
                  wholesale_band: str) -> None:
         self.options = options
@@ -104,14 +114,14 @@ class OrderDocuments:
         self.wholesale_band = wholesale_band
 
     @staticmethod
-    def _require_skus(mapped):
+    def _require_skus(mapped: Sequence[MappedLine]) -> None:
         """Parked names the first product line without a SKU; whether each SKU is a stock item the
         writer checks inside its transaction (UnknownStockItemError), saving a read per order."""
         for number, line in enumerate(mapped, start=1):
             if line.kind == PRODUCT and not line.stock_code:
                 raise Parked(f"line {number} ({line.description}) has no SKU")
 
-    def unknown_skus(self, connections, order: dict) -> list[str]:
+    def unknown_skus(self, connections: "_Connections", order: dict[str, Any]) -> list[str]:
         """The order's SKUs that are no stock item, in line order."""
         codes = list(dict.fromkeys(str(item.get("sku") or "").strip() for item in order.get("line_items") or []))
         codes = [code for code in codes if code]
@@ -123,35 +133,39 @@ class OrderDocuments:
                 f"SELECT {{stock.code}} FROM {{stock}} WHERE {{stock.code}} IN ({marks})", codes).fetchall()}
         return [code for code in codes if code not in known]
 
-    def _in_free_stock(self, connections, lines):
+    def _in_free_stock(self, connections: "_Connections", lines: Sequence[MappedLine]) -> list[bool]:
         """Whether each product line is covered by free stock, lines of one item counted together."""
         if connections.stock_rules is None:
             connections.stock_rules = connections.reader.stock_rules(self.exchequer_options.locations)
-        left = {}
+        left: dict[str, float] = {}
         for line in lines:
             if line.stock_code not in left:
                 left[line.stock_code] = connections.stock_rules.free(connections.reader.stock_item(line.stock_code))
-        covered = []
+        covered: list[bool] = []
         for line in lines:
             enough = left[line.stock_code] >= float(line.qty)
             left[line.stock_code] -= float(line.qty)
             covered.append(enough)
         return covered
 
-    def _plan(self, connections, order_id, order, mapped, role):
+    def _plan(self, connections: "_Connections", order_id: int, order: dict[str, Any], mapped: Sequence[MappedLine],
+              role: str) -> str:
         """"SOR", "SQU", or "split:<indexes of product lines in free stock>".
 
         A plan that depended on stock is stored first (the first stored wins), so a retry after a
         crash writes the same documents even if stock has moved since.
         """
         products = [line for line in mapped if line.kind == PRODUCT]
-        covered = None
+        covered: list[bool] | None = None
 
-        def all_in_stock():
+        def covered_lines() -> list[bool]:
             nonlocal covered
             if covered is None:
                 covered = self._in_free_stock(connections, products)
-            return all(covered)
+            return covered
+
+        def all_in_stock() -> bool:
+            return all(covered_lines())
 
         facts = OrderFacts(
             payment_method=str(order.get("payment_method") or ""),
@@ -164,13 +178,12 @@ class OrderDocuments:
         if decision.action != "split":
             plan = decision.action
         else:
-            all_in_stock()
-            plan = "split:" + ",".join(str(index) for index, ok in enumerate(covered) if ok)
+            plan = "split:" + ",".join(str(index) for index, ok in enumerate(covered_lines()) if ok)
         if covered is None:
             return plan
         return connections.orders.claim_plan(order_id, plan)
 
-    def documents(self, connections, order_id: int, order: dict) -> list[SalesDocument]:
+    def documents(self, connections: "_Connections", order_id: int, order: dict[str, Any]) -> list[SalesDocument]:
         """The sales documents the order becomes (one, or an SOR and an SQU when split); Parked when
         it cannot be imported yet."""
         mapped = self.mapping.lines(order, shipping_titles=self._shipping_titles(connections))
@@ -200,20 +213,16 @@ class OrderDocuments:
             parts.append(("SQU", order_key(order_id), quoted + others))
         total = money(order.get("total"))
         documents = []
-        head_lines = None
-        for position, (doc_type, key, lines) in enumerate(parts):
-            if position == 0:
-                head_lines = lines
-                continue
+        for doc_type, key, lines in parts[1:]:
             document_lines = tuple(line.document_line() for line in lines)
             total -= self.mapping.total_of(document_lines)
             documents.append(self._document(order, doc_type=doc_type, key=key, account=account, lines=document_lines))
-        head_type, head_key, _ = parts[0]
+        head_type, head_key, head_lines = parts[0]
         documents.insert(0, self._document(order, doc_type=head_type, key=head_key, account=account,
                                            lines=self.mapping.document_lines(head_lines, target_total=total)))
         return documents
 
-    def _shipping_titles(self, connections):
+    def _shipping_titles(self, connections: "_Connections") -> dict[str, str]:
         """Imported shipping method titles by instance id, read again every SHIPPING_TITLES_SECONDS."""
         if connections.shipping_titles is None or self.clock() - connections.shipping_titles[0] >= \
                 SHIPPING_TITLES_SECONDS:
@@ -221,7 +230,8 @@ class OrderDocuments:
             connections.shipping_titles = (self.clock(), titles)
         return connections.shipping_titles[1]
 
-    def _document(self, order, *, doc_type, key, account, lines):
+    def _document(self, order: dict[str, Any], *, doc_type: str, key: str, account: str,
+                  lines: tuple[DocumentLine, ...]) -> SalesDocument:
         number = str(order.get("number") or order["id"])
         created = str(order.get("date_created_gmt") or "")[:10]
         try:
@@ -235,13 +245,13 @@ class OrderDocuments:
 
     # --- accounts
 
-    def _role(self, connections, order):
+    def _role(self, connections: "_Connections", order: dict[str, Any]) -> str:
         """The customer's role for rules and a new account's band: the order's role meta (Wholesale
         Suite), else the role exsync knows (customer link, or a cached read of the shop customer)."""
         return customer_role(order, role_meta_key=self.options.role_meta_key,
                              known=lambda customer_id: self._roles.role(connections.links, customer_id))
 
-    def _account(self, connections, order, role):
+    def _account(self, connections: "_Connections", order: dict[str, Any], role: str) -> str:
         """The account the order goes on: the registered customer's (created when missing), a
         guest's by e-mail, or the configured guest account."""
         billing = order.get("billing") or {}
@@ -263,7 +273,7 @@ class OrderDocuments:
                 return matches[0].code
         return self._guest_account(connections)
 
-    def _guest_account(self, connections):
+    def _guest_account(self, connections: "_Connections") -> str:
         if connections.guest_account is None:
             code = self.options.guest_account.upper()
             try:

@@ -22,9 +22,13 @@ import datetime
 import logging
 import time
 import uuid
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from exsync.bus import EXCHEQUER_EXCHANGE, WOO_EXCHANGE, PermanentError, QueueSpec
+from exsync.bus.consumer import Message
 from exsync.bus.events import publish_event
+from exsync.bus.protocols import ClosingEventPublisher
 from exsync.consumers.connections import ExchequerConnections, fresh_after_failure
 from exsync.consumers.customer_mapping import AccountFitter
 from exsync.consumers.errors import OrderDataError
@@ -39,10 +43,13 @@ from exsync.exchequer import (
     mapping_for,
     options_for,
 )
+from exsync.exchequer.rules import StockRules
 from exsync.metrics import Metrics
+from exsync.schemas.sections import Config
 from exsync.state.links import LinkStore
-from exsync.state.orders import OrderStore, ShippingMethodStore, ensure_order_tables
+from exsync.state.orders import OrderStore, ShippingMethodStore, TrackedOrder, ensure_order_tables
 from exsync.threads import PerThread
+from exsync.woo import WooClient
 
 __all__ = [
     "CANCELLED_STATUSES",
@@ -68,7 +75,7 @@ DEFAULT_ROLE_CACHE_SECONDS = 300.0
 EVENT_ID_NAMESPACE = uuid.UUID("5d0f6a3e-2b9c-5c1e-9f7a-0e6b0c1d2a40")
 
 
-def event_id(event_type: str, order_id: int, references, *extra) -> str:
+def event_id(event_type: str, order_id: int, references: Iterable[str], *extra: object) -> str:
     """The CloudEvent id of an announcement, derived from what it announces (a UUID 5), so every
     repeat of one announcement carries the same id and its consumers can deduplicate."""
     name = "|".join([event_type, str(int(order_id)), ",".join(references), *(str(part) for part in extra)])
@@ -77,14 +84,15 @@ def event_id(event_type: str, order_id: int, references, *extra) -> str:
 class _Connections(ExchequerConnections):
     """One thread's connections, with the order pipeline's stores and caches over them."""
 
-    def __init__(self, **connections):
+    def __init__(self, **connections: Any) -> None:
         super().__init__(**connections)
         self.orders = OrderStore(database=self.state)
         self.shipping = ShippingMethodStore(database=self.state)
         self.links = LinkStore(database=self.state)
-        self.stock_rules = None
-        self.shipping_titles = None
-        self.guest_account = None
+        self.stock_rules: StockRules | None = None
+        # (when read, titles by shipping method instance id)
+        self.shipping_titles: tuple[float, dict[str, str]] | None = None
+        self.guest_account: str | None = None
 
 class OrdersConsumer:
     """Handles `woo.order.*` envelopes; safe to call from several threads (each gets its connections).
@@ -95,8 +103,10 @@ class OrdersConsumer:
 
     thread_safe = True
 
-    def __init__(self, *, exchequer_dsn, config, publisher, state_dsn=None, metrics=None, clock=time.monotonic,
-                 shop=None, role_cache_seconds=DEFAULT_ROLE_CACHE_SECONDS):
+    def __init__(self, *, exchequer_dsn: str, config: Config, publisher: ClosingEventPublisher,
+                 state_dsn: str | None = None, metrics: Metrics | None = None,
+                 clock: Callable[[], float] = time.monotonic, shop: WooClient | None = None,
+                 role_cache_seconds: float = DEFAULT_ROLE_CACHE_SECONDS) -> None:
         self.exchequer_dsn = exchequer_dsn
         self.state_dsn = state_dsn
         self.options = config.orders
@@ -131,10 +141,10 @@ class OrdersConsumer:
 
     # --- connections
 
-    def _connections(self):
+    def _connections(self) -> _Connections:
         return self._per_thread.get()
 
-    def close(self):
+    def close(self) -> None:
         self._per_thread.close()
         self.publisher.close()
         if self.shop is not None:
@@ -142,11 +152,12 @@ class OrdersConsumer:
 
     # --- the consumer interface
 
-    def handle(self, message):
+    def handle(self, message: Message) -> None:
         with fresh_after_failure(self._per_thread):
+            assert message.event is not None  # the Worker parks a body that is not a JSON object
             self.handle_event(message.event)
 
-    def on_idle(self):
+    def on_idle(self) -> None:
         """Retries parked orders every `orders.parked_retry_seconds` while the queue is quiet."""
         if self.clock() - self._last_release >= self.options.parked_retry_seconds:
             self._last_release = self.clock()
@@ -157,7 +168,7 @@ class OrdersConsumer:
                 log.warning("retrying parked orders failed: %s", error)
                 self._per_thread.discard()
 
-    def handle_event(self, event):
+    def handle_event(self, event: dict[str, Any]) -> str:
         """Applies one `woo.order.*` envelope; returns what became of it (for logs and tests)."""
         data = event.get("data")
         if not isinstance(data, dict) or "id" not in data:
@@ -171,7 +182,7 @@ class OrdersConsumer:
             self._observe_lag(event)
         return outcome
 
-    def _observe_lag(self, event):
+    def _observe_lag(self, event: dict[str, Any]) -> None:
         """Webhook (the envelope's time, set when the delivery was stored) to sales order in Exchequer."""
         try:
             received = datetime.datetime.fromisoformat(str(event.get("time")))
@@ -183,15 +194,15 @@ class OrdersConsumer:
 
     # --- the work
 
-    def _count(self, outcome):
+    def _count(self, outcome: str) -> str:
         self.metrics.inc("orders_processed", outcome=outcome)
         return outcome
 
-    def _deleted(self, order_id):
+    def _deleted(self, order_id: int) -> str:
         self._connections().orders.record_deleted(order_id)
         return self._count("deleted")
 
-    def process(self, order):
+    def process(self, order: dict[str, Any]) -> str:
         """Tracks one order body and imports the order once it has been paid (see the module's text)."""
         connections = self._connections()
         row, accepted = connections.orders.record_version(order, paid=self.lifecycle.shows_payment(order))
@@ -218,12 +229,12 @@ class OrdersConsumer:
         connections.orders.mark(row.order_id, "received", f"status {status!r} is not paid yet; not imported")
         return self._count("waiting")
 
-    def _stale(self, row, order):
+    def _stale(self, row: TrackedOrder, order: dict[str, Any]) -> str:
         log.info("order %s: version %s is older than %s held; ignored", row.order_id,
                  order.get("date_modified_gmt"), row.date_modified_gmt)
         return self._count("stale")
 
-    def _import(self, connections, order_id, order):
+    def _import(self, connections: _Connections, order_id: int, order: dict[str, Any]) -> str:
         started = time.perf_counter()
         try:
             documents = self._builder.documents(connections, order_id, order)
@@ -246,15 +257,17 @@ class OrdersConsumer:
         log.info("order %s imported as %s", order_id, ", ".join(references),
                  extra={"order_id": order_id, "outcome": "imported"})
         if order.get("refunds") or str(order.get("status") or "") in CANCELLED_STATUSES:
-            self._after_import(connections, connections.orders.get(order_id), order)
+            tracked = connections.orders.get(order_id)
+            if tracked is not None:  # always: the row was just marked imported, and tracked rows stay
+                self._after_import(connections, tracked, order)
         return self._count("imported")
 
-    def _park(self, connections, order_id, reason):
+    def _park(self, connections: _Connections, order_id: int, reason: str) -> str:
         connections.orders.mark(order_id, "parked", reason)
         log.warning("order %s parked: %s", order_id, reason, extra={"order_id": order_id, "outcome": "parked"})
         return self._count("parked")
 
-    def _after_import(self, connections, row, order):
+    def _after_import(self, connections: _Connections, row: TrackedOrder, order: dict[str, Any]) -> None:
         """Publishes what the write-back consumer has not been told yet: the order's end in the shop
         (cancelled, refunded, failed, trash: its documents stay for a person), new refunds."""
         status = str(order.get("status") or "")
@@ -276,7 +289,8 @@ class OrdersConsumer:
                              "amount": str(-money(refund.get("total")))} for refund in refunds]}, *ids)
             connections.orders.add_refund_ids(row.order_id, [refund.get("id") for refund in refunds])
 
-    def _publish(self, routing_key, order_id, references, data, *extra):
+    def _publish(self, routing_key: str, order_id: int, references: Iterable[str], data: dict[str, Any],
+                 *extra: object) -> None:
         event_type = f"exchequer.{routing_key}"
         publish_event(self.publisher, exchange=EXCHEQUER_EXCHANGE, routing_key=routing_key, type=event_type,
                       source=EVENT_SOURCE, subject=str(order_id), data=data,
@@ -284,7 +298,7 @@ class OrdersConsumer:
 
     # --- parked orders
 
-    def release_parked(self, limit=DEFAULT_PARKED_BATCH):
+    def release_parked(self, limit: int = DEFAULT_PARKED_BATCH) -> int:
         """Tries every parked order again from the body held; returns how many were imported."""
         connections = self._connections()
         imported = 0

@@ -20,8 +20,8 @@ import contextlib
 import dataclasses
 import logging
 import time
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any
 
 from exsync.bus import PermanentError
 from exsync.consumers.errors import ConsumerError
@@ -30,6 +30,11 @@ from exsync.exchequer.errors import ExchequerError
 from exsync.metrics import Metrics
 from exsync.state.products import KnownProduct, WriterStore
 from exsync.woo.client import MAX_BATCH_ITEMS, MAX_PER_PAGE
+
+if TYPE_CHECKING:
+    # Annotations only: ExchequerFreeStock imports the database layer on first use.
+    from exsync.exchequer.db import Database
+    from exsync.exchequer.mapping import Mapping
 
 __all__ = [
     "DEFAULT_LEASE_WAIT_SECONDS",
@@ -337,11 +342,11 @@ class ExchequerFreeStock:
     it (`iter_exports`: free stock over the configured locations, could-build for kits); callable,
     on a connection of its own, opened on first use and again after a failure."""
 
-    def __init__(self, *, dsn: str, mapping: Any, locations: Any) -> None:
+    def __init__(self, *, dsn: str, mapping: "Mapping", locations: str | Iterable[str]) -> None:
         self.dsn = dsn
         self.mapping = mapping
         self.locations = locations
-        self._database = None
+        self._database: "Database | None" = None
 
     def __call__(self) -> dict[str, int]:
         from exsync.exchequer.capture import iter_exports

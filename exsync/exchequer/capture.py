@@ -23,10 +23,14 @@ import dataclasses
 import logging
 import threading
 import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Protocol
 
 from exsync.bus import EXCHEQUER_EXCHANGE
 from exsync.bus.events import publish_event
+from exsync.bus.protocols import EventPublisher
 from exsync.errors import ExsyncError
+from exsync.exchequer.db import Cursor, Database, Row
 from exsync.exchequer.mapping import Column
 from exsync.exchequer.product_scan import (
     ProductExport,
@@ -35,8 +39,9 @@ from exsync.exchequer.product_scan import (
     iter_exports,
     row_fingerprint,
 )
+from exsync.exchequer.reader import ExchequerReader
 from exsync.exchequer.rules import ALL_LOCATIONS
-from exsync.exchequer.runs import CAPTURE
+from exsync.exchequer.runs import CAPTURE, RunLog
 from exsync.metrics import Metrics
 from exsync.schemas.config import DEFAULT_CAPTURE_EVENT_ITEMS as DEFAULT_EVENT_ITEMS
 from exsync.schemas.config import DEFAULT_CAPTURE_INTERVAL_SECONDS as DEFAULT_INTERVAL_SECONDS
@@ -54,6 +59,7 @@ __all__ = [
     "CaptureReport",
     "CaptureState",
     "ChangeCapture",
+    "ChangeSink",
     "ProductExport",
     "iter_exports",
     "order_progress_step",
@@ -81,12 +87,16 @@ CAPTURE_TABLES = (
         "lease_expires": Column("lease_expires", "float"),
     }),
 )
+# One change on its way out: the export, its fingerprint, the raw-fields hash (SentProducts), whether
+# the product and the stock changed, and whether the SKU is new to the record.
+_Entry = tuple[ProductExport, str, int, bool, bool, bool]
 
 
 class CaptureState:
     """The capture's own tables for one company: fingerprints per SKU, the sequence, the lease."""
 
-    def __init__(self, *, database, company, holder=None, lease_seconds=DEFAULT_LEASE_SECONDS):
+    def __init__(self, *, database: Database, company: str, holder: str | None = None,
+                 lease_seconds: float = DEFAULT_LEASE_SECONDS) -> None:
         self.database = database
         self.company = company
         self.holder = holder or holder_id()
@@ -97,11 +107,11 @@ class CaptureState:
         self.lease = Lease(database=database, table=CAPTURE_TABLES[1]).held(
             (company,), holder=self.holder, seconds=lease_seconds)
 
-    def ensure(self):
+    def ensure(self) -> "CaptureState":
         create_state_tables(self.database, CAPTURE_TABLES)
         return self
 
-    def _locked_cursor_row(self, cursor):
+    def _locked_cursor_row(self, cursor: Cursor) -> Row | None:
         dialect = self.database.dialect
         sql = dialect.for_update(f'SELECT "sequence", "holder", "lease_expires" FROM '
                                  f'{dialect.locked(self.cursor_sql)} WHERE "company" = ?')
@@ -114,7 +124,7 @@ class CaptureState:
     def release(self) -> None:
         self.lease.release()
 
-    def reserve(self, count):
+    def reserve(self, count: int) -> int | None:
         """Commits `count` new sequence numbers and renews the lease; returns the first, or None if
         the lease has passed to another holder (this one must stop)."""
         with self.database.transaction() as cursor:
@@ -125,19 +135,19 @@ class CaptureState:
                            (int(row[0]) + count, time.time() + self.lease_seconds, self.company))
             return int(row[0]) + 1
 
-    def sequence(self):
+    def sequence(self) -> int:
         with self.database.transaction(write=False) as cursor:
             row = cursor.execute(f'SELECT "sequence" FROM {self.cursor_sql} WHERE "company" = ?',
                                  (self.company,)).fetchone()
         return 0 if row is None else int(row[0])
 
-    def _recorded(self, cursor):
+    def _recorded(self, cursor: Cursor) -> Iterator[Row]:
         """(sku, product fingerprint, quantity) rows as last recorded, streamed."""
         cursor.execute(f'SELECT "sku", "product_fingerprint", "quantity" FROM {self.items_sql} '
                        'WHERE "company" = ?', (self.company,))
         return cursor.iterate()
 
-    def load(self) -> dict:
+    def load(self) -> dict[str, tuple[str, int]]:
         """sku -> (product fingerprint, quantity) as last recorded."""
         with self.database.transaction(write=False) as cursor:
             return {sku: (fingerprint, int(quantity)) for sku, fingerprint, quantity in self._recorded(cursor)}
@@ -147,7 +157,7 @@ class CaptureState:
         with self.database.transaction(write=False) as cursor:
             return SentProducts.from_rows(self._recorded(cursor))
 
-    def record(self, entries):
+    def record(self, entries: Sequence[tuple[str, str, int, int, bool]]) -> None:
         """Stores (sku, fingerprint, quantity, sequence, is_new) entries in one transaction."""
         with self.database.transaction() as cursor:
             cursor.executemany(
@@ -160,14 +170,21 @@ class CaptureState:
                 [(self.company, sku, fp, qty, seq) for sku, fp, qty, seq, new in entries if new])
 
 
+class ChangeSink(Protocol):
+    """Where a chunk of changes goes: the bus (BusSink), or the shop directly (a full export)."""
+
+    def send(self, *, products: list[dict[str, str | int]], stock: list[dict[str, str | int]]) -> None:
+        """Delivers one chunk's product items and stock items (either list may be empty)."""
+
+
 class BusSink:
     """Publishes a chunk of changes as one product event and one stock event (confirmed)."""
 
-    def __init__(self, *, publisher, company):
+    def __init__(self, *, publisher: EventPublisher, company: str) -> None:
         self.publisher = publisher
         self.company = company
 
-    def send(self, *, products, stock):
+    def send(self, *, products: list[dict[str, str | int]], stock: list[dict[str, str | int]]) -> None:
         for (event_type, routing_key), items in ((PRODUCT_CHANGED, products), (STOCK_CHANGED, stock)):
             if items:
                 publish_event(self.publisher, exchange=EXCHEQUER_EXCHANGE, routing_key=routing_key, type=event_type,
@@ -193,8 +210,10 @@ class _LeaseLost(Exception):
 class ChangeCapture:
     """One company's capture: scan, diff against the state, send changes, record them."""
 
-    def __init__(self, *, reader, state, sink, locations=ALL_LOCATIONS, event_items=DEFAULT_EVENT_ITEMS,
-                 metrics=None, each_cycle=(), runs=None):
+    def __init__(self, *, reader: ExchequerReader, state: CaptureState, sink: ChangeSink,
+                 locations: str | Iterable[str] = ALL_LOCATIONS, event_items: int = DEFAULT_EVENT_ITEMS,
+                 metrics: Metrics | None = None, each_cycle: Iterable[Callable[[], object]] = (),
+                 runs: RunLog | None = None) -> None:
         self.reader = reader
         self.runs = runs
         self.state = state
@@ -206,10 +225,10 @@ class ChangeCapture:
         # What the state recorded (SentProducts), kept in step with each chunk recorded, and the
         # state's sequence after this capture's last reservation: a different sequence at the start
         # of a cycle means another writer (a replica that held the lease meanwhile), so it is read again.
-        self._sent = None
-        self._sent_sequence = None
+        self._sent: SentProducts | None = None
+        self._sent_sequence: int | None = None
 
-    def run_once(self, *, force=False):
+    def run_once(self, *, force: bool = False) -> CaptureReport:
         """One cycle. With `force`, every web product counts as changed (a full export)."""
         started = time.monotonic()
         report = CaptureReport()
@@ -239,7 +258,7 @@ class ChangeCapture:
             step()
         return report
 
-    def _record_run(self, outcome, detail):
+    def _record_run(self, outcome: str, detail: str) -> None:
         """Notes the cycle for `exsync status`; a state database that fails here fails the next cycle too."""
         if self.runs is None:
             return
@@ -248,13 +267,13 @@ class ChangeCapture:
         except ExsyncError as error:
             log.warning("capture: cannot record the cycle in the state database: %s", error)
 
-    def _sent_products(self):
+    def _sent_products(self) -> SentProducts:
         sequence = self.state.sequence()
         if self._sent is None or sequence != self._sent_sequence:
             self._sent, self._sent_sequence = self.state.load_sent(), sequence
         return self._sent
 
-    def _scan(self, report, force):
+    def _scan(self, report: CaptureReport, force: bool) -> None:
         try:
             self._scan_rows(report, force, self._sent_products())
         except BaseException:
@@ -262,9 +281,10 @@ class ChangeCapture:
             self._sent = None
             raise
 
-    def _scan_rows(self, report, force, sent):
+    def _scan_rows(self, report: CaptureReport, force: bool, sent: SentProducts) -> None:
         counts = [0, 0]
-        chunk, chunk_seen_at = [], None
+        chunk: list[_Entry] = []
+        chunk_seen_at = 0.0  # set with the chunk's first entry
         # The steady state is "nothing changed": per row a hash of the raw product fields and one
         # comparison with the record (SentProducts.candidates). The fingerprint (formatting and
         # blake2b) is computed only for raw fields not yet seen to give the recorded fingerprint, a
@@ -290,12 +310,14 @@ class ChangeCapture:
             self._send(chunk, chunk_seen_at, report, sent)
         report.rows_scanned, report.exported = counts
 
-    def _send(self, chunk, seen_at, report, sent):
+    def _send(self, chunk: list[_Entry], seen_at: float, report: CaptureReport, sent: SentProducts) -> None:
         first = self.state.reserve(len(chunk))
         if first is None:
             raise _LeaseLost()
         self.metrics.set("capture_lag_seconds", time.monotonic() - seen_at)
-        products, stock, entries = [], [], []
+        products: list[dict[str, str | int]] = []
+        stock: list[dict[str, str | int]] = []
+        entries: list[tuple[str, str, int, int, bool]] = []
         for offset, (export, fingerprint, _, product_changed, stock_changed, new) in enumerate(chunk):
             sequence = first + offset
             if product_changed:
@@ -313,7 +335,8 @@ class ChangeCapture:
         self.metrics.inc("capture_changes_published", len(products), kind="product")
         self.metrics.inc("capture_changes_published", len(stock), kind="stock")
 
-    def run_forever(self, *, interval_seconds=DEFAULT_INTERVAL_SECONDS, stop=None, heartbeat=None):
+    def run_forever(self, *, interval_seconds: float = DEFAULT_INTERVAL_SECONDS, stop: threading.Event | None = None,
+                    heartbeat: Callable[..., None] | None = None) -> None:
         """Cycles every `interval_seconds` until `stop` (a threading.Event) is set; releases the lease.
 
         `heartbeat` (an `exsync.health.Liveness.beat`) hears of each cycle's start and each wait, so
@@ -339,7 +362,8 @@ class ChangeCapture:
             self.state.release()
 
 
-def order_progress_step(*, database, publisher, metrics):
+def order_progress_step(*, database: Database, publisher: EventPublisher,
+                        metrics: Metrics | None) -> Callable[[], int] | None:
     """The order engineer's OrderProgressCapture as a per-cycle step, when that module exists."""
     try:
         from exsync.exchequer.progress import OrderProgressCapture

@@ -15,7 +15,7 @@ class ExchequerOptions:
     """Rules beyond names: which locations count, where lines go, VAT rates, account codes (made by
     `options_for`: the defaults are the configuration schema's)."""
 
-    locations: object
+    locations: str | tuple[str, ...]
     default_location: str
     vat_codes: dict
     account_codes: AccountCodePattern

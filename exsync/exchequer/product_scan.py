@@ -13,7 +13,9 @@ import dataclasses
 import hashlib
 import math
 from collections.abc import Iterable, Iterator
+from typing import Any, SupportsFloat
 
+from exsync.exchequer.reader import ExchequerReader
 from exsync.exchequer.rules import ALL_LOCATIONS
 
 __all__ = ["ProductExport", "SentProducts", "fingerprint", "iter_exports", "web_rows"]
@@ -35,7 +37,7 @@ _RAW_SEEN = 1 << 63
 _RAW_HASH_MASK = _RAW_SEEN - 1
 
 
-def _money(value) -> str:
+def _money(value: SupportsFloat | str) -> str:
     return f"{float(value):.2f}"
 
 
@@ -67,15 +69,16 @@ class ProductExport:
         """A short hash of the product fields (the quantity is compared on its own)."""
         return fingerprint(self.description, self.regular_price, self.wholesale_price, self.category)
 
-    def product_item(self, sequence: int) -> dict:
+    def product_item(self, sequence: int) -> dict[str, str | int]:
         return {"sku": self.sku, "description": self.description, "regular_price": self.regular_price,
                 "wholesale_price": self.wholesale_price, "category": self.category, "sequence": sequence}
 
-    def stock_item(self, sequence: int) -> dict:
+    def stock_item(self, sequence: int) -> dict[str, str | int]:
         return {"sku": self.sku, "quantity": self.quantity, "sequence": sequence}
 
 
-def web_rows(reader, locations=ALL_LOCATIONS, counter: list | None = None) -> Iterator[tuple[tuple, int]]:
+def web_rows(reader: ExchequerReader, locations: str | Iterable[str] = ALL_LOCATIONS,
+             counter: list[int] | None = None) -> Iterator[tuple[tuple[Any, ...], int]]:
     """(row, quantity) per web-enabled item, rows as ExchequerReader.iter_free_stock gives them
     (code, type, free, web, description, band A, band B, category); bills of materials come last,
     their quantity what could be built. `counter`, a one-element list, counts the rows scanned."""
@@ -91,18 +94,19 @@ def web_rows(reader, locations=ALL_LOCATIONS, counter: list | None = None) -> It
         counter[0] += scanned
 
 
-def export_of(row: tuple, quantity: int) -> ProductExport:
+def export_of(row: tuple[Any, ...], quantity: int) -> ProductExport:
     """The ProductExport of a web_rows row."""
     return ProductExport(sku=row[0], description=row[4].strip(), regular_price=_money(row[5]),
                          wholesale_price=_money(row[6]), category=row[7].strip(), quantity=quantity)
 
 
-def row_fingerprint(row: tuple) -> str:
+def row_fingerprint(row: tuple[Any, ...]) -> str:
     """The fingerprint of a web_rows row's product fields (as `export_of(row, q).fingerprint()`)."""
     return fingerprint(row[4].strip(), _money(row[5]), _money(row[6]), row[7].strip())
 
 
-def iter_exports(reader, *, locations=ALL_LOCATIONS, counter: list | None = None) -> Iterator[ProductExport]:
+def iter_exports(reader: ExchequerReader, *, locations: str | Iterable[str] = ALL_LOCATIONS,
+                 counter: list[int] | None = None) -> Iterator[ProductExport]:
     """Yields a ProductExport per web-enabled item, streamed; bills of materials come last.
 
     Every item is read (a BOM's components need not be web products), but only bills of materials
@@ -140,8 +144,9 @@ class SentProducts:
     def __contains__(self, sku: str) -> bool:
         return sku in self._entries
 
-    def candidates(self, reader, locations=ALL_LOCATIONS, *, force: bool = False,
-                   counts: list | None = None) -> Iterator[tuple[tuple, int, int]]:
+    def candidates(self, reader: ExchequerReader, locations: str | Iterable[str] = ALL_LOCATIONS, *,
+                   force: bool = False,
+                   counts: list[int] | None = None) -> Iterator[tuple[tuple[Any, ...], int, int]]:
         """(row, quantity, raw hash) of each web row (as `web_rows`) not known to be unchanged: the
         steady state's loop, kept to one generator and no call per row. `counts`, a two-element
         list, gets the rows scanned and the web rows seen added to it."""

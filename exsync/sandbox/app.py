@@ -11,8 +11,8 @@ import logging
 import math
 import time
 import urllib.parse
-from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any
 
 from werkzeug.exceptions import BadRequest, HTTPException
 from werkzeug.wrappers import Request, Response
@@ -20,7 +20,7 @@ from werkzeug.wrappers import Request, Response
 from exsync.sandbox.errors import SandboxRestError
 from exsync.sandbox.phpjson import php_json_dumps
 from exsync.sandbox.routes import API_PREFIX, url_map
-from exsync.sandbox.shop import invalid_params
+from exsync.sandbox.shop import Record, invalid_params
 from exsync.sandbox.workers import WorkerPool
 
 if TYPE_CHECKING:
@@ -43,15 +43,23 @@ _CANNOT = {"GET": ("woocommerce_rest_cannot_view", "Sorry, you cannot list resou
            "DELETE": ("woocommerce_rest_cannot_delete", "Sorry, you are not allowed to delete this resource.")}
 
 
-def _error_response(error):
+def _error_response(error: SandboxRestError) -> Response:
     data = error.data if error.data is not None and not isinstance(error.data, dict) \
         else dict({"status": error.status}, **(error.data or {}))
     return Response(php_json_dumps({"code": error.code, "message": error.message, "data": data}),
                     status=error.status, content_type="application/json; charset=UTF-8")
 
 
-def _force(args):
+def _force(args: Mapping[str, Any]) -> bool:
     return str(args.get("force", "")).lower() in ("1", "true", "yes")
+
+
+# What a route handler answers: a JSON body (200), or (status, body, headers).
+Answer = Record | list[Record] | tuple[int, Record | list[Record], dict[str, str]]
+
+
+class _FirewallPage(Response):
+    """A proxy's page, as a firewall or rate limiter answers: WordPress never saw the request."""
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -72,7 +80,7 @@ class SandboxApp:
                  workers: WorkerPool | None = None) -> None:
         self.shop = shop
         self.workers = workers or WorkerPool()
-        self.request_log = collections.deque(maxlen=DEFAULT_REQUEST_LOG_ENTRIES)
+        self.request_log: collections.deque[LoggedRequest] = collections.deque(maxlen=DEFAULT_REQUEST_LOG_ENTRIES)
         # Real shops behind proxies write `Link` URLs with the wrong scheme or port; clients must not follow them.
         self.link_base_url = link_base_url
         self.url_map = url_map()
@@ -82,17 +90,17 @@ class SandboxApp:
 
     def handle(self, request: Request) -> Response:
         response = self._respond(request)
-        if not getattr(response, "from_firewall", False):
+        if not isinstance(response, _FirewallPage):
             # WordPress sends its API's discovery link on every answer, errors included.
             response.headers.add("Link", f'<{self._site_url(request)}/wp-json/>; rel="https://api.w.org/"')
         with self.shop.lock:
             self.shop.request_log.append((request.method, request.path, response.status_code))
         return response
 
-    def _site_url(self, request):
+    def _site_url(self, request: Request) -> str:
         return (self.link_base_url or f"{request.scheme}://{request.host}").rstrip("/")
 
-    def _respond(self, request):
+    def _respond(self, request: Request) -> Response:
         route = request.path[len(API_PREFIX) + 1:] if request.path.startswith(API_PREFIX + "/") else request.path
         self.request_log.append(LoggedRequest(at=time.time(), method=request.method, route=route,
                                               args=dict(request.args)))
@@ -104,13 +112,11 @@ class SandboxApp:
             if fault.delay_seconds:
                 time.sleep(fault.delay_seconds)
             if fault.status:
-                headers = {}
+                headers: dict[str, str] = {}
                 if fault.retry_after_seconds is not None:
                     headers["Retry-After"] = str(math.ceil(fault.retry_after_seconds))
-                response = Response(fault.body or f"<html><body>{fault.status}</body></html>".encode(),
-                                    status=fault.status, headers=headers, content_type="text/html")
-                response.from_firewall = True  # a proxy's page: WordPress never saw the request
-                return response
+                return _FirewallPage(fault.body or f"<html><body>{fault.status}</body></html>".encode(),
+                                     status=fault.status, headers=headers, content_type="text/html")
         # WordPress runs in one of the host's PHP workers: beyond them, requests wait their turn.
         with self.workers.serving():
             return self._serve(request)
@@ -136,7 +142,7 @@ class SandboxApp:
                         content_type="application/json; charset=UTF-8")
 
     @staticmethod
-    def _json_body(request):
+    def _json_body(request: Request) -> Record:
         if request.method in ("GET", "DELETE") or not request.get_data():
             return {}
         if request.mimetype == "application/x-www-form-urlencoded":
@@ -147,11 +153,12 @@ class SandboxApp:
             raise SandboxRestError("rest_invalid_json", "Invalid JSON body passed.", 400) from None
         return body if isinstance(body, dict) else {}
 
-    def _authenticate(self, request, endpoint):
+    def _authenticate(self, request: Request, endpoint: str) -> None:
         https = request.scheme == "https"
         basic = None
         if request.authorization is not None and request.authorization.type == "basic":
-            basic = (request.authorization.username, request.authorization.password)
+            # werkzeug parses Basic credentials into both parts; "" and None alike count as no credentials.
+            basic = (request.authorization.username or "", request.authorization.password or "")
         form = request.form.to_dict() if request.mimetype == "application/x-www-form-urlencoded" else {}
         credentials = self.shop.authenticator.authenticate(
             method=request.method, base_url=f"{request.scheme}://{request.host}", path=request.path,
@@ -166,24 +173,25 @@ class SandboxApp:
             raise SandboxRestError("woocommerce_rest_authentication_error",
                                    "The API key provided does not have write permissions.", 401)
 
-    def _authenticate_wordpress(self, request):
+    def _authenticate_wordpress(self, request: Request) -> None:
         """Application passwords only: WordPress allows them over HTTP in a `local` environment."""
         auth = request.authorization
         allowed = request.scheme == "https" or self.shop.environment_type == "local"
         if auth is None or auth.type != "basic" or not allowed:
             raise SandboxRestError("rest_cannot_edit", "Sorry, you are not allowed to edit this user.", 401)
-        expected = self.shop.app_passwords.get(auth.username)
+        # werkzeug parses Basic credentials into both a username and a password (either may be empty).
+        expected = self.shop.app_passwords.get(auth.username or "")
         if expected is None:
             raise SandboxRestError("invalid_username", "Unknown username. Check again or try your email address.",
                                    401)
-        if auth.password.replace(" ", "") != expected.replace(" ", ""):
+        if (auth.password or "").replace(" ", "") != expected.replace(" ", ""):
             raise SandboxRestError("incorrect_password",
                                    "The provided password is an invalid application password.", 401)
 
     # -- lists ----------------------------------------------------------------------------------
 
     @staticmethod
-    def _link_query(request, extra, page):
+    def _link_query(request: Request, extra: Iterable[tuple[str, str]], page: int) -> str:
         """`add_query_arg`: the request's own query (OAuth parameters too, values encoded, keys not),
         the parameters WordPress filled in, then `page`."""
         pairs = [(key, value) for key, value in request.args.items(multi=True) if key != "page"]
@@ -192,11 +200,13 @@ class SandboxApp:
         pairs.append(("page", str(page)))
         return "&".join(f"{key}={urllib.parse.quote_plus(value)}" for key, value in pairs)
 
-    def _page(self, request, records, render, extra=(("context", "view"),)):
+    def _page(self, request: Request, records: list[Record], render: Callable[[Record], Record],
+              extra: Iterable[tuple[str, str]] = (("context", "view"),)) -> Answer:
         """Slices a list as WordPress does and sets X-WP-Total, X-WP-TotalPages and Link."""
         args = request.args
         problems = {}
-        per_page = page = None
+        # Both are parsed below, or a problem is raised before either is used.
+        per_page = page = 0
         try:
             per_page = int(args.get("per_page", DEFAULT_PER_PAGE))
         except ValueError:
@@ -207,7 +217,7 @@ class SandboxApp:
             problems["page"] = "page is not of type integer."
         if problems:
             raise invalid_params(problems)
-        bounds = {}
+        bounds: dict[str, str] = {}
         if not 1 <= per_page <= MAX_PER_PAGE:
             bounds["per_page"] = f"per_page must be between 1 (inclusive) and {MAX_PER_PAGE} (inclusive)"
         if page < 1:
@@ -240,7 +250,8 @@ class SandboxApp:
 
     # -- batches --------------------------------------------------------------------------------
 
-    def _batch(self, body, *, create, update, delete, invalid_code):
+    def _batch(self, body: Record, *, create: Callable[[Record], Record], update: Callable[[int, Any], Record],
+               delete: Callable[[int, Any], Record], invalid_code: str) -> dict[str, list[Record]]:
         """Runs create, update, delete items in order; each answers alone; lenient as WooCommerce is."""
         items = {action: body.get(action) or [] for action in ("create", "update", "delete")}
         count = sum(len(v) if isinstance(v, list) else 1 for v in items.values())
@@ -248,8 +259,11 @@ class SandboxApp:
         if count > limit:
             raise SandboxRestError("woocommerce_rest_request_entity_too_large",
                                    f"Unable to accept more than {limit} items for this request.", 413)
-        result = {}
-        for action, handler in (("create", create), ("update", update), ("delete", delete)):
+        result: dict[str, list[Record]] = {}
+        # create takes the item, update and delete its id and the item: the action says which.
+        handlers: tuple[tuple[str, Callable[..., Record]], ...] = (("create", create), ("update", update),
+                                                                   ("delete", delete))
+        for action, handler in handlers:
             if not items[action]:
                 continue
             answers = []
@@ -277,13 +291,13 @@ class SandboxApp:
 
     # -- products -------------------------------------------------------------------------------
 
-    def _products(self, request, body):
+    def _products(self, request: Request, body: Record) -> Answer:
         if request.method == "POST":
             self.shop.batch_item_pause()
             return 201, self.shop.create_product(body), {}
         return self._page(request, self.shop.list_products(request.args), self.shop.product_json)
 
-    def _product(self, request, body, item_id):
+    def _product(self, request: Request, body: Record, item_id: int) -> Answer:
         if request.method == "GET":
             return self.shop.get_product(item_id)
         if request.method == "DELETE":
@@ -291,19 +305,19 @@ class SandboxApp:
         self.shop.batch_item_pause()
         return self.shop.update_product(item_id, body)
 
-    def _products_batch(self, request, body):
+    def _products_batch(self, request: Request, body: Record) -> Answer:
         return self._batch(
             body, invalid_code="woocommerce_rest_product_invalid_id",
             create=lambda item: self.shop.create_product(item, lenient=True),
             update=lambda item_id, item: self.shop.update_product(item_id, item, lenient=True),
             delete=lambda item_id, item: self.shop.delete_product(item_id, force=True))
 
-    def _categories(self, request, body):
+    def _categories(self, request: Request, body: Record) -> Answer:
         if request.method == "POST":
             return 201, self.shop.create_category(body), {}
         return self._page(request, self.shop.list_categories(request.args), self.shop.category_json)
 
-    def _category(self, request, body, item_id):
+    def _category(self, request: Request, body: Record, item_id: int) -> Answer:
         with self.shop.lock:
             category = self.shop.categories.get(item_id)
             if category is None:
@@ -312,13 +326,13 @@ class SandboxApp:
 
     # -- customers ------------------------------------------------------------------------------
 
-    def _customers(self, request, body):
+    def _customers(self, request: Request, body: Record) -> Answer:
         if request.method == "POST":
             self.shop.batch_item_pause()
             return 201, self.shop.create_customer(body), {}
         return self._page(request, self.shop.list_customers(request.args), self.shop.customer_json)
 
-    def _customer(self, request, body, item_id):
+    def _customer(self, request: Request, body: Record, item_id: int) -> Answer:
         if request.method == "GET":
             return self.shop.get_customer(item_id)
         if request.method == "DELETE":
@@ -326,7 +340,7 @@ class SandboxApp:
         self.shop.batch_item_pause()
         return self.shop.update_customer(item_id, body)
 
-    def _customers_batch(self, request, body):
+    def _customers_batch(self, request: Request, body: Record) -> Answer:
         return self._batch(
             body, invalid_code="woocommerce_rest_invalid_id",
             create=lambda item: self.shop.create_customer(item, lenient=True),
@@ -335,14 +349,14 @@ class SandboxApp:
 
     # -- orders ---------------------------------------------------------------------------------
 
-    def _orders(self, request, body):
+    def _orders(self, request: Request, body: Record) -> Answer:
         if request.method == "POST":
             self.shop.batch_item_pause()
             return 201, self.shop.create_order(body), {}
         return self._page(request, self.shop.list_orders(request.args), self.shop.order_json,
                           extra=(("status[0]", "any"), ("dp", "2"), ("context", "view")))
 
-    def _order(self, request, body, item_id):
+    def _order(self, request: Request, body: Record, item_id: int) -> Answer:
         if request.method == "GET":
             return self.shop.get_order(item_id)
         if request.method == "DELETE":
@@ -350,73 +364,73 @@ class SandboxApp:
         self.shop.batch_item_pause()
         return self.shop.update_order(item_id, body)
 
-    def _orders_batch(self, request, body):
+    def _orders_batch(self, request: Request, body: Record) -> Answer:
         return self._batch(
             body, invalid_code="woocommerce_rest_shop_order_invalid_id",
             create=lambda item: self.shop.create_order(item, lenient=True),
             update=lambda item_id, item: self.shop.update_order(item_id, item, lenient=True),
             delete=lambda item_id, item: self.shop.delete_order(item_id, force=True))
 
-    def _order_notes(self, request, body, item_id):
+    def _order_notes(self, request: Request, body: Record, item_id: int) -> Answer:
         if request.method == "POST":
             return 201, self.shop.add_order_note(item_id, body), {}
         return self.shop.list_order_notes(item_id, request.args)
 
-    def _order_refunds(self, request, body, item_id):
+    def _order_refunds(self, request: Request, body: Record, item_id: int) -> Answer:
         if request.method == "POST":
             return 201, self.shop.create_refund(item_id, body), {}
         return self.shop.list_refunds(item_id)
 
-    def _order_totals(self, request, body):
+    def _order_totals(self, request: Request, body: Record) -> Answer:
         return self.shop.order_status_totals()
 
     # -- shipping -------------------------------------------------------------------------------
 
-    def _zones(self, request, body):
+    def _zones(self, request: Request, body: Record) -> Answer:
         return self.shop.list_zones()
 
-    def _zone(self, request, body, item_id):
+    def _zone(self, request: Request, body: Record, item_id: int) -> Answer:
         return self.shop.get_zone(item_id)
 
-    def _zone_methods(self, request, body, item_id):
+    def _zone_methods(self, request: Request, body: Record, item_id: int) -> Answer:
         return self.shop.list_zone_methods(item_id)
 
-    def _shipping_methods(self, request, body):
+    def _shipping_methods(self, request: Request, body: Record) -> Answer:
         return self.shop.list_shipping_methods()
 
     # -- settings and taxes ---------------------------------------------------------------------
 
-    def _settings(self, request, body, group):
+    def _settings(self, request: Request, body: Record, group: str) -> Answer:
         return self.shop.list_settings(group)
 
-    def _setting(self, request, body, group, name):
+    def _setting(self, request: Request, body: Record, group: str, name: str) -> Answer:
         if request.method == "GET":
             return self.shop.get_setting(group, name)
         return self.shop.update_setting(group, name, body)
 
-    def _taxes(self, request, body):
+    def _taxes(self, request: Request, body: Record) -> Answer:
         if request.method == "POST":
             return 201, self.shop.create_tax_rate(body), {}
         return self._page(request, self.shop.list_tax_rates(request.args), self.shop.tax_rate_json)
 
-    def _tax(self, request, body, item_id):
+    def _tax(self, request: Request, body: Record, item_id: int) -> Answer:
         if request.method == "GET":
             return self.shop.get_tax_rate(item_id)
         if request.method == "DELETE":
             return self.shop.delete_tax_rate(item_id, force=_force(request.args))
         return self.shop.update_tax_rate(item_id, body)
 
-    def _tax_classes(self, request, body):
+    def _tax_classes(self, request: Request, body: Record) -> Answer:
         return self.shop.list_tax_classes()
 
     # -- webhooks -------------------------------------------------------------------------------
 
-    def _webhooks(self, request, body):
+    def _webhooks(self, request: Request, body: Record) -> Answer:
         if request.method == "POST":
             return 201, self.shop.create_webhook(body), {}
         return self._page(request, self.shop.list_webhooks(request.args), self.shop.webhook_json)
 
-    def _webhook(self, request, body, item_id):
+    def _webhook(self, request: Request, body: Record, item_id: int) -> Answer:
         if request.method == "GET":
             return self.shop.get_webhook(item_id)
         if request.method == "DELETE":
@@ -425,7 +439,7 @@ class SandboxApp:
 
     # -- WordPress users ------------------------------------------------------------------------
 
-    def _wp_user(self, request, body, item_id):
+    def _wp_user(self, request: Request, body: Record, item_id: int) -> Answer:
         if request.method == "GET":
             with self.shop.lock:
                 user = self.shop.users.get(item_id)

@@ -15,6 +15,8 @@ import time
 import urllib.parse
 from collections.abc import Callable, Mapping
 
+from werkzeug.datastructures import Headers
+
 from exsync.sandbox.errors import SandboxRestError
 
 __all__ = ["OAUTH_WINDOW_SECONDS", "Authenticator", "Credentials"]
@@ -58,7 +60,7 @@ class Authenticator:
         return credentials
 
     def authenticate(self, *, method: str, base_url: str, path: str, https: bool, query: Mapping[str, str],
-                     form: Mapping[str, str], headers: Mapping[str, str],
+                     form: Mapping[str, str], headers: Mapping[str, str] | Headers,
                      basic: tuple[str, str] | None) -> Credentials | None:
         """The Credentials used, None when none were offered (the caller answers `cannot_view`)."""
         if https:
@@ -82,7 +84,7 @@ class Authenticator:
         return credentials
 
     def _oauth(self, *, method: str, base_url: str, path: str, query: Mapping[str, str], form: Mapping[str, str],
-               headers: Mapping[str, str]) -> Credentials | None:
+               headers: Mapping[str, str] | Headers) -> Credentials | None:
         params = dict(query)
         params.update(form)
         header = (headers.get("Authorization") or "").strip()

@@ -5,7 +5,7 @@ import threading
 
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
-from exsync.sandbox.app import SandboxApp
+from exsync.sandbox.app import LoggedRequest, SandboxApp
 from exsync.sandbox.shop import SandboxShop
 from exsync.sandbox.workers import WorkerPool
 
@@ -21,7 +21,7 @@ POLL_SECONDS = 0.05
 class _QuietHandler(WSGIRequestHandler):
     """Keeps werkzeug's per-request access log out of test and demo output."""
 
-    def log_request(self, code="-", size="-"):
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
         log.debug("%s %s %s", self.command, self.path, code)
 
 
@@ -47,12 +47,12 @@ class SandboxServer:
         self._app: SandboxApp | None = None
 
     @property
-    def request_log(self):
+    def request_log(self) -> list[LoggedRequest]:
         """The requests that arrived, oldest first (`LoggedRequest`s)."""
         return list(self._app.request_log) if self._app is not None else []
 
     @property
-    def url(self):
+    def url(self) -> str:
         scheme = "https" if self.ssl_context else "http"
         return f"{scheme}://{self.host}:{self.port}"
 
@@ -72,7 +72,7 @@ class SandboxServer:
         thread.start()
         return self
 
-    def stop(self):
+    def stop(self) -> None:
         if self._server is not None:
             if self._thread is not None:
                 self._server.shutdown()
@@ -81,8 +81,8 @@ class SandboxServer:
             self._server = None
         self.shop.deliverer.stop()
 
-    def __enter__(self):
+    def __enter__(self) -> "SandboxServer":
         return self.start()
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         self.stop()

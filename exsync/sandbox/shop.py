@@ -14,6 +14,8 @@ import re
 import secrets
 import threading
 import time
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 from exsync.sandbox.authn import Authenticator, Credentials
 from exsync.sandbox.delivery import DEFAULT_DELIVERY_DELAY_SECONDS, WC_VERSION, WP_VERSION, WebhookDeliverer
@@ -27,6 +29,9 @@ from exsync.sandbox.taxes import (
     round_tax,
     unrounded,
 )
+
+# A record in the shop's memory or an answer's JSON object: WooCommerce's shapes, loosely typed as PHP has them.
+Record = dict[str, Any]
 
 __all__ = [
     "DEFAULT_BATCH_LIMIT",
@@ -94,12 +99,12 @@ CENT = decimal.Decimal("0.01")
 REDUCED_STOCK_META = "_reduced_stock"
 
 
-def _money(value):
+def _money(value: Any) -> str:
     """A money string to the penny, rounded half up as PHP rounds (8.325 is 8.33)."""
     return f"{decimal.Decimal(str(value)).quantize(CENT, rounding=decimal.ROUND_HALF_UP):f}"
 
 
-def _decimal_amount(value):
+def _decimal_amount(value: Any) -> decimal.Decimal:
     """An amount sent to the shop as a Decimal; junk is 0, as PHP's floatval makes it."""
     try:
         amount = decimal.Decimal(str(value).strip() or "0")
@@ -108,17 +113,17 @@ def _decimal_amount(value):
     return amount if amount.is_finite() else decimal.Decimal(0)
 
 
-def _slugify(text):
+def _slugify(text: Any) -> str:
     return re.sub(r"[^a-z0-9]+", "-", str(text).lower()).strip("-")
 
 
-def _to_bool(value):
+def _to_bool(value: Any) -> bool:
     if isinstance(value, str):
         return value.strip().lower() in ("1", "true", "yes", "on")
     return bool(value)
 
 
-def _stock_amount(value):
+def _stock_amount(value: Any) -> int:
     """`wc_stock_amount`: PHP's intval, so junk becomes 0 (batch items are never type-checked)."""
     try:
         return int(float(value))
@@ -126,7 +131,7 @@ def _stock_amount(value):
         return 0
 
 
-def _decimal(value):
+def _decimal(value: Any) -> str:
     """`wc_format_decimal` for prices: a string, empty when not numeric."""
     if value in (None, ""):
         return ""
@@ -138,11 +143,11 @@ def _decimal(value):
     return text
 
 
-def _error(code, message, status=400, data=None):
+def _error(code: str, message: str, status: int = 400, data: Any = None) -> SandboxRestError:
     return SandboxRestError(code, message, status, data)
 
 
-def invalid_params(problems):
+def invalid_params(problems: Mapping[str, str]) -> SandboxRestError:
     """WordPress's `rest_invalid_param` for {param: message}."""
     return _error("rest_invalid_param", f"Invalid parameter(s): {', '.join(problems)}", 400,
                   {"params": dict(problems),
@@ -150,7 +155,7 @@ def invalid_params(problems):
                                for name, message in problems.items()}})
 
 
-def _is_integer(value):
+def _is_integer(value: Any) -> bool:
     if isinstance(value, bool):
         return False
     if isinstance(value, int):
@@ -158,7 +163,7 @@ def _is_integer(value):
     return isinstance(value, str) and re.fullmatch(r"-?\d+", value.strip() or "x") is not None
 
 
-_SCHEMA_CHECKS = {
+_SCHEMA_CHECKS: dict[str, Callable[[Any], bool]] = {
     "string": lambda v: isinstance(v, str),
     "integer": _is_integer,
     "boolean": lambda v: isinstance(v, bool) or v in ("true", "false", "1", "0", 1, 0),
@@ -168,18 +173,18 @@ _SCHEMA_CHECKS = {
     or (isinstance(v, str) and re.fullmatch(r"-?\d+(\.\d+)?", v.strip()) is not None),
 }
 
-PRODUCT_SCHEMA = {
+PRODUCT_SCHEMA: dict[str, str | tuple[str, ...]] = {
     "name": "string", "slug": "string", "type": ("simple", "grouped", "external", "variable"),
     "status": PRODUCT_STATUSES, "description": "string", "short_description": "string", "sku": "string",
     "regular_price": "string", "sale_price": "string", "manage_stock": "boolean", "stock_quantity": "integer",
     "stock_status": STOCK_STATUSES, "backorders": BACKORDERS, "weight": "string", "categories": "array",
     "meta_data": "array", "tax_status": ("taxable", "shipping", "none"), "tax_class": "string",
 }
-CUSTOMER_SCHEMA = {
+CUSTOMER_SCHEMA: dict[str, str | tuple[str, ...]] = {
     "email": "string", "first_name": "string", "last_name": "string", "username": "string", "password": "string",
     "billing": "object", "shipping": "object", "meta_data": "array",
 }
-ORDER_SCHEMA = {
+ORDER_SCHEMA: dict[str, str | tuple[str, ...]] = {
     "status": ORDER_STATUSES, "currency": "string", "customer_id": "integer", "customer_note": "string",
     "billing": "object", "shipping": "object", "payment_method": "string", "payment_method_title": "string",
     "transaction_id": "string", "set_paid": "boolean", "line_items": "array", "shipping_lines": "array",
@@ -187,7 +192,7 @@ ORDER_SCHEMA = {
 }
 
 
-def validate_schema(schema, data):
+def validate_schema(schema: Mapping[str, str | tuple[str, ...]], data: Mapping[str, Any]) -> None:
     """What WordPress checks before a single-item endpoint runs (batch items skip this)."""
     problems = {}
     for name, kind in schema.items():
@@ -206,11 +211,11 @@ def validate_schema(schema, data):
 class SandboxShop:
     """One shop's data and rules, thread-safe; `deliverer` sends its webhooks asynchronously."""
 
-    def __init__(self, *, home_url="http://127.0.0.1/", currency=DEFAULT_CURRENCY, timezone_offset_hours=0,
-                 batch_limit=DEFAULT_BATCH_LIMIT, max_webhook_failures=DEFAULT_MAX_WEBHOOK_FAILURES,
-                 delivery_timeout_seconds=60.0, delivery_delay_seconds=DEFAULT_DELIVERY_DELAY_SECONDS,
-                 environment_type="production",
-                 faults=None, clock=None):
+    def __init__(self, *, home_url: str = "http://127.0.0.1/", currency: str = DEFAULT_CURRENCY,
+                 timezone_offset_hours: float = 0, batch_limit: int = DEFAULT_BATCH_LIMIT,
+                 max_webhook_failures: int = DEFAULT_MAX_WEBHOOK_FAILURES, delivery_timeout_seconds: float = 60.0,
+                 delivery_delay_seconds: float = DEFAULT_DELIVERY_DELAY_SECONDS, environment_type: str = "production",
+                 faults: Faults | None = None, clock: Callable[[], datetime.datetime] | None = None) -> None:
         self.lock = threading.RLock()
         self.home_url = home_url
         self.currency = currency
@@ -232,23 +237,23 @@ class SandboxShop:
         self._webhook_ids = itertools.count(1)
         self._zone_ids = itertools.count(1)
         self._instance_ids = itertools.count(1)
-        self.products = {}
-        self.categories = {15: {"id": 15, "name": "Uncategorized", "slug": "uncategorized", "parent": 0,
-                                "description": ""}}
-        self.users = {}
-        self.orders = {}
-        self.notes = {}
-        self.refunds = {}
-        self.zones = {0: {"id": 0, "name": "Locations not covered by your other zones", "order": 0}}
-        self.zone_methods = {0: []}
-        self.webhooks = {}
-        self.app_passwords = {}
+        self.products: dict[int, Record] = {}
+        self.categories: dict[int, Record] = {
+            15: {"id": 15, "name": "Uncategorized", "slug": "uncategorized", "parent": 0, "description": ""}}
+        self.users: dict[int, Record] = {}
+        self.orders: dict[int, Record] = {}
+        self.notes: dict[int, list[Record]] = {}
+        self.refunds: dict[int, list[Record]] = {}
+        self.zones: dict[int, Record] = {0: {"id": 0, "name": "Locations not covered by your other zones", "order": 0}}
+        self.zone_methods: dict[int, list[Record]] = {0: []}
+        self.webhooks: dict[int, Record] = {}
+        self.app_passwords: dict[str, str] = {}
         # Options set through `/settings` (defaults in taxes.SETTINGS) and the rates of `/taxes`.
-        self.settings = {}
+        self.settings: dict[str, Any] = {}
         self.tax_rates = TaxRates()
         self._tax_rate_ids = itertools.count(1)
         # Every REST request served: (method, route, status), so tests can count what a client did.
-        self.request_log = []
+        self.request_log: list[tuple[str, str, int]] = []
         now = self.now()
         self.users[1] = {"id": 1, "username": "admin", "email": "admin@example.test", "first_name": "",
                          "last_name": "", "role": "administrator", "billing": {}, "shipping": {}, "meta_data": [],
@@ -257,51 +262,52 @@ class SandboxShop:
     # -- site -----------------------------------------------------------------------------------
 
     @property
-    def base_url(self):
+    def base_url(self) -> str:
         return self.home_url.rstrip("/")
 
-    def now(self):
+    def now(self) -> datetime.datetime:
         return self._clock().astimezone(datetime.UTC).replace(tzinfo=None, microsecond=0)
 
-    def _dates(self, prefix, gmt):
+    def _dates(self, prefix: str, gmt: datetime.datetime | None) -> dict[str, str | None]:
         if gmt is None:
             return {prefix: None, f"{prefix}_gmt": None}
         return {prefix: (gmt + self.timezone_offset).isoformat(), f"{prefix}_gmt": gmt.isoformat()}
 
-    def add_credentials(self, *, consumer_key=None, consumer_secret=None, permissions="read_write", user_id=1):
+    def add_credentials(self, *, consumer_key: str | None = None, consumer_secret: str | None = None,
+                        permissions: str = "read_write", user_id: int = 1) -> Credentials:
         """Registers a REST API key (random when not given) and returns its Credentials."""
         return self.authenticator.add(Credentials(
             consumer_key=consumer_key or f"ck_{secrets.token_hex(20)}",
             consumer_secret=consumer_secret or f"cs_{secrets.token_hex(20)}",
             permissions=permissions, user_id=user_id))
 
-    def add_application_password(self, *, username="admin", password=None):
+    def add_application_password(self, *, username: str = "admin", password: str | None = None) -> str:
         """A WordPress application password for `/wp/v2/users` (the consumer key is not accepted there)."""
         password = password or " ".join(secrets.token_urlsafe(3)[:4] for _ in range(6))
         with self.lock:
             self.app_passwords[username] = password
         return password
 
-    def _links(self, route, collection, extra=None):
+    def _links(self, route: str, collection: str, extra: Record | None = None) -> Record:
         api = f"{self.base_url}/wp-json/wc/v3/"
         links = {"self": [{"href": api + route}], "collection": [{"href": api + collection}]}
         links.update(extra or {})
         return links
 
-    def _emit(self, topic, resource_id):
+    def _emit(self, topic: str, resource_id: Any) -> None:
         """Queues the delivery of `topic` for `resource_id` to every active webhook on that topic."""
         for webhook in self.webhooks.values():
             if webhook["status"] == "active" and webhook["topic"] == topic:
                 self.deliverer.enqueue(webhook_id=webhook["id"], resource_id=resource_id)
 
-    def fire_action(self, hook, arg):
+    def fire_action(self, hook: str, arg: Any) -> None:
         """Runs a WordPress action, for webhooks on `action.<hook>` topics."""
         with self.lock:
             self._emit(f"action.{hook}", arg)
 
     # -- meta data ------------------------------------------------------------------------------
 
-    def _apply_meta(self, record, entries):
+    def _apply_meta(self, record: Record, entries: Any) -> None:
         if not isinstance(entries, list):
             return
         meta = record.setdefault("meta_data", [])
@@ -322,7 +328,7 @@ class SandboxShop:
 
     # -- categories -----------------------------------------------------------------------------
 
-    def category_json(self, category):
+    def category_json(self, category: Record) -> Record:
         count = sum(1 for p in self.products.values() if category["id"] in p["categories"]
                     and p["status"] != "trash")
         return {"id": category["id"], "name": category["name"], "slug": category["slug"],
@@ -330,7 +336,7 @@ class SandboxShop:
                 "image": None, "menu_order": 0, "count": count,
                 "_links": self._links(f"products/categories/{category['id']}", "products/categories")}
 
-    def list_categories(self, args):
+    def list_categories(self, args: Mapping[str, Any]) -> list[Record]:
         """`GET /products/categories`, by name, filtered by `search`, `slug` and `parent`."""
         with self.lock:
             categories = list(self.categories.values())
@@ -342,7 +348,7 @@ class SandboxShop:
             categories = [c for c in categories if c["parent"] == _stock_amount(args["parent"])]
         return sorted(categories, key=lambda c: (c["name"].lower(), c["id"]))
 
-    def create_category(self, data):
+    def create_category(self, data: Record) -> Record:
         name = str(data.get("name") or "").strip()
         if not name:
             raise _error("rest_missing_callback_param", "Missing parameter(s): name", 400,
@@ -356,14 +362,14 @@ class SandboxShop:
                 existing = next(c for c in self.categories.values() if c["slug"] == slug and c["parent"] == parent)
                 raise _error("term_exists", "A term with the name provided already exists with this parent.", 400,
                              {"resource_id": existing["id"]})
-            category = {"id": next(self._term_ids), "name": name, "slug": slug, "parent": parent,
-                        "description": str(data.get("description") or "")}
+            category: Record = {"id": next(self._term_ids), "name": name, "slug": slug, "parent": parent,
+                                "description": str(data.get("description") or "")}
             self.categories[category["id"]] = category
             return self.category_json(category)
 
     # -- products -------------------------------------------------------------------------------
 
-    def product_json(self, product):
+    def product_json(self, product: Record) -> Record:
         price = product["sale_price"] or product["regular_price"]
         price_html = ""
         if price:
@@ -400,7 +406,7 @@ class SandboxShop:
         })
         return body
 
-    def _apply_product(self, product, data):
+    def _apply_product(self, product: Record, data: Record) -> None:
         for name in ("name", "description", "short_description", "weight", "tax_class"):
             if name in data and data[name] is not None:
                 product[name] = str(data[name])
@@ -437,7 +443,7 @@ class SandboxShop:
         self._settle_stock_status(product)
 
     @staticmethod
-    def _settle_stock_status(product):
+    def _settle_stock_status(product: Record) -> None:
         """WooCommerce derives the stock status from the quantity when it manages stock."""
         if not product["manage_stock"]:
             product["stock_quantity"] = None
@@ -449,17 +455,18 @@ class SandboxShop:
         else:
             product["stock_status"] = "onbackorder" if product["backorders"] != "no" else "outofstock"
 
-    def create_product(self, data, *, lenient=False):
+    def create_product(self, data: Record, *, lenient: bool = False) -> Record:
         """Adds a product as `POST /products` does (fires product.created); returns its JSON."""
         if not lenient:
             validate_schema(PRODUCT_SCHEMA, data)
         with self.lock:
             now = self.now()
-            product = {"id": next(self._post_ids), "name": "", "slug": "", "type": "simple", "status": "publish",
-                       "description": "", "short_description": "", "sku": "", "regular_price": "", "sale_price": "",
-                       "tax_status": "taxable", "tax_class": "", "manage_stock": False, "stock_quantity": None,
-                       "stock_status": "instock", "backorders": "no", "weight": "", "categories": [],
-                       "meta_data": [], "total_sales": 0, "_created": now, "_modified": now}
+            product: Record = {
+                "id": next(self._post_ids), "name": "", "slug": "", "type": "simple", "status": "publish",
+                "description": "", "short_description": "", "sku": "", "regular_price": "", "sale_price": "",
+                "tax_status": "taxable", "tax_class": "", "manage_stock": False, "stock_quantity": None,
+                "stock_status": "instock", "backorders": "no", "weight": "", "categories": [],
+                "meta_data": [], "total_sales": 0, "_created": now, "_modified": now}
             self._apply_product(product, data)
             if not product["slug"]:
                 product["slug"] = _slugify(product["name"]) or f"product-{product['id']}"
@@ -467,17 +474,17 @@ class SandboxShop:
             self._emit("product.created", product["id"])
             return self.product_json(product)
 
-    def _live_product(self, product_id, status):
+    def _live_product(self, product_id: Any, status: int) -> Record:
         product = self.products.get(_stock_amount(product_id))
         if product is None or product["status"] == "trash" and status == 400:
             raise _error("woocommerce_rest_product_invalid_id", INVALID_ID, status)
         return product
 
-    def get_product(self, product_id):
+    def get_product(self, product_id: Any) -> Record:
         with self.lock:
             return self.product_json(self._live_product(product_id, 404))
 
-    def update_product(self, product_id, data, *, lenient=False):
+    def update_product(self, product_id: Any, data: Record, *, lenient: bool = False) -> Record:
         """Changes a product as `PUT /products/<id>` does (fires product.updated); returns its JSON."""
         if not lenient:
             validate_schema(PRODUCT_SCHEMA, data)
@@ -488,7 +495,7 @@ class SandboxShop:
             self._emit("product.updated", product["id"])
             return self.product_json(product)
 
-    def delete_product(self, product_id, *, force=False):
+    def delete_product(self, product_id: Any, *, force: bool = False) -> Record:
         with self.lock:
             product = self.products.get(_stock_amount(product_id))
             if product is None:
@@ -505,7 +512,7 @@ class SandboxShop:
             self._emit("product.deleted", product["id"])
             return body
 
-    def list_products(self, args):
+    def list_products(self, args: Mapping[str, Any]) -> list[Record]:
         with self.lock:
             products = [p for p in self.products.values() if p["status"] != "trash"
                         or args.get("status") == "trash"]
@@ -529,9 +536,10 @@ class SandboxShop:
             return products
 
     @staticmethod
-    def _ordered(records, args, *, default, default_order="desc"):
+    def _ordered(records: Iterable[Record], args: Mapping[str, Any], *, default: str,
+                 default_order: str = "desc") -> list[Record]:
         orderby = args.get("orderby") or default
-        keys = {"date": lambda r: (r["_created"], r["id"]), "id": lambda r: r["id"],
+        keys: dict[str, Callable[[Record], Any]] = {"date": lambda r: (r["_created"], r["id"]), "id": lambda r: r["id"],
                 "modified": lambda r: (r["_modified"], r["id"]), "include": lambda r: r["id"],
                 "title": lambda r: (r.get("name", ""), r["id"]), "slug": lambda r: (r.get("slug", ""), r["id"]),
                 "name": lambda r: (f"{r.get('first_name', '')} {r.get('last_name', '')}".strip().lower()
@@ -540,18 +548,18 @@ class SandboxShop:
         key = keys.get(orderby, keys[default])
         return sorted(records, key=key, reverse=(args.get("order") or default_order) == "desc")
 
-    def wait_for_deliveries(self, timeout_seconds=10.0):
+    def wait_for_deliveries(self, timeout_seconds: float = 10.0) -> bool:
         """Blocks until every queued webhook delivery has been sent; False if they did not drain in time."""
         return self.deliverer.wait_until_idle(timeout_seconds=timeout_seconds)
 
-    def batch_item_pause(self):
+    def batch_item_pause(self) -> None:
         """The per-item cost of a write on a real host (each batch item, each single write), outside the lock."""
         if self.faults.item_latency_seconds:
             time.sleep(self.faults.item_latency_seconds)
 
     # -- customers ------------------------------------------------------------------------------
 
-    def customer_json(self, user):
+    def customer_json(self, user: Record) -> Record:
         billing = {name: user.get("billing", {}).get(name, "") for name in ADDRESS_FIELDS + ("email", "phone")}
         shipping = {name: user.get("shipping", {}).get(name, "") for name in ADDRESS_FIELDS + ("phone",)}
         body = {"id": user["id"]}
@@ -567,7 +575,7 @@ class SandboxShop:
         })
         return body
 
-    def _apply_customer(self, user, data):
+    def _apply_customer(self, user: Record, data: Record) -> None:
         for name in ("first_name", "last_name"):
             if name in data and data[name] is not None:
                 user[name] = str(data[name])
@@ -580,7 +588,7 @@ class SandboxShop:
         if "meta_data" in data:
             self._apply_meta(user, data["meta_data"])
 
-    def create_customer(self, data, *, lenient=False, role="customer"):
+    def create_customer(self, data: Record, *, lenient: bool = False, role: str = "customer") -> Record:
         """Registers a customer as `POST /customers` does (fires customer.created and .updated)."""
         if not lenient:
             validate_schema(CUSTOMER_SCHEMA, data)
@@ -598,26 +606,26 @@ class SandboxShop:
             while any(u["username"] == username for u in self.users.values()):
                 username = f"{username}-{secrets.token_hex(2)}"
             now = self.now()
-            user = {"id": next(self._user_ids), "email": email, "username": username, "first_name": "",
-                    "last_name": "", "role": role, "billing": {}, "shipping": {}, "meta_data": [],
-                    "_created": now, "_modified": now}
+            user: Record = {"id": next(self._user_ids), "email": email, "username": username, "first_name": "",
+                            "last_name": "", "role": role, "billing": {}, "shipping": {}, "meta_data": [],
+                            "_created": now, "_modified": now}
             self._apply_customer(user, data)
             self.users[user["id"]] = user
             self._emit("customer.created", user["id"])
             self._emit("customer.updated", user["id"])
             return self.customer_json(user)
 
-    def _user(self, user_id, status=404):
+    def _user(self, user_id: Any, status: int = 404) -> Record:
         user = self.users.get(_stock_amount(user_id))
         if user is None:
             raise _error("woocommerce_rest_invalid_id", INVALID_ID, status)
         return user
 
-    def get_customer(self, customer_id):
+    def get_customer(self, customer_id: Any) -> Record:
         with self.lock:
             return self.customer_json(self._user(customer_id))
 
-    def update_customer(self, customer_id, data, *, lenient=False):
+    def update_customer(self, customer_id: Any, data: Record, *, lenient: bool = False) -> Record:
         """Changes a customer; `role` is read-only here, as in wc/v3 (a PUT ignores it)."""
         if not lenient:
             validate_schema(CUSTOMER_SCHEMA, data)
@@ -637,7 +645,7 @@ class SandboxShop:
             self._emit("customer.updated", user["id"])
             return self.customer_json(user)
 
-    def delete_customer(self, customer_id, *, force=False):
+    def delete_customer(self, customer_id: Any, *, force: bool = False) -> Record:
         if not force:
             raise _error("woocommerce_rest_trash_not_supported", "Customers do not support trashing.", 501)
         with self.lock:
@@ -648,7 +656,7 @@ class SandboxShop:
                 self._emit("customer.deleted", user["id"])
             return body
 
-    def list_customers(self, args):
+    def list_customers(self, args: Mapping[str, Any]) -> list[Record]:
         role = args.get("role") or "customer"
         if role != "all" and role not in USER_ROLES:
             raise invalid_params({"role": f"role is not one of all, {', '.join(USER_ROLES)}."})
@@ -661,7 +669,7 @@ class SandboxShop:
                 users = [u for u in users if needle in u["email"] or needle in u["username"].lower()]
             return self._ordered(users, args, default="name", default_order="asc")
 
-    def set_user_roles(self, user_id, roles):
+    def set_user_roles(self, user_id: Any, roles: list[str]) -> Record:
         """WordPress's `POST /wp/v2/users/<id>` with `roles`: no webhook fires for a role change."""
         with self.lock:
             user = self.users.get(_stock_amount(user_id))
@@ -672,7 +680,7 @@ class SandboxShop:
             user["role"] = roles[0]
             return self.wp_user_json(user)
 
-    def wp_user_json(self, user):
+    def wp_user_json(self, user: Record) -> Record:
         return {"id": user["id"], "username": user["username"],
                 "name": f"{user['first_name']} {user['last_name']}".strip() or user["username"],
                 "first_name": user["first_name"], "last_name": user["last_name"], "email": user["email"],
@@ -682,12 +690,13 @@ class SandboxShop:
 
     # -- orders ---------------------------------------------------------------------------------
 
-    def _item_taxes_json(self, taxes, subtotal_taxes=None):
+    def _item_taxes_json(self, taxes: Mapping[int, decimal.Decimal],
+                         subtotal_taxes: Mapping[int, decimal.Decimal] | None = None) -> list[Record]:
         return [{"id": rate_id, "total": unrounded(tax),
                  "subtotal": unrounded((subtotal_taxes or {}).get(rate_id, tax)) if subtotal_taxes is not None else ""}
                 for rate_id, tax in taxes.items()]
 
-    def order_json(self, order):
+    def order_json(self, order: Record) -> Record:
         line_items = []
         for item in order["line_items"]:
             quantity = item["quantity"]
@@ -750,13 +759,14 @@ class SandboxShop:
         })
         return body
 
-    def _order(self, order_id, status):
+    def _order(self, order_id: Any, status: int) -> Record:
         order = self.orders.get(_stock_amount(order_id))
         if order is None:
             raise _error("woocommerce_rest_shop_order_invalid_id", INVALID_ID, status)
         return order
 
-    def _line_item(self, data, *, prices_include_tax, created_via, location):
+    def _line_item(self, data: Record, *, prices_include_tax: bool, created_via: str,
+                   location: Mapping[str, Any]) -> Record:
         """A line as the REST API (or a checkout) adds it: totals net of tax, unrounded."""
         product = None
         if data.get("sku"):
@@ -766,11 +776,12 @@ class SandboxShop:
         if product is None and (data.get("sku") or data.get("product_id")):
             raise _error("woocommerce_rest_invalid_product_id", "Product ID provided is invalid.", 400)
         quantity = max(1, _stock_amount(data.get("quantity", 1)))
-        item = {"id": next(self._item_ids), "name": str(data.get("name") or (product["name"] if product else "")),
-                "product_id": product["id"] if product else 0, "variation_id": 0, "quantity": quantity,
-                "sku": product["sku"] if product else "", "tax_class": product["tax_class"] if product else "",
-                "tax_status": product["tax_status"] if product else "taxable", "meta_data": [], "taxes": {},
-                "subtotal_taxes": {}, "included_tax": None}
+        item: Record = {
+            "id": next(self._item_ids), "name": str(data.get("name") or (product["name"] if product else "")),
+            "product_id": product["id"] if product else 0, "variation_id": 0, "quantity": quantity,
+            "sku": product["sku"] if product else "", "tax_class": product["tax_class"] if product else "",
+            "tax_status": product["tax_status"] if product else "taxable", "meta_data": [], "taxes": {},
+            "subtotal_taxes": {}, "included_tax": None}
         given_subtotal, given_total = data.get("subtotal"), data.get("total")
         if given_subtotal not in (None, "") or given_total not in (None, ""):
             # Totals sent with the line are taken as they are: net of tax.
@@ -794,13 +805,13 @@ class SandboxShop:
 
     # -- order taxes and totals -----------------------------------------------------------------
 
-    def _line_tax(self, taxes):
+    def _line_tax(self, taxes: Mapping[int, decimal.Decimal]) -> decimal.Decimal:
         """A line's `total_tax`: its taxes rounded one by one, or summed unrounded at subtotal."""
         if self.setting("woocommerce_tax_round_at_subtotal") == "yes":
             return round_tax(sum(taxes.values(), decimal.Decimal(0)))
         return sum((round_tax(t) for t in taxes.values()), decimal.Decimal(0))
 
-    def _tax_location(self, order):
+    def _tax_location(self, order: Record) -> dict[str, Any]:
         """`WC_Abstract_Order::get_tax_location`: the shipping (or billing) address, else the shop's base."""
         based_on = self.setting("woocommerce_tax_based_on")
         if based_on == "shipping" and not order["shipping"].get("country"):
@@ -811,10 +822,10 @@ class SandboxShop:
                     "postcode": "", "city": ""}
         return {name: address.get(name, "") for name in ("country", "state", "postcode", "city")}
 
-    def _item_rates(self, item, location):
+    def _item_rates(self, item: Record, location: Mapping[str, Any]) -> list[Record]:
         return self.tax_rates.find(tax_class=item["tax_class"], **location)
 
-    def _shipping_rates(self, order, location):
+    def _shipping_rates(self, order: Record, location: Mapping[str, Any]) -> list[Record]:
         tax_class = self.setting("woocommerce_shipping_tax_class")
         if tax_class == "inherit":
             classes = {item["tax_class"] for item in order["line_items"] if item["tax_status"] == "taxable"}
@@ -825,7 +836,7 @@ class SandboxShop:
             tax_class = found[0]
         return self.tax_rates.find(tax_class=tax_class, shipping=True, **location)
 
-    def _calculate_totals(self, order):
+    def _calculate_totals(self, order: Record) -> None:
         """`calculate_totals(true)`: each line's taxes, the tax lines per rate, then the order's totals."""
         zero = decimal.Decimal(0)
         enabled = self.taxes_enabled
@@ -848,7 +859,8 @@ class SandboxShop:
         shipping_rates = self._shipping_rates(order, location) if enabled else []
         for line in order["shipping_lines"]:
             line["taxes"] = TaxRates.calc(line["total"], shipping_rates) if shipping_rates else {}
-        cart_taxes, shipping_taxes = {}, {}
+        cart_taxes: dict[int, decimal.Decimal] = {}
+        shipping_taxes: dict[int, decimal.Decimal] = {}
         per_line = self.setting("woocommerce_tax_round_at_subtotal") != "yes"
         for part in order["line_items"] + order["fee_lines"]:
             for rate_id, tax in part["taxes"].items():
@@ -880,7 +892,7 @@ class SandboxShop:
         order["total"] = round_tax(cart_total + fees_total + order["shipping_total"] + order["cart_tax"]
                                    + order["shipping_tax"])
 
-    def _set_order_status(self, order, status, now):
+    def _set_order_status(self, order: Record, status: str, now: datetime.datetime) -> None:
         """A status change and its side effects: stock reduced once when paid, restored on cancel."""
         previous = order["status"]
         order["status"] = status
@@ -895,7 +907,7 @@ class SandboxShop:
             order["stock_reduced"] = False
             self._move_stock(order, +1, now)
 
-    def _move_stock(self, order, sign, now):
+    def _move_stock(self, order: Record, sign: int, now: datetime.datetime) -> None:
         """`wc_reduce_stock_levels` (marks each line `_reduced_stock`) or `wc_increase_stock_levels`."""
         for item in order["line_items"]:
             product = self.products.get(item["product_id"])
@@ -917,7 +929,7 @@ class SandboxShop:
             product["_modified"] = now
             self._emit("product.updated", product["id"])
 
-    def create_order(self, data, *, lenient=False, created_via="rest-api"):
+    def create_order(self, data: Record, *, lenient: bool = False, created_via: str = "rest-api") -> Record:
         """Creates an order as `POST /orders` (or a checkout, with created_via="checkout") does.
 
         Fires order.created and order.updated; a paid status also lowers stock (product.updated per
@@ -974,7 +986,7 @@ class SandboxShop:
                     self._emit("customer.updated", customer_id)
             return self.order_json(order)
 
-    def _apply_order_fields(self, order, data):
+    def _apply_order_fields(self, order: Record, data: Record) -> None:
         for address in ("billing", "shipping"):
             if isinstance(data.get(address), dict):
                 order[address].update({k: str(v) for k, v in data[address].items() if v is not None})
@@ -984,11 +996,11 @@ class SandboxShop:
         if "meta_data" in data:
             self._apply_meta(order, data["meta_data"])
 
-    def get_order(self, order_id):
+    def get_order(self, order_id: Any) -> Record:
         with self.lock:
             return self.order_json(self._order(order_id, 404))
 
-    def update_order(self, order_id, data, *, lenient=False):
+    def update_order(self, order_id: Any, data: Record, *, lenient: bool = False) -> Record:
         """Changes an order (an unknown id is 400 here, 404 on GET, as in WooCommerce)."""
         if not lenient:
             validate_schema(ORDER_SCHEMA, data)
@@ -1005,7 +1017,7 @@ class SandboxShop:
                 self._emit("order.updated", order["id"])
             return self.order_json(order)
 
-    def delete_order(self, order_id, *, force=False):
+    def delete_order(self, order_id: Any, *, force: bool = False) -> Record:
         with self.lock:
             order = self._order(order_id, 404)
             if force:
@@ -1017,7 +1029,7 @@ class SandboxShop:
             self._emit("order.deleted", order["id"])
             return self.order_json(order)
 
-    def list_orders(self, args):
+    def list_orders(self, args: Mapping[str, Any]) -> list[Record]:
         with self.lock:
             orders = list(self.orders.values())
             statuses = [s.strip() for s in str(args.get("status") or "any").split(",") if s.strip()]
@@ -1039,7 +1051,7 @@ class SandboxShop:
                         orders = [o for o in orders if o[field] + offset < bound]
             return self._ordered(orders, args, default="date")
 
-    def add_order_note(self, order_id, data):
+    def add_order_note(self, order_id: Any, data: Record) -> Record:
         """`POST /orders/<id>/notes`: no webhook, and the order's date_modified does not move."""
         note_text = str(data.get("note") or "").strip()
         if not note_text:
@@ -1052,7 +1064,7 @@ class SandboxShop:
             self.notes[order["id"]].append(note)
             return self.note_json(order["id"], note)
 
-    def note_json(self, order_id, note):
+    def note_json(self, order_id: int, note: Record) -> Record:
         body = {"id": note["id"], "author": note["author"]}
         body.update(self._dates("date_created", note["_created"]))
         body.update({"note": note["note"], "customer_note": note["customer_note"],
@@ -1060,7 +1072,7 @@ class SandboxShop:
                                            {"up": [{"href": f"{self.base_url}/wp-json/wc/v3/orders/{order_id}"}]})})
         return body
 
-    def list_order_notes(self, order_id, args):
+    def list_order_notes(self, order_id: Any, args: Mapping[str, Any]) -> list[Record]:
         with self.lock:
             order = self._order(order_id, 404)
             kind = args.get("type") or "any"
@@ -1068,7 +1080,7 @@ class SandboxShop:
                      if kind == "any" or (kind == "customer") == n["customer_note"]]
             return [self.note_json(order["id"], n) for n in sorted(notes, key=lambda n: n["id"], reverse=True)]
 
-    def create_refund(self, order_id, data):
+    def create_refund(self, order_id: Any, data: Record) -> Record:
         """`POST /orders/<id>/refunds`; fires order.updated. Offline gateways cannot `api_refund`."""
         with self.lock:
             order = self._order(order_id, 404)
@@ -1095,7 +1107,7 @@ class SandboxShop:
             self._emit("order.updated", order["id"])
             return self.refund_json(order["id"], refund)
 
-    def refund_json(self, order_id, refund):
+    def refund_json(self, order_id: int, refund: Record) -> Record:
         body = {"id": refund["id"]}
         body.update(self._dates("date_created", refund["_created"]))
         body.update({"amount": refund["amount"], "reason": refund["reason"], "refunded_by": 1,
@@ -1105,12 +1117,12 @@ class SandboxShop:
                                            {"up": [{"href": f"{self.base_url}/wp-json/wc/v3/orders/{order_id}"}]})})
         return body
 
-    def list_refunds(self, order_id):
+    def list_refunds(self, order_id: Any) -> list[Record]:
         with self.lock:
             order = self._order(order_id, 404)
             return [self.refund_json(order["id"], r) for r in reversed(self.refunds.get(order["id"], []))]
 
-    def order_status_totals(self):
+    def order_status_totals(self) -> list[Record]:
         """`GET /reports/orders/totals`: every status the site knows, with its order count."""
         names = {"pending": "Pending payment", "processing": "Processing", "on-hold": "On hold",
                  "completed": "Completed", "cancelled": "Cancelled", "refunded": "Refunded", "failed": "Failed",
@@ -1121,13 +1133,13 @@ class SandboxShop:
 
     # -- shipping -------------------------------------------------------------------------------
 
-    def add_shipping_zone(self, *, name, methods=()):
+    def add_shipping_zone(self, *, name: str, methods: Iterable[Mapping[str, Any]] = ()) -> Record:
         """Adds a zone with method instances.
 
         e.g. methods=[{"method_id": "flat_rate", "title": ..., "cost": "4.95"}].
         """
         with self.lock:
-            zone = {"id": next(self._zone_ids), "name": name, "order": len(self.zones)}
+            zone: Record = {"id": next(self._zone_ids), "name": name, "order": len(self.zones)}
             self.zones[zone["id"]] = zone
             self.zone_methods[zone["id"]] = []
             for method in methods:
@@ -1137,24 +1149,24 @@ class SandboxShop:
                 self.zone_methods[zone["id"]].append(instance)
             return self.zone_json(zone)
 
-    def zone_json(self, zone):
+    def zone_json(self, zone: Record) -> Record:
         return {"id": zone["id"], "name": zone["name"], "order": zone["order"],
                 "_links": self._links(f"shipping/zones/{zone['id']}", "shipping/zones",
                                       {"describedby": [{"href": f"{self.base_url}/wp-json/wc/v3/shipping/zones/"
                                                                 f"{zone['id']}/locations"}]})}
 
-    def list_zones(self):
+    def list_zones(self) -> list[Record]:
         with self.lock:
             return [self.zone_json(z) for z in sorted(self.zones.values(), key=lambda z: (z["order"], z["id"]))]
 
-    def get_zone(self, zone_id):
+    def get_zone(self, zone_id: Any) -> Record:
         with self.lock:
             zone = self.zones.get(_stock_amount(zone_id))
             if zone is None:
                 raise _error("woocommerce_rest_shipping_zone_invalid", "Resource does not exist.", 404)
             return self.zone_json(zone)
 
-    def list_zone_methods(self, zone_id):
+    def list_zone_methods(self, zone_id: Any) -> list[Record]:
         with self.lock:
             zone_id = _stock_amount(zone_id)
             if zone_id not in self.zones:
@@ -1179,13 +1191,13 @@ class SandboxShop:
                 })
             return result
 
-    def list_shipping_methods(self):
+    def list_shipping_methods(self) -> list[Record]:
         return [dict(m, _links=self._links(f"shipping_methods/{m['id']}", "shipping_methods"))
                 for m in SHIPPING_METHOD_TYPES]
 
     # -- settings and taxes ---------------------------------------------------------------------
 
-    def setting(self, name):
+    def setting(self, name: str) -> Any:
         """A setting's current value (its default until someone sets it)."""
         with self.lock:
             if name in self.settings:
@@ -1196,11 +1208,11 @@ class SandboxShop:
         raise KeyError(name)
 
     @property
-    def taxes_enabled(self):
+    def taxes_enabled(self) -> bool:
         """`wc_tax_enabled()`: taxes are calculated only once `woocommerce_calc_taxes` is `yes`."""
         return self.setting("woocommerce_calc_taxes") == "yes"
 
-    def setting_json(self, group, name):
+    def setting_json(self, group: str, name: str) -> Record:
         label, kind, default, options = SETTINGS[group][name]
         body = {"id": name, "label": label, "description": "", "type": kind, "default": default, "tip": "",
                 "value": self.setting(name), "group_id": group}
@@ -1210,20 +1222,20 @@ class SandboxShop:
         return body
 
     @staticmethod
-    def _setting_group(group):
+    def _setting_group(group: str) -> dict[str, Any]:
         if group not in SETTINGS:
             raise _error("rest_setting_setting_group_invalid", "Invalid setting group.", 404)
         return SETTINGS[group]
 
-    def list_settings(self, group):
+    def list_settings(self, group: str) -> list[Record]:
         return [self.setting_json(group, name) for name in self._setting_group(group)]
 
-    def get_setting(self, group, name):
+    def get_setting(self, group: str, name: str) -> Record:
         if name not in self._setting_group(group):
             raise _error("rest_setting_setting_invalid", "Invalid setting.", 404)
         return self.setting_json(group, name)
 
-    def update_setting(self, group, name, data):
+    def update_setting(self, group: str, name: str, data: Record) -> Record:
         """`PUT /settings/<group>/<id>` with `value`, validated the way WooCommerce validates its type."""
         options = self._setting_group(group)
         if name not in options:
@@ -1243,7 +1255,7 @@ class SandboxShop:
             self.settings[name] = value
             return self.setting_json(group, name)
 
-    def tax_rate_json(self, rate):
+    def tax_rate_json(self, rate: Record) -> Record:
         return {"id": rate["id"], "country": rate["country"], "state": rate["state"],
                 "postcode": rate["postcodes"][0] if rate["postcodes"] else "",
                 "city": rate["cities"][0] if rate["cities"] else "", "postcodes": list(rate["postcodes"]),
@@ -1252,7 +1264,7 @@ class SandboxShop:
                 "order": rate["order"], "class": rate["class"],
                 "_links": self._links(f"taxes/{rate['id']}", "taxes")}
 
-    def _apply_tax_rate(self, rate, data):
+    def _apply_tax_rate(self, rate: Record, data: Record) -> None:
         problems = {}
         if "class" in data and data["class"] not in TAX_CLASSES:
             problems["class"] = f"class is not one of {', '.join(TAX_CLASSES)}."
@@ -1284,33 +1296,33 @@ class SandboxShop:
             elif single in data:
                 rate[many] = [v.strip() for v in str(data[single] or "").split(";") if v.strip()]
 
-    def create_tax_rate(self, data):
+    def create_tax_rate(self, data: Record) -> Record:
         """`POST /taxes`: a rate for a location and tax class (a shop's VAT is one of these)."""
         with self.lock:
-            rate = {"id": next(self._tax_rate_ids), "country": "", "state": "", "postcodes": [], "cities": [],
-                    "rate": format_rate(0), "name": "", "priority": 1, "compound": False, "shipping": True,
-                    "order": 0, "class": "standard"}
+            rate: Record = {"id": next(self._tax_rate_ids), "country": "", "state": "", "postcodes": [], "cities": [],
+                            "rate": format_rate(0), "name": "", "priority": 1, "compound": False, "shipping": True,
+                            "order": 0, "class": "standard"}
             self._apply_tax_rate(rate, data)
             self.tax_rates.rates[rate["id"]] = rate
             return self.tax_rate_json(rate)
 
-    def _tax_rate(self, rate_id):
+    def _tax_rate(self, rate_id: Any) -> Record:
         rate = self.tax_rates.rates.get(_stock_amount(rate_id))
         if rate is None:
             raise _error("woocommerce_rest_invalid_id", "Invalid resource ID.", 404)
         return rate
 
-    def get_tax_rate(self, rate_id):
+    def get_tax_rate(self, rate_id: Any) -> Record:
         with self.lock:
             return self.tax_rate_json(self._tax_rate(rate_id))
 
-    def update_tax_rate(self, rate_id, data):
+    def update_tax_rate(self, rate_id: Any, data: Record) -> Record:
         with self.lock:
             rate = self._tax_rate(rate_id)
             self._apply_tax_rate(rate, data)
             return self.tax_rate_json(rate)
 
-    def delete_tax_rate(self, rate_id, *, force=False):
+    def delete_tax_rate(self, rate_id: Any, *, force: bool = False) -> Record:
         if not force:
             raise _error("woocommerce_rest_trash_not_supported", "Taxes do not support trashing.", 501)
         with self.lock:
@@ -1318,20 +1330,20 @@ class SandboxShop:
             del self.tax_rates.rates[rate["id"]]
             return self.tax_rate_json(rate)
 
-    def list_tax_rates(self, args):
+    def list_tax_rates(self, args: Mapping[str, Any]) -> list[Record]:
         with self.lock:
             rates = list(self.tax_rates.rates.values())
         if args.get("class"):
             rates = [r for r in rates if r["class"] == args["class"]]
         return sorted(rates, key=lambda r: (r["order"], r["id"]))
 
-    def list_tax_classes(self):
+    def list_tax_classes(self) -> list[Record]:
         return [{"slug": slug, "name": name, "_links": self._links(f"taxes/classes/{slug}", "taxes/classes")}
                 for slug, name in TAX_CLASSES.items()]
 
     # -- webhooks -------------------------------------------------------------------------------
 
-    def webhook_json(self, webhook):
+    def webhook_json(self, webhook: Record) -> Record:
         """A webhook as wc/v3 shows it: never its `secret` or `api_version`, whatever the context."""
         resource, _, event = webhook["topic"].partition(".")
         body = {"id": webhook["id"], "name": webhook["name"], "status": webhook["status"], "topic": webhook["topic"],
@@ -1344,19 +1356,19 @@ class SandboxShop:
         return body
 
     @staticmethod
-    def _valid_topic(topic):
+    def _valid_topic(topic: Any) -> bool:
         resource, _, event = str(topic or "").partition(".")
         if resource == "action":
             return bool(event)
         return resource in WEBHOOK_RESOURCES and event in WEBHOOK_EVENTS
 
-    def _webhook(self, webhook_id, status=404):
+    def _webhook(self, webhook_id: Any, status: int = 404) -> Record:
         webhook = self.webhooks.get(_stock_amount(webhook_id))
         if webhook is None:
             raise _error("woocommerce_rest_webhook_invalid_id", INVALID_ID, status)
         return webhook
 
-    def create_webhook(self, data):
+    def create_webhook(self, data: Record) -> Record:
         """`POST /webhooks`: saved, then pinged inside the call (201 even when the ping fails)."""
         if not self._valid_topic(data.get("topic")):
             raise _error("woocommerce_rest_webhook_invalid_topic", "Webhook topic is required and must be valid.")
@@ -1371,21 +1383,22 @@ class SandboxShop:
             raise invalid_params({"api_version": f"api_version is not one of {', '.join(WEBHOOK_API_VERSIONS)}."})
         with self.lock:
             now = self.now()
-            webhook = {"id": next(self._webhook_ids),
-                       "name": str(data.get("name") or f"Webhook created on {now:%b %d, %Y @ %I:%M %p}"),
-                       "status": status, "topic": str(data["topic"]), "delivery_url": str(data["delivery_url"]),
-                       "secret": str(data.get("secret") or secrets.token_urlsafe(38)), "api_version": api_version,
-                       "failure_count": 0, "pending_delivery": True, "_created": now, "_modified": now}
+            webhook: Record = {
+                "id": next(self._webhook_ids),
+                "name": str(data.get("name") or f"Webhook created on {now:%b %d, %Y @ %I:%M %p}"),
+                "status": status, "topic": str(data["topic"]), "delivery_url": str(data["delivery_url"]),
+                "secret": str(data.get("secret") or secrets.token_urlsafe(38)), "api_version": api_version,
+                "failure_count": 0, "pending_delivery": True, "_created": now, "_modified": now}
             self.webhooks[webhook["id"]] = webhook
             body = self.webhook_json(webhook)
         self.deliverer.ping(webhook["id"])
         return body
 
-    def get_webhook(self, webhook_id):
+    def get_webhook(self, webhook_id: Any) -> Record:
         with self.lock:
             return self.webhook_json(self._webhook(webhook_id))
 
-    def update_webhook(self, webhook_id, data):
+    def update_webhook(self, webhook_id: Any, data: Record) -> Record:
         """`PUT /webhooks/<id>`: re-activation pings again and does not reset the failure count."""
         with self.lock:
             webhook = self._webhook(webhook_id, 400)
@@ -1412,7 +1425,7 @@ class SandboxShop:
             self.deliverer.ping(webhook["id"])
         return body
 
-    def delete_webhook(self, webhook_id, *, force=False):
+    def delete_webhook(self, webhook_id: Any, *, force: bool = False) -> Record:
         if not force:
             raise _error("woocommerce_rest_trash_not_supported", "Webhooks do not support trashing.", 501)
         with self.lock:
@@ -1421,23 +1434,23 @@ class SandboxShop:
             del self.webhooks[webhook["id"]]
             return body
 
-    def list_webhooks(self, args):
+    def list_webhooks(self, args: Mapping[str, Any]) -> list[Record]:
         status = args.get("status") or "all"
         with self.lock:
             hooks = [w for w in self.webhooks.values() if status == "all" or w["status"] == status]
             return self._ordered(hooks, args, default="date")
 
-    def set_webhook_status(self, webhook_id, status):
+    def set_webhook_status(self, webhook_id: Any, status: str) -> None:
         """Changes a webhook's status directly, as a person in wp-admin would (no REST, no ping)."""
         with self.lock:
             self._webhook(webhook_id)["status"] = status
 
-    def webhook_failure_count(self, webhook_id):
+    def webhook_failure_count(self, webhook_id: Any) -> int:
         """The failure count WooCommerce keeps per webhook (not visible over REST)."""
         with self.lock:
             return self._webhook(webhook_id)["failure_count"]
 
-    def record_delivery_outcome(self, webhook_id, ok):
+    def record_delivery_outcome(self, webhook_id: int, ok: bool) -> bool:
         """WooCommerce's bookkeeping after a delivery: reset on success, else count or disable."""
         with self.lock:
             webhook = self.webhooks.get(webhook_id)
@@ -1451,7 +1464,7 @@ class SandboxShop:
                 webhook["failure_count"] += 1
             return webhook["pending_delivery"] and not ok
 
-    def delivery_payload(self, webhook_id, resource_id):
+    def delivery_payload(self, webhook_id: int, resource_id: Any) -> tuple[Record, Record] | None:
         """What a delivery carries, built now: (webhook snapshot, body dict) or None if gone or inactive."""
         with self.lock:
             webhook = self.webhooks.get(webhook_id)
@@ -1466,13 +1479,13 @@ class SandboxShop:
                 render = {"order": (self.orders, self.order_json), "product": (self.products, self.product_json),
                           "customer": (self.users, self.customer_json)}.get(resource)
                 record = render[0].get(resource_id) if render else None
-                body = render[1](record) if record is not None else {"id": resource_id}
+                body = render[1](record) if render and record is not None else {"id": resource_id}
             if webhook["api_version"] == "legacy_v3" and resource != "action":
                 body = {resource: body}
             return dict(webhook), body
 
 
-def _parse_filter_date(value, name):
+def _parse_filter_date(value: Any, name: str) -> datetime.datetime:
     try:
         parsed = datetime.datetime.fromisoformat(str(value))
     except ValueError:

@@ -96,30 +96,32 @@ def _field_converter(field: fields.Field, name: str) -> Callable[[Any, dict], An
     allow_none = field.allow_none
     checks = tuple(field.validators)
     kind = type(field)
-    if kind is fields.Nested:
+    # `type(field) is`, not `kind is`, so mypy narrows `field`; exact types, not isinstance: a subclass
+    # may deserialize differently, and goes to the branches below.
+    if type(field) is fields.Nested:
         if field.many or field.only or field.exclude or field.unknown not in (None, EXCLUDE):
             raise _NotCompilable(f"{name}: Nested options")
         inner = _schema_loader(field.schema)
 
-        def convert_value(value, data):
+        def convert_value(value: Any, data: dict) -> Any:
             return inner(value)
-    elif kind is fields.List:
+    elif type(field) is fields.List:
         item = _field_converter(field.inner, name)
 
-        def convert_value(value, data):
+        def convert_value(value: Any, data: dict) -> Any:
             if type(value) is not list:
                 raise _NotSure
             return [item(each, data) for each in value]
     elif kind is fields.String and not checks:
-        def convert_value(value, data):
+        def convert_value(value: Any, data: dict) -> Any:
             if type(value) is not str:
                 raise _NotSure
             return value
     elif kind is fields.Raw and not checks:
-        def convert_value(value, data):
+        def convert_value(value: Any, data: dict) -> Any:
             return value
     elif kind is fields.Boolean and not checks:
-        def convert_value(value, data):
+        def convert_value(value: Any, data: dict) -> Any:
             if value is not True and value is not False:
                 raise _NotSure  # marshmallow's truthy/falsy strings and numbers: it decides
             return value
@@ -129,13 +131,13 @@ def _field_converter(field: fields.Field, name: str) -> Callable[[Any, dict], An
         # None rule and the validators (both kept here) and the field's pre/post-load (none).
         own = field._deserialize
 
-        def convert_value(value, data):
+        def convert_value(value: Any, data: dict) -> Any:
             return own(value, name, data)
     else:
         # A field with its own deserialize: called whole (it takes None and runs its validators).
         deserialize = field.deserialize
 
-        def convert_value(value, data):
+        def convert_value(value: Any, data: dict) -> Any:
             return deserialize(value, name, data)
 
         return convert_value
@@ -145,7 +147,7 @@ def _field_converter(field: fields.Field, name: str) -> Callable[[Any, dict], An
 
 
 def _validated(convert: Callable[[Any, dict], Any], checks: tuple) -> Callable[[Any, dict], Any]:
-    def convert_value(value, data):
+    def convert_value(value: Any, data: dict) -> Any:
         output = convert(value, data)
         for check in checks:
             if check(output) is False:  # marshmallow's Field._validate treats False as a failure too
@@ -157,7 +159,7 @@ def _validated(convert: Callable[[Any, dict], Any], checks: tuple) -> Callable[[
 
 def _none_first(convert: Callable[[Any, dict], Any], allow_none: bool) -> Callable[[Any, dict], Any]:
     """None as marshmallow takes it before the field's own code: None if allowed, else an error."""
-    def convert_value(value, data):
+    def convert_value(value: Any, data: dict) -> Any:
         if value is None:
             if allow_none:
                 return None

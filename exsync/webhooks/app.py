@@ -9,6 +9,7 @@ waits at most the publisher's publish timeout (webhook.delivery_timeout_seconds)
 import logging
 import threading
 import time
+from typing import Any, Protocol
 
 import prometheus_client
 from flask import Flask, Response, abort, request
@@ -17,6 +18,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 from exsync.bus import BusError
 from exsync.metrics import Metrics
+from exsync.webhooks.receiver import Receiver
 
 __all__ = ["DEFAULT_PROBE_WAIT_SECONDS", "INTERNAL_PATHS", "DeliverySlots", "create_app",
            "liveness_reason", "readiness_reason"]
@@ -30,13 +32,19 @@ INTERNAL_PATHS = ("/metrics", "/readyz")
 DEFAULT_PROBE_WAIT_SECONDS = 0.5
 
 
-def liveness_reason():
+class _Checked(Protocol):
+    """What the probes ask of a publisher: check() (Publisher, SharedPublisher), readiness() if it has one."""
+
+    def check(self) -> None: ...
+
+
+def liveness_reason() -> str | None:
     """Why this process should be restarted, or None: it answers, so it lives (nothing it waits on
     outside itself, such as the broker, may make it look dead)."""
     return None
 
 
-def readiness_reason(publisher, *, wait_seconds=DEFAULT_PROBE_WAIT_SECONDS):
+def readiness_reason(publisher: _Checked, *, wait_seconds: float = DEFAULT_PROBE_WAIT_SECONDS) -> str | None:
     """Why this process should get no deliveries now, or None: not connected to the broker, or its
     confirms overdue (a stalled broker). Answers within `wait_seconds` whatever the broker does."""
     readiness = getattr(publisher, "readiness", None)
@@ -53,14 +61,14 @@ class DeliverySlots:
     """At most `slots` deliveries at once, and at most `waiters` more waiting (up to `wait_seconds`)
     for one to free; any further delivery is refused at once rather than hold a connection."""
 
-    def __init__(self, *, slots, waiters, wait_seconds):
+    def __init__(self, *, slots: int, waiters: int, wait_seconds: float) -> None:
         self._free = threading.BoundedSemaphore(slots)
         self._lock = threading.Lock()
         self._waiting = 0
         self.waiters = waiters
         self.wait_seconds = wait_seconds
 
-    def acquire(self):
+    def acquire(self) -> bool:
         """True with a slot taken (release() it), False when the delivery is to be refused."""
         if self._free.acquire(blocking=False):
             return True
@@ -74,18 +82,19 @@ class DeliverySlots:
             with self._lock:
                 self._waiting -= 1
 
-    def release(self):
+    def release(self) -> None:
         self._free.release()
 
 
-def _local_port(environ):
+def _local_port(environ: dict[str, Any]) -> int | None:
     """The port the request came in on: gunicorn's socket (SERVER_PORT follows the Host header)."""
     sock = environ.get("gunicorn.socket")
     return sock.getsockname()[1] if sock is not None else None
 
 
-def create_app(*, receiver, publisher, max_body_bytes, metrics=None, metrics_dir=None, slots=None,
-               internal_port=None):
+def create_app(*, receiver: Receiver, publisher: _Checked, max_body_bytes: int, metrics: Metrics | None = None,
+               metrics_dir: str | None = None, slots: DeliverySlots | None = None,
+               internal_port: int | None = None) -> Flask:
     """The WSGI app; everything it needs is handed in, so tests build it with real parts.
 
     `slots`: a DeliverySlots bounding the deliveries handled at once (None: no bound); a delivery
@@ -97,14 +106,14 @@ def create_app(*, receiver, publisher, max_body_bytes, metrics=None, metrics_dir
     app.config["MAX_CONTENT_LENGTH"] = max_body_bytes
 
     @app.before_request
-    def internal_only():
+    def internal_only() -> None:
         if internal_port is not None and request.path in INTERNAL_PATHS and \
                 _local_port(request.environ) != internal_port:
             abort(404)
 
     # OPTIONS is no method of these routes: Flask would answer it 200 on its own.
     @app.post("/webhooks/woocommerce", provide_automatic_options=False)
-    def woocommerce():
+    def woocommerce() -> Response:
         started = time.perf_counter()
         if slots is not None and not slots.acquire():
             metrics.inc("webhook_requests", topic="unknown", outcome="busy")
@@ -123,18 +132,18 @@ def create_app(*, receiver, publisher, max_body_bytes, metrics=None, metrics_dir
         return _text(outcome.status, outcome.message)
 
     @app.errorhandler(RequestEntityTooLarge)
-    def too_large(error):
+    def too_large(error: RequestEntityTooLarge) -> Response:
         metrics.inc("webhook_requests", topic="unknown", outcome="too_large")
         log.warning("webhook refused: body of %s bytes over the %d-byte limit", request.content_length, max_body_bytes)
         return _text(413, f"the body is larger than {max_body_bytes} bytes")
 
     @app.get("/healthz", provide_automatic_options=False)
-    def healthz():
+    def healthz() -> Response:
         reason = liveness_reason()
         return _text(503, reason) if reason else _text(200, "ok")
 
     @app.get("/readyz", provide_automatic_options=False)
-    def readyz():
+    def readyz() -> Response:
         reason = readiness_reason(publisher)
         if reason:
             # The reason may name the broker's host: it is logged, the answer only says what is wrong.
@@ -143,7 +152,7 @@ def create_app(*, receiver, publisher, max_body_bytes, metrics=None, metrics_dir
         return _text(200, "ready")
 
     @app.get("/metrics", provide_automatic_options=False)
-    def metrics_view():
+    def metrics_view() -> Response:
         if metrics_dir:
             registry = prometheus_client.CollectorRegistry()
             multiprocess.MultiProcessCollector(registry, path=metrics_dir)
@@ -154,5 +163,5 @@ def create_app(*, receiver, publisher, max_body_bytes, metrics=None, metrics_dir
     return app
 
 
-def _text(status, message):
+def _text(status: int, message: str) -> Response:
     return Response(message + "\n", status=status, mimetype="text/plain")

@@ -1,5 +1,7 @@
 """gunicorn settings for `exsync webhook`, taken from exsync's configuration."""
 
+from typing import Any
+
 from exsync.config import WEBHOOK_PROBE_CONNECTIONS, load_settings
 from exsync.logs import gunicorn_logconfig
 from exsync.redact import secrets_of
@@ -33,7 +35,8 @@ limit_request_fields = 100
 logconfig_dict = gunicorn_logconfig(_settings.log_level, secrets=secrets_of(_settings))
 
 
-def child_exit(server, worker):
+# gunicorn's hook, passed its Arbiter and Worker (gunicorn ships no types).
+def child_exit(server: Any, worker: Any) -> None:
     from prometheus_client import multiprocess
 
     multiprocess.mark_process_dead(worker.pid)

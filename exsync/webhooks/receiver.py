@@ -15,9 +15,12 @@ import json
 import logging
 import re
 import urllib.parse
+from collections.abc import Iterable
+from typing import Any, NoReturn, Protocol
 
 from exsync.bus import INVALID_QUEUE, WOO_EXCHANGE, BusError
-from exsync.bus.events import invalid_event, woo_event
+from exsync.bus.events import RoutedEvent, invalid_event, woo_event
+from exsync.bus.protocols import EventPublisher
 from exsync.bus.topology import INVALID_ROUTING_PREFIX
 from exsync.metrics import Metrics
 from exsync.schemas.config import DEFAULT_MAX_JSON_DEPTH
@@ -65,7 +68,13 @@ def json_depth_exceeds(body: bytes, limit: int) -> bool:
 UNSTORABLE_TEXT = "holds text that is not valid Unicode (a lone surrogate): kept with it escaped"
 
 
-def _no_constants(name):
+class _Headers(Protocol):
+    """A delivery's headers, names looked up case-insensitively (werkzeug's EnvironHeaders)."""
+
+    def get(self, key: str, /) -> str | None: ...
+
+
+def _no_constants(name: str) -> NoReturn:
     # Python's json reads NaN and Infinity, which are not JSON and never money.
     raise ValueError(f"{name} is not JSON")
 
@@ -80,7 +89,7 @@ class Outcome:
     topic: str = "unknown"
 
 
-def topic_label(topic):
+def topic_label(topic: str | None) -> str:
     """A metrics label for a topic: the known ones as they are, the rest folded, never free text."""
     if topic and KNOWN_TOPIC.match(topic):
         return topic
@@ -89,14 +98,14 @@ def topic_label(topic):
     return "other"
 
 
-def _delivery_fields(headers):
+def _delivery_fields(headers: _Headers) -> dict[str, str]:
     """WooCommerce's ids of a delivery, as log fields."""
     fields = {"delivery_id": headers.get("X-WC-Webhook-Delivery-ID"), "webhook_id": headers.get("X-WC-Webhook-ID"),
               "topic": headers.get("X-WC-Webhook-Topic")}
     return {name: value for name, value in fields.items() if value}
 
 
-def _is_ping(headers, body):
+def _is_ping(headers: _Headers, body: bytes) -> bool:
     """WooCommerce's ping: a form body `webhook_id=N`, sent with no signature and no topic."""
     if headers.get("X-WC-Webhook-Signature") or headers.get("X-WC-Webhook-Topic"):
         return False
@@ -112,24 +121,25 @@ def _is_ping(headers, body):
 class Receiver:
     """Turns a signed WooCommerce delivery into a confirmed message on exchange `woo`."""
 
-    def __init__(self, *, secrets, publisher, metrics=None, max_json_depth=DEFAULT_MAX_JSON_DEPTH):
+    def __init__(self, *, secrets: Iterable[str], publisher: EventPublisher, metrics: Metrics | None = None,
+                 max_json_depth: int = DEFAULT_MAX_JSON_DEPTH) -> None:
         self.secrets = tuple(secrets)
         self.publisher = publisher
         self.metrics = metrics or Metrics()
         self.max_json_depth = max_json_depth
 
-    def receive(self, *, headers, body):
+    def receive(self, *, headers: _Headers, body: bytes) -> Outcome:
         """`headers` must look names up case-insensitively (werkzeug's do)."""
         outcome = self._receive(headers, body)
         self.metrics.inc("webhook_requests", topic=outcome.topic, outcome=outcome.outcome)
         return outcome
 
-    def _unauthorized(self, reason, message, headers):
+    def _unauthorized(self, reason: str, message: str, headers: _Headers) -> Outcome:
         self.metrics.inc("webhook_unauthorized", reason=reason)
         log.warning("webhook refused: %s", message, extra={**_delivery_fields(headers), "outcome": "unauthorized"})
         return Outcome(status=401, outcome="unauthorized", message=message)
 
-    def _receive(self, headers, body):
+    def _receive(self, headers: _Headers, body: bytes) -> Outcome:
         if _is_ping(headers, body):
             log.info("webhook ping answered (webhook %s)", body.decode("ascii").partition("=")[2])
             return Outcome(status=200, outcome="ping", message="pong")
@@ -186,7 +196,7 @@ class Receiver:
         return Outcome(status=200, outcome="accepted", message="stored", topic=label)
 
     @staticmethod
-    def _refused_topic(topic):
+    def _refused_topic(topic: str) -> str | None:
         """Why a topic can never be carried (None when it can)."""
         if len(topic) > MAX_TOPIC_CHARS:
             return f"the topic is longer than {MAX_TOPIC_CHARS} characters"
@@ -194,7 +204,9 @@ class Receiver:
             return f"the topic {topic!r} is in exsync's own namespace"
         return None
 
-    def _park(self, topic, label, source, trace, body, *, errors, payload=None, headers=None, routed=None):
+    def _park(self, topic: str, label: str, source: str, trace: dict[str, str], body: bytes, *,
+              errors: dict[str, Any], payload: dict[str, Any] | None = None, headers: _Headers | None = None,
+              routed: RoutedEvent | None = None) -> Outcome:
         """Stores an authentic delivery for review: the parsed `payload`, or else the body as received."""
         log.warning("webhook topic=%s failed its checks, parked on %s: %s", topic, INVALID_QUEUE, _escaped(errors),
                     extra={**_delivery_fields(headers or {}), "queue": INVALID_QUEUE, "outcome": "parked"})
@@ -213,7 +225,7 @@ class Receiver:
         return Outcome(status=200, outcome="parked", message="stored for review: it failed its checks", topic=label)
 
 
-def _utf8(body):
+def _utf8(body: bytes) -> str | None:
     """`body` as the text JSON parsed it from, or None when it is no plain UTF-8 (then the event is
     written out from the parsed value, as for any other publisher)."""
     if json.detect_encoding(body) != "utf-8":
@@ -224,7 +236,7 @@ def _utf8(body):
         return None
 
 
-def _escaped(value):
+def _escaped(value: object) -> object:
     """`value` with every lone surrogate in its strings written as a `\\udXXX` escape (storable)."""
     if isinstance(value, str):
         return value.encode("utf-8", "backslashreplace").decode("utf-8")

@@ -16,17 +16,22 @@ import datetime
 import logging
 import threading
 import time
+from collections.abc import Callable, Iterable
+from typing import Any, Protocol
 
 from exsync.bus import WOO_EXCHANGE
 from exsync.bus.events import woo_event
+from exsync.bus.protocols import EventPublisher
 from exsync.errors import ExsyncError
 from exsync.metrics import Metrics
 from exsync.schemas.config import DEFAULT_CUSTOMER_ROLES
 from exsync.schemas.config import DEFAULT_RECONCILE_INITIAL_LOOKBACK_SECONDS as DEFAULT_INITIAL_LOOKBACK_SECONDS
 from exsync.schemas.config import DEFAULT_RECONCILE_INTERVAL_SECONDS as DEFAULT_INTERVAL_SECONDS
 from exsync.schemas.config import DEFAULT_RECONCILE_OVERLAP_SECONDS as DEFAULT_OVERLAP_SECONDS
+from exsync.woo.client import WooClient
 from exsync.woo.dates import parse_wc_gmt, utc_now
 from exsync.woo.errors import WooError
+from exsync.woo.registrar import WebhookRegistrar
 
 __all__ = [
     "DEFAULT_CUSTOMER_ROLES",
@@ -43,6 +48,14 @@ log = logging.getLogger(__name__)
 UNDELIVERED_ORDER_STATUSES = ("checkout-draft", "auto-draft")
 
 
+class _Watermarks(Protocol):
+    """Where the watermarks are kept: a StateStore, or exsync.state's StateValues (the state database)."""
+
+    def get(self, key: str) -> str | None: ...
+
+    def set(self, key: str, value: str) -> None: ...
+
+
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class ReconcileReport:
     """What one pass published, and the watermarks it left (ISO UTC, or None before the first)."""
@@ -57,9 +70,12 @@ class ReconcileReport:
 class Reconciler:
     """Publishes orders and customers modified since its stored watermarks."""
 
-    def __init__(self, *, client, publisher, store, overlap_seconds=DEFAULT_OVERLAP_SECONDS,
-                 initial_lookback_seconds=DEFAULT_INITIAL_LOOKBACK_SECONDS, customer_roles=DEFAULT_CUSTOMER_ROLES,
-                 registrar=None, metrics=None, clock=utc_now, on_pass=None):
+    def __init__(self, *, client: WooClient, publisher: EventPublisher, store: _Watermarks,
+                 overlap_seconds: float = DEFAULT_OVERLAP_SECONDS,
+                 initial_lookback_seconds: float = DEFAULT_INITIAL_LOOKBACK_SECONDS,
+                 customer_roles: Iterable[str] = DEFAULT_CUSTOMER_ROLES, registrar: WebhookRegistrar | None = None,
+                 metrics: Metrics | None = None, clock: Callable[[], datetime.datetime] = utc_now,
+                 on_pass: Callable[[bool, str], object] | None = None) -> None:
         self.client = client
         # on_pass(ok, detail) after every pass: where `exsync status` learns of it (a RunLog's record).
         self.on_pass = on_pass
@@ -73,24 +89,24 @@ class Reconciler:
         self._clock = clock
         self.source = f"exsync-reconciler:{client.url}"
 
-    def _key(self, resource):
+    def _key(self, resource: str) -> str:
         return f"woo.reconciler.{resource}:{self.client.url}"
 
-    def watermark(self, resource):
+    def watermark(self, resource: str) -> datetime.datetime | None:
         """The newest `date_modified_gmt` confirmed on the bus for `orders` or `customers`."""
         stored = self.store.get(self._key(resource))
         return parse_wc_gmt(stored) if stored else None
 
-    def _save_watermark(self, resource, value):
+    def _save_watermark(self, resource: str, value: datetime.datetime) -> None:
         self.store.set(self._key(resource), value.isoformat())
         self.metrics.set("woo_reconciler_watermark_timestamp_seconds", value.timestamp(), resource=resource)
 
-    def _since(self, watermark):
+    def _since(self, watermark: datetime.datetime | None) -> datetime.datetime:
         if watermark is None:
             return self._clock() - self.initial_lookback
         return watermark - self.overlap
 
-    def _publish(self, resource: str, body: dict) -> bool:
+    def _publish(self, resource: str, body: dict[str, Any]) -> bool:
         """Publishes one REST body the way the webhook receiver publishes a delivery; True if parked."""
         routed = woo_event(topic=f"{resource}.updated", payload=body, source=self.source)
         if routed.parked:
@@ -101,7 +117,7 @@ class Reconciler:
         self.metrics.inc("woo_reconciler_published", resource=resource)
         return False
 
-    def reconcile_orders(self):
+    def reconcile_orders(self) -> tuple[int, int]:
         """Publishes orders modified since the watermark; returns (published, parked)."""
         newest = self.watermark("orders")
         published = parked = 0
@@ -119,7 +135,7 @@ class Reconciler:
                 self._save_watermark("orders", newest)
         return published - parked, parked
 
-    def reconcile_customers(self):
+    def reconcile_customers(self) -> tuple[int, int]:
         """Publishes customers modified since the watermark (read in full: wc/v3 cannot filter them)."""
         watermark = self.watermark("customers")
         since = self._since(watermark)
@@ -139,7 +155,7 @@ class Reconciler:
             self._save_watermark("customers", newest)
         return published - parked, parked
 
-    def run_once(self):
+    def run_once(self) -> ReconcileReport:
         """One pass over orders then customers; raises WooError, BusError or the store's error and keeps
         the watermark."""
         started = time.monotonic()
@@ -163,7 +179,7 @@ class Reconciler:
                  report.customers_published, report.parked)
         return report
 
-    def _passed(self, ok, detail):
+    def _passed(self, ok: bool, detail: str) -> None:
         if self.on_pass is None:
             return
         try:
@@ -171,7 +187,8 @@ class Reconciler:
         except ExsyncError as error:
             log.warning("reconciler: cannot record the pass: %s", error)
 
-    def run_forever(self, *, interval_seconds=DEFAULT_INTERVAL_SECONDS, stop=None, heartbeat=None):
+    def run_forever(self, *, interval_seconds: float = DEFAULT_INTERVAL_SECONDS, stop: threading.Event | None = None,
+                    heartbeat: Callable[..., None] | None = None) -> None:
         """Reconciles (and repairs the webhooks, with a registrar) every interval until `stop` is set.
 
         `heartbeat` (an `exsync.health.Liveness.beat`) hears of each pass's start and each wait."""
