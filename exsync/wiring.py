@@ -107,7 +107,7 @@ def publisher(settings: Settings, *, metrics: Metrics | None = None) -> Publishe
 
 def shared_publisher(settings: Settings, *, metrics: Metrics | None = None, **options: Any) -> SharedPublisher:
     """The thread-safe publisher (consumers on several threads, the webhook receiver)."""
-    return SharedPublisher(url=settings.endpoint("EXSYNC_AMQP_URL"), topology=topology(settings), metrics=metrics,
+    return SharedPublisher(url=settings.amqp_url, topology=topology(settings), metrics=metrics,
                            **options)
 
 

@@ -247,7 +247,7 @@ class SharedPublisher:
     answers from what is known without waiting on the broker, for probes that must always answer.
     """
 
-    def __init__(self, *, url: str, topology: Topology | None = None, metrics: Metrics | None = None,
+    def __init__(self, *, url: str | None, topology: Topology | None = None, metrics: Metrics | None = None,
                  confirm_timeout_seconds: float = DEFAULT_CONFIRM_TIMEOUT_SECONDS,
                  connect_timeout_seconds: float = DEFAULT_CONNECT_TIMEOUT_SECONDS,
                  reconnect_pause_seconds: float = DEFAULT_RECONNECT_PAUSE_SECONDS,
@@ -336,6 +336,10 @@ class SharedPublisher:
         done.set()
 
     def _connect(self) -> _Link:
+        # Built without a URL (the WSGI module builds its app on import, settings incomplete or not):
+        # publishing fails as an outage does, and the receiver answers 503.
+        if self.url is None:
+            raise BrokerUnavailable("no RabbitMQ URL is configured (EXSYNC_AMQP_URL)")
         if self.topology is not None:
             declare_topology(self.url, self.topology)
         link = _Link(url=self.url, connect_timeout_seconds=self.connect_timeout_seconds, node=self._links_made)
