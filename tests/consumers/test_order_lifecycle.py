@@ -11,7 +11,7 @@ import threading
 import pytest
 
 from exsync import wiring
-from exsync.bus import Publisher, Worker, declare_topology
+from exsync.bus import Publisher, SharedPublisher, Worker, declare_topology
 from exsync.consumers.order_lifecycle import Lifecycle
 from exsync.consumers.orders import OrdersConsumer, event_id
 from tests.consumers.conftest import company, config, event, order_body
@@ -227,8 +227,9 @@ def test_shuffled_lifecycles_through_rabbitmq_on_postgresql_give_one_document_ea
     never_paid = lifecycle(5100, lines, ("pending", "cancelled"))
     deliveries += never_paid * 2
     random.shuffle(deliveries)
+    # four handler threads share the consumer's publisher: the thread-safe one (a Publisher is one thread's)
     consumer = OrdersConsumer(exchequer_dsn=pg_odbc_dsn, config=config(),
-                              publisher=Publisher(url=amqp_url, topology=wiring.topology()))
+                              publisher=SharedPublisher(url=amqp_url, topology=wiring.topology()))
     running = Running()
     running.start(Worker(url=amqp_url, queue="orders.import", handler=consumer.handle, topology=wiring.topology(),
                          concurrency=4, prefetch=16, on_idle=consumer.on_idle))
