@@ -235,25 +235,30 @@ class OrdersConsumer:
         return self._count("stale")
 
     def _import(self, connections: _Connections, order_id: int, order: dict[str, Any]) -> str:
-        started = time.perf_counter()
-        try:
-            documents = self._builder.documents(connections, order_id, order)
-            references = [connections.backend.create_sales_document(document).reference for document in documents]
-        except UnknownStockItemError as error:
-            # The writer (or a free-stock read) met an item that is not there: name the SKUs.
-            unknown = self._builder.unknown_skus(connections, order)
-            return self._park(connections, order_id, f"unknown SKU {', '.join(unknown)}" if unknown else str(error))
-        except (InvalidDocumentError, UnknownAccountError, OrderDataError) as error:
-            # OrderDataError: the body or its money is refused (permanently); parked with the reason.
-            return self._park(connections, order_id, str(error))
-        except Parked as parked:
-            return self._park(connections, order_id, str(parked))
-        # Published before it is recorded: a crash in between finds the documents by their keys
-        # and publishes again, with the same event id (the write-back writes each note once).
-        self._publish("order.imported", order_id, references, {
-            "woo_order_id": order_id, "number": str(order.get("number") or order_id), "references": references})
-        connections.orders.mark_imported(order_id, references)
-        self.metrics.observe("order_import_duration_seconds", time.perf_counter() - started)
+        # the import's duration is observed for imports only: a parked order is not timed
+        with self.metrics.timed("order_import_duration_seconds", observe_errors=False) as timing:
+            try:
+                documents = self._builder.documents(connections, order_id, order)
+                references = [connections.backend.create_sales_document(document).reference
+                              for document in documents]
+            except UnknownStockItemError as error:
+                timing.skip()
+                # The writer (or a free-stock read) met an item that is not there: name the SKUs.
+                unknown = self._builder.unknown_skus(connections, order)
+                return self._park(connections, order_id,
+                                  f"unknown SKU {', '.join(unknown)}" if unknown else str(error))
+            except (InvalidDocumentError, UnknownAccountError, OrderDataError) as error:
+                timing.skip()
+                # OrderDataError: the body or its money is refused (permanently); parked with the reason.
+                return self._park(connections, order_id, str(error))
+            except Parked as parked:
+                timing.skip()
+                return self._park(connections, order_id, str(parked))
+            # Published before it is recorded: a crash in between finds the documents by their keys
+            # and publishes again, with the same event id (the write-back writes each note once).
+            self._publish("order.imported", order_id, references, {
+                "woo_order_id": order_id, "number": str(order.get("number") or order_id), "references": references})
+            connections.orders.mark_imported(order_id, references)
         log.info("order %s imported as %s", order_id, ", ".join(references),
                  extra={"order_id": order_id, "outcome": "imported"})
         if order.get("refunds") or str(order.get("status") or "") in CANCELLED_STATUSES:
