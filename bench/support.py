@@ -14,7 +14,7 @@ from exsync.metrics import Metrics
 from exsync.netutil import LOCALHOST, free_port, wait_for_port, wait_until
 
 __all__ = ["BENCH_AMQP_URL", "bench_vhost", "purge_queues", "free_port", "wait_for_port", "server", "run_wrk",
-           "cpu_seconds", "process_tree", "broker_pid", "listener_pid", "RequestCounter", "until"]
+           "cpu_seconds", "process_tree", "TreeCpu", "broker_pid", "listener_pid", "RequestCounter", "until"]
 
 # EXSYNC_BENCH_VHOST: a vhost of one's own, so benchmarks run side by side do not purge each other's queues.
 BENCH_VHOST = os.environ.get("EXSYNC_BENCH_VHOST", "exsync-bench")
@@ -70,6 +70,40 @@ def cpu_seconds(pids):
             continue
         total += (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS_PER_SECOND
     return total
+
+
+def _cpu_by_pid(pids):
+    """{pid: user plus system CPU seconds so far} of the processes still running."""
+    found = {}
+    for pid in pids:
+        value = cpu_seconds([pid])
+        if os.path.exists(f"/proc/{pid}"):
+            found[pid] = value
+    return found
+
+
+class TreeCpu:
+    """CPU used by process trees between `start()` and `stop()`, with the trees read again at the
+    stop: a process born meanwhile (a PostgreSQL backend for a connection opened during the run)
+    counts from zero; one that ended meanwhile counts nothing."""
+
+    def __init__(self, roots):
+        self.roots = dict(roots)
+        self._before = {}
+
+    def _trees(self):
+        return {name: [pid for root in roots for pid in process_tree(root)] for name, roots in self.roots.items()}
+
+    def start(self):
+        self._before = {name: _cpu_by_pid(pids) for name, pids in self._trees().items()}
+
+    def stop(self):
+        """{name: CPU seconds its tree used since start()}."""
+        used = {}
+        for name, pids in self._trees().items():
+            now, before = _cpu_by_pid(pids), self._before.get(name, {})
+            used[name] = round(sum(value - before.get(pid, 0.0) for pid, value in now.items()), 2)
+        return used
 
 
 def process_tree(pid):

@@ -146,8 +146,11 @@ class Database:
     """One connection to an Exchequer company (and, by default, the integration's state)."""
 
     def __init__(self, *, raw: Any, dialect: Dialect, mapping: Mapping,
-                 driver_errors: tuple[type[BaseException], ...], dsn_label: str) -> None:
+                 driver_errors: tuple[type[BaseException], ...], dsn_label: str,
+                 reopen: Callable[[], "Database"] | None = None) -> None:
         self.raw = raw
+        self._reopen = reopen
+        self._side: Database | None = None
         self.dialect = dialect
         self.mapping = mapping
         self.names: BoundNames = mapping.bind(dialect)
@@ -198,6 +201,18 @@ class Database:
                     raw_cursor.close()
             self._in_transaction = False
 
+    @contextlib.contextmanager
+    def side_transaction(self) -> Iterator[Cursor]:
+        """A transaction on a second connection to the same database (opened on first use), which
+        commits on its own while one on this connection stays open: for what other writers must
+        not wait on until this one's commit (a document counter)."""
+        if self._side is None:
+            if self._reopen is None:
+                raise DatabaseError(f"{self.dsn_label}: this connection cannot open a second one")
+            self._side = self._reopen()
+        with self._side.transaction() as cursor:
+            yield cursor
+
     def _begin(self, write: bool) -> Any:
         try:
             raw_cursor = self.raw.cursor()
@@ -223,6 +238,9 @@ class Database:
             raise self.translate(error, "COMMIT") from error
 
     def close(self) -> None:
+        if self._side is not None:
+            self._side.close()
+            self._side = None
         with contextlib.suppress(*self.driver_errors):
             self.raw.close()
 
@@ -253,7 +271,7 @@ def _connect_sqlite(dsn: str, mapping: Mapping, busy_timeout_seconds: float) -> 
     except sqlite3.Error as error:
         raise ConnectError(f"cannot open SQLite database {path!r}: {error}") from error
     return Database(raw=raw, dialect=SQLITE, mapping=mapping, driver_errors=(sqlite3.Error,),
-                    dsn_label=dsn)
+                    dsn_label=dsn, reopen=lambda: _connect_sqlite(dsn, mapping, busy_timeout_seconds))
 
 
 def _named_driver(dsn: str) -> str | None:
@@ -292,7 +310,7 @@ def _connect_odbc(dsn: str, mapping: Mapping, login_timeout_seconds: float) -> D
         raw.close()
         raise ConnectError(f"{label} is a {dbms!r} database, which exsync has no dialect for")
     return Database(raw=raw, dialect=dialect, mapping=mapping, driver_errors=(pyodbc.Error,),
-                    dsn_label=label)
+                    dsn_label=label, reopen=lambda: _connect_odbc(dsn, mapping, login_timeout_seconds))
 
 
 def connect(dsn: str, *, mapping: Mapping | None = None, busy_timeout_seconds: float = DEFAULT_BUSY_TIMEOUT_SECONDS,

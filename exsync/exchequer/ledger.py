@@ -44,6 +44,7 @@ __all__ = [
     "CompanySettings",
     "account_columns",
     "add_audit_note",
+    "check_document",
     "check_fits",
     "committed_balance",
     "company_settings",
@@ -231,6 +232,30 @@ def _year_period(date: str) -> tuple[int, int]:
     return day.year - 1900, day.month
 
 
+def check_document(names: BoundNames, *, lines: Sequence[Mapping[str, Any]], vat_rates: Mapping[str, float],
+                   your_ref: str = "", long_your_ref: str = "", user_fields: Mapping[int, str] | None = None,
+                   delivery_address: Iterable[str] = (), delivery_post_code: str = "") -> None:
+    """Refuses (InvalidDocumentError) a document `insert_document` could not write: an unknown VAT
+    code, a text longer than its column, a user field outside 1..12. Called before the document's
+    numbers are taken, so that a refused document takes none."""
+    for line_no, line in enumerate(lines, start=1):
+        if line["vat_code"] not in vat_rates:
+            raise InvalidDocumentError(f"line {line_no}: VAT code {line['vat_code']!r} is not one of the company's "
+                                       f"(evw_VATRate: {', '.join(sorted(vat_rates))})")
+        check_fits(names, "lines", "stock_code", full_stock_code(line["stock_code"]))
+        check_fits(names, "lines", "location", line["location"])
+        check_fits(names, "lines", "description", line["description"])
+    for number, value in (user_fields or {}).items():
+        if not 1 <= int(number) <= 12:
+            raise InvalidDocumentError(f"transaction user fields are numbered 1..12, not {number!r}")
+        check_fits(names, "documents", f"user_field_{int(number)}", value)
+    check_fits(names, "documents", "your_ref", your_ref)
+    check_fits(names, "documents", "long_your_ref", long_your_ref)
+    check_fits(names, "documents", "delivery_post_code", delivery_post_code)
+    for n, text in enumerate(tuple(delivery_address)[:5], start=1):
+        check_fits(names, "documents", f"delivery_address_{n}", text)
+
+
 def insert_document(cursor: Cursor, *, doc_type: str, our_ref: str, folio: int, account_code: str,
                     date: datetime.date | str, your_ref: str = "", long_your_ref: str = "",
                     user_fields: Mapping[int, str] | None = None, lines: Sequence[Mapping[str, Any]],
@@ -246,6 +271,9 @@ def insert_document(cursor: Cursor, *, doc_type: str, our_ref: str, folio: int, 
     order outstanding).
     """
     names = cursor.names
+    delivery_address = tuple(delivery_address)
+    check_document(names, lines=lines, vat_rates=vat_rates, your_ref=your_ref, long_your_ref=long_your_ref,
+                   user_fields=user_fields, delivery_address=delivery_address, delivery_post_code=delivery_post_code)
     date_text = trans_date(date)
     year, period = _year_period(date_text)
     total_net = total_vat = order_os = 0.0
@@ -253,9 +281,6 @@ def insert_document(cursor: Cursor, *, doc_type: str, our_ref: str, folio: int, 
     rows: list[tuple[Any, ...]] = []
     for line_no, line in enumerate(lines, start=1):
         vat_code = line["vat_code"]
-        if vat_code not in vat_rates:
-            raise InvalidDocumentError(f"line {line_no}: VAT code {vat_code!r} is not one of the company's "
-                                       f"(evw_VATRate: {', '.join(sorted(vat_rates))})")
         net = round(line["qty"] * line["net_value"], 2)
         vat = round(net * vat_rates[vat_code] / 100.0, 2)
         total_net += net
@@ -265,19 +290,15 @@ def insert_document(cursor: Cursor, *, doc_type: str, our_ref: str, folio: int, 
         # thTotalOrderOS: Σ outstanding line value (`InvLOOS`, DLLTH_UP.PAS L4874, L5887).
         order_os += round((line["qty"] - delivered) * line["net_value"], 2)
         code = full_stock_code(line["stock_code"])
-        check_fits(names, "lines", "stock_code", code)
         rows.append((
             folio, our_ref, line_no, line_no, DOC_TYPES[doc_type], RUN_NO.get(doc_type, 0), year, period, 0,
             LINE_TYPES.get(doc_type, ""), pascal_bytes(code, 20), float(line["qty"]), 1.0, delivered, 0.0,
             float(line.get("qty_picked", 0.0)), float(line.get("stock_deduct_qty", 0.0)),
-            check_fits(names, "lines", "location", line["location"]), float(line["net_value"]), 0.0, "",
-            vat_code, vat, check_fits(names, "lines", "description", line["description"]), account_code,
+            line["location"], float(line["net_value"]), 0.0, "",
+            vat_code, vat, line["description"], account_code,
             date_text, int(line.get("sop_folio", 0)), int(line.get("sop_abs_line_no", 0)),
             int(line.get("bom_kit_link", 0))))
     user_fields = user_fields or {}
-    for number in user_fields:
-        if not 1 <= int(number) <= 12:
-            raise InvalidDocumentError(f"transaction user fields are numbered 1..12, not {number!r}")
     created_date, created_time = _stamp()
     header = {
         "our_ref": our_ref, "folio": folio, "doc_type": DOC_TYPES[doc_type], "account_code": account_code,
@@ -285,20 +306,17 @@ def insert_document(cursor: Cursor, *, doc_type: str, our_ref: str, folio: int, 
         "cust_supp": "D" if doc_type in ("SOR", "SDN") else "C",
         "run_no": RUN_NO.get(doc_type, 0), "trans_date": date_text, "due_date": date_text,
         "year": year, "period": period, "currency": 0,
-        "your_ref": check_fits(names, "documents", "your_ref", your_ref),
-        "long_your_ref": pascal_bytes(check_fits(names, "documents", "long_your_ref", long_your_ref), 20),
+        "your_ref": your_ref, "long_your_ref": pascal_bytes(long_your_ref, 20),
         "net_value": round(total_net, 2), "total_vat": round(total_vat, 2), "total_order_os": round(order_os, 2),
         "hold_flag": hold_flag, "next_line_no": len(lines) + 1, "remit_no": remit_no,
         "ord_match": 1 if remit_no else 0, "delivery_note_ref": delivery_note_ref,
         # thTimeCreated, thCreationDate/Time, thOriginator (`Store_ExDoc`, DLLTH_UP.PAS L2425-2433, L6169-6196).
         "time_created": created_time, "time_changed": created_time, "creation_date": created_date,
         "creation_time": created_time, "originator": TOOLKIT_OPERATOR, "operator": TOOLKIT_OPERATOR,
-        "delivery_post_code": check_fits(names, "documents", "delivery_post_code", delivery_post_code),
-        **{f"delivery_address_{n}": check_fits(names, "documents", f"delivery_address_{n}", text)
-           for n, text in enumerate(tuple(delivery_address)[:5], start=1)},
+        "delivery_post_code": delivery_post_code,
+        **{f"delivery_address_{n}": text for n, text in enumerate(delivery_address[:5], start=1)},
         **{f"vat_analysis_{code}": round(value, 2) for code, value in analysis.items() if code in VAT_ANALYSIS},
-        **{f"user_field_{int(number)}": check_fits(names, "documents", f"user_field_{int(number)}", value)
-           for number, value in user_fields.items()},
+        **{f"user_field_{int(number)}": value for number, value in user_fields.items()},
     }
     columns = ", ".join(f"{{documents.{column}}}" for column in header)
     cursor.run(f"INSERT INTO {{documents}} ({columns}) VALUES ({', '.join('?' * len(header))})",
@@ -383,12 +401,14 @@ def add_audit_note(cursor: Cursor, *, folio: int, text: str) -> None:
     """An audit note: an EXCHQCHK 'N' record keyed by the folio (`AuditNote.AddNote`,
     ENTRPRSE/R&D/AuditNotes.pas L127, L209)."""
     key = pascal_bytes(str(folio), 10)
-    # The line number counted in the INSERT itself: one round trip inside the document's transaction.
+    # The line number counted in the INSERT itself: one round trip inside the document's transaction,
+    # found through the (prefix, subtype, folio) index rather than by reading every note.
     cursor.run("INSERT INTO {bom} ({bom.record_prefix}, {bom.sub_type}, {bom.note_folio}, {bom.note_type}, "
                "{bom.note_line_no}, {bom.note_line}, {bom.note_user}) "
                "SELECT ?, ?, ?, ?, COUNT(*) + 1, ?, ? FROM {bom} "
-               "WHERE {bom.record_prefix} = ? AND {bom.note_folio} = ?",
-               (NOTE_RECORD_PREFIX, ord("A"), key, "A", text[:100], TOOLKIT_OPERATOR, NOTE_RECORD_PREFIX, key))
+               "WHERE {bom.record_prefix} = ? AND {bom.sub_type} = ? AND {bom.note_folio} = ?",
+               (NOTE_RECORD_PREFIX, ord("A"), key, "A", text[:100], TOOLKIT_OPERATOR, NOTE_RECORD_PREFIX, ord("A"),
+                key))
 
 
 def account_columns(names: BoundNames, details_fields: Mapping[str, Any]) -> list[tuple[str, Any]]:

@@ -105,8 +105,9 @@ def sql_edition() -> dict[str, TableSpec]:
             "note_line_no": Column("LineNumber", "int"),
             "note_line": Column("NoteLine", "str:100"),
             "note_user": Column("NoteUser", "str:10"),
-        }, indexes=(("record_prefix", "sub_type", "parent_folio"),), nullable=True,
-            source=_SCHEMAS + "exchqchk_final.xml"),
+        # Index 0 is (RecPfix, SubType, EXCHQCHKcode1): a BOM's parent folio, a note's folio key.
+        }, indexes=(("record_prefix", "sub_type", "parent_folio"), ("record_prefix", "sub_type", "note_folio")),
+            nullable=True, source=_SCHEMAS + "exchqchk_final.xml"),
         "bom_view": TableSpec("evw_BillOfMaterials", {
             "position_id": Column("BOMPositionId", "int"),
             "component_folio": Column("StockFolioNumber", "int"),

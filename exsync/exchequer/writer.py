@@ -8,10 +8,21 @@ recalculation would agree with it. The emulator refuses any company that is not 
 company: direct SQL writes to a real company cannot be made safe (../shared/exchequer-sql-edition.md §5.2).
 
 Every write is idempotent by its external key (the integration's own `external_keys` table, unique
-on kind + key, in the same database): the key is claimed first, so a second writer of the same key
-waits on the unique index, then finds the key taken, rolls back and returns the winner's reference.
+on kind + key, in the same database): the key is claimed in the writing transaction, so a second
+writer of the same key waits on the unique index, then finds the key taken, rolls back and returns
+the winner's reference.
+
+A sales document's numbers are taken as Exchequer takes them: `GetNextCount` locks the counter
+record, writes it and unlocks it at once (ENTRPRSE/R&D/Sysu1.pas L240-262), not at the end of the
+document's save. Where the database locks rows, the emulator takes them on a second connection,
+committed at once, after the document is read and checked; held to the document's commit, the counter
+made every order wait for the one before it (bench/bench_orders.py). The rows many orders share
+(stock figures, the account's order balance) are written last, so their locks are held only from
+there to the commit. A save that fails after its numbers were taken leaves a gap in them, as in
+Exchequer; a refused document, or one already written, takes none.
 """
 
+import dataclasses
 import time
 import typing
 from collections.abc import Callable, Mapping
@@ -33,8 +44,10 @@ from exsync.exchequer.keys import KeyStore
 from exsync.exchequer.ledger import (
     ACCOUNT_FIELDS,
     HOLD_CREDIT,
+    CompanySettings,
     account_columns,
     add_audit_note,
+    check_document,
     check_fits,
     committed_balance,
     company_settings,
@@ -59,6 +72,7 @@ __all__ = [
     "ALLOCATED_STOCK_TYPES",
     "DEFAULT_LOCATION",
     "DEFAULT_MAX_ATTEMPTS",
+    "DEFAULT_SETTINGS_TTL_SECONDS",
     "DEFAULT_VAT_CODES",
     "KIND_ACCOUNT",
     "KIND_SALES_DOCUMENT",
@@ -73,6 +87,10 @@ __all__ = [
 # company's evw_VATRate; the rates it writes always come from the company.
 DEFAULT_MAX_ATTEMPTS = 8
 DEFAULT_RETRY_PAUSE_SECONDS = 0.02
+# How long the emulator keeps the company's system settings and VAT rates before reading them again.
+# Exchequer reads its system setup (`Syss`, `SyssVAT`) into memory when it starts and keeps it; read
+# on every save they were three queries (two of them views) of each order's import.
+DEFAULT_SETTINGS_TTL_SECONDS = 30.0
 KIND_SALES_DOCUMENT = "sales_document"
 KIND_ACCOUNT = "account"
 SALES_DOCUMENT_TYPES = ("SOR", "SQU")
@@ -124,8 +142,11 @@ class ToolkitEmulator:
     def __init__(self, *, database: Database, vat_codes: Mapping[str, float] | None = None,
                  default_location: str = DEFAULT_LOCATION, account_codes: AccountCodePattern | None = None,
                  metrics: Metrics | None = None, max_attempts: int = DEFAULT_MAX_ATTEMPTS,
-                 retry_pause_seconds: float = DEFAULT_RETRY_PAUSE_SECONDS) -> None:
+                 retry_pause_seconds: float = DEFAULT_RETRY_PAUSE_SECONDS,
+                 settings_ttl_seconds: float = DEFAULT_SETTINGS_TTL_SECONDS) -> None:
         self.database = database
+        self.settings_ttl_seconds = settings_ttl_seconds
+        self._company: tuple[float, CompanySettings, dict[str, float]] | None = None
         self.expected_vat_codes = None if vat_codes is None else dict(vat_codes)
         self.default_location = default_location
         self.account_codes = account_codes or AccountCodePattern()
@@ -133,6 +154,13 @@ class ToolkitEmulator:
         self.max_attempts = max_attempts
         self.retry_pause_seconds = retry_pause_seconds
         self._checked = False
+
+    def _settings(self, cursor: Cursor) -> tuple[CompanySettings, dict[str, float]]:
+        """The company's system settings and VAT rates, read again once `settings_ttl_seconds` old."""
+        now = time.monotonic()
+        if self._company is None or now - self._company[0] >= self.settings_ttl_seconds:
+            self._company = (now, company_settings(cursor), vat_rates(cursor))
+        return self._company[1], self._company[2]
 
     def _check_company(self) -> None:
         """Once per emulator: the company must be a demo company, its VAT rates what the config says."""
@@ -176,10 +204,10 @@ class ToolkitEmulator:
                    "WHERE {external_keys.kind} = ? AND {external_keys.external_key} = ?",
                    (reference, kind, external_key))
 
-    def _write_once(self, operation: str, kind: str, external_key: str,
-                    body: Callable[[Cursor], str]) -> WriteResult:
-        """Runs `body(cursor)` in a transaction that first claims the key; retries deadlocks and
-        (for generated account codes) duplicate codes; returns the WriteResult."""
+    def _write_once(self, operation: str, kind: str, external_key: str, attempt: Callable[[], str]) -> WriteResult:
+        """Runs `attempt()`, which claims the key in the transaction that writes (and raises
+        _AlreadyWritten when it is taken); retries deadlocks and (for generated account codes)
+        duplicate codes; returns the WriteResult."""
         check_fits(self.database.names, "external_keys", "external_key", external_key)
         self._check_company()
         started = time.monotonic()
@@ -195,7 +223,7 @@ class ToolkitEmulator:
             reraise=True,
         )
         try:
-            reference = retrying(self._write_claimed, kind, external_key, body)
+            reference = retrying(attempt)
         except _AlreadyWritten:
             winner = self.existing_reference(kind, external_key)
             if winner is None:
@@ -211,12 +239,15 @@ class ToolkitEmulator:
         self._count(operation, "created", started)
         return WriteResult(reference=reference, created=True)
 
-    def _write_claimed(self, kind: str, external_key: str, body: Callable[[Cursor], str]) -> str:
-        """One attempt: claims the key, runs `body(cursor)` and records what it wrote, in one transaction."""
+    def _write_claimed(self, kind: str, external_key: str, body: Callable[[Cursor], str], *,
+                       records: bool = True) -> str:
+        """One attempt: claims the key, runs `body(cursor)` and records what it wrote (unless `body`
+        records it itself: `records=False`), in one transaction."""
         with self.database.transaction() as cursor:
             self._claim(cursor, kind, external_key)
             reference = body(cursor)
-            self._record(cursor, kind, external_key, reference)
+            if records:
+                self._record(cursor, kind, external_key, reference)
         return reference
 
     def _count(self, operation: str, outcome: str, started: float) -> None:
@@ -261,7 +292,8 @@ class ToolkitEmulator:
                 raise _CodeTaken() from error
             return account_code
 
-        return self._write_once("create_account", KIND_ACCOUNT, external_key, body)
+        return self._write_once("create_account", KIND_ACCOUNT, external_key,
+                                lambda: self._write_claimed(KIND_ACCOUNT, external_key, body))
 
     def link_account(self, *, external_key: str, code: str) -> str:
         """Points `external_key` at an existing account (a shop customer matched to it); returns the
@@ -269,7 +301,8 @@ class ToolkitEmulator:
         def body(cursor: Cursor) -> str:
             return require_account(cursor, code)
 
-        return self._write_once("link_account", KIND_ACCOUNT, external_key, body).reference
+        return self._write_once("link_account", KIND_ACCOUNT, external_key,
+                                lambda: self._write_claimed(KIND_ACCOUNT, external_key, body)).reference
 
     def keys_of(self, kind: str, reference: str, *, prefix: str = "") -> list[str]:
         """The external keys of `kind` written as `reference` (e.g. the shop customers linked to an account)."""
@@ -300,9 +333,24 @@ class ToolkitEmulator:
         date = trans_date(document.date)
 
         def body(cursor: Cursor) -> str:
-            return self._save_document(cursor, document, date)
+            prepared = self._prepare_document(cursor, document, date)
+            reference, folio = self._take_numbers(cursor, document.doc_type)
+            self._record(cursor, KIND_SALES_DOCUMENT, document.external_key, reference)
+            self._store_document(cursor, document, prepared, date=date, reference=reference, folio=folio)
+            return reference
 
-        return self._write_once("create_sales_document", KIND_SALES_DOCUMENT, document.external_key, body)
+        return self._write_once("create_sales_document", KIND_SALES_DOCUMENT, document.external_key,
+                                lambda: self._write_claimed(KIND_SALES_DOCUMENT, document.external_key, body,
+                                                            records=False))
+
+    def _take_numbers(self, cursor: Cursor, doc_type: str) -> tuple[str, int]:
+        """SetNextDocNos (Set_ExDoc, DLLTH_UP.PAS L6285): the reference from the type's row, the folio
+        from AFL; on a second connection, committed at once, where the database locks rows. SQLite
+        writes one transaction at a time anyway: there they are taken in the document's."""
+        if not self.database.dialect.locks_rows:
+            return take_reference(cursor, doc_type), take_folio(cursor, FOLIO_COUNTER)
+        with self.database.side_transaction() as numbers:
+            return take_reference(numbers, doc_type), take_folio(numbers, FOLIO_COUNTER)
 
     def _explode_kit(self, cursor: Cursor, code: str, qty: float,
                      depth: int = 0) -> tuple[float, list[tuple[str, float, float]]]:
@@ -337,11 +385,11 @@ class ToolkitEmulator:
                     exploded.append((component, needed, needed))
         return own, exploded
 
-    def _save_document(self, cursor: Cursor, document: SalesDocument, date: str) -> str:
+    def _prepare_document(self, cursor: Cursor, document: SalesDocument, date: str) -> "_PreparedDocument":
         """`ITransaction.Save` -> `EX_STORETRANS` -> `ValidTrans` (ENTRPRSE/COMTK/OTRANS.PAS L2180-2330,
-        ENTRPRSE/DLLTK/DLLTH_UP.PAS L7405-7720) for a new SOR or SQU."""
-        settings = company_settings(cursor)
-        rates = vat_rates(cursor)
+        ENTRPRSE/DLLTK/DLLTH_UP.PAS L7405-7720) for a new SOR or SQU: everything read and checked
+        before anything is written."""
+        settings, rates = self._settings(cursor)
         account = cursor.run("SELECT {accounts.code}, {accounts.account_status}, {accounts.credit_limit}, "
                              "{accounts.location} FROM {accounts} WHERE {accounts.code} = ?",
                              (document.account_code.upper(),)).fetchone()
@@ -389,19 +437,36 @@ class ToolkitEmulator:
             # hold (flag 6); the site's "stop bad debtors" option, which rejects it, is not modeled.
             if committed_balance(cursor, account_code) + order_value > float(credit_limit):
                 hold = HOLD_CREDIT
-        # SetNextDocNos (Set_ExDoc, DLLTH_UP.PAS L6285): the reference from the type's row, the folio from AFL.
-        reference = take_reference(cursor, document.doc_type)
-        folio = take_folio(cursor, FOLIO_COUNTER)
+        check_document(cursor.names, lines=lines, vat_rates=rates, your_ref=document.your_ref,
+                       long_your_ref=document.long_your_ref, user_fields=document.user_fields)
+        return _PreparedDocument(settings=settings, rates=rates, account_code=account_code, lines=lines,
+                                 allocations=allocations, hold=hold)
+
+    def _store_document(self, cursor: Cursor, document: SalesDocument, prepared: "_PreparedDocument", *,
+                        date: str, reference: str, folio: int) -> None:
+        """Writes a prepared document under its numbers: its own rows first, then the rows other
+        orders share (stock figures, the account's order balance), whose locks are held to the commit."""
         _, _, order_os = insert_document(
-            cursor, doc_type=document.doc_type, our_ref=reference, folio=folio, account_code=account_code,
+            cursor, doc_type=document.doc_type, our_ref=reference, folio=folio, account_code=prepared.account_code,
             date=date, your_ref=document.your_ref, long_your_ref=document.long_your_ref,
-            user_fields=document.user_fields, lines=lines, vat_rates=rates, hold_flag=hold)
-        move_stock(cursor, allocations, use_multi_locations=settings.use_multi_locations)
-        if document.doc_type == "SOR":
-            post_order_balance(cursor, account_code=account_code, year=int(date[:4]) - 1900,
-                               period=int(date[4:6]), amount=order_os)
+            user_fields=document.user_fields, lines=prepared.lines, vat_rates=prepared.rates, hold_flag=prepared.hold)
         add_audit_note(cursor, folio=folio, text=f"{reference} created by exsync for {document.external_key}"[:100])
-        return reference
+        move_stock(cursor, prepared.allocations, use_multi_locations=prepared.settings.use_multi_locations)
+        if document.doc_type == "SOR":
+            post_order_balance(cursor, account_code=prepared.account_code, year=int(date[:4]) - 1900,
+                               period=int(date[4:6]), amount=order_os)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class _PreparedDocument:
+    """A sales document read and checked, waiting for its numbers."""
+
+    settings: CompanySettings
+    rates: dict[str, float]
+    account_code: str
+    lines: list[dict[str, Any]]
+    allocations: dict[tuple[str, str], tuple[float, float, float]]
+    hold: int
 
 
 def _allocate(allocations: dict[tuple[str, str], tuple[float, float, float]], code: str, location: str,

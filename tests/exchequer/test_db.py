@@ -70,3 +70,18 @@ def test_many_rows_with_text_wider_than_the_driver_describes_are_written_whole(p
             cursor.executemany("INSERT INTO wide (a) VALUES (?)", rows)
         with database.transaction(write=False) as cursor:
             assert sorted(len(row[0]) for row in cursor.execute("SELECT a FROM wide").fetchall()) == [5, 300]
+
+
+def test_a_side_transaction_commits_while_the_first_stays_open(pg_odbc_dsn):
+    # What a document counter needs: taken and committed at once, not held to the document's commit.
+    with connect(pg_odbc_dsn) as database, connect(pg_odbc_dsn) as observer:
+        with database.transaction() as cursor:
+            cursor.execute("CREATE TABLE side (k INTEGER PRIMARY KEY)")
+        with database.transaction() as cursor:
+            cursor.execute("INSERT INTO side VALUES (1)")
+            with database.side_transaction() as side:
+                side.execute("INSERT INTO side VALUES (2)")
+            with observer.transaction(write=False) as seen:
+                assert [row[0] for row in seen.execute("SELECT k FROM side ORDER BY k").fetchall()] == [2]
+        with observer.transaction(write=False) as seen:
+            assert [row[0] for row in seen.execute("SELECT k FROM side ORDER BY k").fetchall()] == [1, 2]

@@ -7,6 +7,7 @@ import pytest
 
 from exsync.exchequer import (
     AccountDetails,
+    DatabaseError,
     DocumentLine,
     ExchequerError,
     ExchequerReader,
@@ -19,6 +20,7 @@ from exsync.exchequer import (
     init_schema,
     seed,
 )
+from exsync.exchequer.layout import VAT_RATE_SLOTS
 from exsync.metrics import Metrics
 from tests.exchequer.factories import customer, order
 
@@ -295,3 +297,41 @@ def test_writes_are_counted_by_outcome(seeded):
                                                         ("outcome", outcome))), 0)
 
     assert (count("created"), count("existing"), count("failed")) == (1, 2, 1)
+
+
+def test_a_save_that_fails_after_its_numbers_leaves_a_gap_and_nothing_else(seeded, monkeypatch):
+    # The numbers are taken as Exchequer takes them, committed at once where the database locks rows
+    # (PostgreSQL): a save that fails later leaves a gap, as in Exchequer. SQLite takes them in the save.
+    item = _products(seeded, 1)[0]
+    account = next(ExchequerReader(database=seeded).iter_accounts()).code
+    before = (_figures(seeded, item.code, "MAI"), _documents(seeded), _counters(seeded))
+    backend = SqlWriteBackend(database=seeded)
+
+    def fails(*args, **kwargs):
+        raise DatabaseError("the connection was lost")
+
+    monkeypatch.setattr("exsync.exchequer.writer.move_stock", fails)
+    with pytest.raises(DatabaseError):
+        backend.create_sales_document(order("gap", account, [(item.code, 1, 2.0, "MAI")]))
+    taken = 1 if seeded.dialect.locks_rows else 0
+    counters = _counters(seeded)
+    assert (counters["SOR"], counters["AFL"]) == (before[2]["SOR"] + taken, before[2]["AFL"] + taken)
+    assert (_figures(seeded, item.code, "MAI"), _documents(seeded)) == before[:2]
+    assert backend.existing_reference("sales_document", "gap") is None
+    monkeypatch.undo()
+    result = backend.create_sales_document(order("gap", account, [(item.code, 1, 2.0, "MAI")]))
+    assert (result.reference, result.created) == (f"SOR{before[2]['SOR'] + taken:06d}", True)
+
+
+@pytest.mark.parametrize("ttl_seconds, rate_used", [(0.0, 5.0), (3600.0, 20.0)])
+def test_the_company_vat_rates_are_read_again_once_old(seeded, ttl_seconds, rate_used):
+    item = _products(seeded, 1)[0]
+    account = next(ExchequerReader(database=seeded).iter_accounts()).code
+    backend = SqlWriteBackend(database=seeded, settings_ttl_seconds=ttl_seconds)
+    backend.create_sales_document(order("vat-1", account, [(item.code, 1, 10.0, "MAI")]))
+    with seeded.transaction() as cursor:  # evw_VATRate reads the rate slots of EXCHQSS's 'VAT' record
+        for n in range(1, VAT_RATE_SLOTS + 1):
+            cursor.run(f"UPDATE {{system_setup}} SET {{system_setup.vat_{n}_rate}} = 5 "
+                       f"WHERE {{system_setup.vat_{n}_code}} = 'S'")
+    second = backend.create_sales_document(order("vat-2", account, [(item.code, 1, 10.0, "MAI")])).reference
+    assert ExchequerReader(database=seeded).document(second).header.total_vat == pytest.approx(10.0 * rate_used / 100)
