@@ -22,7 +22,7 @@ from typing import Any
 from exsync.consumers.errors import OrderDataError, OrderMoneyError
 from exsync.exchequer import DocumentLine
 from exsync.schemas.sections import OrderRoundingConfig, OrderShippingConfig, OrderVatConfig
-from exsync.schemas.woo import MAX_ID, MAX_QUANTITY, OrderSchema, amount_problem, currency_places
+from exsync.schemas.woo import MAX_ID, MAX_QUANTITY, amount_problem, currency_places, validate_body
 
 __all__ = ["CENT", "MappedLine", "OrderMapping", "check_order", "money", "order_id_of", "tax_amount",
            "totals_include_tax", "vat_code_for_rate"]
@@ -30,7 +30,6 @@ __all__ = ["CENT", "MappedLine", "OrderMapping", "check_order", "money", "order_
 CENT = decimal.Decimal("0.01")
 # Exchequer keeps money to the penny: a currency written with more places cannot be booked exactly.
 EXCHEQUER_PLACES = 2
-_ORDER_SCHEMA = OrderSchema()
 PRODUCT = "product"
 SHIPPING = "shipping"
 FEE = "fee"
@@ -74,7 +73,8 @@ def order_id_of(data: object) -> int:
 
 def check_order(order: object) -> None:
     """Raises OrderDataError naming what the order schema refuses in `order` (the receiver's check, again)."""
-    errors = _ORDER_SCHEMA.validate(order) if isinstance(order, dict) else {"_schema": ["not an object"]}
+    # The receiver's compiled check first: marshmallow, the authority, is asked only when it is not sure.
+    errors = validate_body("order.updated", order) if isinstance(order, dict) else {"_schema": ["not an object"]}
     if errors:
         raise OrderDataError(f"the order fails its schema: {_flatten(errors)}"[:250])
 
