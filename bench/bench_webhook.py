@@ -101,7 +101,9 @@ def _raw_publisher(amqp_url, *, body, broker, rate_per_second=None):
     as fast as confirms come, or, with `rate_per_second`, paced to that rate in all.
 
     Returns its CPU per message and the broker's, read as the servers' are (process_time covers
-    every thread of this process; nothing else runs in it meanwhile).
+    every thread of this process; nothing else runs in it meanwhile), and the p50 and p99 of
+    publish-to-confirm: a delivery's answer waits for its confirm, so at a paced rate this is the
+    part of the receiver's paced p99 that no receiver can remove.
     """
     import pika
 
@@ -109,6 +111,7 @@ def _raw_publisher(amqp_url, *, body, broker, rate_per_second=None):
                       data=json.loads(body))
     message, properties = encode_event(event), message_properties(event)
     stop, counts, ready = threading.Event(), [0] * CONNECTIONS, threading.Barrier(CONNECTIONS + 1)
+    measuring, latencies = threading.Event(), [[] for _ in range(CONNECTIONS)]  # each thread its own list
     interval_seconds = CONNECTIONS / rate_per_second if rate_per_second else 0.0
 
     def publish(slot):
@@ -122,7 +125,10 @@ def _raw_publisher(amqp_url, *, body, broker, rate_per_second=None):
                 if interval_seconds:
                     stop.wait(max(0.0, next_at - time.monotonic()))
                     next_at += interval_seconds
+                started = time.perf_counter()
                 channel.basic_publish(WOO_EXCHANGE, "order.created", message, properties, mandatory=True)
+                if measuring.is_set():
+                    latencies[slot].append(time.perf_counter() - started)
                 counts[slot] += 1
         finally:
             connection.close()
@@ -134,56 +140,18 @@ def _raw_publisher(amqp_url, *, body, broker, rate_per_second=None):
     time.sleep(WARM_UP_SECONDS)
     counted_from, own_before = sum(counts), time.process_time()
     broker_before = cpu_seconds([broker] if broker else [])
+    measuring.set()
     time.sleep(DURATION_SECONDS)
     messages = sum(counts) - counted_from
     own_cpu, broker_cpu = time.process_time() - own_before, cpu_seconds([broker] if broker else []) - broker_before
     stop.set()
     for thread in threads:
         thread.join(timeout=30)
+    quantiles = statistics.quantiles([each for slot in latencies for each in slot], n=100)
     return {"messages": messages, "messages_per_second": round(messages / DURATION_SECONDS, 1),
             "publisher_cpu_ms_per_message": round(own_cpu / messages * 1000, 3),
-            "broker_cpu_ms_per_message": round(broker_cpu / messages * 1000, 3)}
-
-
-def _raw_confirm_latency(amqp_url, *, body, rate_per_second):
-    """How long the broker itself takes to confirm at the paced rate: CONNECTIONS threads publishing
-    the receiver's message with confirms, paced to `rate_per_second` in all, for DURATION_SECONDS;
-    the p50 and p99 of publish-to-confirm (seconds). A delivery's answer waits for its confirm, so
-    this is the part of the receiver's paced p99 that no receiver can remove."""
-    import pika
-
-    event = new_event(type="woo.order.created", source="https://shop.example/", subject="727",
-                      data=json.loads(body))
-    message, properties = encode_event(event), message_properties(event)
-    stop, lock, latencies = threading.Event(), threading.Lock(), []
-    interval_seconds = CONNECTIONS / rate_per_second
-
-    def publish(slot):
-        connection = pika.BlockingConnection(pika.URLParameters(amqp_url))
-        channel = connection.channel()
-        channel.confirm_delivery()
-        next_at = time.monotonic() + slot * interval_seconds / CONNECTIONS
-        try:
-            while not stop.is_set():
-                stop.wait(max(0.0, next_at - time.monotonic()))
-                next_at += interval_seconds
-                started = time.perf_counter()
-                channel.basic_publish(WOO_EXCHANGE, "order.created", message, properties, mandatory=True)
-                with lock:
-                    latencies.append(time.perf_counter() - started)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=publish, args=(slot,), daemon=True) for slot in range(CONNECTIONS)]
-    for thread in threads:
-        thread.start()
-    time.sleep(DURATION_SECONDS)
-    stop.set()
-    for thread in threads:
-        thread.join(timeout=30)
-    quantiles = statistics.quantiles(latencies, n=100)
-    return {"rate_per_second": rate_per_second, "messages": len(latencies),
-            "p50_seconds": round(quantiles[49], 5), "p99_seconds": round(quantiles[98], 5)}
+            "broker_cpu_ms_per_message": round(broker_cpu / messages * 1000, 3),
+            "confirm_p50_seconds": round(quantiles[49], 5), "confirm_p99_seconds": round(quantiles[98], 5)}
 
 
 def _paced_runs(servers, *, body, headers):
@@ -238,7 +206,7 @@ def run():
         print(f"paced runs (p99 seconds): {paced_runs}", flush=True)
         # At the rate the paced runs reached (the receiver's, in the last run).
         paced_rate = figures["receiver"]["paced"]["requests_per_second"]
-        raw_confirm = _raw_confirm_latency(amqp_url, body=body, rate_per_second=paced_rate)
+        raw_confirm = _raw_publisher(amqp_url, body=body, broker=broker, rate_per_second=paced_rate)
         print(f"raw confirm latency at the paced rate: {raw_confirm}", flush=True)
     bare, receiver, gthread = figures["bare"], figures["receiver"], figures["receiver_gthread"]
     for name in ("receiver", "receiver_gthread"):
