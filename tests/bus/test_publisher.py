@@ -220,3 +220,24 @@ def test_a_url_naming_several_nodes_reaches_a_node_that_answers(amqp_url, publis
                 time.sleep(0.2)
     [(body, _)] = read_messages(amqp_url, "orders.import", count=1)
     assert body["subject"] == "9"
+
+
+def test_a_shared_publisher_writes_a_message_whole_in_one_write_however_many_frames_it_takes(amqp_url, monkeypatch):
+    # pika writes each frame with a send() of its own; the shared publisher joins them (one TCP
+    # segment and one wake-up of the broker a message). pika's hook is private: this fails if a
+    # pika release stops calling it.
+    import pika.adapters.base_connection
+
+    writes = []
+    emit = pika.adapters.base_connection.BaseConnection._adapter_emit_data
+    monkeypatch.setattr(pika.adapters.base_connection.BaseConnection, "_adapter_emit_data",
+                        lambda connection, data: (writes.append(len(data)), emit(connection, data))[1])
+    text = "é" * 200_000  # 400,000 bytes: a method frame, a header frame and four body frames
+    with SharedPublisher(url=amqp_url, topology=wiring.topology()) as publisher:
+        publisher.publish(exchange="woo", routing_key="order.created", event=event(1))
+        writes.clear()
+        publisher.publish(exchange="woo", routing_key="order.created",
+                          event=new_event(type="woo.order.created", source="test", subject=2, data={"text": text}))
+        assert len(writes) == 1 and writes[0] > 400_000  # before close() writes its own frames
+    [_, (body, _)] = read_messages(amqp_url, "orders.import", count=2)
+    assert body["data"]["text"] == text
