@@ -9,6 +9,11 @@ the measure behind exsync's worker class), and webhook_cpu_ratio_to_floor: the r
 delivery (its processes plus the broker's) ÷ the floor of durability measured in the same run, the
 bare endpoint's CPU per request plus the CPU per message (publisher plus broker) of a raw pika
 publisher with confirms into the same quorum queue at the same concurrency (goal <= 1.25).
+webhook_cpu_ratio_to_floor_at_same_rate is the same ratio with the floor's parts paced to the
+receiver's rate (and, in its conditions, all three at the paced rate): every server's CPU per request
+here rises as its rate falls, so a floor measured at several times the receiver's rate is not one
+the receiver could reach at its own. Beside them exsync's SharedPublisher is measured as the raw
+publisher is, its threads sharing one connection.
 webhook_throughput_ratio is information with no goal: on two cores shared with RabbitMQ and wrk it
 measures the broker's share of the machine, not the receiver.
 Each server's CPU per request and the broker's per message are recorded with them, read from
@@ -86,7 +91,7 @@ def _measure(command, env, *, body, headers, broker):
         broker_cpu = cpu_seconds([broker] if broker else []) - broker_before
         paced = dict(body=body, headers=headers, connections=CONNECTIONS, pause_ms=PACED_PAUSE_MS)
         run_wrk(url, duration_seconds=WARM_UP_SECONDS, **paced)  # the saturated run's backlog drains first
-        figures["paced"] = run_wrk(url, duration_seconds=DURATION_SECONDS, **paced)
+        figures["paced"] = _with_cpu(url, pids, broker, duration_seconds=DURATION_SECONDS, **paced)
     requests = figures["requests"]
     figures["server_cpu_ms_per_request"] = round(server_cpu / requests * 1000, 3)
     if broker:
@@ -94,7 +99,32 @@ def _measure(command, env, *, body, headers, broker):
     return figures
 
 
-def _raw_publisher(amqp_url, *, body, broker, rate_per_second=None):
+def _with_cpu(url, pids, broker, **load):
+    """run_wrk's figures with the server's and the broker's CPU per request over the run."""
+    server_before, broker_before = cpu_seconds(pids), cpu_seconds([broker] if broker else [])
+    figures = run_wrk(url, **load)
+    requests = figures["requests"]
+    figures["server_cpu_ms_per_request"] = round((cpu_seconds(pids) - server_before) / requests * 1000, 3)
+    figures["broker_cpu_ms_per_request"] = round((cpu_seconds([broker] if broker else []) - broker_before)
+                                                 / requests * 1000, 3)
+    return figures
+
+
+def _bare_at_rate(command, *, rate_per_second, body, headers, broker):
+    """The bare endpoint's figures paced to about `rate_per_second` (each connection pausing for
+    its share of the interval, less the bare endpoint's own answer time, about 1 ms at these rates):
+    its CPU per request rises as the rate falls, as every server's here does."""
+    port = free_port()
+    pause_ms = max(1, round(CONNECTIONS / rate_per_second * 1000 - 1))
+    with server(command + ["-b", f"127.0.0.1:{port}"], port=port) as process:
+        url = f"http://127.0.0.1:{port}/webhooks/woocommerce"
+        load = dict(body=body, headers=headers, connections=CONNECTIONS, pause_ms=pause_ms)
+        run_wrk(url, duration_seconds=WARM_UP_SECONDS, **load)
+        figures = _with_cpu(url, process_tree(process.pid), broker, duration_seconds=DURATION_SECONDS, **load)
+    return {**figures, "pause_ms": pause_ms}
+
+
+def _raw_publisher(amqp_url, *, body, broker, rate_per_second=None, shared=False):
     """The publishing half of the floor: CONNECTIONS threads, each on its own connection and channel
     in confirm mode, publishing the receiver's message (the same envelope bytes, persistent,
     mandatory) to the same exchange and routing key, one confirm at a time, for DURATION_SECONDS;
@@ -104,8 +134,13 @@ def _raw_publisher(amqp_url, *, body, broker, rate_per_second=None):
     every thread of this process; nothing else runs in it meanwhile), and the p50 and p99 of
     publish-to-confirm: a delivery's answer waits for its confirm, so at a paced rate this is the
     part of the receiver's paced p99 that no receiver can remove.
+
+    With `shared`, the threads publish through one exsync SharedPublisher instead (the receiver's
+    and the consumers' publisher, on threads): exsync's publishing against raw pika's, alone.
     """
     import pika
+
+    from exsync.bus import SharedPublisher
 
     event = new_event(type="woo.order.created", source="https://shop.example/", subject="727",
                       data=json.loads(body))
@@ -114,10 +149,19 @@ def _raw_publisher(amqp_url, *, body, broker, rate_per_second=None):
     measuring, latencies = threading.Event(), [[] for _ in range(CONNECTIONS)]  # each thread its own list
     interval_seconds = CONNECTIONS / rate_per_second if rate_per_second else 0.0
 
+    shared_publisher = SharedPublisher(url=amqp_url) if shared else None
+
     def publish(slot):
-        connection = pika.BlockingConnection(pika.URLParameters(amqp_url))
-        channel = connection.channel()
-        channel.confirm_delivery()
+        if shared_publisher is not None:
+            send = lambda: shared_publisher.publish(exchange=WOO_EXCHANGE, routing_key="order.created",  # noqa: E731
+                                                    event=event)
+            connection = None
+        else:
+            connection = pika.BlockingConnection(pika.URLParameters(amqp_url))
+            channel = connection.channel()
+            channel.confirm_delivery()
+            send = lambda: channel.basic_publish(WOO_EXCHANGE, "order.created", message, properties,  # noqa: E731
+                                                 mandatory=True)
         ready.wait()
         next_at = time.monotonic() + slot * interval_seconds / CONNECTIONS
         try:
@@ -126,12 +170,13 @@ def _raw_publisher(amqp_url, *, body, broker, rate_per_second=None):
                     stop.wait(max(0.0, next_at - time.monotonic()))
                     next_at += interval_seconds
                 started = time.perf_counter()
-                channel.basic_publish(WOO_EXCHANGE, "order.created", message, properties, mandatory=True)
+                send()
                 if measuring.is_set():
                     latencies[slot].append(time.perf_counter() - started)
                 counts[slot] += 1
         finally:
-            connection.close()
+            if connection is not None:
+                connection.close()
 
     threads = [threading.Thread(target=publish, args=(slot,), daemon=True) for slot in range(CONNECTIONS)]
     for thread in threads:
@@ -147,6 +192,8 @@ def _raw_publisher(amqp_url, *, body, broker, rate_per_second=None):
     stop.set()
     for thread in threads:
         thread.join(timeout=30)
+    if shared_publisher is not None:
+        shared_publisher.close()
     quantiles = statistics.quantiles([each for slot in latencies for each in slot], n=100)
     return {"messages": messages, "messages_per_second": round(messages / DURATION_SECONDS, 1),
             "publisher_cpu_ms_per_message": round(own_cpu / messages * 1000, 3),
@@ -201,6 +248,17 @@ def run():
         figures["raw_publisher_at_receiver_rate"] = _raw_publisher(
             amqp_url, body=body, broker=broker, rate_per_second=figures["receiver"]["requests_per_second"])
         print(f"raw_publisher_at_receiver_rate: {figures['raw_publisher_at_receiver_rate']}", flush=True)
+        # The bare endpoint's CPU per request rises as the rate falls too: the floor's other half at
+        # the receiver's rate, so that every part of the comparison runs at one rate.
+        bare_command = next(command for name, command, _ in _servers(amqp_url) if name == "bare")
+        figures["bare_at_receiver_rate"] = _bare_at_rate(
+            bare_command, rate_per_second=figures["receiver"]["requests_per_second"], body=body, headers=headers,
+            broker=broker)
+        print(f"bare_at_receiver_rate: {figures['bare_at_receiver_rate']}", flush=True)
+        for name, rate in (("shared_publisher", None),
+                           ("shared_publisher_at_receiver_rate", figures["receiver"]["requests_per_second"])):
+            figures[name] = _raw_publisher(amqp_url, body=body, broker=broker, rate_per_second=rate, shared=True)
+            print(f"{name}: {figures[name]}", flush=True)
         paced_runs = _paced_runs([each for each in _servers(amqp_url) if each[0] in ("bare", "receiver")],
                                  body=body, headers=headers)
         print(f"paced runs (p99 seconds): {paced_runs}", flush=True)
@@ -236,6 +294,27 @@ def run():
                        "ratio_to_floor_with_publisher_at_receiver_rate": round(receiver_ms / paced_floor_ms, 3),
                        "floor": "bare endpoint CPU per request + raw pika publisher (confirms, same exchange, "
                                 "routing key, quorum queue and concurrency) CPU per message, publisher + broker"})
+    # The same ratio with every part at one rate: the floor's bare endpoint and raw publisher paced
+    # to the receiver's saturated rate, and all three at the paced rate of the p99 runs.
+    at_rate = figures["bare_at_receiver_rate"]
+    same_rate_floor_ms = (at_rate["server_cpu_ms_per_request"] + paced["publisher_cpu_ms_per_message"]
+                          + paced["broker_cpu_ms_per_message"])
+    receiver_paced_ms = receiver["paced"]["server_cpu_ms_per_request"] + receiver["paced"]["broker_cpu_ms_per_request"]
+    paced_floor_ms = (bare["paced"]["server_cpu_ms_per_request"] + raw_confirm["publisher_cpu_ms_per_message"]
+                      + raw_confirm["broker_cpu_ms_per_message"])
+    record("webhook_cpu_ratio_to_floor_at_same_rate", value=round(receiver_ms / same_rate_floor_ms, 3), unit="ratio",
+           goal="<= 1.25 (webhook_cpu_ratio_to_floor's goal, the floor's parts at the receiver's rate)",
+           conditions={**conditions, "receiver_cpu_ms_per_delivery": round(receiver_ms, 3),
+                       "floor_cpu_ms_per_delivery": round(same_rate_floor_ms, 3),
+                       "bare_at_receiver_rate": at_rate, "raw_publisher_at_receiver_rate": paced,
+                       "at_paced_rate": {"ratio": round(receiver_paced_ms / paced_floor_ms, 3),
+                                         "receiver_cpu_ms_per_delivery": round(receiver_paced_ms, 3),
+                                         "floor_cpu_ms_per_delivery": round(paced_floor_ms, 3),
+                                         "raw_publisher": raw_confirm},
+                       "shared_publisher": figures["shared_publisher"],
+                       "shared_publisher_at_receiver_rate": figures["shared_publisher_at_receiver_rate"],
+                       "shared_publisher_is": f"exsync's SharedPublisher shared by {CONNECTIONS} threads on one "
+                                              f"connection, beside the raw publisher's {CONNECTIONS} connections"})
     record("webhook_p99_added_seconds", value=round(receiver["p99_seconds"] - bare["p99_seconds"], 4),
            unit="seconds", goal="<= 0.010", conditions=conditions)
     added = [round(each["receiver"] - each["bare"], 4) for each in paced_runs]
