@@ -30,6 +30,7 @@ from bench.support import (
     broker_pid,
     free_port,
     listener_pid,
+    machine_busy_seconds,
     purge_queues,
     server,
 )
@@ -209,14 +210,6 @@ class WaitSampler:
         per_sample = {key: round(count / max(1, self.samples), 2) for key, count in self.states.most_common(8)}
         waits = {key: round(count / max(1, self.samples), 3) for key, count in self.lock_waits.most_common(4)}
         return {"samples": self.samples, "sessions_per_sample": per_sample, "lock_waits_per_sample": waits}
-
-
-def machine_busy_seconds():
-    """CPU seconds every process on the machine has used (user, nice, system, irq), from /proc/stat:
-    beside the parties' own figures, what other work took from the same cores."""
-    with open("/proc/stat") as handle:
-        fields = [int(value) for value in handle.readline().split()[1:]]
-    return (fields[0] + fields[1] + fields[2] + fields[5] + fields[6]) / os.sysconf("SC_CLK_TCK")
 
 
 def queue_consumers(queue):

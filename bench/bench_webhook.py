@@ -17,7 +17,8 @@ publisher is, its threads sharing one connection.
 webhook_throughput_ratio is information with no goal: on two cores shared with RabbitMQ and wrk it
 measures the broker's share of the machine, not the receiver.
 Each server's CPU per request and the broker's per message are recorded with them, read from
-/proc around the measured run, so where the time goes is on record beside the ratio. Beside the
+/proc around the measured run, so where the time goes is on record beside the ratio, and the CPU
+the hypervisor took from the machine meanwhile (machine_steal_seconds). Beside the
 paced p99 the broker's own publish-to-confirm latency at the paced rate is recorded: every answer
 waits for a confirm, so its p99 is a part of the receiver's that no receiver removes.
 """
@@ -32,7 +33,16 @@ import threading
 import time
 
 from bench.results import record
-from bench.support import bench_vhost, broker_pid, cpu_seconds, free_port, process_tree, run_wrk, server
+from bench.support import (
+    bench_vhost,
+    broker_pid,
+    cpu_seconds,
+    free_port,
+    machine_steal_seconds,
+    process_tree,
+    run_wrk,
+    server,
+)
 from exsync import wiring
 from exsync.bus import WOO_EXCHANGE, new_event
 from exsync.bus.publisher import encode_event, message_properties
@@ -86,9 +96,11 @@ def _measure(command, env, *, body, headers, broker):
         run_wrk(url, body=body, headers=headers, connections=CONNECTIONS, duration_seconds=WARM_UP_SECONDS)
         pids = process_tree(process.pid)
         server_before, broker_before = cpu_seconds(pids), cpu_seconds([broker] if broker else [])
+        steal_before = machine_steal_seconds()
         figures = run_wrk(url, body=body, headers=headers, connections=CONNECTIONS, duration_seconds=DURATION_SECONDS)
         server_cpu = cpu_seconds(pids) - server_before
         broker_cpu = cpu_seconds([broker] if broker else []) - broker_before
+        figures["machine_steal_seconds"] = round(machine_steal_seconds() - steal_before, 2)
         paced = dict(body=body, headers=headers, connections=CONNECTIONS, pause_ms=PACED_PAUSE_MS)
         run_wrk(url, duration_seconds=WARM_UP_SECONDS, **paced)  # the saturated run's backlog drains first
         figures["paced"] = _with_cpu(url, pids, broker, duration_seconds=DURATION_SECONDS, **paced)
@@ -102,7 +114,9 @@ def _measure(command, env, *, body, headers, broker):
 def _with_cpu(url, pids, broker, **load):
     """run_wrk's figures with the server's and the broker's CPU per request over the run."""
     server_before, broker_before = cpu_seconds(pids), cpu_seconds([broker] if broker else [])
+    steal_before = machine_steal_seconds()
     figures = run_wrk(url, **load)
+    figures["machine_steal_seconds"] = round(machine_steal_seconds() - steal_before, 2)
     requests = figures["requests"]
     figures["server_cpu_ms_per_request"] = round((cpu_seconds(pids) - server_before) / requests * 1000, 3)
     figures["broker_cpu_ms_per_request"] = round((cpu_seconds([broker] if broker else []) - broker_before)

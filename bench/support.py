@@ -106,6 +106,26 @@ class TreeCpu:
         return used
 
 
+def _machine_seconds():
+    """The machine's CPU seconds so far by kind, from /proc/stat: user, nice, system, idle, iowait,
+    irq, softirq, steal."""
+    with open("/proc/stat") as handle:
+        return [int(value) / _CLOCK_TICKS_PER_SECOND for value in handle.readline().split()[1:9]]
+
+
+def machine_busy_seconds():
+    """CPU seconds every process on the machine has used (user, nice, system, irq, softirq): beside
+    the parties' own figures, what other work took from the same cores."""
+    user, nice, system, _, _, irq, softirq, _ = _machine_seconds()
+    return user + nice + system + irq + softirq
+
+
+def machine_steal_seconds():
+    """CPU seconds the hypervisor gave the machine's virtual cores to others: a run that lost many
+    was measured on a slower machine."""
+    return _machine_seconds()[7]
+
+
 def process_tree(pid):
     """`pid` and its descendants (a gunicorn arbiter and its workers)."""
     parents = {}
