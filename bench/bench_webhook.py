@@ -18,12 +18,16 @@ webhook_throughput_ratio is information with no goal: on two cores shared with R
 measures the broker's share of the machine, not the receiver.
 Each server's CPU per request and the broker's per message are recorded with them, read from
 /proc around the measured run, so where the time goes is on record beside the ratio, and the CPU
-the hypervisor took from the machine meanwhile (machine_steal_seconds). Beside the
+the hypervisor took from the machine meanwhile (machine_steal_seconds). The queues are emptied
+between parts and the broker's memory read as each part starts: a quorum queue keeps its log's
+entries in memory until the log rolls over (512 MiB), and the broker's CPU per message, and with
+it every figure here that involves it, moves with that. Beside the
 paced p99 the broker's own publish-to-confirm latency at the paced rate is recorded: every answer
 waits for a confirm, so its p99 is a part of the receiver's that no receiver removes.
 """
 
 import contextlib
+import functools
 import json
 import os
 import pathlib
@@ -35,11 +39,13 @@ import time
 from bench.results import record
 from bench.support import (
     bench_vhost,
+    broker_memory_bytes,
     broker_pid,
     cpu_seconds,
     free_port,
     machine_steal_seconds,
     process_tree,
+    purge_queues,
     run_wrk,
     server,
 )
@@ -239,6 +245,14 @@ def _paced_runs(servers, *, body, headers):
     return runs
 
 
+def _settled(topology):
+    """Between parts: the queues emptied, so no part publishes behind another's backlog, a second
+    for the broker to settle, and the broker's memory as the next part finds it."""
+    purge_queues(topology)
+    time.sleep(1)
+    return broker_memory_bytes()
+
+
 def run():
     body = php_json_dumps(json.loads(ORDER.read_text()))
     headers = {
@@ -250,36 +264,38 @@ def run():
     }
     broker = broker_pid()
     figures = {}
-    with bench_vhost(wiring.topology()) as amqp_url:
-        for name, command, env in _servers(amqp_url):
-            figures[name] = _measure(command, env, body=body, headers=headers, broker=broker)
+    topology = wiring.topology()
+    with bench_vhost(topology) as amqp_url:
+        def part(name, measure):
+            memory = _settled(topology)
+            figures[name] = {**measure(), "broker_memory_bytes_at_start": memory}
             print(f"{name}: {figures[name]}", flush=True)
-            time.sleep(1)  # let the broker settle the last run's messages before the next
-        figures["raw_publisher"] = _raw_publisher(amqp_url, body=body, broker=broker)
-        print(f"raw_publisher: {figures['raw_publisher']}", flush=True)
+
+        for name, command, env in _servers(amqp_url):
+            part(name, functools.partial(_measure, command, env, body=body, headers=headers, broker=broker))
+        part("raw_publisher", lambda: _raw_publisher(amqp_url, body=body, broker=broker))
+        receiver_rate = figures["receiver"]["requests_per_second"]
         # The broker's CPU per message falls as the rate rises (it writes and confirms in batches):
         # the same publisher paced to the receiver's rate shows how much of the gap is the rate alone.
-        figures["raw_publisher_at_receiver_rate"] = _raw_publisher(
-            amqp_url, body=body, broker=broker, rate_per_second=figures["receiver"]["requests_per_second"])
-        print(f"raw_publisher_at_receiver_rate: {figures['raw_publisher_at_receiver_rate']}", flush=True)
+        part("raw_publisher_at_receiver_rate",
+             lambda: _raw_publisher(amqp_url, body=body, broker=broker, rate_per_second=receiver_rate))
         # The bare endpoint's CPU per request rises as the rate falls too: the floor's other half at
         # the receiver's rate, so that every part of the comparison runs at one rate.
         bare_command = next(command for name, command, _ in _servers(amqp_url) if name == "bare")
-        figures["bare_at_receiver_rate"] = _bare_at_rate(
-            bare_command, rate_per_second=figures["receiver"]["requests_per_second"], body=body, headers=headers,
-            broker=broker)
-        print(f"bare_at_receiver_rate: {figures['bare_at_receiver_rate']}", flush=True)
-        for name, rate in (("shared_publisher", None),
-                           ("shared_publisher_at_receiver_rate", figures["receiver"]["requests_per_second"])):
-            figures[name] = _raw_publisher(amqp_url, body=body, broker=broker, rate_per_second=rate, shared=True)
-            print(f"{name}: {figures[name]}", flush=True)
+        part("bare_at_receiver_rate", lambda: _bare_at_rate(bare_command, rate_per_second=receiver_rate, body=body,
+                                                            headers=headers, broker=broker))
+        part("shared_publisher", lambda: _raw_publisher(amqp_url, body=body, broker=broker, shared=True))
+        part("shared_publisher_at_receiver_rate",
+             lambda: _raw_publisher(amqp_url, body=body, broker=broker, rate_per_second=receiver_rate, shared=True))
+        paced_memory = _settled(topology)
         paced_runs = _paced_runs([each for each in _servers(amqp_url) if each[0] in ("bare", "receiver")],
                                  body=body, headers=headers)
         print(f"paced runs (p99 seconds): {paced_runs}", flush=True)
         # At the rate the paced runs reached (the receiver's, in the last run).
         paced_rate = figures["receiver"]["paced"]["requests_per_second"]
-        raw_confirm = _raw_publisher(amqp_url, body=body, broker=broker, rate_per_second=paced_rate)
-        print(f"raw confirm latency at the paced rate: {raw_confirm}", flush=True)
+        part("raw_confirm_at_paced_rate",
+             lambda: _raw_publisher(amqp_url, body=body, broker=broker, rate_per_second=paced_rate))
+        raw_confirm = figures["raw_confirm_at_paced_rate"]
     bare, receiver, gthread = figures["bare"], figures["receiver"], figures["receiver_gthread"]
     for name in ("receiver", "receiver_gthread"):
         errors = figures[name]["non_2xx"] + figures[name]["paced"]["non_2xx"]
@@ -337,6 +353,7 @@ def run():
            goal=f"<= {PACED_P99_ADDED_GOAL_SECONDS} in at least {PACED_RUNS_GOAL} of {PACED_RUNS} runs",
            conditions={**conditions, "pause_ms_after_each_answer": PACED_PAUSE_MS, "value": "median of the runs",
                        "runs": PACED_RUNS, "runs_meeting_goal": met, "added_seconds_per_run": added,
+                       "broker_memory_bytes_at_start": paced_memory,
                        "raw_confirm_latency_at_paced_rate": raw_confirm,
                        "goal_met": met >= PACED_RUNS_GOAL})
     record("webhook_gevent_gain_ratio",

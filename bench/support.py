@@ -150,6 +150,21 @@ def listener_pid(port):
     return int(found.pop()) if len(found) == 1 else None
 
 
+def broker_memory_bytes():
+    """The broker's memory in binaries and in ETS tables, or None where rabbitmqctl cannot say.
+
+    A quorum queue keeps the entries of its write-ahead log in ETS until the log reaches its size
+    (512 MiB by default) and rolls over; the broker's CPU per message varies with how full it is,
+    so a part of a benchmark records the state it started in.
+    """
+    try:
+        text = subprocess.run(["rabbitmqctl", "-q", "eval", "erlang:memory([binary, ets])."], capture_output=True,
+                              text=True, check=True, timeout=60).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return {name: int(value) for name, value in re.findall(r"\{(\w+),(\d+)\}", text)} or None
+
+
 def broker_pid(port=5672):
     """The process listening on the broker's AMQP port on this machine (RabbitMQ's Erlang VM), or None.
 
