@@ -8,14 +8,18 @@ connection as soon as it is handed over, and the broker's confirms (often severa
 
 import collections
 import concurrent.futures
+import functools
 import logging
 import math
+import os
 import re
+import sys
 import threading
 import time
 from typing import Any, Self, TypeGuard
 
 import pika
+import pika.connection
 import pika.exceptions
 import tenacity
 
@@ -87,8 +91,8 @@ class _LinkLost(Exception):
         self.error = error
 
 
-class _OneWritePerMessage(pika.SelectConnection):
-    """A SelectConnection that hands a message's frames to its socket in one write.
+class _OneWritePerMessage(pika.connection.Connection):
+    """A pika connection that hands a message's frames to its socket in one write.
 
     pika writes each frame (method, content header, body) with a send() of its own: on a socket
     with TCP_NODELAY (pika's default) that is three system calls, three segments and as many reads
@@ -103,8 +107,53 @@ class _OneWritePerMessage(pika.SelectConnection):
         self._adapter_emit_data(data)
 
 
+class _SelectConnection(_OneWritePerMessage, pika.SelectConnection):
+    """The link's connection on threads: its own select loop on the link's I/O thread."""
+
+
+@functools.cache
+def _gevent_connection_class() -> type:
+    """pika's gevent adapter with one write a message; imported only where gevent runs."""
+    from pika.adapters.gevent_connection import GeventConnection
+
+    class _GeventConnection(_OneWritePerMessage, GeventConnection):
+        """The link's connection under gevent: its watchers in gevent's own loop."""
+
+    return _GeventConnection
+
+
+# Per process (a gunicorn worker forks after import): pika's gevent loop opens a pipe of its own,
+# for callbacks from other OS threads, that nothing closes; one loop serves every link a process
+# makes, so reconnecting through a long outage does not spend two descriptors an attempt.
+_gevent_loops: dict[int, Any] = {}
+
+
+def _gevent_loop() -> Any:
+    """pika's loop over gevent's where gevent has patched the socket module (gunicorn's gevent
+    workers), else None (threads: each link runs a SelectConnection on its own I/O thread).
+
+    Under gevent a link's "thread" is a greenlet of the one OS thread, and a SelectConnection
+    there polls through gevent's emulation of select.poll (watchers made and dropped on each of
+    the three loop turns a message takes) and is woken through a socket pair. pika's gevent
+    adapter keeps its watchers in gevent's own loop and runs a greenlet's callback there directly:
+    measured side by side (issue 16), 0.12 ms less CPU a message at 550 messages/s and the
+    receiver 0.13 ms less a delivery at saturation; the same at 190 deliveries/s.
+    """
+    monkey = sys.modules.get("gevent.monkey")  # loaded by whoever patched: nothing is patched without it
+    if monkey is None or not monkey.is_module_patched("socket"):
+        return None
+    loop = _gevent_loops.get(os.getpid())
+    if loop is None:
+        import gevent
+        from pika.adapters.gevent_connection import _GeventSelectorIOLoop
+
+        loop = _gevent_loops[os.getpid()] = _GeventSelectorIOLoop(gevent.get_hub())
+    return loop
+
+
 class _Link:
-    """One SelectConnection and its channel, driven by its own I/O thread until it closes."""
+    """One connection and its channel, driven by its own I/O thread until it closes: a
+    SelectConnection on threads, pika's gevent adapter in gevent's loop under gevent."""
 
     def __init__(self, *, url: str, connect_timeout_seconds: float, node: int = 0) -> None:
         # SelectConnection takes one node; after a failed link the publisher starts the next at the
@@ -113,6 +162,7 @@ class _Link:
         self.parameters = nodes[node % len(nodes)]
         self.ready = threading.Event()
         self.closed = threading.Event()
+        self.ended = threading.Event()  # the connection has closed: its I/O thread may end
         self.failure: BaseException | None = None
         self.outbox: collections.deque[_Outgoing] = collections.deque()
         self.outbox_lock = threading.Lock()
@@ -120,7 +170,7 @@ class _Link:
         self.pending: collections.OrderedDict[int, _Sent] = collections.OrderedDict()  # by delivery tag
         self.returned: set[str] = set()
         self.sequence = 0
-        self.connection: _OneWritePerMessage | None = None
+        self.connection: Any = None  # pika's connection (untyped), once made
         self.channel: Any = None  # pika's channel (untyped), once open
         self.thread = threading.Thread(target=self._run, name="exsync-publisher-io", daemon=True)
         self.thread.start()
@@ -128,13 +178,19 @@ class _Link:
     def _run(self) -> None:
         stopped: BaseException = ConnectionError("the publisher's I/O loop stopped")
         try:
-            self.connection = _OneWritePerMessage(
-                self.parameters,
+            callbacks = dict(
                 on_open_callback=lambda connection: connection.channel(on_open_callback=self._on_channel),
                 on_open_error_callback=lambda _connection, error: self._fail(error),
                 on_close_callback=lambda _connection, error: self._fail(error),
             )
-            self.connection.ioloop.start()
+            gevent_loop = _gevent_loop()
+            if gevent_loop is None:
+                self.connection = _SelectConnection(self.parameters, **callbacks)
+                self.connection.ioloop.start()
+            else:
+                # gevent's loop runs the connection whenever a greenlet waits; this one waits for its end.
+                self.connection = _gevent_connection_class()(self.parameters, custom_ioloop=gevent_loop, **callbacks)
+                self.ended.wait()
         except BaseException as error:  # a greenlet killed included
             stopped = error
             raise
@@ -169,8 +225,10 @@ class _Link:
             future.set_exception(_lost(error, sent=True, exchange=exchange))
         self.pending.clear()
         # Only once closed: a connection still closing has its Connection.Close to send.
-        if self.connection is not None and self.connection.is_closed:
-            self.connection.ioloop.stop()
+        if self.connection is not None and self.connection.is_closed and not self.ended.is_set():
+            self.ended.set()
+            if isinstance(self.connection, _SelectConnection):  # the gevent loop is the process's: it runs on
+                self.connection.ioloop.stop()
 
     def _on_return(self, _channel: Any, _method: Any, properties: pika.BasicProperties, _body: bytes) -> None:
         # A return always arrives before the ack of the same message.
@@ -227,8 +285,9 @@ class _Link:
             # pika queues the callback before waking its loop; a loop that has ended runs _run's
             # finally, whose _fail fails this message with the rest of the outbox.
             # Not None: a link is handed out only once _run made its connection and opened a channel.
-            # An ignore, not an assert: this is on every publish's path.
-            self.connection.ioloop.add_callback_threadsafe(self._drain)  # type: ignore[union-attr]
+            # Both pika loops' add_callback may be called from any thread; gevent's runs a
+            # greenlet's callback in its own loop, without the socket pair.
+            self.connection.ioloop.add_callback(self._drain)
         return future
 
     def oldest_unconfirmed_seconds(self) -> float:
@@ -249,7 +308,7 @@ class _Link:
         if self.connection is None or self.closed.is_set():
             return
         try:
-            self.connection.ioloop.add_callback_threadsafe(self.connection.close)
+            self.connection.ioloop.add_callback(self.connection.close)
         except Exception:  # already stopping; nothing left to close
             return
         self.thread.join(timeout=5)
