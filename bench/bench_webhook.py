@@ -21,9 +21,9 @@ Each server's CPU per request and the broker's per message are recorded with the
 the hypervisor took from the machine meanwhile (machine_steal_seconds). The queues are emptied
 between parts and the broker's memory read as each part starts: a quorum queue keeps its log's
 entries in memory until the log rolls over (512 MiB), and the broker's CPU per message, and with
-it every figure here that involves it, moves with that. Beside the
-paced p99 the broker's own publish-to-confirm latency at the paced rate is recorded: every answer
-waits for a confirm, so its p99 is a part of the receiver's that no receiver removes.
+it every figure here that involves it, moves with that. Beside the paced p99 the broker's own
+publish-to-confirm latency at the paced rate is recorded: every answer waits for a confirm, so its
+p99 is a part of the receiver's that no receiver removes.
 """
 
 import contextlib
@@ -101,19 +101,11 @@ def _measure(command, env, *, body, headers, broker):
         url = f"http://127.0.0.1:{port}/webhooks/woocommerce"
         run_wrk(url, body=body, headers=headers, connections=CONNECTIONS, duration_seconds=WARM_UP_SECONDS)
         pids = process_tree(process.pid)
-        server_before, broker_before = cpu_seconds(pids), cpu_seconds([broker] if broker else [])
-        steal_before = machine_steal_seconds()
-        figures = run_wrk(url, body=body, headers=headers, connections=CONNECTIONS, duration_seconds=DURATION_SECONDS)
-        server_cpu = cpu_seconds(pids) - server_before
-        broker_cpu = cpu_seconds([broker] if broker else []) - broker_before
-        figures["machine_steal_seconds"] = round(machine_steal_seconds() - steal_before, 2)
+        figures = _with_cpu(url, pids, broker, body=body, headers=headers, connections=CONNECTIONS,
+                            duration_seconds=DURATION_SECONDS)
         paced = dict(body=body, headers=headers, connections=CONNECTIONS, pause_ms=PACED_PAUSE_MS)
         run_wrk(url, duration_seconds=WARM_UP_SECONDS, **paced)  # the saturated run's backlog drains first
         figures["paced"] = _with_cpu(url, pids, broker, duration_seconds=DURATION_SECONDS, **paced)
-    requests = figures["requests"]
-    figures["server_cpu_ms_per_request"] = round(server_cpu / requests * 1000, 3)
-    if broker:
-        figures["broker_cpu_ms_per_request"] = round(broker_cpu / requests * 1000, 3)
     return figures
 
 
@@ -313,7 +305,7 @@ def run():
     raw = figures["raw_publisher"]
     floor_ms = (bare["server_cpu_ms_per_request"] + raw["publisher_cpu_ms_per_message"]
                 + raw["broker_cpu_ms_per_message"])
-    receiver_ms = receiver["server_cpu_ms_per_request"] + receiver.get("broker_cpu_ms_per_request", 0.0)
+    receiver_ms = receiver["server_cpu_ms_per_request"] + receiver["broker_cpu_ms_per_request"]
     paced = figures["raw_publisher_at_receiver_rate"]
     paced_floor_ms = (bare["server_cpu_ms_per_request"] + paced["publisher_cpu_ms_per_message"]
                       + paced["broker_cpu_ms_per_message"])
