@@ -253,6 +253,11 @@ def run():
         "X-WC-Webhook-Source": "https://shop.example/",
         "X-WC-Webhook-Signature": compute_signature(body, SECRET),
         "X-WC-Webhook-ID": "1",
+        # As a shop sends every delivery (../shared/woocommerce.md, "Seen on a real shop"): one
+        # connection each, so every server here pays a connection's accept and close per request,
+        # the bare endpoint too (with keep-alive it alone was spared them: the receiver closes
+        # after each answer, as WooCommerce asks).
+        "Connection": "close",
     }
     broker = broker_pid()
     figures = {}
