@@ -1,10 +1,13 @@
 """gunicorn settings for `exsync webhook`, taken from exsync's configuration."""
 
+import os
+import shutil
 from typing import Any
 
 from exsync.config import WEBHOOK_PROBE_CONNECTIONS, load_settings
 from exsync.logs import gunicorn_logconfig
 from exsync.redact import secrets_of
+from exsync.webhooks.serve import TEMPORARY_METRICS_DIR_VARIABLE
 
 _settings = load_settings()
 
@@ -40,3 +43,10 @@ def child_exit(server: Any, worker: Any) -> None:
     from prometheus_client import multiprocess
 
     multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server: Any) -> None:
+    # A metrics directory `exsync webhook` made for this run alone: every worker has gone with it.
+    made = os.environ.get(TEMPORARY_METRICS_DIR_VARIABLE)
+    if made and made == os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        shutil.rmtree(made, ignore_errors=True)

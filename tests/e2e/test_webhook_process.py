@@ -124,3 +124,14 @@ def test_a_broker_outage_gives_503_then_deliveries_are_stored_again(amqp_url, tm
     finally:
         proxy.cut()
     assert queue_depth(amqp_url, "orders.import") == 5
+
+
+def test_a_metrics_directory_made_for_the_run_is_removed_when_it_stops(amqp_url, tmp_path):
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    # No PROMETHEUS_MULTIPROC_DIR: `exsync webhook` makes one in the temporary directory.
+    with running_webhook(amqp_url, tmp_path, PROMETHEUS_MULTIPROC_DIR="", TMPDIR=str(temporary)) as base_url:
+        assert requests.get(f"{base_url}/healthz", timeout=10).status_code == 200
+        made = list(temporary.glob("exsync-metrics-*"))
+        assert len(made) == 1 and made[0].is_dir()
+    assert not made[0].exists()
