@@ -81,9 +81,9 @@ class _Answer:
             raise self._error
 
 
-# What submit() queues for the I/O thread: exchange, routing key, body, properties, future.
+# What submit() queues for the I/O thread: exchange, routing key, body, properties, answer.
 _Outgoing = tuple[str, str, bytes, pika.BasicProperties, _Answer]
-# What waits for its confirm, by delivery tag: message id, exchange, future, sent at (time.monotonic()).
+# What waits for its confirm, by delivery tag: message id, exchange, answer, sent at (time.monotonic()).
 _Sent = tuple[str, str, _Answer, float]
 
 
