@@ -1,6 +1,6 @@
 """The receiver against a bare gunicorn+Flask endpoint: same workers, same load, one run.
 
-Keys: webhook_throughput_ratio (receiver requests/s ÷ bare requests/s at saturation, goal >= 0.5),
+Keys: webhook_throughput_ratio (receiver requests/s ÷ bare requests/s at saturation, information),
 webhook_p99_added_seconds (at saturation, goal <= 10 ms), webhook_paced_p99_added_seconds (the same
 at one paced rate both servers can sustain: at saturation each p99 is mostly its own queueing; the
 median of PACED_RUNS runs, goal <= 10 ms in at least PACED_RUNS_GOAL of them, the count recorded) and
