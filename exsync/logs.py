@@ -17,8 +17,8 @@ from pythonjsonlogger.json import JsonFormatter
 
 from exsync.redact import RedactingFilter
 
-__all__ = ["FIELDS", "LOG_FORMATS", "AccessLogFields", "configure_logging", "gunicorn_logconfig", "log_format",
-           "make_formatter"]
+__all__ = ["FIELDS", "LOG_FORMATS", "AccessLogFields", "configure_logging", "gunicorn_logconfig", "lean_log_records",
+           "log_format", "make_formatter"]
 
 LOG_FORMATS = ("json", "text")
 # The fields exsync's log calls pass in `extra=`: what ties a line to an event, a delivery, an
@@ -59,12 +59,16 @@ def make_formatter(kind: str | None = None) -> logging.Formatter:
     return _TextFormatter(TEXT_FORMAT)
 
 
-def _lean_records() -> None:
+def lean_log_records() -> None:
     """Stops logging from looking up, for every record, what no exsync format prints: the calling
     frame (a walk up the stack), the thread (under gevent a new greenlet's first record makes a
     dummy Thread object) and the multiprocessing name. The switches are logging's own (its HOWTO,
-    "Optimization"); the webhook receiver writes an access-log line per delivery, where this
-    was a fifth of the line's cost. The process id stays: both formats print it."""
+    "Optimization"); the webhook receiver writes an access-log line per delivery, where these
+    were a tenth of the line's cost (py-spy). The process id stays: both formats print it.
+
+    For a process's entry point only: the switches are the whole process's, and a host that prints
+    file and line (pytest's captured-log format does) would print "(unknown file):0".
+    """
     logging._srcfile = None  # documented in the HOWTO, though underscored
     logging.logThreads = False
     logging.logMultiprocessing = False
@@ -82,7 +86,6 @@ def configure_logging(level: str = "INFO", *, kind: str | None = None, stream: I
     sits on the handler, so records of every logger (pika's and urllib3's too) pass through it.
     """
     kind = kind or log_format(stream=stream)
-    _lean_records()
     root = logging.getLogger()
     for handler in [h for h in root.handlers if isinstance(h, _ExsyncHandler)]:
         root.removeHandler(handler)
@@ -129,7 +132,6 @@ def gunicorn_logconfig(level: str = "INFO", kind: str | None = None, secrets: It
     """gunicorn's `logconfig_dict`: its error and access logs in exsync's format, on stderr and stdout,
     with `secrets` (and every shape exsync.redact knows) masked."""
     formatter = {"()": "exsync.logs.make_formatter", "kind": kind or log_format()}
-    _lean_records()  # gunicorn imports its config module, which calls this, in the arbiter before forking
     return {
         "version": 1,
         "disable_existing_loggers": False,

@@ -1,5 +1,6 @@
 """Fixtures for the real services: RabbitMQ (a vhost per test) and PostgreSQL via pyodbc."""
 
+import logging
 import os
 import shutil
 import subprocess
@@ -67,6 +68,15 @@ def _broker_answers(url):
     except Exception:  # any failure to connect means the same here: not this broker
         return False
     return True
+
+
+@pytest.fixture(autouse=True)
+def _logging_switches_restored():
+    """exsync.cli.main (called in-process by some tests) turns off logging's caller and thread
+    lookups for its process; pytest's captured-log lines print file and line, so they come back."""
+    saved = logging._srcfile, logging.logThreads, logging.logMultiprocessing
+    yield
+    logging._srcfile, logging.logThreads, logging.logMultiprocessing = saved
 
 
 @pytest.fixture(scope="session")

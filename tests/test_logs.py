@@ -3,6 +3,7 @@
 import io
 import json
 import logging
+import os
 
 import pytest
 import requests
@@ -11,7 +12,7 @@ from exsync import wiring
 from exsync.bus import declare_topology, new_event
 from exsync.bus.consumer import Message
 from exsync.bus.middleware import LoggingMiddleware
-from exsync.logs import configure_logging, log_format
+from exsync.logs import configure_logging, lean_log_records, log_format
 from tests.e2e.test_webhook_process import SECRET, running_webhook
 from tests.support.woo import delivery_headers, fixture, woo_json
 
@@ -98,3 +99,12 @@ def test_gunicorns_access_log_and_the_receivers_lines_are_json_with_the_delivery
     [refusal] = [r for r in records if r.get("outcome") == "unauthorized"]
     assert refusal["delivery_id"] == "8f14e45fceea167a5a36dedd4bea2543" and refusal["webhook_id"] == "41"
     assert any(r.get("logger") == "gunicorn.error" for r in records), "gunicorn's own lines too"
+
+
+def test_lean_records_leave_every_field_exsync_prints(captured):
+    lean_log_records()
+    logging.getLogger("exsync.test").info("hello", extra={"order_id": "727"})
+    line = lines(captured)[-1]
+    assert line["message"] == "hello" and line["order_id"] == "727" and line["process"] == os.getpid()
+    assert line["level"] == "INFO" and line["logger"] == "exsync.test" and line["time"]
+    assert logging.logThreads is False  # restored after the test by tests/conftest.py

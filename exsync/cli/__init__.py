@@ -9,7 +9,7 @@ import sys
 from exsync.cli.parser import build_parser
 from exsync.config import load_settings
 from exsync.errors import ConfigError, ExsyncError
-from exsync.logs import configure_logging
+from exsync.logs import configure_logging, lean_log_records
 from exsync.redact import redact, secrets_of
 
 __all__ = ["main", "build_parser", "DEFAULT_NEEDS"]
@@ -29,6 +29,7 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         settings = load_settings(read_file=False)
     configure_logging(settings.log_level, secrets=secrets_of(settings))
+    lean_log_records()
     try:
         # What the command talks to must be named: no broker or database is assumed.
         settings.require(*getattr(args, "needs", DEFAULT_NEEDS))
