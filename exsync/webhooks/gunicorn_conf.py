@@ -5,7 +5,7 @@ import shutil
 from typing import Any
 
 from exsync.config import WEBHOOK_PROBE_CONNECTIONS, load_settings
-from exsync.logs import gunicorn_logconfig
+from exsync.logs import gunicorn_logconfig, lean_log_records
 from exsync.redact import secrets_of
 from exsync.webhooks.serve import TEMPORARY_METRICS_DIR_VARIABLE
 
@@ -36,6 +36,8 @@ limit_request_fields = 100
 # gunicorn's own lines and its access log (one line per delivery, with WooCommerce's delivery and
 # webhook ids as fields) in exsync's format: JSON lines in a container, text on a terminal.
 logconfig_dict = gunicorn_logconfig(_settings.log_level, secrets=secrets_of(_settings))
+# Read in the arbiter before it forks: every worker inherits the switches.
+lean_log_records()
 
 
 # gunicorn's hook, passed its Arbiter and Worker (gunicorn ships no types).
@@ -46,7 +48,12 @@ def child_exit(server: Any, worker: Any) -> None:
 
 
 def on_exit(server: Any) -> None:
-    # A metrics directory `exsync webhook` made for this run alone: every worker has gone with it.
+    # A metrics directory `exsync webhook` made for this run alone goes with its last arbiter. After
+    # a USR2 upgrade two arbiters share it (the new one inherits the environment): while the other
+    # still runs (reexec_pid: the new one, master_pid: the old one), it is left to that one.
+    # An arbiter that never halts (killed, or refused its port at start) leaves it behind.
     made = os.environ.get(TEMPORARY_METRICS_DIR_VARIABLE)
+    if server.reexec_pid or server.master_pid:
+        return
     if made and made == os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         shutil.rmtree(made, ignore_errors=True)

@@ -27,7 +27,9 @@ def run_gunicorn(settings: Settings) -> NoReturn:
     # Files left by an earlier run would be summed into this one's counters.
     shutil.rmtree(metrics_dir, ignore_errors=True)
     os.makedirs(metrics_dir, exist_ok=True)
-    environment = child_environment(PROMETHEUS_MULTIPROC_DIR=metrics_dir,
-                                    **({TEMPORARY_METRICS_DIR_VARIABLE: metrics_dir} if temporary else {}))
+    environment = child_environment(PROMETHEUS_MULTIPROC_DIR=metrics_dir)
+    environment.pop(TEMPORARY_METRICS_DIR_VARIABLE, None)  # inherited from another run: not this one's
+    if temporary:
+        environment[TEMPORARY_METRICS_DIR_VARIABLE] = metrics_dir
     command = gunicorn_command()
     os.execvpe(command[0], command, environment)

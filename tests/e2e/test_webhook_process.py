@@ -126,7 +126,8 @@ def test_a_broker_outage_gives_503_then_deliveries_are_stored_again(amqp_url, tm
     assert queue_depth(amqp_url, "orders.import") == 5
 
 
-def test_a_metrics_directory_made_for_the_run_is_removed_when_it_stops(amqp_url, tmp_path):
+@pytest.mark.slow
+def test_a_metrics_directory_made_for_the_run_is_removed_when_it_stops_and_a_configured_one_kept(amqp_url, tmp_path):
     temporary = tmp_path / "tmp"
     temporary.mkdir()
     # No PROMETHEUS_MULTIPROC_DIR: `exsync webhook` makes one in the temporary directory.
@@ -135,3 +136,9 @@ def test_a_metrics_directory_made_for_the_run_is_removed_when_it_stops(amqp_url,
         made = list(temporary.glob("exsync-metrics-*"))
         assert len(made) == 1 and made[0].is_dir()
     assert not made[0].exists()
+    # A configured one (running_webhook's) is the operator's, even with a stale marker inherited.
+    with running_webhook(amqp_url, tmp_path, TMPDIR=str(temporary),
+                         EXSYNC_TEMPORARY_METRICS_DIR=str(tmp_path / "metrics")) as base_url:
+        assert requests.get(f"{base_url}/healthz", timeout=10).status_code == 200
+    assert (tmp_path / "metrics").is_dir()
+
