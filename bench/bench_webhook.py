@@ -295,9 +295,9 @@ def run():
         raw_confirm = figures["raw_confirm_at_paced_rate"]
     bare, receiver, gthread = figures["bare"], figures["receiver"], figures["receiver_gthread"]
     for name in ("receiver", "receiver_gthread"):
-        errors = figures[name]["non_2xx"] + figures[name]["paced"]["non_2xx"]
+        errors = sum(figures[name][key] + figures[name]["paced"][key] for key in ("non_2xx", "socket_errors"))
         if errors:
-            raise RuntimeError(f"{name} answered {errors} requests with an error")
+            raise RuntimeError(f"{name} answered {errors} requests with an error or a failed connection")
     conditions = {"load_average_1m_at_end": round(os.getloadavg()[0], 2),
                   "workers": WORKERS, "worker_class": "gevent", "worker_connections": WORKER_CONNECTIONS,
                   "connections": CONNECTIONS, "duration_seconds": DURATION_SECONDS, "load_generator": "wrk",

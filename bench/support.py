@@ -239,8 +239,12 @@ def parse_wrk(output):
     p99 = _seconds(re.search(r"^\s+99%\s+(\S+)", output, re.M).group(1))
     errors = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", output)
     total = int(re.search(r"(\d+) requests in", output).group(1))
+    # wrk prints this line only when a connect, read, write or timeout failed: with a connection
+    # per request (Connection: close) a server that cannot keep up shows here, not in non_2xx.
+    sockets = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output)
     return {"requests_per_second": rps, "p50_seconds": p50, "p99_seconds": p99,
-            "non_2xx": int(errors.group(1)) if errors else 0, "requests": total}
+            "non_2xx": int(errors.group(1)) if errors else 0, "requests": total,
+            "socket_errors": sum(int(each) for each in sockets.groups()) if sockets else 0}
 
 
 def python():
