@@ -20,7 +20,6 @@ from typing import Any, Self, TypeGuard
 import pika
 import pika.connection
 import pika.exceptions
-import tenacity
 
 from exsync.bus.connection import DEFAULT_CONNECT_TIMEOUT_SECONDS, connection_parameters
 from exsync.bus.errors import BrokerUnavailable, BusError, MessageUnroutable, PublishNotConfirmed
@@ -367,13 +366,6 @@ class SharedPublisher:
         self._connect_failure: BrokerUnavailable | None = None
         self._connect_failed_at = -math.inf
         self._links_made = 0
-        # One retry on a new connection, as Publisher does: a connection dropped since the last
-        # message (a broker restart, a proxy's idle timeout) is only noticed when a message fails
-        # on it. A broker that is down fails in _current, and that is not retried. The first
-        # attempt is made before tenacity is asked (see publish), so these are the attempts after it.
-        self._retries = tenacity.Retrying(stop=tenacity.stop_after_attempt(PUBLISH_ATTEMPTS - 1),
-                                           retry=tenacity.retry_if_exception_type(_LinkLost),
-                                           before_sleep=self._retrying, wait=tenacity.wait_none(), reraise=True)
 
     def _usable(self, link: _Link | None) -> TypeGuard[_Link]:
         return link is not None and not link.closed.is_set()
@@ -462,32 +454,24 @@ class SharedPublisher:
         body = getattr(event, "encoded", None) or encode_event(event)
         properties = message_properties(event, headers)
         deadline = None if self.publish_timeout_seconds is None else time.monotonic() + self.publish_timeout_seconds
+        # One retry on a new connection, as Publisher does: a connection dropped since the last
+        # message (a broker restart, a proxy's idle timeout) is only noticed when a message fails
+        # on it. A broker that is down fails in _current, and that is not retried. Written out, not
+        # through tenacity as Publisher's is: one more attempt with no wait, and tenacity's state
+        # for a call (a RetryCallState, statistics greenlet-local under gevent) was 4 % of a
+        # webhook delivery's CPU, spent on every message for the rare one sent again.
         with counted_publish(self.metrics, exchange):
-            try:
-                # Tenacity is asked only once a link is lost: its state for a call (a
-                # RetryCallState, statistics kept greenlet-local under gevent) was 4 % of a
-                # webhook delivery's CPU, spent on every message for the rare one retried.
-                first_loss: _LinkLost | None = None
+            for attempt in range(1, PUBLISH_ATTEMPTS + 1):
                 try:
                     self._attempt(exchange, routing_key, body, properties, deadline)
+                    return
                 except _LinkLost as lost:
-                    first_loss = lost
-                if first_loss is not None:
-                    if PUBLISH_ATTEMPTS < 2:
-                        raise first_loss
-                    # Outside the handler above: the second attempt's error is not chained to the first.
-                    self._retrying_after(exchange, first_loss)
-                    self._retries(self._attempt, exchange, routing_key, body, properties, deadline)
-            except _LinkLost as lost:
-                raise lost.error from lost.error.__cause__
-
-    def _retrying_after(self, exchange: str, error: BaseException | None) -> None:
-        self.metrics.inc("bus_publish_retries", exchange=exchange or "default")
-        log.warning("publish failed (%s); reconnecting once", error)
-
-    def _retrying(self, retry_state: tenacity.RetryCallState) -> None:
-        error = retry_state.outcome.exception() if retry_state.outcome is not None else None
-        self._retrying_after(retry_state.args[0], error)
+                    if attempt == PUBLISH_ATTEMPTS:
+                        raise lost.error from lost.error.__cause__
+                    loss = lost
+                # Outside the handler: the next attempt's error is not chained to this one.
+                self.metrics.inc("bus_publish_retries", exchange=exchange or "default")
+                log.warning("publish failed (%s); reconnecting once", loss)
 
     def _attempt(self, exchange: str, routing_key: str, body: bytes, properties: pika.BasicProperties,
                  deadline: float | None) -> None:
